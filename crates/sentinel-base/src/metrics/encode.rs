@@ -1,0 +1,157 @@
+//! Encoders for the two exposition formats Prometheus negotiates: the classic text
+//! format 0.0.4 and OpenMetrics 1.0. Both are validated in tests by `promtool check
+//! metrics` and by Prometheus's own parsers through a real scrape.
+
+use super::{MetricFamily, MetricType, Sample};
+use std::fmt::Write;
+
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Formats a sample value like Go's `strconv.FormatFloat(v, 'g', -1, 64)` closely enough
+/// for every Prometheus parser: integers without a fraction, `+Inf`, `-Inf`, `NaN`.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else if v.abs() >= 1e15 || (v != 0.0 && v.abs() < 1e-6) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn escape_help(out: &mut String, v: &str, openmetrics: bool) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if openmetrics => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_sample(out: &mut String, name: &str, s: &Sample) {
+    out.push_str(name);
+    out.push_str(s.suffix.as_str());
+    if !s.labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in s.labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label_value(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    out.push_str(&format_value(s.value));
+    out.push('\n');
+}
+
+/// Classic Prometheus text format (version 0.0.4).
+pub fn encode_text(families: &[MetricFamily], out: &mut String) {
+    for f in families {
+        if f.samples.is_empty() {
+            continue;
+        }
+        out.push_str("# HELP ");
+        out.push_str(&f.name);
+        out.push(' ');
+        escape_help(out, &f.help, false);
+        out.push('\n');
+        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
+        for s in &f.samples {
+            write_sample(out, &f.name, s);
+        }
+    }
+}
+
+/// OpenMetrics 1.0 text format. Counter metadata uses the name without `_total`, and
+/// the body ends with `# EOF`.
+pub fn encode_openmetrics(families: &[MetricFamily], out: &mut String) {
+    for f in families {
+        if f.samples.is_empty() {
+            continue;
+        }
+        let meta_name = match f.kind {
+            MetricType::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name),
+            _ => &f.name,
+        };
+        let kind = match f.kind {
+            MetricType::Untyped => "unknown",
+            k => k.as_str(),
+        };
+        let _ = writeln!(out, "# TYPE {meta_name} {kind}");
+        out.push_str("# HELP ");
+        out.push_str(meta_name);
+        out.push(' ');
+        escape_help(out, &f.help, true);
+        out.push('\n');
+        for s in &f.samples {
+            write_sample(out, &f.name, s);
+        }
+    }
+    out.push_str("# EOF\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_format_like_go() {
+        assert_eq!(format_value(1.0), "1");
+        assert_eq!(format_value(0.25), "0.25");
+        assert_eq!(format_value(f64::INFINITY), "+Inf");
+        assert_eq!(format_value(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(format_value(f64::NAN), "NaN");
+        assert_eq!(format_value(1.5e20), "1.5e20");
+        assert_eq!(format_value(2e-9), "2e-9");
+        for v in [1.5e20, 2e-9, 0.1, 123456.789, -3.0] {
+            assert_eq!(format_value(v).parse::<f64>().unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn escapes_label_values_and_help() {
+        let f = MetricFamily::counter("a_total", "line\\one\ntwo \"q\"")
+            .with(&[("l", "x\"y\\z\nw")], 3.0);
+        let mut text = String::new();
+        encode_text(std::slice::from_ref(&f), &mut text);
+        assert_eq!(
+            text,
+            "# HELP a_total line\\\\one\\ntwo \"q\"\n# TYPE a_total counter\na_total{l=\"x\\\"y\\\\z\\nw\"} 3\n"
+        );
+        let mut om = String::new();
+        encode_openmetrics(&[f], &mut om);
+        assert!(om.starts_with("# TYPE a counter\n# HELP a line\\\\one\\ntwo \\\"q\\\"\n"));
+        assert!(om.ends_with("a_total{l=\"x\\\"y\\\\z\\nw\"} 3\n# EOF\n"));
+    }
+
+    #[test]
+    fn empty_families_are_skipped() {
+        let mut text = String::new();
+        encode_text(&[MetricFamily::gauge("g", "h")], &mut text);
+        assert_eq!(text, "");
+    }
+}

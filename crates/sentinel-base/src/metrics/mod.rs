@@ -1,0 +1,252 @@
+//! The metric data model shared by every stage: collectors produce [`MetricFamily`]s,
+//! the exposition layer merges and encodes them, the rule engine reads their samples.
+//!
+//! We keep our own small model rather than a client library's because the same samples
+//! feed both `/metrics` and the rule store, and collectors build fresh families each run
+//! (node_exporter's "const metrics" style) instead of mutating long-lived ones.
+
+pub mod encode;
+pub mod exposition;
+pub mod registry;
+
+use std::fmt;
+
+/// The Prometheus metric type of a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    Untyped,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Untyped => "untyped",
+        }
+    }
+}
+
+/// Which series of a family a sample belongs to; histograms expose three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Suffix {
+    None,
+    Bucket,
+    Sum,
+    Count,
+}
+
+impl Suffix {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suffix::None => "",
+            Suffix::Bucket => "_bucket",
+            Suffix::Sum => "_sum",
+            Suffix::Count => "_count",
+        }
+    }
+}
+
+/// Label pairs in the order they were given. Names are Prometheus label names;
+/// values are arbitrary UTF-8 (escaped when encoded).
+pub type Labels = Vec<(String, String)>;
+
+/// One sample of a family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub suffix: Suffix,
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// A metric family: name, help, type and its samples. Counter names end in `_total`
+/// (the OpenMetrics encoder strips it for the metadata lines).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFamily {
+    pub name: String,
+    pub help: String,
+    pub kind: MetricType,
+    pub samples: Vec<Sample>,
+}
+
+/// Turns anything label-like into owned [`Labels`].
+pub fn labels<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+        .collect()
+}
+
+impl MetricFamily {
+    pub fn new(name: impl Into<String>, help: impl Into<String>, kind: MetricType) -> Self {
+        let name = name.into();
+        debug_assert!(
+            kind != MetricType::Counter || name.ends_with("_total"),
+            "counter {name} must end in _total"
+        );
+        MetricFamily {
+            name,
+            help: help.into(),
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    pub fn gauge(name: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::new(name, help, MetricType::Gauge)
+    }
+
+    pub fn counter(name: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::new(name, help, MetricType::Counter)
+    }
+
+    pub fn histogram(name: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::new(name, help, MetricType::Histogram)
+    }
+
+    /// Adds one plain sample (gauge, counter or untyped).
+    pub fn push<K: AsRef<str>, V: AsRef<str>>(&mut self, labels: &[(K, V)], value: f64) {
+        self.samples.push(Sample {
+            suffix: Suffix::None,
+            labels: self::labels(labels),
+            value,
+        });
+    }
+
+    /// Adds one plain sample with owned labels.
+    pub fn push_owned(&mut self, labels: Labels, value: f64) {
+        self.samples.push(Sample {
+            suffix: Suffix::None,
+            labels,
+            value,
+        });
+    }
+
+    /// Builder form of [`push`](Self::push).
+    pub fn with<K: AsRef<str>, V: AsRef<str>>(mut self, labels: &[(K, V)], value: f64) -> Self {
+        self.push(labels, value);
+        self
+    }
+
+    /// Adds the `_bucket`/`_sum`/`_count` series of one histogram.
+    pub fn push_histogram(&mut self, labels: Labels, h: &HistogramSnapshot) {
+        for (bound, cumulative) in h.bounds.iter().zip(h.cumulative_counts()) {
+            let mut l = labels.clone();
+            l.push(("le".to_string(), format_le(*bound)));
+            self.samples.push(Sample {
+                suffix: Suffix::Bucket,
+                labels: l,
+                value: cumulative as f64,
+            });
+        }
+        let mut inf = labels.clone();
+        inf.push(("le".to_string(), "+Inf".to_string()));
+        self.samples.push(Sample {
+            suffix: Suffix::Bucket,
+            labels: inf,
+            value: h.count as f64,
+        });
+        self.samples.push(Sample {
+            suffix: Suffix::Sum,
+            labels: labels.clone(),
+            value: h.sum,
+        });
+        self.samples.push(Sample {
+            suffix: Suffix::Count,
+            labels,
+            value: h.count as f64,
+        });
+    }
+
+    /// Number of distinct series (histograms count each `le` bucket, as Prometheus does).
+    pub fn series_count(&self) -> usize {
+        self.samples.len()
+    }
+}
+
+/// Formats a bucket bound the way Prometheus client libraries do (`0.005`, `1`, `+Inf`).
+pub fn format_le(bound: f64) -> String {
+    encode::format_value(bound)
+}
+
+/// Default latency buckets (seconds), the Prometheus client default set.
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A histogram's state: per-bucket (non-cumulative) counts, sum and count.
+/// Collectors and self metrics keep one of these per label set and snapshot it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Upper bounds, ascending, without `+Inf`.
+    pub bounds: Vec<f64>,
+    /// Observations per bucket (not cumulative); the last slot counts those above every bound.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl HistogramSnapshot {
+    pub fn new(bounds: &[f64]) -> Self {
+        HistogramSnapshot {
+            bounds: bounds.to_vec(),
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        // NaN is counted (as Prometheus clients do) in +Inf only, and poisons the sum.
+        let idx = self.bounds.partition_point(|b| *b < v);
+        self.counts[idx] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+
+    pub fn cumulative_counts(&self) -> impl Iterator<Item = u64> + '_ {
+        self.counts[..self.bounds.len()]
+            .iter()
+            .scan(0u64, |acc, c| {
+                *acc += c;
+                Some(*acc)
+            })
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inclusive() {
+        let mut h = HistogramSnapshot::new(&[0.1, 1.0]);
+        for v in [0.05, 0.1, 0.5, 3.0] {
+            h.observe(v);
+        }
+        // le is inclusive: 0.1 falls in the 0.1 bucket.
+        assert_eq!(h.cumulative_counts().collect::<Vec<_>>(), vec![2, 3]);
+        let mut f = MetricFamily::histogram("x_seconds", "x");
+        f.push_histogram(vec![], &h);
+        let buckets: Vec<_> = f
+            .samples
+            .iter()
+            .filter(|s| s.suffix == Suffix::Bucket)
+            .map(|s| (s.labels[0].1.clone(), s.value))
+            .collect();
+        assert_eq!(
+            buckets,
+            vec![("0.1".into(), 2.0), ("1".into(), 3.0), ("+Inf".into(), 4.0)]
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! Command-line interface: every flag and subcommand is declared here, in one place.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "comfy-sentinel",
+    version,
+    about = "Prometheus exporter and alerting sidecar for GPU generative-workflow servers (ComfyUI)",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Configuration file (YAML). Without it the embedded default config is used.
+    #[arg(long, short = 'c', global = true, env = "COMFY_SENTINEL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address to listen on, overriding `listen` in the config (run only).
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub listen: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the sidecar (the default).
+    Run,
+    /// Validate the configuration and exit: 0 valid, 2 invalid.
+    Check {
+        /// Print the effective configuration, secrets redacted.
+        #[arg(long)]
+        print: bool,
+    },
+    /// Print the version and exit.
+    Version,
+    /// Probe a running sidecar's /healthz (for container health checks; no shell needed).
+    Healthcheck {
+        /// URL to probe; defaults to /healthz on the configured listen port on loopback.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+/// Process exit codes.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const RUNTIME: i32 = 1;
+    pub const INVALID_CONFIG: i32 = 2;
+}

@@ -1,0 +1,350 @@
+//! Collectors and the framework that runs them. Each collector is one module behind the
+//! [`Collector`] trait; [`build`] is the only place that names them all. The framework,
+//! not the collector, times each run, enforces its timeout, records
+//! `sentinel_collector_success` / `_duration_seconds`, and hands the families to the
+//! exposition. One slow or failing collector never delays another: each has its own task.
+
+pub mod gpu;
+pub mod process;
+pub mod system;
+
+use crate::config::Config;
+use crate::metrics::exposition::Exposition;
+use crate::metrics::registry::{GaugeVec, Registry};
+use crate::metrics::MetricFamily;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::task::JoinHandle;
+
+/// Why a run produced no families.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// Nothing to report here (no GPU, no PSI in this kernel): not a failure.
+    #[error("no data: {0}")]
+    NoData(String),
+    /// The run failed; the collector's families are withdrawn until it succeeds again.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// One source of metrics, collected on its own schedule.
+#[async_trait::async_trait]
+pub trait Collector: Send + Sync + 'static {
+    /// Stable name, used as the `collector` label.
+    fn name(&self) -> &'static str;
+    /// One collection. Blocking work (file reads, FFI) belongs in `spawn_blocking`.
+    async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError>;
+}
+
+/// A collector together with its schedule.
+pub struct CollectorSpec {
+    pub collector: Arc<dyn Collector>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// The config section it was built from; a reload restarts it only if this changed.
+    pub fingerprint: String,
+}
+
+impl CollectorSpec {
+    pub fn new<C: Collector, S: Serialize>(
+        collector: C,
+        section: &S,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Self {
+        CollectorSpec {
+            collector: Arc::new(collector),
+            interval,
+            timeout,
+            fingerprint: serde_json::to_string(section).unwrap_or_default(),
+        }
+    }
+}
+
+/// What collectors may need from the rest of the sidecar when built.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub registry: Registry,
+    pub data_dir: PathBuf,
+}
+
+/// `true`, `false` or `auto` (on when the hardware or library is there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Toggle {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+impl Serialize for Toggle {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Toggle::Auto => s.serialize_str("auto"),
+            Toggle::On => s.serialize_bool(true),
+            Toggle::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Toggle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            B(bool),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::B(true) => Ok(Toggle::On),
+            Raw::B(false) => Ok(Toggle::Off),
+            Raw::S(s) if s == "auto" => Ok(Toggle::Auto),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "expected true, false or \"auto\", got {s:?}"
+            ))),
+        }
+    }
+}
+
+/// The `collectors:` section.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorsConfig {
+    pub system: system::SystemConfig,
+    pub gpu: gpu::GpuConfig,
+}
+
+impl CollectorsConfig {
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        self.system
+            .validate()
+            .map_err(|(p, m)| (format!("collectors.system.{p}"), m))?;
+        self.gpu
+            .validate()
+            .map_err(|(p, m)| (format!("collectors.gpu.{p}"), m))?;
+        Ok(())
+    }
+}
+
+/// Checks an interval/timeout pair; shared by every collector's `validate`.
+pub fn validate_schedule(interval: Duration, timeout: Duration) -> Result<(), (String, String)> {
+    if interval < Duration::from_millis(100) {
+        return Err(("interval".into(), "must be at least 100ms".into()));
+    }
+    if timeout.is_zero() || timeout > interval {
+        return Err((
+            "timeout".into(),
+            format!(
+                "must be more than 0s and at most the interval ({})",
+                crate::config::format_duration(interval)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The one list of collectors: builds every enabled one from the config.
+pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
+    let mut out = Vec::new();
+    let c = &cfg.collectors;
+    if c.system.enabled {
+        out.push(CollectorSpec::new(
+            system::SystemCollector::new(&c.system),
+            &c.system,
+            c.system.interval.get(),
+            c.system.timeout.get(),
+        ));
+    }
+    if let Some(gpu) = gpu::GpuCollector::from_config(&c.gpu, ctx) {
+        out.push(CollectorSpec::new(
+            gpu,
+            &c.gpu,
+            c.gpu.interval.get(),
+            c.gpu.timeout.get(),
+        ));
+    }
+    out
+}
+
+/// The last outcome of one collector, for `/readyz` and the status page.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CollectorStatus {
+    pub runs: u64,
+    pub last_run: Option<SystemTime>,
+    pub last_duration_seconds: f64,
+    pub success: bool,
+    pub last_error: Option<String>,
+    pub interval_seconds: f64,
+}
+
+/// Runs collectors, each in its own task, and applies config changes.
+pub struct Runner {
+    exposition: Arc<Exposition>,
+    status: Arc<Mutex<BTreeMap<&'static str, CollectorStatus>>>,
+    duration: Arc<GaugeVec>,
+    success: Arc<GaugeVec>,
+    tasks: Mutex<BTreeMap<&'static str, (String, JoinHandle<()>)>>,
+}
+
+impl Runner {
+    pub fn new(exposition: Arc<Exposition>) -> Arc<Self> {
+        let r = exposition.registry();
+        let duration = r.gauge_vec(
+            "sentinel_collector_duration_seconds",
+            "Duration of the collector's last run.",
+            &["collector"],
+        );
+        let success = r.gauge_vec(
+            "sentinel_collector_success",
+            "Whether the collector's last run succeeded (1) or failed (0).",
+            &["collector"],
+        );
+        Arc::new(Runner {
+            exposition,
+            status: Arc::new(Mutex::new(BTreeMap::new())),
+            duration,
+            success,
+            tasks: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// Starts new or changed collectors and stops removed or changed ones; unchanged
+    /// ones keep running with their state.
+    pub fn apply(&self, specs: Vec<CollectorSpec>) {
+        let mut tasks = self.tasks.lock();
+        let wanted: Vec<&'static str> = specs.iter().map(|s| s.collector.name()).collect();
+        let gone: Vec<&'static str> = tasks
+            .keys()
+            .filter(|n| !wanted.contains(n))
+            .copied()
+            .collect();
+        for name in gone {
+            if let Some((_, h)) = tasks.remove(name) {
+                h.abort();
+            }
+            self.exposition.clear(name);
+            self.status.lock().remove(name);
+            self.duration.remove(&[name]);
+            self.success.remove(&[name]);
+            tracing::info!(collector = name, "collector stopped");
+        }
+        for spec in specs {
+            let name = spec.collector.name();
+            if let Some((fp, _)) = tasks.get(name) {
+                if *fp == spec.fingerprint {
+                    continue;
+                }
+            }
+            if let Some((_, h)) = tasks.remove(name) {
+                h.abort();
+            }
+            let fp = spec.fingerprint.clone();
+            self.status.lock().insert(
+                name,
+                CollectorStatus {
+                    interval_seconds: spec.interval.as_secs_f64(),
+                    ..Default::default()
+                },
+            );
+            let handle = tokio::spawn(run_loop(
+                spec,
+                self.exposition.clone(),
+                self.status.clone(),
+                self.duration.clone(),
+                self.success.clone(),
+            ));
+            tasks.insert(name, (fp, handle));
+            tracing::info!(collector = name, "collector started");
+        }
+    }
+
+    pub fn statuses(&self) -> BTreeMap<&'static str, CollectorStatus> {
+        self.status.lock().clone()
+    }
+
+    /// True once every running collector has finished at least one run.
+    pub fn all_ran_once(&self) -> bool {
+        self.status.lock().values().all(|s| s.runs > 0)
+    }
+
+    pub fn stop_all(&self) {
+        for (_, (_, h)) in std::mem::take(&mut *self.tasks.lock()) {
+            h.abort();
+        }
+    }
+}
+
+async fn run_loop(
+    spec: CollectorSpec,
+    exposition: Arc<Exposition>,
+    status: Arc<Mutex<BTreeMap<&'static str, CollectorStatus>>>,
+    duration: Arc<GaugeVec>,
+    success: Arc<GaugeVec>,
+) {
+    let name = spec.collector.name();
+    let mut ticker = tokio::time::interval(spec.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A run that outlived its timeout keeps its task here; we do not start another
+    // until it ends, so a hung source cannot pile up tasks or blocked threads.
+    let mut straggler: Option<JoinHandle<Result<Vec<MetricFamily>, CollectError>>> = None;
+    let mut last_logged_error: Option<String> = None;
+    loop {
+        ticker.tick().await;
+        let started = Instant::now();
+        let outcome: Result<Option<Vec<MetricFamily>>, String> = match straggler.take() {
+            Some(h) if !h.is_finished() => {
+                straggler = Some(h);
+                Err("previous run still in progress".to_string())
+            }
+            _ => {
+                let c = spec.collector.clone();
+                let mut handle = tokio::spawn(async move { c.collect().await });
+                match tokio::time::timeout(spec.timeout, &mut handle).await {
+                    Ok(Ok(Ok(families))) => Ok(Some(families)),
+                    Ok(Ok(Err(CollectError::NoData(why)))) => {
+                        tracing::debug!(collector = name, %why, "no data");
+                        Ok(None)
+                    }
+                    Ok(Ok(Err(CollectError::Failed(e)))) => Err(format!("{e:#}")),
+                    Ok(Err(join)) => Err(format!("collector panicked: {join}")),
+                    Err(_) => {
+                        handle.abort();
+                        straggler = Some(handle);
+                        Err(format!("timed out after {:?}", spec.timeout))
+                    }
+                }
+            }
+        };
+        let elapsed = started.elapsed().as_secs_f64();
+        let ok = outcome.is_ok();
+        match outcome {
+            Ok(Some(families)) => exposition.set(name, families),
+            Ok(None) => exposition.clear(name),
+            Err(ref e) => {
+                exposition.clear(name);
+                // Log a failure once when it starts or changes, not on every run.
+                if last_logged_error.as_deref() != Some(e) {
+                    tracing::warn!(collector = name, error = %e, "collector failed");
+                    last_logged_error = Some(e.clone());
+                }
+            }
+        }
+        if ok && last_logged_error.take().is_some() {
+            tracing::info!(collector = name, "collector recovered");
+        }
+        duration.set(&[name], elapsed);
+        success.set(&[name], if ok { 1.0 } else { 0.0 });
+        if let Some(s) = status.lock().get_mut(name) {
+            s.runs += 1;
+            s.last_run = Some(SystemTime::now());
+            s.last_duration_seconds = elapsed;
+            s.success = ok;
+            s.last_error = last_logged_error.clone();
+        }
+        exposition.refresh();
+    }
+}

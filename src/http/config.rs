@@ -1,0 +1,107 @@
+//! `web:` — TLS and authentication for every endpoint.
+
+use crate::config::{either_secret, Secret, SecretFile, SecretString};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve HTTPS with this certificate and key (PEM).
+    pub tls: Option<TlsConfig>,
+    /// Require HTTP basic auth on every endpoint.
+    pub basic_auth: Option<BasicAuthConfig>,
+    /// Require `Authorization: Bearer <token>` on every endpoint (accepted alongside
+    /// basic auth when both are set).
+    pub bearer_token: Option<SecretString>,
+    pub bearer_token_file: Option<SecretFile>,
+    /// Largest request head (request line and headers) accepted; larger gets 431.
+    pub max_header_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub password_file: Option<SecretFile>,
+}
+
+/// Credentials resolved from the config.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub basic: Option<(String, Secret)>,
+    pub bearer: Option<Secret>,
+}
+
+impl Credentials {
+    pub fn required(&self) -> bool {
+        self.basic.is_some() || self.bearer.is_some()
+    }
+}
+
+impl WebConfig {
+    pub fn max_header_bytes(&self) -> usize {
+        if self.max_header_bytes == 0 {
+            16 * 1024
+        } else {
+            self.max_header_bytes
+        }
+    }
+
+    pub fn credentials(&self) -> Credentials {
+        let basic = self.basic_auth.as_ref().and_then(|b| {
+            either_secret(&b.password, &b.password_file)
+                .ok()
+                .flatten()
+                .map(|p| (b.username.clone(), p))
+        });
+        let bearer = either_secret(&self.bearer_token, &self.bearer_token_file)
+            .ok()
+            .flatten();
+        Credentials { basic, bearer }
+    }
+
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(b) = &self.basic_auth {
+            match either_secret(&b.password, &b.password_file) {
+                Err(m) => return Err(("web.basic_auth.password".into(), m.into())),
+                Ok(None) => {
+                    return Err((
+                        "web.basic_auth".into(),
+                        "basic_auth needs password or password_file".into(),
+                    ))
+                }
+                Ok(Some(_)) => {}
+            }
+            if b.username.is_empty() || b.username.contains(':') {
+                return Err((
+                    "web.basic_auth.username".into(),
+                    "username must be non-empty and contain no ':'".into(),
+                ));
+            }
+        }
+        if let Err(m) = either_secret(&self.bearer_token, &self.bearer_token_file) {
+            return Err(("web.bearer_token".into(), m.into()));
+        }
+        if self.max_header_bytes != 0 && self.max_header_bytes < 8192 {
+            return Err((
+                "web.max_header_bytes".into(),
+                "must be at least 8192 (or 0 for the default 16384)".into(),
+            ));
+        }
+        if let Some(t) = &self.tls {
+            super::tls::load_server_config(t).map_err(|e| ("web.tls".to_string(), e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,213 @@
+//! Wiring only: parse arguments and config, start the parts, serve, map errors to exit
+//! codes (0 ok, 1 runtime failure, 2 invalid config).
+
+use clap::Parser;
+use comfy_sentinel::app::App;
+use comfy_sentinel::cli::{exit, Cli, Command};
+use comfy_sentinel::config::{self, Config, LogFormat};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::Version) => {
+            println!("comfy-sentinel {}", env!("CARGO_PKG_VERSION"));
+            exit::OK
+        }
+        Some(Command::Check { print }) => check(&cli, print),
+        Some(Command::Healthcheck { ref url }) => healthcheck(&cli, url.clone()),
+        Some(Command::Run) | None => run(&cli),
+    };
+    std::process::exit(code);
+}
+
+fn load(cli: &Cli) -> Result<(Config, config::ConfigSource), i32> {
+    match config::load(cli.config.as_deref()) {
+        Ok((mut c, source)) => {
+            if let Some(l) = &cli.listen {
+                if l.parse::<std::net::SocketAddr>().is_err() {
+                    eprintln!("error: --listen {l:?} is not a valid host:port address");
+                    return Err(exit::INVALID_CONFIG);
+                }
+                c.listen = l.clone();
+            }
+            Ok((c, source))
+        }
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            Err(exit::INVALID_CONFIG)
+        }
+    }
+}
+
+fn check(cli: &Cli, print: bool) -> i32 {
+    match load(cli) {
+        Ok((c, source)) => {
+            if print {
+                print!("{}", config::render_redacted(&c));
+            }
+            eprintln!("{}: configuration is valid", source.display_name());
+            exit::OK
+        }
+        Err(code) => code,
+    }
+}
+
+fn init_logging(c: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&c.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match c.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    // Two workers: the sidecar must stay light beside a GPU server.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .thread_name("sentinel")
+        .enable_all()
+        .build()
+}
+
+fn run(cli: &Cli) -> i32 {
+    let (cfg, source) = match load(cli) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    init_logging(&cfg);
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return exit::RUNTIME;
+        }
+    };
+    match rt.block_on(serve(cfg, source)) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "fatal");
+            exit::RUNTIME
+        }
+    }
+}
+
+async fn serve(cfg: Config, source: config::ConfigSource) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if let Err(e) = std::fs::create_dir_all(&cfg.data_dir) {
+        tracing::warn!(data_dir = %cfg.data_dir.display(), error = %e, "cannot create data dir; durable state is off");
+    }
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let web = cfg.web.clone();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %addr,
+        config = %source.display_name(),
+        tls = web.tls.is_some(),
+        "comfy-sentinel starting"
+    );
+    let app = App::start(cfg, source);
+    let shutdown = CancellationToken::new();
+    spawn_signal_handlers(app.clone(), shutdown.clone())?;
+    spawn_refresher(app.clone(), shutdown.clone());
+    let router = comfy_sentinel::http::router(app.clone());
+    comfy_sentinel::http::serve(listener, router, &web, shutdown.clone()).await?;
+    app.runner.stop_all();
+    tracing::info!("comfy-sentinel stopped");
+    Ok(())
+}
+
+/// Re-encodes `/metrics` when the sidecar's own metrics changed (collectors refresh
+/// it themselves after each run).
+fn spawn_refresher(app: Arc<App>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(Duration::from_secs(1));
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = t.tick() => { app.exposition.refresh(); }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    });
+}
+
+fn spawn_signal_handlers(app: Arc<App>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading config");
+            let _ = app.reload().await;
+        }
+    });
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+fn healthcheck(cli: &Cli, url: Option<String>) -> i32 {
+    let url = url.unwrap_or_else(|| {
+        let listen = cli
+            .listen
+            .clone()
+            .or_else(|| {
+                config::load(cli.config.as_deref())
+                    .ok()
+                    .map(|(c, _)| c.listen)
+            })
+            .unwrap_or_else(|| "0.0.0.0:9188".to_string());
+        let port = listen.rsplit(':').next().unwrap_or("9188");
+        format!("http://127.0.0.1:{port}/healthz")
+    });
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(_) => return exit::RUNTIME,
+    };
+    rt.block_on(async {
+        // Loopback probe of our own server: a self-signed certificate is expected.
+        let client = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .danger_accept_invalid_certs(true)
+            .build()
+        {
+            Ok(c) => c,
+            Err(_) => return exit::RUNTIME,
+        };
+        match client.get(&url).send().await {
+            // 401 still proves the server is alive; the probe carries no credentials.
+            Ok(r) if r.status().is_success() || r.status() == reqwest::StatusCode::UNAUTHORIZED => {
+                exit::OK
+            }
+            Ok(r) => {
+                eprintln!("unhealthy: {url} answered {}", r.status());
+                exit::RUNTIME
+            }
+            Err(e) => {
+                eprintln!("unhealthy: {url}: {e}");
+                exit::RUNTIME
+            }
+        }
+    })
+}
