@@ -2,5 +2,6 @@
 //! registry of the sidecar's own metrics, and config value types (durations, secrets,
 //! YAML source locations). Every other crate of the workspace builds on this one.
 
+pub mod alert;
 pub mod config;
 pub mod metrics;

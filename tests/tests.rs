@@ -1,0 +1,5 @@
+//! The integration test binary: one module per area, all sharing `util`.
+
+mod util;
+
+mod foundation;
