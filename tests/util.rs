@@ -156,13 +156,16 @@ impl Drop for Sentinel {
     }
 }
 
+/// Status, lower-cased headers, body.
+pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// A minimal blocking HTTP/1.1 client for tests: returns (status, headers, body).
 pub fn http_request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> std::io::Result<HttpResponse> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http:// url");
     let (hostport, path) = match rest.find('/') {
@@ -207,10 +210,7 @@ pub fn http_request(
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
-            break;
-        };
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
         let size = usize::from_str_radix(
             String::from_utf8_lossy(&b[..eol])
                 .split(';')
@@ -229,10 +229,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn http_get(
-    url: &str,
-    headers: &[(&str, &str)],
-) -> std::io::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+pub fn http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
     http_request("GET", url, headers, b"")
 }
 
