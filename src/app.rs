@@ -18,6 +18,7 @@ pub struct App {
     pub registry: Registry,
     pub exposition: Arc<Exposition>,
     pub runner: Arc<Runner>,
+    outputs: collect::OutputQueue,
     credentials: ArcSwap<Credentials>,
     reload_ok: Arc<GaugeVec>,
     reload_time: Arc<GaugeVec>,
@@ -70,6 +71,7 @@ impl App {
             registry,
             exposition,
             runner,
+            outputs: collect::OutputQueue::default(),
             reload_ok,
             reload_time,
             reload_lock: tokio::sync::Mutex::new(()),
@@ -83,6 +85,7 @@ impl App {
         BuildContext {
             registry: self.registry.clone(),
             data_dir: self.config().data_dir.clone(),
+            outputs: self.outputs.clone(),
         }
     }
 

@@ -63,6 +63,13 @@ pub fn fingerprint(labels: &BTreeMap<String, String>) -> u64 {
     h
 }
 
+/// Where the rule engine sends alerts (the notification dispatcher implements it).
+/// Called after every evaluation with the alerts to (re)send, firing and resolved;
+/// must not block.
+pub trait AlertSink: Send + Sync {
+    fn send(&self, alerts: Vec<Alert>);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
