@@ -395,3 +395,99 @@ async fn run_loop(
         exposition.refresh();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::MetricFamily;
+
+    struct Hangs;
+    #[async_trait::async_trait]
+    impl Collector for Hangs {
+        fn name(&self) -> &'static str {
+            "hangs"
+        }
+        async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
+            // Blocks a thread the way a dead NFS statvfs would.
+            tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_secs(3600)))
+                .await
+                .ok();
+            Ok(vec![])
+        }
+    }
+
+    struct Counts(std::sync::atomic::AtomicU64);
+    #[async_trait::async_trait]
+    impl Collector for Counts {
+        fn name(&self) -> &'static str {
+            "counts"
+        }
+        async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(vec![MetricFamily::gauge("runs", "r").with::<&str, &str>(&[], n as f64)])
+        }
+    }
+
+    struct Fails;
+    #[async_trait::async_trait]
+    impl Collector for Fails {
+        fn name(&self) -> &'static str {
+            "fails"
+        }
+        async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
+            Err(CollectError::Failed(anyhow::anyhow!("source down")))
+        }
+    }
+
+    fn spec(c: impl Collector, interval_ms: u64, timeout_ms: u64) -> CollectorSpec {
+        CollectorSpec::new(
+            c,
+            &"t",
+            Duration::from_millis(interval_ms),
+            Duration::from_millis(timeout_ms),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hung_collector_delays_neither_others_nor_the_snapshot() {
+        let exposition = Exposition::new(Registry::new(), 1000);
+        let runner = Runner::new(exposition.clone());
+        runner.apply(vec![
+            spec(Hangs, 100, 50),
+            spec(Counts(Default::default()), 100, 50),
+            spec(Fails, 100, 50),
+        ]);
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let st = runner.statuses();
+        // The healthy collector kept its pace (about 12 runs; any clearly-more-than-one
+        // count proves it was not serialized behind the hung one).
+        assert!(st["counts"].runs >= 4, "{st:?}");
+        assert!(st["counts"].success);
+        assert!(!st["hangs"].success);
+        assert!(st["hangs"].last_error.as_deref().unwrap_or("").contains("timed out"), "{st:?}");
+        assert!(!st["fails"].success);
+        let text = String::from_utf8(exposition.current().text.to_vec()).unwrap();
+        assert!(text.contains("sentinel_collector_success{collector=\"hangs\"} 0"), "{text}");
+        assert!(text.contains("sentinel_collector_success{collector=\"counts\"} 1"), "{text}");
+        assert!(text.contains("sentinel_collector_success{collector=\"fails\"} 0"), "{text}");
+        assert!(text.contains("\nruns "), "{text}");
+        runner.stop_all();
+    }
+
+    #[tokio::test]
+    async fn apply_keeps_unchanged_collectors_running() {
+        let exposition = Exposition::new(Registry::new(), 1000);
+        let runner = Runner::new(exposition.clone());
+        runner.apply(vec![spec(Counts(Default::default()), 100, 50)]);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let before = runner.statuses()["counts"].runs;
+        // Same fingerprint: not restarted, so its run count keeps growing.
+        runner.apply(vec![spec(Counts(Default::default()), 100, 50)]);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(runner.statuses()["counts"].runs > before);
+        // Removed: its status and series go.
+        runner.apply(vec![]);
+        assert!(runner.statuses().is_empty());
+        runner.stop_all();
+    }
+}

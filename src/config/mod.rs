@@ -151,12 +151,18 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let (line, column) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .or_else(|| locate::locate(source, &path).map(|p| (p.line, p.column)))
-            .unwrap_or((1, 1));
         let message = strip_path_prefix(&strip_location(&inner.to_string()), &path);
+        let serde_pos = inner.location().map(|l| (l.line(), l.column()));
+        // serde points at the key; for a bad value, point at the value itself
+        // (an unknown field is best shown at its key).
+        let value_pos = if message.starts_with("unknown field") {
+            None
+        } else {
+            locate::locate(source, &path)
+                .filter(|p| serde_pos.is_none_or(|(l, _)| l == p.line))
+                .map(|p| (p.line, p.column))
+        };
+        let (line, column) = value_pos.or(serde_pos).unwrap_or((1, 1));
         ConfigError {
             file: file.to_string(),
             line,

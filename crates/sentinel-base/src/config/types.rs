@@ -37,6 +37,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
+        if unit.is_empty() {
+            return Err(format!(
+                "invalid duration {s:?}: expected a unit (ms, s, m, h, d, w, y) after {n}"
+            ));
+        }
         let Some(rank) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(format!(
                 "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w, y)"

