@@ -609,7 +609,6 @@ fn exposition_follows_naming_conventions() {
         }
     }
     let text = render(&fams);
-    if std::env::var_os("GPU_DUMP").is_some() { eprintln!("{text}"); }
     let promtool = std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
             .map(|d| d.join("promtool"))
