@@ -90,6 +90,8 @@ pub struct DeviceReading {
     pub ecc: EccReading,
     pub pcie_rx_kilobytes_per_second: Option<u32>,
     pub pcie_tx_kilobytes_per_second: Option<u32>,
+    /// PCIe replays (link-level retransmissions) since the driver was loaded.
+    pub pcie_replays: Option<u32>,
     /// P-state number (0 = maximum performance … 15 = minimum).
     pub performance_state: Option<u32>,
     /// `None` when not asked for or when the device cannot list processes: the

@@ -172,6 +172,7 @@ pub const FAMILIES: &[FamilySpec] = &[
     counter("gpu_ecc_errors_aggregate_total", "ECC errors over the lifetime of the device. Extra label: error_type (corrected, uncorrected)."),
     gauge("gpu_pcie_rx_bytes_per_second", "PCIe receive throughput over the driver's last 20 ms sample."),
     gauge("gpu_pcie_tx_bytes_per_second", "PCIe transmit throughput over the driver's last 20 ms sample."),
+    counter("gpu_pcie_replays_total", "PCIe link-level replays (retransmissions) since the driver was loaded."),
     gauge("gpu_processes", "Processes using the GPU."),
     gauge("gpu_process_memory_used_bytes", "GPU memory used by a process; beyond the per-GPU cap the rest are summed under pid=\"other\". Extra labels: pid, process_name, and mig when MIG is on."),
     counter("gpu_xid_errors_total", "Critical XID errors reported by the driver since the sidecar started. Extra label: xid."),
@@ -644,6 +645,11 @@ fn emit_device(out: &mut Out, sys: &SystemReading, d: &DeviceReading, s: &Settin
         "gpu_pcie_tx_bytes_per_second",
         d.pcie_tx_kilobytes_per_second
             .map(|v| f64::from(v) * PCIE_KB),
+    );
+    out.opt(
+        &base,
+        "gpu_pcie_replays_total",
+        d.pcie_replays.map(f64::from),
     );
     for (fan, p) in &d.fans_percent {
         out.push(

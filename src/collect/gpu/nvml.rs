@@ -301,6 +301,7 @@ impl GpuBackend for NvmlBackend {
             } else {
                 None
             },
+            pcie_replays: opt(i, d.pcie_replay_counter())?,
             performance_state: opt(i, d.performance_state())?.map(|p| p.as_c()),
             processes: if want.processes {
                 processes(i, &d)?

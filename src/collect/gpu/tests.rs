@@ -43,6 +43,7 @@ fn device(i: u32) -> DeviceReading {
         },
         pcie_rx_kilobytes_per_second: Some(1000),
         pcie_tx_kilobytes_per_second: Some(2),
+        pcie_replays: Some(3),
         performance_state: Some(0),
         processes: Some(vec![
             ProcessReading {
@@ -138,6 +139,7 @@ fn several_devices_report_in_base_units() {
         assert_eq!(v("gpu_pcie_rx_bytes_per_second"), Some(1_024_000.0));
         assert_eq!(v("gpu_pcie_tx_bytes_per_second"), Some(2048.0));
         assert_eq!(v("gpu_performance_state"), Some(0.0));
+        assert_eq!(v("gpu_pcie_replays_total"), Some(3.0));
         assert_eq!(v("gpu_mig_mode_current"), Some(0.0));
         assert_eq!(
             value(&t, &format!("gpu_fan_speed_ratio{{{b},fan=\"1\"}}")),
@@ -376,7 +378,10 @@ fn optional_readings_are_not_requested_when_off() {
             pcie: false
         })
     );
-    assert!(!t.contains("gpu_process") && !t.contains("gpu_pcie"), "{t}");
+    assert!(
+        !t.contains("gpu_process") && !t.contains("_bytes_per_second"),
+        "{t}"
+    );
 }
 
 #[test]
