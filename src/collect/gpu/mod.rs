@@ -352,7 +352,10 @@ impl State {
     fn lose_backend(&mut self, now: Instant, e: &BackendError) {
         self.backend = None;
         self.next_init = Some(now + self.settings.retry);
-        self.log_absent(e);
+        // A driver that goes away under a running sidecar is worth a warning whatever
+        // the toggle; the retries that follow stay quiet like a start-up absence.
+        tracing::warn!(error = %e, retry_every = %crate::config::format_duration(self.settings.retry), "NVML stopped answering; reporting gpu_nvml_up 0");
+        self.absent_logged = true;
     }
 
     /// One collection. Never fails: absence and device errors are states.
@@ -368,8 +371,11 @@ impl State {
                 out.plain("gpu_nvml_up", 1.0);
                 out.plain("gpu_devices", f64::from(r.count));
                 self.note_device_failures(&r.failed);
-                for (index, _) in &r.failed {
-                    out.push("gpu_device_up", &[("gpu", index.to_string())], 0.0);
+                let mut up: Vec<(u32, f64)> = r.failed.iter().map(|(i, _)| (*i, 0.0)).collect();
+                up.extend(r.devices.iter().map(|d| (d.index, 1.0)));
+                up.sort_by_key(|(i, _)| *i);
+                for (index, v) in up {
+                    out.push("gpu_device_up", &[("gpu", index.to_string())], v);
                 }
                 let wall_secs = wall
                     .duration_since(SystemTime::UNIX_EPOCH)
@@ -378,7 +384,6 @@ impl State {
                 for d in &r.devices {
                     self.identities
                         .insert(d.index, (d.uuid.clone(), d.name.clone()));
-                    out.push("gpu_device_up", &[("gpu", d.index.to_string())], 1.0);
                     emit_device(&mut out, &r.system, d, &self.settings);
                 }
                 let events = std::mem::take(&mut r.xid_events);
