@@ -11,9 +11,9 @@
 //! NVML's units); `nvml.rs` is the real backend; `fake.rs` the tests' backend. This file
 //! owns every conversion to base units and every metric name.
 //!
-//! Families (labels `gpu` = NVML index, `uuid`, `name` unless said otherwise) are listed
-//! once in [`FAMILIES`]; `docs`-style help text lives there too. Names follow the
-//! dcgm-exporter / nvidia_gpu_exporter meanings with Prometheus base units.
+//! Every family is listed once, with its help text, in [`FAMILIES`]; per-device series
+//! carry `gpu` (NVML index), `uuid` and `name`. Meanings follow dcgm-exporter and
+//! nvidia_gpu_exporter, names follow Prometheus base units (ratio, bytes, watts, hertz).
 
 mod backend;
 #[cfg(test)]
