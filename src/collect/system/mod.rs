@@ -2,7 +2,7 @@
 //! boot time and pressure stall information, under node_exporter 1.5's metric names,
 //! label sets and units, so that stock node dashboards and alerts work unchanged.
 //!
-//! One file per area (`cpu`, `boottime`, `meminfo`, `loadavg`, `filefd`, `pressure`,
+//! One file per area (`cpu`, `stat` (boot time, forks, ...), `meminfo`, `loadavg`, `filefd`, `pressure`,
 //! `netdev`, `filesystem`), each with a pure `parse_*` over the file's text and a
 //! function that turns the parsed data into families. This module owns the config, the
 //! I/O (every path is rooted in `procfs_path` / `rootfs_path`) and the per-area outcome:
@@ -13,7 +13,6 @@
 //! Neighbours: `collect::mod` runs us on our interval with our timeout;
 //! `tests/system.rs` checks us against the real node_exporter on the same host.
 
-mod boottime;
 mod cpu;
 mod filefd;
 mod filesystem;
@@ -21,6 +20,7 @@ mod loadavg;
 mod meminfo;
 mod netdev;
 mod pressure;
+mod stat;
 
 use super::{CollectError, Collector};
 use crate::config::Dur;
@@ -262,12 +262,12 @@ impl ProcfsReader {
             Ok(cpu::families(&seconds))
         });
         out.push(("cpu", cpu));
-        let boot = stat.as_ref().map_err(clone_err).and_then(|text| {
-            boottime::parse_btime(text)
-                .map(boottime::families)
-                .ok_or_else(|| AreaError::parse(&stat_path, "no btime line"))
+        let rest = stat.as_ref().map_err(clone_err).and_then(|text| {
+            stat::parse_stat(text)
+                .map(stat::families)
+                .map_err(|m| AreaError::parse(&stat_path, m))
         });
-        out.push(("boottime", boot));
+        out.push(("stat", rest));
 
         let p = proc.join("meminfo");
         out.push((
