@@ -99,8 +99,7 @@ impl CpuState {
     pub fn update(&mut self, cpus: &[CpuTicks], user_hz: f64) -> CpuSeconds {
         // A changed set of CPUs resets everything, as node_exporter does when the
         // count changes.
-        if cpus.len() != self.last.len() || cpus.iter().any(|c| !self.last.contains_key(&c.cpu))
-        {
+        if cpus.len() != self.last.len() || cpus.iter().any(|c| !self.last.contains_key(&c.cpu)) {
             self.last.clear();
         }
         for c in cpus {
@@ -108,7 +107,12 @@ impl CpuState {
             let old = self.last.entry(c.cpu).or_insert([None; 10]);
             if let (Some(o), Some(n)) = (old[IDLE], new[IDLE]) {
                 if o - n >= JUMP_BACK_SECONDS {
-                    tracing::debug!(cpu = c.cpu, old = o, new = n, "cpu idle jumped back; resetting");
+                    tracing::debug!(
+                        cpu = c.cpu,
+                        old = o,
+                        new = n,
+                        "cpu idle jumped back; resetting"
+                    );
                     *old = [None; 10];
                 }
             }
@@ -196,9 +200,15 @@ btime 1700000000\n";
     #[test]
     fn counters_never_step_back_and_hotplug_resets() {
         let mut st = CpuState::default();
-        st.update(&parse_cpu_stat("cpu0 100 0 0 1000 50 0 0 0 0 0").unwrap(), 100.0);
+        st.update(
+            &parse_cpu_stat("cpu0 100 0 0 1000 50 0 0 0 0 0").unwrap(),
+            100.0,
+        );
         // iowait stepped back by 0.2 s: held.
-        let s = st.update(&parse_cpu_stat("cpu0 110 0 0 1010 30 0 0 0 0 0").unwrap(), 100.0);
+        let s = st.update(
+            &parse_cpu_stat("cpu0 110 0 0 1010 30 0 0 0 0 0").unwrap(),
+            100.0,
+        );
         assert_eq!(s[&0][4], Some(0.5));
         assert_eq!(s[&0][0], Some(1.1));
         // idle dropped by more than 3 s: the CPU was replugged, take the new values.

@@ -24,8 +24,11 @@ pub fn families((allocated, maximum): (f64, f64)) -> Vec<MetricFamily> {
             "File descriptor statistics: allocated.",
         )
         .with::<&str, &str>(&[], allocated),
-        MetricFamily::gauge("node_filefd_maximum", "File descriptor statistics: maximum.")
-            .with::<&str, &str>(&[], maximum),
+        MetricFamily::gauge(
+            "node_filefd_maximum",
+            "File descriptor statistics: maximum.",
+        )
+        .with::<&str, &str>(&[], maximum),
     ]
 }
 

@@ -292,11 +292,18 @@ server:/export /srv/nfs nfs4 rw,vers=4.2 0 0
     #[test]
     fn default_exclusions_and_dedup_match_node_exporter() {
         let (mp, fs) = defaults();
-        let m = select(parse_mounts(MOUNTS, Path::new("/")).unwrap(), Some(&mp), Some(&fs));
+        let m = select(
+            parse_mounts(MOUNTS, Path::new("/")).unwrap(),
+            Some(&mp),
+            Some(&fs),
+        );
         let points: Vec<_> = m.iter().map(|m| m.mountpoint.as_str()).collect();
         // /var/lib/docker itself is kept (only what is below it goes), the space is
         // unescaped, the repeated /run appears once.
-        assert_eq!(points, ["/", "/var/lib/docker", "/mnt/my disk", "/run", "/srv/nfs"]);
+        assert_eq!(
+            points,
+            ["/", "/var/lib/docker", "/mnt/my disk", "/run", "/srv/nfs"]
+        );
     }
 
     #[test]
@@ -305,7 +312,10 @@ server:/export /srv/nfs nfs4 rw,vers=4.2 0 0
         let m = parse_mounts(text, Path::new("/host")).unwrap();
         let points: Vec<_> = m.iter().map(|m| m.mountpoint.as_str()).collect();
         assert_eq!(points, ["/", "/boot", "/hostile", "/boot"]);
-        assert_eq!(under_rootfs(Path::new("/host"), "/boot"), Path::new("/host/boot"));
+        assert_eq!(
+            under_rootfs(Path::new("/host"), "/boot"),
+            Path::new("/host/boot")
+        );
         assert_eq!(under_rootfs(Path::new("/"), "/"), Path::new("/"));
         assert!(parse_mounts("onlytwo fields\n", Path::new("/")).is_err());
     }
@@ -313,7 +323,11 @@ server:/export /srv/nfs nfs4 rw,vers=4.2 0 0
     #[test]
     fn readonly_and_device_error() {
         let m = parse_mounts(MOUNTS, Path::new("/")).unwrap();
-        let ro = m.iter().find(|m| m.mountpoint == "/mnt/my disk").unwrap().clone();
+        let ro = m
+            .iter()
+            .find(|m| m.mountpoint == "/mnt/my disk")
+            .unwrap()
+            .clone();
         let nfs = m.iter().find(|m| m.fstype == "nfs4").unwrap().clone();
         let s = FsStats {
             size: 4096.0,
@@ -324,7 +338,10 @@ server:/export /srv/nfs nfs4 rw,vers=4.2 0 0
         };
         let f = families(&[(ro, Some(s)), (nfs, None)]);
         assert_eq!(f[0].name, "node_filesystem_device_error");
-        assert_eq!(f[0].samples.iter().map(|s| s.value).collect::<Vec<_>>(), [0.0, 1.0]);
+        assert_eq!(
+            f[0].samples.iter().map(|s| s.value).collect::<Vec<_>>(),
+            [0.0, 1.0]
+        );
         // The failed mount has nothing but its device_error.
         for fam in &f[1..] {
             assert_eq!(fam.samples.len(), 1, "{}", fam.name);
@@ -380,7 +397,15 @@ server:/export /srv/nfs nfs4 rw,vers=4.2 0 0
         };
         let stuck = StuckMounts::default();
         let t = Duration::from_millis(100);
-        let run = || stat_all_with(vec![mk("/srv/nfs"), mk("/")], Path::new("/"), &stuck, t, slow);
+        let run = || {
+            stat_all_with(
+                vec![mk("/srv/nfs"), mk("/")],
+                Path::new("/"),
+                &stuck,
+                t,
+                slow,
+            )
+        };
         let out = run().await;
         assert_eq!(out[0].1, None, "timed out: device error");
         assert!(out[1].1.is_some(), "the healthy mount is still reported");
@@ -388,11 +413,18 @@ server:/export /srv/nfs nfs4 rw,vers=4.2 0 0
         // While the first call hangs, the mount is skipped without a new call.
         let out = run().await;
         assert_eq!(out[0].1, None);
-        assert_eq!(NFS_CALLS.load(Ordering::SeqCst), 1, "no second call into the hung mount");
+        assert_eq!(
+            NFS_CALLS.load(Ordering::SeqCst),
+            1,
+            "no second call into the hung mount"
+        );
         // Once the hung call returns, the mount is stat'ed again.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while stuck.contains("/srv/nfs") {
-            assert!(std::time::Instant::now() < deadline, "the hung call never released the mount");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hung call never released the mount"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let out = stat_all_with(

@@ -16,13 +16,17 @@ pub fn parse_loadavg(text: &str) -> Result<[f64; 3], String> {
 }
 
 pub fn families(load: [f64; 3]) -> Vec<MetricFamily> {
-    [("node_load1", "1m"), ("node_load5", "5m"), ("node_load15", "15m")]
-        .iter()
-        .zip(load)
-        .map(|((name, span), v)| {
-            MetricFamily::gauge(*name, format!("{span} load average.")).with::<&str, &str>(&[], v)
-        })
-        .collect()
+    [
+        ("node_load1", "1m"),
+        ("node_load5", "5m"),
+        ("node_load15", "15m"),
+    ]
+    .iter()
+    .zip(load)
+    .map(|((name, span), v)| {
+        MetricFamily::gauge(*name, format!("{span} load average.")).with::<&str, &str>(&[], v)
+    })
+    .collect()
 }
 
 #[cfg(test)]

@@ -48,12 +48,23 @@ pub fn parse_meminfo(text: &str) -> Result<Vec<(String, f64)>, String> {
 fn mangle(key: &str) -> String {
     let key = match (key.find('('), key.rfind(')')) {
         (Some(open), Some(close)) if close > open => {
-            format!("{}_{}{}", &key[..open], &key[open + 1..close], &key[close + 1..])
+            format!(
+                "{}_{}{}",
+                &key[..open],
+                &key[open + 1..close],
+                &key[close + 1..]
+            )
         }
         _ => key.to_string(),
     };
     key.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -159,7 +159,10 @@ impl SystemConfig {
                 "filesystem.mount_points_exclude",
                 &self.filesystem.mount_points_exclude,
             ),
-            ("filesystem.fs_types_exclude", &self.filesystem.fs_types_exclude),
+            (
+                "filesystem.fs_types_exclude",
+                &self.filesystem.fs_types_exclude,
+            ),
             ("netdev.device_exclude", &self.netdev.device_exclude),
             ("netdev.device_include", &self.netdev.device_include),
         ] {
@@ -312,7 +315,11 @@ impl ProcfsReader {
                 .device_include
                 .as_ref()
                 .map_err(|m| AreaError::parse(&p, m.clone()))?;
-            Ok(netdev::families(&devices, exclude.as_ref(), include.as_ref()))
+            Ok(netdev::families(
+                &devices,
+                exclude.as_ref(),
+                include.as_ref(),
+            ))
         });
         out.push(("netdev", net));
         out
@@ -347,9 +354,8 @@ impl SystemCollector {
     }
 
     async fn read_filesystems(&self) -> Result<Vec<MetricFamily>, AreaError> {
-        let config_err = |m: &String| {
-            AreaError::parse(Path::new("collectors.system.filesystem"), m.clone())
-        };
+        let config_err =
+            |m: &String| AreaError::parse(Path::new("collectors.system.filesystem"), m.clone());
         let mp_ex = self.mount_points_exclude.as_ref().map_err(config_err)?;
         let fs_ex = self.fs_types_exclude.as_ref().map_err(config_err)?;
         let proc = self.cfg.procfs_path.clone();
@@ -475,10 +481,21 @@ mod tests {
     fn defaults_are_valid_and_match_node_exporter() {
         let d = SystemConfig::default();
         check(d.clone()).unwrap();
-        assert_eq!(d.filesystem.mount_points_exclude, DEFAULT_MOUNT_POINTS_EXCLUDE);
+        assert_eq!(
+            d.filesystem.mount_points_exclude,
+            DEFAULT_MOUNT_POINTS_EXCLUDE
+        );
         // The default device filter drops container plumbing, keeps real NICs.
         let re = compile(&d.netdev.device_exclude).unwrap().unwrap();
-        for dev in ["veth1a2b", "br-5f3e", "docker0", "cali123", "flannel.1", "cni0", "virbr0"] {
+        for dev in [
+            "veth1a2b",
+            "br-5f3e",
+            "docker0",
+            "cali123",
+            "flannel.1",
+            "cni0",
+            "virbr0",
+        ] {
             assert!(re.is_match(dev), "{dev}");
         }
         for dev in ["eth0", "lo", "enp3s0", "wlan0", "bond0", "ens5"] {
@@ -489,12 +506,28 @@ mod tests {
     #[test]
     fn bad_settings_name_their_field() {
         // (mutation, field the error must name)
-        let cases: Vec<(fn(&mut SystemConfig), &str)> = vec![
-            (|c| c.filesystem.mount_points_exclude = "(".into(), "filesystem.mount_points_exclude"),
-            (|c| c.filesystem.fs_types_exclude = "[".into(), "filesystem.fs_types_exclude"),
-            (|c| c.netdev.device_exclude = "*x".into(), "netdev.device_exclude"),
-            (|c| c.netdev.device_include = "eth.*".into(), "netdev.device_include"),
-            (|c| c.filesystem.mount_timeout = Dur::secs(4), "filesystem.mount_timeout"),
+        type Mutation = fn(&mut SystemConfig);
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                |c| c.filesystem.mount_points_exclude = "(".into(),
+                "filesystem.mount_points_exclude",
+            ),
+            (
+                |c| c.filesystem.fs_types_exclude = "[".into(),
+                "filesystem.fs_types_exclude",
+            ),
+            (
+                |c| c.netdev.device_exclude = "*x".into(),
+                "netdev.device_exclude",
+            ),
+            (
+                |c| c.netdev.device_include = "eth.*".into(),
+                "netdev.device_include",
+            ),
+            (
+                |c| c.filesystem.mount_timeout = Dur::secs(4),
+                "filesystem.mount_timeout",
+            ),
             (|c| c.procfs_path = PathBuf::new(), "procfs_path"),
         ];
         for (mutate, field) in cases {

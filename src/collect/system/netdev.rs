@@ -15,7 +15,8 @@ const MAX_DEVICES: usize = 4096;
 
 /// The interfaces in the file, sorted by name.
 pub fn parse_net_dev(text: &str) -> Result<Vec<DeviceStatus>, String> {
-    let parsed = InterfaceDeviceStatus::from_buf_read(text.as_bytes()).map_err(|e| e.to_string())?;
+    let parsed =
+        InterfaceDeviceStatus::from_buf_read(text.as_bytes()).map_err(|e| e.to_string())?;
     let mut devices: Vec<DeviceStatus> = parsed.0.into_values().collect();
     devices.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(devices)
@@ -107,12 +108,27 @@ veth1a2b:     100       1    0    0    0     0          0         0      200    
                 .and_then(|f| f.samples.iter().find(|s| s.labels[0].1 == dev))
                 .map(|s| s.value)
         };
-        assert_eq!(value("node_network_receive_bytes_total", "eth0"), Some(191_547_041.0));
-        assert_eq!(value("node_network_receive_multicast_total", "eth0"), Some(6.0));
-        assert_eq!(value("node_network_transmit_colls_total", "eth0"), Some(10.0));
-        assert_eq!(value("node_network_transmit_compressed_total", "eth0"), Some(12.0));
+        assert_eq!(
+            value("node_network_receive_bytes_total", "eth0"),
+            Some(191_547_041.0)
+        );
+        assert_eq!(
+            value("node_network_receive_multicast_total", "eth0"),
+            Some(6.0)
+        );
+        assert_eq!(
+            value("node_network_transmit_colls_total", "eth0"),
+            Some(10.0)
+        );
+        assert_eq!(
+            value("node_network_transmit_compressed_total", "eth0"),
+            Some(12.0)
+        );
         assert_eq!(value("node_network_receive_bytes_total", "veth1a2b"), None);
-        assert_eq!(value("node_network_receive_bytes_total", "lo"), Some(123_456.0));
+        assert_eq!(
+            value("node_network_receive_bytes_total", "lo"),
+            Some(123_456.0)
+        );
     }
 
     #[test]

@@ -121,7 +121,8 @@ full avg10=0.00 avg60=0.02 avg300=0.00 total=4736485\n",
             }
         );
         // Before Linux 5.13 the cpu file has no full line.
-        let cpu = parse_pressure("some avg10=1.00 avg60=0.50 avg300=0.10 total=48905472\n").unwrap();
+        let cpu =
+            parse_pressure("some avg10=1.00 avg60=0.50 avg300=0.10 total=48905472\n").unwrap();
         assert_eq!(cpu.full_us, None);
         let f = families(cpu, io, Pressure::default());
         let names: Vec<_> = f.iter().map(|f| f.name.as_str()).collect();

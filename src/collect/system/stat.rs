@@ -48,8 +48,16 @@ pub fn families(s: Stat) -> Vec<MetricFamily> {
         v.map(|v| MetricFamily::counter(name, help).with::<&str, &str>(&[], v as f64))
     };
     [
-        gauge("node_boot_time_seconds", "Node boot time, in unixtime.", s.btime),
-        counter("node_intr_total", "Total number of interrupts serviced.", s.intr),
+        gauge(
+            "node_boot_time_seconds",
+            "Node boot time, in unixtime.",
+            s.btime,
+        ),
+        counter(
+            "node_intr_total",
+            "Total number of interrupts serviced.",
+            s.intr,
+        ),
         counter(
             "node_context_switches_total",
             "Total number of context switches.",
