@@ -96,8 +96,9 @@ pub struct FilesystemConfig {
     pub fs_types_exclude: String,
     /// How long one mount's statvfs may take before the mount is marked stuck: it is
     /// then reported with `device_error` 1 and not stat'ed again until the hung call
-    /// returns, so a dead NFS server never stalls the collector. Less than `timeout`.
-    pub mount_timeout: Dur,
+    /// returns, so a dead NFS server never stalls the collector. Less than `timeout`;
+    /// unset means half the collector timeout, at most 2s.
+    pub mount_timeout: Option<Dur>,
 }
 
 impl Default for FilesystemConfig {
@@ -105,7 +106,7 @@ impl Default for FilesystemConfig {
         FilesystemConfig {
             mount_points_exclude: DEFAULT_MOUNT_POINTS_EXCLUDE.to_string(),
             fs_types_exclude: DEFAULT_FS_TYPES_EXCLUDE.to_string(),
-            mount_timeout: Dur::secs(2),
+            mount_timeout: None,
         }
     }
 }
@@ -143,6 +144,14 @@ fn compile(pattern: &str) -> Result<Option<Regex>, String> {
 }
 
 impl SystemConfig {
+    /// The statvfs deadline per mount, explicit or derived from `timeout`.
+    pub fn mount_timeout(&self) -> std::time::Duration {
+        self.filesystem
+            .mount_timeout
+            .map(Dur::get)
+            .unwrap_or_else(|| (self.timeout.get() / 2).min(std::time::Duration::from_secs(2)))
+    }
+
     pub fn validate(&self) -> Result<(), (String, String)> {
         super::validate_schedule(self.interval.get(), self.timeout.get())?;
         for (field, p) in [
@@ -175,7 +184,7 @@ impl SystemConfig {
                     .into(),
             ));
         }
-        let mt = self.filesystem.mount_timeout.get();
+        let mt = self.mount_timeout();
         if mt.is_zero() || mt >= self.timeout.get() {
             return Err((
                 "filesystem.mount_timeout".into(),
@@ -368,7 +377,7 @@ impl SystemCollector {
             selected,
             &self.cfg.rootfs_path,
             &self.stuck,
-            self.cfg.filesystem.mount_timeout.get(),
+            self.cfg.mount_timeout(),
         )
         .await;
         Ok(filesystem::families(&stats))
@@ -472,6 +481,7 @@ impl Collector for SystemCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn check(cfg: SystemConfig) -> Result<(), (String, String)> {
         cfg.validate()
@@ -525,7 +535,7 @@ mod tests {
                 "netdev.device_include",
             ),
             (
-                |c| c.filesystem.mount_timeout = Dur::secs(4),
+                |c| c.filesystem.mount_timeout = Some(Dur::secs(4)),
                 "filesystem.mount_timeout",
             ),
             (|c| c.procfs_path = PathBuf::new(), "procfs_path"),
@@ -549,7 +559,15 @@ mod tests {
             "interval: 10s\nfilesystem: { mount_timeout: 1s }\nnetdev: { device_exclude: '^lo$' }\n",
         )
         .unwrap();
-        assert_eq!(c.filesystem.mount_timeout, Dur::secs(1));
+        assert_eq!(c.mount_timeout(), Duration::from_secs(1));
+        // Unset, it follows a short collector timeout instead of failing validation.
+        let short: SystemConfig = serde_yaml_ng::from_str("interval: 1s\ntimeout: 1s\n").unwrap();
+        check(short.clone()).unwrap();
+        assert_eq!(short.mount_timeout(), Duration::from_millis(500));
+        assert_eq!(
+            SystemConfig::default().mount_timeout(),
+            Duration::from_secs(2)
+        );
         assert_eq!(c.netdev.device_exclude, "^lo$");
         assert_eq!(c.filesystem.fs_types_exclude, DEFAULT_FS_TYPES_EXCLUDE);
         assert!(serde_yaml_ng::from_str::<SystemConfig>("netdev: { nope: 1 }").is_err());
