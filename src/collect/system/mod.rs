@@ -2,11 +2,11 @@
 //! boot time and pressure stall information, under node_exporter 1.5's metric names,
 //! label sets and units, so that stock node dashboards and alerts work unchanged.
 //!
-//! One file per area (`cpu`, `stat` (boot time, forks, ...), `meminfo`, `loadavg`, `filefd`, `pressure`,
-//! `netdev`, `filesystem`), each with a pure `parse_*` over the file's text and a
-//! function that turns the parsed data into families. This module owns the config, the
-//! I/O (every path is rooted in `procfs_path` / `rootfs_path`) and the per-area outcome:
-//! one unreadable area leaves out its own families and sets
+//! One file per area (`cpu`, `stat` (boot time, forks, ...), `meminfo`, `loadavg`,
+//! `filefd`, `pressure`, `netdev`, `filesystem`), each with a pure `parse_*` over the
+//! file's text and a function that turns the parsed data into families. This module
+//! owns the config, the I/O (every path is rooted in `procfs_path` / `rootfs_path`) and
+//! the per-area outcome: one unreadable area leaves out its own families and sets
 //! `sentinel_system_area_success{area}` to 0; the others are still reported. The
 //! collector as a whole fails only when no area could be read (a wrong `procfs_path`).
 //!
@@ -65,7 +65,9 @@ pub struct SystemConfig {
     /// Root of the host filesystem, like `--path.rootfs`: filesystems are stat'ed under
     /// it and their mount points reported relative to it.
     pub rootfs_path: PathBuf,
+    /// Which filesystems to report and how long one may take to answer.
     pub filesystem: FilesystemConfig,
+    /// Which network interfaces to report.
     pub netdev: NetdevConfig,
 }
 
