@@ -167,7 +167,7 @@ fn fixture_procfs_scrape_matches_golden() {
         &format!(
             "    procfs_path: {}\n    sysfs_path: {}\n    rootfs_path: {}\n",
             fixture("proc").display(),
-            fixture("proc/sys").display(),
+            fixture("sys").display(),
             rootfs.display()
         ),
     );
@@ -192,6 +192,9 @@ fn fixture_procfs_scrape_matches_golden() {
         "node_cpu_seconds_total{cpu=\"3\",mode=\"steal\"} 0\n",
         "node_cpu_seconds_total{cpu=\"0\",mode=\"steal\"} 0.49\n",
         "node_cpu_guest_seconds_total{cpu=\"3\",mode=\"user\"} 2.5\n",
+        "node_cpu_core_throttles_total{package=\"0\",core=\"1\"} 17\n",
+        "node_cpu_package_throttles_total{package=\"0\"} 42\n",
+        "node_cpu_isolated{cpu=\"3\"} 1\n",
         "node_memory_MemTotal_bytes 25276510208\n",
         "node_memory_HugePages_Total 0\n",
         "node_load15 0.45\n",
@@ -507,7 +510,12 @@ fn matches_real_node_exporter() {
         }
     }
     // Filesystems and PSI depend on the host; when node_exporter has them, so must we.
-    for prefix in ["node_filesystem_", "node_pressure_", "node_memory_"] {
+    for prefix in [
+        "node_filesystem_",
+        "node_pressure_",
+        "node_memory_",
+        "node_cpu_",
+    ] {
         for f in after.families(prefix) {
             if !families.contains(&f) {
                 problems.push(format!("node_exporter exports {f}, we do not"));

@@ -2,18 +2,20 @@
 //! boot time and pressure stall information, under node_exporter 1.5's metric names,
 //! label sets and units, so that stock node dashboards and alerts work unchanged.
 //!
-//! One file per area (`cpu`, `stat` (boot time, forks, ...), `meminfo`, `loadavg`,
-//! `filefd`, `pressure`, `netdev`, `filesystem`), each with a pure `parse_*` over the
-//! file's text and a function that turns the parsed data into families. This module
-//! owns the config, the I/O (every path is rooted in `procfs_path` / `rootfs_path`) and
-//! the per-area outcome: one unreadable area leaves out its own families and sets
-//! `sentinel_system_area_success{area}` to 0; the others are still reported. The
-//! collector as a whole fails only when no area could be read (a wrong `procfs_path`).
+//! One file per area (`cpu`, `cpu_sysfs`, `stat` (boot time, forks, ...), `meminfo`,
+//! `loadavg`, `filefd`, `pressure`, `netdev`, `filesystem`), each with a pure `parse_*`
+//! over the file's text and a function that turns the parsed data into families. This
+//! module owns the config, the I/O (every path is rooted in `procfs_path`, `sysfs_path`,
+//! `rootfs_path`) and the per-area outcome: one unreadable area leaves out its own
+//! families and sets `sentinel_system_area_success{area}` to 0; the others are still
+//! reported. The collector as a whole fails only when no area could be read (a wrong
+//! `procfs_path`).
 //!
 //! Neighbours: `collect::mod` runs us on our interval with our timeout;
 //! `tests/system.rs` checks us against the real node_exporter on the same host.
 
 mod cpu;
+mod cpu_sysfs;
 mod filefd;
 mod filesystem;
 mod loadavg;
@@ -59,8 +61,8 @@ pub struct SystemConfig {
     pub timeout: Dur,
     /// procfs mount point (`/host/proc` in a container), like `--path.procfs`.
     pub procfs_path: PathBuf,
-    /// sysfs mount point, like `--path.sysfs` (`/host/sys` in a container). No area
-    /// reads it yet; it is here so a deployment sets all three roots once.
+    /// sysfs mount point, like `--path.sysfs` (`/host/sys` in a container): CPU
+    /// thermal-throttle counters and isolated CPUs.
     pub sysfs_path: PathBuf,
     /// Root of the host filesystem, like `--path.rootfs`: filesystems are stat'ed under
     /// it and their mount points reported relative to it.
@@ -247,10 +249,11 @@ fn read_file(path: &Path) -> Result<String, AreaError> {
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
-/// The part of the collector that reads plain procfs files; shared with the blocking
-/// thread each run uses.
+/// The part of the collector that reads plain procfs and sysfs files; shared with the
+/// blocking thread each run uses.
 struct ProcfsReader {
     procfs_path: PathBuf,
+    sysfs_path: PathBuf,
     /// A pattern that does not compile (only possible when the config skipped
     /// validation) fails its area instead of the process.
     device_exclude: Result<Option<Regex>, String>,
@@ -262,7 +265,7 @@ struct ProcfsReader {
 type AreaOutcome = (&'static str, Result<Vec<MetricFamily>, AreaError>);
 
 impl ProcfsReader {
-    /// Every area read from procfs files alone; runs on a blocking thread.
+    /// Every area read from procfs and sysfs files; runs on a blocking thread.
     fn read(&self) -> Vec<AreaOutcome> {
         let proc = &self.procfs_path;
         let mut out = Vec::new();
@@ -276,6 +279,7 @@ impl ProcfsReader {
             Ok(cpu::families(&seconds))
         });
         out.push(("cpu", cpu));
+        out.push(("cpu_sysfs", cpu_sysfs::read(&self.sysfs_path)));
         let rest = stat.as_ref().map_err(clone_err).and_then(|text| {
             stat::parse_stat(text)
                 .map(stat::families)
@@ -352,6 +356,7 @@ impl SystemCollector {
         SystemCollector {
             procfs: Arc::new(ProcfsReader {
                 procfs_path: cfg.procfs_path.clone(),
+                sysfs_path: cfg.sysfs_path.clone(),
                 device_exclude: compile(&cfg.netdev.device_exclude),
                 device_include: compile(&cfg.netdev.device_include),
                 cpu: Mutex::new(cpu::CpuState::default()),
