@@ -4,3 +4,4 @@ mod util;
 
 mod foundation;
 mod gpu;
+mod system;
