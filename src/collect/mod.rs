@@ -448,8 +448,19 @@ mod tests {
         )
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_hung_collector_delays_neither_others_nor_the_snapshot() {
+    #[test]
+    fn a_hung_collector_delays_neither_others_nor_the_snapshot() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(hung_collector_scenario());
+        // The hung blocking thread never returns; do not wait for it.
+        rt.shutdown_background();
+    }
+
+    async fn hung_collector_scenario() {
         let exposition = Exposition::new(Registry::new(), 1000);
         let runner = Runner::new(exposition.clone());
         runner.apply(vec![
