@@ -3,3 +3,5 @@
 mod util;
 
 mod foundation;
+mod probes;
+mod quality;
