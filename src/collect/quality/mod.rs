@@ -340,7 +340,7 @@ impl QualityCollector {
     }
 
     async fn check_one(&self, img: &OutputImage, budget_left: u64) -> (Outcome, u64) {
-        if !self.cfg.image_types.iter().any(|t| *t == img.kind) {
+        if !self.cfg.image_types.contains(&img.kind) {
             return (Outcome::Skipped(Skip::Type), 0);
         }
         let cap = self.cfg.max_bytes_per_image.min(budget_left);
