@@ -297,6 +297,8 @@ async fn view_images_are_checked_and_traversal_never_requested() {
         kind: "temp".into(),
         ..out("", "noise.png")
     });
+    // An animated WEBP from SaveAnimatedWEBP: a format the checks do not decode.
+    queue.push(out("", "ComfyUI_00001_.webp"));
     let cfg = QualityConfig {
         comfyui_url: Some(base),
         ..config()

@@ -12,8 +12,9 @@
 //!   decode_error, fetch_error (a fixed set, every series exported from the start).
 //! - `quality_image_blank_total{tone}`, tone ∈ black, white, other: the blank ones by
 //!   tone, since black is the half-precision VAE failure.
-//! - `quality_images_skipped_total{reason}`: not checked, by design (reason ∈ type,
-//!   too_large).
+//! - `quality_images_skipped_total{reason}`: not checked, by design (reason ∈ type: an
+//!   image type not configured; format: not PNG or JPEG by its name, such as the WEBP of
+//!   the animated-save nodes; too_large: over the byte or pixel limits).
 //! - `quality_images_dropped_total`: dropped from the hand-off queue when it was full.
 //! - histograms `quality_image_sharpness` (variance of the Laplacian on 8-bit grey),
 //!   `quality_image_pixel_stddev`, `quality_image_width_pixels`,
@@ -168,18 +169,30 @@ const SIZE_BUCKETS: &[f64] = &[
 #[derive(Debug, Clone, Copy)]
 enum Skip {
     Type,
+    Format,
     TooLarge,
 }
 
 impl Skip {
-    const ALL: [Skip; 2] = [Skip::Type, Skip::TooLarge];
+    const ALL: [Skip; 3] = [Skip::Type, Skip::Format, Skip::TooLarge];
 
     fn as_str(self) -> &'static str {
         match self {
             Skip::Type => "type",
+            Skip::Format => "format",
             Skip::TooLarge => "too_large",
         }
     }
+}
+
+/// Whether the file name says PNG or JPEG, the formats the checks decode. ComfyUI's
+/// `images` outputs also list WEBP, GIF and video files (the animated-save nodes);
+/// those are skipped rather than counted as decode errors.
+fn decodable_name(filename: &str) -> bool {
+    let ext = filename
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase());
+    matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"))
 }
 
 /// Cumulative counts since the collector started.
@@ -243,7 +256,7 @@ impl Stats {
         out.push(f);
         let mut f = MetricFamily::counter(
             "quality_images_skipped_total",
-            "Output images not checked: a type not configured, or over the size limits.",
+            "Output images not checked: a type not configured, a format not checked, or over the size limits.",
         );
         for s in Skip::ALL {
             f.push(&[("reason", s.as_str())], self.skipped[s as usize] as f64);
@@ -342,6 +355,13 @@ impl QualityCollector {
     async fn check_one(&self, img: &OutputImage, budget_left: u64) -> (Outcome, u64) {
         if !self.cfg.image_types.contains(&img.kind) {
             return (Outcome::Skipped(Skip::Type), 0);
+        }
+        // A name that tries to leave the folder is a fetch error whatever its extension.
+        if let Err(e) = fetch::check_names(img) {
+            return (Outcome::Failed(Check::FetchError, e.to_string()), 0);
+        }
+        if !decodable_name(&img.filename) {
+            return (Outcome::Skipped(Skip::Format), 0);
         }
         let cap = self.cfg.max_bytes_per_image.min(budget_left);
         let bytes = match self.read(img, cap).await {
