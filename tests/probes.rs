@@ -339,7 +339,7 @@ fn probes_run_in_the_binary_and_pass_promtool() {
         tmp.path(),
         "sentinel.yaml",
         &format!(
-            "collectors:\n  probes:\n    interval: 1s\n    timeout: 1s\n    targets:\n      - {{name: local, tcp: '{}', timeout: 1s}}\n",
+            "collectors:\n  probes:\n    interval: 1s\n    timeout: 1s\n    targets:\n      - {{name: local, tcp: '{}'}}\n",
             open.local_addr().unwrap()
         ),
     );

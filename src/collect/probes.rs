@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -44,6 +44,8 @@ use tokio::net::TcpStream;
 pub const MAX_TARGETS: usize = 100;
 /// Most redirects followed, as Go's HTTP client (and so blackbox_exporter).
 const MAX_REDIRECTS: u32 = 10;
+/// A target's timeout when it sets none (and the run's allows).
+const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 /// The body is read (to time the transfer) up to this many bytes, then dropped.
 const MAX_BODY_BYTES: usize = 16 << 20;
 
@@ -54,7 +56,7 @@ pub struct ProbesConfig {
     /// Probe the targets (nothing runs while `targets` is empty).
     pub enabled: bool,
     pub interval: Dur,
-    /// Limit of one whole run; every target's own `timeout` must fit within it.
+    /// Limit of one whole run; every target's own `timeout` must be shorter.
     pub timeout: Dur,
     /// The dependencies to probe.
     pub targets: Vec<ProbeTarget>,
@@ -81,8 +83,9 @@ pub struct ProbeTarget {
     pub http: Option<String>,
     /// `host:port` to connect to (`[v6addr]:port` for IPv6).
     pub tcp: Option<String>,
-    /// Limit of this target's whole probe, redirects included.
-    pub timeout: Dur,
+    /// Limit of this target's whole probe, redirects included. Default: 5s, or 90% of
+    /// the probes' `timeout` when that is shorter, so the run ends before its own limit.
+    pub timeout: Option<Dur>,
     /// HTTP method.
     pub method: String,
     /// Status codes that count as success: numbers (`200`) or classes (`"2xx"`);
@@ -107,7 +110,7 @@ impl Default for ProbeTarget {
             name: String::new(),
             http: None,
             tcp: None,
-            timeout: Dur::secs(5),
+            timeout: None,
             method: "GET".to_string(),
             expect_status: Vec::new(),
             headers: BTreeMap::new(),
@@ -265,11 +268,15 @@ impl ProbeTarget {
             (Some(_), Some(_)) => return err("tcp", "set either http or tcp, not both".into()),
             (None, None) => return err("name", "the target needs http or tcp".into()),
         }
-        if self.timeout.get().is_zero() || self.timeout > run_timeout {
-            return err(
-                "timeout",
-                format!("must be more than 0s and at most the probes timeout ({run_timeout})"),
-            );
+        if let Some(t) = self.timeout {
+            if t.get().is_zero() || t >= run_timeout {
+                return err(
+                    "timeout",
+                    format!(
+                        "must be more than 0s and less than the probes timeout ({run_timeout})"
+                    ),
+                );
+            }
         }
         if http::Method::from_bytes(self.method.as_bytes()).is_err() {
             return err("method", format!("invalid HTTP method {:?}", self.method));
@@ -318,6 +325,7 @@ enum Kind {
 /// A target ready to probe: parsed address and TLS config built once.
 struct Target {
     cfg: ProbeTarget,
+    timeout: Duration,
     kind: Kind,
     method: http::Method,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
@@ -329,7 +337,7 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl Target {
-    fn new(cfg: &ProbeTarget) -> Result<Self, String> {
+    fn new(cfg: &ProbeTarget, run_timeout: Duration) -> Result<Self, String> {
         let (kind, alpn) = match (&cfg.http, &cfg.tcp) {
             (Some(u), _) => (
                 Kind::Http(url::Url::parse(u).map_err(|e| e.to_string())?),
@@ -356,6 +364,10 @@ impl Target {
             headers,
             tls: tls::client_config(cfg.tls_ca_file.as_deref(), cfg.insecure_skip_verify, alpn),
             kind,
+            timeout: cfg
+                .timeout
+                .map(Dur::get)
+                .unwrap_or_else(|| DEFAULT_TARGET_TIMEOUT.min(run_timeout.mul_f64(0.9))),
             cfg: cfg.clone(),
         })
     }
@@ -365,7 +377,7 @@ impl Target {
     async fn probe(&self) -> ProbeResult {
         let started = Instant::now();
         let mut r = ProbeResult::default();
-        let outcome = tokio::time::timeout(self.cfg.timeout.get(), async {
+        let outcome = tokio::time::timeout(self.timeout, async {
             match &self.kind {
                 Kind::Http(u) => self.probe_http(u, &mut r).await,
                 Kind::Tcp(h, p) => self.probe_tcp(h, *p, &mut r).await,
@@ -381,7 +393,10 @@ impl Target {
             }
             Err(_) => {
                 r.success = false;
-                r.error = Some(format!("timed out after {}", self.cfg.timeout));
+                r.error = Some(format!(
+                    "timed out after {}",
+                    crate::config::format_duration(self.timeout)
+                ));
             }
         }
         r
@@ -576,7 +591,7 @@ impl ProbesCollector {
         let targets: Vec<Target> = cfg
             .targets
             .iter()
-            .filter_map(|t| match Target::new(t) {
+            .filter_map(|t| match Target::new(t, cfg.timeout.get()) {
                 Ok(t) => Some(t),
                 // Validation accepted it, so this cannot happen short of a bug.
                 Err(e) => {
@@ -756,7 +771,7 @@ mod tests {
             ("targets: [{name: a, http: 'ftp://x'}]", "targets[0].http"),
             // A target may not outlive the run.
             (
-                "targets: [{name: a, tcp: 'x:1', timeout: 11s}]",
+                "targets: [{name: a, tcp: 'x:1', timeout: 10s}]",
                 "targets[0].timeout",
             ),
             (
@@ -784,6 +799,19 @@ mod tests {
             };
             assert_eq!(got, Err(want.to_string()), "{yaml}");
         }
+    }
+
+    #[test]
+    fn default_target_timeout_fits_inside_the_run() {
+        let t = ProbeTarget {
+            name: "a".into(),
+            tcp: Some("x:1".into()),
+            ..Default::default()
+        };
+        let short = Target::new(&t, Duration::from_secs(2)).unwrap();
+        assert_eq!(short.timeout, Duration::from_millis(1800));
+        let long = Target::new(&t, Duration::from_secs(30)).unwrap();
+        assert_eq!(long.timeout, DEFAULT_TARGET_TIMEOUT);
     }
 
     #[test]
