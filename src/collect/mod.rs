@@ -224,12 +224,12 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             c.gpu.timeout.get(),
         ));
     }
-    if let Some(q) =
-        quality::QualityCollector::from_config(&c.quality, ctx, quality::DEFAULT_COMFYUI_URL)
-    {
+    // The image checks fetch from the workflow collector's ComfyUI unless told otherwise.
+    let comfyui_url = quality::DEFAULT_COMFYUI_URL;
+    if let Some(q) = quality::QualityCollector::from_config(&c.quality, ctx, comfyui_url) {
         out.push(CollectorSpec::new(
             q,
-            &c.quality,
+            &(&c.quality, comfyui_url),
             c.quality.interval.get(),
             c.quality.timeout.get(),
         ));

@@ -203,6 +203,17 @@ fn split_host_port(s: &str) -> Result<(String, u16), String> {
     Ok((host.to_string(), port))
 }
 
+/// The host to resolve or connect to: `host_str` keeps the brackets of an IPv6
+/// literal, which neither the resolver nor `IpAddr` parsing accept.
+fn connect_host(url: &url::Url) -> Result<String, String> {
+    match url.host() {
+        Some(url::Host::Ipv6(a)) => Ok(a.to_string()),
+        Some(url::Host::Ipv4(a)) => Ok(a.to_string()),
+        Some(url::Host::Domain(d)) => Ok(d.to_string()),
+        None => Err("URL without host".to_string()),
+    }
+}
+
 impl ProbesConfig {
     pub fn validate(&self) -> Result<(), (String, String)> {
         super::validate_schedule(self.interval.get(), self.timeout.get())?;
@@ -468,7 +479,7 @@ impl Target {
         r.redirects = Some(0);
         loop {
             let https = url.scheme() == "https";
-            let host = url.host_str().ok_or("URL without host")?.to_string();
+            let host = connect_host(&url)?;
             let port = url.port_or_known_default().ok_or("URL without port")?;
             let io = self.connect(&host, port, https, r).await?;
             r.ssl = Some(https);
@@ -736,6 +747,17 @@ mod tests {
         for bad in ["db", "db:x", ":80", "::1:80", "[::1:80", "db:0"] {
             assert!(split_host_port(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn ipv6_url_hosts_lose_their_brackets() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        assert_eq!(connect_host(&u("https://[::1]:8443/x")).unwrap(), "::1");
+        assert_eq!(connect_host(&u("http://127.0.0.1/")).unwrap(), "127.0.0.1");
+        assert_eq!(
+            connect_host(&u("http://Example.COM/")).unwrap(),
+            "example.com"
+        );
     }
 
     #[test]

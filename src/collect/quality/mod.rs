@@ -62,7 +62,9 @@ pub struct QualityConfig {
     pub max_bytes_per_image: u64,
     /// Most bytes read per run; the image that would pass it waits for the next run.
     pub max_bytes_per_run: u64,
-    /// Images with more pixels are skipped before decoding (bounds memory).
+    /// Images with more pixels are skipped before decoding. Bounds memory: decoding
+    /// holds the image (4 bytes a pixel for 8-bit RGBA) plus a grey copy; the default
+    /// 4096x4096 costs about 80 MiB at most.
     pub max_pixels: u64,
     /// An image whose grey standard deviation (0–255 scale) is below this is blank. A
     /// failed half-precision VAE gives all-black images (deviation 0); real images
@@ -91,7 +93,7 @@ impl Default for QualityConfig {
             max_images_per_run: 8,
             max_bytes_per_image: 32 << 20,
             max_bytes_per_run: 128 << 20,
-            max_pixels: 40_000_000,
+            max_pixels: 4096 * 4096,
             blank_max_stddev: 2.0,
             min_sharpness: 20.0,
             min_width: 64,
