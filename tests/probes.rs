@@ -13,6 +13,11 @@ use tokio::net::TcpListener;
 
 /// Reads one request head; returns its target, or None when the peer went away.
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<String> {
+    let head = read_full_head(s).await?;
+    head.split_whitespace().nth(1).map(str::to_string)
+}
+
+async fn read_full_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -21,8 +26,7 @@ async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> Option<String>
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
         }
     }
-    let head = String::from_utf8_lossy(&buf).to_string();
-    head.split_whitespace().nth(1).map(str::to_string)
+    Some(String::from_utf8_lossy(&buf).to_string())
 }
 
 fn response(target: &str) -> String {
@@ -37,16 +41,23 @@ fn response(target: &str) -> String {
 }
 
 /// A plain HTTP server answering per path (see `response`); `/hang` reads the request
-/// and never answers.
+/// and never answers; `/auth` answers 200 only with `Authorization: Bearer sekrit`.
 async fn http_server() -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             tokio::spawn(async move {
-                let Some(target) = read_head(&mut s).await else {
+                let Some(head) = read_full_head(&mut s).await else {
                     return;
                 };
+                let mut target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if target == "/auth" {
+                    let authorized = head
+                        .to_ascii_lowercase()
+                        .contains("\r\nauthorization: bearer sekrit\r\n");
+                    target = if authorized { "/ok" } else { "/fail" }.to_string();
+                }
                 if target == "/hang" {
                     let _ = s.read(&mut [0u8; 1]).await;
                     return;
@@ -122,6 +133,9 @@ async fn http_status_redirects_and_expectations() {
 - {{name: redirect, http: '{base}/redirect'}}
 - {{name: no-follow, http: '{base}/redirect', follow_redirects: false, expect_status: ['3xx']}}
 - {{name: loop, http: '{base}/loop'}}
+- {{name: auth, http: '{base}/auth', headers: {{Authorization: 'Bearer sekrit'}}}}
+- {{name: no-auth, http: '{base}/auth'}}
+- {{name: head, http: '{base}/ok', method: HEAD}}
 "
     ))
     .await;
@@ -137,6 +151,9 @@ async fn http_status_redirects_and_expectations() {
         (Some(1.0), Some(302.0))
     );
     assert_eq!(s("loop"), Some(0.0), "{:?}", results[5]);
+    assert_eq!((s("auth"), s("no-auth")), (Some(1.0), Some(0.0)));
+    // A HEAD answer carries Content-Length but no body; the probe must not wait for one.
+    assert_eq!(s("head"), Some(1.0), "{:?}", results[8]);
     assert_eq!(gauge(&fams, "probe_http_content_length", "ok"), Some(5.0));
     assert_eq!(gauge(&fams, "probe_http_ssl", "ok"), Some(0.0));
     assert_eq!(gauge(&fams, "probe_ssl_earliest_cert_expiry", "ok"), None);

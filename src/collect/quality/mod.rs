@@ -33,6 +33,7 @@ use fetch::{FetchError, ViewClient};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// Where ComfyUI listens when neither this section nor the workflow collector says.
 pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188";
@@ -52,7 +53,8 @@ pub struct QualityConfig {
     /// ComfyUI's base URL for `/view`; unset means the workflow collector's URL, or
     /// http://127.0.0.1:8188.
     pub comfyui_url: Option<String>,
-    /// Limit of one `/view` request.
+    /// Limit of one `/view` request. A run starts a new image only while this plus 1s
+    /// of its `timeout` is left.
     pub fetch_timeout: Dur,
     /// Image types (ComfyUI's `type`: `output`, `temp`) to check; previews are `temp`.
     pub image_types: Vec<String>,
@@ -88,7 +90,7 @@ impl Default for QualityConfig {
             timeout: Dur::secs(9),
             output_dir: None,
             comfyui_url: None,
-            fetch_timeout: Dur::secs(5),
+            fetch_timeout: Dur::secs(3),
             image_types: vec!["output".to_string()],
             max_images_per_run: 8,
             max_bytes_per_image: 32 << 20,
@@ -158,6 +160,9 @@ impl QualityConfig {
         }
     }
 }
+
+/// Time kept for decoding and measuring one image when deciding whether to start it.
+const DECODE_RESERVE: Duration = Duration::from_secs(1);
 
 const SHARPNESS_BUCKETS: &[f64] = &[
     1.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
@@ -444,9 +449,19 @@ impl Collector for QualityCollector {
     async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
         let mut checked = 0;
         let mut budget = self.cfg.max_bytes_per_run;
+        // The runner drops a run that outlives `timeout`, losing the image in flight;
+        // start another only while a slow fetch and its decode still fit.
+        let last_start = Instant::now()
+            + self
+                .cfg
+                .timeout
+                .get()
+                .saturating_sub(self.cfg.fetch_timeout.get() + DECODE_RESERVE);
         // Skipped images cost nothing, but bound the loop anyway by what the queue holds.
         for _ in 0..=OutputQueue::CAPACITY {
-            if checked >= self.cfg.max_images_per_run {
+            if checked >= self.cfg.max_images_per_run
+                || (checked > 0 && Instant::now() > last_start)
+            {
                 break;
             }
             let next = self
