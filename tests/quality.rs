@@ -441,3 +441,108 @@ fn quality_config_rejections_name_the_field() {
         assert!(e.path.starts_with(path), "{yaml}: {e}");
     }
 }
+
+/// Against a real ComfyUI (its base URL in `SENTINEL_TEST_COMFYUI_URL`, e.g. one started
+/// with shared/tools/real-comfyui.sh): submit a graph of core nodes that saves a black
+/// and a small white image, then check both through the real `/view`.
+#[tokio::test]
+async fn real_comfyui_view_serves_the_checked_images() {
+    let Ok(base) = std::env::var("SENTINEL_TEST_COMFYUI_URL") else {
+        eprintln!("skipping: SENTINEL_TEST_COMFYUI_URL is not set");
+        return;
+    };
+    let base = base.trim_end_matches('/').to_string();
+    let http = reqwest::Client::new();
+    let graph = serde_json::json!({"prompt": {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 128, "height": 128, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "sentinel_quality/black"}},
+        "3": {"class_type": "EmptyImage", "inputs": {"width": 32, "height": 32, "batch_size": 1, "color": 16777215}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "sentinel_quality/small"}}
+    }});
+    let resp: serde_json::Value = http
+        .post(format!("{base}/prompt"))
+        .json(&graph)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = resp["prompt_id"]
+        .as_str()
+        .expect("prompt accepted")
+        .to_string();
+    let mut entry = serde_json::Value::Null;
+    for _ in 0..240 {
+        let h: serde_json::Value = http
+            .get(format!("{base}/history/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if !h[&id].is_null() {
+            entry = h[&id].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let outputs = entry["outputs"]
+        .as_object()
+        .expect("history entry with outputs");
+    let queue = OutputQueue::default();
+    let mut listed = 0;
+    for node in outputs.values() {
+        for img in node["images"].as_array().unwrap() {
+            queue.push(OutputImage {
+                prompt_id: id.clone(),
+                filename: img["filename"].as_str().unwrap().into(),
+                subfolder: img["subfolder"].as_str().unwrap().into(),
+                kind: img["type"].as_str().unwrap().into(),
+            });
+            listed += 1;
+        }
+    }
+    assert_eq!(listed, 2, "{entry}");
+    // ComfyUI answers 403 to this; the collector must not even ask.
+    queue.push(out("..", "sentinel_quality/black_00001_.png"));
+    let pushed = queue.take(OutputQueue::CAPACITY);
+    // Through /view, and, when ComfyUI's output folder is given too, from the folder.
+    let mut configs = vec![QualityConfig {
+        comfyui_url: Some(base),
+        ..config()
+    }];
+    if let Ok(dir) = std::env::var("SENTINEL_TEST_COMFYUI_OUTPUT_DIR") {
+        configs.push(QualityConfig {
+            output_dir: Some(dir.into()),
+            comfyui_url: Some("http://127.0.0.1:9".into()),
+            ..config()
+        });
+    }
+    for cfg in configs {
+        for img in &pushed {
+            queue.push(img.clone());
+        }
+        let c = QualityCollector::from_config(&cfg, &ctx(&queue), "http://unused").unwrap();
+        let fams = c.collect().await.unwrap();
+        let how = format!("output_dir {:?}", cfg.output_dir);
+        assert_eq!(
+            value(&fams, "quality_images_checked_total", None),
+            3.0,
+            "{how}"
+        );
+        assert_eq!(failures(&fams, "blank"), 2.0, "{how}");
+        assert_eq!(
+            value(&fams, "quality_image_blank_total", Some(("tone", "black"))),
+            1.0
+        );
+        assert_eq!(
+            value(&fams, "quality_image_blank_total", Some(("tone", "white"))),
+            1.0
+        );
+        assert_eq!(failures(&fams, "too_small"), 1.0, "{how}");
+        assert_eq!(failures(&fams, "fetch_error"), 1.0, "{how}");
+        assert_eq!(failures(&fams, "decode_error"), 0.0, "{how}");
+    }
+}
