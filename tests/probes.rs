@@ -388,3 +388,187 @@ fn probes_run_in_the_binary_and_pass_promtool() {
         assert!(ours.is_empty(), "promtool: {lint}");
     }
 }
+
+/// Kills the child on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `name{labels} value` lines of an exposition, keyed without the `target` label.
+fn parse_exposition(text: &str, target: Option<&str>) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let series = match target {
+            Some(t) => series
+                .replace(&format!("target=\"{t}\","), "")
+                .replace(&format!("{{target=\"{t}\"}}"), ""),
+            None => series.to_string(),
+        };
+        out.insert(series, value.parse::<f64>().unwrap());
+    }
+    out
+}
+
+/// The same targets probed by blackbox_exporter and by us must give the same answers
+/// under the same metric names (blackbox_exporter has one target per scrape and no
+/// `target` label; ours is removed before comparing).
+#[tokio::test]
+async fn same_answers_as_blackbox_exporter() {
+    let Some(bb) = peer("prometheus-blackbox-exporter") else {
+        return;
+    };
+    let base = http_server().await;
+    let (_, server) = self_signed((2031, 1, 2));
+    let tls_addr = https_server(server).await;
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = temp_file(
+        tmp.path(),
+        "blackbox.yml",
+        "modules:
+  http:
+    prober: http
+    timeout: 5s
+    http: {tls_config: {insecure_skip_verify: true}}
+  tcp:
+    prober: tcp
+    timeout: 5s
+  tcp_tls:
+    prober: tcp
+    timeout: 5s
+    tcp: {tls: true, tls_config: {insecure_skip_verify: true}}
+",
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _bb = Child(
+        std::process::Command::new(bb)
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start blackbox_exporter"),
+    );
+    // (name, our target line, blackbox module, blackbox target)
+    let cases = [
+        (
+            "ok",
+            format!("http: '{base}/ok'"),
+            "http",
+            format!("{base}/ok"),
+        ),
+        (
+            "fail",
+            format!("http: '{base}/fail'"),
+            "http",
+            format!("{base}/fail"),
+        ),
+        (
+            "redirect",
+            format!("http: '{base}/redirect'"),
+            "http",
+            format!("{base}/redirect"),
+        ),
+        (
+            "https",
+            format!("http: 'https://{tls_addr}/ok', insecure_skip_verify: true"),
+            "http",
+            format!("https://{tls_addr}/ok"),
+        ),
+        (
+            "tcp-tls",
+            format!("tcp: '{tls_addr}', tls: true, insecure_skip_verify: true"),
+            "tcp_tls",
+            tls_addr.to_string(),
+        ),
+        (
+            "closed",
+            format!("tcp: '{closed}'"),
+            "tcp",
+            closed.to_string(),
+        ),
+    ];
+    let yaml: String = std::iter::once("targets:\n".to_string())
+        .chain(
+            cases
+                .iter()
+                .map(|(n, t, _, _)| format!("- {{name: {n}, {t}}}\n")),
+        )
+        .collect();
+    let (_, fams) = run(&yaml).await;
+    let mut ours_text = String::new();
+    for f in &fams {
+        for s in &f.samples {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{v}\""))
+                .collect();
+            ours_text.push_str(&format!("{}{{{}}} {}\n", f.name, labels.join(","), s.value));
+        }
+    }
+    // Values that differ run to run (durations) or that only one side has by design.
+    let timing = |k: &str| k.contains("duration_seconds") || k.contains("dns_lookup");
+    // blackbox_exporter writes -1 for an unknown Content-Length; we leave it out.
+    let only_theirs = |k: &str, v: f64| {
+        k.starts_with("probe_failed_due_to_regex")
+            || k.starts_with("probe_ip_addr_hash")
+            || k.starts_with("probe_ssl_last_chain")
+            || (k == "probe_http_content_length" && v == -1.0)
+    };
+    for (name, _, module, target) in &cases {
+        let url = format!("http://127.0.0.1:{port}/probe?module={module}&target={target}");
+        let theirs = tokio::task::spawn_blocking(move || {
+            for _ in 0..100 {
+                if let Ok((200, _, body)) = http_get(&url, &[]) {
+                    return String::from_utf8(body).unwrap();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            panic!("blackbox_exporter did not answer {url}");
+        })
+        .await
+        .unwrap();
+        let theirs = parse_exposition(&theirs, None);
+        // This target's series, its label removed; the other targets' keep theirs.
+        let ours: std::collections::BTreeMap<String, f64> =
+            parse_exposition(&ours_text, Some(name))
+                .into_iter()
+                .filter(|(k, _)| !k.contains("target="))
+                .collect();
+        for (k, v) in &ours {
+            let k_bb = k.replace("{}", "");
+            let Some(t) = theirs.get(&k_bb) else {
+                panic!("{name}: {k} is not in blackbox_exporter's answer {theirs:?}");
+            };
+            if !timing(k) {
+                assert_eq!(v, t, "{name}: {k}");
+            }
+        }
+        for (k, v) in &theirs {
+            if !only_theirs(k, *v) {
+                assert!(
+                    ours.contains_key(k) || ours.contains_key(&format!("{k}{{}}")),
+                    "{name}: blackbox_exporter has {k}, we do not: {ours:?}"
+                );
+            }
+        }
+    }
+}

@@ -16,7 +16,9 @@
 //!   over redirects as blackbox_exporter does. The total is not a phase here: it is
 //!   `probe_duration_seconds`, as in blackbox_exporter.
 //! - `probe_http_status_code`, `probe_http_content_length` (when the header is sent),
-//!   `probe_http_redirects`, `probe_http_ssl` (final response over TLS).
+//!   `probe_http_uncompressed_body_length`, `probe_http_version`,
+//!   `probe_http_redirects`, `probe_http_ssl` (final response over TLS),
+//!   `probe_ip_protocol` (4 or 6).
 //! - `probe_ssl_earliest_cert_expiry{target}` (unix seconds, earliest `notAfter` in the
 //!   chain the peer sent) and `probe_tls_version_info{target,version}`.
 //!
@@ -321,6 +323,12 @@ pub struct ProbeResult {
     pub transfer: f64,
     pub status: Option<u16>,
     pub content_length: Option<u64>,
+    /// Body bytes read of the last response (up to the read cap).
+    pub body_length: Option<u64>,
+    /// HTTP version of the last response as blackbox_exporter writes it (1.1).
+    pub http_version: Option<f64>,
+    /// 4 or 6: the address family of the last connection.
+    pub ip_protocol: Option<u8>,
     pub redirects: Option<u32>,
     pub ssl: Option<bool>,
     pub cert_expiry: Option<f64>,
@@ -437,6 +445,8 @@ impl Target {
         // Each address in turn, as most clients do: `localhost` may list ::1 first for
         // a server that listens on 127.0.0.1 only.
         for a in addrs {
+            // Set before connecting, as blackbox_exporter does: known once resolved.
+            r.ip_protocol = Some(if a.is_ipv4() { 4 } else { 6 });
             match TcpStream::connect(a).await {
                 Ok(s) => {
                     stream = Some(s);
@@ -558,6 +568,12 @@ impl Target {
         r.processing += t.elapsed().as_secs_f64();
         let resp = resp.map_err(|e| format!("HTTP request: {e}"))?;
         r.status = Some(resp.status().as_u16());
+        r.http_version = match resp.version() {
+            http::Version::HTTP_09 => Some(0.9),
+            http::Version::HTTP_10 => Some(1.0),
+            http::Version::HTTP_11 => Some(1.1),
+            _ => None,
+        };
         r.content_length = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -583,6 +599,7 @@ impl Target {
             }
         }
         r.transfer += t.elapsed().as_secs_f64();
+        r.body_length = Some(read as u64);
         outcome.map(|()| location)
     }
 }
@@ -665,6 +682,15 @@ pub fn families(names: &[&str], results: &[ProbeResult]) -> Vec<MetricFamily> {
         "probe_http_content_length",
         "Content-Length of the last response, when sent.",
     );
+    let mut body_length = gauge(
+        "probe_http_uncompressed_body_length",
+        "Body bytes read of the last response (reading stops at 16 MiB).",
+    );
+    let mut http_version = gauge("probe_http_version", "HTTP version of the last response.");
+    let mut ip_protocol = gauge(
+        "probe_ip_protocol",
+        "The IP protocol of the connection: 4 or 6.",
+    );
     let mut redirects = gauge("probe_http_redirects", "The number of redirects followed.");
     let mut ssl = gauge(
         "probe_http_ssl",
@@ -704,6 +730,15 @@ pub fn families(names: &[&str], results: &[ProbeResult]) -> Vec<MetricFamily> {
         if let Some(v) = r.content_length {
             length.push(&l, v as f64);
         }
+        if let Some(v) = r.body_length {
+            body_length.push(&l, v as f64);
+        }
+        if let Some(v) = r.http_version {
+            http_version.push(&l, v);
+        }
+        if let Some(v) = r.ip_protocol {
+            ip_protocol.push(&l, f64::from(v));
+        }
         if let Some(v) = r.ssl {
             ssl.push(&l, if v { 1.0 } else { 0.0 });
         }
@@ -715,7 +750,19 @@ pub fn families(names: &[&str], results: &[ProbeResult]) -> Vec<MetricFamily> {
         }
     }
     [
-        success, duration, dns, phases, status, length, redirects, ssl, expiry, version,
+        success,
+        duration,
+        dns,
+        ip_protocol,
+        phases,
+        status,
+        length,
+        body_length,
+        http_version,
+        redirects,
+        ssl,
+        expiry,
+        version,
     ]
     .into_iter()
     .filter(|f| !f.samples.is_empty())
