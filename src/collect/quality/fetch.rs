@@ -28,6 +28,9 @@ pub enum FetchError {
     Http(#[from] reqwest::Error),
     #[error("GET /view answered {0}")]
     Status(u16),
+    /// No `/view` client could be built (an unusable ComfyUI URL).
+    #[error("cannot fetch from ComfyUI: {0}")]
+    NoClient(String),
 }
 
 /// Checks the name parts ComfyUI gave: `filename` must be one plain path component,

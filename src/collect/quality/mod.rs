@@ -354,7 +354,7 @@ impl QualityCollector {
             }
             _ => match &self.view {
                 Ok(v) => v.fetch(img, cap).await,
-                Err(e) => Err(FetchError::Unsafe(e.clone())),
+                Err(e) => Err(FetchError::NoClient(e.clone())),
             },
         }
     }
@@ -400,7 +400,9 @@ impl QualityCollector {
         (outcome, n)
     }
 
-    fn record(&self, img: &OutputImage, outcome: &Outcome) {
+    /// Counts one outcome. `warned` is whether this run already logged a failure at
+    /// warn level: one per run is enough to notice a misconfigured source.
+    fn record(&self, img: &OutputImage, outcome: &Outcome, warned: &mut bool) {
         let mut s = self.stats.lock();
         match outcome {
             Outcome::Later => {}
@@ -408,7 +410,12 @@ impl QualityCollector {
             Outcome::Failed(c, why) => {
                 s.checked += 1;
                 s.fail(*c);
-                tracing::debug!(file = %img.filename, check = c.as_str(), error = %why, "image check failed");
+                if *warned {
+                    tracing::debug!(file = %img.filename, check = c.as_str(), error = %why, "cannot check output image");
+                } else {
+                    tracing::warn!(file = %img.filename, check = c.as_str(), error = %why, "cannot check output image");
+                    *warned = true;
+                }
             }
             Outcome::Measured(m) => {
                 s.checked += 1;
@@ -448,6 +455,7 @@ impl Collector for QualityCollector {
 
     async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
         let mut checked = 0;
+        let mut warned = false;
         let mut budget = self.cfg.max_bytes_per_run;
         // The runner drops a run that outlives `timeout`, losing the image in flight;
         // start another only while a slow fetch and its decode still fit.
@@ -479,7 +487,7 @@ impl Collector for QualityCollector {
                 checked += 1;
             }
             budget = budget.saturating_sub(used);
-            self.record(&img, &outcome);
+            self.record(&img, &outcome, &mut warned);
         }
         Ok(self.stats.lock().families(self.outputs.dropped()))
     }
