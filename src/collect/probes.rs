@@ -429,16 +429,18 @@ impl Target {
         r: &mut ProbeResult,
     ) -> Result<Box<dyn Io>, String> {
         let t = Instant::now();
-        let addrs: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
+        let addrs: Result<Vec<SocketAddr>, String> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(vec![SocketAddr::new(ip, port)]),
             Err(_) => tokio::net::lookup_host((host, port))
                 .await
-                .map_err(|e| format!("resolving {host}: {e}"))?
-                .collect(),
+                .map(Iterator::collect)
+                .map_err(|e| format!("resolving {host}: {e}")),
         };
         let resolve = t.elapsed().as_secs_f64();
         r.resolve += resolve;
-        *r.dns.get_or_insert(0.0) += resolve;
+        // The first lookup only, as blackbox_exporter; redirects add to the resolve phase.
+        r.dns.get_or_insert(resolve);
+        let addrs = addrs?;
         let t = Instant::now();
         let mut last_err = format!("{host} resolved to no address");
         let mut stream = None;
