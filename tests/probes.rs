@@ -41,7 +41,8 @@ fn response(target: &str) -> String {
 }
 
 /// A plain HTTP server answering per path (see `response`); `/hang` reads the request
-/// and never answers; `/auth` answers 200 only with `Authorization: Bearer sekrit`.
+/// and never answers; `/auth` answers 200 only with `Authorization: Bearer sekrit`,
+/// `/vhost` only with a single `Host: app.example`.
 async fn http_server() -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -52,6 +53,12 @@ async fn http_server() -> String {
                     return;
                 };
                 let mut target = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                if target == "/vhost" {
+                    let lower = head.to_ascii_lowercase();
+                    let one_host = lower.matches("\r\nhost:").count() == 1;
+                    let vhost = lower.contains("\r\nhost: app.example\r\n");
+                    target = if one_host && vhost { "/ok" } else { "/fail" }.to_string();
+                }
                 if target == "/auth" {
                     let authorized = head
                         .to_ascii_lowercase()
@@ -136,6 +143,7 @@ async fn http_status_redirects_and_expectations() {
 - {{name: auth, http: '{base}/auth', headers: {{Authorization: 'Bearer sekrit'}}}}
 - {{name: no-auth, http: '{base}/auth'}}
 - {{name: head, http: '{base}/ok', method: HEAD}}
+- {{name: vhost, http: '{base}/vhost', headers: {{Host: app.example}}}}
 "
     ))
     .await;
@@ -154,6 +162,8 @@ async fn http_status_redirects_and_expectations() {
     assert_eq!((s("auth"), s("no-auth")), (Some(1.0), Some(0.0)));
     // A HEAD answer carries Content-Length but no body; the probe must not wait for one.
     assert_eq!(s("head"), Some(1.0), "{:?}", results[8]);
+    // A configured Host replaces the URL's rather than adding a second one.
+    assert_eq!(s("vhost"), Some(1.0), "{:?}", results[9]);
     assert_eq!(gauge(&fams, "probe_http_content_length", "ok"), Some(5.0));
     assert_eq!(gauge(&fams, "probe_http_ssl", "ok"), Some(0.0));
     assert_eq!(gauge(&fams, "probe_ssl_earliest_cert_expiry", "ok"), None);

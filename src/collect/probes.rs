@@ -556,10 +556,13 @@ impl Target {
                 http::header::USER_AGENT,
                 concat!("comfy-sentinel/", env!("CARGO_PKG_VERSION")),
             );
-        // Credentials go to the configured origin only, as browsers and Go do.
+        // Credentials go to the configured origin only, as browsers and Go do. A
+        // configured header replaces ours (a `Host` for a virtual host, say).
         if url.origin() == first.origin() {
-            for (k, v) in &self.headers {
-                req = req.header(k, v);
+            if let Some(h) = req.headers_mut() {
+                for (k, v) in &self.headers {
+                    h.insert(k, v.clone());
+                }
             }
         }
         let req = req
