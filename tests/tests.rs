@@ -5,3 +5,5 @@ mod util;
 mod foundation;
 mod gpu;
 mod system;
+mod probes;
+mod quality;

@@ -5,7 +5,9 @@
 //! exposition. One slow or failing collector never delays another: each has its own task.
 
 pub mod gpu;
+pub mod probes;
 pub mod process;
+pub mod quality;
 pub mod system;
 
 use crate::config::Config;
@@ -163,6 +165,8 @@ impl<'de> Deserialize<'de> for Toggle {
 pub struct CollectorsConfig {
     pub system: system::SystemConfig,
     pub gpu: gpu::GpuConfig,
+    pub quality: quality::QualityConfig,
+    pub probes: probes::ProbesConfig,
 }
 
 impl CollectorsConfig {
@@ -173,6 +177,12 @@ impl CollectorsConfig {
         self.gpu
             .validate()
             .map_err(|(p, m)| (format!("collectors.gpu.{p}"), m))?;
+        self.quality
+            .validate()
+            .map_err(|(p, m)| (format!("collectors.quality.{p}"), m))?;
+        self.probes
+            .validate()
+            .map_err(|(p, m)| (format!("collectors.probes.{p}"), m))?;
         Ok(())
     }
 }
@@ -212,6 +222,24 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             &c.gpu,
             c.gpu.interval.get(),
             c.gpu.timeout.get(),
+        ));
+    }
+    // The image checks fetch from the workflow collector's ComfyUI unless told otherwise.
+    let comfyui_url = quality::DEFAULT_COMFYUI_URL;
+    if let Some(q) = quality::QualityCollector::from_config(&c.quality, ctx, comfyui_url) {
+        out.push(CollectorSpec::new(
+            q,
+            &(&c.quality, comfyui_url),
+            c.quality.interval.get(),
+            c.quality.timeout.get(),
+        ));
+    }
+    if let Some(p) = probes::ProbesCollector::from_config(&c.probes) {
+        out.push(CollectorSpec::new(
+            p,
+            &c.probes.fingerprint(),
+            c.probes.interval.get(),
+            c.probes.timeout.get(),
         ));
     }
     out
