@@ -159,14 +159,33 @@ impl KnownMetrics {
 }
 
 /// The metric names the dashboards may use: today the written contract. To check against
-/// what the binary really serves instead, return
-/// `metrics_from_exposition(&util::scrape(&running_sentinel))` merged with Prometheus's
-/// own `up` and `ALERTS`: the one place to change.
+/// what the binary really serves instead, return `live_metrics()`: the one place to change.
 fn known_metrics() -> KnownMetrics {
     KnownMetrics {
         names: CONTRACT.iter().map(|s| s.to_string()).collect(),
         histograms: HISTOGRAMS.iter().map(|s| s.to_string()).collect(),
     }
+}
+
+/// What a freshly started sidecar serves on `/metrics`, plus the series Prometheus adds
+/// itself (`up`, and `ALERTS` from its rule evaluation).
+fn live_metrics() -> KnownMetrics {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = sidecar_config(dir.path());
+    let sentinel = Sentinel::start(&["--config", config.to_str().expect("utf-8 path")]);
+    sentinel.wait_ready();
+    let mut known = metrics_from_exposition(&util::scrape(&sentinel));
+    known.names.extend(["up".to_string(), "ALERTS".to_string()]);
+    known
+}
+
+/// A config for a test sidecar that keeps its data out of the repository.
+fn sidecar_config(dir: &Path) -> PathBuf {
+    temp_file(
+        dir,
+        "sentinel.yaml",
+        &format!("data_dir: {:?}\n", dir.join("data").display().to_string()),
+    )
 }
 
 /// Reads metric names and histogram bases from `# TYPE` lines of a text exposition.
@@ -666,6 +685,22 @@ fn metric_name_extraction() {
     assert!(k.allows("a_total") && k.allows("h_bucket") && k.allows("h_count") && !k.allows("a"));
 }
 
+/// Where the running binary already serves a contract metric, it has the type the
+/// dashboards assume (a histogram queried through `_bucket`, or not).
+#[test]
+fn contract_agrees_with_the_live_exposition() {
+    let contract = known_metrics();
+    let live = live_metrics();
+    assert!(live.names.contains("sentinel_build_info"), "{live:?}");
+    for name in live.names.intersection(&contract.names) {
+        assert_eq!(
+            live.histograms.contains(name),
+            contract.histograms.contains(name),
+            "{name}: histogram in one of contract and /metrics only"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Thresholds mirror the default rules.
 
@@ -1120,14 +1155,7 @@ fn every_panel_query_runs_in_prometheus() {
         return;
     };
     let dir = tempfile::tempdir().expect("temp dir");
-    let config = temp_file(
-        dir.path(),
-        "sentinel.yaml",
-        &format!(
-            "data_dir: {:?}\n",
-            dir.path().join("data").display().to_string()
-        ),
-    );
+    let config = sidecar_config(dir.path());
     let sentinel = Sentinel::start(&["--config", config.to_str().expect("utf-8 path")]);
     sentinel.wait_ready();
     let prom = Prometheus::start(&prometheus, dir.path(), &sentinel.addr);
