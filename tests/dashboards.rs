@@ -95,6 +95,7 @@ const CONTRACT: &[&str] = &[
     "recovery_duration_seconds",
     "recovery_persistence_seconds",
     "recovery_circuit_breaker_state",
+    "recovery_circuit_breaker_open_since_seconds",
     "recovery_circuit_breaker_transitions_total",
     // quality and probes
     "quality_score",
@@ -103,6 +104,7 @@ const CONTRACT: &[&str] = &[
     "quality_image_sharpness",
     "probe_success",
     "probe_duration_seconds",
+    "probe_http_duration_seconds",
     "probe_ssl_earliest_cert_expiry",
     // the sidecar itself
     "sentinel_build_info",
@@ -1007,6 +1009,7 @@ const EXPECTED_EMPTY: &[(&str, &str)] = &[
     ("recovery_duration_seconds_bucket", RECOVERY),
     ("recovery_persistence_seconds_bucket", RECOVERY),
     ("recovery_circuit_breaker_state", RECOVERY),
+    ("recovery_circuit_breaker_open_since_seconds", RECOVERY),
     ("recovery_circuit_breaker_transitions_total", RECOVERY),
     ("quality_score_sum", QUALITY),
     ("quality_score_count", QUALITY),
@@ -1016,6 +1019,7 @@ const EXPECTED_EMPTY: &[(&str, &str)] = &[
     ("quality_image_sharpness_bucket", QUALITY),
     ("probe_success", PROBES),
     ("probe_duration_seconds", PROBES),
+    ("probe_http_duration_seconds", PROBES),
     ("probe_ssl_earliest_cert_expiry", PROBES),
     ("sentinel_notifications_total", RECEIVERS),
     ("sentinel_notifications_dead_total", RECEIVERS),
