@@ -1153,6 +1153,64 @@ fn has_data(answer: &Value) -> bool {
     }
 }
 
+impl Prometheus {
+    /// Waits for a few scrapes (so rate() over 1m has two samples) and one evaluation of
+    /// the rules.
+    fn wait_for_data(&self) {
+        for expr in [
+            r#"sum_over_time(up{job="comfy-sentinel"}[1m]) >= 4"#,
+            r#"ALERTS{alertname="Watchdog"}"#,
+        ] {
+            self.wait_for(
+                &format!("/api/v1/query?query={}", percent_encode(expr)),
+                |s, b| s == 200 && b.contains("\"value\""),
+            );
+        }
+    }
+}
+
+/// The outcome of sending every dashboard query to one Prometheus.
+struct QueryRun {
+    /// Queries that did not parse, or came back empty when they may not.
+    failures: Vec<String>,
+    /// Every metric name the queries read.
+    used: BTreeSet<String>,
+    queries: usize,
+}
+
+/// Sends every panel and variable query, variables substituted, to `prom`; an empty
+/// answer is a failure unless `may_be_empty` accepts the metric names the query reads.
+fn run_every_query(
+    prom: &Prometheus,
+    may_be_empty: impl Fn(&BTreeSet<String>) -> bool,
+) -> QueryRun {
+    let mut run = QueryRun {
+        failures: Vec::new(),
+        used: BTreeSet::new(),
+        queries: 0,
+    };
+    for d in dashboards() {
+        for (title, ref_id, expr) in d.queries() {
+            let names = metric_names(&expr);
+            run.used.extend(names.iter().cloned());
+            let expr = substitute(&expr);
+            let answer = prom.query(&expr);
+            run.queries += 1;
+            let at = format!("{} / {title} / {ref_id}", d.uid());
+            if answer["status"] != "success" {
+                run.failures
+                    .push(format!("{at}: {expr}\n  error: {}", answer["error"]));
+            } else if !has_data(&answer) && !may_be_empty(&names) {
+                run.failures.push(format!("{at}: no data for {expr}"));
+            }
+        }
+    }
+    assert!(run.queries > 100, "only {} queries found", run.queries);
+    run
+}
+
+/// Against the real binary: every query parses, and returns data unless it reads a
+/// metric of `EXPECTED_EMPTY`.
 #[test]
 fn every_panel_query_runs_in_prometheus() {
     let Some(prometheus) = util::peer("prometheus") else {
@@ -1163,50 +1221,18 @@ fn every_panel_query_runs_in_prometheus() {
     let sentinel = Sentinel::start(&["--config", config.to_str().expect("utf-8 path")]);
     sentinel.wait_ready();
     let prom = Prometheus::start(&prometheus, dir.path(), &sentinel.addr);
-    // A few scrapes, so rate() over 1m has two samples, and the rules evaluated once.
-    prom.wait_for(
-        &format!(
-            "/api/v1/query?query={}",
-            percent_encode(r#"count_over_time(up{job="comfy-sentinel"}[1m]) >= 4"#)
-        ),
-        |s, b| s == 200 && b.contains("\"value\""),
-    );
-    prom.wait_for(
-        &format!(
-            "/api/v1/query?query={}",
-            percent_encode(r#"ALERTS{alertname="Watchdog"}"#)
-        ),
-        |s, b| s == 200 && b.contains("\"value\""),
-    );
+    prom.wait_for_data();
 
     let expected_empty: BTreeMap<&str, &str> = EXPECTED_EMPTY.iter().copied().collect();
-    let mut failures = Vec::new();
-    let mut used = BTreeSet::new();
-    let mut queries = 0;
-    for d in dashboards() {
-        for (title, ref_id, expr) in d.queries() {
-            let names = metric_names(&expr);
-            used.extend(names.iter().cloned());
-            let expr = substitute(&expr);
-            let answer = prom.query(&expr);
-            queries += 1;
-            let at = format!("{} / {title} / {ref_id}", d.uid());
-            if answer["status"] != "success" {
-                failures.push(format!("{at}: {expr}\n  error: {}", answer["error"]));
-            } else if !has_data(&answer)
-                && !names
-                    .iter()
-                    .any(|n| expected_empty.contains_key(n.as_str()))
-            {
-                failures.push(format!("{at}: no data for {expr}"));
-            }
-        }
-    }
-    assert!(queries > 100, "only {queries} queries found");
+    let run = run_every_query(&prom, |names| {
+        names
+            .iter()
+            .any(|n| expected_empty.contains_key(n.as_str()))
+    });
     let mut now_served = Vec::new();
     for (name, _) in EXPECTED_EMPTY {
         assert!(
-            used.contains(*name),
+            run.used.contains(*name),
             "EXPECTED_EMPTY lists {name}, which no dashboard reads"
         );
         if has_data(&prom.query(&format!("count({{__name__=\"{name}\"}})"))) {
@@ -1220,11 +1246,105 @@ fn every_panel_query_runs_in_prometheus() {
         );
     }
     assert!(
-        failures.is_empty(),
-        "{} of {queries} queries failed:\n{}",
-        failures.len(),
-        failures.join("\n")
+        run.failures.is_empty(),
+        "{} of {} queries failed:\n{}",
+        run.failures.len(),
+        run.queries,
+        run.failures.join("\n")
     );
+}
+
+/// Serves `tests/fixtures/dashboards/contract.prom` over HTTP on 127.0.0.1, `N*k` values
+/// becoming k times the request number; returns the address. The thread lives as long
+/// as the test process.
+fn serve_contract_sample() -> String {
+    use std::io::{Read, Write};
+    let template = std::fs::read_to_string(util::fixture("dashboards/contract.prom"))
+        .expect("read contract sample");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = render_sample(&template, n as f64 + 1.0);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+    });
+    addr
+}
+
+fn render_sample(template: &str, n: f64) -> String {
+    let mut out = String::new();
+    for line in template.lines() {
+        match line.rsplit_once(' ') {
+            Some((series, value)) if !line.starts_with('#') => {
+                let value = match value.strip_prefix("N*") {
+                    Some(k) => (k.parse::<f64>().expect("numeric factor") * n).to_string(),
+                    None => value.to_string(),
+                };
+                out.push_str(&format!("{series} {value}\n"));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Against a sample of every contract metric: every query returns data, so the label
+/// matchers, joins and filters fit the series they are written for, whichever
+/// collectors have landed.
+#[test]
+fn every_panel_query_returns_data_on_the_contract_sample() {
+    let Some(prometheus) = util::peer("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let prom = Prometheus::start(&prometheus, dir.path(), &serve_contract_sample());
+    prom.wait_for_data();
+    let run = run_every_query(&prom, |_| false);
+    assert!(
+        run.failures.is_empty(),
+        "{} of {} queries failed:\n{}",
+        run.failures.len(),
+        run.queries,
+        run.failures.join("\n")
+    );
+}
+
+/// The sample holds contract metrics only, and all of them.
+#[test]
+fn contract_sample_covers_the_contract() {
+    let known = known_metrics();
+    let sample = std::fs::read_to_string(util::fixture("dashboards/contract.prom"))
+        .expect("read contract sample");
+    let served = metrics_from_exposition(&sample);
+    for name in &served.names {
+        assert!(
+            known.allows(name),
+            "{name} is in the sample but not in the contract"
+        );
+        assert_eq!(
+            served.histograms.contains(name),
+            known.histograms.contains(name),
+            "{name}: type"
+        );
+    }
+    for name in &known.names {
+        assert!(
+            served.names.contains(name) || name == "up",
+            "{name} missing from the sample"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
