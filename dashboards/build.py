@@ -15,6 +15,7 @@ closest Grafana can show.
 
 import json
 import os
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DS = {"type": "prometheus", "uid": "${datasource}"}
@@ -591,12 +592,27 @@ def sentinel():
 
 
 def main():
+    # --check: exit 1 when a committed JSON file differs from what this script writes.
+    check = "--check" in sys.argv[1:]
+    stale = []
     for name, build in [("overview", overview), ("system", system), ("gpu", gpu),
                         ("workflow", workflow), ("recovery", recovery), ("quality", quality),
                         ("sentinel", sentinel)]:
-        with open(os.path.join(HERE, f"{name}.json"), "w") as f:
-            json.dump(build(), f, indent=2, ensure_ascii=False)
-            f.write("\n")
+        path = os.path.join(HERE, f"{name}.json")
+        text = json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
+        if check:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    if f.read() != text:
+                        stale.append(path)
+            except FileNotFoundError:
+                stale.append(path)
+        else:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+    if stale:
+        print("out of date (run python3 dashboards/build.py):", *stale, sep="\n  ")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1523,3 +1523,16 @@ fn compose_sidecar_config_is_valid() {
         config.to_str().expect("utf-8 path"),
     ]));
 }
+
+/// The committed JSON is what `dashboards/build.py` writes: nobody edited one by hand.
+#[test]
+fn dashboards_match_their_generator() {
+    let Some(python) = util::peer("python3") else {
+        return;
+    };
+    run_ok(
+        Command::new(python)
+            .current_dir(util::repo())
+            .args(["dashboards/build.py", "--check"]),
+    );
+}
