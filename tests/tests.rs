@@ -2,6 +2,7 @@
 
 mod util;
 
+mod dashboards;
 mod foundation;
 mod gpu;
 mod system;
