@@ -8,12 +8,14 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian packages: promtool (prometheus), Alertmanager, node_exporter, and wrk/hyperfine
-# for the benchmark scripts.
+# Debian packages: Prometheus and promtool, Alertmanager and amtool, node_exporter and
+# blackbox_exporter (conformance peers), docker-compose (validates the compose stack).
 apt_missing=()
 command -v promtool >/dev/null 2>&1 || apt_missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || apt_missing+=(prometheus-alertmanager)
 command -v prometheus-node-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-node-exporter)
+command -v prometheus-blackbox-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-blackbox-exporter)
+command -v docker-compose >/dev/null 2>&1 || apt_missing+=(docker-compose)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${apt_missing[*]}"

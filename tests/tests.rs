@@ -8,3 +8,4 @@ mod gpu;
 mod system;
 mod probes;
 mod quality;
+mod config_doc;
