@@ -35,12 +35,32 @@ pub enum Command {
     },
     /// Print the version and exit.
     Version,
+    /// Go/no-go gate: evaluate PromQL criteria against a running sidecar (or Prometheus);
+    /// exit 0 go, 1 no-go, 2 unusable criteria file.
+    Gate {
+        /// Base URL of the sidecar (its /api/v1/query) or of a Prometheus server.
+        #[arg(long)]
+        url: String,
+        /// Criteria file (YAML), e.g. deploy/gate.yaml.
+        #[arg(long)]
+        criteria: PathBuf,
+        /// Value of the Authorization header to send (e.g. "Bearer TOKEN").
+        #[arg(long, env = "COMFY_SENTINEL_GATE_AUTH")]
+        auth: Option<String>,
+        /// Timeout per query.
+        #[arg(long, default_value = "10s", value_parser = parse_dur)]
+        timeout: std::time::Duration,
+    },
     /// Probe a running sidecar's /healthz (for container health checks; no shell needed).
     Healthcheck {
         /// URL to probe; defaults to /healthz on the configured listen port on loopback.
         #[arg(long)]
         url: Option<String>,
     },
+}
+
+fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(s)
 }
 
 /// Process exit codes.

@@ -18,6 +18,12 @@ fn main() {
         }
         Some(Command::Check { print }) => check(&cli, print),
         Some(Command::Healthcheck { ref url }) => healthcheck(&cli, url.clone()),
+        Some(Command::Gate {
+            ref url,
+            ref criteria,
+            ref auth,
+            timeout,
+        }) => comfy_sentinel::gate::run(url, criteria, auth.clone(), timeout),
         Some(Command::Run) | None => run(&cli),
     };
     std::process::exit(code);

@@ -13,7 +13,11 @@ fn flatten(prefix: &str, v: &serde_yaml_ng::Value, out: &mut BTreeMap<String, St
         Value::Mapping(m) if !m.is_empty() && !prefix.ends_with("external_labels") => {
             for (k, v) in m {
                 let k = k.as_str().expect("string keys").to_string();
-                let p = if prefix.is_empty() { k } else { format!("{prefix}.{k}") };
+                let p = if prefix.is_empty() {
+                    k
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&p, v, out);
             }
         }
@@ -38,8 +42,13 @@ fn effective_defaults() -> BTreeMap<String, String> {
         .args(["check", "--print", "--config", cfg.to_str().unwrap()])
         .output()
         .expect("run check --print");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_yaml_ng::Value = serde_yaml_ng::from_slice(&out.stdout).expect("printed config is YAML");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_yaml_ng::Value =
+        serde_yaml_ng::from_slice(&out.stdout).expect("printed config is YAML");
     let mut flat = BTreeMap::new();
     flatten("", &v, &mut flat);
     flat
@@ -47,7 +56,8 @@ fn effective_defaults() -> BTreeMap<String, String> {
 
 /// Rows of the reference tables: `| `key` | `default` | meaning |`.
 fn documented() -> BTreeMap<String, String> {
-    let doc = std::fs::read_to_string(repo().join("docs/configuration.md")).expect("docs/configuration.md");
+    let doc = std::fs::read_to_string(repo().join("docs/configuration.md"))
+        .expect("docs/configuration.md");
     let mut rows = BTreeMap::new();
     for line in doc.lines() {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -66,13 +76,20 @@ fn every_field_is_documented_with_its_default() {
     let actual = effective_defaults();
     let doc = documented();
     let missing: Vec<_> = actual.keys().filter(|k| !doc.contains_key(*k)).collect();
-    assert!(missing.is_empty(), "fields missing from docs/configuration.md: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "fields missing from docs/configuration.md: {missing:#?}"
+    );
     let wrong: Vec<_> = actual
         .iter()
         .filter(|(k, v)| doc.get(*k).is_some_and(|d| d != *v))
         .map(|(k, v)| format!("{k}: documented {:?}, actual {v:?}", doc[k]))
         .collect();
-    assert!(wrong.is_empty(), "defaults that differ:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "defaults that differ:\n{}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -84,8 +101,13 @@ fn no_documented_field_is_unknown() {
         .into_keys()
         .filter(|k| {
             let top = k.split("[]").next().unwrap().trim_end_matches('.');
-            !actual.keys().any(|a| a == top || a.starts_with(&format!("{top}.")) || top.starts_with(&format!("{a}.")))
+            !actual.keys().any(|a| {
+                a == top || a.starts_with(&format!("{top}.")) || top.starts_with(&format!("{a}."))
+            })
         })
         .collect();
-    assert!(unknown.is_empty(), "documented fields the config does not have: {unknown:#?}");
+    assert!(
+        unknown.is_empty(),
+        "documented fields the config does not have: {unknown:#?}"
+    );
 }

@@ -2,10 +2,10 @@
 
 mod util;
 
+mod config_doc;
 mod dashboards;
 mod foundation;
 mod gpu;
-mod system;
 mod probes;
 mod quality;
-mod config_doc;
+mod system;

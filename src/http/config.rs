@@ -4,7 +4,7 @@ use crate::config::{either_secret, Secret, SecretFile, SecretString};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebConfig {
     /// Serve HTTPS with this certificate and key (PEM).
@@ -17,6 +17,18 @@ pub struct WebConfig {
     pub bearer_token_file: Option<SecretFile>,
     /// Largest request head (request line and headers) accepted; larger gets 431.
     pub max_header_bytes: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            tls: None,
+            basic_auth: None,
+            bearer_token: None,
+            bearer_token_file: None,
+            max_header_bytes: 16 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -51,11 +63,7 @@ impl Credentials {
 
 impl WebConfig {
     pub fn max_header_bytes(&self) -> usize {
-        if self.max_header_bytes == 0 {
-            16 * 1024
-        } else {
-            self.max_header_bytes
-        }
+        self.max_header_bytes
     }
 
     pub fn credentials(&self) -> Credentials {
@@ -93,10 +101,10 @@ impl WebConfig {
         if let Err(m) = either_secret(&self.bearer_token, &self.bearer_token_file) {
             return Err(("web.bearer_token".into(), m.into()));
         }
-        if self.max_header_bytes != 0 && self.max_header_bytes < 8192 {
+        if self.max_header_bytes < 8192 {
             return Err((
                 "web.max_header_bytes".into(),
-                "must be at least 8192 (or 0 for the default 16384)".into(),
+                "must be at least 8192 (hyper's smallest read buffer)".into(),
             ));
         }
         if let Some(t) = &self.tls {
