@@ -4,6 +4,7 @@
 //! `sentinel_collector_success` / `_duration_seconds`, and hands the families to the
 //! exposition. One slow or failing collector never delays another: each has its own task.
 
+pub mod comfyui;
 pub mod gpu;
 pub mod process;
 pub mod system;
@@ -163,6 +164,7 @@ impl<'de> Deserialize<'de> for Toggle {
 pub struct CollectorsConfig {
     pub system: system::SystemConfig,
     pub gpu: gpu::GpuConfig,
+    pub comfyui: comfyui::ComfyuiConfig,
 }
 
 impl CollectorsConfig {
@@ -173,6 +175,9 @@ impl CollectorsConfig {
         self.gpu
             .validate()
             .map_err(|(p, m)| (format!("collectors.gpu.{p}"), m))?;
+        self.comfyui
+            .validate()
+            .map_err(|(p, m)| (format!("collectors.comfyui.{p}"), m))?;
         Ok(())
     }
 }
@@ -212,6 +217,14 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             &c.gpu,
             c.gpu.interval.get(),
             c.gpu.timeout.get(),
+        ));
+    }
+    if let Some(comfyui) = comfyui::build(&c.comfyui, ctx) {
+        out.push(CollectorSpec::new(
+            comfyui,
+            &c.comfyui,
+            c.comfyui.interval.get(),
+            comfyui::run_timeout(&c.comfyui),
         ));
     }
     out
