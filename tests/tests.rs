@@ -2,4 +2,6 @@
 
 mod util;
 
+mod comfyui;
+mod fake_comfyui;
 mod foundation;

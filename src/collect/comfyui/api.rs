@@ -58,6 +58,7 @@ pub struct Device {
 }
 
 pub fn parse_system_stats(body: &[u8]) -> Result<SystemStats, ParseError> {
+    require_object(body)?;
     Ok(serde_json::from_slice(body)?)
 }
 
@@ -77,15 +78,20 @@ pub fn parse_queue(body: &[u8]) -> Result<QueueCounts, ParseError> {
         #[serde(default)]
         queue_pending: Vec<IgnoredAny>,
     }
-    // serde would also take a JSON array for this struct; ComfyUI only sends an object.
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ParseError::NotAnObject);
-    }
+    require_object(body)?;
     let raw: Raw = serde_json::from_slice(body)?;
     Ok(QueueCounts {
         running: raw.queue_running.len(),
         pending: raw.queue_pending.len(),
     })
+}
+
+/// serde would also build these structs from a JSON array; ComfyUI only sends objects.
+fn require_object(body: &[u8]) -> Result<(), ParseError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Ok(()),
+        _ => Err(ParseError::NotAnObject),
+    }
 }
 
 /// How a prompt ended, from its terminal message (`status_str` says `error` for an
@@ -379,7 +385,8 @@ impl EntryHead<'_> {
             if let Ok(map) = serde_json::from_str::<Ordered<'_>>(o.get()) {
                 for (node, raw) in map.0 {
                     if let Ok(n) = serde_json::from_str::<NodeOutput>(raw.get()) {
-                        out.images.extend(n.images.into_iter().map(|i| (node.clone(), i)));
+                        out.images
+                            .extend(n.images.into_iter().map(|i| (node.clone(), i)));
                     }
                 }
             }
@@ -464,7 +471,10 @@ mod tests {
             assert_eq!(s.system.ram_total, Some(25276510208.0));
             assert_eq!(s.devices.len(), 1);
             let d = &s.devices[0];
-            assert_eq!((d.name.as_str(), d.kind.as_str(), d.index), ("cpu", "cpu", None));
+            assert_eq!(
+                (d.name.as_str(), d.kind.as_str(), d.index),
+                ("cpu", "cpu", None)
+            );
             assert_eq!(d.torch_vram_free, Some(24181374976.0));
         }
     }
@@ -577,7 +587,10 @@ mod tests {
         assert_eq!(outcomes.iter().filter(|o| **o == "success").count(), 7);
         assert_eq!(outcomes.iter().filter(|o| **o == "error").count(), 2);
         assert_eq!(outcomes.iter().filter(|o| **o == "interrupted").count(), 2);
-        assert_eq!(page.entries[0].prompt_id, "3222a08b-ccde-40ad-b2f6-93ee0ceba517");
+        assert_eq!(
+            page.entries[0].prompt_id,
+            "3222a08b-ccde-40ad-b2f6-93ee0ceba517"
+        );
     }
 
     #[test]
@@ -612,6 +625,9 @@ mod tests {
         assert_eq!(page.bad_entries, 1);
         assert_eq!(page.entries.len(), 2);
         assert!(page.entries[0].terminal.is_none());
-        assert_eq!(page.entries[1].terminal.as_ref().unwrap().duration_ms, Some(2));
+        assert_eq!(
+            page.entries[1].terminal.as_ref().unwrap().duration_ms,
+            Some(2)
+        );
     }
 }

@@ -183,7 +183,11 @@ impl Tracker {
                     }
                 }
                 Outcome::Interrupted => {
-                    *self.counts.failures.entry("interrupted".into()).or_default() += 1;
+                    *self
+                        .counts
+                        .failures
+                        .entry("interrupted".into())
+                        .or_default() += 1;
                 }
                 Outcome::Error => {
                     let class = classify_failure(
@@ -366,7 +370,13 @@ mod tests {
         assert_eq!(c.failures["interrupted"], 2);
         // The cached re-run's image is the earlier run's file: not handed on.
         let files: Vec<_> = a.images.iter().map(|i| i.filename.as_str()).collect();
-        assert_eq!(files.iter().filter(|f| **f == "sentinel_ok_00001_.png").count(), 1);
+        assert_eq!(
+            files
+                .iter()
+                .filter(|f| **f == "sentinel_ok_00001_.png")
+                .count(),
+            1
+        );
         assert_eq!(a.images.len(), 7);
         let slow = &c.durations["success"];
         assert_eq!(slow.count, 7);
@@ -383,9 +393,18 @@ mod tests {
         let one = br#"{"x": {"status": {"messages": [["execution_start", {"timestamp": 1000}], ["execution_success", {"timestamp": 1500}]]}}}"#;
         let two = br#"{"x": {"status": {"messages": [["execution_start", {"timestamp": 9000}], ["execution_error", {"timestamp": 9100, "node_type": "N", "exception_type": "E"}]]}}}"#;
         let mut t = Tracker::default();
-        assert_eq!(t.apply(&parse_history_page(one).unwrap(), 10).new_entries, 1);
-        assert_eq!(t.apply(&parse_history_page(one).unwrap(), 10).new_entries, 0);
-        assert_eq!(t.apply(&parse_history_page(two).unwrap(), 10).new_entries, 1);
+        assert_eq!(
+            t.apply(&parse_history_page(one).unwrap(), 10).new_entries,
+            1
+        );
+        assert_eq!(
+            t.apply(&parse_history_page(one).unwrap(), 10).new_entries,
+            0
+        );
+        assert_eq!(
+            t.apply(&parse_history_page(two).unwrap(), 10).new_entries,
+            1
+        );
         assert_eq!(t.counts.prompts["success"], 1);
         assert_eq!(t.counts.prompts["error"], 1);
     }
@@ -407,12 +426,42 @@ mod tests {
     fn failure_classes() {
         // (exception_type, message, node_type, class)
         let cases = [
-            ("torch.OutOfMemoryError", "CUDA out of memory. Tried to allocate 2.00 GiB", "KSampler", "oom"),
-            ("RuntimeError", "DefaultCPUAllocator: can't allocate memory: you tried", "EmptyImage", "oom"),
-            ("RuntimeError", "CUDA error: an illegal memory access was encountered", "KSampler", "cuda"),
-            ("safetensors_rust.SafetensorError", "Error while deserializing header", "CheckpointLoaderSimple", "model_load"),
-            ("FileNotFoundError", "No such file", "LoraLoader", "model_load"),
-            ("Exception", "Saving image outside the output folder is not allowed", "SaveImage", "other"),
+            (
+                "torch.OutOfMemoryError",
+                "CUDA out of memory. Tried to allocate 2.00 GiB",
+                "KSampler",
+                "oom",
+            ),
+            (
+                "RuntimeError",
+                "DefaultCPUAllocator: can't allocate memory: you tried",
+                "EmptyImage",
+                "oom",
+            ),
+            (
+                "RuntimeError",
+                "CUDA error: an illegal memory access was encountered",
+                "KSampler",
+                "cuda",
+            ),
+            (
+                "safetensors_rust.SafetensorError",
+                "Error while deserializing header",
+                "CheckpointLoaderSimple",
+                "model_load",
+            ),
+            (
+                "FileNotFoundError",
+                "No such file",
+                "LoraLoader",
+                "model_load",
+            ),
+            (
+                "Exception",
+                "Saving image outside the output folder is not allowed",
+                "SaveImage",
+                "other",
+            ),
         ];
         for (t, m, n, want) in cases {
             assert_eq!(classify_failure(t, m, n), want, "{t} {m}");

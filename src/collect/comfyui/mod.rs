@@ -178,10 +178,7 @@ impl ComfyuiCollector {
         for (name, value) in &cfg.headers {
             let mut v = reqwest::header::HeaderValue::from_str(value.0.expose())?;
             v.set_sensitive(true);
-            headers.insert(
-                reqwest::header::HeaderName::from_bytes(name.as_bytes())?,
-                v,
-            );
+            headers.insert(reqwest::header::HeaderName::from_bytes(name.as_bytes())?, v);
         }
         let client = reqwest::Client::builder()
             .default_headers(headers)
@@ -234,7 +231,10 @@ impl ComfyuiCollector {
         result
     }
 
-    async fn timed_fetch(&self, path_and_query: &str) -> (Duration, Result<bytes::Bytes, RequestError>) {
+    async fn timed_fetch(
+        &self,
+        path_and_query: &str,
+    ) -> (Duration, Result<bytes::Bytes, RequestError>) {
         let started = Instant::now();
         let result = self.fetch(path_and_query).await;
         (started.elapsed(), result)
@@ -285,7 +285,10 @@ impl ComfyuiCollector {
         let mut n = self.cfg.history_page_size;
         let mut good: Option<bytes::Bytes> = None;
         loop {
-            let body = match self.get(st, "history", &format!("history?max_items={n}")).await {
+            let body = match self
+                .get(st, "history", &format!("history?max_items={n}"))
+                .await
+            {
                 Ok(b) => b,
                 Err(_) => break,
             };
@@ -344,21 +347,19 @@ impl Collector for ComfyuiCollector {
     async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
         let started = Instant::now();
         let mut st = self.state.lock().await;
-        let ((t1, stats), (t2, queue)) = tokio::join!(
-            self.timed_fetch("system_stats"),
-            self.timed_fetch("queue")
-        );
+        let ((t1, stats), (t2, queue)) =
+            tokio::join!(self.timed_fetch("system_stats"), self.timed_fetch("queue"));
         record(&mut st, "system_stats", t1, &stats);
         record(&mut st, "queue", t2, &queue);
-        let stats = stats.ok().and_then(|b| {
-            parse_or_count(&mut st, "system_stats", api::parse_system_stats(&b))
-        });
+        let stats = stats
+            .ok()
+            .and_then(|b| parse_or_count(&mut st, "system_stats", api::parse_system_stats(&b)));
         let queue = queue
             .ok()
             .and_then(|b| parse_or_count(&mut st, "queue", api::parse_queue(&b)));
         let up = stats.is_some() && queue.is_some();
         if up {
-            self.poll_history(&mut st, started + self.cfg.interval.get())
+            self.poll_history(&mut st, started + self.cfg.interval.get() * 2)
                 .await;
         }
         Ok(families(&st, up, stats.as_ref(), queue))
@@ -404,8 +405,11 @@ fn families(
     let c = &st.tracker.counts;
     let mut out = Vec::new();
     out.push(
-        MetricFamily::gauge("comfyui_up", "Whether ComfyUI answered the last poll (1) or not (0).")
-            .with::<&str, &str>(&[], if up { 1.0 } else { 0.0 }),
+        MetricFamily::gauge(
+            "comfyui_up",
+            "Whether ComfyUI answered the last poll (1) or not (0).",
+        )
+        .with::<&str, &str>(&[], if up { 1.0 } else { 0.0 }),
     );
     if let Some(q) = queue {
         out.push(
@@ -413,8 +417,11 @@ fn families(
                 .with::<&str, &str>(&[], q.running as f64),
         );
         out.push(
-            MetricFamily::gauge("comfyui_queue_pending", "Prompts waiting in ComfyUI's queue.")
-                .with::<&str, &str>(&[], q.pending as f64),
+            MetricFamily::gauge(
+                "comfyui_queue_pending",
+                "Prompts waiting in ComfyUI's queue.",
+            )
+            .with::<&str, &str>(&[], q.pending as f64),
         );
     }
     if let Some(s) = stats {
@@ -434,7 +441,10 @@ fn families(
                             .and_then(|v| v.split_whitespace().next()),
                     ),
                 ),
-                ("pytorch_version", label_value(sys.pytorch_version.as_deref())),
+                (
+                    "pytorch_version",
+                    label_value(sys.pytorch_version.as_deref()),
+                ),
             ],
             1.0,
         );
@@ -453,8 +463,16 @@ fn families(
         }
         type Pick = fn(&api::Device) -> Option<f64>;
         let per_device: [(&str, &str, Pick); 4] = [
-            ("comfyui_vram_total_bytes", "Total memory of the torch device.", |d| d.vram_total),
-            ("comfyui_vram_free_bytes", "Free memory of the torch device.", |d| d.vram_free),
+            (
+                "comfyui_vram_total_bytes",
+                "Total memory of the torch device.",
+                |d| d.vram_total,
+            ),
+            (
+                "comfyui_vram_free_bytes",
+                "Free memory of the torch device.",
+                |d| d.vram_free,
+            ),
             (
                 "comfyui_torch_vram_total_bytes",
                 "Memory torch has reserved on the device.",
@@ -495,7 +513,10 @@ fn families(
     );
     for o in api::Outcome::ALL {
         let o = o.as_str();
-        prompts.push(&[("outcome", o)], c.prompts.get(o).copied().unwrap_or(0) as f64);
+        prompts.push(
+            &[("outcome", o)],
+            c.prompts.get(o).copied().unwrap_or(0) as f64,
+        );
         let h = c.durations.get(o).cloned().unwrap_or_default();
         durations.push_histogram(labels(&[("outcome", o)]), &h.snapshot());
     }
@@ -518,7 +539,10 @@ fn families(
     );
     for (nt, by) in &c.node_errors {
         for (et, n) in by {
-            node_errors.push(&[("node_type", nt.as_str()), ("exception_type", et.as_str())], *n as f64);
+            node_errors.push(
+                &[("node_type", nt.as_str()), ("exception_type", et.as_str())],
+                *n as f64,
+            );
         }
     }
     out.push(node_errors);
@@ -534,7 +558,10 @@ fn families(
         "Failed or interrupted prompts by class (oom, cuda, model_load, interrupted, other).",
     );
     for class in FAILURE_CLASSES {
-        failures.push(&[("class", class)], c.failures.get(class).copied().unwrap_or(0) as f64);
+        failures.push(
+            &[("class", class)],
+            c.failures.get(class).copied().unwrap_or(0) as f64,
+        );
     }
     out.push(failures);
     out.push(
@@ -606,7 +633,7 @@ pub fn build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<ComfyuiCollector
 }
 
 /// The runner's limit for one poll. The poll bounds itself (each request by `timeout`,
-/// paging by `interval`); this only catches the unexpected.
+/// paging stops before twice the interval); this only catches the unexpected.
 pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
     cfg.interval.get() * 2 + cfg.timeout.get()
 }
