@@ -415,3 +415,50 @@ fn misbehaving_server_never_breaks_the_collector() {
         Some(1.0)
     );
 }
+
+/// CPU time of a process (user + system), from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Measures (does not assert) the sidecar's CPU for the first poll of a 10k-entry
+/// history and for steady polls after it. Run with
+/// `cargo test --test tests comfyui::cpu_per_poll -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cpu_per_poll_with_10k_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeComfy::start();
+    let entries: Vec<(String, String)> = (0..10_000)
+        .map(|i| {
+            let id = format!("{i:08}-0000-4000-8000-000000000000");
+            let raw = entry(&id, "success", 1_000 * i, 1_000 * i + 20, ("", ""));
+            (id, raw)
+        })
+        .collect();
+    fake.set_history(entries);
+    let path = config(dir.path(), &fake.url(), "");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("interval: 300ms", "interval: 1s");
+    std::fs::write(&path, cfg).unwrap();
+    let s = Sentinel::start(&["--config", &path]);
+    let pid = s.child.id();
+    let idle = cpu_seconds(pid);
+    let started = Instant::now();
+    wait_for(&s, SUCCESS, 10_000.0);
+    let first = cpu_seconds(pid) - idle;
+    let first_wall = started.elapsed();
+    let before = cpu_seconds(pid);
+    let polls = 10;
+    std::thread::sleep(Duration::from_secs(polls));
+    let steady = (cpu_seconds(pid) - before) / polls as f64;
+    eprintln!(
+        "10k-entry history: first poll(s) {first:.3} s CPU ({first_wall:?} wall, incl. paging); steady poll {:.2} ms CPU",
+        steady * 1000.0
+    );
+}

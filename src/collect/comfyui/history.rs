@@ -495,4 +495,43 @@ mod tests {
         }
         assert_eq!(t.seen_len(), SEEN_CAP);
     }
+
+    /// A body of entries `from..to`, each a success run of a two-node graph.
+    fn synthetic(from: usize, to: usize) -> String {
+        let entries: Vec<String> = (from..to)
+            .map(|i| {
+                format!(
+                    r#""p{i}": {{"prompt": [{i}, "p{i}", {{"1": {{"class_type": "EmptyImage", "inputs": {{"width": 64}}}}, "2": {{"class_type": "SaveImage", "inputs": {{"images": ["1", 0]}}}}}}, {{}}, ["2"]], "outputs": {{"2": {{"images": [{{"filename": "f{i}.png", "subfolder": "", "type": "output"}}]}}}}, "status": {{"status_str": "success", "completed": true, "messages": [["execution_start", {{"timestamp": {i}}}], ["execution_cached", {{"nodes": []}}], ["execution_success", {{"timestamp": {}}}]]}}, "meta": {{}}}}"#,
+                    i + 5
+                )
+            })
+            .collect();
+        format!("{{{}}}", entries.join(", "))
+    }
+
+    /// Polling is incremental: a steady poll parses no graph or output again, however
+    /// long the history. Prints the time of both (debug build: relative figures only).
+    #[test]
+    fn steady_poll_does_no_per_entry_work() {
+        let full = synthetic(0, 10_000);
+        let newest = synthetic(10_000 - 64, 10_000);
+        let mut t = Tracker::default();
+        let started = std::time::Instant::now();
+        let page = parse_history_page(full.as_bytes()).unwrap();
+        assert_eq!(t.apply(&page, 100).new_entries, 10_000);
+        let first = started.elapsed();
+        assert_eq!(t.detailed_entries, 10_000);
+        assert_eq!(t.counts.nodes_executed, 20_000);
+        let started = std::time::Instant::now();
+        let page = parse_history_page(newest.as_bytes()).unwrap();
+        assert_eq!(t.count_new(&page), 0);
+        assert_eq!(t.apply(&page, 100).new_entries, 0);
+        let steady = started.elapsed();
+        assert_eq!(t.detailed_entries, 10_000, "seen entries were parsed again");
+        eprintln!(
+            "first poll (10k entries, {} bytes): {first:?}; steady poll (64 entries, {} bytes): {steady:?}",
+            full.len(),
+            newest.len()
+        );
+    }
 }
