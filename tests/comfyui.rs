@@ -462,3 +462,61 @@ fn cpu_per_poll_with_10k_history() {
         steady * 1000.0
     );
 }
+
+/// One file per rejected `collectors.comfyui` config: `check` exits 2 and names the field.
+#[test]
+fn rejected_configs() {
+    // (file, expected text in the error)
+    let cases = [
+        ("reject_url_scheme.yaml", "collectors.comfyui.url"),
+        (
+            "reject_origin_header.yaml",
+            "collectors.comfyui.headers.Origin",
+        ),
+        (
+            "reject_timeout_over_interval.yaml",
+            "collectors.comfyui.timeout",
+        ),
+        ("reject_two_tokens.yaml", "collectors.comfyui.bearer_token"),
+        (
+            "reject_max_items_below_page.yaml",
+            "collectors.comfyui.history_max_items",
+        ),
+        ("reject_unknown_field.yaml", "max_items"),
+    ];
+    for (file, want) in cases {
+        let path = crate::util::fixture(&format!("comfyui/config/{file}"));
+        let out = std::process::Command::new(crate::util::bin())
+            .args(["check", "--config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{file}: {err}");
+        assert!(err.contains(want), "{file}: {err}");
+        assert!(
+            err.contains(&format!("{file}:")),
+            "{file}: no location in {err}"
+        );
+    }
+}
+
+#[test]
+fn secrets_are_redacted_in_printed_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(
+        dir.path(),
+        "http://127.0.0.1:1",
+        "    bearer_token: tok-123\n    headers: { X-Api-Key: key-456 }\n",
+    );
+    let out = std::process::Command::new(crate::util::bin())
+        .args(["check", "--print", "--config", &path])
+        .output()
+        .unwrap();
+    let all =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        !all.contains("tok-123") && !all.contains("key-456"),
+        "{all}"
+    );
+}
