@@ -520,3 +520,30 @@ fn secrets_are_redacted_in_printed_config() {
         "{all}"
     );
 }
+
+/// Paging up stops at the body cap: the newest entries are counted, the older ones
+/// are left out and that is counted, and the next polls go on from there.
+#[test]
+fn paging_stops_at_the_body_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeComfy::start();
+    let mut size = 0;
+    for i in 0..200 {
+        let id = format!("p{i:03}");
+        let raw = entry(&id, "success", 1_000 * i, 1_000 * i + 10, ("", ""));
+        size = size.max(raw.len() + id.len() + 6);
+        fake.add(&id, raw);
+    }
+    // Room for 100 entries: pages of 16, 32 and 64 fit, 128 does not.
+    let extra = format!("    history_page_size: 16\n    max_body_bytes: {}\n", size * 100);
+    let s = start(dir.path(), &fake.url(), &extra);
+    let text = wait_for(&s, "comfyui_history_truncated_total", 1.0);
+    assert_eq!(value(&text, SUCCESS), Some(64.0));
+    assert_eq!(
+        value(&text, "comfyui_api_request_errors_total{endpoint=\"history\",reason=\"too_large\"}"),
+        Some(1.0)
+    );
+    fake.add("late", entry("late", "success", 900_000, 900_010, ("", "")));
+    let text = wait_for(&s, SUCCESS, 65.0);
+    assert_eq!(value(&text, "comfyui_history_truncated_total"), Some(1.0));
+}

@@ -279,18 +279,26 @@ impl ComfyuiCollector {
     }
 
     /// Reads new history entries: the newest page, paged up (doubling `max_items`,
-    /// bounded) while every entry on it is new. Only the last page read is applied, so
-    /// nothing is counted twice within a poll.
-    async fn poll_history(&self, st: &mut State, deadline: Instant) -> bool {
+    /// bounded in size and time) while every entry on it is new. Only one page is
+    /// applied per poll, so nothing is counted twice.
+    async fn poll_history(&self, st: &mut State, deadline: Instant) {
         let mut n = self.cfg.history_page_size;
-        let mut good: Option<bytes::Bytes> = None;
+        // The last page read whose entries were all new, kept in case a larger one fails.
+        let mut smaller: Option<bytes::Bytes> = None;
         loop {
             let body = match self
                 .get(st, "history", &format!("history?max_items={n}"))
                 .await
             {
                 Ok(b) => b,
-                Err(_) => break,
+                // Too big or too slow to serve: it will not get better, so count the
+                // newest entries now and leave the older ones uncounted.
+                Err(RequestError::TooLarge | RequestError::Timeout) => break,
+                // Anything else may be transient: try the whole page again next poll.
+                Err(_) => {
+                    smaller = None;
+                    break;
+                }
             };
             let page = match api::parse_history_page(&body) {
                 Ok(p) => p,
@@ -304,26 +312,29 @@ impl ComfyuiCollector {
             };
             let total = page.entries.len();
             let fresh = st.tracker.count_new(&page);
+            let bounded = n >= self.cfg.history_max_items
+                || Instant::now() + self.cfg.timeout.get() > deadline;
+            if fresh < total || total < n || bounded {
+                if fresh == total && total == n {
+                    st.history_skipped += 1;
+                }
+                self.apply(st, &page).await;
+                return;
+            }
             drop(page);
-            good = Some(body);
-            if fresh < total || total < n {
-                break;
-            }
-            // Bounded in size and in time, so that a huge backlog still makes progress:
-            // the newest entries are counted now, older ones are left uncounted.
-            if n >= self.cfg.history_max_items || Instant::now() + self.cfg.timeout.get() > deadline
-            {
-                st.history_skipped += 1;
-                break;
-            }
+            smaller = Some(body);
             n = (n * 2).min(self.cfg.history_max_items);
         }
-        let Some(body) = good else { return false };
-        let page = match api::parse_history_page(&body) {
-            Ok(p) => p,
-            Err(_) => return false,
-        };
-        let applied = st.tracker.apply(&page, self.cfg.max_node_error_series);
+        if let Some(body) = smaller {
+            st.history_skipped += 1;
+            if let Ok(page) = api::parse_history_page(&body) {
+                self.apply(st, &page).await;
+            }
+        }
+    }
+
+    async fn apply(&self, st: &mut State, page: &api::HistoryPage<'_>) {
+        let applied = st.tracker.apply(page, self.cfg.max_node_error_series);
         for img in applied.images {
             self.outputs.push(img);
         }
@@ -334,7 +345,6 @@ impl ComfyuiCollector {
                     "cannot save the ComfyUI history state");
             }
         }
-        true
     }
 }
 
@@ -581,7 +591,7 @@ fn families(
     out.push(
         MetricFamily::counter(
             "comfyui_history_truncated_total",
-            "Polls that stopped paging at history_max_items with every entry still new.",
+            "Polls that stopped paging (history_max_items, time or body size) with every entry still new; older entries were left uncounted.",
         )
         .with::<&str, &str>(&[], st.history_skipped as f64),
     );
