@@ -146,6 +146,7 @@ fn recorded_history_is_counted_by_outcome() {
         .requests()
         .iter()
         .any(|r| r.starts_with("/history?max_items=")));
+    golden(&text, "comfyui/golden_recorded_history.txt");
     if let Some(promtool) = crate::util::peer("promtool") {
         let f = dir.path().join("scrape.txt");
         std::fs::write(&f, &text).unwrap();
@@ -161,6 +162,30 @@ fn recorded_history_is_counted_by_outcome() {
             "promtool check metrics: {msg}"
         );
     }
+}
+
+/// Diffs the `comfyui_*` families (less the timing-dependent API latency) against a
+/// golden file; `UPDATE_GOLDEN=1` rewrites it.
+fn golden(text: &str, rel: &str) {
+    let got: String = text
+        .lines()
+        .filter(|l| {
+            let name = l
+                .trim_start_matches("# HELP ")
+                .trim_start_matches("# TYPE ");
+            name.starts_with("comfyui_") && !name.starts_with("comfyui_api_request_")
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = crate::util::fixture(rel);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        got, want,
+        "exposition differs from {rel} (UPDATE_GOLDEN=1 rewrites it)"
+    );
 }
 
 #[test]
@@ -535,12 +560,18 @@ fn paging_stops_at_the_body_cap() {
         fake.add(&id, raw);
     }
     // Room for 100 entries: pages of 16, 32 and 64 fit, 128 does not.
-    let extra = format!("    history_page_size: 16\n    max_body_bytes: {}\n", size * 100);
+    let extra = format!(
+        "    history_page_size: 16\n    max_body_bytes: {}\n",
+        size * 100
+    );
     let s = start(dir.path(), &fake.url(), &extra);
     let text = wait_for(&s, "comfyui_history_truncated_total", 1.0);
     assert_eq!(value(&text, SUCCESS), Some(64.0));
     assert_eq!(
-        value(&text, "comfyui_api_request_errors_total{endpoint=\"history\",reason=\"too_large\"}"),
+        value(
+            &text,
+            "comfyui_api_request_errors_total{endpoint=\"history\",reason=\"too_large\"}"
+        ),
         Some(1.0)
     );
     fake.add("late", entry("late", "success", 900_000, 900_010, ("", "")));

@@ -519,7 +519,7 @@ fn families(
     );
     let mut durations = MetricFamily::histogram(
         "comfyui_prompt_duration_seconds",
-        "Prompt execution time (terminal − execution_start message), by outcome.",
+        "Prompt execution time (terminal minus execution_start message), by outcome.",
     );
     for o in api::Outcome::ALL {
         let o = o.as_str();
