@@ -377,6 +377,11 @@ fn down_then_up_recovers_by_itself() {
     let fake = FakeComfy::start_with(&format!("127.0.0.1:{port}"), "", None);
     fake.set_history(fixture_entries("get_history_all.json"));
     wait_for(&s, SUCCESS, 7.0);
+    // Logged once when it changes, not on every poll.
+    let logs = s.logs();
+    assert_eq!(logs.matches("ComfyUI is down").count(), 1, "{logs}");
+    assert!(logs.contains("reason=\"connect\"") || logs.contains("reason=connect"), "{logs}");
+    assert!(logs.contains("ComfyUI is up"), "{logs}");
     drop(fake);
 }
 

@@ -222,7 +222,7 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
     if let Some(comfyui) = comfyui::build(&c.comfyui, ctx) {
         out.push(CollectorSpec::new(
             comfyui,
-            &c.comfyui,
+            &comfyui::fingerprint(&c.comfyui),
             c.comfyui.interval.get(),
             comfyui::run_timeout(&c.comfyui),
         ));

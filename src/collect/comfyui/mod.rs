@@ -154,6 +154,8 @@ struct State {
     /// Entries left uncounted because paging stopped at `history_max_items` or a page
     /// could not be read.
     history_skipped: u64,
+    /// Whether the last poll found ComfyUI up, to log changes once rather than every poll.
+    was_up: Option<bool>,
 }
 
 pub struct ComfyuiCollector {
@@ -215,6 +217,7 @@ impl ComfyuiCollector {
                 request_errors: BTreeMap::new(),
                 state_write_errors: 0,
                 history_skipped: 0,
+                was_up: None,
             }),
         })
     }
@@ -361,6 +364,7 @@ impl Collector for ComfyuiCollector {
             tokio::join!(self.timed_fetch("system_stats"), self.timed_fetch("queue"));
         record(&mut st, "system_stats", t1, &stats);
         record(&mut st, "queue", t2, &queue);
+        let (stats_err, queue_err) = (stats.as_ref().err().copied(), queue.as_ref().err().copied());
         let stats = stats
             .ok()
             .and_then(|b| parse_or_count(&mut st, "system_stats", api::parse_system_stats(&b)));
@@ -368,6 +372,19 @@ impl Collector for ComfyuiCollector {
             .ok()
             .and_then(|b| parse_or_count(&mut st, "queue", api::parse_queue(&b)));
         let up = stats.is_some() && queue.is_some();
+        if st.was_up != Some(up) {
+            if up {
+                tracing::info!(url = %self.base, "ComfyUI is up");
+            } else {
+                let reason = [&stats_err, &queue_err]
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .map_or("invalid_json", |e| e.as_str());
+                tracing::warn!(url = %self.base, reason, "ComfyUI is down");
+            }
+            st.was_up = Some(up);
+        }
         if up {
             self.poll_history(&mut st, started + self.cfg.interval.get() * 2)
                 .await;
@@ -625,6 +642,35 @@ fn families(
 fn label_value(v: Option<&str>) -> String {
     let v = v.unwrap_or("unknown");
     v.chars().take(64).collect()
+}
+
+/// What a reload compares to decide whether to restart the collector: the config as
+/// serialized (secrets redacted) plus a digest of the secrets, so a rotated token
+/// takes effect.
+#[derive(Serialize)]
+pub struct Fingerprint<'a> {
+    config: &'a ComfyuiConfig,
+    secrets_sha256: String,
+}
+
+pub fn fingerprint(cfg: &ComfyuiConfig) -> Fingerprint<'_> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for s in [
+        cfg.bearer_token.as_ref().map(|t| t.0.expose()),
+        cfg.bearer_token_file.as_ref().map(|f| f.secret.expose()),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(cfg.headers.values().map(|v| v.0.expose()))
+    {
+        h.update(s.as_bytes());
+        h.update([0]);
+    }
+    Fingerprint {
+        config: cfg,
+        secrets_sha256: h.finalize().iter().map(|b| format!("{b:02x}")).collect(),
+    }
 }
 
 /// Builds the collector when enabled; a client that cannot be built is logged and
