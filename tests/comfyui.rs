@@ -380,7 +380,10 @@ fn down_then_up_recovers_by_itself() {
     // Logged once when it changes, not on every poll.
     let logs = s.logs();
     assert_eq!(logs.matches("ComfyUI is down").count(), 1, "{logs}");
-    assert!(logs.contains("reason=\"connect\"") || logs.contains("reason=connect"), "{logs}");
+    assert!(
+        logs.contains("reason=\"connect\"") || logs.contains("reason=connect"),
+        "{logs}"
+    );
     assert!(logs.contains("ComfyUI is up"), "{logs}");
     drop(fake);
 }

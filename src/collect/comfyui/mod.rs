@@ -161,6 +161,8 @@ struct State {
 pub struct ComfyuiCollector {
     cfg: ComfyuiConfig,
     base: String,
+    /// `base` without user info, for logs.
+    shown_url: String,
     client: reqwest::Client,
     state_path: PathBuf,
     outputs: OutputQueue,
@@ -202,9 +204,18 @@ impl ComfyuiCollector {
                 Tracker::default()
             }
         };
+        let shown_url = match url::Url::parse(&base) {
+            Ok(mut u) => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Err(_) => "<invalid url>".into(),
+        };
         Ok(ComfyuiCollector {
             cfg: cfg.clone(),
             base,
+            shown_url,
             client,
             state_path,
             outputs: ctx.outputs.clone(),
@@ -374,14 +385,14 @@ impl Collector for ComfyuiCollector {
         let up = stats.is_some() && queue.is_some();
         if st.was_up != Some(up) {
             if up {
-                tracing::info!(url = %self.base, "ComfyUI is up");
+                tracing::info!(url = %self.shown_url, "ComfyUI is up");
             } else {
                 let reason = [&stats_err, &queue_err]
                     .into_iter()
                     .flatten()
                     .next()
                     .map_or("invalid_json", |e| e.as_str());
-                tracing::warn!(url = %self.base, reason, "ComfyUI is down");
+                tracing::warn!(url = %self.shown_url, reason, "ComfyUI is down");
             }
             st.was_up = Some(up);
         }
