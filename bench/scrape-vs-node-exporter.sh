@@ -17,6 +17,7 @@ NODE_PORT=${NODE_PORT:-19100}
 
 command -v prometheus-node-exporter >/dev/null || { echo "needs prometheus-node-exporter" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "needs wrk" >&2; exit 2; }
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release --quiet --bin comfy-sentinel
 work=$(mktemp -d)
 trap 'kill $S_PID $N_PID 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -24,7 +25,7 @@ trap 'kill $S_PID $N_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 cat > "$work/sentinel.yaml" <<YAML
 data_dir: $work/data
 YAML
-./target/release/comfy-sentinel run --config "$work/sentinel.yaml" --listen 127.0.0.1:$SENTINEL_PORT 2>"$work/sentinel.log" &
+"$TARGET_DIR"/release/comfy-sentinel run --config "$work/sentinel.yaml" --listen 127.0.0.1:$SENTINEL_PORT 2>"$work/sentinel.log" &
 S_PID=$!
 # node_exporter with its defaults, as users run it.
 prometheus-node-exporter --web.listen-address=127.0.0.1:$NODE_PORT >"$work/node.log" 2>&1 &

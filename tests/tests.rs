@@ -2,8 +2,10 @@
 
 mod util;
 
+mod comfyui;
 mod config_doc;
 mod dashboards;
+mod fake_comfyui;
 mod foundation;
 mod gpu;
 mod probes;

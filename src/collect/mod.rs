@@ -4,6 +4,7 @@
 //! `sentinel_collector_success` / `_duration_seconds`, and hands the families to the
 //! exposition. One slow or failing collector never delays another: each has its own task.
 
+pub mod comfyui;
 pub mod gpu;
 pub mod probes;
 pub mod process;
@@ -167,6 +168,7 @@ pub struct CollectorsConfig {
     pub gpu: gpu::GpuConfig,
     pub quality: quality::QualityConfig,
     pub probes: probes::ProbesConfig,
+    pub comfyui: comfyui::ComfyuiConfig,
 }
 
 impl CollectorsConfig {
@@ -183,6 +185,9 @@ impl CollectorsConfig {
         self.probes
             .validate()
             .map_err(|(p, m)| (format!("collectors.probes.{p}"), m))?;
+        self.comfyui
+            .validate()
+            .map_err(|(p, m)| (format!("collectors.comfyui.{p}"), m))?;
         Ok(())
     }
 }
@@ -224,8 +229,16 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             c.gpu.timeout.get(),
         ));
     }
+    if let Some(comfyui) = comfyui::build(&c.comfyui, ctx) {
+        out.push(CollectorSpec::new(
+            comfyui,
+            &comfyui::fingerprint(&c.comfyui),
+            c.comfyui.interval.get(),
+            comfyui::run_timeout(&c.comfyui),
+        ));
+    }
     // The image checks fetch from the workflow collector's ComfyUI unless told otherwise.
-    let comfyui_url = quality::DEFAULT_COMFYUI_URL;
+    let comfyui_url = c.comfyui.url.as_str();
     if let Some(q) = quality::QualityCollector::from_config(&c.quality, ctx, comfyui_url) {
         out.push(CollectorSpec::new(
             q,
