@@ -1514,7 +1514,6 @@ fn compose_sidecar_is_hardened_and_sees_the_host() {
 
 /// The sidecar config the compose stack mounts is one the binary accepts.
 #[test]
-#[ignore = "enable once the ComfyUI collector is merged: collectors.comfyui is unknown before it"]
 fn compose_sidecar_config_is_valid() {
     let config = util::repo().join("deploy/comfy-sentinel.yaml");
     run_ok(Command::new(util::bin()).args([
