@@ -25,7 +25,13 @@ fn flatten(prefix: &str, v: &serde_yaml_ng::Value, out: &mut BTreeMap<String, St
             let rendered = match other {
                 Value::Null => "none".to_string(),
                 Value::String(s) => s.clone(),
-                Value::Sequence(s) if s.is_empty() => "[]".to_string(),
+                Value::Sequence(s) => format!(
+                    "[{}]",
+                    s.iter()
+                        .map(|i| serde_yaml_ng::to_string(i).unwrap().trim().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 Value::Mapping(m) if m.is_empty() => "{}".to_string(),
                 v => serde_yaml_ng::to_string(v).unwrap().trim().to_string(),
             };
