@@ -1,5 +1,13 @@
-//! Notifications: routing, grouping, inhibition, durable outbox and receivers.
-//! (Being written: see the issue.)
+//! Notifications: routing, grouping, inhibition and silences (`dispatch`), the durable
+//! outbox with retries (`outbox`, `retry`, `delivery`), and one module per receiver
+//! (`receiver::{webhook, email, alertmanager}`), with the webhook body and its
+//! Standard Webhooks signature (`webhook::payload`, `sign`). The rule engine feeds
+//! alerts in through [`sentinel_base::alert::AlertSink`]; the HTTP layer reads state.
+
+pub mod notification;
+pub mod sign;
+pub mod verify;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 
