@@ -5,6 +5,9 @@
 //! alerts in through [`sentinel_base::alert::AlertSink`]; the HTTP layer reads state.
 
 pub mod notification;
+pub mod outbox;
+pub mod receiver;
+pub mod retry;
 pub mod sign;
 pub mod verify;
 pub mod webhook;
