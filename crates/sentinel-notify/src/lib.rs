@@ -4,6 +4,8 @@
 //! Standard Webhooks signature (`webhook::payload`, `sign`). The rule engine feeds
 //! alerts in through [`sentinel_base::alert::AlertSink`]; the HTTP layer reads state.
 
+pub mod config;
+pub mod dispatch;
 pub mod notification;
 pub mod outbox;
 pub mod receiver;
@@ -12,15 +14,4 @@ pub mod sign;
 pub mod verify;
 pub mod webhook;
 
-use serde::{Deserialize, Serialize};
-
-/// `notify:`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotifyConfig {}
-
-impl NotifyConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        Ok(())
-    }
-}
+pub use config::NotifyConfig;
