@@ -331,7 +331,12 @@ receivers: [{ name: ops }, { name: pager }, { name: gpu }]
             format!(
                 "{}:{}",
                 n.receiver,
-                n.alerts.iter().map(|a| a.name()).collect::<String>()
+                n.alerts
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect::<String>()
             )
         })
         .collect();
