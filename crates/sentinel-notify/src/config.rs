@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 #[serde(default, deny_unknown_fields)]
 pub struct NotifyConfig {
     /// The URL this sidecar is reached at: `externalURL` in webhook bodies and the link
-    /// in emails.
+    /// in emails. Defaults to the top-level `external_url`.
     pub external_url: String,
     /// The routing tree; its root matches every alert.
     pub route: RouteConfig,
@@ -158,7 +158,13 @@ fn at(prefix: &str, (p, m): (String, String)) -> (String, String) {
 }
 
 impl NotifyConfig {
+    /// Errors name the full path (`notify.receivers[0].webhooks[1].url`).
     pub fn validate(&self) -> VResult {
+        self.validate_inner()
+            .map_err(|(p, m)| (format!("notify.{p}"), m))
+    }
+
+    fn validate_inner(&self) -> VResult {
         let mut names = BTreeSet::new();
         for (i, r) in self.receivers.iter().enumerate() {
             let p = format!("receivers[{i}]");
@@ -306,7 +312,7 @@ receivers:
         ];
         for (yaml, path) in cases {
             let err = parse(yaml).validate().expect_err(yaml);
-            assert_eq!(err.0, path, "{yaml}: {}", err.1);
+            assert_eq!(err.0, format!("notify.{path}"), "{yaml}: {}", err.1);
         }
         assert!(serde_yaml_ng::from_str::<NotifyConfig>("bogus: 1").is_err());
     }

@@ -6,7 +6,9 @@
 
 pub mod config;
 pub mod dispatch;
+pub mod metrics;
 pub mod notification;
+pub mod notifier;
 pub mod outbox;
 pub mod receiver;
 pub mod retry;
@@ -15,3 +17,4 @@ pub mod verify;
 pub mod webhook;
 
 pub use config::NotifyConfig;
+pub use notifier::Notifier;

@@ -239,6 +239,12 @@ impl Outbox {
     /// Adds entries (one transaction, fsync'd). Returns whether they are on disk; they
     /// are queued in memory either way.
     pub fn put(&self, entries: &[Entry]) -> bool {
+        self.put_with_state(entries, &[])
+    }
+
+    /// Adds entries and state records in one transaction (a flush and its
+    /// notification-log entries land together or not at all).
+    pub fn put_with_state(&self, entries: &[Entry], state: &[(String, Vec<u8>)]) -> bool {
         let mut encoded = Vec::with_capacity(entries.len());
         for e in entries {
             encoded.push((
@@ -250,6 +256,10 @@ impl Outbox {
             let mut t = tx.open_table(OUTBOX)?;
             for (k, v) in &encoded {
                 t.insert(*k, v.as_slice())?;
+            }
+            let mut kv = tx.open_table(KV)?;
+            for (k, v) in state {
+                kv.insert(k.as_str(), v.as_slice())?;
             }
             Ok(())
         });
@@ -325,9 +335,14 @@ impl Outbox {
         v
     }
 
-    /// When the next entry becomes due.
-    pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.mem.lock().values().map(|e| e.next_at).min()
+    /// When the next entry not excluded by `skip` becomes due.
+    pub fn next_due(&self, skip: impl Fn(&str) -> bool) -> Option<DateTime<Utc>> {
+        self.mem
+            .lock()
+            .values()
+            .filter(|e| !skip(&e.id))
+            .map(|e| e.next_at)
+            .min()
     }
 
     pub fn depth(&self) -> usize {

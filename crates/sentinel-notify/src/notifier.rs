@@ -1,0 +1,489 @@
+//! The running notification pipeline, composed where the flow can be read:
+//!
+//! ```text
+//! AlertSink::send ─▶ channel ─▶ dispatcher.ingest ─┬─▶ forwards ─────────────┐
+//!                               dispatcher.tick ───┴─▶ grouped notifications ─┴─▶ outbox.put (fsync)
+//!                                                                                  │
+//!   delivery loop: outbox.due ─▶ receiver.notify (one attempt) ─▶ complete | reschedule | dead letter
+//! ```
+//!
+//! Two tasks: the driver (owns the dispatcher's clock) and the delivery loop. `send`
+//! never blocks. The HTTP API reads through the methods at the bottom.
+
+use crate::config::NotifyConfig;
+use crate::dispatch::silence::Silence;
+use crate::dispatch::{AlertView, Dispatcher, HistoryEvent, LogEntry, ReceiverInfo};
+use crate::metrics::Metrics;
+use crate::notification::Notification;
+use crate::outbox::{Attempt, DeadLetter, Entry, Outbox};
+use crate::receiver::alertmanager::Alertmanager;
+use crate::receiver::email::Email;
+use crate::receiver::webhook::Webhook;
+use crate::receiver::{Delivery, Notify};
+use crate::retry::Backoff;
+use chrono::{DateTime, Utc};
+use parking_lot::{Mutex, RwLock};
+use sentinel_base::alert::{Alert, AlertSink};
+use sentinel_base::metrics::registry::Registry;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify as Wake, Semaphore};
+
+const SILENCE_PREFIX: &str = "silence/";
+const NFLOG_PREFIX: &str = "nflog/";
+
+struct Integration {
+    name: String,
+    notify: Arc<dyn Notify>,
+}
+
+/// What a config builds: receivers and retry policy.
+struct Runtime {
+    external_url: String,
+    integrations: BTreeMap<String, Vec<Integration>>,
+    backoff: Backoff,
+    max_attempts: u32,
+}
+
+fn build_runtime(cfg: &NotifyConfig) -> Result<(Runtime, BTreeMap<String, ReceiverInfo>), String> {
+    cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
+    let mut integrations = BTreeMap::new();
+    let mut infos = BTreeMap::new();
+    for (ri, r) in cfg.receivers.iter().enumerate() {
+        let mut list = Vec::new();
+        let mut info = ReceiverInfo {
+            max_per_minute: r.max_notifications_per_minute,
+            ..Default::default()
+        };
+        for (i, w) in r.webhooks.iter().enumerate() {
+            let n = Webhook::new(w.clone())
+                .map_err(|e| format!("notify.receivers[{ri}].webhooks[{i}]: {e}"))?;
+            info.grouped = true;
+            info.send_resolved |= n.send_resolved();
+            list.push(Integration {
+                name: format!("webhook/{i}"),
+                notify: Arc::new(n),
+            });
+        }
+        for (i, w) in r.emails.iter().enumerate() {
+            let n = Email::new(w.clone())
+                .map_err(|e| format!("notify.receivers[{ri}].emails[{i}]: {e}"))?;
+            info.grouped = true;
+            info.send_resolved |= n.send_resolved();
+            list.push(Integration {
+                name: format!("email/{i}"),
+                notify: Arc::new(n),
+            });
+        }
+        for (i, w) in r.alertmanagers.iter().enumerate() {
+            let n = Alertmanager::new(w.clone())
+                .map_err(|e| format!("notify.receivers[{ri}].alertmanagers[{i}]: {e}"))?;
+            info.forwards = true;
+            list.push(Integration {
+                name: format!("alertmanager/{i}"),
+                notify: Arc::new(n),
+            });
+        }
+        integrations.insert(r.name.clone(), list);
+        infos.insert(r.name.clone(), info);
+    }
+    let backoff = cfg.outbox.backoff()?;
+    Ok((
+        Runtime {
+            external_url: cfg.external_url.clone(),
+            integrations,
+            backoff,
+            max_attempts: cfg.outbox.max_attempts,
+        },
+        infos,
+    ))
+}
+
+pub struct Notifier {
+    runtime: RwLock<Arc<Runtime>>,
+    dispatcher: Mutex<Dispatcher>,
+    outbox: Arc<Outbox>,
+    metrics: Metrics,
+    tx: mpsc::UnboundedSender<Vec<Alert>>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<Alert>>>>,
+    wake_delivery: Wake,
+    in_flight: Mutex<HashSet<String>>,
+    permits: Arc<Semaphore>,
+    persistence_enabled: bool,
+}
+
+impl Notifier {
+    /// Builds receivers from a validated config and opens the outbox under
+    /// `data_dir`. Nothing runs until [`Notifier::start`].
+    pub fn new(
+        cfg: &NotifyConfig,
+        data_dir: &Path,
+        registry: &Registry,
+    ) -> Result<Arc<Self>, String> {
+        let (rt, infos) = build_runtime(cfg)?;
+        let outbox = if cfg.outbox.enabled {
+            Outbox::open(data_dir)
+        } else {
+            Outbox::in_memory()
+        };
+        let metrics = Metrics::register(registry);
+        for r in &cfg.receivers {
+            metrics.touch_receiver(&r.name);
+        }
+        let mut d = Dispatcher::new(cfg, infos);
+        let now = Utc::now();
+        for (_, v) in outbox.kv_scan(SILENCE_PREFIX) {
+            if let Ok(s) = serde_json::from_slice::<Silence>(&v) {
+                d.silences.restore(s);
+            }
+        }
+        for (k, v) in outbox.kv_scan(NFLOG_PREFIX) {
+            if let Ok(e) = serde_json::from_slice::<LogEntry>(&v) {
+                d.restore_log(k[NFLOG_PREFIX.len()..].to_string(), e);
+            }
+        }
+        let _ = now;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let n = Arc::new(Notifier {
+            runtime: RwLock::new(Arc::new(rt)),
+            dispatcher: Mutex::new(d),
+            outbox: Arc::new(outbox),
+            metrics,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            wake_delivery: Wake::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            permits: Arc::new(Semaphore::new(cfg.outbox.concurrency)),
+            persistence_enabled: cfg.outbox.enabled,
+        });
+        n.update_gauges();
+        Ok(n)
+    }
+
+    /// Spawns the driver and the delivery loop on the current tokio runtime.
+    pub fn start(self: &Arc<Self>) {
+        let Some(rx) = self.rx.lock().take() else {
+            return;
+        };
+        tokio::spawn(self.clone().drive(rx));
+        tokio::spawn(self.clone().deliver_loop());
+    }
+
+    /// Applies a new config (receivers, routes, retry policy); pending notifications
+    /// keep their ids and go to the receiver of the same name and integration index.
+    pub fn reconfigure(&self, cfg: &NotifyConfig) -> Result<(), String> {
+        let (rt, infos) = build_runtime(cfg)?;
+        for r in &cfg.receivers {
+            self.metrics.touch_receiver(&r.name);
+        }
+        *self.runtime.write() = Arc::new(rt);
+        self.dispatcher.lock().reconfigure(cfg, infos);
+        self.wake_delivery.notify_one();
+        Ok(())
+    }
+
+    async fn drive(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Vec<Alert>>) {
+        loop {
+            let now = Utc::now();
+            let next = self.dispatcher.lock().next_due();
+            let wait = next
+                .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            tokio::select! {
+                batch = rx.recv() => {
+                    let Some(batch) = batch else { return };
+                    self.metrics.alerts_received.add(&[], batch.len() as f64);
+                    let forwards = self.dispatcher.lock().ingest(batch, Utc::now());
+                    self.enqueue(forwards, Vec::new(), true);
+                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let now = Utc::now();
+            let (flush, old_log) = {
+                let mut d = self.dispatcher.lock();
+                let f = d.tick(now);
+                (f, d.gc_log(now))
+            };
+            for k in old_log {
+                self.outbox.kv_delete(&format!("{NFLOG_PREFIX}{k}"));
+            }
+            if !flush.notifications.is_empty() || !flush.log.is_empty() {
+                let state = flush
+                    .log
+                    .iter()
+                    .map(|(k, e)| {
+                        (
+                            format!("{NFLOG_PREFIX}{k}"),
+                            serde_json::to_vec(e).expect("log entries serialise"),
+                        )
+                    })
+                    .collect();
+                self.enqueue(flush.notifications, state, false);
+            }
+        }
+    }
+
+    /// Turns notifications into one outbox entry per integration and persists them
+    /// (with the notification-log entries) before any attempt.
+    fn enqueue(
+        &self,
+        notifications: Vec<Notification>,
+        state: Vec<(String, Vec<u8>)>,
+        forward: bool,
+    ) {
+        let rt = self.runtime.read().clone();
+        let now = Utc::now();
+        let mut entries = Vec::new();
+        for n in notifications {
+            let Some(list) = rt.integrations.get(&n.receiver) else {
+                continue;
+            };
+            for integ in list {
+                if (integ.notify.kind() == "alertmanager") != forward {
+                    continue;
+                }
+                let mut n = n.clone();
+                if !integ.notify.send_resolved() {
+                    n.alerts.retain(|a| !a.is_resolved_at(n.flushed_at));
+                }
+                if n.alerts.is_empty() {
+                    continue;
+                }
+                entries.push(Entry {
+                    id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+                    receiver: n.receiver.clone(),
+                    integration: integ.name.clone(),
+                    notification: n,
+                    created_at: now,
+                    attempts: 0,
+                    next_at: now,
+                    last_error: None,
+                });
+            }
+        }
+        if entries.is_empty() && state.is_empty() {
+            return;
+        }
+        let persisted = self.outbox.put_with_state(&entries, &state);
+        if !persisted && self.persistence_enabled {
+            self.metrics.not_persisted.add(&[], entries.len() as f64);
+        }
+        self.update_gauges();
+        self.wake_delivery.notify_one();
+    }
+
+    fn update_gauges(&self) {
+        self.metrics
+            .outbox_depth
+            .set(&[], self.outbox.depth() as f64);
+        self.metrics
+            .persistent
+            .set(&[], if self.outbox.persistent() { 1.0 } else { 0.0 });
+    }
+
+    async fn deliver_loop(self: Arc<Self>) {
+        loop {
+            let now = Utc::now();
+            let due = {
+                let inflight = self.in_flight.lock();
+                self.outbox.due(now, 256, |id| inflight.contains(id))
+            };
+            for e in due {
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    return;
+                };
+                self.in_flight.lock().insert(e.id.clone());
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let id = e.id.clone();
+                    me.attempt(e).await;
+                    me.in_flight.lock().remove(&id);
+                    drop(permit);
+                    me.wake_delivery.notify_one();
+                });
+            }
+            let next = {
+                let inflight = self.in_flight.lock();
+                self.outbox.next_due(|id| inflight.contains(id))
+            };
+            let wait = next
+                .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                .unwrap_or(Duration::from_secs(1))
+                .min(Duration::from_secs(1));
+            if wait.is_zero() {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                _ = self.wake_delivery.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn attempt(&self, mut e: Entry) {
+        let rt = self.runtime.read().clone();
+        let integ = rt
+            .integrations
+            .get(&e.receiver)
+            .and_then(|l| l.iter().find(|i| i.name == e.integration));
+        let Some(integ) = integ else {
+            let reason = format!(
+                "receiver {}/{} is no longer configured",
+                e.receiver, e.integration
+            );
+            self.finish_dead(e, reason);
+            return;
+        };
+        let start = Instant::now();
+        let res = integ
+            .notify
+            .notify(&Delivery {
+                id: &e.id,
+                notification: &e.notification,
+                external_url: &rt.external_url,
+            })
+            .await;
+        self.metrics
+            .duration
+            .observe(&[&e.receiver], start.elapsed().as_secs_f64());
+        e.attempts += 1;
+        let now = Utc::now();
+        let mut note = Attempt {
+            id: e.id.clone(),
+            receiver: e.receiver.clone(),
+            integration: e.integration.clone(),
+            group_key: e.notification.group_key.clone(),
+            alerts: e.notification.alerts.len(),
+            attempt: e.attempts,
+            at: now,
+            result: "delivered",
+            error: None,
+        };
+        match res {
+            Ok(()) => {
+                self.metrics.notifications.inc(&[&e.receiver, "success"]);
+                self.outbox.complete(&e.id);
+            }
+            Err(err) if err.retryable && e.attempts < rt.max_attempts => {
+                let mut delay = rt.backoff.delay(e.attempts, &mut rand::rng());
+                if let Some(ra) = err.retry_after {
+                    delay = delay.max(ra);
+                }
+                tracing::warn!(receiver = %e.receiver, integration = %e.integration, id = %e.id, attempt = e.attempts, retry_in = ?delay, error = %err.reason, "notification failed; will retry");
+                self.metrics.notifications.inc(&[&e.receiver, "retry"]);
+                e.next_at =
+                    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1));
+                e.last_error = Some(err.reason.clone());
+                note.result = "retry";
+                note.error = Some(err.reason);
+                self.outbox.reschedule(&e);
+            }
+            Err(err) => {
+                let why = if err.retryable {
+                    format!("gave up after {} attempts: {}", e.attempts, err.reason)
+                } else {
+                    format!("permanent error: {}", err.reason)
+                };
+                note.result = "failed";
+                note.error = Some(why.clone());
+                self.outbox.note_attempt(note);
+                self.finish_dead(e, why);
+                return;
+            }
+        }
+        self.outbox.note_attempt(note);
+        self.update_gauges();
+    }
+
+    fn finish_dead(&self, e: Entry, reason: String) {
+        tracing::error!(receiver = %e.receiver, integration = %e.integration, id = %e.id, reason = %reason, "notification dead-lettered");
+        self.metrics.notifications.inc(&[&e.receiver, "failed"]);
+        self.metrics.dead.inc(&[&e.receiver]);
+        self.outbox.kill(e, Utc::now(), reason);
+        self.update_gauges();
+    }
+
+    // ---- read side, for the HTTP API and /readyz ----
+
+    /// Err with the reason when notifications are not being persisted.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.persistence_enabled || self.outbox.persistent() {
+            return Ok(());
+        }
+        Err(format!(
+            "notification outbox cannot persist ({}); alerts go out best-effort from memory",
+            self.outbox.last_error().unwrap_or_default()
+        ))
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub fn alerts(&self) -> Vec<AlertView> {
+        self.dispatcher.lock().alerts(Utc::now())
+    }
+
+    pub fn history(&self) -> Vec<HistoryEvent> {
+        self.dispatcher.lock().history()
+    }
+
+    pub fn silences(&self) -> Vec<Silence> {
+        self.dispatcher.lock().silences.list()
+    }
+
+    /// Creates (no id) or updates (id) a silence and persists it.
+    pub fn put_silence(&self, s: Silence) -> Result<Silence, String> {
+        let s = self.dispatcher.lock().silences.upsert(s, Utc::now())?;
+        self.persist_silence(&s);
+        Ok(s)
+    }
+
+    /// Expires a silence now; false when unknown.
+    pub fn expire_silence(&self, id: &str) -> bool {
+        let s = self.dispatcher.lock().silences.expire(id, Utc::now());
+        match s {
+            Some(s) => {
+                self.persist_silence(&s);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn persist_silence(&self, s: &Silence) {
+        let v = serde_json::to_vec(s).expect("silences serialise");
+        if !self.outbox.kv_put(&format!("{SILENCE_PREFIX}{}", s.id), &v) {
+            tracing::warn!(id = %s.id, "silence not persisted; it holds until restart");
+        }
+    }
+
+    /// Recent attempts, pending entries and dead letters.
+    pub fn notifications(&self) -> (Vec<Attempt>, Vec<Entry>, Vec<DeadLetter>) {
+        (
+            self.outbox.recent(),
+            self.outbox.pending(),
+            self.outbox.dead_letters(),
+        )
+    }
+
+    /// For tests: the time the dispatcher would flush next.
+    pub fn next_flush(&self) -> Option<DateTime<Utc>> {
+        self.dispatcher.lock().next_due()
+    }
+}
+
+impl AlertSink for Notifier {
+    fn send(&self, alerts: Vec<Alert>) {
+        if alerts.is_empty() {
+            return;
+        }
+        // Unbounded: the rule engine's cadence bounds it, and dropping here would lose
+        // alerts silently; the driver drains it continuously.
+        let _ = self.tx.send(alerts);
+    }
+}
