@@ -1,0 +1,220 @@
+//! Receivers against real peers: a real SMTP server (aiosmtpd, run by the test) and
+//! Debian's real `prometheus-alertmanager` 0.25. Under CI=true a missing peer fails;
+//! locally the test is skipped.
+
+mod common;
+
+use common::*;
+use sentinel_base::alert::AlertSink;
+use sentinel_base::metrics::registry::Registry;
+use sentinel_notify::{Notifier, NotifyConfig};
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Kills the child when the test ends, pass or fail.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const SMTP_SERVER: &str = r#"
+import email, json, os, sys, time
+from email import policy
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+port, out = int(sys.argv[1]), sys.argv[2]
+
+def auth(server, session, envelope, mechanism, data):
+    ok = data.login == b"sentinel" and data.password == b"s3cret"
+    return AuthResult(success=ok)
+
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        m = email.message_from_bytes(envelope.content, policy=policy.default)
+        parts = {}
+        for p in m.walk():
+            if p.get_content_type() in ("text/plain", "text/html"):
+                parts[p.get_content_type()] = p.get_content()
+        rec = {
+            "from": envelope.mail_from, "to": envelope.rcpt_tos,
+            "subject": str(m["subject"]), "content_type": m.get_content_type(),
+            "id": m.get("X-Sentinel-Notification-Id"), "parts": parts,
+            "authenticated": bool(session.authenticated),
+        }
+        n = len([f for f in os.listdir(out) if f.endswith(".json")])
+        tmp = os.path.join(out, "tmp")
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.rename(tmp, os.path.join(out, "%d.json" % n))
+        return "250 OK"
+
+c = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=auth,
+               auth_require_tls=False, auth_required=True)
+c.start()
+print("ready", flush=True)
+while True:
+    time.sleep(3600)
+"#;
+
+#[tokio::test]
+async fn email_arrives_at_a_real_smtp_server() {
+    if !python_module("aiosmtpd") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mail_dir = dir.path().join("mail");
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .args(["-c", SMTP_SERVER, &port.to_string(), mail_dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _smtp = Reaper(child);
+    assert_eq!(line.trim(), "ready");
+    let yaml = format!(
+        r#"
+external_url: "http://sentinel.test:9188"
+route: {{ receiver: mail, group_by: [alertname], group_wait: 0s, group_interval: 1s }}
+receivers:
+  - name: mail
+    emails: [{{ to: ["oncall@example.com", "Ops <ops@example.com>"], from: "Sentinel <sentinel@example.com>",
+               smarthost: "127.0.0.1:{port}", require_tls: false, auth_username: sentinel,
+               auth_password: s3cret, send_resolved: true }}]
+"#
+    );
+    let cfg: NotifyConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    cfg.validate().unwrap();
+    let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+    n.start();
+    n.send(vec![
+        alert("GpuHot", &[("gpu", "0"), ("severity", "critical")], 240),
+        alert("GpuHot", &[("gpu", "1"), ("severity", "critical")], 240),
+    ]);
+    let file = mail_dir.join("0.json");
+    wait_for(Duration::from_secs(30), "the email", || file.exists().then_some(())).await;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(m["authenticated"], true);
+    assert_eq!(m["from"], "sentinel@example.com");
+    assert_eq!(m["to"], serde_json::json!(["oncall@example.com", "ops@example.com"]));
+    assert_eq!(m["content_type"], "multipart/alternative");
+    assert_eq!(m["subject"], "[FIRING:2] GpuHot (critical)");
+    assert!(m["id"].as_str().unwrap().starts_with("msg_"));
+    let text = m["parts"]["text/plain"].as_str().unwrap();
+    let html = m["parts"]["text/html"].as_str().unwrap();
+    for gpu in ["0", "1"] {
+        assert!(text.contains(&format!("gpu = {gpu}")), "{text}");
+        assert!(html.contains(&format!("<td>gpu</td><td>{gpu}</td>")), "{html}");
+    }
+    assert!(text.contains("summary = GpuHot <is> & firing"));
+    assert!(html.contains("GpuHot &lt;is&gt; &amp; firing"), "{html}");
+    assert!(html.contains("href=\"http://127.0.0.1:9188/rules?x=1&amp;y=2\""));
+    assert!(text.contains("started: "));
+    let (_, _, dead) = n.notifications();
+    assert!(dead.is_empty());
+}
+
+#[tokio::test]
+async fn alerts_reach_a_real_alertmanager_and_resolve() {
+    let Some(am) = peer("prometheus-alertmanager") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let am_cfg = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &am_cfg,
+        "route: { receiver: devnull }\nreceivers: [{ name: devnull }]\n",
+    )
+    .unwrap();
+    let storage = dir.path().join("am-data");
+    let _am = Reaper(
+        Command::new(am)
+            .args([
+                &format!("--config.file={}", am_cfg.display()),
+                &format!("--storage.path={}", storage.display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--cluster.listen-address=",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = format!("{base}/-/ready");
+    let start = std::time::Instant::now();
+    loop {
+        if http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "alertmanager did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The second URL is down: a cluster delivery succeeds if any instance accepts.
+    let yaml = format!(
+        r#"
+route: {{ receiver: am }}
+receivers:
+  - name: am
+    alertmanagers: [{{ urls: ["{base}", "http://127.0.0.1:{down}"] }}]
+"#,
+        down = free_port()
+    );
+    let cfg: NotifyConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    cfg.validate().unwrap();
+    let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+    n.start();
+    let a = alert("SentinelForwarded", &[("instance", "gpu-01"), ("severity", "warning")], 300);
+    n.send(vec![a.clone()]);
+    let get = || async {
+        let v: serde_json::Value = http
+            .get(format!("{base}/api/v2/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["labels"]["alertname"] == "SentinelForwarded")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let start = std::time::Instant::now();
+    let shown = loop {
+        let v = get().await;
+        if !v.is_empty() {
+            break v;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "alert never reached alertmanager");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(shown[0]["labels"]["instance"], "gpu-01");
+    assert_eq!(shown[0]["labels"]["severity"], "warning");
+    assert_eq!(shown[0]["annotations"]["summary"], "SentinelForwarded <is> & firing");
+    assert_eq!(shown[0]["status"]["state"], "active");
+    assert_eq!(shown[0]["fingerprint"], a.fingerprint_hex(), "same fingerprint algorithm");
+    // Resolve: endsAt now; alertmanager drops it from the active list.
+    let mut r = a.clone();
+    r.ends_at = chrono::Utc::now();
+    n.send(vec![r]);
+    let start = std::time::Instant::now();
+    while !get().await.is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(30), "resolve never ended the alert");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
