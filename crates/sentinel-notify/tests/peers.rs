@@ -72,7 +72,12 @@ async fn email_arrives_at_a_real_smtp_server() {
     std::fs::create_dir_all(&mail_dir).unwrap();
     let port = free_port();
     let mut child = Command::new("python3")
-        .args(["-c", SMTP_SERVER, &port.to_string(), mail_dir.to_str().unwrap()])
+        .args([
+            "-c",
+            SMTP_SERVER,
+            &port.to_string(),
+            mail_dir.to_str().unwrap(),
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -102,11 +107,17 @@ receivers:
         alert("GpuHot", &[("gpu", "1"), ("severity", "critical")], 240),
     ]);
     let file = mail_dir.join("0.json");
-    wait_for(Duration::from_secs(30), "the email", || file.exists().then_some(())).await;
+    wait_for(Duration::from_secs(30), "the email", || {
+        file.exists().then_some(())
+    })
+    .await;
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
     assert_eq!(m["authenticated"], true);
     assert_eq!(m["from"], "sentinel@example.com");
-    assert_eq!(m["to"], serde_json::json!(["oncall@example.com", "ops@example.com"]));
+    assert_eq!(
+        m["to"],
+        serde_json::json!(["oncall@example.com", "ops@example.com"])
+    );
     assert_eq!(m["content_type"], "multipart/alternative");
     assert_eq!(m["subject"], "[FIRING:2] GpuHot (critical)");
     assert!(m["id"].as_str().unwrap().starts_with("msg_"));
@@ -114,7 +125,10 @@ receivers:
     let html = m["parts"]["text/html"].as_str().unwrap();
     for gpu in ["0", "1"] {
         assert!(text.contains(&format!("gpu = {gpu}")), "{text}");
-        assert!(html.contains(&format!("<td>gpu</td><td>{gpu}</td>")), "{html}");
+        assert!(
+            html.contains(&format!("<td>gpu</td><td>{gpu}</td>")),
+            "{html}"
+        );
     }
     assert!(text.contains("summary = GpuHot <is> & firing"));
     assert!(html.contains("GpuHot &lt;is&gt; &amp; firing"), "{html}");
@@ -156,10 +170,18 @@ async fn alerts_reach_a_real_alertmanager_and_resolve() {
     let ready = format!("{base}/-/ready");
     let start = std::time::Instant::now();
     loop {
-        if http.get(&ready).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(&ready)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "alertmanager did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "alertmanager did not start"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // The second URL is down: a cluster delivery succeeds if any instance accepts.
@@ -176,7 +198,11 @@ receivers:
     cfg.validate().unwrap();
     let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
     n.start();
-    let a = alert("SentinelForwarded", &[("instance", "gpu-01"), ("severity", "warning")], 300);
+    let a = alert(
+        "SentinelForwarded",
+        &[("instance", "gpu-01"), ("severity", "warning")],
+        300,
+    );
     n.send(vec![a.clone()]);
     let get = || async {
         let v: serde_json::Value = http
@@ -200,21 +226,34 @@ receivers:
         if !v.is_empty() {
             break v;
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "alert never reached alertmanager");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "alert never reached alertmanager"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(shown[0]["labels"]["instance"], "gpu-01");
     assert_eq!(shown[0]["labels"]["severity"], "warning");
-    assert_eq!(shown[0]["annotations"]["summary"], "SentinelForwarded <is> & firing");
+    assert_eq!(
+        shown[0]["annotations"]["summary"],
+        "SentinelForwarded <is> & firing"
+    );
     assert_eq!(shown[0]["status"]["state"], "active");
-    assert_eq!(shown[0]["fingerprint"], a.fingerprint_hex(), "same fingerprint algorithm");
+    assert_eq!(
+        shown[0]["fingerprint"],
+        a.fingerprint_hex(),
+        "same fingerprint algorithm"
+    );
     // Resolve: endsAt now; alertmanager drops it from the active list.
     let mut r = a.clone();
     r.ends_at = chrono::Utc::now();
     n.send(vec![r]);
     let start = std::time::Instant::now();
     while !get().await.is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(30), "resolve never ended the alert");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "resolve never ended the alert"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
