@@ -16,6 +16,10 @@
 //! Neighbours: `delivery` drives attempts over [`Outbox::due`]; `dispatch` produces the
 //! notifications; the HTTP API lists [`Outbox::recent`] and [`Outbox::dead_letters`].
 
+// redb's error type is large; it only travels on the cold failure path, once per
+// write, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use crate::notification::Notification;
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
@@ -95,7 +99,7 @@ pub struct Outbox {
 
 fn open_db(path: &Path) -> Result<redb::Database, redb::Error> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| redb::Error::Io(e))?;
+        std::fs::create_dir_all(dir).map_err(redb::Error::Io)?;
     }
     let db = redb::Database::create(path)?;
     let tx = db.begin_write()?;
@@ -135,7 +139,7 @@ impl Outbox {
 
     /// An outbox that never persists (tests, or `outbox.enabled: false`).
     pub fn in_memory() -> Outbox {
-        let ob = Outbox {
+        Outbox {
             path: PathBuf::new(),
             db: Mutex::new(None),
             mem: Mutex::new(BTreeMap::new()),
@@ -143,8 +147,7 @@ impl Outbox {
             recent: Mutex::new(VecDeque::new()),
             persistent: AtomicBool::new(false),
             last_error: Mutex::new(Some("outbox persistence disabled".to_string())),
-        };
-        ob
+        }
     }
 
     fn load(&self) -> Result<(), OutboxError> {

@@ -259,16 +259,25 @@ mod tests {
         ));
         assert_eq!(h[2].1.split(' ').count(), 2);
         // A receiver still on the old secret, and one on the new, both accept.
-        assert_eq!(verify(&[old.clone()], &h, body, 1000, 300), Ok(()));
-        assert_eq!(verify(&[new.clone()], &h, body, 1000, 300), Ok(()));
-        assert_eq!(verify_github(&[new.clone()], &h[3].1, body), Ok(()));
-        assert!(verify_github(&[new.clone()], &h[3].1, b"x").is_err());
         assert_eq!(
-            verify(&[old.clone()], &h, b"{}x", 1000, 300),
+            verify(std::slice::from_ref(&old), &h, body, 1000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify(std::slice::from_ref(&new), &h, body, 1000, 300),
+            Ok(())
+        );
+        assert_eq!(
+            verify_github(std::slice::from_ref(&new), &h[3].1, body),
+            Ok(())
+        );
+        assert!(verify_github(std::slice::from_ref(&new), &h[3].1, b"x").is_err());
+        assert_eq!(
+            verify(std::slice::from_ref(&old), &h, b"{}x", 1000, 300),
             Err(VerifyError::Mismatch(2))
         );
         assert!(matches!(
-            verify(&[old.clone()], &h, body, 1301, 300),
+            verify(std::slice::from_ref(&old), &h, body, 1301, 300),
             Err(VerifyError::TooOld { .. })
         ));
         assert!(matches!(
@@ -281,7 +290,7 @@ mod tests {
             Err(VerifyError::Mismatch(2))
         );
         assert_eq!(
-            verify(&[new], &h[1..].to_vec(), body, 1000, 300),
+            verify(&[new], &h[1..], body, 1000, 300),
             Err(VerifyError::MissingHeader(HEADER_ID))
         );
     }

@@ -102,7 +102,7 @@ mod tests {
     fn raw_request_roundtrip() {
         let key = WebhookKey::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let body = b"{\"a\":1}\n";
-        let h = sign::sign_headers(&[key.clone()], "msg_1", 100, body, false);
+        let h = sign::sign_headers(std::slice::from_ref(&key), "msg_1", 100, body, false);
         let mut raw = String::from("POST /hook HTTP/1.1\r\nHost: x\r\n");
         for (k, v) in &h {
             raw.push_str(&format!("{k}: {v}\r\n"));

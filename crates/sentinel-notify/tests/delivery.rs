@@ -76,7 +76,7 @@ async fn webhook_is_signed_and_retried_with_the_same_id() {
         assert_eq!(c.path, "/hook");
         assert_eq!(c.header("content-type"), Some("application/json"));
         let now = chrono::Utc::now().timestamp();
-        verify(&[key.clone()], &c.headers, &c.body, now, 300).unwrap();
+        verify(std::slice::from_ref(&key), &c.headers, &c.body, now, 300).unwrap();
         assert!(c
             .header("x-hub-signature-256")
             .unwrap()

@@ -262,7 +262,7 @@ fn silences_mute_while_active() {
             .find(|v| v.alert.name() == "A")
             .unwrap()
             .silenced_by,
-        [s.id.clone()]
+        std::slice::from_ref(&s.id)
     );
     d.silences.expire(&s.id, t(50));
     assert_eq!(
