@@ -112,6 +112,8 @@ pub struct Notifier {
     in_flight: Mutex<HashSet<String>>,
     permits: Arc<Semaphore>,
     persistence_enabled: bool,
+    /// Some receiver is configured (otherwise persistence does not matter).
+    has_receivers: std::sync::atomic::AtomicBool,
 }
 
 impl Notifier {
@@ -123,10 +125,12 @@ impl Notifier {
         registry: &Registry,
     ) -> Result<Arc<Self>, String> {
         let (rt, infos) = build_runtime(cfg)?;
-        let outbox = if cfg.outbox.enabled {
-            Outbox::open(data_dir)
-        } else {
+        let outbox = if !cfg.outbox.enabled {
             Outbox::in_memory()
+        } else if cfg.receivers.is_empty() {
+            Outbox::deferred(data_dir)
+        } else {
+            Outbox::open(data_dir)
         };
         let metrics = Metrics::register(registry);
         for r in &cfg.receivers {
@@ -157,6 +161,7 @@ impl Notifier {
             in_flight: Mutex::new(HashSet::new()),
             permits: Arc::new(Semaphore::new(cfg.outbox.concurrency)),
             persistence_enabled: cfg.outbox.enabled,
+            has_receivers: (!cfg.receivers.is_empty()).into(),
         });
         n.update_gauges();
         Ok(n)
@@ -179,6 +184,12 @@ impl Notifier {
             self.metrics.touch_receiver(&r.name);
         }
         *self.runtime.write() = Arc::new(rt);
+        let has = !cfg.receivers.is_empty();
+        self.has_receivers
+            .store(has, std::sync::atomic::Ordering::Relaxed);
+        if has && self.persistence_enabled {
+            self.outbox.ensure_open();
+        }
         self.dispatcher.lock().reconfigure(cfg, infos);
         self.wake_delivery.notify_one();
         Ok(())
@@ -411,7 +422,12 @@ impl Notifier {
 
     /// Err with the reason when notifications are not being persisted.
     pub fn readiness(&self) -> Result<(), String> {
-        if !self.persistence_enabled || self.outbox.persistent() {
+        if !self.persistence_enabled
+            || !self
+                .has_receivers
+                .load(std::sync::atomic::Ordering::Relaxed)
+            || self.outbox.persistent()
+        {
             return Ok(());
         }
         Err(format!(

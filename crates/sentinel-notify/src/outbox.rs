@@ -95,6 +95,8 @@ pub struct Outbox {
     recent: Mutex<VecDeque<Attempt>>,
     persistent: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Whether pending entries were loaded from disk (once per process).
+    loaded: AtomicBool,
 }
 
 fn open_db(path: &Path) -> Result<redb::Database, redb::Error> {
@@ -114,27 +116,54 @@ impl Outbox {
     /// Opens (or creates) `<data_dir>/notify.redb` and loads what was pending. Never
     /// fails: without storage the outbox runs in memory and says so.
     pub fn open(data_dir: &Path) -> Outbox {
-        let path = data_dir.join("notify.redb");
-        let ob = Outbox {
-            path: path.clone(),
+        let ob = Outbox::deferred(data_dir);
+        ob.ensure_open();
+        ob
+    }
+
+    /// An outbox that opens its file on first use (no receiver configured yet: no
+    /// need to hold the file, or to fail readiness over it).
+    pub fn deferred(data_dir: &Path) -> Outbox {
+        Outbox {
+            path: data_dir.join("notify.redb"),
             db: Mutex::new(None),
             mem: Mutex::new(BTreeMap::new()),
             dead: Mutex::new(VecDeque::new()),
             recent: Mutex::new(VecDeque::new()),
             persistent: AtomicBool::new(false),
             last_error: Mutex::new(None),
-        };
-        match open_db(&path) {
-            Ok(db) => {
-                *ob.db.lock() = Some(db);
-                ob.persistent.store(true, Ordering::Relaxed);
-                if let Err(e) = ob.load() {
-                    ob.fail(&e.to_string());
-                }
-            }
-            Err(e) => ob.fail(&format!("cannot open {}: {e}", path.display())),
+            loaded: AtomicBool::new(false),
         }
-        ob
+    }
+
+    /// Opens the database if it is not open (loading what was pending the first
+    /// time); returns whether it is open.
+    pub fn ensure_open(&self) -> bool {
+        if self.path.as_os_str().is_empty() {
+            return false;
+        }
+        let mut guard = self.db.lock();
+        if guard.is_some() {
+            return true;
+        }
+        match open_db(&self.path) {
+            Ok(db) => {
+                if !self.loaded.swap(true, Ordering::Relaxed) {
+                    if let Err(e) = self.load(&db) {
+                        tracing::error!(error = %e, "cannot load pending notifications");
+                    }
+                }
+                *guard = Some(db);
+                drop(guard);
+                self.ok();
+                true
+            }
+            Err(e) => {
+                drop(guard);
+                self.fail(&format!("cannot open {}: {e}", self.path.display()));
+                false
+            }
+        }
     }
 
     /// An outbox that never persists (tests, or `outbox.enabled: false`).
@@ -147,14 +176,11 @@ impl Outbox {
             recent: Mutex::new(VecDeque::new()),
             persistent: AtomicBool::new(false),
             last_error: Mutex::new(Some("outbox persistence disabled".to_string())),
+            loaded: AtomicBool::new(true),
         }
     }
 
-    fn load(&self) -> Result<(), OutboxError> {
-        let guard = self.db.lock();
-        let db = guard
-            .as_ref()
-            .ok_or_else(|| OutboxError::NoStorage("not open".into()))?;
+    fn load(&self, db: &redb::Database) -> Result<(), OutboxError> {
         let tx = db.begin_read().map_err(redb::Error::from)?;
         let t = tx.open_table(OUTBOX).map_err(redb::Error::from)?;
         let mut mem = self.mem.lock();
@@ -195,7 +221,7 @@ impl Outbox {
 
     fn ok(&self) {
         if !self.persistent.swap(true, Ordering::Relaxed) {
-            tracing::info!(path = %self.path.display(), "outbox persists again");
+            tracing::info!(path = %self.path.display(), "outbox persisting");
         }
         *self.last_error.lock() = None;
     }
@@ -209,11 +235,15 @@ impl Outbox {
         if self.path.as_os_str().is_empty() {
             return Err(OutboxError::NoStorage("persistence disabled".into()));
         }
-        let mut guard = self.db.lock();
-        if guard.is_none() {
-            *guard = Some(open_db(&self.path)?);
+        if !self.ensure_open() {
+            return Err(OutboxError::NoStorage(
+                self.last_error().unwrap_or_else(|| "cannot open".into()),
+            ));
         }
-        let db = guard.as_ref().expect("opened just above");
+        let mut guard = self.db.lock();
+        let Some(db) = guard.as_ref() else {
+            return Err(OutboxError::NoStorage("closed concurrently".into()));
+        };
         let res = (|| {
             let tx = db.begin_write()?;
             f(&tx)?;
