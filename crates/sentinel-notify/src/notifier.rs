@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use sentinel_base::alert::{Alert, AlertSink};
 use sentinel_base::metrics::registry::Registry;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,7 +109,10 @@ pub struct Notifier {
     tx: mpsc::UnboundedSender<Vec<Alert>>,
     rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<Alert>>>>,
     wake_delivery: Wake,
-    in_flight: Mutex<HashSet<String>>,
+    /// Entries being attempted: id → `receiver/integration`. Claimed under this lock
+    /// together with the choice of what is due, so a forward merge never rewrites an
+    /// entry that is on its way out.
+    in_flight: Mutex<HashMap<String, String>>,
     permits: Arc<Semaphore>,
     persistence_enabled: bool,
     /// Some receiver is configured (otherwise persistence does not matter).
@@ -158,7 +161,7 @@ impl Notifier {
             tx,
             rx: Mutex::new(Some(rx)),
             wake_delivery: Wake::new(),
-            in_flight: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
             permits: Arc::new(Semaphore::new(cfg.outbox.concurrency)),
             persistence_enabled: cfg.outbox.enabled,
             has_receivers: (!cfg.receivers.is_empty()).into(),
@@ -278,12 +281,46 @@ impl Notifier {
         if entries.is_empty() && state.is_empty() {
             return;
         }
+        // Hold the claim lock: a pending forward merged here cannot be claimed meanwhile.
+        let inflight = self.in_flight.lock();
+        if forward {
+            entries = entries
+                .into_iter()
+                .map(|e| self.merge_forward(e, &inflight))
+                .collect();
+        }
         let persisted = self.outbox.put_with_state(&entries, &state);
+        drop(inflight);
         if !persisted && self.persistence_enabled {
             self.metrics.not_persisted.add(&[], entries.len() as f64);
         }
         self.update_gauges();
         self.wake_delivery.notify_one();
+    }
+
+    /// Folds a new forward batch into the newest pending (unclaimed) forward to the same
+    /// Alertmanager, newest alert per fingerprint: while an Alertmanager is down the
+    /// outbox holds one forward for it, not one per evaluation.
+    fn merge_forward(&self, new: Entry, inflight: &HashMap<String, String>) -> Entry {
+        let key = integ_key(&new);
+        let pending = self
+            .outbox
+            .find(|e| is_forward(e) && integ_key(e) == key && !inflight.contains_key(&e.id));
+        let Some(mut old) = pending else {
+            return new;
+        };
+        let mut by_fp: BTreeMap<u64, Alert> = old
+            .notification
+            .alerts
+            .drain(..)
+            .map(|a| (a.fingerprint(), a))
+            .collect();
+        for a in new.notification.alerts {
+            by_fp.insert(a.fingerprint(), a);
+        }
+        old.notification.alerts = by_fp.into_values().collect();
+        old.notification.flushed_at = new.notification.flushed_at;
+        old
     }
 
     fn update_gauges(&self) {
@@ -299,14 +336,27 @@ impl Notifier {
         loop {
             let now = Utc::now();
             let due = {
-                let inflight = self.in_flight.lock();
-                self.outbox.due(now, 256, |id| inflight.contains(id))
+                let mut inflight = self.in_flight.lock();
+                let candidates = self.outbox.due(now, 256, |id| inflight.contains_key(id));
+                // Forwards to one Alertmanager go one at a time, strictly oldest
+                // first, so a stale "firing" can never land after a newer "resolved".
+                let heads = self.outbox.heads(forward_queue);
+                let mut busy: HashSet<String> = inflight.values().cloned().collect();
+                let mut claimed = Vec::new();
+                for e in candidates {
+                    let k = integ_key(&e);
+                    if is_forward(&e) && (heads.get(&k) != Some(&e.id) || !busy.insert(k.clone())) {
+                        continue;
+                    }
+                    inflight.insert(e.id.clone(), k);
+                    claimed.push(e);
+                }
+                claimed
             };
             for e in due {
                 let Ok(permit) = self.permits.clone().acquire_owned().await else {
                     return;
                 };
-                self.in_flight.lock().insert(e.id.clone());
                 let me = self.clone();
                 tokio::spawn(async move {
                     let id = e.id.clone();
@@ -318,7 +368,14 @@ impl Notifier {
             }
             let next = {
                 let inflight = self.in_flight.lock();
-                self.outbox.next_due(|id| inflight.contains(id))
+                let busy: HashSet<&String> = inflight.values().collect();
+                let heads = self.outbox.heads(forward_queue);
+                self.outbox.next_due(|e| {
+                    inflight.contains_key(&e.id)
+                        || (is_forward(e)
+                            && (busy.contains(&integ_key(e))
+                                || heads.get(&integ_key(e)) != Some(&e.id)))
+                })
             };
             let wait = next
                 .map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO))
@@ -491,6 +548,18 @@ impl Notifier {
     pub fn next_flush(&self) -> Option<DateTime<Utc>> {
         self.dispatcher.lock().next_due()
     }
+}
+
+fn integ_key(e: &Entry) -> String {
+    format!("{}/{}", e.receiver, e.integration)
+}
+
+fn forward_queue(e: &Entry) -> Option<String> {
+    is_forward(e).then(|| integ_key(e))
+}
+
+fn is_forward(e: &Entry) -> bool {
+    e.integration.starts_with("alertmanager/")
 }
 
 impl AlertSink for Notifier {

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -369,13 +369,37 @@ impl Outbox {
     }
 
     /// When the next entry not excluded by `skip` becomes due.
-    pub fn next_due(&self, skip: impl Fn(&str) -> bool) -> Option<DateTime<Utc>> {
+    pub fn next_due(&self, skip: impl Fn(&Entry) -> bool) -> Option<DateTime<Utc>> {
         self.mem
             .lock()
             .values()
-            .filter(|e| !skip(&e.id))
+            .filter(|e| !skip(e))
             .map(|e| e.next_at)
             .min()
+    }
+
+    /// For entries that `key` puts in a queue, the id of each queue's oldest entry.
+    pub fn heads(&self, key: impl Fn(&Entry) -> Option<String>) -> HashMap<String, String> {
+        let mut heads: HashMap<String, (DateTime<Utc>, String)> = HashMap::new();
+        for e in self.mem.lock().values() {
+            if let Some(k) = key(e) {
+                let h = heads.entry(k).or_insert((e.created_at, e.id.clone()));
+                if (e.created_at, &e.id) < (h.0, &h.1) {
+                    *h = (e.created_at, e.id.clone());
+                }
+            }
+        }
+        heads.into_iter().map(|(k, (_, id))| (k, id)).collect()
+    }
+
+    /// The newest pending entry satisfying `f`.
+    pub fn find(&self, f: impl Fn(&Entry) -> bool) -> Option<Entry> {
+        self.mem
+            .lock()
+            .values()
+            .filter(|e| f(e))
+            .max_by_key(|e| e.created_at)
+            .cloned()
     }
 
     pub fn depth(&self) -> usize {

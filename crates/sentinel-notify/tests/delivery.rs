@@ -326,3 +326,48 @@ async fn resolved_is_sent_and_max_alerts_truncates() {
     assert_eq!(b["status"], "resolved");
     assert_ne!(b["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z");
 }
+
+/// While an Alertmanager refuses, evaluations keep coming: the outbox folds them into
+/// one pending forward, and the resolve is the last thing Alertmanager hears.
+#[tokio::test]
+async fn forwards_to_alertmanager_coalesce_and_keep_order() {
+    let cap = capture(|n| if n < 3 { (503, vec![]) } else { (200, vec![]) }).await;
+    let yaml = format!(
+        r#"
+route: {{ receiver: am }}
+receivers: [{{ name: am, alertmanagers: [{{ urls: ["{}"] }}] }}]
+outbox: {{ initial_backoff: 300ms, max_backoff: 300ms, jitter: 0 }}
+"#,
+        cap.url
+    );
+    let cfg: NotifyConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+    n.start();
+    let a = alert("Fwd", &[], 240);
+    for i in 0..10 {
+        let mut x = a.clone();
+        x.ends_at = at(240 + i);
+        n.send(vec![x]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut resolved = a.clone();
+    resolved.ends_at = chrono::Utc::now();
+    n.send(vec![resolved.clone()]);
+    wait_for(Duration::from_secs(20), "delivery", || {
+        (n.outbox().depth() == 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = cap.got.lock().clone();
+    assert!(
+        got.len() < 11,
+        "coalesced: {} requests for 11 batches",
+        got.len()
+    );
+    let last: serde_json::Value = serde_json::from_slice(&got.last().unwrap().body).unwrap();
+    let ends: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(last[0]["endsAt"].clone()).unwrap();
+    assert_eq!(ends, resolved.ends_at, "the resolve is delivered last");
+    assert!(got.iter().all(|c| c.path == "/api/v2/alerts"));
+}
