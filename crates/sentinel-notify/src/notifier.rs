@@ -140,7 +140,6 @@ impl Notifier {
             metrics.touch_receiver(&r.name);
         }
         let mut d = Dispatcher::new(cfg, infos);
-        let now = Utc::now();
         for (_, v) in outbox.kv_scan(SILENCE_PREFIX) {
             if let Ok(s) = serde_json::from_slice::<Silence>(&v) {
                 d.silences.restore(s);
@@ -151,7 +150,6 @@ impl Notifier {
                 d.restore_log(k[NFLOG_PREFIX.len()..].to_string(), e);
             }
         }
-        let _ = now;
         let (tx, rx) = mpsc::unbounded_channel();
         let n = Arc::new(Notifier {
             runtime: RwLock::new(Arc::new(rt)),
