@@ -24,7 +24,7 @@ external_url: "http://sentinel.test:9188"
 route: {{ receiver: hook, group_by: [alertname], group_wait: 0s, group_interval: 1s, repeat_interval: 1h }}
 receivers:
   - name: hook
-    webhooks: [{{ url: "{url}/hook", secret: "{SECRET}", github_signature: true }}]
+    webhooks: [{{ url: "{url}/hook", secret: "{SECRET}", github_signature: true, headers: {{ X-Api-Key: k123 }} }}]
 outbox: {{ initial_backoff: 20ms, max_backoff: 200ms, max_attempts: 5 }}
 {extra}
 "#
@@ -55,7 +55,10 @@ async fn webhook_is_signed_and_retried_with_the_same_id() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::new();
-    let n = Notifier::new(&config(&cap.url, ""), dir.path(), &reg).unwrap();
+    let cfg = config(&cap.url, "");
+    // Header values are secrets: never printed.
+    assert!(!serde_json::to_string(&cfg).unwrap().contains("k123"));
+    let n = Notifier::new(&cfg, dir.path(), &reg).unwrap();
     n.start();
     n.send(vec![alert("GpuHot", &[("gpu", "0")], 240)]);
     let got = wait_for(Duration::from_secs(30), "3 attempts", || {

@@ -172,7 +172,9 @@ impl Dispatcher {
     /// Takes alerts from the rule engine. Returns the batches to forward to receivers
     /// with Alertmanager integrations (one notification per receiver).
     pub fn ingest(&mut self, alerts: Vec<Alert>, now: DateTime<Utc>) -> Vec<Notification> {
-        let mut forwards: BTreeMap<String, Vec<Alert>> = BTreeMap::new();
+        // Per receiver, by fingerprint: an alert on two routes of one receiver is
+        // forwarded once.
+        let mut forwards: BTreeMap<String, BTreeMap<u64, Alert>> = BTreeMap::new();
         for a in alerts {
             let fp = a.fingerprint();
             let firing = !a.is_resolved_at(now);
@@ -215,7 +217,7 @@ impl Dispatcher {
                     forwards
                         .entry(r.receiver.clone())
                         .or_default()
-                        .push(a.clone());
+                        .insert(fp, a.clone());
                 }
                 if !info.grouped {
                     continue;
@@ -249,7 +251,7 @@ impl Dispatcher {
                 receiver,
                 group_key: "forward".into(),
                 group_labels: BTreeMap::new(),
-                alerts,
+                alerts: alerts.into_values().collect(),
                 flushed_at: now,
             })
             .collect()

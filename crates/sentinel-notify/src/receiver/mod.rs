@@ -102,6 +102,9 @@ pub(crate) async fn check_response(resp: reqwest::Response) -> Result<(), Notify
 /// Transport failures (connect, TLS, timeout) are worth retrying; a request that could
 /// not even be built is not.
 pub(crate) fn transport_error(e: reqwest::Error) -> NotifyError {
+    // The URL may carry a token (many webhook services put one in the path): keep it
+    // out of logs, dead letters and the API.
+    let e = e.without_url();
     let mut s = e.to_string();
     let mut src = std::error::Error::source(&e);
     while let Some(x) = src {

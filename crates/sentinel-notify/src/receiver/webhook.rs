@@ -24,8 +24,9 @@ pub struct WebhookConfig {
     pub secret_file: Option<SecretFile>,
     /// Also send GitHub's `X-Hub-Signature-256: sha256=<hex>` (first secret).
     pub github_signature: bool,
-    /// Extra request headers (e.g. an API key of the receiving service).
-    pub headers: BTreeMap<String, String>,
+    /// Extra request headers (e.g. an API key of the receiving service); values are
+    /// secrets (`${ENV}` expanded, never printed).
+    pub headers: BTreeMap<String, SecretString>,
     /// PEM bundle of CAs to trust in addition to the web PKI roots.
     pub ca_file: Option<PathBuf>,
     /// Per-attempt timeout.
@@ -66,7 +67,7 @@ impl WebhookConfig {
         self.keys().map_err(|e| ("secret".to_string(), e))?;
         for (k, v) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
-                || reqwest::header::HeaderValue::from_str(v).is_err()
+                || reqwest::header::HeaderValue::from_str(v.0.expose()).is_err()
             {
                 return Err((
                     format!("headers.{k}"),
@@ -119,7 +120,7 @@ impl Notify for Webhook {
             .post(&self.cfg.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json");
         for (k, v) in &self.cfg.headers {
-            req = req.header(k.as_str(), v.as_str());
+            req = req.header(k.as_str(), v.0.expose());
         }
         if self.keys.is_empty() {
             // Unsigned receivers still get the id, to dedupe retries.
