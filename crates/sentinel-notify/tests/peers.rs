@@ -257,3 +257,143 @@ receivers:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+const HTTPS_SERVER: &str = r#"
+import ssl, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"#;
+
+/// Certificates are verified by default; a private CA is trusted through `ca_file`.
+#[tokio::test]
+async fn webhook_tls_is_verified_and_a_ca_file_is_honoured() {
+    use sentinel_notify::receiver::webhook::{Webhook, WebhookConfig};
+    use sentinel_notify::receiver::{Delivery, Notify};
+    let Some(openssl) = peer("openssl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (cert, key, ca) = (p("c.pem"), p("k.pem"), p("ca.pem"));
+    std::fs::write(
+        p("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    // A private CA and a server certificate it signed.
+    let steps: [Vec<String>; 3] = [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=sentinel-test-ca",
+            "-keyout",
+            &p("ca.key"),
+            "-out",
+            &ca,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            &key,
+            "-out",
+            &p("leaf.csr"),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &p("leaf.csr"),
+            "-CA",
+            &ca,
+            "-CAkey",
+            &p("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-out",
+            &cert,
+            "-extfile",
+            &p("ext.cnf"),
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect(),
+    ];
+    for args in steps {
+        let ok = Command::new(&openssl)
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl {args:?}");
+    }
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .args(["-c", HTTPS_SERVER, &port.to_string(), &cert, &key])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _srv = Reaper(child);
+    let n = sentinel_notify::notification::Notification {
+        receiver: "r".into(),
+        group_key: "k".into(),
+        group_labels: Default::default(),
+        alerts: vec![alert("Tls", &[], 240)],
+        flushed_at: chrono::Utc::now(),
+    };
+    let d = Delivery {
+        id: "msg_tls",
+        notification: &n,
+        external_url: "",
+    };
+    let url = format!("https://127.0.0.1:{port}/hook");
+    let strict = Webhook::new(WebhookConfig {
+        url: url.clone(),
+        ..Default::default()
+    })
+    .unwrap();
+    let e = strict.notify(&d).await.unwrap_err();
+    assert!(e.reason.to_lowercase().contains("certificate"), "{e}");
+    let trusted = Webhook::new(WebhookConfig {
+        url,
+        ca_file: Some(ca.into()),
+        ..Default::default()
+    })
+    .unwrap();
+    trusted.notify(&d).await.unwrap();
+}

@@ -58,7 +58,7 @@ pub struct Alertmanager {
 impl Alertmanager {
     pub fn new(cfg: AlertmanagerConfig) -> Result<Self, String> {
         cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
-        let client = http_client(cfg.ca_file.as_deref(), cfg.timeout.get())?;
+        let client = http_client(cfg.ca_file.as_deref(), cfg.timeout.get(), false)?;
         let endpoints = cfg
             .urls
             .iter()

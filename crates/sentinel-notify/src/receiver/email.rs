@@ -187,9 +187,12 @@ impl Notify for Email {
             .map_err(|e| NotifyError::permanent(format!("cannot build the message: {e}")))?;
         match self.transport.send(msg).await {
             Ok(_) => Ok(()),
-            // 5xx SMTP replies are final; everything else (4xx, connection, TLS,
-            // timeouts) may pass later.
-            Err(e) if e.is_permanent() => Err(NotifyError::permanent(format!("smtp: {e}"))),
+            // 5xx SMTP replies are final, and so are client-side refusals (the server
+            // offers no STARTTLS while TLS is required, no usable auth mechanism);
+            // everything else (4xx, connection, TLS handshake, timeouts) may pass later.
+            Err(e) if e.is_permanent() || e.is_client() => {
+                Err(NotifyError::permanent(format!("smtp: {e}")))
+            }
             Err(e) => Err(NotifyError::retry(format!("smtp: {e}"))),
         }
     }

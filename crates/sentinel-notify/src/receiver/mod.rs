@@ -124,8 +124,10 @@ pub(crate) fn transport_error(e: reqwest::Error) -> NotifyError {
 pub(crate) fn http_client(
     ca_file: Option<&std::path::Path>,
     timeout: Duration,
+    insecure: bool,
 ) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder()
+        .danger_accept_invalid_certs(insecure)
         .use_rustls_tls()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)

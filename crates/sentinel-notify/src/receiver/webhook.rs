@@ -29,6 +29,9 @@ pub struct WebhookConfig {
     pub headers: BTreeMap<String, SecretString>,
     /// PEM bundle of CAs to trust in addition to the web PKI roots.
     pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (a test receiver with a self-signed
+    /// certificate); prefer `ca_file`.
+    pub insecure_skip_verify: bool,
     /// Per-attempt timeout.
     pub timeout: Dur,
     /// Most alerts per body; the rest are counted in `truncatedAlerts`. 0: all.
@@ -46,6 +49,7 @@ impl Default for WebhookConfig {
             github_signature: false,
             headers: BTreeMap::new(),
             ca_file: None,
+            insecure_skip_verify: false,
             timeout: Dur::secs(10),
             max_alerts: 0,
             send_resolved: true,
@@ -98,7 +102,16 @@ pub struct Webhook {
 impl Webhook {
     pub fn new(cfg: WebhookConfig) -> Result<Self, String> {
         let keys = cfg.keys()?;
-        let client = http_client(cfg.ca_file.as_deref(), cfg.timeout.get())?;
+        let client = http_client(
+            cfg.ca_file.as_deref(),
+            cfg.timeout.get(),
+            cfg.insecure_skip_verify,
+        )?;
+        if cfg.insecure_skip_verify {
+            tracing::warn!(
+                "a webhook receiver skips TLS certificate verification (insecure_skip_verify)"
+            );
+        }
         Ok(Webhook { cfg, keys, client })
     }
 }
