@@ -29,6 +29,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 port, out = int(sys.argv[1]), sys.argv[2]
+tls = None
+if len(sys.argv) > 4:
+    import ssl
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(sys.argv[3], sys.argv[4])
 
 def auth(server, session, envelope, mechanism, data):
     ok = data.login == b"sentinel" and data.password == b"s3cret"
@@ -46,6 +51,7 @@ class Handler:
             "subject": str(m["subject"]), "content_type": m.get_content_type(),
             "id": m.get("X-Sentinel-Notification-Id"), "parts": parts,
             "authenticated": bool(session.authenticated),
+            "tls": session.ssl is not None,
         }
         n = len([f for f in os.listdir(out) if f.endswith(".json")])
         tmp = os.path.join(out, "tmp")
@@ -55,7 +61,8 @@ class Handler:
         return "250 OK"
 
 c = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=auth,
-               auth_require_tls=False, auth_required=True)
+               auth_require_tls=tls is not None, auth_required=True,
+               tls_context=tls, require_starttls=tls is not None)
 c.start()
 print("ready", flush=True)
 while True:
@@ -258,35 +265,9 @@ receivers:
     }
 }
 
-const HTTPS_SERVER: &str = r#"
-import ssl, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-class H(BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(204)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-srv = HTTPServer(("127.0.0.1", port), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(cert, key)
-srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-print("ready", flush=True)
-srv.serve_forever()
-"#;
-
-/// Certificates are verified by default; a private CA is trusted through `ca_file`.
-#[tokio::test]
-async fn webhook_tls_is_verified_and_a_ca_file_is_honoured() {
-    use sentinel_notify::receiver::webhook::{Webhook, WebhookConfig};
-    use sentinel_notify::receiver::{Delivery, Notify};
-    let Some(openssl) = peer("openssl") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let p = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+/// A private CA and a server certificate for 127.0.0.1 it signed: (ca, cert, key).
+fn private_ca(openssl: &std::path::Path, dir: &std::path::Path) -> (String, String, String) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     let (cert, key, ca) = (p("c.pem"), p("k.pem"), p("ca.pem"));
     std::fs::write(
         p("ext.cnf"),
@@ -350,7 +331,7 @@ async fn webhook_tls_is_verified_and_a_ca_file_is_honoured() {
         .collect(),
     ];
     for args in steps {
-        let ok = Command::new(&openssl)
+        let ok = Command::new(openssl)
             .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -358,6 +339,38 @@ async fn webhook_tls_is_verified_and_a_ca_file_is_honoured() {
             .unwrap();
         assert!(ok.success(), "openssl {args:?}");
     }
+    (ca, cert, key)
+}
+
+const HTTPS_SERVER: &str = r#"
+import ssl, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(204)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("ready", flush=True)
+srv.serve_forever()
+"#;
+
+/// Certificates are verified by default; a private CA is trusted through `ca_file`.
+#[tokio::test]
+async fn webhook_tls_is_verified_and_a_ca_file_is_honoured() {
+    use sentinel_notify::receiver::webhook::{Webhook, WebhookConfig};
+    use sentinel_notify::receiver::{Delivery, Notify};
+    let Some(openssl) = peer("openssl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(&openssl, dir.path());
     let port = free_port();
     let mut child = Command::new("python3")
         .args(["-c", HTTPS_SERVER, &port.to_string(), &cert, &key])
@@ -396,4 +409,61 @@ async fn webhook_tls_is_verified_and_a_ca_file_is_honoured() {
     })
     .unwrap();
     trusted.notify(&d).await.unwrap();
+}
+
+/// STARTTLS (required by default) against a server that offers it, trusting a private
+/// CA through `ca_file`.
+#[tokio::test]
+async fn email_uses_starttls_when_required() {
+    if !python_module("aiosmtpd") {
+        return;
+    }
+    let Some(openssl) = peer("openssl") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = private_ca(&openssl, dir.path());
+    let mail_dir = dir.path().join("mail");
+    std::fs::create_dir_all(&mail_dir).unwrap();
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            SMTP_SERVER,
+            &port.to_string(),
+            mail_dir.to_str().unwrap(),
+            &cert,
+            &key,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _smtp = Reaper(child);
+    let yaml = format!(
+        r#"
+route: {{ receiver: mail, group_wait: 0s }}
+receivers:
+  - name: mail
+    emails: [{{ to: ["oncall@example.com"], from: "sentinel@example.com", smarthost: "127.0.0.1:{port}",
+               ca_file: "{ca}", auth_username: sentinel, auth_password: s3cret }}]
+"#
+    );
+    let cfg: NotifyConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    cfg.validate().unwrap();
+    let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+    n.start();
+    n.send(vec![alert("Tls", &[], 240)]);
+    let file = mail_dir.join("0.json");
+    wait_for(Duration::from_secs(30), "the email over STARTTLS", || {
+        file.exists().then_some(())
+    })
+    .await;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(m["tls"], true);
+    assert_eq!(m["authenticated"], true);
 }
