@@ -62,10 +62,17 @@ impl Matcher {
             return Err(format!("invalid label name {name:?}"));
         }
         let re = match op {
-            Op::Re | Op::NotRe => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("invalid regex {value:?}: {e}"))?,
-            ),
+            Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                // regex's syntax errors span several lines; the last says why.
+                let why = e.to_string();
+                let why = why
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                format!("invalid regex {value:?}: {why}")
+            })?),
             _ => None,
         };
         Ok(Matcher {
