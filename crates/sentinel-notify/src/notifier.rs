@@ -33,6 +33,15 @@ use tokio::sync::{mpsc, Notify as Wake, Semaphore};
 
 const SILENCE_PREFIX: &str = "silence/";
 const NFLOG_PREFIX: &str = "nflog/";
+/// History keys sort by time: `history/<unix millis, 15 digits>/<seq>`.
+const HISTORY_PREFIX: &str = "history/";
+
+fn history_key(at: DateTime<Utc>, seq: u64) -> String {
+    format!(
+        "{HISTORY_PREFIX}{:015}/{seq:08}",
+        at.timestamp_millis().max(0)
+    )
+}
 
 struct Integration {
     name: String,
@@ -113,6 +122,8 @@ pub struct Notifier {
     /// together with the choice of what is due, so a forward merge never rewrites an
     /// entry that is on its way out.
     in_flight: Mutex<HashMap<String, String>>,
+    /// Tie-breaker for history keys recorded in the same millisecond.
+    history_seq: Mutex<u64>,
     permits: Arc<Semaphore>,
     persistence_enabled: bool,
     /// Some receiver is configured (otherwise persistence does not matter).
@@ -145,6 +156,12 @@ impl Notifier {
                 d.silences.restore(s);
             }
         }
+        let history: Vec<HistoryEvent> = outbox
+            .kv_scan(HISTORY_PREFIX)
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_slice(&v).ok())
+            .collect();
+        d.restore_history(history, Utc::now());
         for (k, v) in outbox.kv_scan(NFLOG_PREFIX) {
             if let Ok(e) = serde_json::from_slice::<LogEntry>(&v) {
                 d.restore_log(k[NFLOG_PREFIX.len()..].to_string(), e);
@@ -160,6 +177,7 @@ impl Notifier {
             rx: Mutex::new(Some(rx)),
             wake_delivery: Wake::new(),
             in_flight: Mutex::new(HashMap::new()),
+            history_seq: Mutex::new(0),
             permits: Arc::new(Semaphore::new(cfg.outbox.concurrency)),
             persistence_enabled: cfg.outbox.enabled,
             has_receivers: (!cfg.receivers.is_empty()).into(),
@@ -196,7 +214,24 @@ impl Notifier {
         Ok(())
     }
 
+    /// Storage records for the history events recorded since the last call.
+    fn new_history_records(&self, d: &mut Dispatcher) -> Vec<(String, Vec<u8>)> {
+        let events = d.take_new_history();
+        let mut seq = self.history_seq.lock();
+        events
+            .iter()
+            .map(|e| {
+                *seq = seq.wrapping_add(1);
+                (
+                    history_key(e.at, *seq),
+                    serde_json::to_vec(e).expect("history events serialise"),
+                )
+            })
+            .collect()
+    }
+
     async fn drive(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Vec<Alert>>) {
+        let mut last_gc = Instant::now();
         loop {
             let now = Utc::now();
             let next = self.dispatcher.lock().next_due();
@@ -208,22 +243,32 @@ impl Notifier {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { return };
                     self.metrics.alerts_received.add(&[], batch.len() as f64);
-                    let forwards = self.dispatcher.lock().ingest(batch, Utc::now());
-                    self.enqueue(forwards, Vec::new(), true);
+                    let (forwards, history) = {
+                        let mut d = self.dispatcher.lock();
+                        let f = d.ingest(batch, Utc::now());
+                        (f, self.new_history_records(&mut d))
+                    };
+                    self.enqueue(forwards, history, true);
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
             let now = Utc::now();
-            let (flush, old_log) = {
+            let (flush, old_log, history, retention) = {
                 let mut d = self.dispatcher.lock();
                 let f = d.tick(now);
-                (f, d.gc_log(now))
+                let h = self.new_history_records(&mut d);
+                (f, d.gc_log(now), h, d.history_retention())
             };
             for k in old_log {
                 self.outbox.kv_delete(&format!("{NFLOG_PREFIX}{k}"));
             }
-            if !flush.notifications.is_empty() || !flush.log.is_empty() {
-                let state = flush
+            if last_gc.elapsed() > Duration::from_secs(3600) {
+                last_gc = Instant::now();
+                let cutoff = history_key(now - retention, 0);
+                self.outbox.kv_delete_range(HISTORY_PREFIX, &cutoff);
+            }
+            if !flush.notifications.is_empty() || !flush.log.is_empty() || !history.is_empty() {
+                let mut state: Vec<(String, Vec<u8>)> = flush
                     .log
                     .iter()
                     .map(|(k, e)| {
@@ -233,6 +278,7 @@ impl Notifier {
                         )
                     })
                     .collect();
+                state.extend(history);
                 self.enqueue(flush.notifications, state, false);
             }
         }
@@ -246,6 +292,14 @@ impl Notifier {
         state: Vec<(String, Vec<u8>)>,
         forward: bool,
     ) {
+        // Without receivers there is nothing to deliver, and no reason to hold the
+        // data dir's file (history stays in memory).
+        if !self
+            .has_receivers
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         let rt = self.runtime.read().clone();
         let now = Utc::now();
         let mut entries = Vec::new();

@@ -445,6 +445,15 @@ impl Outbox {
         self.record(res)
     }
 
+    /// Deletes every state record with `from <= key < to`.
+    pub fn kv_delete_range(&self, from: &str, to: &str) -> bool {
+        let res = self.write(|tx| {
+            tx.open_table(KV)?.retain_in(from..to, |_, _| false)?;
+            Ok(())
+        });
+        self.record(res)
+    }
+
     pub fn kv_delete(&self, key: &str) -> bool {
         let res = self.write(|tx| {
             tx.open_table(KV)?.remove(key)?;

@@ -54,7 +54,7 @@ pub struct LogEntry {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Fired,
@@ -62,14 +62,14 @@ pub enum EventKind {
     Notified,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEvent {
     pub at: DateTime<Utc>,
     pub kind: EventKind,
     pub alertname: String,
     pub fingerprint: String,
     pub labels: BTreeMap<String, String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub receiver: Option<String>,
 }
 
@@ -124,6 +124,8 @@ pub struct Dispatcher {
     buckets: BTreeMap<String, Bucket>,
     pub silences: Silences,
     history: VecDeque<HistoryEvent>,
+    /// Events not yet handed to storage (see [`Dispatcher::take_new_history`]).
+    history_new: Vec<HistoryEvent>,
     history_retention: CDuration,
     /// Alerts refused because the store was full.
     pub refused: u64,
@@ -145,6 +147,7 @@ impl Dispatcher {
             buckets: BTreeMap::new(),
             silences: Silences::default(),
             history: VecDeque::new(),
+            history_new: Vec::new(),
             history_retention: to_cd(cfg.history_retention.get()),
             refused: 0,
         }
@@ -187,7 +190,14 @@ impl Dispatcher {
                         } else {
                             EventKind::Resolved
                         };
-                        push_history(&mut self.history, now, kind, &a, None);
+                        push_history(
+                            &mut self.history,
+                            &mut self.history_new,
+                            now,
+                            kind,
+                            &a,
+                            None,
+                        );
                     }
                     s.alert = a.clone();
                 }
@@ -416,7 +426,14 @@ impl Dispatcher {
         a: &Alert,
         receiver: Option<String>,
     ) {
-        push_history(&mut self.history, now, kind, a, receiver);
+        push_history(
+            &mut self.history,
+            &mut self.history_new,
+            now,
+            kind,
+            a,
+            receiver,
+        );
     }
 
     fn housekeeping(&mut self, now: DateTime<Utc>) {
@@ -456,6 +473,26 @@ impl Dispatcher {
         old
     }
 
+    /// Events recorded since the last call, for the notifier to persist.
+    pub fn take_new_history(&mut self) -> Vec<HistoryEvent> {
+        std::mem::take(&mut self.history_new)
+    }
+
+    /// Loads stored events (oldest first), keeping those within the retention.
+    pub fn restore_history(&mut self, events: Vec<HistoryEvent>, now: DateTime<Utc>) {
+        let cutoff = now - self.history_retention;
+        for e in events.into_iter().filter(|e| e.at >= cutoff) {
+            if self.history.len() >= MAX_HISTORY {
+                self.history.pop_front();
+            }
+            self.history.push_back(e);
+        }
+    }
+
+    pub fn history_retention(&self) -> CDuration {
+        self.history_retention
+    }
+
     pub fn history(&self) -> Vec<HistoryEvent> {
         self.history.iter().rev().cloned().collect()
     }
@@ -490,6 +527,7 @@ impl Dispatcher {
 
 fn push_history(
     h: &mut VecDeque<HistoryEvent>,
+    new: &mut Vec<HistoryEvent>,
     now: DateTime<Utc>,
     kind: EventKind,
     a: &Alert,
@@ -498,14 +536,19 @@ fn push_history(
     if h.len() >= MAX_HISTORY {
         h.pop_front();
     }
-    h.push_back(HistoryEvent {
+    let e = HistoryEvent {
         at: now,
         kind,
         alertname: a.name().to_string(),
         fingerprint: a.fingerprint_hex(),
         labels: a.labels.clone(),
         receiver,
-    });
+    };
+    // Bounded like the history itself, should storage stop draining it.
+    if new.len() < MAX_HISTORY {
+        new.push(e.clone());
+    }
+    h.push_back(e);
 }
 
 /// Alertmanager's `DedupStage.needsUpdate`.
