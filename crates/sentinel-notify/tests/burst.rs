@@ -112,3 +112,111 @@ fn outbox_commit_cost() {
         del.as_secs_f64() * 1e3
     );
 }
+
+/// Latency from "alert handed over" to "webhook received", ours (send → signed POST,
+/// through the fsync'd outbox) against Alertmanager 0.25's (POST /api/v2/alerts →
+/// webhook), both with group_wait 0s and one group per alert. Run by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "load figures, run by hand"]
+async fn latency_vs_alertmanager() {
+    const N: usize = 30;
+    let cap = capture(|_| (200, vec![])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        r#"
+route: {{ receiver: hook, group_by: ['...'], group_wait: 0s, group_interval: 1s }}
+receivers: [{{ name: hook, webhooks: [{{ url: "{}/ours", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" }}] }}]
+"#,
+        cap.url
+    );
+    let cfg: NotifyConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+    n.start();
+    let mut ours = Vec::new();
+    for i in 0..N {
+        let before = cap.got.lock().len();
+        let t = Instant::now();
+        n.send(vec![alert("Lat", &[("i", &i.to_string())], 600)]);
+        spin_until(|| cap.got.lock().len() > before).await;
+        ours.push(t.elapsed());
+    }
+    let Some(am) = peer("prometheus-alertmanager") else {
+        return;
+    };
+    let port = free_port();
+    let am_cfg = dir.path().join("am.yml");
+    std::fs::write(
+        &am_cfg,
+        format!(
+            "route: {{ receiver: hook, group_by: ['...'], group_wait: 0s, group_interval: 1s }}\nreceivers: [{{ name: hook, webhook_configs: [{{ url: '{}/am' }}] }}]\n",
+            cap.url
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(am)
+        .arg(format!("--config.file={}", am_cfg.display()))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("am").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for_async_ready(&http, &format!("{base}/-/ready")).await;
+    let mut theirs = Vec::new();
+    for i in 0..N {
+        let before = cap.got.lock().len();
+        let body = serde_json::to_vec(&vec![alert("Lat", &[("i", &i.to_string())], 600)]).unwrap();
+        let t = Instant::now();
+        http.post(format!("{base}/api/v2/alerts"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        spin_until(|| cap.got.lock().len() > before).await;
+        theirs.push(t.elapsed());
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let stats = |v: &mut Vec<Duration>| {
+        v.sort();
+        (
+            v[v.len() / 2].as_secs_f64() * 1e3,
+            v[v.len() * 9 / 10].as_secs_f64() * 1e3,
+        )
+    };
+    let (o50, o90) = stats(&mut ours);
+    let (t50, t90) = stats(&mut theirs);
+    eprintln!("latency to webhook over {N} alerts: comfy-sentinel p50 {o50:.1} ms p90 {o90:.1} ms; alertmanager 0.25 p50 {t50:.1} ms p90 {t90:.1} ms");
+}
+
+/// Polls every 200 µs (the shared `wait_for` polls every 20 ms: too coarse here).
+async fn spin_until(f: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < Duration::from_secs(10), "timed out");
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+async fn wait_for_async_ready(http: &reqwest::Client, url: &str) {
+    let start = Instant::now();
+    while !http
+        .get(url)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "peer did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
