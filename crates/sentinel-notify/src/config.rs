@@ -122,6 +122,9 @@ pub struct OutboxConfig {
     pub jitter: f64,
     /// Attempts in flight at once, over all receivers.
     pub concurrency: usize,
+    /// Most notifications waiting at once; beyond it the oldest become dead letters
+    /// ("outbox full"), counted like any other.
+    pub max_pending: usize,
 }
 
 impl Default for OutboxConfig {
@@ -135,6 +138,7 @@ impl Default for OutboxConfig {
             multiplier: 2.0,
             jitter: 0.2,
             concurrency: 16,
+            max_pending: 100_000,
         }
     }
 }
@@ -209,6 +213,9 @@ impl NotifyConfig {
             .map_err(|e| ("outbox".to_string(), e))?;
         if self.outbox.max_attempts == 0 {
             return Err(("outbox.max_attempts".into(), "must be >= 1".into()));
+        }
+        if self.outbox.max_pending == 0 {
+            return Err(("outbox.max_pending".into(), "must be >= 1".into()));
         }
         if self.outbox.concurrency == 0 {
             return Err(("outbox.concurrency".into(), "must be >= 1".into()));

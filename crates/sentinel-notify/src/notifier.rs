@@ -54,6 +54,7 @@ struct Runtime {
     integrations: BTreeMap<String, Vec<Integration>>,
     backoff: Backoff,
     max_attempts: u32,
+    max_pending: usize,
 }
 
 fn build_runtime(cfg: &NotifyConfig) -> Result<(Runtime, BTreeMap<String, ReceiverInfo>), String> {
@@ -105,6 +106,7 @@ fn build_runtime(cfg: &NotifyConfig) -> Result<(Runtime, BTreeMap<String, Receiv
             integrations,
             backoff,
             max_attempts: cfg.outbox.max_attempts,
+            max_pending: cfg.outbox.max_pending,
         },
         infos,
     ))
@@ -342,7 +344,28 @@ impl Notifier {
                 .collect();
         }
         let persisted = self.outbox.put_with_state(&entries, &state);
+        // Over the cap, the oldest waiting notifications give way (never silently).
+        let excess = self.outbox.depth().saturating_sub(rt.max_pending);
+        let evicted: Vec<Entry> = if excess > 0 {
+            let mut old: Vec<Entry> = self
+                .outbox
+                .pending()
+                .into_iter()
+                .filter(|e| !inflight.contains_key(&e.id))
+                .collect();
+            old.sort_by_key(|e| e.created_at);
+            old.truncate(excess);
+            old
+        } else {
+            Vec::new()
+        };
         drop(inflight);
+        for e in evicted {
+            self.finish_dead(
+                e,
+                "outbox full (outbox.max_pending): oldest notifications dropped".into(),
+            );
+        }
         if !persisted && self.persistence_enabled {
             self.metrics.not_persisted.add(&[], entries.len() as f64);
         }

@@ -374,3 +374,30 @@ outbox: {{ initial_backoff: 300ms, max_backoff: 300ms, jitter: 0 }}
     assert_eq!(ends, resolved.ends_at, "the resolve is delivered last");
     assert!(got.iter().all(|c| c.path == "/api/v2/alerts"));
 }
+
+/// A bounded outbox: beyond `max_pending`, the oldest notifications become dead
+/// letters, counted, instead of growing without limit.
+#[tokio::test]
+async fn full_outbox_dead_letters_the_oldest() {
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let mut c = config(&url, "");
+    c.route.group_by = Some(vec!["...".into()]);
+    c.outbox.max_pending = 2;
+    c.outbox.initial_backoff = sentinel_base::config::Dur::secs(60);
+    c.outbox.max_backoff = sentinel_base::config::Dur::secs(60);
+    let dir = tempfile::tempdir().unwrap();
+    let reg = Registry::new();
+    let n = Notifier::new(&c, dir.path(), &reg).unwrap();
+    n.start();
+    for i in 0..5 {
+        n.send(vec![alert("Full", &[("i", &i.to_string())], 240)]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_for(Duration::from_secs(10), "3 evictions", || {
+        (n.notifications().2.len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(n.outbox().depth(), 2);
+    assert!(n.notifications().2[0].reason.contains("outbox full"));
+    assert!(metrics_text(&reg).contains("sentinel_notifications_dead_total{receiver=\"hook\"} 3"));
+}
