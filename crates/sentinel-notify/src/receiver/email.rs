@@ -170,10 +170,12 @@ impl Notify for Email {
     }
 
     async fn notify(&self, d: &Delivery<'_>) -> Result<(), NotifyError> {
-        let m = Message::build(d.notification, d.external_url, 0);
+        // A storm must not produce a multi-megabyte email: list the first alerts and
+        // count the rest (the subject still counts every firing alert).
+        let m = Message::build(d.notification, d.external_url, MAX_LISTED);
         let mut b = lettre::Message::builder()
             .from(self.from.clone())
-            .subject(subject(&m))
+            .subject(subject(&m, d.notification.firing().count()))
             .message_id(Some(format!("<{}@comfy-sentinel>", d.id)))
             .header(NotificationId(d.id.to_string()));
         for t in &self.to {
@@ -182,7 +184,7 @@ impl Notify for Email {
         let msg = b
             .multipart(MultiPart::alternative_plain_html(
                 text_body(&m, d.notification),
-                html_body(&m),
+                html_body(&m, d.notification),
             ))
             .map_err(|e| NotifyError::permanent(format!("cannot build the message: {e}")))?;
         match self.transport.send(msg).await {
@@ -197,6 +199,9 @@ impl Notify for Email {
         }
     }
 }
+
+/// Alerts listed in one email.
+const MAX_LISTED: usize = 200;
 
 /// `X-Sentinel-Notification-Id`: the outbox id, as `webhook-id` is for webhooks.
 #[derive(Clone)]
@@ -215,15 +220,10 @@ impl lettre::message::header::Header for NotificationId {
 }
 
 /// Alertmanager's default subject: `[FIRING:2] <group label values> (<other common label values>)`.
-pub fn subject(m: &Message) -> String {
+/// `firing` counts every firing alert, listed or not.
+pub fn subject(m: &Message, firing: usize) -> String {
     let mut s = match m.status {
-        Status::Firing => format!(
-            "[FIRING:{}]",
-            m.alerts
-                .iter()
-                .filter(|a| a.status == Status::Firing)
-                .count()
-        ),
+        Status::Firing => format!("[FIRING:{firing}]"),
         Status::Resolved => "[RESOLVED]".to_string(),
     };
     for v in m.group_labels.values() {
@@ -273,6 +273,9 @@ pub fn text_body(m: &Message, n: &Notification) -> String {
         }
         s.push('\n');
     }
+    if m.truncated_alerts > 0 {
+        let _ = writeln!(s, "… and {} more alerts not listed.\n", m.truncated_alerts);
+    }
     if !m.external_url.is_empty() {
         let _ = writeln!(s, "Sent by comfy-sentinel: {}", m.external_url);
     }
@@ -303,9 +306,13 @@ fn link(url: &str, text: &str) -> String {
     }
 }
 
-pub fn html_body(m: &Message) -> String {
+pub fn html_body(m: &Message, n: &Notification) -> String {
     let mut s = String::from("<!DOCTYPE html><html><body style=\"font-family:sans-serif\">");
-    let _ = write!(s, "<h2>{}</h2>", html_escape(&subject(m)));
+    let _ = write!(
+        s,
+        "<h2>{}</h2>",
+        html_escape(&subject(m, n.firing().count()))
+    );
     for a in &m.alerts {
         let color = if a.status == Status::Firing {
             "#c0392b"
@@ -387,13 +394,13 @@ mod tests {
             flushed_at: now,
         };
         let m = Message::build(&n, "http://sentinel:9188", 0);
-        let h = html_body(&m);
+        let h = html_body(&m, &n);
         assert!(!h.contains("<script>"));
         assert!(h.contains("&lt;script&gt;"));
         assert!(h.contains("a &amp; b"));
         assert!(!h.contains("href=\"javascript"));
         let t = text_body(&m, &n);
         assert!(t.contains("summary = a & b"));
-        assert_eq!(subject(&m), "[FIRING:1] X (<script>alert(1)</script>)");
+        assert_eq!(subject(&m, 1), "[FIRING:1] X (<script>alert(1)</script>)");
     }
 }
