@@ -99,11 +99,14 @@ impl Route {
 fn build(cfg: &RouteConfig, parent: &Route, is_root: bool, next_id: &mut usize) -> Route {
     let id = *next_id;
     *next_id += 1;
-    let matchers = if is_root {
+    let mut matchers = if is_root {
         Vec::new()
     } else {
         matcher::parse_list(&cfg.matchers).unwrap_or_default()
     };
+    // Alertmanager sorts a route's matchers (name, value, type) before they enter the
+    // route key, so group keys match its own.
+    matchers.sort_by(|a, b| (&a.name, &a.value, a.op as u8).cmp(&(&b.name, &b.value, b.op as u8)));
     let key = if is_root {
         matcher::list_string(&matchers)
     } else {
@@ -186,6 +189,13 @@ routes:
         assert_eq!(recv(&[("team", "ml")]), ["never-reached-for-gpu"]);
         assert_eq!(recv(&[("team", "web")]), ["default"]);
         assert_eq!(r.children[0].key, "{}/{severity=\"critical\"}");
+        let two: RouteConfig =
+            serde_yaml_ng::from_str("routes: [{matchers: ['team=\"gpu\"', 'env!=\"dev\"']}]")
+                .unwrap();
+        assert_eq!(
+            Route::build(&two).children[0].key,
+            "{}/{env!=\"dev\",team=\"gpu\"}"
+        );
         assert_eq!(r.children[1].group_by, GroupBy::All);
         assert_eq!(
             r.children[0].group_by,
