@@ -467,3 +467,105 @@ receivers:
     assert_eq!(m["tls"], true);
     assert_eq!(m["authenticated"], true);
 }
+
+/// Group keys (route path + group labels) are Alertmanager's own: the same routing
+/// config in both, the same alert, the same `groupKey` in the webhook body.
+#[tokio::test]
+async fn group_keys_match_alertmanager() {
+    let Some(am) = peer("prometheus-alertmanager") else {
+        return;
+    };
+    let cap = capture(|_| (200, vec![])).await;
+    let dir = tempfile::tempdir().unwrap();
+    let routes = r#"
+  group_by: [alertname, gpu]
+  group_wait: 0s
+  group_interval: 1s
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: hook
+      routes:
+        - matchers: ['team="gpu"', 'env!~"dev|test"']
+          receiver: hook
+"#;
+    let am_cfg = dir.path().join("am.yml");
+    std::fs::write(
+        &am_cfg,
+        format!(
+            "route:\n  receiver: hook\n{routes}receivers: [{{ name: hook, webhook_configs: [{{ url: '{}/am' }}] }}]\n",
+            cap.url
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let _am = Reaper(
+        Command::new(am)
+            .arg(format!("--config.file={}", am_cfg.display()))
+            .arg(format!(
+                "--storage.path={}",
+                dir.path().join("am").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ours_cfg: NotifyConfig = serde_yaml_ng::from_str(&format!(
+        "route:\n  receiver: hook\n{routes}receivers: [{{ name: hook, webhooks: [{{ url: '{}/ours' }}] }}]\n",
+        cap.url
+    ))
+    .unwrap();
+    ours_cfg.validate().unwrap();
+    let n = Notifier::new(&ours_cfg, dir.path(), &Registry::new()).unwrap();
+    n.start();
+    let a = alert(
+        "Hot",
+        &[
+            ("gpu", "0"),
+            ("severity", "critical"),
+            ("team", "gpu"),
+            ("env", "prod"),
+        ],
+        300,
+    );
+    n.send(vec![a.clone()]);
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = std::time::Instant::now();
+    while !http
+        .get(format!("{base}/-/ready"))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "alertmanager did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    http.post(format!("{base}/api/v2/alerts"))
+        .json(&vec![a])
+        .send()
+        .await
+        .unwrap();
+    let key = |path: &str| {
+        cap.got.lock().iter().find(|c| c.path == path).map(|c| {
+            serde_json::from_slice::<serde_json::Value>(&c.body).unwrap()["groupKey"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+    };
+    let (ours, theirs) = wait_for(Duration::from_secs(30), "both webhooks", || {
+        Some((key("/ours")?, key("/am")?))
+    })
+    .await;
+    assert_eq!(ours, theirs);
+    assert_eq!(
+        theirs,
+        r#"{}/{severity="critical"}/{env!~"dev|test",team="gpu"}:{alertname="Hot", gpu="0"}"#
+    );
+}
