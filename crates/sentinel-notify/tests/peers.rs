@@ -469,7 +469,8 @@ receivers:
 }
 
 /// Group keys (route path + group labels) are Alertmanager's own: the same routing
-/// config in both, the same alert, the same `groupKey` in the webhook body.
+/// config in both, the same alert, the same `groupKey` — and the same webhook body,
+/// byte for byte.
 #[tokio::test]
 async fn group_keys_match_alertmanager() {
     let Some(am) = peer("prometheus-alertmanager") else {
@@ -506,6 +507,7 @@ async fn group_keys_match_alertmanager() {
                 dir.path().join("am").display()
             ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg(format!("--web.external-url=http://127.0.0.1:{port}/"))
             .arg("--cluster.listen-address=")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -513,7 +515,7 @@ async fn group_keys_match_alertmanager() {
             .unwrap(),
     );
     let ours_cfg: NotifyConfig = serde_yaml_ng::from_str(&format!(
-        "route:\n  receiver: hook\n{routes}receivers: [{{ name: hook, webhooks: [{{ url: '{}/ours' }}] }}]\n",
+        "external_url: 'http://127.0.0.1:{port}'\nroute:\n  receiver: hook\n{routes}receivers: [{{ name: hook, webhooks: [{{ url: '{}/ours' }}] }}]\n",
         cap.url
     ))
     .unwrap();
@@ -564,6 +566,15 @@ async fn group_keys_match_alertmanager() {
     })
     .await;
     assert_eq!(ours, theirs);
+    let body = |path: &str| {
+        let g = cap.got.lock();
+        g.iter().find(|c| c.path == path).unwrap().body.clone()
+    };
+    assert_eq!(
+        String::from_utf8(body("/ours")).unwrap(),
+        String::from_utf8(body("/am")).unwrap(),
+        "same webhook body as Alertmanager"
+    );
     assert_eq!(
         theirs,
         r#"{}/{severity="critical"}/{env!~"dev|test",team="gpu"}:{alertname="Hot", gpu="0"}"#
