@@ -24,6 +24,8 @@ pub struct App {
     reload_time: Arc<GaugeVec>,
     reload_lock: tokio::sync::Mutex<()>,
     pub started: SystemTime,
+    /// Notifications: the rule engine's `AlertSink`, and state for the HTTP API.
+    pub notifier: Arc<sentinel_notify::Notifier>,
 }
 
 fn unix_now() -> f64 {
@@ -64,6 +66,8 @@ impl App {
         reload_ok.set(&[], 1.0);
         reload_time.set(&[], unix_now());
         let runner = Runner::new(exposition.clone());
+        let notifier = build_notifier(&config, &registry);
+        notifier.start();
         let app = Arc::new(App {
             credentials: ArcSwap::from_pointee(config.web.credentials()),
             config: ArcSwap::from_pointee(config),
@@ -76,6 +80,7 @@ impl App {
             reload_time,
             reload_lock: tokio::sync::Mutex::new(()),
             started: SystemTime::now(),
+            notifier,
         });
         app.apply_collectors();
         app
@@ -129,6 +134,9 @@ impl App {
                 }
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
+                if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
+                    tracing::error!(error = %e, "notification config not applied; keeping the running one");
+                }
                 self.credentials.store(Arc::new(new.web.credentials()));
                 self.config.store(Arc::new(new));
                 self.apply_collectors();
@@ -141,9 +149,10 @@ impl App {
         }
     }
 
-    /// Ready once the config is loaded (it is, or we would not exist) and every
-    /// collector has completed a run.
+    /// Ready once the config is loaded (it is, or we would not exist), every
+    /// collector has completed a run, and the notification outbox can persist.
     pub fn readiness(&self) -> Result<(), String> {
+        self.notifier.readiness()?;
         let pending: Vec<&str> = self
             .runner
             .statuses()
@@ -155,6 +164,32 @@ impl App {
             Ok(())
         } else {
             Err(format!("collectors not yet run: {}", pending.join(", ")))
+        }
+    }
+}
+
+/// The notify section with the top-level `external_url` filled in.
+fn notify_config(c: &Config) -> sentinel_notify::NotifyConfig {
+    let mut n = c.notify.clone();
+    if n.external_url.is_empty() {
+        n.external_url = c.external_url.clone().unwrap_or_default();
+    }
+    n
+}
+
+fn build_notifier(c: &Config, registry: &Registry) -> Arc<sentinel_notify::Notifier> {
+    match sentinel_notify::Notifier::new(&notify_config(c), &c.data_dir, registry) {
+        Ok(n) => n,
+        Err(e) => {
+            // Validation passed, so this is I/O (a CA file); run without receivers
+            // rather than without the rest of the sidecar.
+            tracing::error!(error = %e, "cannot build the notification receivers; notifications are off");
+            sentinel_notify::Notifier::new(
+                &sentinel_notify::NotifyConfig::default(),
+                &c.data_dir,
+                &Registry::new(),
+            )
+            .expect("the default notify config always builds")
         }
     }
 }

@@ -57,6 +57,27 @@ pub enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Verify a Standard Webhooks signature of a received notification (for receiver
+    /// authors): prints valid/invalid with the reason; exit 0 valid, 1 invalid.
+    Verify {
+        /// The receiver's secret, `whsec_<base64>` (or the raw secret string); several
+        /// separated by spaces during a rotation.
+        #[arg(long, env = "COMFY_SENTINEL_WEBHOOK_SECRET")]
+        secret: String,
+        /// Accepted clock difference between the message timestamp and now.
+        #[arg(long, default_value = "5m")]
+        tolerance: String,
+        /// File with the received headers (`Name: value` lines, or a JSON object).
+        /// Without it, the input is a whole raw HTTP request.
+        #[arg(long, value_name = "FILE")]
+        headers: Option<PathBuf>,
+        /// File with the raw body; read from stdin when not given.
+        #[arg(long, value_name = "FILE")]
+        body: Option<PathBuf>,
+        /// Also print the `whsec_` form of the secret (for a raw secret from the config).
+        #[arg(long)]
+        show_whsec: bool,
+    },
 }
 
 fn parse_dur(s: &str) -> Result<std::time::Duration, String> {

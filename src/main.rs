@@ -24,6 +24,19 @@ fn main() {
             ref auth,
             timeout,
         }) => comfy_sentinel::gate::run(url, criteria, auth.clone(), timeout),
+        Some(Command::Verify {
+            ref secret,
+            ref tolerance,
+            ref headers,
+            ref body,
+            show_whsec,
+        }) => verify(
+            secret,
+            tolerance,
+            headers.as_deref(),
+            body.as_deref(),
+            show_whsec,
+        ),
         Some(Command::Run) | None => run(&cli),
     };
     std::process::exit(code);
@@ -58,6 +71,68 @@ fn check(cli: &Cli, print: bool) -> i32 {
             exit::OK
         }
         Err(code) => code,
+    }
+}
+
+fn verify(
+    secret: &str,
+    tolerance: &str,
+    headers: Option<&std::path::Path>,
+    body: Option<&std::path::Path>,
+    show_whsec: bool,
+) -> i32 {
+    use std::io::Read;
+    let tolerance = match comfy_sentinel::config::parse_duration(tolerance) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => {
+            eprintln!("error: --tolerance: {e}");
+            return exit::INVALID_CONFIG;
+        }
+    };
+    let input = match body {
+        Some(p) => std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display())),
+        None => {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut b)
+                .map(|_| b)
+                .map_err(|e| format!("cannot read stdin: {e}"))
+        }
+    };
+    let input = match input {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::RUNTIME;
+        }
+    };
+    let (hdrs, body) = match headers {
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => (sentinel_notify::verify::parse_header_lines(&t), input),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", p.display());
+                return exit::RUNTIME;
+            }
+        },
+        None => sentinel_notify::verify::split_request(&input),
+    };
+    if show_whsec {
+        if let Ok(keys) = sentinel_notify::sign::WebhookKey::parse_list(secret) {
+            for k in keys {
+                println!("whsec form: {}", k.to_whsec());
+            }
+        }
+    }
+    let now = chrono::Utc::now().timestamp();
+    match sentinel_notify::verify::verify_message(secret, &hdrs, &body, now, tolerance) {
+        Ok(msg) => {
+            println!("{msg}");
+            exit::OK
+        }
+        Err(msg) => {
+            println!("{msg}");
+            exit::RUNTIME
+        }
     }
 }
 

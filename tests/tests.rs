@@ -8,6 +8,7 @@ mod dashboards;
 mod fake_comfyui;
 mod foundation;
 mod gpu;
+mod notify;
 mod probes;
 mod quality;
 mod system;

@@ -4,11 +4,13 @@
 //! - `GET /readyz` — config loaded and every collector has run once
 //! - `GET /` — landing page
 //! - `POST /-/reload` — re-read the config (as SIGHUP does)
+//! - `/api/v1/alerts`, `/api/v1/silences`, `/api/v1/notifications` — see `notify_api`
 //!
 //! Every route sits behind optional basic/bearer auth and optional TLS (`web:`).
 //! Handlers only read state; none collects or does I/O on the scrape path.
 
 pub mod config;
+mod notify_api;
 mod tls;
 
 pub use config::WebConfig;
@@ -37,6 +39,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/", get(index))
         .route("/-/reload", post(reload))
+        .merge(notify_api::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         .layer(middleware::from_fn(common_headers))

@@ -1,15 +1,20 @@
-//! Notifications: routing, grouping, inhibition, durable outbox and receivers.
-//! (Being written: see the issue.)
+//! Notifications: routing, grouping, inhibition and silences (`dispatch`), the durable
+//! outbox with retries (`outbox`, `retry`, `delivery`), and one module per receiver
+//! (`receiver::{webhook, email, alertmanager}`), with the webhook body and its
+//! Standard Webhooks signature (`webhook::payload`, `sign`). The rule engine feeds
+//! alerts in through [`sentinel_base::alert::AlertSink`]; the HTTP layer reads state.
 
-use serde::{Deserialize, Serialize};
+pub mod config;
+pub mod dispatch;
+pub mod metrics;
+pub mod notification;
+pub mod notifier;
+pub mod outbox;
+pub mod receiver;
+pub mod retry;
+pub mod sign;
+pub mod verify;
+pub mod webhook;
 
-/// `notify:`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotifyConfig {}
-
-impl NotifyConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        Ok(())
-    }
-}
+pub use config::NotifyConfig;
+pub use notifier::Notifier;

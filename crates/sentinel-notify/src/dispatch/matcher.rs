@@ -1,0 +1,265 @@
+//! Label matchers in Alertmanager's string form (`severity="critical"`,
+//! `instance=~"gpu-.*"`, `team!=ops`, or several in braces `{a="b", c!~"d"}`), used by
+//! routes, inhibition rules and silences. Regexes are anchored, as in Alertmanager.
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// In Alertmanager's `MatchType` order (it sorts by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    #[serde(rename = "=")]
+    Eq,
+    #[serde(rename = "!=")]
+    Ne,
+    #[serde(rename = "=~")]
+    Re,
+    #[serde(rename = "!~")]
+    NotRe,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Re => "=~",
+            Op::NotRe => "!~",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    pub op: Op,
+    pub value: String,
+    re: Option<Regex>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, o: &Self) -> bool {
+        self.name == o.name && self.op == o.op && self.value == o.value
+    }
+}
+
+impl fmt::Display for Matcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{}{}",
+            self.name,
+            self.op.as_str(),
+            crate::webhook::payload::go_quote(&self.value)
+        )
+    }
+}
+
+impl Matcher {
+    pub fn new(name: &str, op: Op, value: &str) -> Result<Self, String> {
+        if !valid_label_name(name) {
+            return Err(format!("invalid label name {name:?}"));
+        }
+        let re = match op {
+            Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                // regex's syntax errors span several lines; the last says why.
+                let why = e.to_string();
+                let why = why
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string();
+                format!("invalid regex {value:?}: {why}")
+            })?),
+            _ => None,
+        };
+        Ok(Matcher {
+            name: name.to_string(),
+            op,
+            value: value.to_string(),
+            re,
+        })
+    }
+
+    /// A missing label matches as the empty string (Alertmanager's rule).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+        match self.op {
+            Op::Eq => v == self.value,
+            Op::Ne => v != self.value,
+            Op::Re => self.re.as_ref().is_some_and(|r| r.is_match(v)),
+            Op::NotRe => !self.re.as_ref().is_some_and(|r| r.is_match(v)),
+        }
+    }
+}
+
+pub fn matches_all(ms: &[Matcher], labels: &BTreeMap<String, String>) -> bool {
+    ms.iter().all(|m| m.matches(labels))
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Parses one matcher string, which may hold several matchers (`{a="b", c="d"}`).
+pub fn parse(s: &str) -> Result<Vec<Matcher>, String> {
+    let mut t = s.trim();
+    if let Some(inner) = t.strip_prefix('{') {
+        t = inner
+            .strip_suffix('}')
+            .ok_or_else(|| format!("{s:?}: missing closing brace"))?;
+    }
+    let mut out = Vec::new();
+    for part in split_outside_quotes(t)? {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        out.push(parse_one(part).map_err(|e| format!("{s:?}: {e}"))?);
+    }
+    if out.is_empty() {
+        return Err(format!("{s:?}: no matcher"));
+    }
+    Ok(out)
+}
+
+/// Parses a list of matcher strings into one conjunction.
+pub fn parse_list(list: &[String]) -> Result<Vec<Matcher>, (usize, String)> {
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        out.extend(parse(s).map_err(|e| (i, e))?);
+    }
+    Ok(out)
+}
+
+fn split_outside_quotes(s: &str) -> Result<Vec<&str>, String> {
+    let mut parts = Vec::new();
+    let (mut start, mut in_q, mut esc) = (0, false, false);
+    for (i, c) in s.char_indices() {
+        if esc {
+            esc = false;
+            continue;
+        }
+        match c {
+            '\\' if in_q => esc = true,
+            '"' => in_q = !in_q,
+            ',' if !in_q => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if in_q {
+        return Err("unterminated quote".into());
+    }
+    parts.push(&s[start..]);
+    Ok(parts)
+}
+
+fn parse_one(s: &str) -> Result<Matcher, String> {
+    let name_end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .ok_or_else(|| format!("{s:?}: missing operator"))?;
+    let name = &s[..name_end];
+    let rest = s[name_end..].trim_start();
+    let (op, rest) = if let Some(r) = rest.strip_prefix("=~") {
+        (Op::Re, r)
+    } else if let Some(r) = rest.strip_prefix("!~") {
+        (Op::NotRe, r)
+    } else if let Some(r) = rest.strip_prefix("!=") {
+        (Op::Ne, r)
+    } else if let Some(r) = rest.strip_prefix('=') {
+        (Op::Eq, r)
+    } else {
+        return Err(format!("{s:?}: expected one of = != =~ !~"));
+    };
+    let raw = rest.trim();
+    let value = if let Some(q) = raw.strip_prefix('"') {
+        let q = q
+            .strip_suffix('"')
+            .ok_or_else(|| format!("{s:?}: unterminated quote"))?;
+        unescape(q)
+    } else {
+        raw.to_string()
+    };
+    Matcher::new(name, op, &value)
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(x) => out.push(x),
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `{a="b", c=~"d"}` as Alertmanager prints a route's matchers (part of the group key).
+pub fn list_string(ms: &[Matcher]) -> String {
+    let parts: Vec<String> = ms.iter().map(ToString::to_string).collect();
+    format!("{{{}}}", parts.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(p: &[(&str, &str)]) -> BTreeMap<String, String> {
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn forms() {
+        let l = labels(&[("severity", "critical"), ("instance", "gpu-01")]);
+        // (matcher, matches l)
+        let cases = [
+            (r#"severity="critical""#, true),
+            ("severity=critical", true),
+            (r#"severity!="critical""#, false),
+            (r#"instance=~"gpu-.*""#, true),
+            (r#"instance=~"gpu""#, false), // anchored
+            (r#"instance!~"cpu-.*""#, true),
+            (r#"team="""#, true), // missing label is ""
+            (r#"{severity="critical", instance=~"gpu-0[0-9]"}"#, true),
+            (r#"{severity="critical",instance="x"}"#, false),
+            (r#"summary="a, b""#, false),
+        ];
+        for (s, want) in cases {
+            let ms = parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+            assert_eq!(matches_all(&ms, &l), want, "{s}");
+        }
+        assert_eq!(parse(r#"summary="a, b""#).unwrap()[0].value, "a, b");
+    }
+
+    #[test]
+    fn rejects() {
+        for bad in [
+            "",
+            "severity",
+            "sev erity=\"x\"",
+            r#"a=~"(""#,
+            r#"a="x"#,
+            "{a=\"b\"",
+            "1a=b",
+        ] {
+            assert!(parse(bad).is_err(), "{bad} must be rejected");
+        }
+    }
+}
