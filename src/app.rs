@@ -6,9 +6,11 @@
 use crate::collect::{self, BuildContext, Runner};
 use crate::config::{self, Config, ConfigSource};
 use crate::http::config::Credentials;
+use crate::http::status::StatusProvider;
 use crate::metrics::exposition::Exposition;
 use crate::metrics::registry::{GaugeVec, Registry};
 use arc_swap::ArcSwap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,6 +26,10 @@ pub struct App {
     reload_time: Arc<GaugeVec>,
     reload_lock: tokio::sync::Mutex<()>,
     pub started: SystemTime,
+    /// When the last reload was tried and how it ended (for the status page).
+    last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), String>)>>,
+    /// State the status page shows from later stages (rule engine, dispatcher), by key.
+    status_providers: ArcSwap<BTreeMap<&'static str, Arc<dyn StatusProvider>>>,
 }
 
 fn unix_now() -> f64 {
@@ -76,6 +82,8 @@ impl App {
             reload_time,
             reload_lock: tokio::sync::Mutex::new(()),
             started: SystemTime::now(),
+            last_reload: parking_lot::Mutex::new(None),
+            status_providers: ArcSwap::from_pointee(BTreeMap::new()),
         });
         app.apply_collectors();
         app
@@ -109,9 +117,38 @@ impl App {
         self.credentials.load_full()
     }
 
+    pub fn config_source(&self) -> &ConfigSource {
+        &self.source
+    }
+
+    /// The last reload attempt since start: when, and its error if it failed.
+    pub fn last_reload(&self) -> Option<(SystemTime, Result<(), String>)> {
+        self.last_reload.lock().clone()
+    }
+
+    /// Registers (or replaces, on the same key) what the status page shows for a later
+    /// stage, e.g. `app.set_status_provider("rules", engine.clone())`.
+    pub fn set_status_provider(&self, key: &'static str, provider: Arc<dyn StatusProvider>) {
+        self.status_providers.rcu(|m| {
+            let mut m = BTreeMap::clone(m);
+            m.insert(key, provider.clone());
+            m
+        });
+    }
+
+    pub fn status_providers(&self) -> Arc<BTreeMap<&'static str, Arc<dyn StatusProvider>>> {
+        self.status_providers.load_full()
+    }
+
     /// Re-reads the config. On error the running config stays and the reason is returned.
     pub async fn reload(&self) -> Result<(), String> {
         let _guard = self.reload_lock.lock().await;
+        let result = self.reload_locked().await;
+        *self.last_reload.lock() = Some((SystemTime::now(), result.clone()));
+        result
+    }
+
+    async fn reload_locked(&self) -> Result<(), String> {
         let source = self.source.clone();
         let parsed = tokio::task::spawn_blocking(move || config::reload(&source))
             .await
