@@ -8,3 +8,5 @@ mod gpu;
 mod system;
 mod probes;
 mod quality;
+mod metrics_doc;
+mod status_page;
