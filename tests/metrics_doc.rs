@@ -44,11 +44,13 @@ family's name or type.
 ";
 
 const SERVED: &str = "## Served by the binary";
-const SERVED_INTRO: &str = "Seen in a scrape of the binary with the system collector, a probe target and the GPU\n\
+const SERVED_INTRO: &str =
+    "Seen in a scrape of the binary with the system collector, a probe target and the GPU\n\
 collector (GPU families are listed in the next section). \"appears\" says when a family is\n\
 present: `always`, or the condition it needs.";
 const LISTED: &str = "## Listed from source";
-const LISTED_INTRO: &str = "Families a CI machine cannot serve, checked against the collector's own list instead of\n\
+const LISTED_INTRO: &str =
+    "Families a CI machine cannot serve, checked against the collector's own list instead of\n\
 a scrape. The ComfyUI, ingest (recovery, quality scores, heartbeats), rule and notification\n\
 families join here, each with its source list, as those parts land.";
 
@@ -87,7 +89,9 @@ fn parse_scrape(text: &str) -> BTreeMap<String, Family> {
             out.entry(name.to_string()).or_default().kind = kind.to_string();
             current = name.to_string();
         } else if !line.starts_with('#') && !line.is_empty() {
-            let Some(fam) = out.get_mut(&current) else { continue };
+            let Some(fam) = out.get_mut(&current) else {
+                continue;
+            };
             if let Some(open) = line.find('{') {
                 fam.labels.extend(
                     label_names(&line[open + 1..])
@@ -198,7 +202,10 @@ fn generate(scraped: &BTreeMap<String, Family>, old: &str) -> String {
         }
         if in_served && line.starts_with("| `") {
             let cells: Vec<&str> = line.split(" | ").collect();
-            let name = cells[0].trim_start_matches("| ").trim_matches('`').to_string();
+            let name = cells[0]
+                .trim_start_matches("| ")
+                .trim_matches('`')
+                .to_string();
             old_notes.insert(name.clone(), cells[2].to_string());
             old_lines.insert(name, line.to_string());
         }
@@ -273,7 +280,7 @@ fn scrape_families() -> BTreeMap<String, Family> {
         dir.path(),
         "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n  gpu:\n    interval: 1s\n  probes:\n    interval: 1s\n    targets:\n      - {{name: local, http: \"http://{target}/\"}}\n",
+            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu:\n    interval: 1s\n    timeout: 1s\n  probes:\n    interval: 1s\n    timeout: 1s\n    targets:\n      - {{name: local, http: \"http://{target}/\"}}\n",
             dir.path().join("data").display()
         ),
     );
@@ -301,7 +308,10 @@ fn metrics_doc_matches_the_binary() {
         std::fs::write(doc_path(), generate(&scraped, &old)).expect("write docs/metrics.md");
         return;
     }
-    assert!(!old.is_empty(), "docs/metrics.md is missing: run with UPDATE_DOCS=1");
+    assert!(
+        !old.is_empty(),
+        "docs/metrics.md is missing: run with UPDATE_DOCS=1"
+    );
     let doc = parse_doc(&old);
     let lists = source_lists();
     let listed: BTreeMap<String, String> = lists
@@ -316,34 +326,54 @@ fn metrics_doc_matches_the_binary() {
     for (name, f) in &scraped {
         if let Some(kind) = listed.get(name) {
             if *kind != f.kind {
-                problems.push(format!("{name}: served as {}, its source list says {kind}", f.kind));
+                problems.push(format!(
+                    "{name}: served as {}, its source list says {kind}",
+                    f.kind
+                ));
             }
             continue;
         }
         match served.get(name.as_str()) {
             None => problems.push(format!("{name} ({}) is served but not in the doc", f.kind)),
-            Some(r) if r.kind != f.kind => {
-                problems.push(format!("{name}: served as {}, the doc says {}", f.kind, r.kind))
-            }
+            Some(r) if r.kind != f.kind => problems.push(format!(
+                "{name}: served as {}, the doc says {}",
+                f.kind, r.kind
+            )),
             Some(_) => {}
         }
     }
     for (name, r) in &served {
         if r.appears.as_deref() == Some("always") && !scraped.contains_key(*name) {
-            problems.push(format!("{name} is marked `always` in the doc but was not served"));
+            problems.push(format!(
+                "{name} is marked `always` in the doc but was not served"
+            ));
         }
         if listed.contains_key(*name) {
-            problems.push(format!("{name} is source-listed; it belongs in its own section"));
+            problems.push(format!(
+                "{name} is source-listed; it belongs in its own section"
+            ));
         }
     }
     for (heading, list) in &lists {
-        let want: Vec<(String, String)> = list.iter().map(|(n, k, _)| (n.clone(), k.clone())).collect();
+        let want: Vec<(String, String)> = list
+            .iter()
+            .map(|(n, k, _)| (n.clone(), k.clone()))
+            .collect();
         let have: Vec<(String, String)> = doc
             .get(*heading)
-            .map(|rows| rows.iter().map(|r| (r.name.clone(), r.kind.clone())).collect())
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (r.name.clone(), r.kind.clone()))
+                    .collect()
+            })
             .unwrap_or_default();
         if want != have {
-            problems.push(format!("section {heading:?} differs from its source list:\n  doc:    {have:?}\n  source: {want:?}"));
+            let missing: Vec<_> = want.iter().filter(|w| !have.contains(w)).collect();
+            let extra: Vec<_> = have.iter().filter(|h| !want.contains(h)).collect();
+            problems.push(format!(
+                "section {heading:?} differs from its source list (order included):\n  \
+                 listed but not in the doc: {missing:?}\n  in the doc but not listed: {extra:?}"
+            ));
         }
     }
     assert!(
@@ -360,7 +390,10 @@ fn scrape_parser_reads_types_help_and_labels() {
     let f = parse_scrape(text);
     assert_eq!(f["a_total"].kind, "counter");
     assert_eq!(f["a_total"].help, "Things, with \\ a backslash.");
-    assert_eq!(f["a_total"].labels, BTreeSet::from(["x".to_string(), "y".to_string()]));
+    assert_eq!(
+        f["a_total"].labels,
+        BTreeSet::from(["x".to_string(), "y".to_string()])
+    );
     assert_eq!(f["h"].kind, "histogram");
     assert_eq!(f["h"].labels, BTreeSet::from(["path".to_string()]));
 }
@@ -382,7 +415,10 @@ fn regenerating_keeps_host_notes_and_unseen_conditional_rows() {
     let doc = generate(&scraped, &old);
     let rows = &parse_doc(&doc)[SERVED];
     let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
-    assert_eq!(names, ["node_load1", "node_pressure_cpu_waiting_seconds_total"]);
+    assert_eq!(
+        names,
+        ["node_load1", "node_pressure_cpu_waiting_seconds_total"]
+    );
     assert_eq!(rows[0].appears.as_deref(), Some("with /proc/loadavg"));
     assert!(doc.contains("1m load \\| average."));
     assert!(doc.contains("| `gpu_nvml_up` | gauge |"));

@@ -177,7 +177,8 @@ impl Chromium {
     fn screenshot(&self, url: &str, file: &Path) {
         let arg = format!("--screenshot={}", file.display());
         let (_, log) = self.run(&[&arg, "--window-size=1280,900", "--hide-scrollbars"], url);
-        let png = std::fs::read(file).unwrap_or_else(|e| panic!("no screenshot ({e}); log:\n{log}"));
+        let png =
+            std::fs::read(file).unwrap_or_else(|e| panic!("no screenshot ({e}); log:\n{log}"));
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
     }
 }
@@ -225,7 +226,9 @@ fn collectors(s: &Sentinel) -> Vec<String> {
 
 #[test]
 fn page_in_headless_chromium_shows_state_and_keeps_hostile_text_inert() {
-    let Some(chromium) = Chromium::find() else { return };
+    let Some(chromium) = Chromium::find() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     // The config's own path carries both payloads (a file name may hold any byte but '/').
     let name = format!("cfg{}{}.yaml", EVIL_DQ.replace('/', "_"), EVIL_SQ);
@@ -233,7 +236,7 @@ fn page_in_headless_chromium_shows_state_and_keeps_hostile_text_inert() {
         dir.path(),
         &name,
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n",
+            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n",
             dir.path().join("data").display()
         ),
     );
@@ -253,23 +256,47 @@ fn page_in_headless_chromium_shows_state_and_keeps_hostile_text_inert() {
     let dom = chromium.dump_dom(&s.url("/"));
     assert_nothing_injected(&dom);
     // Build info, each collector, the links.
-    assert!(dom.contains(&format!("comfy-sentinel <span class=\"muted\">{}", env!("CARGO_PKG_VERSION"))), "{dom}");
+    assert!(
+        dom.contains(&format!(
+            "comfy-sentinel <span class=\"muted\">{}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{dom}"
+    );
     assert!(dom.contains("<dt>uptime</dt>"), "{dom}");
-    assert!(dom.contains("<dt>last reload</dt><dd><span class=\"bad\">failed</span>"), "{dom}");
+    assert!(
+        dom.contains("<dt>last reload</dt><dd><span class=\"bad\">failed</span>"),
+        "{dom}"
+    );
     let names = collectors(&s);
     assert!(names.iter().any(|n| n == "system"), "{names:?}");
     for n in &names {
-        assert!(dom.contains(&format!("<tr><td>{n}</td>")), "collector {n} missing:\n{dom}");
+        assert!(
+            dom.contains(&format!("<tr><td>{n}</td>")),
+            "collector {n} missing:\n{dom}"
+        );
     }
     for link in ["/metrics", "/healthz", "/readyz", "/api/v1/alerts"] {
-        assert!(dom.contains(&format!("<a href=\"{link}\">")), "link {link} missing:\n{dom}");
+        assert!(
+            dom.contains(&format!("<a href=\"{link}\">")),
+            "link {link} missing:\n{dom}"
+        );
     }
     // The payloads are on the page, as text.
-    assert!(dom.contains("&lt;script&gt;alert(1)&lt;_script&gt;"), "{dom}");
+    assert!(
+        dom.contains("&lt;script&gt;alert(1)&lt;_script&gt;"),
+        "{dom}"
+    );
     assert!(dom.contains("' onmouseover='alert(3)' x='"), "{dom}");
     // No rule engine or dispatcher registered on this build: their sections say so.
-    assert!(dom.contains("<h2 id=\"alerts\">Active alerts</h2>"), "{dom}");
-    assert!(dom.contains("<h2 id=\"notifications\">Notifications</h2>"), "{dom}");
+    assert!(
+        dom.contains("<h2 id=\"alerts\">Active alerts</h2>"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains("<h2 id=\"notifications\">Notifications</h2>"),
+        "{dom}"
+    );
 
     let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
     let _ = std::fs::remove_file(&png);
@@ -280,7 +307,9 @@ fn page_in_headless_chromium_shows_state_and_keeps_hostile_text_inert() {
 #[test]
 #[ignore = "needs rules+ingest on main"]
 fn firing_alert_with_a_malicious_label_stays_text_in_chromium() {
-    let Some(chromium) = Chromium::find() else { return };
+    let Some(chromium) = Chromium::find() else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = temp_file(
         dir.path(),
@@ -294,7 +323,7 @@ fn firing_alert_with_a_malicious_label_stays_text_in_chromium() {
         dir.path(),
         "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\nrules:\n  files: [{}]\n  evaluation_interval: 1s\n",
+            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\nrules:\n  files: [{}]\n  evaluation_interval: 1s\n",
             dir.path().join("data").display(),
             rules.display()
         ),

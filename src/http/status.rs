@@ -86,13 +86,25 @@ pub const REFRESH_SECONDS: u32 = 15;
 
 /// Endpoints listed on the page: (method, path, what). GET ones become links.
 const ENDPOINTS: &[(&str, &str, &str)] = &[
-    ("GET", "/metrics", "Prometheus exposition (OpenMetrics when asked)"),
+    (
+        "GET",
+        "/metrics",
+        "Prometheus exposition (OpenMetrics when asked)",
+    ),
     ("GET", "/healthz", "liveness"),
     ("GET", "/readyz", "readiness: every collector has run once"),
     ("GET", "/api/v1/alerts", "active alerts (JSON)"),
     ("GET", "/api/v1/alerts/history", "alert history (JSON)"),
-    ("GET", "/api/v1/silences", "silences (JSON; POST adds, DELETE removes)"),
-    ("GET", "/api/v1/notifications", "recent notifications (JSON)"),
+    (
+        "GET",
+        "/api/v1/silences",
+        "silences (JSON; POST adds, DELETE removes)",
+    ),
+    (
+        "GET",
+        "/api/v1/notifications",
+        "recent notifications (JSON)",
+    ),
     ("POST", "/api/v1/events", "events ingest"),
     ("POST", "/-/reload", "re-read the config (as SIGHUP)"),
 ];
@@ -334,7 +346,11 @@ fn render_build(h: &mut String, b: &BuildView, now: SystemTime) {
     match &b.last_reload {
         None => h.push_str("<span class=\"muted\">none since start</span>"),
         Some((t, Ok(()))) => {
-            let _ = write!(h, "<span class=\"ok\">succeeded</span> {}", ago(Some(*t), now));
+            let _ = write!(
+                h,
+                "<span class=\"ok\">succeeded</span> {}",
+                ago(Some(*t), now)
+            );
         }
         Some((t, Err(e))) => {
             let _ = write!(
@@ -519,7 +535,10 @@ fn render_endpoints(h: &mut String) {
         } else {
             format!("<code>{path}</code>")
         };
-        let _ = writeln!(h, "<tr><td>{method}</td><td>{target}</td><td>{what}</td></tr>");
+        let _ = writeln!(
+            h,
+            "<tr><td>{method}</td><td>{target}</td><td>{what}</td></tr>"
+        );
     }
     h.push_str("</table>\n");
 }
@@ -617,12 +636,15 @@ mod tests {
         let allowed = [
             "!doctype", "html", "head", "meta", "title", "/title", "style", "/style", "/head",
             "body", "h1", "/h1", "span", "/span", "nav", "a", "/a", "/nav", "h2", "/h2", "dl",
-            "/dl", "dt", "/dt", "dd", "/dd", "code", "/code", "table", "/table", "tr", "/tr",
-            "th", "/th", "td", "/td", "time", "/time", "p", "/p", "div", "/div", "b", "/b",
-            "/body", "/html",
+            "/dl", "dt", "/dt", "dd", "/dd", "code", "/code", "table", "/table", "tr", "/tr", "th",
+            "/th", "td", "/td", "time", "/time", "p", "/p", "div", "/div", "b", "/b", "/body",
+            "/html",
         ];
         for tag in tags(&html) {
-            assert!(allowed.contains(&tag.as_str()), "unexpected <{tag}> in {html}");
+            assert!(
+                allowed.contains(&tag.as_str()),
+                "unexpected <{tag}> in {html}"
+            );
         }
         // Data never picks a class.
         assert!(html.contains("<td class=\"plain\">&#39; onmouseover"));
@@ -675,7 +697,8 @@ mod tests {
         let down = html.find("ComfyUIDown").expect("firing alert shown");
         let hot = html.find("GpuHot").expect("pending alert shown");
         assert!(down < hot, "firing first");
-        assert!(html.contains("<span class=\"tag\">silenced</span><span class=\"tag\">inhibited</span>"));
+        assert!(html
+            .contains("<span class=\"tag\">silenced</span><span class=\"tag\">inhibited</span>"));
         assert!(html.contains("<code>gpu=&quot;0&quot;</code>"));
         assert!(html.contains("<td>87.5</td>"));
         assert!(html.contains("1m 0s ago"));
