@@ -54,8 +54,11 @@ const LISTED_INTRO: &str =
 a scrape. The ComfyUI, ingest (recovery, quality scores, heartbeats), rule and notification\n\
 families join here, each with its source list, as those parts land.";
 
-/// A source-listed section: heading and the list's (name, type, help).
-fn source_lists() -> Vec<(&'static str, Vec<(String, String, String)>)> {
+/// A family as a source list gives it: (name, type, help).
+type Listed = (String, String, String);
+
+/// Each source-listed section: its heading and its list.
+fn source_lists() -> Vec<(&'static str, Vec<Listed>)> {
     vec![(
         "### GPU (`collect::gpu::FAMILIES`; per-device series carry `gpu`, `uuid`, `name`)",
         gpu::FAMILIES

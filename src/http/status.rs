@@ -500,7 +500,7 @@ fn render_notifications(
         return;
     }
     let mut sorted: Vec<&NotificationView> = notes.iter().collect();
-    sorted.sort_by(|a, b| b.at.cmp(&a.at));
+    sorted.sort_by_key(|n| std::cmp::Reverse(n.at));
     h.push_str("<table><tr><th>when</th><th>receiver</th><th>group</th><th>status</th><th>result</th><th>attempts</th><th>error</th></tr>\n");
     for n in sorted.iter().take(MAX_NOTIFICATIONS) {
         let _ = writeln!(
