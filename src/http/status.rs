@@ -714,6 +714,55 @@ mod tests {
         assert!(html.contains("bad &lt;addr&gt;"));
     }
 
+    struct Rules(Vec<AlertView>);
+    impl StatusProvider for Rules {
+        fn alerts(&self) -> Option<Vec<AlertView>> {
+            Some(self.0.clone())
+        }
+    }
+    struct Dispatcher(u64);
+    impl StatusProvider for Dispatcher {
+        fn notifications(&self) -> Option<Vec<NotificationView>> {
+            Some(Vec::new())
+        }
+        fn outbox_depth(&self) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn providers_on_the_app_are_merged_and_replaced_by_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let app = App::start(config, crate::config::ConfigSource::Embedded);
+        let s = StatusSnapshot::gather(&app);
+        assert_eq!(
+            (s.alerts, s.notifications, s.outbox_depth),
+            (None, None, None)
+        );
+        assert_eq!(s.build.config_source, "<embedded default config>");
+        assert!(s.build.last_reload.is_none());
+
+        let alert = AlertView {
+            name: "GpuHot".into(),
+            state: "firing".into(),
+            ..Default::default()
+        };
+        app.set_status_provider("rules", std::sync::Arc::new(Rules(vec![alert.clone()])));
+        app.set_status_provider("notify", std::sync::Arc::new(Dispatcher(3)));
+        let s = StatusSnapshot::gather(&app);
+        assert_eq!(s.alerts, Some(vec![alert]));
+        assert_eq!(s.notifications, Some(vec![]));
+        assert_eq!(s.outbox_depth, Some(3));
+        // A rebuilt engine registers again under its key and replaces the old one.
+        app.set_status_provider("rules", std::sync::Arc::new(Rules(vec![])));
+        assert_eq!(StatusSnapshot::gather(&app).alerts, Some(vec![]));
+        app.runner.stop_all();
+    }
+
     #[test]
     fn values_read_well() {
         assert_eq!(value(Some(1.0)), "1");
