@@ -271,7 +271,7 @@ fn state_class(state: &str) -> &'static str {
     match state.to_ascii_lowercase().as_str() {
         "ok" | "delivered" | "resolved" | "sent" | "success" => "ok",
         "failing" | "firing" | "failed" | "dead" | "critical" | "error" => "bad",
-        "pending" | "retrying" | "queued" | "warning" => "warn",
+        "pending" | "retry" | "retrying" | "queued" | "warning" => "warn",
         _ => "plain",
     }
 }
@@ -281,7 +281,7 @@ h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.6em 0 .4em;borde
 nav a{margin-right:1em}table{border-collapse:collapse;font-size:.92em}\
 td,th{padding:.25em .7em;text-align:left;vertical-align:top;border-bottom:1px solid #eee}\
 th{background:#f4f4f4}dl{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:0}\
-dt{font-weight:600}dd{margin:0}code{font-size:.9em;background:#f4f4f4;padding:0 .25em;border-radius:3px;word-break:break-all}\
+dt{font-weight:600}dd{margin:0}code{font-size:.9em;background:#f4f4f4;padding:0 .25em;border-radius:3px;overflow-wrap:anywhere}\
 .ok{color:#0a6b0a;font-weight:600}.bad{color:#b00020;font-weight:600}.warn{color:#9a5b00;font-weight:600}\
 .plain{font-weight:600}.muted{color:#777}.tag{display:inline-block;font-size:.8em;border:1px solid #999;border-radius:3px;padding:0 .3em;margin-left:.3em;color:#555}\
 .none{color:#777;font-style:italic}.err{color:#b00020}";
