@@ -38,9 +38,7 @@ fn embedded_config_serves_metrics_and_health() {
 
 #[test]
 fn file_config_scrape_passes_promtool() {
-    let Some(promtool) = peer("promtool") else {
-        return;
-    };
+    let Some(promtool) = peer("promtool") else { return };
     let dir = tempdir();
     let cfg = write_config(dir.path(), "");
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
@@ -58,23 +56,15 @@ fn file_config_scrape_passes_promtool() {
             c.wait_with_output()
         })
         .expect("run promtool");
-    let report =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let report = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     // node_exporter's inherited names (node_memory_MemTotal_bytes, ...) are camelCase by
     // design; promtool flags them and nothing else may be flagged.
     let problems: Vec<&str> = report
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| {
-            !(l.starts_with("node_")
-                && l.contains("metric names should be written in 'snake_case' not 'camelCase'"))
-        })
+        .filter(|l| !(l.starts_with("node_") && l.contains("metric names should be written in 'snake_case' not 'camelCase'")))
         .collect();
-    assert!(
-        problems.is_empty(),
-        "promtool check metrics found problems:\n{}",
-        problems.join("\n")
-    );
+    assert!(problems.is_empty(), "promtool check metrics found problems:\n{}", problems.join("\n"));
 }
 
 #[test]
@@ -83,29 +73,20 @@ fn openmetrics_and_gzip_are_negotiated() {
     s.wait_ready();
     let (status, h, body) = http_get(
         &s.url("/metrics"),
-        &[(
-            "Accept",
-            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
-        )],
+        &[("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")],
     )
     .unwrap();
     assert_eq!(status, 200);
-    assert!(header(&h, "content-type")
-        .unwrap()
-        .starts_with("application/openmetrics-text"));
+    assert!(header(&h, "content-type").unwrap().starts_with("application/openmetrics-text"));
     let text = String::from_utf8(body).unwrap();
     assert!(text.ends_with("# EOF\n"));
-    assert!(
-        text.contains("# TYPE process_cpu_seconds counter\n"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE process_cpu_seconds counter\n"), "{text}");
 
     let (status, h, body) = http_get(&s.url("/metrics"), &[("Accept-Encoding", "gzip")]).unwrap();
     assert_eq!(status, 200);
     assert_eq!(header(&h, "content-encoding"), Some("gzip"));
     let mut plain = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
-        .unwrap();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain).unwrap();
     assert!(plain.contains("# TYPE sentinel_build_info gauge"));
 }
 
@@ -145,27 +126,17 @@ fn basic_and_bearer_auth_guard_every_endpoint() {
         let (status, h, _) = http_get(&s.url(path), &[]).unwrap();
         assert_eq!(status, 401, "{path}");
         assert!(header(&h, "www-authenticate").is_some_and(|v| v.starts_with("Basic")));
-        let (status, _, _) =
-            http_get(&s.url(path), &[("Authorization", "Basic cHJvbTp3cm9uZw==")]).unwrap();
+        let (status, _, _) = http_get(&s.url(path), &[("Authorization", "Basic cHJvbTp3cm9uZw==")]).unwrap();
         assert_eq!(status, 401, "{path} with a wrong password");
     }
     // prom:s3cret
-    let (status, _, _) = http_get(
-        &s.url("/metrics"),
-        &[("Authorization", "Basic cHJvbTpzM2NyZXQ=")],
-    )
-    .unwrap();
+    let (status, _, _) = http_get(&s.url("/metrics"), &[("Authorization", "Basic cHJvbTpzM2NyZXQ=")]).unwrap();
     assert_eq!(status, 200);
-    let (status, _, _) =
-        http_get(&s.url("/metrics"), &[("Authorization", "Bearer tok-123")]).unwrap();
+    let (status, _, _) = http_get(&s.url("/metrics"), &[("Authorization", "Bearer tok-123")]).unwrap();
     assert_eq!(status, 200);
-    let (status, _, _) =
-        http_get(&s.url("/metrics"), &[("Authorization", "Bearer tok-1234")]).unwrap();
+    let (status, _, _) = http_get(&s.url("/metrics"), &[("Authorization", "Bearer tok-1234")]).unwrap();
     assert_eq!(status, 401);
-    assert!(
-        !s.logs().contains("s3cret") && !s.logs().contains("tok-123"),
-        "secrets leaked into logs"
-    );
+    assert!(!s.logs().contains("s3cret") && !s.logs().contains("tok-123"), "secrets leaked into logs");
 }
 
 /// Runs `comfy-sentinel check` on a config text and returns (exit code, stderr).
@@ -175,10 +146,7 @@ fn check(dir: &std::path::Path, text: &str) -> (i32, String) {
         .args(["check", "--config", cfg.to_str().unwrap()])
         .output()
         .expect("run check");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
 #[test]
@@ -188,51 +156,26 @@ fn config_errors_exit_2_with_file_line_column() {
     // Each case: the config text, the expected "line:column", a fragment of the message.
     let cases = [
         // unknown field, nested
-        (
-            "log:\n  level: info\n  colour: red\n",
-            "3:3",
-            "unknown field `colour`",
-        ),
+        ("log:\n  level: info\n  colour: red\n", "3:3", "unknown field `colour`"),
         // wrong type
-        (
-            "limits:\n  max_series_per_family: many\n",
-            "2:26",
-            "invalid type",
-        ),
+        ("limits:\n  max_series_per_family: many\n", "2:26", "invalid type"),
         // bad duration
-        (
-            "collectors:\n  system:\n    interval: 5 seconds\n",
-            "3:15",
-            "invalid duration",
-        ),
+        ("collectors:\n  system:\n    interval: 5 seconds\n", "3:15", "invalid duration"),
         // missing secret file
-        (
-            "web:\n  bearer_token_file: /nonexistent/token\n",
-            "2:22",
-            "cannot read secret file",
-        ),
+        ("web:\n  bearer_token_file: /nonexistent/token\n", "2:22", "cannot read secret file"),
         // invalid listen address (found after parsing, located by path)
         ("listen: not-an-address\n", "1:9", "invalid listen address"),
     ];
     for (text, at, fragment) in cases {
         let (code, err) = check(dir.path(), text);
         assert_eq!(code, 2, "exit code for {text:?}: {err}");
-        assert!(
-            err.contains(&format!("{file}:{at}:")),
-            "want {file}:{at} in {err:?}"
-        );
+        assert!(err.contains(&format!("{file}:{at}:")), "want {file}:{at} in {err:?}");
         assert!(err.contains(fragment), "want {fragment:?} in {err:?}");
     }
     // `run` refuses to start with the same code.
     let bad = temp_file(dir.path(), "bad2.yaml", "nope: 1\n");
     let out = Command::new(bin())
-        .args([
-            "run",
-            "--config",
-            bad.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["run", "--config", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -243,22 +186,12 @@ fn shipped_configs_pass_check() {
     for cfg in ["config/default.yaml", "config/example.yaml"] {
         let out = Command::new(bin())
             .args(["check", "--config", repo().join(cfg).to_str().unwrap()])
-            .env(
-                "COMFY_SENTINEL_EXAMPLE_WEBHOOK_SECRET",
-                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            )
+            .env("COMFY_SENTINEL_EXAMPLE_WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{cfg}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{cfg}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = Command::new(bin())
-        .args(["check", "--print"])
-        .output()
-        .unwrap();
+    let out = Command::new(bin()).args(["check", "--print"]).output().unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("listen: 0.0.0.0:9188"));
 }
@@ -266,11 +199,7 @@ fn shipped_configs_pass_check() {
 #[test]
 fn check_print_redacts_secrets() {
     let dir = tempdir();
-    let cfg = temp_file(
-        dir.path(),
-        "c.yaml",
-        "web:\n  bearer_token: hunter2-token\n",
-    );
+    let cfg = temp_file(dir.path(), "c.yaml", "web:\n  bearer_token: hunter2-token\n");
     let out = Command::new(bin())
         .args(["check", "--print", "--config", cfg.to_str().unwrap()])
         .output()
@@ -291,11 +220,7 @@ fn reload_keeps_old_config_on_error_and_applies_good_one() {
     std::fs::write(&cfg, "collectors:\n  system:\n    intervl: 1s\n").unwrap();
     let (status, _, body) = http_request("POST", &s.url("/-/reload"), &[], b"").unwrap();
     assert_eq!(status, 500);
-    assert!(
-        String::from_utf8_lossy(&body).contains(":3:5:"),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    assert!(String::from_utf8_lossy(&body).contains(":3:5:"), "{}", String::from_utf8_lossy(&body));
     let wait_for = |want: &str| {
         for _ in 0..50 {
             if scrape(&s).contains(want) {
@@ -308,14 +233,7 @@ fn reload_keeps_old_config_on_error_and_applies_good_one() {
     wait_for("sentinel_config_last_reload_successful 0");
     assert!(scrape(&s).contains("sentinel_collector_success{collector=\"system\"} 1"));
     // Fix it and reload with SIGHUP: the system collector is now disabled.
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir: {}\ncollectors:\n  system:\n    enabled: false\n",
-            dir.path().join("data").display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&cfg, format!("data_dir: {}\ncollectors:\n  system:\n    enabled: false\n", dir.path().join("data").display())).unwrap();
     s.signal("HUP");
     wait_for("sentinel_config_last_reload_successful 1");
     let text = scrape(&s);

@@ -452,9 +452,7 @@ mod tests {
         }
         async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
             let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(vec![
-                MetricFamily::gauge("runs", "r").with::<&str, &str>(&[], n as f64)
-            ])
+            Ok(vec![MetricFamily::gauge("runs", "r").with::<&str, &str>(&[], n as f64)])
         }
     }
 
@@ -505,28 +503,12 @@ mod tests {
         assert!(st["counts"].runs >= 4, "{st:?}");
         assert!(st["counts"].success);
         assert!(!st["hangs"].success);
-        assert!(
-            st["hangs"]
-                .last_error
-                .as_deref()
-                .unwrap_or("")
-                .contains("timed out"),
-            "{st:?}"
-        );
+        assert!(st["hangs"].last_error.as_deref().unwrap_or("").contains("timed out"), "{st:?}");
         assert!(!st["fails"].success);
         let text = String::from_utf8(exposition.current().text.to_vec()).unwrap();
-        assert!(
-            text.contains("sentinel_collector_success{collector=\"hangs\"} 0"),
-            "{text}"
-        );
-        assert!(
-            text.contains("sentinel_collector_success{collector=\"counts\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("sentinel_collector_success{collector=\"fails\"} 0"),
-            "{text}"
-        );
+        assert!(text.contains("sentinel_collector_success{collector=\"hangs\"} 0"), "{text}");
+        assert!(text.contains("sentinel_collector_success{collector=\"counts\"} 1"), "{text}");
+        assert!(text.contains("sentinel_collector_success{collector=\"fails\"} 0"), "{text}");
         assert!(text.contains("\nruns "), "{text}");
         runner.stop_all();
     }
