@@ -17,6 +17,7 @@ command -v prometheus-node-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-blackbox-exporter)
 command -v docker-compose >/dev/null 2>&1 || apt_missing+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${apt_missing[*]}"

@@ -2,7 +2,7 @@
 //! - `GET /metrics` — the pre-encoded snapshot; OpenMetrics when the scraper asks, gzip when asked
 //! - `GET /healthz` — the process is alive
 //! - `GET /readyz` — config loaded and every collector has run once
-//! - `GET /` — landing page
+//! - `GET /` — the status page (`status.rs`)
 //! - `POST /-/reload` — re-read the config (as SIGHUP does)
 //! - `/api/v1/alerts`, `/api/v1/silences`, `/api/v1/notifications` — see `notify_api`
 //!
@@ -11,6 +11,7 @@
 
 pub mod config;
 mod notify_api;
+pub mod status;
 mod tls;
 
 pub use config::WebConfig;
@@ -196,56 +197,7 @@ async fn reload(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn index(State(app): State<Arc<App>>) -> Html<String> {
-    Html(crate::http::page::landing(&app))
-}
-
-mod page {
-    //! The landing page: links and collector health, server-rendered, every value escaped.
-    use crate::app::App;
-
-    pub fn escape(s: &str) -> String {
-        let mut out = String::with_capacity(s.len());
-        for c in s.chars() {
-            match c {
-                '&' => out.push_str("&amp;"),
-                '<' => out.push_str("&lt;"),
-                '>' => out.push_str("&gt;"),
-                '"' => out.push_str("&quot;"),
-                '\'' => out.push_str("&#39;"),
-                c => out.push(c),
-            }
-        }
-        out
-    }
-
-    pub fn landing(app: &App) -> String {
-        let mut rows = String::new();
-        for (name, s) in app.runner.statuses() {
-            let state = if s.runs == 0 {
-                "pending"
-            } else if s.success {
-                "ok"
-            } else {
-                "failing"
-            };
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td class=\"{state}\">{state}</td><td>{}</td><td>{:.3} s</td><td>{}</td></tr>\n",
-                escape(name),
-                s.runs,
-                s.last_duration_seconds,
-                escape(s.last_error.as_deref().unwrap_or("")),
-            ));
-        }
-        format!(
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>comfy-sentinel</title>\
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}.ok{{color:#070}}.failing{{color:#b00}}</style></head>\
-<body><h1>comfy-sentinel {}</h1>\
-<p><a href=\"/metrics\">/metrics</a> · <a href=\"/healthz\">/healthz</a> · <a href=\"/readyz\">/readyz</a></p>\
-<h2>Collectors</h2><table><tr><th>collector</th><th>state</th><th>runs</th><th>last duration</th><th>last error</th></tr>\n{rows}</table>\
-</body></html>\n",
-            env!("CARGO_PKG_VERSION"),
-        )
-    }
+    Html(status::page(&app))
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then drains open connections

@@ -1,0 +1,775 @@
+//! The status page at `GET /`: what an operator wants at a glance, server-rendered with no
+//! script and no external resource (the `common_headers` CSP forbids both; the inline
+//! `<style>` is the one thing it allows).
+//!
+//! It shows build info, each collector's last run (from `Runner::statuses()`), the active
+//! alerts and the recent notifications, the outbox depth and the endpoints. Alerts and
+//! notifications live in the rule engine and the dispatcher, which this crate must not
+//! import from the HTTP layer's side of the data flow; they hand their state over through
+//! [`StatusProvider`], registered on [`App`] under a key (`App::set_status_provider`).
+//! With none registered, their sections say "none".
+//!
+//! Every value that came from outside (label values, annotations, collector errors, config
+//! paths) goes through [`escape`], which is safe in text and in double-quoted attributes;
+//! class names are picked from fixed lists, never copied from data. Lists are capped so a
+//! storm of alerts cannot make the page unbounded.
+
+use crate::app::App;
+use crate::collect::CollectorStatus;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+/// One alert as the page shows it (the rule engine fills these).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertView {
+    /// The `alertname`.
+    pub name: String,
+    /// `warning`, `critical`, or whatever the rule's `severity` label says.
+    pub severity: String,
+    /// `pending` or `firing` (anything else is shown as it is).
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The sample value that made the alert active; None when unknown.
+    pub value: Option<f64>,
+    /// When the alert became active (pending or firing).
+    pub active_since: Option<SystemTime>,
+    pub silenced: bool,
+    pub inhibited: bool,
+}
+
+/// One notification attempt series as the page shows it (the dispatcher fills these).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NotificationView {
+    /// When the notification was last attempted (or queued).
+    pub at: Option<SystemTime>,
+    pub receiver: String,
+    /// The group key or a readable form of the grouping labels.
+    pub group: String,
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// `delivered`, `retrying`, `failed`, `dead`, `queued`...
+    pub result: String,
+    pub attempts: u32,
+    pub error: Option<String>,
+}
+
+/// What the rule engine and the dispatcher expose to the status page. Each implements the
+/// parts it owns; the rest keep their defaults. Called on every page load, so answers
+/// must come from memory (a snapshot), never from I/O.
+pub trait StatusProvider: Send + Sync {
+    /// Active (pending or firing) alerts.
+    fn alerts(&self) -> Option<Vec<AlertView>> {
+        None
+    }
+    /// Recent notifications, any order (the page sorts newest first).
+    fn notifications(&self) -> Option<Vec<NotificationView>> {
+        None
+    }
+    /// Notifications waiting in the durable outbox.
+    fn outbox_depth(&self) -> Option<u64> {
+        None
+    }
+}
+
+/// Most alert rows shown; the rest are counted.
+const MAX_ALERTS: usize = 500;
+/// Most notification rows shown (newest first).
+const MAX_NOTIFICATIONS: usize = 50;
+/// Longest string shown in a cell; longer ones are cut, with the whole in `title`.
+const MAX_CELL_CHARS: usize = 300;
+/// Longest `title` attribute.
+const MAX_TITLE_CHARS: usize = 4000;
+/// Seconds between automatic reloads of the page.
+pub const REFRESH_SECONDS: u32 = 15;
+
+/// Endpoints listed on the page: (method, path, what). GET ones become links.
+const ENDPOINTS: &[(&str, &str, &str)] = &[
+    (
+        "GET",
+        "/metrics",
+        "Prometheus exposition (OpenMetrics when asked)",
+    ),
+    ("GET", "/healthz", "liveness"),
+    ("GET", "/readyz", "readiness: every collector has run once"),
+    ("GET", "/api/v1/alerts", "active alerts (JSON)"),
+    ("GET", "/api/v1/alerts/history", "alert history (JSON)"),
+    (
+        "GET",
+        "/api/v1/silences",
+        "silences (JSON; POST adds, DELETE removes)",
+    ),
+    (
+        "GET",
+        "/api/v1/notifications",
+        "recent notifications (JSON)",
+    ),
+    ("POST", "/api/v1/events", "events ingest"),
+    ("POST", "/-/reload", "re-read the config (as SIGHUP)"),
+];
+
+/// Build and process facts for the top of the page.
+#[derive(Debug, Clone, Default)]
+pub struct BuildView {
+    pub version: String,
+    pub revision: String,
+    pub started: Option<SystemTime>,
+    pub config_source: String,
+    /// None: not reloaded since start.
+    pub last_reload: Option<(SystemTime, Result<(), String>)>,
+}
+
+/// Everything the page shows, gathered once per request so rendering is pure.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSnapshot {
+    pub build: BuildView,
+    pub collectors: Vec<(String, CollectorStatus)>,
+    /// None: no provider serves alerts.
+    pub alerts: Option<Vec<AlertView>>,
+    /// None: no provider serves notifications.
+    pub notifications: Option<Vec<NotificationView>>,
+    pub outbox_depth: Option<u64>,
+}
+
+impl StatusSnapshot {
+    /// Reads the running sidecar's state.
+    pub fn gather(app: &App) -> StatusSnapshot {
+        let mut alerts: Option<Vec<AlertView>> = None;
+        let mut notifications: Option<Vec<NotificationView>> = None;
+        let mut outbox: Option<u64> = None;
+        for p in app.status_providers().values() {
+            if let Some(a) = p.alerts() {
+                alerts.get_or_insert_with(Vec::new).extend(a);
+            }
+            if let Some(n) = p.notifications() {
+                notifications.get_or_insert_with(Vec::new).extend(n);
+            }
+            if let Some(d) = p.outbox_depth() {
+                outbox = Some(outbox.unwrap_or(0).saturating_add(d));
+            }
+        }
+        StatusSnapshot {
+            build: BuildView {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                revision: option_env!("SENTINEL_REVISION")
+                    .unwrap_or("unknown")
+                    .to_string(),
+                started: Some(app.started),
+                config_source: app.config_source().display_name(),
+                last_reload: app.last_reload(),
+            },
+            collectors: app
+                .runner
+                .statuses()
+                .into_iter()
+                .map(|(n, s)| (n.to_string(), s))
+                .collect(),
+            alerts,
+            notifications,
+            outbox_depth: outbox,
+        }
+    }
+}
+
+/// The page for the running sidecar.
+pub fn page(app: &App) -> String {
+    render(&StatusSnapshot::gather(app), SystemTime::now())
+}
+
+/// Escapes for HTML text and for double- or single-quoted attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            // Control characters other than whitespace have no business on the page.
+            c if c.is_control() && !matches!(c, '\n' | '\t') => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> (&str, bool) {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => (&s[..i], true),
+        None => (s, false),
+    }
+}
+
+/// A cell's text, escaped and cut to [`MAX_CELL_CHARS`]; a cut value keeps its whole
+/// (up to [`MAX_TITLE_CHARS`]) in a `title` so hovering shows it.
+fn cell(s: &str) -> String {
+    let (shown, cut) = truncate(s, MAX_CELL_CHARS);
+    if cut {
+        let (title, _) = truncate(s, MAX_TITLE_CHARS);
+        format!(
+            "<span title=\"{}\">{}…</span>",
+            escape(title),
+            escape(shown)
+        )
+    } else {
+        escape(shown)
+    }
+}
+
+fn utc(t: SystemTime) -> String {
+    chrono::DateTime::<chrono::Utc>::from(t)
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string()
+}
+
+/// "3m 20s" and the like.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, h, m, sec) = (s / 86400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if days > 0 {
+        format!("{days}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {sec}s")
+    } else {
+        format!("{sec}s")
+    }
+}
+
+/// A time as "… ago", with the absolute time in `title`.
+fn ago(t: Option<SystemTime>, now: SystemTime) -> String {
+    match t {
+        None => "never".to_string(),
+        Some(t) => {
+            let rel = match now.duration_since(t) {
+                Ok(d) => format!("{} ago", human(d)),
+                Err(e) => format!("in {}", human(e.duration())),
+            };
+            format!("<time title=\"{}\">{}</time>", utc(t), rel)
+        }
+    }
+}
+
+fn value(v: Option<f64>) -> String {
+    match v {
+        None => "—".to_string(),
+        Some(v) if v.is_nan() => "NaN".to_string(),
+        Some(v) if v.is_infinite() => (if v > 0.0 { "+Inf" } else { "-Inf" }).to_string(),
+        Some(v) if v == v.trunc() && v.abs() < 1e15 => format!("{v:.0}"),
+        Some(v) => format!("{v:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string(),
+    }
+}
+
+/// A class for a state word, from a fixed list (data never becomes a class name).
+fn state_class(state: &str) -> &'static str {
+    match state.to_ascii_lowercase().as_str() {
+        "ok" | "delivered" | "resolved" | "sent" | "success" => "ok",
+        "failing" | "firing" | "failed" | "dead" | "critical" | "error" => "bad",
+        "pending" | "retry" | "retrying" | "queued" | "warning" => "warn",
+        _ => "plain",
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#1b1b1b;background:#fff;line-height:1.4}\
+h1{font-size:1.5em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.6em 0 .4em;border-bottom:1px solid #ccc;padding-bottom:.15em}\
+nav a{margin-right:1em}table{border-collapse:collapse;font-size:.92em}\
+td,th{padding:.25em .7em;text-align:left;vertical-align:top;border-bottom:1px solid #eee}\
+th{background:#f4f4f4}dl{display:grid;grid-template-columns:max-content auto;gap:.15em 1em;margin:0}\
+dt{font-weight:600}dd{margin:0}code{font-size:.9em;background:#f4f4f4;padding:0 .25em;border-radius:3px;overflow-wrap:anywhere}\
+.ok{color:#0a6b0a;font-weight:600}.bad{color:#b00020;font-weight:600}.warn{color:#9a5b00;font-weight:600}\
+.plain{font-weight:600}.muted{color:#777}.tag{display:inline-block;font-size:.8em;border:1px solid #999;border-radius:3px;padding:0 .3em;margin-left:.3em;color:#555}\
+.none{color:#777;font-style:italic}.err{color:#b00020}";
+
+/// Renders the page. Pure: `now` is passed in so tests can pin it.
+pub fn render(s: &StatusSnapshot, now: SystemTime) -> String {
+    let mut h = String::with_capacity(8192);
+    let b = &s.build;
+    let _ = write!(
+        h,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta http-equiv=\"refresh\" content=\"{REFRESH_SECONDS}\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>comfy-sentinel status</title><style>{STYLE}</style></head><body>\n\
+<h1>comfy-sentinel <span class=\"muted\">{}</span></h1>\n<nav>",
+        escape(&b.version)
+    );
+    for (method, path, _) in ENDPOINTS {
+        if *method == "GET" {
+            let _ = write!(h, "<a href=\"{path}\">{path}</a>");
+        }
+    }
+    h.push_str("</nav>\n");
+    render_build(&mut h, b, now);
+    render_collectors(&mut h, &s.collectors, now);
+    render_alerts(&mut h, s.alerts.as_deref(), now);
+    render_notifications(&mut h, s.notifications.as_deref(), s.outbox_depth, now);
+    render_endpoints(&mut h);
+    let _ = write!(
+        h,
+        "<p class=\"muted\">Rendered {}; reloads every {REFRESH_SECONDS} s.</p>\n</body></html>\n",
+        utc(now)
+    );
+    h
+}
+
+fn render_build(h: &mut String, b: &BuildView, now: SystemTime) {
+    h.push_str("<h2 id=\"build\">Build</h2>\n<dl>");
+    let _ = write!(
+        h,
+        "<dt>version</dt><dd>{}</dd><dt>revision</dt><dd><code>{}</code></dd>",
+        escape(&b.version),
+        escape(&b.revision)
+    );
+    match b.started {
+        Some(t) => {
+            let up = now.duration_since(t).unwrap_or_default();
+            let _ = write!(
+                h,
+                "<dt>started</dt><dd>{}</dd><dt>uptime</dt><dd>{}</dd>",
+                utc(t),
+                human(up)
+            );
+        }
+        None => h.push_str("<dt>uptime</dt><dd>—</dd>"),
+    }
+    let _ = write!(
+        h,
+        "<dt>config</dt><dd><code>{}</code></dd><dt>last reload</dt><dd>",
+        cell(&b.config_source)
+    );
+    match &b.last_reload {
+        None => h.push_str("<span class=\"muted\">none since start</span>"),
+        Some((t, Ok(()))) => {
+            let _ = write!(
+                h,
+                "<span class=\"ok\">succeeded</span> {}",
+                ago(Some(*t), now)
+            );
+        }
+        Some((t, Err(e))) => {
+            let _ = write!(
+                h,
+                "<span class=\"bad\">failed</span> {} — the previous config keeps running: <span class=\"err\">{}</span>",
+                ago(Some(*t), now),
+                cell(e)
+            );
+        }
+    }
+    h.push_str("</dd></dl>\n");
+}
+
+fn render_collectors(h: &mut String, collectors: &[(String, CollectorStatus)], now: SystemTime) {
+    h.push_str("<h2 id=\"collectors\">Collectors</h2>\n");
+    if collectors.is_empty() {
+        h.push_str("<p class=\"none\">none</p>\n");
+        return;
+    }
+    h.push_str("<table><tr><th>collector</th><th>state</th><th>last run</th><th>duration</th><th>interval</th><th>runs</th><th>last error</th></tr>\n");
+    for (name, st) in collectors {
+        let state = if st.runs == 0 {
+            "pending"
+        } else if st.success {
+            "ok"
+        } else {
+            "failing"
+        };
+        let duration = if st.runs == 0 {
+            "—".to_string()
+        } else {
+            format!("{:.3} s", st.last_duration_seconds)
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"{}\">{state}</td><td>{}</td><td>{duration}</td><td>{} s</td><td>{}</td><td class=\"err\">{}</td></tr>",
+            escape(name),
+            state_class(state),
+            ago(st.last_run, now),
+            value(Some(st.interval_seconds)),
+            st.runs,
+            cell(st.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+fn severity_rank(s: &str) -> u8 {
+    match s {
+        "critical" => 0,
+        "warning" => 1,
+        _ => 2,
+    }
+}
+
+fn render_alerts(h: &mut String, alerts: Option<&[AlertView]>, now: SystemTime) {
+    h.push_str("<h2 id=\"alerts\">Active alerts</h2>\n");
+    let Some(alerts) = alerts else {
+        h.push_str("<p class=\"none\">none (no rule engine is running)</p>\n");
+        return;
+    };
+    if alerts.is_empty() {
+        h.push_str("<p class=\"none\">none</p>\n");
+        return;
+    }
+    let mut sorted: Vec<&AlertView> = alerts.iter().collect();
+    // Firing before pending, critical before warning, then oldest first.
+    sorted.sort_by(|a, b| {
+        (a.state != "firing")
+            .cmp(&(b.state != "firing"))
+            .then(severity_rank(&a.severity).cmp(&severity_rank(&b.severity)))
+            .then(a.name.cmp(&b.name))
+            .then(a.active_since.cmp(&b.active_since))
+    });
+    let firing = alerts.iter().filter(|a| a.state == "firing").count();
+    let _ = writeln!(
+        h,
+        "<p>{firing} firing, {} pending or other.</p>",
+        alerts.len() - firing
+    );
+    h.push_str("<table><tr><th>alert</th><th>severity</th><th>state</th><th>labels</th><th>value</th><th>active since</th><th>annotations</th></tr>\n");
+    for a in sorted.iter().take(MAX_ALERTS) {
+        let mut marks = String::new();
+        if a.silenced {
+            marks.push_str("<span class=\"tag\">silenced</span>");
+        }
+        if a.inhibited {
+            marks.push_str("<span class=\"tag\">inhibited</span>");
+        }
+        let row_class = if a.silenced || a.inhibited {
+            " class=\"muted\""
+        } else {
+            ""
+        };
+        let labels: String = a
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "alertname" && k.as_str() != "severity")
+            .map(|(k, v)| format!("<code>{}=&quot;{}&quot;</code> ", escape(k), cell(v)))
+            .collect();
+        let annotations: String = a
+            .annotations
+            .iter()
+            .map(|(k, v)| format!("<div><b>{}</b>: {}</div>", escape(k), cell(v)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<tr{row_class}><td>{}{marks}</td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{labels}</td><td>{}</td><td>{}</td><td>{annotations}</td></tr>",
+            cell(&a.name),
+            state_class(&a.severity),
+            cell(&a.severity),
+            state_class(&a.state),
+            cell(&a.state),
+            value(a.value),
+            ago(a.active_since, now),
+        );
+    }
+    h.push_str("</table>\n");
+    if sorted.len() > MAX_ALERTS {
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">and {} more (see <a href=\"/api/v1/alerts\">/api/v1/alerts</a>)</p>",
+            sorted.len() - MAX_ALERTS
+        );
+    }
+}
+
+fn render_notifications(
+    h: &mut String,
+    notes: Option<&[NotificationView]>,
+    outbox: Option<u64>,
+    now: SystemTime,
+) {
+    h.push_str("<h2 id=\"notifications\">Notifications</h2>\n");
+    match outbox {
+        Some(d) => {
+            let _ = writeln!(h, "<p>Outbox depth: <b>{d}</b></p>");
+        }
+        None => h.push_str("<p>Outbox depth: <span class=\"none\">none (no outbox)</span></p>\n"),
+    }
+    let Some(notes) = notes else {
+        h.push_str("<p class=\"none\">none (no notification dispatcher is running)</p>\n");
+        return;
+    };
+    if notes.is_empty() {
+        h.push_str("<p class=\"none\">none</p>\n");
+        return;
+    }
+    let mut sorted: Vec<&NotificationView> = notes.iter().collect();
+    sorted.sort_by_key(|n| std::cmp::Reverse(n.at));
+    h.push_str("<table><tr><th>when</th><th>receiver</th><th>group</th><th>status</th><th>result</th><th>attempts</th><th>error</th></tr>\n");
+    for n in sorted.iter().take(MAX_NOTIFICATIONS) {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+            ago(n.at, now),
+            cell(&n.receiver),
+            cell(&n.group),
+            state_class(&n.status),
+            cell(&n.status),
+            state_class(&n.result),
+            cell(&n.result),
+            n.attempts,
+            cell(n.error.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>\n");
+    if sorted.len() > MAX_NOTIFICATIONS {
+        let _ = writeln!(
+            h,
+            "<p class=\"muted\">{} older not shown.</p>",
+            sorted.len() - MAX_NOTIFICATIONS
+        );
+    }
+}
+
+fn render_endpoints(h: &mut String) {
+    h.push_str("<h2 id=\"endpoints\">Endpoints</h2>\n<table><tr><th>method</th><th>path</th><th>what</th></tr>\n");
+    for (method, path, what) in ENDPOINTS {
+        let target = if *method == "GET" {
+            format!("<a href=\"{path}\">{path}</a>")
+        } else {
+            format!("<code>{path}</code>")
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{method}</td><td>{target}</td><td>{what}</td></tr>"
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVIL: &str = "\"><script>alert(1)</script>";
+    const EVIL_SQ: &str = "' onmouseover=alert(1) x='";
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+    }
+
+    fn snapshot() -> StatusSnapshot {
+        StatusSnapshot {
+            build: BuildView {
+                version: "0.1.0".into(),
+                revision: "abc".into(),
+                started: Some(t(1_000_000)),
+                config_source: "/etc/sentinel.yaml".into(),
+                last_reload: None,
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Every `<tag` in the page, to check no injected element appears.
+    fn tags(html: &str) -> Vec<String> {
+        html.split('<')
+            .skip(1)
+            .map(|s| {
+                s.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '/' || *c == '!')
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn escape_covers_text_and_both_attribute_quotes() {
+        assert_eq!(
+            escape(EVIL),
+            "&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"
+        );
+        assert_eq!(escape(EVIL_SQ), "&#39; onmouseover=alert(1) x=&#39;");
+        assert_eq!(escape("a&b\u{0}"), "a&amp;b\u{FFFD}");
+    }
+
+    #[test]
+    fn malicious_labels_annotations_and_errors_stay_text() {
+        let mut s = snapshot();
+        s.collectors = vec![(
+            "system".into(),
+            CollectorStatus {
+                runs: 3,
+                last_run: Some(t(1_000_090)),
+                last_duration_seconds: 0.012,
+                success: false,
+                last_error: Some(EVIL.into()),
+                interval_seconds: 5.0,
+            },
+        )];
+        s.alerts = Some(vec![AlertView {
+            name: EVIL.into(),
+            severity: EVIL_SQ.into(),
+            state: "firing".into(),
+            labels: [
+                ("name".to_string(), EVIL.to_string()),
+                (EVIL_SQ.to_string(), EVIL_SQ.to_string()),
+            ]
+            .into(),
+            annotations: [("summary".to_string(), EVIL.repeat(50))].into(),
+            value: Some(1.0),
+            active_since: Some(t(1_000_030)),
+            silenced: false,
+            inhibited: false,
+        }]);
+        s.notifications = Some(vec![NotificationView {
+            at: Some(t(1_000_095)),
+            receiver: EVIL_SQ.into(),
+            group: EVIL.into(),
+            status: "firing".into(),
+            result: EVIL.into(),
+            attempts: 2,
+            error: Some(EVIL.into()),
+        }]);
+        let html = render(&s, t(1_000_100));
+        assert!(!html.contains("<script"), "{html}");
+        assert!(!html.contains("' onmouseover"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        // The long annotation is cut in the cell and kept (escaped) in a title.
+        assert!(html.contains("<span title=\"&quot;&gt;&lt;script&gt;"));
+        let allowed = [
+            "!doctype", "html", "head", "meta", "title", "/title", "style", "/style", "/head",
+            "body", "h1", "/h1", "span", "/span", "nav", "a", "/a", "/nav", "h2", "/h2", "dl",
+            "/dl", "dt", "/dt", "dd", "/dd", "code", "/code", "table", "/table", "tr", "/tr", "th",
+            "/th", "td", "/td", "time", "/time", "p", "/p", "div", "/div", "b", "/b", "/body",
+            "/html",
+        ];
+        for tag in tags(&html) {
+            assert!(
+                allowed.contains(&tag.as_str()),
+                "unexpected <{tag}> in {html}"
+            );
+        }
+        // Data never picks a class.
+        assert!(html.contains("<td class=\"plain\">&#39; onmouseover"));
+    }
+
+    #[test]
+    fn empty_states_say_none() {
+        let html = render(&snapshot(), t(1_000_100));
+        assert!(html.contains("<h2 id=\"collectors\">Collectors</h2>\n<p class=\"none\">none</p>"));
+        assert!(html.contains("none (no rule engine is running)"));
+        assert!(html.contains("none (no notification dispatcher is running)"));
+        assert!(html.contains("none (no outbox)"));
+        assert!(html.contains("<dt>uptime</dt><dd>1m 40s</dd>"));
+        assert!(html.contains("none since start"));
+        // Registered providers with nothing to say: plain "none", and a real depth.
+        let mut s = snapshot();
+        s.alerts = Some(vec![]);
+        s.notifications = Some(vec![]);
+        s.outbox_depth = Some(0);
+        let html = render(&s, t(1_000_100));
+        assert!(html.contains("<h2 id=\"alerts\">Active alerts</h2>\n<p class=\"none\">none</p>"));
+        assert!(html.contains("Outbox depth: <b>0</b>"));
+    }
+
+    #[test]
+    fn alerts_show_marks_value_and_since() {
+        let mut s = snapshot();
+        let base = AlertView {
+            name: "GpuHot".into(),
+            severity: "warning".into(),
+            state: "pending".into(),
+            labels: [("gpu".to_string(), "0".to_string())].into(),
+            value: Some(87.5),
+            active_since: Some(t(1_000_040)),
+            ..Default::default()
+        };
+        s.alerts = Some(vec![
+            base.clone(),
+            AlertView {
+                name: "ComfyUIDown".into(),
+                severity: "critical".into(),
+                state: "firing".into(),
+                silenced: true,
+                inhibited: true,
+                value: Some(0.0),
+                ..base
+            },
+        ]);
+        let html = render(&s, t(1_000_100));
+        let down = html.find("ComfyUIDown").expect("firing alert shown");
+        let hot = html.find("GpuHot").expect("pending alert shown");
+        assert!(down < hot, "firing first");
+        assert!(html
+            .contains("<span class=\"tag\">silenced</span><span class=\"tag\">inhibited</span>"));
+        assert!(html.contains("<code>gpu=&quot;0&quot;</code>"));
+        assert!(html.contains("<td>87.5</td>"));
+        assert!(html.contains("1m 0s ago"));
+        assert!(html.contains("1 firing, 1 pending or other."));
+    }
+
+    #[test]
+    fn failed_reload_is_shown_with_its_reason() {
+        let mut s = snapshot();
+        s.build.last_reload = Some((t(1_000_050), Err("c.yaml:3:5: listen: bad <addr>".into())));
+        let html = render(&s, t(1_000_100));
+        assert!(html.contains("failed</span>"));
+        assert!(html.contains("bad &lt;addr&gt;"));
+    }
+
+    struct Rules(Vec<AlertView>);
+    impl StatusProvider for Rules {
+        fn alerts(&self) -> Option<Vec<AlertView>> {
+            Some(self.0.clone())
+        }
+    }
+    struct Dispatcher(u64);
+    impl StatusProvider for Dispatcher {
+        fn notifications(&self) -> Option<Vec<NotificationView>> {
+            Some(Vec::new())
+        }
+        fn outbox_depth(&self) -> Option<u64> {
+            Some(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn providers_on_the_app_are_merged_and_replaced_by_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let app = App::start(config, crate::config::ConfigSource::Embedded);
+        let s = StatusSnapshot::gather(&app);
+        assert_eq!(
+            (s.alerts, s.notifications, s.outbox_depth),
+            (None, None, None)
+        );
+        assert_eq!(s.build.config_source, "<embedded default config>");
+        assert!(s.build.last_reload.is_none());
+
+        let alert = AlertView {
+            name: "GpuHot".into(),
+            state: "firing".into(),
+            ..Default::default()
+        };
+        app.set_status_provider("rules", std::sync::Arc::new(Rules(vec![alert.clone()])));
+        app.set_status_provider("notify", std::sync::Arc::new(Dispatcher(3)));
+        let s = StatusSnapshot::gather(&app);
+        assert_eq!(s.alerts, Some(vec![alert]));
+        assert_eq!(s.notifications, Some(vec![]));
+        assert_eq!(s.outbox_depth, Some(3));
+        // A rebuilt engine registers again under its key and replaces the old one.
+        app.set_status_provider("rules", std::sync::Arc::new(Rules(vec![])));
+        assert_eq!(StatusSnapshot::gather(&app).alerts, Some(vec![]));
+        app.runner.stop_all();
+    }
+
+    #[test]
+    fn values_read_well() {
+        assert_eq!(value(Some(1.0)), "1");
+        assert_eq!(value(Some(0.125)), "0.125");
+        assert_eq!(value(Some(f64::NAN)), "NaN");
+        assert_eq!(value(Some(f64::INFINITY)), "+Inf");
+        assert_eq!(value(None), "—");
+        assert_eq!(human(Duration::from_secs(90_061)), "1d 1h");
+    }
+}
