@@ -18,6 +18,8 @@ pub struct App {
     pub registry: Registry,
     pub exposition: Arc<Exposition>,
     pub runner: Arc<Runner>,
+    /// State of the events ingest API (`POST /api/v1/events`).
+    pub ingest: Arc<crate::ingest::Ingest>,
     outputs: collect::OutputQueue,
     credentials: ArcSwap<Credentials>,
     reload_ok: Arc<GaugeVec>,
@@ -64,6 +66,7 @@ impl App {
         reload_ok.set(&[], 1.0);
         reload_time.set(&[], unix_now());
         let runner = Runner::new(exposition.clone());
+        let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
         let app = Arc::new(App {
             credentials: ArcSwap::from_pointee(config.web.credentials()),
             config: ArcSwap::from_pointee(config),
@@ -71,6 +74,7 @@ impl App {
             registry,
             exposition,
             runner,
+            ingest,
             outputs: collect::OutputQueue::default(),
             reload_ok,
             reload_time,
@@ -130,6 +134,7 @@ impl App {
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
                 self.credentials.store(Arc::new(new.web.credentials()));
+                self.ingest.apply_config(&new.ingest);
                 self.config.store(Arc::new(new));
                 self.apply_collectors();
                 self.reload_ok.set(&[], 1.0);
