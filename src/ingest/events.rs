@@ -788,7 +788,7 @@ mod tests {
             (r#"["heartbeat","a","success"]"#, "expected an event object"),
             (
                 r#"{"type":"heartbeat","name":"a","status":"success""#,
-                "EOF",
+                "key must be a string",
             ),
         ];
         for (bad, want) in cases {
