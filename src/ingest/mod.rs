@@ -554,3 +554,42 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod router_tests {
+    //! The real router in process, where the peer address can be one no test client
+    //! could connect from.
+    use crate::app::App;
+    use crate::config::{Config, ConfigSource};
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{Request, StatusCode};
+    use std::net::SocketAddr;
+    use tower::ServiceExt;
+
+    async fn post_from(peer: &str) -> StatusCode {
+        let app = App::start(Config::default(), ConfigSource::Embedded);
+        let mut req = Request::post(super::PATH)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"[{"type":"heartbeat","name":"a","status":"success"}]"#,
+            ))
+            .unwrap();
+        let addr: SocketAddr = peer.parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr));
+        let resp = crate::http::router(app.clone()).oneshot(req).await.unwrap();
+        app.runner.stop_all();
+        resp.status()
+    }
+
+    #[tokio::test]
+    async fn unconfigured_ingest_refuses_remote_clients() {
+        assert_eq!(post_from("192.0.2.7:40000").await, StatusCode::FORBIDDEN);
+        assert_eq!(
+            post_from("[2001:db8::1]:40000").await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(post_from("127.0.0.1:40000").await, StatusCode::OK);
+        assert_eq!(post_from("[::1]:40000").await, StatusCode::OK);
+    }
+}
