@@ -228,6 +228,10 @@ fn refusals_have_their_status_and_reason() {
     // 405 for the wrong method.
     let r = http_get(&s.url(PATH), &[]).unwrap();
     assert_eq!(r.0, 405, "{r:?}");
+    assert!(
+        header(&r.1, "allow").is_some_and(|a| a.contains("POST")),
+        "{r:?}"
+    );
     let text = wait_for(&s, &["sentinel_ingest_requests_total{code=\"415\"} 4"]);
     assert!(
         text.contains("sentinel_ingest_requests_total{code=\"413\"} 2"),

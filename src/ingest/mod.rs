@@ -24,7 +24,6 @@ use crate::app::App;
 use crate::config::{either_secret, Dur, SecretFile, SecretString};
 use crate::metrics::registry::{CounterVec, Registry};
 use arc_swap::ArcSwap;
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -449,7 +448,6 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         return too_large();
     }
     let (parts, body) = req.into_parts();
-    let body: Body = body;
     let bytes = match http_body_util::Limited::new(body, s.max_body_bytes)
         .collect()
         .await
