@@ -562,3 +562,39 @@ fn json_schema_agrees_with_the_parser() {
     assert!(validator.is_valid(&serde_json::json!([])));
     assert!(!validator.is_valid(&serde_json::json!([[]])));
 }
+
+#[test]
+fn reload_swaps_the_ingest_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let write = |token: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "data_dir: {:?}\ningest:\n  token: {token}\n",
+                dir.path().join("data")
+            ),
+        )
+        .unwrap()
+    };
+    write("first");
+    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
+    let body = format!("[{HEARTBEAT}]");
+    let with = |t: &str| {
+        post(
+            &s,
+            &[
+                ("Content-Type", JSON),
+                ("Authorization", &format!("Bearer {t}")),
+            ],
+            &body,
+        )
+        .0
+    };
+    assert_eq!(with("first"), 200);
+    write("second");
+    let r = http_request("POST", &s.url("/-/reload"), &[], b"").unwrap();
+    assert_eq!(r.0, 200, "{r:?}");
+    assert_eq!(with("first"), 401);
+    assert_eq!(with("second"), 200);
+}
