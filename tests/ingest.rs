@@ -598,3 +598,17 @@ fn reload_swaps_the_ingest_token() {
     assert_eq!(with("first"), 401);
     assert_eq!(with("second"), 200);
 }
+
+/// A client that writes its whole body before reading must still see the refusal,
+/// not a reset connection (regression: answering without reading the body).
+#[test]
+fn refusals_reach_clients_still_sending_a_large_body() {
+    let (s, _dir) = start("ingest:\n  max_body_bytes: 2048\n  token: t\n");
+    let big = vec![b' '; 4 << 20];
+    let auth = [("Content-Type", JSON), ("Authorization", "Bearer t")];
+    let r = http_request("POST", &s.url(PATH), &auth, &big).expect("413, not a reset");
+    assert_eq!(r.0, 413, "{r:?}");
+    let r = http_request("POST", &s.url(PATH), &[("Content-Type", JSON)], &big)
+        .expect("401, not a reset");
+    assert_eq!(r.0, 401, "{r:?}");
+}

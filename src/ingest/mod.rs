@@ -24,6 +24,7 @@ use crate::app::App;
 use crate::config::{either_secret, Dur, SecretFile, SecretString};
 use crate::metrics::registry::{CounterVec, Registry};
 use arc_swap::ArcSwap;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -376,85 +377,87 @@ fn framing(headers: &HeaderMap) -> Option<Framing> {
     }
 }
 
+/// What the request's head allowed, for the body's turn.
+struct Admitted {
+    verdict: auth::Verdict,
+    framing: Framing,
+    client: IpAddr,
+}
+
+/// Body bytes read and thrown away past a refusal, so that a client still sending is
+/// not reset (losing our answer) by a close with unread data; bounded in size and time.
+const DRAIN_BYTES: usize = 8 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+enum BodyError {
+    TooLarge,
+    Unreadable(String),
+}
+
+/// Reads at most `max` bytes; past it, keeps discarding up to [`DRAIN_BYTES`] for at most
+/// [`DRAIN_TIME`] before reporting `TooLarge`.
+async fn read_body(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    let drain_until = tokio::time::Instant::now() + DRAIN_TIME;
+    loop {
+        let frame = if seen > max {
+            match tokio::time::timeout_at(drain_until, body.frame()).await {
+                Ok(f) => f,
+                Err(_) => return Err(BodyError::TooLarge),
+            }
+        } else {
+            body.frame().await
+        };
+        match frame {
+            None => break,
+            Some(Err(_)) if seen > max => return Err(BodyError::TooLarge),
+            Some(Err(e)) => return Err(BodyError::Unreadable(e.to_string())),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                seen = seen.saturating_add(data.len());
+                if seen <= max {
+                    buf.extend_from_slice(&data);
+                } else {
+                    buf = Vec::new();
+                    if seen > DRAIN_BYTES {
+                        return Err(BodyError::TooLarge);
+                    }
+                }
+            }
+        }
+    }
+    if seen > max {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(Bytes::from(buf))
+    }
+}
+
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let ingest = &app.ingest;
     let s = ingest.settings.load_full();
-    if !s.enabled {
-        return ingest.error(
-            StatusCode::NOT_FOUND,
-            "disabled",
-            "the ingest API is disabled (ingest.enabled: false)",
-        );
-    }
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    let client = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
-    if let Err(wait) = ingest.limiter.request(client, Instant::now()) {
-        return ingest.too_many_requests(wait, "too many requests from this client");
-    }
-    let verdict = match s
-        .auth
-        .check_headers(req.headers(), peer, &app.credentials())
-    {
-        Ok(v) => v,
-        Err(auth::AuthError::Unauthorized(m)) => {
-            let mut resp = ingest.error(StatusCode::UNAUTHORIZED, "unauthorized", m);
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"comfy-sentinel\""),
-            );
+    let (parts, body) = req.into_parts();
+    let admitted = match admit(&app, &s, &parts) {
+        Ok(a) => a,
+        Err(resp) => {
+            // A client waiting for `100 Continue` has sent no body: answer at once.
+            let expects = parts
+                .headers
+                .get(header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            if !expects {
+                let _ = read_body(body, 0).await;
+            }
             return resp;
         }
-        Err(auth::AuthError::Forbidden(m)) => {
-            return ingest.error(StatusCode::FORBIDDEN, "forbidden", m)
-        }
     };
-    let Some(framing) = framing(req.headers()) else {
-        return ingest.error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send Content-Type: application/json (an array of events) or application/x-ndjson (one event per line), UTF-8",
-        );
-    };
-    if req
-        .headers()
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
-        return ingest.error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "compressed bodies are not accepted",
-        );
-    }
-    let too_large = || {
-        ingest.error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!(
-                "body larger than {} bytes (ingest.max_body_bytes)",
-                s.max_body_bytes
-            ),
-        )
-    };
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > s.max_body_bytes as u64) {
-        return too_large();
-    }
-    let (parts, body) = req.into_parts();
-    let bytes = match http_body_util::Limited::new(body, s.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Err(e) => {
+    let bytes = match read_body(body, s.max_body_bytes).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(ingest, &s),
+        Err(BodyError::Unreadable(e)) => {
             return ingest.error(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
@@ -463,7 +466,7 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
     };
     let now = unix_now();
-    if verdict == auth::Verdict::CheckSignature {
+    if admitted.verdict == auth::Verdict::CheckSignature {
         if let Err(e) = s.auth.verify_signature(&parts.headers, &bytes, now) {
             return ingest.error(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string());
         }
@@ -473,11 +476,14 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         max_label_value_length: s.max_label_value_length,
         now,
     };
-    let events = match events::parse_batch(&bytes, framing, &limits) {
+    let events = match events::parse_batch(&bytes, admitted.framing, &limits) {
         Ok(ev) => ev,
         Err(e) => return ingest.rejected(e),
     };
-    if let Err(wait) = ingest.limiter.events(client, events.len(), Instant::now()) {
+    if let Err(wait) = ingest
+        .limiter
+        .events(admitted.client, events.len(), Instant::now())
+    {
         let mut counts = [0u64; 4];
         for e in &events {
             counts[e.kind().index()] += 1;
@@ -490,6 +496,90 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         StatusCode::OK,
         serde_json::json!({ "accepted": events.len() }),
     )
+}
+
+fn too_large(ingest: &Ingest, s: &Settings) -> Response {
+    ingest.error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "body larger than {} bytes (ingest.max_body_bytes)",
+            s.max_body_bytes
+        ),
+    )
+}
+
+/// The checks the request head decides: enabled, request rate, auth, content type and
+/// encoding, declared length.
+fn admit(
+    app: &App,
+    s: &Settings,
+    parts: &axum::http::request::Parts,
+) -> Result<Admitted, Response> {
+    let ingest = &app.ingest;
+    if !s.enabled {
+        return Err(ingest.error(
+            StatusCode::NOT_FOUND,
+            "disabled",
+            "the ingest API is disabled (ingest.enabled: false)",
+        ));
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let client = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+    if let Err(wait) = ingest.limiter.request(client, Instant::now()) {
+        return Err(ingest.too_many_requests(wait, "too many requests from this client"));
+    }
+    let verdict = match s
+        .auth
+        .check_headers(&parts.headers, peer, &app.credentials())
+    {
+        Ok(v) => v,
+        Err(auth::AuthError::Unauthorized(m)) => {
+            let mut resp = ingest.error(StatusCode::UNAUTHORIZED, "unauthorized", m);
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"comfy-sentinel\""),
+            );
+            return Err(resp);
+        }
+        Err(auth::AuthError::Forbidden(m)) => {
+            return Err(ingest.error(StatusCode::FORBIDDEN, "forbidden", m))
+        }
+    };
+    let Some(framing) = framing(&parts.headers) else {
+        return Err(ingest.error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json (an array of events) or application/x-ndjson (one event per line), UTF-8",
+        ));
+    };
+    if parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+    {
+        return Err(ingest.error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "compressed bodies are not accepted",
+        ));
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > s.max_body_bytes as u64) {
+        return Err(too_large(ingest, s));
+    }
+    Ok(Admitted {
+        verdict,
+        framing,
+        client,
+    })
 }
 
 #[cfg(test)]
