@@ -456,6 +456,9 @@ fn python_reporter_posts_operation_events() {
             "recovery_attempts_total{operation=\"demo_flaky\"} 3",
             "recovery_errors_total{operation=\"demo_broken\",error_class=\"ConnectionError\"} 1",
             "recovery_duration_seconds_count{operation=\"demo_flaky\"} 1",
+            "recovery_circuit_breaker_transitions_total{breaker=\"demo-breaker\",from=\"closed\",to=\"open\"} 1",
+            "sentinel_heartbeat_last_success_timestamp_seconds{name=\"demo-job\"} ",
+            "quality_score_count{workflow=\"demo-workflow\",metric=\"clip_score\"} 1",
         ],
     );
     // The flaky call slept 10 ms + 20 ms in backoff: that is overhead, not operation time.

@@ -80,6 +80,22 @@ class Reporter:
 
     close = flush
 
+    # -- other event types ---------------------------------------------------------
+    def breaker(self, name, state, previous=None):
+        """Reports a circuit breaker's state: "closed", "half_open" or "open"."""
+        event = {"type": "circuit_breaker", "name": name, "state": state, "timestamp": time.time()}
+        if previous is not None:
+            event["from"] = previous
+        self.emit(event)
+
+    def heartbeat(self, name, ok=True):
+        """Reports a scheduled job's run (dead man's switch)."""
+        self.emit({"type": "heartbeat", "name": name, "status": "success" if ok else "failure", "timestamp": time.time()})
+
+    def quality(self, workflow, metric, value):
+        """Reports a quality score of one output."""
+        self.emit({"type": "quality", "workflow": workflow, "metric": metric, "value": float(value)})
+
     # -- the decorator -----------------------------------------------------------
     def retry(self, operation, attempts=3, backoff=0.1, factor=2.0, retry_on=(Exception,)):
         """Retries the wrapped function up to `attempts` times with exponential backoff
@@ -135,7 +151,8 @@ class Reporter:
 
 
 def demo(url, token=None, hmac_secret=None):
-    """Three operations: one first-try success, one recovered, one failed."""
+    """Three operations (a first-try success, a recovery, a failure), a breaker opening,
+    a heartbeat and a quality score."""
     reporter = Reporter(url, token=token, hmac_secret=hmac_secret)
     calls = {"n": 0}
 
@@ -160,6 +177,9 @@ def demo(url, token=None, hmac_secret=None):
         broken()
     except ConnectionError:
         pass
+    reporter.breaker("demo-breaker", "open", previous="closed")
+    reporter.heartbeat("demo-job")
+    reporter.quality("demo-workflow", "clip_score", 0.31)
     return reporter.flush()
 
 
