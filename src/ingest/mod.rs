@@ -159,7 +159,7 @@ struct Settings {
 }
 
 impl Settings {
-    fn from(c: &IngestConfig) -> Self {
+    fn resolve(c: &IngestConfig) -> Self {
         Settings {
             enabled: c.enabled,
             auth: c.auth(),
@@ -214,7 +214,7 @@ impl Ingest {
             }
         }
         Ingest {
-            settings: ArcSwap::from_pointee(Settings::from(config)),
+            settings: ArcSwap::from_pointee(Settings::resolve(config)),
             limiter: limits::RateLimiter::new(config.rate_limit.clone()),
             caps: limits::LabelCaps::new(registry, config.max_values_per_label),
             recovery: recovery::RecoveryMetrics::register(registry),
@@ -227,7 +227,7 @@ impl Ingest {
 
     /// Takes a reloaded config into use.
     pub fn apply_config(&self, config: &IngestConfig) {
-        self.settings.store(Arc::new(Settings::from(config)));
+        self.settings.store(Arc::new(Settings::resolve(config)));
         self.limiter.reconfigure(config.rate_limit.clone());
         self.caps.set_max_values(config.max_values_per_label);
         if config.quality_buckets != self.quality.buckets() {
