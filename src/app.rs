@@ -20,6 +20,8 @@ pub struct App {
     pub registry: Registry,
     pub exposition: Arc<Exposition>,
     pub runner: Arc<Runner>,
+    /// State of the events ingest API (`POST /api/v1/events`).
+    pub ingest: Arc<crate::ingest::Ingest>,
     outputs: collect::OutputQueue,
     credentials: ArcSwap<Credentials>,
     reload_ok: Arc<GaugeVec>,
@@ -74,6 +76,7 @@ impl App {
         let runner = Runner::new(exposition.clone());
         let notifier = build_notifier(&config, &registry);
         notifier.start();
+        let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
         let app = Arc::new(App {
             credentials: ArcSwap::from_pointee(config.web.credentials()),
             config: ArcSwap::from_pointee(config),
@@ -81,6 +84,7 @@ impl App {
             registry,
             exposition,
             runner,
+            ingest,
             outputs: collect::OutputQueue::default(),
             reload_ok,
             reload_time,
@@ -176,6 +180,7 @@ impl App {
                     tracing::error!(error = %e, "notification config not applied; keeping the running one");
                 }
                 self.credentials.store(Arc::new(new.web.credentials()));
+                self.ingest.apply_config(&new.ingest);
                 self.config.store(Arc::new(new));
                 self.apply_collectors();
                 self.reload_ok.set(&[], 1.0);

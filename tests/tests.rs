@@ -8,6 +8,7 @@ mod dashboards;
 mod fake_comfyui;
 mod foundation;
 mod gpu;
+mod ingest;
 mod metrics_doc;
 mod notify;
 mod probes;

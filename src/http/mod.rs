@@ -5,6 +5,7 @@
 //! - `GET /` — the status page (`status.rs`)
 //! - `POST /-/reload` — re-read the config (as SIGHUP does)
 //! - `/api/v1/alerts`, `/api/v1/silences`, `/api/v1/notifications` — see `notify_api`
+//! - `POST /api/v1/events` — the events ingest API (`crate::ingest`), with its own auth
 //!
 //! Every route sits behind optional basic/bearer auth and optional TLS (`web:`).
 //! Handlers only read state; none collects or does I/O on the scrape path.
@@ -43,6 +44,8 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(notify_api::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
+        // After the auth layer: the ingest API authenticates on its own (ingest/auth.rs).
+        .merge(crate::ingest::routes())
         .layer(middleware::from_fn(common_headers))
         .with_state(app)
 }
@@ -86,7 +89,7 @@ async fn auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
     resp
 }
 
-fn authorized(creds: &config::Credentials, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(creds: &config::Credentials, headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -216,9 +219,8 @@ pub async fn serve(
     };
     let max_buf = web.max_header_bytes();
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let service = hyper_util::service::TowerToHyperService::new(router);
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -237,7 +239,16 @@ pub async fn serve(
             .header_read_timeout(Duration::from_secs(10))
             .max_buf_size(max_buf)
             .keep_alive(true);
-        let service = service.clone();
+        // The peer address, for handlers that need it (ingest's loopback rule, rate limits).
+        let service =
+            hyper_util::service::TowerToHyperService::new(tower::ServiceExt::map_request(
+                router.clone(),
+                move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    req
+                },
+            ));
         match &acceptor {
             None => {
                 let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -1,0 +1,339 @@
+//! Bounds on what clients of the ingest API can make us hold: a cap on distinct values
+//! per user-supplied label (overflow folds into `other` and is counted), and a per-client
+//! token-bucket rate limit over a bounded map of clients. Both are reconfigured in place
+//! on reload; the handler in `mod.rs` consults them, the metric modules never do.
+
+use crate::metrics::registry::{CounterVec, Registry};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The value that stands for every value past a label's cap.
+pub const OTHER: &str = "other";
+
+/// Distinct values seen per label name, capped.
+pub struct LabelCaps {
+    max_values: AtomicUsize,
+    seen: Mutex<HashMap<&'static str, HashSet<String>>>,
+    overflow: Arc<CounterVec>,
+}
+
+impl LabelCaps {
+    pub fn new(registry: &Registry, max_values: usize) -> Self {
+        LabelCaps {
+            max_values: AtomicUsize::new(max_values),
+            seen: Mutex::new(HashMap::new()),
+            overflow: registry.counter_vec(
+                "sentinel_ingest_label_overflow_total",
+                "Ingested events whose label value was folded into \"other\" because the label had reached its cap of distinct values.",
+                &["label"],
+            ),
+        }
+    }
+
+    pub fn set_max_values(&self, n: usize) {
+        self.max_values.store(n, Ordering::Relaxed);
+    }
+
+    /// The value to export for `value` under `label`: itself while the label has room
+    /// (or already holds it), `other` once the cap is reached. Values already admitted
+    /// stay admitted when the cap is lowered by a reload.
+    pub fn fold<'v>(&self, label: &'static str, value: &'v str) -> &'v str {
+        if value == OTHER {
+            return value;
+        }
+        let max = self.max_values.load(Ordering::Relaxed);
+        let mut seen = self.seen.lock();
+        let set = seen.entry(label).or_default();
+        if set.contains(value) {
+            return value;
+        }
+        if set.len() < max {
+            set.insert(value.to_string());
+            return value;
+        }
+        drop(seen);
+        self.overflow.inc(&[label]);
+        OTHER
+    }
+}
+
+/// `ingest.rate_limit`: per-client token buckets, keyed by the client's IP address.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second each client may sustain; 0 turns the request limit off.
+    pub requests_per_second: f64,
+    /// Requests a client may send at once after being idle.
+    pub requests_burst: f64,
+    /// Events per second each client may sustain; 0 turns the event limit off.
+    pub events_per_second: f64,
+    /// Events a client may send at once; at least `max_events_per_batch`, or a full
+    /// batch could never pass.
+    pub events_burst: f64,
+    /// Clients tracked at once; past it, idle clients are forgotten first, then the
+    /// longest unseen.
+    pub max_clients: usize,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            requests_per_second: 200.0,
+            requests_burst: 400.0,
+            events_per_second: 20_000.0,
+            events_burst: 40_000.0,
+            max_clients: 1024,
+        }
+    }
+}
+
+impl RateLimitConfig {
+    pub fn validate(&self, max_events_per_batch: usize) -> Result<(), (String, String)> {
+        let field = |f: &str| format!("ingest.rate_limit.{f}");
+        for (name, v) in [
+            ("requests_per_second", self.requests_per_second),
+            ("requests_burst", self.requests_burst),
+            ("events_per_second", self.events_per_second),
+            ("events_burst", self.events_burst),
+        ] {
+            if !v.is_finite() || v < 0.0 {
+                return Err((field(name), "must be a finite number >= 0".into()));
+            }
+        }
+        if self.requests_per_second > 0.0 && self.requests_burst < 1.0 {
+            return Err((field("requests_burst"), "must be at least 1".into()));
+        }
+        if self.events_per_second > 0.0 && self.events_burst < max_events_per_batch as f64 {
+            return Err((
+                field("events_burst"),
+                format!("must be at least ingest.max_events_per_batch ({max_events_per_batch})"),
+            ));
+        }
+        if self.max_clients == 0 {
+            return Err((field("max_clients"), "must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+struct Bucket {
+    requests: f64,
+    events: f64,
+    last: Instant,
+}
+
+/// Token buckets per client.
+pub struct RateLimiter {
+    state: Mutex<LimiterState>,
+}
+
+struct LimiterState {
+    config: RateLimitConfig,
+    clients: HashMap<IpAddr, Bucket>,
+}
+
+impl LimiterState {
+    fn bucket(&mut self, client: IpAddr, now: Instant) -> &mut Bucket {
+        if !self.clients.contains_key(&client) && self.clients.len() >= self.config.max_clients {
+            self.evict(now);
+        }
+        let c = &self.config;
+        let b = self.clients.entry(client).or_insert(Bucket {
+            requests: c.requests_burst,
+            events: c.events_burst,
+            last: now,
+        });
+        let dt = now.saturating_duration_since(b.last).as_secs_f64();
+        b.requests = (b.requests + dt * c.requests_per_second).min(c.requests_burst);
+        b.events = (b.events + dt * c.events_per_second).min(c.events_burst);
+        b.last = now;
+        b
+    }
+
+    /// Makes room for one client: forget those whose buckets have refilled (nothing is
+    /// lost), else the longest unseen one.
+    fn evict(&mut self, now: Instant) {
+        let c = self.config.clone();
+        let full = |b: &Bucket| {
+            let dt = now.saturating_duration_since(b.last).as_secs_f64();
+            (c.requests_per_second == 0.0
+                || b.requests + dt * c.requests_per_second >= c.requests_burst)
+                && (c.events_per_second == 0.0
+                    || b.events + dt * c.events_per_second >= c.events_burst)
+        };
+        self.clients.retain(|_, b| !full(b));
+        while self.clients.len() >= c.max_clients {
+            let Some(oldest) = self
+                .clients
+                .iter()
+                .min_by_key(|(_, b)| b.last)
+                .map(|(ip, _)| *ip)
+            else {
+                break;
+            };
+            self.clients.remove(&oldest);
+        }
+    }
+}
+
+/// How long to wait, rounded up to whole seconds for `Retry-After`.
+fn wait(missing: f64, rate: f64) -> Duration {
+    Duration::from_secs_f64((missing / rate).max(0.0)).max(Duration::from_millis(1))
+}
+
+impl RateLimiter {
+    pub fn new(config: RateLimitConfig) -> Self {
+        RateLimiter {
+            state: Mutex::new(LimiterState {
+                config,
+                clients: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn reconfigure(&self, config: RateLimitConfig) {
+        let mut s = self.state.lock();
+        if s.config != config {
+            s.config = config;
+            s.clients.clear();
+        }
+    }
+
+    /// Takes one request token; `Err(wait)` when the client must slow down.
+    pub fn request(&self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut s = self.state.lock();
+        let rate = s.config.requests_per_second;
+        if rate == 0.0 {
+            return Ok(());
+        }
+        let b = s.bucket(client, now);
+        if b.requests >= 1.0 {
+            b.requests -= 1.0;
+            Ok(())
+        } else {
+            Err(wait(1.0 - b.requests, rate))
+        }
+    }
+
+    /// Takes `n` event tokens, all or none.
+    pub fn events(&self, client: IpAddr, n: usize, now: Instant) -> Result<(), Duration> {
+        let mut s = self.state.lock();
+        let rate = s.config.events_per_second;
+        if rate == 0.0 || n == 0 {
+            return Ok(());
+        }
+        let b = s.bucket(client, now);
+        let n = n as f64;
+        if b.events >= n {
+            b.events -= n;
+            Ok(())
+        } else {
+            Err(wait(n - b.events, rate))
+        }
+    }
+
+    pub fn clients(&self) -> usize {
+        self.state.lock().clients.len()
+    }
+}
+
+/// The `Retry-After` value in whole seconds (at least 1).
+pub fn retry_after_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(n: u8) -> IpAddr {
+        IpAddr::from([192, 0, 2, n])
+    }
+
+    #[test]
+    fn labels_fold_into_other_past_the_cap_and_are_counted() {
+        let r = Registry::new();
+        let caps = LabelCaps::new(&r, 2);
+        assert_eq!(caps.fold("operation", "a"), "a");
+        assert_eq!(caps.fold("operation", "b"), "b");
+        assert_eq!(caps.fold("operation", "c"), "other");
+        assert_eq!(caps.fold("operation", "a"), "a");
+        // Caps are per label.
+        assert_eq!(caps.fold("workflow", "c"), "c");
+        // A literal "other" takes no slot and is no overflow.
+        assert_eq!(caps.fold("operation", "other"), "other");
+        assert_eq!(caps.overflow.get(&["operation"]), Some(1.0));
+        caps.set_max_values(3);
+        assert_eq!(caps.fold("operation", "c"), "c");
+    }
+
+    #[test]
+    fn request_bucket_refills_at_its_rate() {
+        let l = RateLimiter::new(RateLimitConfig {
+            requests_per_second: 2.0,
+            requests_burst: 2.0,
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        assert!(l.request(ip(1), t0).is_ok());
+        assert!(l.request(ip(1), t0).is_ok());
+        let wait = l.request(ip(1), t0).unwrap_err();
+        assert_eq!(retry_after_seconds(wait), 1);
+        assert!((wait.as_secs_f64() - 0.5).abs() < 1e-6, "{wait:?}");
+        // Another client has its own bucket.
+        assert!(l.request(ip(2), t0).is_ok());
+        assert!(l.request(ip(1), t0 + Duration::from_millis(500)).is_ok());
+    }
+
+    #[test]
+    fn event_bucket_takes_all_or_nothing() {
+        let l = RateLimiter::new(RateLimitConfig {
+            events_per_second: 100.0,
+            events_burst: 150.0,
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        assert!(l.events(ip(1), 100, t0).is_ok());
+        let wait = l.events(ip(1), 100, t0).unwrap_err();
+        assert_eq!(retry_after_seconds(wait), 1); // 50 missing at 100/s
+        assert!(l.events(ip(1), 50, t0).is_ok());
+    }
+
+    #[test]
+    fn client_map_stays_bounded() {
+        let l = RateLimiter::new(RateLimitConfig {
+            max_clients: 3,
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        for n in 0..50 {
+            let _ = l.request(ip(n), t0 + Duration::from_millis(u64::from(n)));
+        }
+        assert!(l.clients() <= 3);
+    }
+
+    #[test]
+    fn zero_rate_is_unlimited_and_burst_must_fit_a_batch() {
+        let l = RateLimiter::new(RateLimitConfig {
+            requests_per_second: 0.0,
+            events_per_second: 0.0,
+            ..Default::default()
+        });
+        for _ in 0..1000 {
+            assert!(l.request(ip(1), Instant::now()).is_ok());
+        }
+        let c = RateLimitConfig {
+            events_burst: 10.0,
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate(100).unwrap_err().0,
+            "ingest.rate_limit.events_burst"
+        );
+    }
+}
