@@ -738,10 +738,11 @@ mod tests {
             ..Default::default()
         };
         let app = App::start(config, crate::config::ConfigSource::Embedded);
+        // The dispatcher registers its view when the app starts.
         let s = StatusSnapshot::gather(&app);
         assert_eq!(
             (s.alerts, s.notifications, s.outbox_depth),
-            (None, None, None)
+            (Some(vec![]), Some(vec![]), Some(0))
         );
         assert_eq!(s.build.config_source, "<embedded default config>");
         assert!(s.build.last_reload.is_none());
