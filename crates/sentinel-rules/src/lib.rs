@@ -1,5 +1,11 @@
 //! Rule engine: PromQL subset over the sample store, warning/critical levels, Prometheus
-//! alerting semantics. (Being written: see the issue.)
+//! alerting semantics. Data flows store → eval → rules (groups, levels, templates) →
+//! alert state machine → `AlertSink`; `unittest` runs promtool test files on the same
+//! path and `export` writes the rules back out as plain Prometheus rule files.
+
+pub mod eval;
+pub mod labels;
+pub mod store;
 
 use sentinel_base::config::Dur;
 use serde::{Deserialize, Serialize};
