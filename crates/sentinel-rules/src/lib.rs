@@ -5,7 +5,9 @@
 
 pub mod eval;
 pub mod labels;
+pub mod rulefile;
 pub mod store;
+pub mod template;
 
 use sentinel_base::config::Dur;
 use serde::{Deserialize, Serialize};
