@@ -35,11 +35,33 @@ pub enum Command {
     },
     /// Print the version and exit.
     Version,
+    /// Rule tools: run promtool test files, export plain Prometheus rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Probe a running sidecar's /healthz (for container health checks; no shell needed).
     Healthcheck {
         /// URL to probe; defaults to /healthz on the configured listen port on loopback.
         #[arg(long)]
         url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Run `promtool test rules` files against the built-in engine.
+    Test {
+        /// Test files (promtool format).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write plain Prometheus rule files (levels expanded) and an Alertmanager
+    /// inhibit_rules snippet; prints them without --out.
+    Export {
+        /// Output directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 

@@ -3,11 +3,14 @@
 //! alert state machine → `AlertSink`; `unittest` runs promtool test files on the same
 //! path and `export` writes the rules back out as plain Prometheus rule files.
 
+pub mod cli;
 pub mod eval;
+pub mod group;
 pub mod labels;
 pub mod rulefile;
 pub mod store;
 pub mod template;
+pub mod unittest;
 
 use sentinel_base::config::Dur;
 use serde::{Deserialize, Serialize};
@@ -30,8 +33,54 @@ impl Default for RulesConfig {
     }
 }
 
+/// The default rule files compiled into the binary, used when `rules.files` is empty:
+/// `(name, text)` pairs, `include_str!` of the repository's `rules/*.yaml`.
+pub const DEFAULT_RULES: &[(&str, &str)] = &[];
+
 impl RulesConfig {
+    /// Checks that the globs match readable files and that every rule loads.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if self.evaluation_interval.get().is_zero() {
+            return Err((
+                "rules.evaluation_interval".into(),
+                "must be greater than 0".into(),
+            ));
+        }
+        let sources = self
+            .sources()
+            .map_err(|e| ("rules.files".to_string(), e.to_string()))?;
+        for (name, text) in &sources {
+            rulefile::parse_rule_file(text, name)
+                .map_err(|e| ("rules.files".to_string(), e.to_string()))?;
+        }
         Ok(())
+    }
+
+    /// The rule files' names and texts: the globbed files, or the embedded defaults.
+    pub fn sources(&self) -> Result<Vec<(String, String)>, rulefile::LoadError> {
+        if self.files.is_empty() {
+            return Ok(DEFAULT_RULES
+                .iter()
+                .map(|(n, t)| (n.to_string(), t.to_string()))
+                .collect());
+        }
+        let mut out = Vec::new();
+        for pattern in &self.files {
+            let paths = rulefile::expand_globs(std::slice::from_ref(pattern), None)?;
+            if paths.is_empty() {
+                return Err(rulefile::LoadError::Invalid(format!(
+                    "rule file pattern {pattern:?} matches no file"
+                )));
+            }
+            for p in paths {
+                let name = p.display().to_string();
+                let text = std::fs::read_to_string(&p).map_err(|e| rulefile::LoadError::Io {
+                    file: name.clone(),
+                    message: e.to_string(),
+                })?;
+                out.push((name, text));
+            }
+        }
+        Ok(out)
     }
 }

@@ -765,6 +765,29 @@ fn heap_pop(h: &mut Vec<Sample>, less: fn(&Sample, &Sample) -> bool) {
     h.pop();
 }
 
+/// A PromQL number literal: decimal, `Inf`, `NaN`, hex (`0x1f`), with an optional sign.
+pub fn parse_number(s: &str) -> Option<f64> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let v = match body.to_ascii_lowercase().as_str() {
+        "inf" | "infinity" => f64::INFINITY,
+        "nan" => f64::NAN,
+        b if b.starts_with("0x") => i64::from_str_radix(&b[2..], 16).ok()? as f64,
+        b if b
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-'))
+            && !b.is_empty() =>
+        {
+            b.parse().ok()?
+        }
+        _ => return None,
+    };
+    Some(if neg { -v } else { v })
+}
+
 /// `strconv.FormatFloat(v, 'f', -1, 64)`.
 pub fn format_go_float(v: f64) -> String {
     if v.is_nan() {
