@@ -164,6 +164,8 @@ pub struct EvalContext<'a> {
     pub external_url: &'a str,
     /// Whether `for` state has been restored (Prometheus writes no ALERTS before that).
     pub restored: bool,
+    /// Step of subqueries written without one.
+    pub subquery_step_ms: i64,
 }
 
 #[derive(Debug)]
@@ -269,6 +271,7 @@ pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
 
 fn query(rule: &Rule, ts: i64, ctx: &EvalContext) -> Result<Vec<Sample>, String> {
     Evaluator::new(ctx.store, ts)
+        .with_subquery_step(ctx.subquery_step_ms)
         .eval_instant(&rule.def.expr)
         .map_err(|e| e.to_string())
 }

@@ -10,8 +10,6 @@ use crate::group::{AlertState, EvalContext, Group};
 use crate::labels::{go_quote, Labels, METRIC_NAME};
 use crate::rulefile::{expand_globs, load_files};
 use crate::store::{stale_nan, Origin, Store};
-use promql_parser::label::MatchOp;
-use promql_parser::parser::Expr;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -160,21 +158,100 @@ fn format_e(v: f64) -> String {
     format!("{m}E{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
 }
 
-/// Parses a series selector the way `parser.ParseMetric` does: name plus `=` matchers.
+/// Parses a metric the way `parser.ParseMetric` does: an optional name and
+/// `{label="value", ...}` with `=` only; `{}` is the empty label set.
 pub fn parse_metric(s: &str) -> Result<Labels, String> {
-    let e = promql_parser::parser::parse(s).map_err(|e| e.to_string())?;
-    let Expr::VectorSelector(vs) = e else {
-        return Err(format!("{s:?} is not a metric"));
+    let bad = |why: &str| format!("{s:?}: {why}");
+    let t = s.trim();
+    let (name, rest) = match t.find('{') {
+        Some(i) => (t[..i].trim(), &t[i..]),
+        None => (t, ""),
     };
     let mut pairs = Vec::new();
-    if let Some(n) = &vs.name {
-        pairs.push((METRIC_NAME.to_string(), n.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        if !matches!(m.op, MatchOp::Equal) {
-            return Err(format!("{s:?}: only = matchers are allowed in a metric"));
+    if !name.is_empty() {
+        let ok = name.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        });
+        if !ok {
+            return Err(bad("invalid metric name"));
         }
-        pairs.push((m.name.clone(), m.value.clone()));
+        pairs.push((METRIC_NAME.to_string(), name.to_string()));
+    }
+    if !rest.is_empty() {
+        let inner = rest
+            .strip_prefix('{')
+            .and_then(|r| r.trim_end().strip_suffix('}'))
+            .ok_or_else(|| bad("unclosed label set"))?;
+        let chars: Vec<char> = inner.chars().collect();
+        let mut i = 0;
+        loop {
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            if i >= chars.len() {
+                break;
+            }
+            let st = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            let lname: String = chars[st..i].iter().collect();
+            if !crate::labels::valid_label_name(&lname) {
+                return Err(bad("invalid label name"));
+            }
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            if chars.get(i) != Some(&'=') || chars.get(i + 1) == Some(&'~') {
+                return Err(bad("only = matchers are allowed in a metric"));
+            }
+            i += 1;
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            let quote = *chars.get(i).ok_or_else(|| bad("missing label value"))?;
+            if quote != '"' && quote != '\'' && quote != '`' {
+                return Err(bad("label value must be quoted"));
+            }
+            i += 1;
+            let mut val = String::new();
+            loop {
+                let c = *chars
+                    .get(i)
+                    .ok_or_else(|| bad("unterminated label value"))?;
+                i += 1;
+                if c == quote {
+                    break;
+                }
+                if c == '\\' && quote != '`' {
+                    let e = *chars.get(i).ok_or_else(|| bad("unterminated escape"))?;
+                    i += 1;
+                    val.push(match e {
+                        'n' => '\n',
+                        't' => '\t',
+                        'r' => '\r',
+                        o => o,
+                    });
+                } else {
+                    val.push(c);
+                }
+            }
+            if lname == METRIC_NAME && !name.is_empty() {
+                return Err(bad("metric name given twice"));
+            }
+            pairs.push((lname, val));
+            while i < chars.len() && chars[i].is_whitespace() {
+                i += 1;
+            }
+            match chars.get(i) {
+                Some(',') => i += 1,
+                None => break,
+                Some(_) => return Err(bad("expected , between labels")),
+            }
+        }
+    }
+    if pairs.is_empty() && rest.is_empty() {
+        return Err(bad("no metric"));
     }
     Ok(Labels::from_pairs(pairs))
 }
@@ -371,6 +448,7 @@ fn run_group(
         external_labels: &tg.external_labels,
         external_url: &tg.external_url,
         restored: true,
+        subquery_step_ms: eval_interval,
     };
     let mut loaded: Vec<usize> = vec![0; inputs.len()];
     let mut errs = Vec::new();
@@ -471,6 +549,7 @@ fn run_group(
             .and_then(|e| crate::eval::check(&e).map(|_| e))
             .and_then(|e| {
                 Evaluator::new(&store, t)
+                    .with_subquery_step(eval_interval)
                     .eval_instant(&e)
                     .map_err(|e| e.to_string())
             });

@@ -550,7 +550,61 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
             check_dupes(&out)?;
             Ok(Value::Vector(out))
         }
+        "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
+        | "month" | "year" => {
+            let f = |secs: i64| -> f64 {
+                use chrono::{Datelike, Timelike};
+                let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+                match name {
+                    "day_of_month" => t.day() as f64,
+                    "day_of_week" => t.weekday().num_days_from_sunday() as f64,
+                    "day_of_year" => t.ordinal() as f64,
+                    "days_in_month" => {
+                        let (y, m) = (t.year(), t.month());
+                        let next = if m == 12 {
+                            chrono::NaiveDate::from_ymd_opt(y + 1, 1, 1)
+                        } else {
+                            chrono::NaiveDate::from_ymd_opt(y, m + 1, 1)
+                        };
+                        next.and_then(|n| n.pred_opt())
+                            .map(|d| d.day() as f64)
+                            .unwrap_or(f64::NAN)
+                    }
+                    "hour" => t.hour() as f64,
+                    "minute" => t.minute() as f64,
+                    "month" => t.month() as f64,
+                    _ => t.year() as f64,
+                }
+            };
+            if args.is_empty() {
+                return Ok(Value::Vector(vec![Sample {
+                    labels: Labels::empty(),
+                    t: ev.ts,
+                    v: f(ev.ts.div_euclid(1000)),
+                }]));
+            }
+            let v = ev.vector_of(&args[0])?;
+            let out: Vec<Sample> = v
+                .into_iter()
+                .map(|s| Sample {
+                    labels: s.labels.without_name(),
+                    t: ev.ts,
+                    v: f(go_f64_to_i64(s.v)),
+                })
+                .collect();
+            check_dupes(&out)?;
+            Ok(Value::Vector(out))
+        }
         other => err(format!("unsupported function {other}()")),
+    }
+}
+
+/// Go's `int64(f)` on amd64: out-of-range and NaN become the minimum int64.
+fn go_f64_to_i64(v: f64) -> i64 {
+    if v.is_nan() || v >= 9.223_372_036_854_775_807e18 || v < -9.223_372_036_854_775_808e18 {
+        i64::MIN
+    } else {
+        v as i64
     }
 }
 
@@ -573,25 +627,35 @@ fn range_call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
     let args = &c.args.args;
     let idx = args
         .iter()
-        .position(|a| matches!(unwrap_parens(a), Expr::MatrixSelector(_)))
-        .ok_or_else(|| EvalError::Msg(format!("{name}() expects a range vector selector")))?;
-    let Expr::MatrixSelector(sel) = unwrap_parens(&args[idx]) else {
-        return err("expected a range vector selector");
-    };
+        .position(|a| {
+            matches!(
+                unwrap_parens(a),
+                Expr::MatrixSelector(_) | Expr::Subquery(_)
+            )
+        })
+        .ok_or_else(|| EvalError::Msg(format!("{name}() expects a range vector")))?;
     let mut scalars = Vec::new();
     for (i, a) in args.iter().enumerate() {
         if i != idx {
             scalars.push(ev.scalar_of(a)?);
         }
     }
-    let Value::Matrix(mat) = ev.eval(&args[idx])? else {
-        return err("expected a range vector");
+    let (offset, range, range_dur, mat) = match unwrap_parens(&args[idx]) {
+        Expr::MatrixSelector(sel) => {
+            let Value::Matrix(mat) = ev.eval(&args[idx])? else {
+                return err("expected a range vector");
+            };
+            (ev.ts - ev.ref_time(&sel.vs), ms(&sel.range), sel.range, mat)
+        }
+        Expr::Subquery(sq) => {
+            let off = super::offset_ms(&sq.offset);
+            (off, ms(&sq.range), sq.range, ev.subquery(sq)?)
+        }
+        _ => return err("expected a range vector"),
     };
-    let offset = ev.ts - ev.ref_time(&sel.vs);
-    let range = ms(&sel.range);
     let range_end = ev.ts - offset;
     let range_start = range_end - range;
-    let range_secs = sel.range.as_secs_f64();
+    let range_secs = range_dur.as_secs_f64();
     let mut out = Vec::new();
     for RangeSeries { labels, points } in mat {
         if points.is_empty() {

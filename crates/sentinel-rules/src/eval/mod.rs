@@ -12,7 +12,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::{self, TokenType};
 use promql_parser::parser::{
     AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, Offset,
-    VectorMatchCardinality, VectorSelector,
+    SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
@@ -54,7 +54,7 @@ pub fn ms(d: &Duration) -> i64 {
     d.as_millis() as i64
 }
 
-fn offset_ms(o: &Option<Offset>) -> i64 {
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     match o {
         None => 0,
         Some(Offset::Pos(d)) => ms(d),
@@ -107,6 +107,14 @@ pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "label_join",
     "sort",
     "sort_desc",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "hour",
+    "minute",
+    "month",
+    "year",
 ];
 
 /// Refuses what the evaluator does not implement, with a message naming the construct.
@@ -150,7 +158,7 @@ pub fn check(expr: &Expr) -> Result<(), String> {
             check(&b.rhs)
         }
         Expr::Paren(p) => check(&p.expr),
-        Expr::Subquery(_) => Err("subqueries are not supported".into()),
+        Expr::Subquery(s) => check(&s.expr),
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         Expr::VectorSelector(v) => check_selector(v),
         Expr::MatrixSelector(m) => check_selector(&m.vs),
@@ -193,11 +201,86 @@ fn unwrap_parens(mut e: &Expr) -> &Expr {
 pub struct Evaluator<'a> {
     pub store: &'a Store,
     pub ts: i64,
+    /// Step of subqueries written without one (Prometheus: the global evaluation
+    /// interval; promtool: the test file's `evaluation_interval`).
+    pub subquery_step_ms: i64,
 }
 
 impl<'a> Evaluator<'a> {
     pub fn new(store: &'a Store, ts: i64) -> Self {
-        Evaluator { store, ts }
+        Evaluator {
+            store,
+            ts,
+            subquery_step_ms: 60_000,
+        }
+    }
+
+    pub fn with_subquery_step(mut self, ms: i64) -> Self {
+        if ms > 0 {
+            self.subquery_step_ms = ms;
+        }
+        self
+    }
+
+    /// An instant subquery: the inner expression at every step aligned to the step
+    /// within `[ts - offset - range, ts - offset]`, as `evaluator.eval` does.
+    pub(crate) fn subquery(&self, sq: &SubqueryExpr) -> Result<Vec<RangeSeries>, EvalError> {
+        let off = offset_ms(&sq.offset);
+        let range = ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map(ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.subquery_step_ms);
+        let end = match &sq.at {
+            Some(AtModifier::At(t)) => match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            },
+            _ => self.ts,
+        } - off;
+        let lower = end - range;
+        let mut start = step * (lower / step);
+        if start < lower {
+            start += step;
+        }
+        let mut order: Vec<Labels> = Vec::new();
+        let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut t = start;
+        while t <= end {
+            let inner = Evaluator {
+                store: self.store,
+                ts: t,
+                subquery_step_ms: self.subquery_step_ms,
+            };
+            let v = match inner.eval(&sq.expr)? {
+                Value::Vector(v) => v,
+                Value::Scalar(x) => vec![Sample {
+                    labels: Labels::empty(),
+                    t,
+                    v: x,
+                }],
+                _ => return err("subquery is only allowed on instant vector or scalar"),
+            };
+            for s in v {
+                series
+                    .entry(s.labels.clone())
+                    .or_insert_with(|| {
+                        order.push(s.labels.clone());
+                        Vec::new()
+                    })
+                    .push((t, s.v));
+            }
+            t += step;
+        }
+        Ok(order
+            .into_iter()
+            .map(|l| {
+                let points = series.remove(&l).unwrap_or_default();
+                RangeSeries { labels: l, points }
+            })
+            .collect())
     }
 
     fn ref_time(&self, vs: &VectorSelector) -> i64 {
@@ -237,7 +320,8 @@ impl<'a> Evaluator<'a> {
             Expr::Binary(b) => self.binary(b),
             Expr::Aggregate(a) => self.aggregate(a),
             Expr::Call(c) => self.call(c),
-            Expr::Subquery(_) | Expr::Extension(_) => err("unsupported expression"),
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq)?)),
+            Expr::Extension(_) => err("unsupported expression"),
         }
     }
 
