@@ -584,15 +584,20 @@ fn humanize_timestamp(v: f64) -> String {
     if v.is_nan() || v.is_infinite() {
         return go_g(v, 4);
     }
-    let secs = v.trunc() as i64;
-    let nanos = ((v - v.trunc()) * 1e9).round() as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
+    // floatToTime goes through model.Time: nanoseconds truncated to milliseconds.
+    let ns = v * 1e9;
+    if !(-9.2e18..=9.2e18).contains(&ns) {
+        return go_g(v, 4);
+    }
+    let ms = (ns as i64) / 1_000_000;
+    match chrono::DateTime::from_timestamp_millis(ms) {
         // Go's time.Time String(): "2006-01-02 15:04:05.999999999 -0700 MST".
         Some(t) => {
-            let frac = if nanos == 0 {
+            let millis = ms.rem_euclid(1000);
+            let frac = if millis == 0 {
                 String::new()
             } else {
-                format!(".{:09}", nanos).trim_end_matches('0').to_string()
+                format!(".{millis:03}").trim_end_matches('0').to_string()
             };
             format!("{}{} +0000 UTC", t.format("%Y-%m-%d %H:%M:%S"), frac)
         }
@@ -654,31 +659,24 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             .map(|w| w.trim_start_matches(['+', '-', '#', ' ', '0']))
             .and_then(|w| w.parse().ok())
             .unwrap_or(0);
-        let s = match verb {
-            's' | 'v' => to_str(arg),
-            'q' => crate::labels::go_quote(&to_str(arg)),
-            'd' => match to_float(arg) {
-                Ok(f) => format!("{}", f as i64),
-                Err(_) => format!("%!d({})", to_str(arg)),
-            },
-            'f' | 'F' => match to_float(arg) {
-                Ok(f) => format!("{:.*}", prec.unwrap_or(6), f),
-                Err(_) => format!("%!f({})", to_str(arg)),
-            },
-            'g' => match to_float(arg) {
-                Ok(f) => go_g(f, prec.map(|p| p as i32).unwrap_or(-1)),
-                Err(_) => format!("%!g({})", to_str(arg)),
-            },
-            'e' => match to_float(arg) {
-                Ok(f) => {
-                    let s = format!("{:.*e}", prec.unwrap_or(6), f);
-                    let (m, e) = s.split_once('e').expect("exponent present");
-                    let e: i32 = e.parse().expect("integer exponent");
-                    format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
-                }
-                Err(_) => format!("%!e({})", to_str(arg)),
-            },
-            other => format!("%!{other}({})", to_str(arg)),
+        // Go prints a verb that does not fit the argument's type as %!verb(type=value).
+        let wrong = |verb: char| match arg {
+            Val::Num(f) => format!("%!{verb}(float64={})", go_g(*f, -1)),
+            other => format!("%!{verb}(string={})", to_str(other)),
+        };
+        let s = match (verb, arg) {
+            ('v', _) => to_str(arg),
+            ('s', Val::Str(s)) => s.clone(),
+            ('q', Val::Str(s)) => crate::labels::go_quote(s),
+            ('f' | 'F', Val::Num(f)) => format!("{:.*}", prec.unwrap_or(6), f),
+            ('g', Val::Num(f)) => go_g(*f, prec.map(|p| p as i32).unwrap_or(-1)),
+            ('e', Val::Num(f)) => {
+                let s = format!("{:.*e}", prec.unwrap_or(6), f);
+                let (m, e) = s.split_once('e').expect("exponent present");
+                let e: i32 = e.parse().expect("integer exponent");
+                format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+            }
+            (v, _) => wrong(v),
         };
         if s.chars().count() < width {
             let pad = " ".repeat(width - s.chars().count());
