@@ -4,6 +4,7 @@
 //! path and `export` writes the rules back out as plain Prometheus rule files.
 
 pub mod cli;
+pub mod engine;
 pub mod eval;
 pub mod group;
 pub mod labels;

@@ -228,6 +228,10 @@ impl Store {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut map = self.by_name.write();
         for f in families {
+            // The engine writes these itself at evaluation time.
+            if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
+                continue;
+            }
             for s in &f.samples {
                 let mut pairs: Vec<(String, String)> = s.labels.clone();
                 pairs.push((
