@@ -313,21 +313,16 @@ impl RuleEngine {
         ran
     }
 
-    /// Evaluates on a one-second tick until `shutdown`; evaluation runs off the async
-    /// workers.
-    pub async fn run(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut shutdown = shutdown;
+    /// Evaluates due groups on a one-second tick, off the async workers; runs for the
+    /// life of the process.
+    pub async fn run(self: Arc<Self>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    let me = self.clone();
-                    let now = crate::store::system_time_ms(std::time::SystemTime::now());
-                    let _ = tokio::task::spawn_blocking(move || me.eval_due(now)).await;
-                }
-                _ = shutdown.changed() => break,
-            }
+            tick.tick().await;
+            let me = self.clone();
+            let now = crate::store::system_time_ms(std::time::SystemTime::now());
+            let _ = tokio::task::spawn_blocking(move || me.eval_due(now)).await;
         }
     }
 
@@ -388,10 +383,10 @@ impl FamilySource for AlertFamilies {
             "Unix time at which each pending or firing alert became active.",
         );
         for (_, _, state, labels, active_at) in engine.alerts() {
-            let mut l: Vec<(String, String)> = labels.pairs().to_vec();
-            for_state.push_owned(l.clone(), active_at.div_euclid(1000) as f64);
-            l.push(("alertstate".into(), state.as_str().into()));
-            alerts.push_owned(l, 1.0);
+            for_state.push_owned(labels.pairs().to_vec(), active_at.div_euclid(1000) as f64);
+            let mut l = labels;
+            l.set("alertstate".into(), state.as_str().into());
+            alerts.push_owned(l.into_pairs(), 1.0);
         }
         out.push(alerts);
         out.push(for_state);

@@ -35,8 +35,8 @@ impl Default for RulesConfig {
 }
 
 /// The default rule files compiled into the binary, used when `rules.files` is empty:
-/// `(name, text)` pairs, `include_str!` of the repository's `rules/*.yaml`.
-pub const DEFAULT_RULES: &[(&str, &str)] = &[];
+/// `(name, text)` pairs, `include_str!` of the repository's `rules/*.yaml` (build.rs).
+pub const DEFAULT_RULES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/default_rules.rs"));
 
 impl RulesConfig {
     /// Checks that the globs match readable files and that every rule loads.
