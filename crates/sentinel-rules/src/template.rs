@@ -462,7 +462,7 @@ pub fn go_g(v: f64, prec: i32) -> String {
         6
     } else {
         let p = prec.max(1);
-        if p > nd && nd >= exp + 1 {
+        if p > nd && nd > exp {
             nd
         } else {
             p

@@ -122,10 +122,11 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     let (mut lo, mut hi) = (0usize, n);
     while lo < hi {
         let h = (lo + hi) / 2;
-        if !(buckets[h].1 >= rank) {
-            lo = h + 1;
-        } else {
+        // sort.Search's predicate `count >= rank`; NaN ranks never match.
+        if buckets[h].1 >= rank {
             hi = h;
+        } else {
+            lo = h + 1;
         }
     }
     let b = lo;
@@ -601,7 +602,8 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
 
 /// Go's `int64(f)` on amd64: out-of-range and NaN become the minimum int64.
 fn go_f64_to_i64(v: f64) -> i64 {
-    if v.is_nan() || v >= 9.223_372_036_854_775_807e18 || v < -9.223_372_036_854_775_808e18 {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0; // 2^63
+    if v.is_nan() || !(-LIMIT..LIMIT).contains(&v) {
         i64::MIN
     } else {
         v as i64

@@ -1,7 +1,9 @@
 use super::*;
 use crate::store::Origin;
 
-fn store_with(series: &[(&[(&str, &str)], &[(i64, f64)])]) -> Store {
+type SeriesSpec<'a> = (&'a [(&'a str, &'a str)], &'a [(i64, f64)]);
+
+fn store_with(series: &[SeriesSpec]) -> Store {
     let s = Store::unbounded();
     for (labels, samples) in series {
         let l = Labels::from_pairs(labels.iter().copied());
