@@ -256,7 +256,7 @@ pub fn parse_rule_file(
                     continue;
                 }
             };
-            let expr = match promql_parser::parser::parse(&expr_text) {
+            let expr = match crate::eval::parse(&expr_text) {
                 Ok(e) => e,
                 Err(e) => {
                     fail("expr", format!("could not parse expression: {e}"));
@@ -372,7 +372,7 @@ pub fn parse_rule_file(
                     }
                 };
                 let text = format!("({}) {} {}", expr_text.trim(), th.op, th.value);
-                let expr = match promql_parser::parser::parse(&text) {
+                let expr = match crate::eval::parse(&text) {
                     Ok(e) => e,
                     Err(e) => {
                         fail(
@@ -510,9 +510,9 @@ mod tests {
             e.starts_with("r.yaml:5:15: group \"g\", rule \"A\": could not parse"),
             "{e}"
         );
-        let src = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: holt_winters(x[5m], 0.5, 0.5)\n";
+        let src = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sort_by_label(x, \"a\")\n";
         let e = parse_rule_file(src, "r.yaml").unwrap_err().to_string();
-        assert!(e.contains("holt_winters"), "{e}");
+        assert!(e.contains("unsupported function sort_by_label()"), "{e}");
         let src = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        warning: \"~ 3\"\n";
         assert!(parse_rule_file(src, "r.yaml").is_err());
     }

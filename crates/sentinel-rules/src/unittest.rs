@@ -544,7 +544,7 @@ fn run_group(
     'outer: for pt in &tg.promql_expr_test {
         let t = opt_duration(&pt.eval_time)?;
         let when = model_duration_string(t);
-        let got = promql_parser::parser::parse(&pt.expr)
+        let got = crate::eval::parse(&pt.expr)
             .map_err(|e| e.to_string())
             .and_then(|e| crate::eval::check(&e).map(|_| e))
             .and_then(|e| {

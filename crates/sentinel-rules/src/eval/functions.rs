@@ -231,6 +231,28 @@ fn extrapolated_rate(
     Some(result * factor)
 }
 
+/// `funcHoltWinters` of Prometheus 2.42.
+fn holt_winters(p: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (mut s0, mut s1) = (0.0, p[0].1);
+    let mut b = p[1].1 - p[0].1;
+    for (i, (_, v)) in p.iter().enumerate().skip(1) {
+        let x = sf * v;
+        // calcTrendValue(i-1, ...)
+        b = if i == 1 {
+            b
+        } else {
+            tf * (s1 - s0) + (1.0 - tf) * b
+        };
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Some(s1)
+}
+
 fn instant_value(points: &[(i64, f64)], is_rate: bool) -> Option<f64> {
     if points.len() < 2 {
         return None;
@@ -283,6 +305,7 @@ fn absent_labels(e: &Expr) -> Labels {
 }
 
 const RANGE_FUNCTIONS: &[&str] = &[
+    "holt_winters",
     "rate",
     "irate",
     "increase",
@@ -334,6 +357,21 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
         "ln" => simple(f64::ln),
         "log2" => simple(f64::log2),
         "log10" => simple(f64::log10),
+        "acos" => simple(f64::acos),
+        "acosh" => simple(f64::acosh),
+        "asin" => simple(f64::asin),
+        "asinh" => simple(f64::asinh),
+        "atan" => simple(f64::atan),
+        "atanh" => simple(f64::atanh),
+        "cos" => simple(f64::cos),
+        "cosh" => simple(f64::cosh),
+        "sin" => simple(f64::sin),
+        "sinh" => simple(f64::sinh),
+        "tan" => simple(f64::tan),
+        "tanh" => simple(f64::tanh),
+        "deg" => simple(|v| v * 180.0 / std::f64::consts::PI),
+        "rad" => simple(|v| v * std::f64::consts::PI / 180.0),
+        "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
         "sgn" => simple(|v| {
             if v < 0.0 {
                 -1.0
@@ -668,6 +706,20 @@ fn range_call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
             "rate" => extrapolated_rate(p, range_start, range_end, range_secs, true, true),
             "increase" => extrapolated_rate(p, range_start, range_end, range_secs, true, false),
             "delta" => extrapolated_rate(p, range_start, range_end, range_secs, false, false),
+            "holt_winters" => {
+                let (sf, tf) = (scalars[0], scalars[1]);
+                if sf <= 0.0 || sf >= 1.0 {
+                    return err(format!(
+                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                    ));
+                }
+                if tf <= 0.0 || tf >= 1.0 {
+                    return err(format!(
+                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                    ));
+                }
+                holt_winters(p, sf, tf)
+            }
             "irate" => instant_value(p, true),
             "idelta" => instant_value(p, false),
             "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),

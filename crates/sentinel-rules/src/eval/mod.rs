@@ -62,6 +62,25 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
+/// Parses PromQL as Prometheus 2.42 knows it: `promql-parser` plus `holt_winters`,
+/// which 2.42 has and newer releases renamed.
+pub fn parse(text: &str) -> Result<Expr, String> {
+    static EXTRA: std::sync::Once = std::sync::Once::new();
+    EXTRA.call_once(|| {
+        use promql_parser::parser::value::ValueType;
+        let _ = promql_parser::parser::register_extra_functions(vec![
+            promql_parser::parser::Function::new(
+                "holt_winters",
+                vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+                0,
+                ValueType::Vector,
+                false,
+            ),
+        ]);
+    });
+    promql_parser::parser::parse(text)
+}
+
 /// Functions the evaluator implements (the documented subset).
 pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "rate",
@@ -107,6 +126,22 @@ pub const SUPPORTED_FUNCTIONS: &[&str] = &[
     "label_join",
     "sort",
     "sort_desc",
+    "holt_winters",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "cos",
+    "cosh",
+    "sin",
+    "sinh",
+    "tan",
+    "tanh",
+    "deg",
+    "rad",
+    "pi",
     "day_of_month",
     "day_of_week",
     "day_of_year",
@@ -146,9 +181,6 @@ pub fn check(expr: &Expr) -> Result<(), String> {
         }
         Expr::Unary(u) => check(&u.expr),
         Expr::Binary(b) => {
-            if b.op.id() == token::T_ATAN2 {
-                return Err("unsupported operator atan2".into());
-            }
             if let Some(m) = &b.modifier {
                 if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
                     return Err("unsupported fill modifier".into());
@@ -885,16 +917,11 @@ pub fn format_go_float(v: f64) -> String {
     }
 }
 
+/// `shouldDropMetricName` (atan2 keeps the name in 2.42).
 fn drops_name(op: u16) -> bool {
     matches!(
         op,
-        token::T_ADD
-            | token::T_SUB
-            | token::T_DIV
-            | token::T_MUL
-            | token::T_POW
-            | token::T_MOD
-            | token::T_ATAN2
+        token::T_ADD | token::T_SUB | token::T_DIV | token::T_MUL | token::T_POW | token::T_MOD
     )
 }
 
@@ -937,6 +964,7 @@ fn elem_binop(op: u16, l: f64, r: f64) -> Result<(f64, bool), EvalError> {
         token::T_LSS => (l, l < r),
         token::T_GTE => (l, l >= r),
         token::T_LTE => (l, l <= r),
+        token::T_ATAN2 => (l.atan2(r), true),
         _ => {
             return err(format!(
                 "operator {} not allowed for operations between Vectors",

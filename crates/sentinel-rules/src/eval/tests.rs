@@ -15,7 +15,7 @@ fn store_with(series: &[SeriesSpec]) -> Store {
 }
 
 fn eval(store: &Store, ts: i64, q: &str) -> Vec<Sample> {
-    let e = promql_parser::parser::parse(q).unwrap();
+    let e = crate::eval::parse(q).unwrap();
     check(&e).unwrap();
     let mut v = Evaluator::new(store, ts).eval_instant(&e).unwrap();
     v.sort_by(|a, b| a.labels.cmp(&b.labels));
