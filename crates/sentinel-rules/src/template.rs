@@ -19,6 +19,7 @@ enum Operand {
     Dot(Vec<String>),
     Str(String),
     Num(f64),
+    Int(i64),
     Func(String, Vec<Operand>),
     Pipe(Box<Pipeline>),
 }
@@ -30,6 +31,17 @@ struct Pipeline(Vec<Operand>);
 enum Node {
     Text(String),
     Action(Pipeline),
+    /// `{{ if P }}…{{ else if Q }}…{{ else }}…{{ end }}` (else-if nests as an If).
+    If(Pipeline, Vec<Node>, Vec<Node>),
+}
+
+/// A lexed item before the tree is built.
+enum Item {
+    Node(Node),
+    If(Pipeline),
+    ElseIf(Pipeline),
+    Else,
+    End,
 }
 
 /// A parsed template.
@@ -47,6 +59,21 @@ pub struct TemplateData<'a> {
 }
 
 const FUNCS: &[&str] = &[
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "and",
+    "or",
+    "not",
+    "reReplaceAll",
+    "match",
+    "stripPort",
+    "stripDomain",
+    "toTime",
+    "len",
     "humanize",
     "humanize1024",
     "humanizeDuration",
@@ -62,12 +89,27 @@ const FUNCS: &[&str] = &[
 enum Val {
     Str(String),
     Num(f64),
+    Int(i64),
+    Bool(bool),
     Map(BTreeMap<String, String>),
+}
+
+impl Val {
+    /// Go template truth: false, 0, "" and empty maps are false.
+    fn truthy(&self) -> bool {
+        match self {
+            Val::Str(s) => !s.is_empty(),
+            Val::Num(n) => *n != 0.0,
+            Val::Int(i) => *i != 0,
+            Val::Bool(b) => *b,
+            Val::Map(m) => !m.is_empty(),
+        }
+    }
 }
 
 impl Template {
     pub fn parse(text: &str) -> Result<Template, TemplateError> {
-        let mut nodes = Vec::new();
+        let mut nodes: Vec<Item> = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("{{") {
             let mut before = &rest[..start];
@@ -89,44 +131,119 @@ impl Template {
                 after = after.trim_start();
             }
             if !before.is_empty() {
-                nodes.push(Node::Text(before.to_string()));
+                nodes.push(Item::Node(Node::Text(before.to_string())));
             }
             let inner = inner.trim();
             if inner.starts_with("/*") {
                 // a comment
             } else {
                 let toks = tokenize(inner)?;
-                let mut pos = 0;
-                let p = parse_pipeline(&toks, &mut pos)?;
-                if pos != toks.len() {
-                    return Err(TemplateError(format!(
-                        "unexpected {:?} in action",
-                        toks[pos]
-                    )));
-                }
-                nodes.push(Node::Action(p));
+                let pipeline = |toks: &[Tok]| -> Result<Pipeline, TemplateError> {
+                    let mut pos = 0;
+                    let p = parse_pipeline(toks, &mut pos)?;
+                    if pos != toks.len() {
+                        return Err(TemplateError(format!(
+                            "unexpected {:?} in action",
+                            toks[pos]
+                        )));
+                    }
+                    Ok(p)
+                };
+                let kw = |i: usize, w: &str| matches!(toks.get(i), Some(Tok::Ident(x)) if x == w);
+                let item = if kw(0, "if") {
+                    Item::If(pipeline(&toks[1..])?)
+                } else if kw(0, "else") && kw(1, "if") {
+                    Item::ElseIf(pipeline(&toks[2..])?)
+                } else if kw(0, "else") && toks.len() == 1 {
+                    Item::Else
+                } else if kw(0, "end") && toks.len() == 1 {
+                    Item::End
+                } else {
+                    Item::Node(Node::Action(pipeline(&toks)?))
+                };
+                nodes.push(item);
             }
             rest = after;
         }
         if !rest.is_empty() {
-            nodes.push(Node::Text(rest.to_string()));
+            nodes.push(Item::Node(Node::Text(rest.to_string())));
         }
-        Ok(Template { nodes })
+        let mut items = nodes.into_iter().peekable();
+        let (tree, stop) = build(&mut items)?;
+        if stop.is_some() {
+            return Err(TemplateError("unexpected {{end}} or {{else}}".into()));
+        }
+        Ok(Template { nodes: tree })
     }
 
     pub fn execute(&self, data: &TemplateData) -> Result<String, TemplateError> {
         let mut out = String::new();
-        for n in &self.nodes {
-            match n {
-                Node::Text(t) => out.push_str(t),
-                Node::Action(p) => {
-                    let v = eval_pipeline(p, data)?;
-                    out.push_str(&print_val(&v));
+        exec_nodes(&self.nodes, data, &mut out)?;
+        Ok(out)
+    }
+}
+
+fn exec_nodes(nodes: &[Node], data: &TemplateData, out: &mut String) -> Result<(), TemplateError> {
+    for n in nodes {
+        match n {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(p) => {
+                let v = eval_pipeline(p, data)?;
+                out.push_str(&print_val(&v));
+            }
+            Node::If(cond, then, otherwise) => {
+                if eval_pipeline(cond, data)?.truthy() {
+                    exec_nodes(then, data, out)?;
+                } else {
+                    exec_nodes(otherwise, data, out)?;
                 }
             }
         }
-        Ok(out)
     }
+    Ok(())
+}
+
+enum Stop {
+    Else,
+    ElseIf(Pipeline),
+    End,
+}
+
+/// Builds the node tree up to the next `else`/`end` (returned as the stop).
+fn build(
+    items: &mut std::iter::Peekable<std::vec::IntoIter<Item>>,
+) -> Result<(Vec<Node>, Option<Stop>), TemplateError> {
+    let mut out = Vec::new();
+    while let Some(item) = items.next() {
+        match item {
+            Item::Node(n) => out.push(n),
+            Item::If(cond) => out.push(build_if(cond, items)?),
+            Item::Else => return Ok((out, Some(Stop::Else))),
+            Item::ElseIf(p) => return Ok((out, Some(Stop::ElseIf(p)))),
+            Item::End => return Ok((out, Some(Stop::End))),
+        }
+    }
+    Ok((out, None))
+}
+
+fn build_if(
+    cond: Pipeline,
+    items: &mut std::iter::Peekable<std::vec::IntoIter<Item>>,
+) -> Result<Node, TemplateError> {
+    let (then, stop) = build(items)?;
+    let otherwise = match stop {
+        Some(Stop::End) => Vec::new(),
+        Some(Stop::Else) => {
+            let (e, stop) = build(items)?;
+            if !matches!(stop, Some(Stop::End)) {
+                return Err(TemplateError("missing {{end}} after {{else}}".into()));
+            }
+            e
+        }
+        Some(Stop::ElseIf(p)) => vec![build_if(p, items)?],
+        None => return Err(TemplateError("unexpected EOF: missing {{end}}".into())),
+    };
+    Ok(Node::If(cond, then, otherwise))
 }
 
 /// Expands a template string; errors become Prometheus's inline error text.
@@ -139,6 +256,7 @@ pub fn expand(text: &str, data: &TemplateData, name: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq)]
 enum Tok {
+    Int(i64),
     Ident(String),
     Var(String, Vec<String>),
     Dot(Vec<String>),
@@ -236,10 +354,20 @@ fn tokenize(s: &str) -> Result<Vec<Tok>, TemplateError> {
                 i += 1;
             }
             let t: String = b[st..i].iter().collect();
-            let n: f64 = t
-                .parse()
-                .map_err(|_| TemplateError(format!("bad number syntax: {t:?}")))?;
-            out.push(Tok::Num(n));
+            if t.trim_start_matches(['-', '+'])
+                .chars()
+                .all(|c| c.is_ascii_digit())
+            {
+                let n: i64 = t
+                    .parse()
+                    .map_err(|_| TemplateError(format!("bad number syntax: {t:?}")))?;
+                out.push(Tok::Int(n));
+            } else {
+                let n: f64 = t
+                    .parse()
+                    .map_err(|_| TemplateError(format!("bad number syntax: {t:?}")))?;
+                out.push(Tok::Num(n));
+            }
         } else if c.is_alphabetic() || c == '_' {
             let w = word(&mut i);
             out.push(Tok::Ident(w));
@@ -291,6 +419,7 @@ fn parse_operand(t: &[Tok], pos: &mut usize) -> Result<Operand, TemplateError> {
         Tok::Dot(f) => Operand::Dot(f),
         Tok::Str(s) => Operand::Str(s),
         Tok::Num(n) => Operand::Num(n),
+        Tok::Int(n) => Operand::Int(n),
         Tok::Ident(name) => {
             if !FUNCS.contains(&name.as_str()) {
                 return Err(TemplateError(format!("function \"{name}\" not defined")));
@@ -346,6 +475,7 @@ fn eval_operand(o: &Operand, d: &TemplateData, piped: Option<Val>) -> Result<Val
         }
         Operand::Str(s) => Ok(Val::Str(s.clone())),
         Operand::Num(n) => Ok(Val::Num(*n)),
+        Operand::Int(n) => Ok(Val::Int(*n)),
         Operand::Pipe(p) => eval_pipeline(p, d),
         Operand::Func(name, args) => {
             let mut vals = Vec::new();
@@ -377,8 +507,35 @@ fn to_float(v: &Val) -> Result<f64, TemplateError> {
         Val::Str(s) => s.trim().parse().map_err(|_| {
             TemplateError(format!("strconv.ParseFloat: parsing {s:?}: invalid syntax"))
         }),
-        Val::Map(_) => Err(TemplateError("can't convert map to float".into())),
+        Val::Int(i) => Ok(*i as f64),
+        Val::Bool(_) | Val::Map(_) => {
+            Err(TemplateError(format!("can't convert {} to float", kind(v))))
+        }
     }
+}
+
+fn kind(v: &Val) -> &'static str {
+    match v {
+        Val::Str(_) => "string",
+        Val::Num(_) => "float64",
+        Val::Int(_) => "int",
+        Val::Bool(_) => "bool",
+        Val::Map(_) => "map[string]string",
+    }
+}
+
+/// text/template's eq/lt/...: operands of different basic kinds are an error.
+fn compare(a: &Val, b: &Val) -> Result<std::cmp::Ordering, TemplateError> {
+    use std::cmp::Ordering;
+    let bad = || TemplateError("incompatible types for comparison".into());
+    Ok(match (a, b) {
+        (Val::Num(x), Val::Num(y)) => x.partial_cmp(y).unwrap_or(Ordering::Less),
+        (Val::Int(x), Val::Int(y)) => x.cmp(y),
+        (Val::Str(x), Val::Str(y)) => x.cmp(y),
+        (Val::Bool(x), Val::Bool(y)) if x == y => Ordering::Equal,
+        (Val::Bool(_), Val::Bool(_)) => Ordering::Less,
+        _ => return Err(bad()),
+    })
 }
 
 fn to_str(v: &Val) -> String {
@@ -386,6 +543,103 @@ fn to_str(v: &Val) -> String {
 }
 
 fn call(name: &str, args: Vec<Val>) -> Result<Val, TemplateError> {
+    let two = |args: &[Val]| -> Result<(Val, Val), TemplateError> {
+        if args.len() != 2 {
+            return Err(TemplateError(format!(
+                "wrong number of args for {name}: want 2 got {}",
+                args.len()
+            )));
+        }
+        Ok((args[0].clone(), args[1].clone()))
+    };
+    use std::cmp::Ordering::*;
+    match name {
+        "eq" => {
+            let Some((first, rest)) = args.split_first() else {
+                return Err(TemplateError("missing argument for comparison".into()));
+            };
+            for r in rest {
+                if compare(first, r)? == Equal {
+                    return Ok(Val::Bool(true));
+                }
+            }
+            return Ok(Val::Bool(false));
+        }
+        "ne" => {
+            let (a, b) = two(&args)?;
+            return Ok(Val::Bool(compare(&a, &b)? != Equal));
+        }
+        "lt" | "le" | "gt" | "ge" => {
+            let (a, b) = two(&args)?;
+            if matches!(a, Val::Bool(_)) {
+                return Err(TemplateError("invalid type for comparison".into()));
+            }
+            let o = compare(&a, &b)?;
+            let nan = matches!((&a, &b), (Val::Num(x), Val::Num(y)) if x.is_nan() || y.is_nan());
+            return Ok(Val::Bool(
+                !nan && match name {
+                    "lt" => o == Less,
+                    "le" => o != Greater,
+                    "gt" => o == Greater,
+                    _ => o != Less,
+                },
+            ));
+        }
+        "and" => {
+            for a in &args {
+                if !a.truthy() {
+                    return Ok(a.clone());
+                }
+            }
+            return args
+                .last()
+                .cloned()
+                .ok_or_else(|| TemplateError("wrong number of args for and".into()));
+        }
+        "or" => {
+            for a in &args {
+                if a.truthy() {
+                    return Ok(a.clone());
+                }
+            }
+            return args
+                .last()
+                .cloned()
+                .ok_or_else(|| TemplateError("wrong number of args for or".into()));
+        }
+        "not" => {
+            if args.len() != 1 {
+                return Err(TemplateError("wrong number of args for not: want 1".into()));
+            }
+            return Ok(Val::Bool(!args[0].truthy()));
+        }
+        "len" => {
+            return match args.first() {
+                Some(Val::Str(s)) => Ok(Val::Int(s.len() as i64)),
+                Some(Val::Map(m)) => Ok(Val::Int(m.len() as i64)),
+                _ => Err(TemplateError("len of unsupported type".into())),
+            };
+        }
+        "match" => {
+            let (re, text) = two(&args)?;
+            let re = regex::Regex::new(&to_str(&re)).map_err(|e| TemplateError(e.to_string()))?;
+            return Ok(Val::Bool(re.is_match(&to_str(&text))));
+        }
+        "reReplaceAll" => {
+            if args.len() != 3 {
+                return Err(TemplateError(
+                    "wrong number of args for reReplaceAll: want 3".into(),
+                ));
+            }
+            let re =
+                regex::Regex::new(&to_str(&args[0])).map_err(|e| TemplateError(e.to_string()))?;
+            return Ok(Val::Str(
+                re.replace_all(&to_str(&args[2]), to_str(&args[1]).as_str())
+                    .into_owned(),
+            ));
+        }
+        _ => {}
+    }
     let one = |args: &[Val]| -> Result<Val, TemplateError> {
         if args.len() != 1 {
             return Err(TemplateError(format!(
@@ -402,6 +656,27 @@ fn call(name: &str, args: Vec<Val>) -> Result<Val, TemplateError> {
         "humanizePercentage" => format!("{}%", go_g(to_float(&one(&args)?)? * 100.0, 4)),
         "humanizeTimestamp" => humanize_timestamp(to_float(&one(&args)?)?),
         "title" => title(&to_str(&one(&args)?)),
+        "stripPort" => {
+            let hp = to_str(&one(&args)?);
+            split_host_port(&hp).map(|(h, _)| h).unwrap_or(hp)
+        }
+        "stripDomain" => {
+            let hp = to_str(&one(&args)?);
+            let (host, port) = split_host_port(&hp).unwrap_or((hp.clone(), String::new()));
+            if host.parse::<std::net::IpAddr>().is_ok() {
+                hp
+            } else {
+                let h = host.split('.').next().unwrap_or("").to_string();
+                if port.is_empty() {
+                    h
+                } else if h.contains(':') {
+                    format!("[{h}]:{port}")
+                } else {
+                    format!("{h}:{port}")
+                }
+            }
+        }
+        "toTime" => humanize_timestamp(to_float(&one(&args)?)?),
         "toUpper" => to_str(&one(&args)?).to_uppercase(),
         "toLower" => to_str(&one(&args)?).to_lowercase(),
         "printf" => {
@@ -414,10 +689,25 @@ fn call(name: &str, args: Vec<Val>) -> Result<Val, TemplateError> {
     }))
 }
 
+/// `net.SplitHostPort`, for the shapes instance labels take.
+fn split_host_port(s: &str) -> Option<(String, String)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:")?;
+        return Some((h.to_string(), p.to_string()));
+    }
+    let (h, p) = s.rsplit_once(':')?;
+    if h.contains(':') {
+        return None;
+    }
+    Some((h.to_string(), p.to_string()))
+}
+
 fn print_val(v: &Val) -> String {
     match v {
         Val::Str(s) => s.clone(),
         Val::Num(n) => go_g(*n, -1),
+        Val::Int(i) => i.to_string(),
+        Val::Bool(b) => b.to_string(),
         Val::Map(m) => {
             let inner: Vec<String> = m.iter().map(|(k, v)| format!("{k}:{v}")).collect();
             format!("map[{}]", inner.join(" "))
@@ -662,13 +952,14 @@ fn printf(fmt: &str, args: &[Val]) -> String {
         // Go prints a verb that does not fit the argument's type as %!verb(type=value).
         let wrong = |verb: char| match arg {
             Val::Num(f) => format!("%!{verb}(float64={})", go_g(*f, -1)),
-            other => format!("%!{verb}(string={})", to_str(other)),
+            other => format!("%!{verb}({}={})", kind(other), to_str(other)),
         };
         let s = match (verb, arg) {
             ('v', _) => to_str(arg),
             ('s', Val::Str(s)) => s.clone(),
             ('q', Val::Str(s)) => crate::labels::go_quote(s),
             ('f' | 'F', Val::Num(f)) => format!("{:.*}", prec.unwrap_or(6), f),
+            ('d', Val::Int(i)) => i.to_string(),
             ('g', Val::Num(f)) => go_g(*f, prec.map(|p| p as i32).unwrap_or(-1)),
             ('e', Val::Num(f)) => {
                 let s = format!("{:.*e}", prec.unwrap_or(6), f);
@@ -745,8 +1036,33 @@ mod tests {
     }
 
     #[test]
+    fn if_else_and_comparisons() {
+        let t = "{{ if gt $value 0.5 }}high{{ else if gt $value 0.1 }}mid{{ else }}low{{ end }}";
+        assert_eq!(run(t, 0.7), "high");
+        assert_eq!(run(t, 0.2), "mid");
+        assert_eq!(run(t, 0.0), "low");
+        assert_eq!(run("{{ $labels.instance | stripPort }}", 0.0), "gpu-01");
+        assert_eq!(
+            run("{{ reReplaceAll \"-0.*\" \"\" $labels.instance }}", 0.0),
+            "gpu"
+        );
+        // Go refuses to compare a float64 with an int.
+        let d = BTreeMap::new();
+        let data = TemplateData {
+            labels: &d,
+            external_labels: &d,
+            external_url: "",
+            value: 1.0,
+        };
+        assert!(Template::parse("{{ if gt $value 1 }}x{{ end }}")
+            .unwrap()
+            .execute(&data)
+            .is_err());
+    }
+
+    #[test]
     fn unsupported_actions_fail_at_parse() {
-        assert!(Template::parse("{{ if $value }}x{{ end }}").is_err());
+        assert!(Template::parse("{{ range $labels }}x{{ end }}").is_err());
         assert!(Template::parse("{{ query \"up\" }}").is_err());
         assert!(Template::parse("{{ $nope }}").is_err());
     }
