@@ -3,16 +3,18 @@
 //! evaluator and the rule state machine.
 
 use std::fmt;
+use std::sync::Arc;
 
 pub const METRIC_NAME: &str = "__name__";
 
-/// A sorted, duplicate-free label set.
+/// A sorted, duplicate-free label set. Shared (cloning is a reference count) because
+/// every selected sample carries its series' labels; changed copy-on-write.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(Arc<Vec<(String, String)>>);
 
 impl Labels {
     pub fn empty() -> Self {
-        Labels(Vec::new())
+        Labels(Arc::new(Vec::new()))
     }
 
     /// Builds from pairs in any order; later duplicates win, empty values are dropped.
@@ -47,14 +49,14 @@ impl Labels {
         match self.0.binary_search_by(|(k, _)| k.as_str().cmp(&name)) {
             Ok(i) => {
                 if value.is_empty() {
-                    self.0.remove(i);
-                } else {
-                    self.0[i].1 = value;
+                    Arc::make_mut(&mut self.0).remove(i);
+                } else if self.0[i].1 != value {
+                    Arc::make_mut(&mut self.0)[i].1 = value;
                 }
             }
             Err(i) => {
                 if !value.is_empty() {
-                    self.0.insert(i, (name, value));
+                    Arc::make_mut(&mut self.0).insert(i, (name, value));
                 }
             }
         }
@@ -62,7 +64,7 @@ impl Labels {
 
     pub fn del(&mut self, name: &str) {
         if let Ok(i) = self.0.binary_search_by(|(k, _)| k.as_str().cmp(name)) {
-            self.0.remove(i);
+            Arc::make_mut(&mut self.0).remove(i);
         }
     }
 
@@ -73,23 +75,26 @@ impl Labels {
     }
 
     pub fn keep(&self, names: &[String]) -> Labels {
-        Labels(
+        Labels(Arc::new(
             self.0
                 .iter()
                 .filter(|(k, _)| names.iter().any(|n| n == k))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     pub fn drop_names(&self, names: &[String]) -> Labels {
-        Labels(
+        if !self.0.iter().any(|(k, _)| names.iter().any(|n| n == k)) {
+            return self.clone();
+        }
+        Labels(Arc::new(
             self.0
                 .iter()
                 .filter(|(k, _)| !names.iter().any(|n| n == k))
                 .cloned()
                 .collect(),
-        )
+        ))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
@@ -109,12 +114,13 @@ impl Labels {
     }
 
     pub fn into_pairs(self) -> Vec<(String, String)> {
-        self.0
+        Arc::unwrap_or_clone(self.0)
     }
 
     /// Approximate heap bytes, for the store's memory accounting.
     pub fn heap_bytes(&self) -> usize {
-        self.0.capacity() * std::mem::size_of::<(String, String)>()
+        2 * std::mem::size_of::<usize>()
+            + self.0.capacity() * std::mem::size_of::<(String, String)>()
             + self
                 .0
                 .iter()

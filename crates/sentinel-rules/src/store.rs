@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use promql_parser::label::Matcher;
 use sentinel_base::metrics::exposition::SnapshotSink;
 use sentinel_base::metrics::MetricFamily;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -50,7 +50,7 @@ struct Series {
 pub type SelectedSeries = (Labels, Vec<(i64, f64)>);
 
 pub struct Store {
-    by_name: RwLock<HashMap<String, HashMap<Labels, Series>>>,
+    by_name: RwLock<HashMap<String, BTreeMap<Labels, Series>>>,
     retention_ms: AtomicU64,
     max_series: AtomicU64,
     series: AtomicU64,
@@ -111,7 +111,7 @@ impl Store {
 
     fn append_locked(
         &self,
-        map: &mut HashMap<String, HashMap<Labels, Series>>,
+        map: &mut HashMap<String, BTreeMap<Labels, Series>>,
         labels: &Labels,
         t: i64,
         v: f64,
@@ -177,6 +177,47 @@ impl Store {
         self.series.fetch_sub(removed, Ordering::Relaxed);
     }
 
+    /// For each matching series, its newest sample in `[mint, maxt]` (stale markers
+    /// included, so the caller can drop the series), sorted by labels.
+    pub fn select_last(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, (i64, f64))> {
+        let map = self.by_name.read();
+        let name_eq = matchers.iter().find_map(|m| {
+            (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
+                .then_some(m.value.as_str())
+        });
+        let families: Vec<&BTreeMap<Labels, Series>> = match name_eq {
+            Some(n) => map.get(n).into_iter().collect(),
+            None => map.values().collect(),
+        };
+        let several = families.len() > 1;
+        let mut out = Vec::new();
+        for family in families {
+            for (labels, series) in family {
+                if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
+                    continue;
+                }
+                // Newest sample at or before maxt.
+                let idx = series.samples.partition_point(|(t, _)| *t <= maxt);
+                if idx == 0 {
+                    continue;
+                }
+                let (t, v) = series.samples[idx - 1];
+                if t >= mint {
+                    out.push((labels.clone(), (t, v)));
+                }
+            }
+        }
+        if several {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        out
+    }
+
     /// The series matching every matcher, with their samples in `[mint, maxt]`, sorted by
     /// labels (the order a TSDB returns them in, which decides ties in topk and friends).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SelectedSeries> {
@@ -185,26 +226,27 @@ impl Store {
             (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
                 .then_some(m.value.as_str())
         });
-        let families: Vec<&HashMap<Labels, Series>> = match name_eq {
+        let families: Vec<&BTreeMap<Labels, Series>> = match name_eq {
             Some(n) => map.get(n).into_iter().collect(),
             None => map.values().collect(),
         };
+        let several = families.len() > 1;
         let mut out = Vec::new();
         for family in families {
             for (labels, series) in family {
                 if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
                     continue;
                 }
-                let samples: Vec<(i64, f64)> = series
-                    .samples
-                    .iter()
-                    .filter(|(t, _)| *t >= mint && *t <= maxt)
-                    .copied()
-                    .collect();
+                let lo = series.samples.partition_point(|(t, _)| *t < mint);
+                let hi = series.samples.partition_point(|(t, _)| *t <= maxt);
+                let samples: Vec<(i64, f64)> =
+                    series.samples.range(lo..hi.max(lo)).copied().collect();
                 out.push((labels.clone(), samples));
             }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        if several {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
         out
     }
 
