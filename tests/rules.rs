@@ -122,3 +122,21 @@ fn running_binary_exports_firing_alerts() {
     }
     panic!("no firing Watchdog in /metrics:\n{text}");
 }
+
+#[test]
+fn rule_globs_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    temp_file(
+        &dir.path().join("rules"),
+        "ok.yaml",
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1)\n",
+    );
+    let cfg = temp_file(
+        dir.path(),
+        "c.yaml",
+        "rules:\n  files: [\"rules/*.yaml\"]\n",
+    );
+    let (code, _, stderr) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+}

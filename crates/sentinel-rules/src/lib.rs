@@ -22,7 +22,11 @@ use serde::{Deserialize, Serialize};
 pub struct RulesConfig {
     /// Rule file globs; the embedded default rules when empty.
     pub files: Vec<String>,
+    /// Evaluation interval of groups without their own `interval`.
     pub evaluation_interval: Dur,
+    /// Directory relative rule globs resolve against (the config file's); set by the loader.
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RulesConfig {
@@ -30,6 +34,7 @@ impl Default for RulesConfig {
         RulesConfig {
             files: Vec::new(),
             evaluation_interval: Dur::secs(5),
+            base_dir: None,
         }
     }
 }
@@ -67,7 +72,11 @@ impl RulesConfig {
         }
         let mut out = Vec::new();
         for pattern in &self.files {
-            let paths = rulefile::expand_globs(std::slice::from_ref(pattern), None)?;
+            let base = self
+                .base_dir
+                .as_deref()
+                .filter(|b| !b.as_os_str().is_empty());
+            let paths = rulefile::expand_globs(std::slice::from_ref(pattern), base)?;
             if paths.is_empty() {
                 return Err(rulefile::LoadError::Invalid(format!(
                     "rule file pattern {pattern:?} matches no file"
