@@ -83,8 +83,13 @@ struct Persisted {
     seen_ms: i64,
 }
 
+/// One current alert: `(group, rule, state, labels, active_at_ms)`.
+pub type AlertRow = (String, String, AlertState, Labels, i64);
+
 pub struct RuleEngine {
     store: Arc<Store>,
+    /// The alerts after the last evaluation, so `/metrics` never waits for one.
+    snapshot: Mutex<Arc<Vec<AlertRow>>>,
     sink: Mutex<Arc<dyn AlertSink>>,
     inner: Mutex<Inner>,
     metrics: Metrics,
@@ -132,6 +137,7 @@ impl RuleEngine {
         };
         let engine = Arc::new(RuleEngine {
             store,
+            snapshot: Mutex::new(Arc::new(Vec::new())),
             sink: Mutex::new(sink),
             inner: Mutex::new(Inner {
                 groups: Vec::new(),
@@ -366,6 +372,24 @@ impl RuleEngine {
     }
 }
 
+fn collect_alerts(groups: &[GroupRun]) -> Vec<AlertRow> {
+    let mut out = Vec::new();
+    for run in groups {
+        for r in &run.group.rules {
+            for a in r.active_alerts() {
+                out.push((
+                    run.group.name.clone(),
+                    r.def.name.clone(),
+                    a.state,
+                    a.labels.clone(),
+                    a.active_at,
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// Exports `ALERTS` and `ALERTS_FOR_STATE` as gauge families.
 struct AlertFamilies(std::sync::Weak<RuleEngine>);
 
@@ -382,9 +406,9 @@ impl FamilySource for AlertFamilies {
             "ALERTS_FOR_STATE",
             "Unix time at which each pending or firing alert became active.",
         );
-        for (_, _, state, labels, active_at) in engine.alerts() {
+        for (_, _, state, labels, active_at) in engine.alerts().iter() {
             for_state.push_owned(labels.pairs().to_vec(), active_at.div_euclid(1000) as f64);
-            let mut l = labels;
+            let mut l = labels.clone();
             l.set("alertstate".into(), state.as_str().into());
             alerts.push_owned(l.into_pairs(), 1.0);
         }
