@@ -310,6 +310,7 @@ impl RuleEngine {
                 groups.iter().map(|r| &r.group),
                 now_ms,
             );
+            *self.snapshot.lock() = Arc::new(collect_alerts(groups));
         }
         drop(inner);
         if !to_send.is_empty() {
@@ -332,24 +333,9 @@ impl RuleEngine {
         }
     }
 
-    /// Current alerts `(group, rule, state, labels, active_at_ms)`, for status pages.
-    pub fn alerts(&self) -> Vec<(String, String, AlertState, Labels, i64)> {
-        let inner = self.inner.lock();
-        let mut out = Vec::new();
-        for run in &inner.groups {
-            for r in &run.group.rules {
-                for a in r.active_alerts() {
-                    out.push((
-                        run.group.name.clone(),
-                        r.def.name.clone(),
-                        a.state,
-                        a.labels.clone(),
-                        a.active_at,
-                    ));
-                }
-            }
-        }
-        out
+    /// Pending and firing alerts as of the last evaluation, for `/metrics` and status pages.
+    pub fn alerts(&self) -> Arc<Vec<AlertRow>> {
+        self.snapshot.lock().clone()
     }
 
     /// `(group, rule, health ok, last error)` of every rule.

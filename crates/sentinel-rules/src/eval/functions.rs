@@ -56,7 +56,7 @@ fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 
 /// `quantile` of promql/quantile.go.
 pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
+    if values.is_empty() || q.is_nan() {
         return f64::NAN;
     }
     if q < 0.0 {
@@ -81,6 +81,9 @@ pub fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
 
 /// `bucketQuantile` of promql/quantile.go.
 fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+    if q.is_nan() {
+        return f64::NAN;
+    }
     if q < 0.0 {
         return f64::NEG_INFINITY;
     }
@@ -101,8 +104,9 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     }
     let mut buckets = merged;
     // ensureMonotonic
-    let mut max = f64::NEG_INFINITY;
-    for b in buckets.iter_mut() {
+    // Starts from the first count, NaN included, as ensureMonotonic does.
+    let mut max = buckets[0].1;
+    for b in buckets.iter_mut().skip(1) {
         if b.1 > max {
             max = b.1;
         } else if b.1 < max {

@@ -375,15 +375,9 @@ impl<'a> Evaluator<'a> {
         let rt = self.ref_time(vs);
         let matchers = selector_matchers(vs);
         let mut out = Vec::new();
-        for (labels, samples) in self.store.select(&matchers, rt - LOOKBACK_MS, rt) {
-            if let Some((t, v)) = samples.last() {
-                if !is_stale(*v) {
-                    out.push(Sample {
-                        labels,
-                        t: *t,
-                        v: *v,
-                    });
-                }
+        for (labels, (t, v)) in self.store.select_last(&matchers, rt - LOOKBACK_MS, rt) {
+            if !is_stale(v) {
+                out.push(Sample { labels, t, v });
             }
         }
         out
