@@ -398,8 +398,17 @@ impl FamilySource for AlertFamilies {
             l.set("alertstate".into(), state.as_str().into());
             alerts.push_owned(l.into_pairs(), 1.0);
         }
+        let mut by_state = MetricFamily::gauge(
+            "sentinel_alerts",
+            "Alerts by state, as of the last rule evaluation.",
+        );
+        for state in [AlertState::Pending, AlertState::Firing] {
+            let n = engine.alerts().iter().filter(|a| a.2 == state).count();
+            by_state.push(&[("state", state.as_str())], n as f64);
+        }
         out.push(alerts);
         out.push(for_state);
+        out.push(by_state);
     }
 }
 
