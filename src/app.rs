@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub struct App {
     config: ArcSwap<Config>,
+    pub rules: Arc<sentinel_rules::engine::RuleEngine>,
     source: ConfigSource,
     pub registry: Registry,
     pub exposition: Arc<Exposition>,
@@ -41,6 +42,24 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// (Re)loads the rule engine from the config; a failure keeps the running rules.
+fn load_rules(engine: &sentinel_rules::engine::RuleEngine, cfg: &Config) {
+    let settings = sentinel_rules::engine::EngineSettings {
+        evaluation_interval: cfg.rules.evaluation_interval.get(),
+        external_labels: cfg.external_labels.clone(),
+        external_url: cfg.external_url.clone().unwrap_or_default(),
+        data_dir: Some(cfg.data_dir.clone()),
+    };
+    let loaded = cfg
+        .rules
+        .sources()
+        .and_then(|sources| engine.load(&sources, settings));
+    match loaded {
+        Ok(n) => tracing::info!(rules = n, "rules loaded"),
+        Err(e) => tracing::error!(error = %e, "rules not loaded; keeping the running rules"),
+    }
 }
 
 impl App {
@@ -77,7 +96,17 @@ impl App {
         let notifier = build_notifier(&config, &registry);
         notifier.start();
         let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
+        let store = Arc::new(sentinel_rules::store::Store::default());
+        exposition.add_sink(store.clone());
+        let rules = sentinel_rules::engine::RuleEngine::new(
+            store,
+            notifier.clone() as Arc<dyn sentinel_base::alert::AlertSink>,
+            &registry,
+        );
+        load_rules(&rules, &config);
+        tokio::spawn(rules.clone().run());
         let app = Arc::new(App {
+            rules,
             credentials: ArcSwap::from_pointee(config.web.credentials()),
             config: ArcSwap::from_pointee(config),
             source,
@@ -183,6 +212,7 @@ impl App {
                 self.ingest.apply_config(&new.ingest);
                 self.config.store(Arc::new(new));
                 self.apply_collectors();
+                load_rules(&self.rules, &self.config());
                 self.reload_ok.set(&[], 1.0);
                 self.reload_time.set(&[], unix_now());
                 self.exposition.refresh();

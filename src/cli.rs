@@ -51,6 +51,11 @@ pub enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_dur)]
         timeout: std::time::Duration,
     },
+    /// Rule tools: run promtool test files, export plain Prometheus rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Probe a running sidecar's /healthz (for container health checks; no shell needed).
     Healthcheck {
         /// URL to probe; defaults to /healthz on the configured listen port on loopback.
@@ -82,6 +87,23 @@ pub enum Command {
 
 fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(s)
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Run `promtool test rules` files against the built-in engine.
+    Test {
+        /// Test files (promtool format).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write plain Prometheus rule files (levels expanded) and an Alertmanager
+    /// inhibit_rules snippet; prints them without --out.
+    Export {
+        /// Output directory.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// Process exit codes.

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use comfy_sentinel::app::App;
-use comfy_sentinel::cli::{exit, Cli, Command};
+use comfy_sentinel::cli::{exit, Cli, Command, RulesCommand};
 use comfy_sentinel::config::{self, Config, LogFormat};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ fn main() {
             exit::OK
         }
         Some(Command::Check { print }) => check(&cli, print),
+        Some(Command::Rules { ref command }) => rules_command(&cli, command),
         Some(Command::Healthcheck { ref url }) => healthcheck(&cli, url.clone()),
         Some(Command::Gate {
             ref url,
@@ -132,6 +133,32 @@ fn verify(
         Err(msg) => {
             println!("{msg}");
             exit::RUNTIME
+        }
+    }
+}
+
+fn rules_command(cli: &Cli, command: &RulesCommand) -> i32 {
+    match command {
+        RulesCommand::Test { files } => sentinel_rules::cli::test(files),
+        RulesCommand::Export { out } => {
+            let (cfg, _) = match load(cli) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let sources = match cfg.rules.sources() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::INVALID_CONFIG;
+                }
+            };
+            match sentinel_rules::cli::export(&sources, out.as_deref()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    exit::INVALID_CONFIG
+                }
+            }
         }
     }
 }

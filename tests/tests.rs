@@ -13,5 +13,6 @@ mod metrics_doc;
 mod notify;
 mod probes;
 mod quality;
+mod rules;
 mod status_page;
 mod system;

@@ -148,7 +148,7 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
         return Ok(Config::default());
     }
     let de = serde_yaml_ng::Deserializer::from_str(source);
-    let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = strip_path_prefix(&strip_location(&inner.to_string()), &path);
@@ -171,6 +171,8 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
             message,
         }
     })?;
+    // Rule file globs are relative to the config file, as Prometheus's rule_files are.
+    config.rules.base_dir = std::path::Path::new(file).parent().map(|p| p.to_path_buf());
     validate(&config, file, source)?;
     Ok(config)
 }

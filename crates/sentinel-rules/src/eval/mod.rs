@@ -1,0 +1,985 @@
+//! Instant-query evaluation of a PromQL subset over the [`Store`], transcribing the
+//! semantics of Prometheus 2.42's `promql/engine.go` (selectors, lookback, staleness,
+//! vector matching, aggregation) so that our verdicts match promtool's. Functions live
+//! in `functions.rs`. Unsupported syntax is refused by [`check`] when a rule loads, so
+//! evaluation never meets it; evaluation errors are values, never panics.
+
+mod functions;
+
+use crate::labels::{valid_label_name, Labels, METRIC_NAME};
+use crate::store::{is_stale, Store, LOOKBACK_MS};
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::token::{self, TokenType};
+use promql_parser::parser::{
+    AggregateExpr, AtModifier, BinaryExpr, Call, Expr, LabelModifier, MatrixSelector, Offset,
+    SubqueryExpr, VectorMatchCardinality, VectorSelector,
+};
+use std::collections::HashMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// One element of an instant vector. `t` is the sample's own timestamp for selector
+/// output (needed by `timestamp()`), the evaluation time otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Labels,
+    pub t: i64,
+    pub v: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct RangeSeries {
+    pub labels: Labels,
+    pub points: Vec<(i64, f64)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Value {
+    Scalar(f64),
+    String(String),
+    Vector(Vec<Sample>),
+    Matrix(Vec<RangeSeries>),
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    #[error("{0}")]
+    Msg(String),
+}
+
+fn err<T>(m: impl Into<String>) -> Result<T, EvalError> {
+    Err(EvalError::Msg(m.into()))
+}
+
+pub fn ms(d: &Duration) -> i64 {
+    d.as_millis() as i64
+}
+
+pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
+    match o {
+        None => 0,
+        Some(Offset::Pos(d)) => ms(d),
+        Some(Offset::Neg(d)) => -ms(d),
+    }
+}
+
+/// Parses PromQL as Prometheus 2.42 knows it: `promql-parser` plus `holt_winters`,
+/// which 2.42 has and newer releases renamed.
+pub fn parse(text: &str) -> Result<Expr, String> {
+    static EXTRA: std::sync::Once = std::sync::Once::new();
+    EXTRA.call_once(|| {
+        use promql_parser::parser::value::ValueType;
+        let _ = promql_parser::parser::register_extra_functions(vec![
+            promql_parser::parser::Function::new(
+                "holt_winters",
+                vec![ValueType::Matrix, ValueType::Scalar, ValueType::Scalar],
+                0,
+                ValueType::Vector,
+                false,
+            ),
+        ]);
+    });
+    promql_parser::parser::parse(text)
+}
+
+/// Functions the evaluator implements (the documented subset).
+pub const SUPPORTED_FUNCTIONS: &[&str] = &[
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "quantile_over_time",
+    "last_over_time",
+    "present_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "changes",
+    "resets",
+    "absent",
+    "absent_over_time",
+    "histogram_quantile",
+    "abs",
+    "ceil",
+    "floor",
+    "round",
+    "clamp",
+    "clamp_min",
+    "clamp_max",
+    "exp",
+    "ln",
+    "log2",
+    "log10",
+    "sqrt",
+    "sgn",
+    "time",
+    "timestamp",
+    "vector",
+    "scalar",
+    "label_replace",
+    "label_join",
+    "sort",
+    "sort_desc",
+    "holt_winters",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "cos",
+    "cosh",
+    "sin",
+    "sinh",
+    "tan",
+    "tanh",
+    "deg",
+    "rad",
+    "pi",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "hour",
+    "minute",
+    "month",
+    "year",
+];
+
+/// Refuses what the evaluator does not implement, with a message naming the construct.
+pub fn check(expr: &Expr) -> Result<(), String> {
+    match expr {
+        Expr::Aggregate(a) => {
+            let op = a.op.id();
+            let ok = [
+                token::T_SUM,
+                token::T_AVG,
+                token::T_MIN,
+                token::T_MAX,
+                token::T_COUNT,
+                token::T_STDDEV,
+                token::T_STDVAR,
+                token::T_QUANTILE,
+                token::T_TOPK,
+                token::T_BOTTOMK,
+                token::T_COUNT_VALUES,
+                token::T_GROUP,
+            ];
+            if !ok.contains(&op) {
+                return Err(format!("unsupported aggregation {}", a.op));
+            }
+            if let Some(p) = &a.param {
+                check(p)?;
+            }
+            check(&a.expr)
+        }
+        Expr::Unary(u) => check(&u.expr),
+        Expr::Binary(b) => {
+            if let Some(m) = &b.modifier {
+                if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
+                    return Err("unsupported fill modifier".into());
+                }
+            }
+            check(&b.lhs)?;
+            check(&b.rhs)
+        }
+        Expr::Paren(p) => check(&p.expr),
+        Expr::Subquery(s) => check(&s.expr),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
+        Expr::VectorSelector(v) => check_selector(v),
+        Expr::MatrixSelector(m) => check_selector(&m.vs),
+        Expr::Call(c) => {
+            if !SUPPORTED_FUNCTIONS.contains(&c.func.name) {
+                return Err(format!("unsupported function {}()", c.func.name));
+            }
+            for a in &c.args.args {
+                check(a)?;
+            }
+            Ok(())
+        }
+        Expr::Extension(_) => Err("unsupported expression".into()),
+    }
+}
+
+fn check_selector(v: &VectorSelector) -> Result<(), String> {
+    if !v.matchers.or_matchers.is_empty() {
+        return Err("`or` inside label matchers is not supported".into());
+    }
+    Ok(())
+}
+
+fn selector_matchers(vs: &VectorSelector) -> Vec<Matcher> {
+    let mut m = vs.matchers.matchers.clone();
+    if let Some(n) = &vs.name {
+        m.push(Matcher::new(MatchOp::Equal, METRIC_NAME, n));
+    }
+    m
+}
+
+fn unwrap_parens(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// Evaluates expressions at one instant.
+pub struct Evaluator<'a> {
+    pub store: &'a Store,
+    pub ts: i64,
+    /// Step of subqueries written without one (Prometheus: the global evaluation
+    /// interval; promtool: the test file's `evaluation_interval`).
+    pub subquery_step_ms: i64,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(store: &'a Store, ts: i64) -> Self {
+        Evaluator {
+            store,
+            ts,
+            subquery_step_ms: 60_000,
+        }
+    }
+
+    pub fn with_subquery_step(mut self, ms: i64) -> Self {
+        if ms > 0 {
+            self.subquery_step_ms = ms;
+        }
+        self
+    }
+
+    /// An instant subquery: the inner expression at every step aligned to the step
+    /// within `[ts - offset - range, ts - offset]`, as `evaluator.eval` does.
+    pub(crate) fn subquery(&self, sq: &SubqueryExpr) -> Result<Vec<RangeSeries>, EvalError> {
+        let off = offset_ms(&sq.offset);
+        let range = ms(&sq.range);
+        let step = sq
+            .step
+            .as_ref()
+            .map(ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.subquery_step_ms);
+        let end = match &sq.at {
+            Some(AtModifier::At(t)) => match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            },
+            _ => self.ts,
+        } - off;
+        let lower = end - range;
+        let mut start = step * (lower / step);
+        if start < lower {
+            start += step;
+        }
+        let mut order: Vec<Labels> = Vec::new();
+        let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut t = start;
+        while t <= end {
+            let inner = Evaluator {
+                store: self.store,
+                ts: t,
+                subquery_step_ms: self.subquery_step_ms,
+            };
+            let v = match inner.eval(&sq.expr)? {
+                Value::Vector(v) => v,
+                Value::Scalar(x) => vec![Sample {
+                    labels: Labels::empty(),
+                    t,
+                    v: x,
+                }],
+                _ => return err("subquery is only allowed on instant vector or scalar"),
+            };
+            for s in v {
+                series
+                    .entry(s.labels.clone())
+                    .or_insert_with(|| {
+                        order.push(s.labels.clone());
+                        Vec::new()
+                    })
+                    .push((t, s.v));
+            }
+            t += step;
+        }
+        Ok(order
+            .into_iter()
+            .map(|l| {
+                let points = series.remove(&l).unwrap_or_default();
+                RangeSeries { labels: l, points }
+            })
+            .collect())
+    }
+
+    fn ref_time(&self, vs: &VectorSelector) -> i64 {
+        let base = match &vs.at {
+            None | Some(AtModifier::Start) | Some(AtModifier::End) => self.ts,
+            Some(AtModifier::At(t)) => match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_millis() as i64,
+                Err(e) => -(e.duration().as_millis() as i64),
+            },
+        };
+        base - offset_ms(&vs.offset)
+    }
+
+    pub fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
+            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs))),
+            Expr::MatrixSelector(m) => Ok(Value::Matrix(self.matrix_selector(m))),
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Value::Scalar(v) => Ok(Value::Scalar(-v)),
+                Value::Vector(vec) => {
+                    let out: Vec<Sample> = vec
+                        .into_iter()
+                        .map(|s| Sample {
+                            labels: s.labels.without_name(),
+                            t: self.ts,
+                            v: -s.v,
+                        })
+                        .collect();
+                    check_dupes(&out)?;
+                    Ok(Value::Vector(out))
+                }
+                _ => err("unary minus on a non-numeric value"),
+            },
+            Expr::Binary(b) => self.binary(b),
+            Expr::Aggregate(a) => self.aggregate(a),
+            Expr::Call(c) => self.call(c),
+            Expr::Subquery(sq) => Ok(Value::Matrix(self.subquery(sq)?)),
+            Expr::Extension(_) => err("unsupported expression"),
+        }
+    }
+
+    /// Evaluates to an instant vector (a scalar query answers one unlabelled sample),
+    /// as `rules.EngineQueryFunc` and promtool do.
+    pub fn eval_instant(&self, expr: &Expr) -> Result<Vec<Sample>, EvalError> {
+        match self.eval(expr)? {
+            Value::Vector(v) => Ok(v),
+            Value::Scalar(v) => Ok(vec![Sample {
+                labels: Labels::empty(),
+                t: self.ts,
+                v,
+            }]),
+            _ => err("rule result is not a vector or scalar"),
+        }
+    }
+
+    pub fn vector_selector(&self, vs: &VectorSelector) -> Vec<Sample> {
+        let rt = self.ref_time(vs);
+        let matchers = selector_matchers(vs);
+        let mut out = Vec::new();
+        for (labels, (t, v)) in self.store.select_last(&matchers, rt - LOOKBACK_MS, rt) {
+            if !is_stale(v) {
+                out.push(Sample { labels, t, v });
+            }
+        }
+        out
+    }
+
+    pub fn matrix_selector(&self, m: &MatrixSelector) -> Vec<RangeSeries> {
+        let maxt = self.ref_time(&m.vs);
+        let mint = maxt - ms(&m.range);
+        let matchers = selector_matchers(&m.vs);
+        self.store
+            .select(&matchers, mint, maxt)
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries {
+                labels,
+                points: samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
+            })
+            .collect()
+    }
+
+    fn scalar_of(&self, e: &Expr) -> Result<f64, EvalError> {
+        match self.eval(e)? {
+            Value::Scalar(v) => Ok(v),
+            _ => err("expected a scalar"),
+        }
+    }
+
+    fn vector_of(&self, e: &Expr) -> Result<Vec<Sample>, EvalError> {
+        match self.eval(e)? {
+            Value::Vector(v) => Ok(v),
+            _ => err("expected an instant vector"),
+        }
+    }
+
+    fn binary(&self, b: &BinaryExpr) -> Result<Value, EvalError> {
+        let op = b.op.id();
+        let return_bool = b.return_bool();
+        let lhs = self.eval(&b.lhs)?;
+        let rhs = self.eval(&b.rhs)?;
+        match (lhs, rhs) {
+            (Value::Scalar(l), Value::Scalar(r)) => Ok(Value::Scalar(scalar_binop(op, l, r)?)),
+            (Value::Vector(l), Value::Scalar(r)) => {
+                let out = self.vector_scalar(op, l, r, false, return_bool)?;
+                check_dupes(&out)?;
+                Ok(Value::Vector(out))
+            }
+            (Value::Scalar(l), Value::Vector(r)) => {
+                let out = self.vector_scalar(op, r, l, true, return_bool)?;
+                check_dupes(&out)?;
+                Ok(Value::Vector(out))
+            }
+            (Value::Vector(l), Value::Vector(r)) => {
+                let (on, names) = match b.modifier.as_ref().and_then(|m| m.matching.as_ref()) {
+                    Some(LabelModifier::Include(ls)) => (true, ls.labels.clone()),
+                    Some(LabelModifier::Exclude(ls)) => (false, ls.labels.clone()),
+                    None => (false, Vec::new()),
+                };
+                let sig = |lb: &Labels| -> Labels {
+                    if on {
+                        lb.keep(&names)
+                    } else {
+                        let mut n = names.clone();
+                        n.push(METRIC_NAME.to_string());
+                        lb.drop_names(&n)
+                    }
+                };
+                let out = match op {
+                    token::T_LAND => {
+                        if l.is_empty() || r.is_empty() {
+                            Vec::new()
+                        } else {
+                            let rs: std::collections::HashSet<Labels> =
+                                r.iter().map(|s| sig(&s.labels)).collect();
+                            l.into_iter()
+                                .filter(|s| rs.contains(&sig(&s.labels)))
+                                .collect()
+                        }
+                    }
+                    token::T_LOR => {
+                        if l.is_empty() {
+                            r
+                        } else if r.is_empty() {
+                            l
+                        } else {
+                            let ls: std::collections::HashSet<Labels> =
+                                l.iter().map(|s| sig(&s.labels)).collect();
+                            let mut out = l;
+                            out.extend(r.into_iter().filter(|s| !ls.contains(&sig(&s.labels))));
+                            out
+                        }
+                    }
+                    token::T_LUNLESS => {
+                        if l.is_empty() || r.is_empty() {
+                            l
+                        } else {
+                            let rs: std::collections::HashSet<Labels> =
+                                r.iter().map(|s| sig(&s.labels)).collect();
+                            l.into_iter()
+                                .filter(|s| !rs.contains(&sig(&s.labels)))
+                                .collect()
+                        }
+                    }
+                    _ => {
+                        let card = b
+                            .modifier
+                            .as_ref()
+                            .map(|m| m.card.clone())
+                            .unwrap_or(VectorMatchCardinality::OneToOne);
+                        self.vector_binop(op, l, r, &card, on, &names, return_bool, &sig)?
+                    }
+                };
+                check_dupes(&out)?;
+                Ok(Value::Vector(out))
+            }
+            _ => err("binary operation on a string"),
+        }
+    }
+
+    fn vector_scalar(
+        &self,
+        op: u16,
+        lhs: Vec<Sample>,
+        scalar: f64,
+        swap: bool,
+        return_bool: bool,
+    ) -> Result<Vec<Sample>, EvalError> {
+        let comparison = TokenType::new(op).is_comparison_operator();
+        let mut out = Vec::with_capacity(lhs.len());
+        for s in lhs {
+            let (lv, rv) = if swap { (scalar, s.v) } else { (s.v, scalar) };
+            let (mut value, mut keep) = elem_binop(op, lv, rv)?;
+            if comparison && swap {
+                value = rv;
+            }
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+                keep = true;
+            }
+            if keep {
+                let labels = if drops_name(op) || return_bool {
+                    s.labels.without_name()
+                } else {
+                    s.labels
+                };
+                out.push(Sample {
+                    labels,
+                    t: self.ts,
+                    v: value,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn vector_binop(
+        &self,
+        op: u16,
+        mut lhs: Vec<Sample>,
+        mut rhs: Vec<Sample>,
+        card: &VectorMatchCardinality,
+        on: bool,
+        matching: &[String],
+        return_bool: bool,
+        sig: &dyn Fn(&Labels) -> Labels,
+    ) -> Result<Vec<Sample>, EvalError> {
+        if lhs.is_empty() || rhs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let one_to_many = matches!(card, VectorMatchCardinality::OneToMany(_));
+        if one_to_many {
+            std::mem::swap(&mut lhs, &mut rhs);
+        }
+        let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
+        let mut right: HashMap<Labels, &Sample> = HashMap::with_capacity(rhs.len());
+        for rs in &rhs {
+            let s = sig(&rs.labels);
+            if let Some(dup) = right.get(&s) {
+                let side = if one_to_many { "left" } else { "right" };
+                let matched = if on {
+                    rs.labels.keep(matching)
+                } else {
+                    let mut n = matching.to_vec();
+                    n.push(METRIC_NAME.to_string());
+                    rs.labels.drop_names(&n)
+                };
+                return err(format!(
+                    "found duplicate series for the match group {matched} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                    rs.labels, dup.labels
+                ));
+            }
+            right.insert(s, rs);
+        }
+        let mut matched: HashMap<Labels, Option<std::collections::HashSet<Labels>>> =
+            HashMap::new();
+        let mut out = Vec::new();
+        for ls in &lhs {
+            let s = sig(&ls.labels);
+            let Some(rs) = right.get(&s) else { continue };
+            let (mut vl, mut vr) = (ls.v, rs.v);
+            if one_to_many {
+                std::mem::swap(&mut vl, &mut vr);
+            }
+            let (mut value, keep) = elem_binop(op, vl, vr)?;
+            if return_bool {
+                value = if keep { 1.0 } else { 0.0 };
+            } else if !keep {
+                continue;
+            }
+            let mut metric = ls.labels.clone();
+            if drops_name(op) {
+                metric.del(METRIC_NAME);
+            }
+            if matches!(card, VectorMatchCardinality::OneToOne) {
+                metric = if on {
+                    metric.keep(matching)
+                } else {
+                    metric.drop_names(matching)
+                };
+            }
+            for ln in &include {
+                metric.set(ln.clone(), rs.labels.get(ln).to_string());
+            }
+            if return_bool {
+                metric.del(METRIC_NAME);
+            }
+            if matches!(card, VectorMatchCardinality::OneToOne) {
+                if matched.contains_key(&s) {
+                    return err("multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)");
+                }
+                matched.insert(s, None);
+            } else {
+                let set = matched
+                    .entry(s)
+                    .or_insert_with(|| Some(Default::default()))
+                    .get_or_insert_with(Default::default);
+                if !set.insert(metric.clone()) {
+                    return err(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    );
+                }
+            }
+            out.push(Sample {
+                labels: metric,
+                t: self.ts,
+                v: value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn aggregate(&self, a: &AggregateExpr) -> Result<Value, EvalError> {
+        let op = a.op.id();
+        let (without, mut grouping) = match &a.modifier {
+            Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
+            None => (false, Vec::new()),
+        };
+        grouping.sort();
+        let mut k: i64 = 0;
+        let mut q = 0.0;
+        let mut value_label = String::new();
+        if let Some(p) = &a.param {
+            match self.eval(p)? {
+                Value::Scalar(v) => {
+                    if op == token::T_TOPK || op == token::T_BOTTOMK {
+                        if !(v > -9.223_372_036_854_776e18 && v <= 9.223_372_036_854_775e18) {
+                            return err(format!("Scalar value {v} overflows int64"));
+                        }
+                        k = v as i64;
+                    } else {
+                        q = v;
+                    }
+                }
+                Value::String(s) => value_label = s,
+                _ => return err("aggregation parameter must be a scalar or string"),
+            }
+        }
+        let vec = self.vector_of(&a.expr)?;
+        if (op == token::T_TOPK || op == token::T_BOTTOMK) && k < 1 {
+            return Ok(Value::Vector(Vec::new()));
+        }
+        if op == token::T_COUNT_VALUES {
+            if !valid_label_name(&value_label) {
+                return err(format!("invalid label name {value_label:?}"));
+            }
+            if !without {
+                grouping.push(value_label.clone());
+                grouping.sort();
+            }
+        }
+        struct Group {
+            labels: Labels,
+            value: f64,
+            mean: f64,
+            count: usize,
+            heap: Vec<Sample>,
+        }
+        let mut order: Vec<Labels> = Vec::new();
+        let mut groups: HashMap<Labels, Group> = HashMap::new();
+        let mut without_names = grouping.clone();
+        without_names.push(METRIC_NAME.to_string());
+        for s in vec {
+            let mut metric = s.labels.clone();
+            if op == token::T_COUNT_VALUES {
+                metric.set(value_label.clone(), format_go_float(s.v));
+            }
+            let key = if without {
+                metric.drop_names(&without_names)
+            } else {
+                metric.keep(&grouping)
+            };
+            let Some(g) = groups.get_mut(&key) else {
+                let mut g = Group {
+                    labels: key.clone(),
+                    value: s.v,
+                    mean: s.v,
+                    count: 1,
+                    heap: Vec::new(),
+                };
+                match op {
+                    token::T_STDVAR | token::T_STDDEV => g.value = 0.0,
+                    token::T_TOPK | token::T_BOTTOMK | token::T_QUANTILE => g.heap.push(Sample {
+                        labels: s.labels.clone(),
+                        t: self.ts,
+                        v: s.v,
+                    }),
+                    token::T_GROUP => g.value = 1.0,
+                    _ => {}
+                }
+                order.push(key.clone());
+                groups.insert(key, g);
+                continue;
+            };
+            match op {
+                token::T_SUM => g.value += s.v,
+                token::T_AVG => {
+                    g.count += 1;
+                    let skip = g.mean.is_infinite()
+                        && ((s.v.is_infinite() && (g.mean > 0.0) == (s.v > 0.0))
+                            || (!s.v.is_infinite() && !s.v.is_nan()));
+                    if !skip {
+                        let n = g.count as f64;
+                        g.mean += s.v / n - g.mean / n;
+                    }
+                }
+                token::T_GROUP => {}
+                token::T_MAX => {
+                    if g.value < s.v || g.value.is_nan() {
+                        g.value = s.v
+                    }
+                }
+                token::T_MIN => {
+                    if g.value > s.v || g.value.is_nan() {
+                        g.value = s.v
+                    }
+                }
+                token::T_COUNT | token::T_COUNT_VALUES => g.count += 1,
+                token::T_STDVAR | token::T_STDDEV => {
+                    g.count += 1;
+                    let delta = s.v - g.mean;
+                    g.mean += delta / g.count as f64;
+                    g.value += delta * (s.v - g.mean);
+                }
+                token::T_TOPK | token::T_BOTTOMK => {
+                    let top = op == token::T_TOPK;
+                    let less = if top { less_value } else { less_reverse };
+                    let head = g.heap[0].v;
+                    let better = if top { head < s.v } else { head > s.v };
+                    if (g.heap.len() as i64) < k || better || head.is_nan() {
+                        let item = Sample {
+                            labels: s.labels.clone(),
+                            t: self.ts,
+                            v: s.v,
+                        };
+                        if g.heap.len() as i64 == k {
+                            if k == 1 {
+                                g.heap[0] = item;
+                                continue;
+                            }
+                            heap_pop(&mut g.heap, less);
+                        }
+                        heap_push(&mut g.heap, item, less);
+                    }
+                }
+                token::T_QUANTILE => g.heap.push(s.clone()),
+                _ => return err(format!("unsupported aggregation {}", a.op)),
+            }
+        }
+        let mut out = Vec::new();
+        for key in order {
+            let g = groups.remove(&key).expect("every ordered key has a group");
+            let value = match op {
+                token::T_AVG => g.mean,
+                token::T_COUNT | token::T_COUNT_VALUES => g.count as f64,
+                token::T_STDVAR => g.value / g.count as f64,
+                token::T_STDDEV => (g.value / g.count as f64).sqrt(),
+                token::T_TOPK | token::T_BOTTOMK => {
+                    let mut h = g.heap;
+                    if op == token::T_TOPK {
+                        h.sort_by(|a, b| cmp_by(less_value, b, a));
+                    } else {
+                        h.sort_by(|a, b| cmp_by(less_reverse, b, a));
+                    }
+                    out.extend(h);
+                    continue;
+                }
+                token::T_QUANTILE => {
+                    let vals: Vec<f64> = g.heap.iter().map(|s| s.v).collect();
+                    functions::quantile(q, vals)
+                }
+                _ => g.value,
+            };
+            out.push(Sample {
+                labels: g.labels,
+                t: self.ts,
+                v: value,
+            });
+        }
+        Ok(Value::Vector(out))
+    }
+
+    fn call(&self, c: &Call) -> Result<Value, EvalError> {
+        functions::call(self, c)
+    }
+}
+
+fn cmp_by(less: fn(&Sample, &Sample) -> bool, a: &Sample, b: &Sample) -> std::cmp::Ordering {
+    if less(a, b) {
+        std::cmp::Ordering::Less
+    } else if less(b, a) {
+        std::cmp::Ordering::Greater
+    } else {
+        std::cmp::Ordering::Equal
+    }
+}
+
+/// `vectorByValueHeap.Less`: NaN sorts first.
+fn less_value(a: &Sample, b: &Sample) -> bool {
+    if a.v.is_nan() {
+        return true;
+    }
+    a.v < b.v
+}
+
+/// `vectorByReverseValueHeap.Less`.
+fn less_reverse(a: &Sample, b: &Sample) -> bool {
+    if a.v.is_nan() {
+        return true;
+    }
+    a.v > b.v
+}
+
+/// Go's `container/heap`, transcribed so that ties pick the same series as Prometheus.
+fn heap_up(h: &mut [Sample], mut j: usize, less: fn(&Sample, &Sample) -> bool) {
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+fn heap_down(h: &mut [Sample], i0: usize, n: usize, less: fn(&Sample, &Sample) -> bool) {
+    let mut i = i0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        let j2 = j1 + 1;
+        if j2 < n && less(&h[j2], &h[j1]) {
+            j = j2;
+        }
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+}
+
+fn heap_push(h: &mut Vec<Sample>, s: Sample, less: fn(&Sample, &Sample) -> bool) {
+    h.push(s);
+    let n = h.len() - 1;
+    heap_up(h, n, less);
+}
+
+fn heap_pop(h: &mut Vec<Sample>, less: fn(&Sample, &Sample) -> bool) {
+    let n = h.len() - 1;
+    h.swap(0, n);
+    heap_down(h, 0, n, less);
+    h.pop();
+}
+
+/// A PromQL number literal: decimal, `Inf`, `NaN`, hex (`0x1f`), with an optional sign.
+pub fn parse_number(s: &str) -> Option<f64> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let v = match body.to_ascii_lowercase().as_str() {
+        "inf" | "infinity" => f64::INFINITY,
+        "nan" => f64::NAN,
+        b if b.starts_with("0x") => i64::from_str_radix(&b[2..], 16).ok()? as f64,
+        b if b
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | 'e' | '+' | '-'))
+            && !b.is_empty() =>
+        {
+            b.parse().ok()?
+        }
+        _ => return None,
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// `strconv.FormatFloat(v, 'f', -1, 64)`.
+pub fn format_go_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// `shouldDropMetricName` (atan2 keeps the name in 2.42).
+fn drops_name(op: u16) -> bool {
+    matches!(
+        op,
+        token::T_ADD | token::T_SUB | token::T_DIV | token::T_MUL | token::T_POW | token::T_MOD
+    )
+}
+
+fn scalar_binop(op: u16, l: f64, r: f64) -> Result<f64, EvalError> {
+    let b = |x: bool| if x { 1.0 } else { 0.0 };
+    Ok(match op {
+        token::T_ADD => l + r,
+        token::T_SUB => l - r,
+        token::T_MUL => l * r,
+        token::T_DIV => l / r,
+        token::T_POW => l.powf(r),
+        token::T_MOD => l % r,
+        token::T_EQLC => b(l == r),
+        token::T_NEQ => b(l != r),
+        token::T_GTR => b(l > r),
+        token::T_LSS => b(l < r),
+        token::T_GTE => b(l >= r),
+        token::T_LTE => b(l <= r),
+        _ => {
+            return err(format!(
+                "operator {} not allowed for Scalar operations",
+                TokenType::new(op)
+            ))
+        }
+    })
+}
+
+/// `vectorElemBinop`: the value and whether a comparison keeps the element.
+fn elem_binop(op: u16, l: f64, r: f64) -> Result<(f64, bool), EvalError> {
+    Ok(match op {
+        token::T_ADD => (l + r, true),
+        token::T_SUB => (l - r, true),
+        token::T_MUL => (l * r, true),
+        token::T_DIV => (l / r, true),
+        token::T_POW => (l.powf(r), true),
+        token::T_MOD => (l % r, true),
+        token::T_EQLC => (l, l == r),
+        token::T_NEQ => (l, l != r),
+        token::T_GTR => (l, l > r),
+        token::T_LSS => (l, l < r),
+        token::T_GTE => (l, l >= r),
+        token::T_LTE => (l, l <= r),
+        token::T_ATAN2 => (l.atan2(r), true),
+        _ => {
+            return err(format!(
+                "operator {} not allowed for operations between Vectors",
+                TokenType::new(op)
+            ))
+        }
+    })
+}
+
+pub(crate) fn check_dupes(v: &[Sample]) -> Result<(), EvalError> {
+    if v.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    for s in v {
+        if !seen.insert(&s.labels) {
+            return err("vector cannot contain metrics with the same labelset");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,383 @@
+//! Recent samples per series, fed by every merged `/metrics` snapshot (it is an
+//! [`SnapshotSink`]) and by the rule engine's own output (recording rules, `ALERTS`).
+//! The evaluator reads it through [`Store::select`]. Retention follows the loaded rules
+//! (longest range + offset + `for` + lookback), so memory stays proportional to what
+//! the rules can see; the series count is capped and overflow is dropped and counted.
+//!
+//! Staleness follows Prometheus: a series missing from a snapshot gets a stale marker
+//! (a special NaN) so instant selectors stop returning it at once instead of after the
+//! 5 m lookback.
+
+use crate::labels::{Labels, METRIC_NAME};
+use parking_lot::RwLock;
+use promql_parser::label::Matcher;
+use sentinel_base::metrics::exposition::SnapshotSink;
+use sentinel_base::metrics::MetricFamily;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Prometheus's stale marker (`value.StaleNaN`).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn stale_nan() -> f64 {
+    f64::from_bits(STALE_NAN_BITS)
+}
+
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// Default lookback of instant selectors (`--query.lookback-delta`).
+pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
+
+/// Where a series' samples come from; snapshot staleness only applies to its own source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Snapshot,
+    Rules,
+}
+
+#[derive(Debug)]
+struct Series {
+    samples: VecDeque<(i64, f64)>,
+    origin: Origin,
+    /// Snapshot generation that last carried this series.
+    seen: u64,
+}
+
+/// One selected series: its labels and its samples in `[mint, maxt]` (stale markers kept).
+pub type SelectedSeries = (Labels, Vec<(i64, f64)>);
+
+pub struct Store {
+    by_name: RwLock<HashMap<String, BTreeMap<Labels, Series>>>,
+    retention_ms: AtomicU64,
+    max_series: AtomicU64,
+    series: AtomicU64,
+    dropped: AtomicU64,
+    generation: AtomicU64,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(LOOKBACK_MS as u64 * 2, 100_000)
+    }
+}
+
+impl Store {
+    pub fn new(retention_ms: u64, max_series: u64) -> Self {
+        Store {
+            by_name: RwLock::new(HashMap::new()),
+            retention_ms: AtomicU64::new(retention_ms),
+            max_series: AtomicU64::new(max_series),
+            series: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// A store that never forgets (the unit-test runner loads whole test inputs).
+    pub fn unbounded() -> Self {
+        Store::new(u64::MAX / 4, u64::MAX / 4)
+    }
+
+    pub fn set_retention_ms(&self, ms: u64) {
+        self.retention_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn retention_ms(&self) -> u64 {
+        self.retention_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_series(&self, n: u64) {
+        self.max_series.store(n, Ordering::Relaxed);
+    }
+
+    /// Series refused because the cap was reached, since start.
+    pub fn dropped_series(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn series_count(&self) -> u64 {
+        self.series.load(Ordering::Relaxed)
+    }
+
+    /// Appends one sample. Out-of-order or duplicate timestamps are ignored, as a TSDB
+    /// head refuses them.
+    pub fn append(&self, labels: &Labels, t: i64, v: f64, origin: Origin) {
+        let mut map = self.by_name.write();
+        self.append_locked(&mut map, labels, t, v, origin, 0);
+    }
+
+    fn append_locked(
+        &self,
+        map: &mut HashMap<String, BTreeMap<Labels, Series>>,
+        labels: &Labels,
+        t: i64,
+        v: f64,
+        origin: Origin,
+        generation: u64,
+    ) {
+        let retention = self.retention_ms.load(Ordering::Relaxed) as i64;
+        let name = labels.get(METRIC_NAME);
+        let family = match map.get_mut(name) {
+            Some(f) => f,
+            None => map.entry(name.to_string()).or_default(),
+        };
+        let series = match family.get_mut(labels) {
+            Some(s) => s,
+            None => {
+                if is_stale(v) {
+                    return;
+                }
+                if self.series.load(Ordering::Relaxed) >= self.max_series.load(Ordering::Relaxed) {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                self.series.fetch_add(1, Ordering::Relaxed);
+                family.entry(labels.clone()).or_insert(Series {
+                    samples: VecDeque::with_capacity(4),
+                    origin,
+                    seen: generation,
+                })
+            }
+        };
+        series.seen = generation;
+        if let Some((last, _)) = series.samples.back() {
+            if t <= *last {
+                return;
+            }
+        }
+        series.samples.push_back((t, v));
+        let cutoff = t.saturating_sub(retention);
+        while series.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
+            series.samples.pop_front();
+        }
+    }
+
+    /// Forgets series whose newest sample is older than the retention (or only stale).
+    pub fn gc(&self, now_ms: i64) {
+        let retention = self.retention_ms.load(Ordering::Relaxed) as i64;
+        let cutoff = now_ms.saturating_sub(retention);
+        let mut map = self.by_name.write();
+        let mut removed = 0u64;
+        for family in map.values_mut() {
+            family.retain(|_, s| {
+                while s.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
+                    s.samples.pop_front();
+                }
+                let keep = s.samples.iter().any(|(_, v)| !is_stale(*v));
+                if !keep {
+                    removed += 1;
+                }
+                keep
+            });
+        }
+        map.retain(|_, f| !f.is_empty());
+        self.series.fetch_sub(removed, Ordering::Relaxed);
+    }
+
+    /// For each matching series, its newest sample in `[mint, maxt]` (stale markers
+    /// included, so the caller can drop the series), sorted by labels.
+    pub fn select_last(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Vec<(Labels, (i64, f64))> {
+        let map = self.by_name.read();
+        let name_eq = matchers.iter().find_map(|m| {
+            (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
+                .then_some(m.value.as_str())
+        });
+        let families: Vec<&BTreeMap<Labels, Series>> = match name_eq {
+            Some(n) => map.get(n).into_iter().collect(),
+            None => map.values().collect(),
+        };
+        let several = families.len() > 1;
+        let mut out = Vec::new();
+        for family in families {
+            for (labels, series) in family {
+                if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
+                    continue;
+                }
+                // Newest sample at or before maxt.
+                let idx = series.samples.partition_point(|(t, _)| *t <= maxt);
+                if idx == 0 {
+                    continue;
+                }
+                let (t, v) = series.samples[idx - 1];
+                if t >= mint {
+                    out.push((labels.clone(), (t, v)));
+                }
+            }
+        }
+        if several {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        out
+    }
+
+    /// The series matching every matcher, with their samples in `[mint, maxt]`, sorted by
+    /// labels (the order a TSDB returns them in, which decides ties in topk and friends).
+    pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SelectedSeries> {
+        let map = self.by_name.read();
+        let name_eq = matchers.iter().find_map(|m| {
+            (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
+                .then_some(m.value.as_str())
+        });
+        let families: Vec<&BTreeMap<Labels, Series>> = match name_eq {
+            Some(n) => map.get(n).into_iter().collect(),
+            None => map.values().collect(),
+        };
+        let several = families.len() > 1;
+        let mut out = Vec::new();
+        for family in families {
+            for (labels, series) in family {
+                if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
+                    continue;
+                }
+                let lo = series.samples.partition_point(|(t, _)| *t < mint);
+                let hi = series.samples.partition_point(|(t, _)| *t <= maxt);
+                let samples: Vec<(i64, f64)> =
+                    series.samples.range(lo..hi.max(lo)).copied().collect();
+                out.push((labels.clone(), samples));
+            }
+        }
+        if several {
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        out
+    }
+
+    /// Heap bytes held by the samples and labels of every series (approximate).
+    pub fn heap_bytes(&self) -> usize {
+        let map = self.by_name.read();
+        map.values()
+            .flat_map(|f| f.iter())
+            .map(|(l, s)| {
+                l.heap_bytes()
+                    + s.samples.capacity() * std::mem::size_of::<(i64, f64)>()
+                    + std::mem::size_of::<Series>()
+                    + std::mem::size_of::<Labels>()
+            })
+            .sum()
+    }
+
+    /// Feeds one merged snapshot at `t_ms`: appends every sample and writes a stale
+    /// marker for each snapshot series that is no longer present.
+    pub fn ingest(&self, families: &[MetricFamily], t_ms: i64) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut map = self.by_name.write();
+        for f in families {
+            // The engine writes these itself at evaluation time.
+            if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
+                continue;
+            }
+            for s in &f.samples {
+                let mut pairs: Vec<(String, String)> = s.labels.clone();
+                pairs.push((
+                    METRIC_NAME.to_string(),
+                    format!("{}{}", f.name, s.suffix.as_str()),
+                ));
+                let labels = Labels::from_pairs(pairs);
+                self.append_locked(
+                    &mut map,
+                    &labels,
+                    t_ms,
+                    s.value,
+                    Origin::Snapshot,
+                    generation,
+                );
+            }
+        }
+        for family in map.values_mut() {
+            for s in family.values_mut() {
+                if s.origin == Origin::Snapshot && s.seen != generation {
+                    let last_stale = s.samples.back().is_some_and(|(_, v)| is_stale(*v));
+                    let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
+                    if !last_stale && t_ms > last_t {
+                        s.samples.push_back((t_ms, stale_nan()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn system_time_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+impl SnapshotSink for Store {
+    fn accept(&self, families: &[MetricFamily], at: SystemTime) {
+        let t = system_time_ms(at);
+        self.ingest(families, t);
+        self.gc(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promql_parser::label::MatchOp;
+    use sentinel_base::metrics::HistogramSnapshot;
+
+    fn name(n: &str) -> Vec<Matcher> {
+        vec![Matcher::new(MatchOp::Equal, METRIC_NAME, n)]
+    }
+
+    #[test]
+    fn histograms_become_suffixed_series_and_missing_series_go_stale() {
+        let s = Store::new(600_000, 1000);
+        let mut h = MetricFamily::histogram("lat_seconds", "h");
+        h.push_histogram(vec![], &HistogramSnapshot::new(&[0.1]));
+        let c = MetricFamily::counter("ops_total", "c").with(&[("k", "a")], 3.0);
+        s.ingest(&[h.clone(), c], 1000);
+        assert_eq!(s.select(&name("lat_seconds_bucket"), 0, 2000).len(), 2);
+        assert_eq!(s.select(&name("lat_seconds_count"), 0, 2000).len(), 1);
+        s.ingest(&[h], 2000);
+        let ops = s.select(&name("ops_total"), 0, 3000);
+        assert_eq!(ops.len(), 1);
+        assert!(
+            is_stale(ops[0].1[1].1),
+            "missing series gets a stale marker"
+        );
+    }
+
+    #[test]
+    fn cap_drops_and_counts_new_series() {
+        let s = Store::new(600_000, 2);
+        for i in 0..5 {
+            s.append(
+                &Labels::from_pairs([(METRIC_NAME, "x"), ("i", &i.to_string())]),
+                1,
+                1.0,
+                Origin::Rules,
+            );
+        }
+        assert_eq!(s.series_count(), 2);
+        assert_eq!(s.dropped_series(), 3);
+    }
+
+    #[test]
+    fn memory_per_series_at_five_minutes_of_five_second_samples_is_under_2kib() {
+        let s = Store::new(LOOKBACK_MS as u64, 100_000);
+        let n = 1000;
+        for i in 0..n {
+            let l = Labels::from_pairs([
+                (METRIC_NAME, "node_cpu_seconds_total"),
+                ("cpu", &i.to_string()),
+                ("mode", "idle"),
+            ]);
+            for k in 0..120i64 {
+                s.append(&l, k * 5000, k as f64, Origin::Rules);
+            }
+        }
+        let per_series = s.heap_bytes() / n;
+        assert!(per_series <= 2048, "{per_series} bytes per series");
+    }
+}

@@ -1,0 +1,142 @@
+//! The rule engine through the real binary: `rules test`, `rules export` (checked by
+//! promtool), `check` on a broken rule file, and ALERTS on /metrics.
+
+use crate::util::*;
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn rules_test_passes_level_rules_and_fails_a_wrong_expectation() {
+    let ok = fixture("rules/levels_test.yml");
+    let (code, stdout, stderr) = run(&["rules", "test", ok.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("SUCCESS"), "{stdout}");
+    let bad = fixture("rules/failing_test.yml");
+    let (code, _, stderr) = run(&["rules", "test", bad.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("FAILED:") && stderr.contains("got: {__name__=\"up\", job=\"x\"} 1E+00"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn rules_export_is_accepted_by_promtool() {
+    let Some(promtool) = peer("promtool") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = temp_file(
+        dir.path(),
+        "c.yaml",
+        &format!(
+            "rules:\n  files: [{:?}]\n",
+            fixture("rules/levels.yaml").display().to_string()
+        ),
+    );
+    let out = dir.path().join("out");
+    let (code, _, stderr) = run(&[
+        "rules",
+        "export",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let exported = out.join("levels.rules.yml");
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(text.contains("severity: \"critical\""), "{text}");
+    let check = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&exported)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    let inhibit = std::fs::read_to_string(out.join("alertmanager-inhibit-rules.yml")).unwrap();
+    assert!(
+        inhibit.contains(
+            "target_matchers: ['alertname=\"RecoveryOverheadHigh\"', 'severity=\"warning\"']"
+        ),
+        "{inhibit}"
+    );
+}
+
+#[test]
+fn check_reports_a_broken_rule_file_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = fixture("rules/bad.yaml");
+    let cfg = temp_file(
+        dir.path(),
+        "c.yaml",
+        &format!("rules:\n  files: [{:?}]\n", bad.display().to_string()),
+    );
+    let (code, _, stderr) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:5:15: group \"broken\", rule \"Broken\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn running_binary_exports_firing_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = temp_file(
+        dir.path(),
+        "r.yaml",
+        "groups:\n  - name: w\n    interval: 1s\n    rules:\n      - alert: Watchdog\n        expr: vector(1)\n",
+    );
+    let cfg = temp_file(
+        dir.path(),
+        "c.yaml",
+        &format!(
+            "data_dir: {:?}\nrules:\n  files: [{:?}]\n  evaluation_interval: 1s\n",
+            dir.path().display().to_string(),
+            rules.display().to_string()
+        ),
+    );
+    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = scrape(&s);
+        if text.contains("ALERTS{alertname=\"Watchdog\",alertstate=\"firing\"} 1") {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    panic!("no firing Watchdog in /metrics:\n{text}");
+}
+
+#[test]
+fn rule_globs_are_relative_to_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    temp_file(
+        &dir.path().join("rules"),
+        "ok.yaml",
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: vector(1)\n",
+    );
+    let cfg = temp_file(
+        dir.path(),
+        "c.yaml",
+        "rules:\n  files: [\"rules/*.yaml\"]\n",
+    );
+    let (code, _, stderr) = run(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+}
