@@ -5,6 +5,7 @@
 //! - `GET /` — the status page (`status.rs`)
 //! - `POST /-/reload` — re-read the config (as SIGHUP does)
 //! - `/api/v1/alerts`, `/api/v1/silences`, `/api/v1/notifications` — see `notify_api`
+//! - `GET|POST /api/v1/query` — instant PromQL on the rule store (`query_api`)
 //! - `POST /api/v1/events` — the events ingest API (`crate::ingest`), with its own auth
 //!
 //! Every route sits behind optional basic/bearer auth and optional TLS (`web:`).
@@ -12,6 +13,7 @@
 
 pub mod config;
 mod notify_api;
+mod query_api;
 pub mod status;
 mod tls;
 
@@ -42,6 +44,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/", get(index))
         .route("/-/reload", post(reload))
         .merge(notify_api::routes())
+        .merge(query_api::routes())
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         // After the auth layer: the ingest API authenticates on its own (ingest/auth.rs).
