@@ -55,7 +55,7 @@ fn rules_export_is_accepted_by_promtool() {
         out.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{stderr}");
-    let exported = out.join("levels.rules.yml");
+    let exported = out.join("levels.yaml");
     let text = std::fs::read_to_string(&exported).unwrap();
     assert!(text.contains("severity: \"critical\""), "{text}");
     let check = Command::new(promtool)
@@ -139,4 +139,64 @@ fn rule_globs_are_relative_to_the_config_file() {
     );
     let (code, _, stderr) = run(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// The plain Prometheus rules under `deploy/prometheus/rules/` and the inhibit rules in
+/// `deploy/alertmanager/` are exactly what `comfy-sentinel rules export` writes for the
+/// default rules: regenerate with
+/// `comfy-sentinel rules export --out DIR` and copy, never edit by hand.
+#[test]
+fn deployed_rules_match_the_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(bin())
+        .args(["rules", "export", "--out", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deployed = repo().join("deploy/prometheus/rules");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    let mut committed: Vec<String> = std::fs::read_dir(&deployed)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    committed.sort();
+    assert_eq!(
+        names, committed,
+        "exported and committed rule files differ in names"
+    );
+    for n in &names {
+        let fresh = std::fs::read_to_string(dir.path().join(n)).unwrap();
+        let old = std::fs::read_to_string(deployed.join(n)).unwrap();
+        assert!(
+            fresh == old,
+            "deploy/prometheus/rules/{n} is out of date: re-export it"
+        );
+    }
+    let inhibit =
+        std::fs::read_to_string(dir.path().join("alertmanager-inhibit-rules.yml")).unwrap();
+    let committed =
+        std::fs::read_to_string(repo().join("deploy/alertmanager/inhibit-rules.yml")).unwrap();
+    assert!(
+        inhibit == committed,
+        "deploy/alertmanager/inhibit-rules.yml is out of date"
+    );
+    // Every generated inhibit rule is in the compose stack's alertmanager.yml.
+    let am: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(repo().join("deploy/alertmanager/alertmanager.yml")).unwrap(),
+    )
+    .unwrap();
+    let gen: serde_yaml_ng::Value = serde_yaml_ng::from_str(&inhibit).unwrap();
+    let have = am["inhibit_rules"].as_sequence().unwrap();
+    for rule in gen["inhibit_rules"].as_sequence().unwrap() {
+        assert!(have.contains(rule), "alertmanager.yml lacks {rule:?}");
+    }
 }
