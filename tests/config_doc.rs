@@ -66,7 +66,12 @@ fn documented() -> BTreeMap<String, String> {
         .expect("docs/configuration.md");
     let mut rows = BTreeMap::new();
     for line in doc.lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        // `\|` is a pipe inside a cell (regex defaults).
+        let line = line.replace("\\|", "\u{1}");
+        let cells: Vec<String> = line
+            .split('|')
+            .map(|c| c.trim().replace('\u{1}', "|"))
+            .collect();
         if cells.len() < 4 || !cells[1].starts_with('`') {
             continue;
         }

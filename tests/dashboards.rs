@@ -1394,13 +1394,15 @@ fn alertmanager_config_is_valid_and_inhibits_warnings_under_criticals() {
     let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).expect("YAML");
     let inhibits = doc["inhibit_rules"].as_sequence().expect("inhibit_rules");
     assert!(
-        inhibits
-            .iter()
-            .any(|r| r["source_matchers"][0] == "severity=\"critical\""
-                && r["target_matchers"][0] == "severity=\"warning\""
-                && r["equal"]
-                    .as_sequence()
-                    .is_some_and(|e| e.iter().any(|l| l == "alertname"))),
+        inhibits.iter().any(|r| r["source_matchers"]
+            .as_sequence()
+            .is_some_and(|m| m.iter().any(|x| x == "severity=\"critical\""))
+            && r["target_matchers"]
+                .as_sequence()
+                .is_some_and(|m| m.iter().any(|x| x == "severity=\"warning\""))
+            && r["equal"]
+                .as_sequence()
+                .is_some_and(|e| e.iter().any(|l| l == "alertname"))),
         "no critical→warning inhibit rule"
     );
     let Some(amtool) = util::peer("amtool") else {

@@ -307,7 +307,6 @@ fn page_in_headless_chromium_shows_state_and_keeps_hostile_text_inert() {
 }
 
 #[test]
-#[ignore = "needs rules+ingest on main"]
 fn firing_alert_with_a_malicious_label_stays_text_in_chromium() {
     let Some(chromium) = Chromium::find() else {
         return;

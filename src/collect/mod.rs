@@ -426,6 +426,9 @@ async fn run_loop(
         }
         duration.set(&[name], elapsed);
         success.set(&[name], if ok { 1.0 } else { 0.0 });
+        // Encode before publishing the status: once /readyz says a collector ran, the
+        // snapshot already holds that run.
+        exposition.refresh();
         if let Some(s) = status.lock().get_mut(name) {
             s.runs += 1;
             s.last_run = Some(SystemTime::now());
@@ -433,7 +436,6 @@ async fn run_loop(
             s.success = ok;
             s.last_error = last_logged_error.clone();
         }
-        exposition.refresh();
     }
 }
 

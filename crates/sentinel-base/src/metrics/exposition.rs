@@ -176,13 +176,13 @@ impl Exposition {
             self.collected_generation.load(Ordering::Relaxed),
             self.registry.generation(),
         );
-        {
-            let mut last = self.encoded_generation.lock();
-            if *last == generation {
-                return false;
-            }
-            *last = generation;
+        // Held for the whole refresh: refreshes are serialized, so when this returns the
+        // stored snapshot includes everything that happened before the call.
+        let mut last = self.encoded_generation.lock();
+        if *last == generation {
+            return false;
         }
+        *last = generation;
         let families = self.merged();
         let now = SystemTime::now();
         let mut text = String::with_capacity(self.encoded.load().text.len() + 1024);
