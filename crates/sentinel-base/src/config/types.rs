@@ -4,6 +4,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 
+/// Duration units, largest first, with their size in milliseconds.
+const UNITS: &[(&str, u64)] = &[
+    ("y", 365 * 24 * 3600 * 1000),
+    ("w", 7 * 24 * 3600 * 1000),
+    ("d", 24 * 3600 * 1000),
+    ("h", 3600 * 1000),
+    ("m", 60 * 1000),
+    ("s", 1000),
+    ("ms", 1),
+];
+
 /// Parses a Prometheus-style duration: one or more `<number><unit>` with units
 /// `ms s m h d w y` in descending order (`5s`, `1m30s`, `250ms`, `0s`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -14,15 +25,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s == "0" {
         return Ok(Duration::ZERO);
     }
-    const UNITS: &[(&str, u64)] = &[
-        ("y", 365 * 24 * 3600 * 1000),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ];
     let mut total_ms: u64 = 0;
     let mut rest = s;
     let mut last_rank = None;
@@ -69,15 +71,7 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".to_string();
     }
     let mut out = String::new();
-    for (unit, size) in [
-        ("y", 365 * 24 * 3600 * 1000u64),
-        ("w", 7 * 24 * 3600 * 1000),
-        ("d", 24 * 3600 * 1000),
-        ("h", 3600 * 1000),
-        ("m", 60 * 1000),
-        ("s", 1000),
-        ("ms", 1),
-    ] {
+    for &(unit, size) in UNITS {
         if ms >= size {
             out.push_str(&format!("{}{}", ms / size, unit));
             ms %= size;
