@@ -338,3 +338,66 @@ fn version_subcommand() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("comfy-sentinel "));
 }
+
+#[test]
+fn tls_serves_https_with_the_configured_certificate() {
+    let dir = tempdir();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+    let cert_pem = cert.cert.pem();
+    let cert_file = temp_file(dir.path(), "tls.crt", &cert_pem);
+    let key_file = temp_file(dir.path(), "tls.key", &cert.key_pair.serialize_pem());
+    let cfg = write_config(
+        dir.path(),
+        &format!(
+            "web:\n  tls:\n    cert_file: {}\n    key_file: {}\n",
+            cert_file.display(),
+            key_file.display()
+        ),
+    );
+    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let trusting = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(cert_pem.as_bytes()).unwrap())
+            .build()
+            .unwrap();
+        let r = trusting
+            .get(format!("https://{}/healthz", s.addr))
+            .send()
+            .await
+            .expect("HTTPS request with the certificate trusted");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ok\n");
+        // A client that does not trust the certificate is refused by its own TLS check.
+        let strict = reqwest::Client::new();
+        assert!(strict
+            .get(format!("https://{}/healthz", s.addr))
+            .send()
+            .await
+            .is_err());
+    });
+    // Plain HTTP on the TLS port gets no HTTP answer.
+    assert!(http_get(&s.url("/healthz"), &[])
+        .map(|r| r.0 != 200)
+        .unwrap_or(true));
+    // An unreadable key is a config error with its location.
+    let bad = write_config(
+        dir.path(),
+        "web:\n  tls:\n    cert_file: /nonexistent.crt\n    key_file: /nonexistent.key\n",
+    );
+    let out = Command::new(bin())
+        .args(["check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read cert_file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
