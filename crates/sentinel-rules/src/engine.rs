@@ -186,8 +186,9 @@ impl RuleEngine {
         if !errors.is_empty() {
             return Err(LoadError::Invalid(errors.join("\n")));
         }
-        let retention = retention_for(&defs);
+        let (retention, by_name) = retention_plan(&defs);
         self.store.set_retention_ms(retention as u64);
+        self.store.set_retention_by_name(by_name);
         let mut inner = self.inner.lock();
         let first_load = inner.groups.is_empty() && inner.restore.is_empty();
         let mut old: HashMap<(String, String, String), Group> = HashMap::new();
@@ -422,6 +423,80 @@ fn generator_url(external_url: &str) -> String {
 
 /// Longest look into the past any rule needs: ranges + offsets + `for` +
 /// `keep_firing_for` + the 5 m lookback (and the resend delay, for ALERTS_FOR_STATE).
+/// Per-metric retention: each metric keeps what the rules that select it by name need
+/// (range + offset + lookback + resend delay); metrics no rule selects by name keep the
+/// default, which is the lookback plus resend delay, or the whole longest need when some
+/// selector has no fixed metric name.
+pub fn retention_plan(groups: &[GroupDef]) -> (i64, HashMap<String, i64>) {
+    use crate::eval::ms;
+    fn offset(o: &Option<promql_parser::parser::Offset>) -> i64 {
+        match o {
+            Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
+            _ => 0,
+        }
+    }
+    fn name_of(v: &promql_parser::parser::VectorSelector) -> Option<String> {
+        v.name.clone().or_else(|| {
+            v.matchers
+                .matchers
+                .iter()
+                .find(|m| {
+                    m.name == "__name__" && matches!(m.op, promql_parser::label::MatchOp::Equal)
+                })
+                .map(|m| m.value.clone())
+        })
+    }
+    // Visits every selector with the extra history its context adds (subquery ranges).
+    fn walk(e: &Expr, extra: i64, out: &mut Vec<(Option<String>, i64)>) {
+        match e {
+            Expr::Aggregate(a) => {
+                walk(&a.expr, extra, out);
+                if let Some(p) = a.param.as_deref() {
+                    walk(p, extra, out);
+                }
+            }
+            Expr::Unary(u) => walk(&u.expr, extra, out),
+            Expr::Binary(b) => {
+                walk(&b.lhs, extra, out);
+                walk(&b.rhs, extra, out);
+            }
+            Expr::Paren(p) => walk(&p.expr, extra, out),
+            Expr::Subquery(s) => walk(&s.expr, extra + ms(&s.range) + offset(&s.offset), out),
+            Expr::VectorSelector(v) => out.push((name_of(v), extra + offset(&v.offset))),
+            Expr::MatrixSelector(m) => {
+                out.push((name_of(&m.vs), extra + ms(&m.range) + offset(&m.vs.offset)))
+            }
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    walk(a, extra, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let base = crate::store::LOOKBACK_MS + RESEND_DELAY_MS;
+    let mut default = base;
+    let mut by_name: HashMap<String, i64> = HashMap::new();
+    for g in groups {
+        for r in &g.rules {
+            let mut sel = Vec::new();
+            walk(&r.expr, 0, &mut sel);
+            for (name, need) in sel {
+                let need = need + base;
+                match name {
+                    Some(n) => {
+                        let e = by_name.entry(n).or_insert(base);
+                        *e = (*e).max(need);
+                    }
+                    None => default = default.max(need),
+                }
+            }
+        }
+    }
+    (default, by_name)
+}
+
+/// The longest history any rule needs (the retention of the most demanding metric).
 pub fn retention_for(groups: &[GroupDef]) -> i64 {
     fn walk(e: &Expr) -> i64 {
         use crate::eval::ms;
@@ -665,5 +740,29 @@ mod tests {
             active_at, 300_000,
             "active since 0, shifted by the 5 minute outage"
         );
+    }
+}
+
+#[cfg(test)]
+mod retention_tests {
+    use super::*;
+
+    #[test]
+    fn each_metric_keeps_only_what_its_rules_select() {
+        let src = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: predict_linear(disk_avail[1h], 3600) < 0\n      - alert: B\n        expr: rate(cpu_total[5m] offset 1m) > 1\n      - alert: C\n        expr: up == 0\n";
+        let (groups, _) = crate::rulefile::parse_rule_file(src, "t.yaml").unwrap();
+        let (default, by_name) = retention_plan(&groups);
+        let base = crate::store::LOOKBACK_MS + RESEND_DELAY_MS;
+        assert_eq!(
+            default, base,
+            "no unnamed selector: others keep the lookback"
+        );
+        assert_eq!(by_name["disk_avail"], 3_600_000 + base);
+        assert_eq!(by_name["cpu_total"], 360_000 + base);
+        assert_eq!(by_name["up"], base);
+        // A selector without a fixed name raises the default for every series.
+        let src = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: 'count_over_time({__name__=~\"x.*\"}[30m]) > 0'\n";
+        let (groups, _) = crate::rulefile::parse_rule_file(src, "t.yaml").unwrap();
+        assert_eq!(retention_plan(&groups).0, 1_800_000 + base);
     }
 }

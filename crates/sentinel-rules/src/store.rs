@@ -51,7 +51,11 @@ pub type SelectedSeries = (Labels, Vec<(i64, f64)>);
 
 pub struct Store {
     by_name: RwLock<HashMap<String, BTreeMap<Labels, Series>>>,
+    /// Retention of series whose metric name has no entry in `retention_by_name`.
     retention_ms: AtomicU64,
+    /// Longer (or shorter) retention per metric name, from what the rules select: a
+    /// `[1h]` window on one metric must not make every series keep an hour of samples.
+    retention_by_name: RwLock<HashMap<String, i64>>,
     max_series: AtomicU64,
     series: AtomicU64,
     dropped: AtomicU64,
@@ -69,6 +73,7 @@ impl Store {
         Store {
             by_name: RwLock::new(HashMap::new()),
             retention_ms: AtomicU64::new(retention_ms),
+            retention_by_name: RwLock::new(HashMap::new()),
             max_series: AtomicU64::new(max_series),
             series: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -87,6 +92,18 @@ impl Store {
 
     pub fn retention_ms(&self) -> u64 {
         self.retention_ms.load(Ordering::Relaxed)
+    }
+
+    /// Sets per-metric-name retentions (milliseconds); other names keep the default.
+    pub fn set_retention_by_name(&self, by_name: HashMap<String, i64>) {
+        *self.retention_by_name.write() = by_name;
+    }
+
+    fn retention_of(&self, by_name: &HashMap<String, i64>, name: &str) -> i64 {
+        by_name
+            .get(name)
+            .copied()
+            .unwrap_or_else(|| self.retention_ms.load(Ordering::Relaxed) as i64)
     }
 
     pub fn set_max_series(&self, n: u64) {
@@ -118,8 +135,8 @@ impl Store {
         origin: Origin,
         generation: u64,
     ) {
-        let retention = self.retention_ms.load(Ordering::Relaxed) as i64;
         let name = labels.get(METRIC_NAME);
+        let retention = self.retention_of(&self.retention_by_name.read(), name);
         let family = match map.get_mut(name) {
             Some(f) => f,
             None => map.entry(name.to_string()).or_default(),
@@ -157,11 +174,11 @@ impl Store {
 
     /// Forgets series whose newest sample is older than the retention (or only stale).
     pub fn gc(&self, now_ms: i64) {
-        let retention = self.retention_ms.load(Ordering::Relaxed) as i64;
-        let cutoff = now_ms.saturating_sub(retention);
+        let by_name = self.retention_by_name.read().clone();
         let mut map = self.by_name.write();
         let mut removed = 0u64;
-        for family in map.values_mut() {
+        for (name, family) in map.iter_mut() {
+            let cutoff = now_ms.saturating_sub(self.retention_of(&by_name, name));
             family.retain(|_, s| {
                 while s.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
                     s.samples.pop_front();
