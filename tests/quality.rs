@@ -443,12 +443,15 @@ fn quality_config_rejections_name_the_field() {
 }
 
 /// Against a real ComfyUI (its base URL in `SENTINEL_TEST_COMFYUI_URL`, e.g. one started
-/// with shared/tools/real-comfyui.sh): submit a graph of core nodes that saves a black
-/// and a small white image, then check both through the real `/view`.
+/// with a real-ComfyUI script on CPU): submit a graph of core nodes that saves a black
+/// and a small white image, then check both through the real `/view`. ComfyUI is not a
+/// package CI can install, so this runs on request only:
+/// `SENTINEL_TEST_COMFYUI_URL=http://127.0.0.1:8188 cargo test --test tests real_comfyui -- --ignored`.
 #[tokio::test]
+#[ignore = "needs a real ComfyUI at SENTINEL_TEST_COMFYUI_URL"]
 async fn real_comfyui_view_serves_the_checked_images() {
     let Ok(base) = std::env::var("SENTINEL_TEST_COMFYUI_URL") else {
-        eprintln!("skipping: SENTINEL_TEST_COMFYUI_URL is not set");
+        panic!("set SENTINEL_TEST_COMFYUI_URL to a real ComfyUI's base URL");
         return;
     };
     let base = base.trim_end_matches('/').to_string();
