@@ -13,10 +13,13 @@
 # receiver and drives the trials, so t0 and arrival times come from one clock.
 # Prints p50/p90/max for both and the ratio, and checks our Standard Webhooks headers.
 # Needs: cargo, prometheus, prometheus-alertmanager, python3 (stdlib only), curl.
-# Usage: bench/e2e-latency.sh [trials=20]
+# Each run restarts the three processes, so their tick phases are drawn anew; the last
+# table pools every run.
+# Usage: bench/e2e-latency.sh [trials=20] [runs=5]   (about 70 s per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRIALS=${1:-20}
+RUNS=${2:-5}
 S_PORT=${S_PORT:-19388}
 P_PORT=${P_PORT:-19390}
 A_PORT=${A_PORT:-19393}
@@ -30,6 +33,11 @@ BIN="$TARGET_DIR/release/comfy-sentinel"
 
 work=$(mktemp -d)
 PIDS=()
+stop() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -98,21 +106,39 @@ receivers:
       - url: "http://127.0.0.1:$H_PORT/alertmanager"
 YAML
 
-"$BIN" check --config "$work/sentinel.yaml" >/dev/null 2>"$work/check.log" || { cat "$work/check.log" >&2; exit 2; }
-"$BIN" run --config "$work/sentinel.yaml" --listen "127.0.0.1:$S_PORT" 2>"$work/sentinel.log" &
-PIDS+=($!)
-prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am" \
-  --web.listen-address="127.0.0.1:$A_PORT" --cluster.listen-address= >"$work/am.log" 2>&1 &
-PIDS+=($!)
-prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/prom" \
-  --web.listen-address="127.0.0.1:$P_PORT" --rules.alert.resend-delay=1s >"$work/prom.log" 2>&1 &
-PIDS+=($!)
+cat > "$work/drive.py" <<'PY'
+import datetime, http.server, json, os, random, sys, threading, time, urllib.request
 
-S_PORT=$S_PORT P_PORT=$P_PORT A_PORT=$A_PORT H_PORT=$H_PORT TRIALS=$TRIALS python3 - <<'PY'
-import datetime, http.server, json, os, random, statistics, sys, threading, time, urllib.request
+def q(xs, p):
+    xs = sorted(x for x in xs if x == x)
+    if not xs:
+        return float("nan")
+    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
+
+def summarize(recs, title):
+    ours = [r["ours"] for r in recs]; theirs = [r["theirs"] for r in recs]
+    missing = sum(1 for x in ours + theirs if x != x)
+    print()
+    print(f"{title:28s} {'p50':>8s} {'p90':>8s} {'max':>8s}   (n={len(recs)}, missing={missing})")
+    for label, xs in (("comfy-sentinel", ours), ("prometheus+alertmanager", theirs)):
+        print(f"{label:28s} {q(xs,.5)*1000:6.0f}ms {q(xs,.9)*1000:6.0f}ms {q(xs,1)*1000:6.0f}ms")
+    print(f"{'ratio ours/theirs':28s} {q(ours,.5)/q(theirs,.5):8.2f} {q(ours,.9)/q(theirs,.9):8.2f} {q(ours,1)/q(theirs,1):8.2f}")
+    print("breakdown, p50 (startsAt = the evaluation timestamp the alert was first active at):")
+    for label, k in (("comfy-sentinel", "o"), ("prometheus+alertmanager", "t")):
+        print(f"  {label:26s} event → startsAt {q([r[k+'_eval'] for r in recs],.5)*1000:6.0f} ms"
+              f"   startsAt → webhook {q([r[k+'_deliver'] for r in recs],.5)*1000:6.0f} ms")
+    return missing
+
+if sys.argv[1:2] == ["summary"]:
+    with open(sys.argv[2]) as f:
+        recs = [json.loads(l) for l in f if l.strip()]
+    runs = len({r["run"] for r in recs})
+    summarize(recs, f"all {runs} runs, event → webhook")
+    sys.exit(0)
 
 S, P, A, H = (int(os.environ[k]) for k in ("S_PORT", "P_PORT", "A_PORT", "H_PORT"))
 TRIALS = int(os.environ["TRIALS"])
+
 arrivals = {}          # (path, name) -> first arrival time
 starts = {}            # (path, name) -> the alert's startsAt (its rule evaluation timestamp)
 headers_seen = {}      # name -> our webhook's headers
@@ -198,7 +224,7 @@ def trial(name, timeout=20):
             cond.wait(left)
         return t0
 
-run_id = f"{int(time.time())}"
+run_id = os.environ["RUN"]
 trial(f"warmup-{run_id}")     # not counted: first group, first scrape of the family
 PATHS = ("/sentinel", "/alertmanager")
 total = {p: [] for p in PATHS}    # t0 → webhook received
@@ -214,23 +240,15 @@ for i in range(TRIALS):
             total[p].append(arr - t0); to_eval[p].append(st - t0); deliver[p].append(arr - st)
     print(f"trial {i:2d}: comfy-sentinel {total['/sentinel'][-1]*1000:6.0f} ms"
           f"   prometheus+alertmanager {total['/alertmanager'][-1]*1000:6.0f} ms", flush=True)
-ours, theirs = total["/sentinel"], total["/alertmanager"]
 
-def q(xs, p):
-    xs = sorted(x for x in xs if x == x)
-    if not xs:
-        return float("nan")
-    return xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
-
-missing = sum(1 for x in ours + theirs if x != x)
-print()
-print(f"{'event → webhook':28s} {'p50':>8s} {'p90':>8s} {'max':>8s}   (n={TRIALS}, missing={missing})")
-for label, xs in (("comfy-sentinel", ours), ("prometheus+alertmanager", theirs)):
-    print(f"{label:28s} {q(xs,.5)*1000:6.0f}ms {q(xs,.9)*1000:6.0f}ms {q(xs,1)*1000:6.0f}ms")
-print(f"{'ratio ours/theirs':28s} {q(ours,.5)/q(theirs,.5):8.2f} {q(ours,.9)/q(theirs,.9):8.2f} {q(ours,1)/q(theirs,1):8.2f}")
-print("breakdown, p50 (startsAt is the evaluation timestamp the alert was first active at):")
-for label, p in (("comfy-sentinel", "/sentinel"), ("prometheus+alertmanager", "/alertmanager")):
-    print(f"  {label:26s} event → startsAt {q(to_eval[p],.5)*1000:6.0f} ms   startsAt → webhook {q(deliver[p],.5)*1000:6.0f} ms")
+recs = [dict(run=run_id, ours=total["/sentinel"][i], theirs=total["/alertmanager"][i],
+             o_eval=to_eval["/sentinel"][i], o_deliver=deliver["/sentinel"][i],
+             t_eval=to_eval["/alertmanager"][i], t_deliver=deliver["/alertmanager"][i])
+        for i in range(TRIALS)]
+with open(os.environ["RESULTS"], "a") as f:
+    for r in recs:
+        f.write(json.dumps(r) + "\n")
+missing = summarize(recs, "this run, event → webhook")
 need = ("webhook-id", "webhook-timestamp", "webhook-signature")
 bad = [n for n, h in headers_seen.items() if not all(k in h for k in need)
        or not h["webhook-id"].startswith("msg_") or not h["webhook-signature"].startswith("v1,")]
@@ -238,3 +256,28 @@ print(f"Standard Webhooks headers on our webhooks: {len(headers_seen) - len(bad)
 srv.shutdown()
 sys.exit(1 if bad or missing else 0)
 PY
+
+start() {
+  local dir=$1
+  sed "s|^data_dir: .*|data_dir: $dir/data|" "$work/sentinel.yaml" > "$dir/sentinel.yaml"
+  "$BIN" check --config "$dir/sentinel.yaml" >/dev/null 2>"$dir/check.log" || { cat "$dir/check.log" >&2; exit 2; }
+  "$BIN" run --config "$dir/sentinel.yaml" --listen "127.0.0.1:$S_PORT" 2>"$dir/sentinel.log" &
+  PIDS+=($!)
+  prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$dir/am" \
+    --web.listen-address="127.0.0.1:$A_PORT" --cluster.listen-address= >"$dir/am.log" 2>&1 &
+  PIDS+=($!)
+  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$dir/prom" \
+    --web.listen-address="127.0.0.1:$P_PORT" --rules.alert.resend-delay=1s >"$dir/prom.log" 2>&1 &
+  PIDS+=($!)
+}
+
+: > "$work/results.jsonl"
+for run in $(seq "$RUNS"); do
+  echo "== run $run of $RUNS"
+  mkdir -p "$work/run$run"
+  start "$work/run$run"
+  S_PORT=$S_PORT P_PORT=$P_PORT A_PORT=$A_PORT H_PORT=$H_PORT TRIALS=$TRIALS RUN=$run \
+    RESULTS="$work/results.jsonl" python3 "$work/drive.py"
+  stop
+done
+python3 "$work/drive.py" summary "$work/results.jsonl"
