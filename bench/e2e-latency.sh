@@ -12,9 +12,11 @@
 # start at a random phase and do not overlap. One python process serves the webhook
 # receiver and drives the trials, so t0 and arrival times come from one clock.
 # Prints p50/p90/max for both and the ratio, and checks our Standard Webhooks headers.
-# Needs: cargo, prometheus, prometheus-alertmanager, python3 (stdlib only), curl.
-# Each run restarts the three processes, so their tick phases are drawn anew; the last
-# table pools every run.
+# Needs: cargo, prometheus, prometheus-alertmanager, python3 (stdlib only).
+# Each run restarts the three processes in a new directory, so their tick phases are drawn
+# anew (comfy-sentinel's from its start time; Prometheus's rule group offset from a hash of
+# the group's name and file path, its scrape offset from the target and the host); the
+# last table pools every run.
 # Usage: bench/e2e-latency.sh [trials=20] [runs=5]   (about 70 s per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -259,14 +261,16 @@ PY
 
 start() {
   local dir=$1
-  sed "s|^data_dir: .*|data_dir: $dir/data|" "$work/sentinel.yaml" > "$dir/sentinel.yaml"
+  cp "$work/rules.yaml" "$dir/rules.yaml"
+  sed "s|$work/|$dir/|g" "$work/sentinel.yaml" > "$dir/sentinel.yaml"
+  sed "s|$work/|$dir/|g" "$work/prometheus.yml" > "$dir/prometheus.yml"
   "$BIN" check --config "$dir/sentinel.yaml" >/dev/null 2>"$dir/check.log" || { cat "$dir/check.log" >&2; exit 2; }
   "$BIN" run --config "$dir/sentinel.yaml" --listen "127.0.0.1:$S_PORT" 2>"$dir/sentinel.log" &
   PIDS+=($!)
   prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$dir/am" \
     --web.listen-address="127.0.0.1:$A_PORT" --cluster.listen-address= >"$dir/am.log" 2>&1 &
   PIDS+=($!)
-  prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$dir/prom" \
+  prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/prom" \
     --web.listen-address="127.0.0.1:$P_PORT" --rules.alert.resend-delay=1s >"$dir/prom.log" 2>&1 &
   PIDS+=($!)
 }
