@@ -29,6 +29,8 @@ pub struct App {
     reload_time: Arc<GaugeVec>,
     reload_lock: tokio::sync::Mutex<()>,
     pub started: SystemTime,
+    /// Asks the refresher to re-encode `/metrics` before its next tick (pushed events).
+    refresh_wanted: Arc<tokio::sync::Notify>,
     /// Notifications: the rule engine's `AlertSink`, and state for the HTTP API.
     pub notifier: Arc<sentinel_notify::Notifier>,
     /// When the last reload was tried and how it ended (for the status page).
@@ -119,6 +121,7 @@ impl App {
             reload_time,
             reload_lock: tokio::sync::Mutex::new(()),
             started: SystemTime::now(),
+            refresh_wanted: Arc::new(tokio::sync::Notify::new()),
             notifier,
             last_reload: parking_lot::Mutex::new(None),
             status_providers: ArcSwap::from_pointee(BTreeMap::new()),
@@ -146,6 +149,16 @@ impl App {
             std::time::Duration::from_secs(4),
         ));
         self.runner.apply(specs);
+    }
+
+    /// Requests a re-encode of the snapshot soon (coalesced; see `refresh_requests`).
+    pub fn refresh_soon(&self) {
+        self.refresh_wanted.notify_one();
+    }
+
+    /// Resolves when a refresh was requested since the last call.
+    pub async fn refresh_requests(&self) {
+        self.refresh_wanted.notified().await;
     }
 
     pub fn config(&self) -> Arc<Config> {

@@ -237,7 +237,8 @@ async fn serve(cfg: Config, source: config::ConfigSource) -> anyhow::Result<()> 
 }
 
 /// Re-encodes `/metrics` when the sidecar's own metrics changed (collectors refresh
-/// it themselves after each run).
+/// it themselves after each run): every second, and soon after pushed events, at most
+/// every 50 ms so a stream of ingest requests costs a bounded number of encodes.
 fn spawn_refresher(app: Arc<App>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut t = tokio::time::interval(Duration::from_secs(1));
@@ -245,6 +246,10 @@ fn spawn_refresher(app: Arc<App>, shutdown: CancellationToken) {
         loop {
             tokio::select! {
                 _ = t.tick() => { app.exposition.refresh(); }
+                _ = app.refresh_requests() => {
+                    app.exposition.refresh();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 _ = shutdown.cancelled() => break,
             }
         }

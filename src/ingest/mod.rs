@@ -492,6 +492,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         return ingest.too_many_requests(wait, "too many events from this client");
     }
     ingest.apply(&events, now);
+    // Pushed values should reach /metrics and the rules now, not at the next tick.
+    app.refresh_soon();
     ingest.reply(
         StatusCode::OK,
         serde_json::json!({ "accepted": events.len() }),

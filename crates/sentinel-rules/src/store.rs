@@ -49,6 +49,9 @@ struct Series {
 /// One selected series: its labels and its samples in `[mint, maxt]` (stale markers kept).
 pub type SelectedSeries = (Labels, Vec<(i64, f64)>);
 
+/// Smallest spacing kept between two snapshot samples of a series (see `append_locked`).
+pub const SNAPSHOT_SPACING_MS: i64 = 1000;
+
 pub struct Store {
     by_name: RwLock<HashMap<String, BTreeMap<Labels, Series>>>,
     /// Retention of series whose metric name has no entry in `retention_by_name`.
@@ -56,6 +59,8 @@ pub struct Store {
     /// Longer (or shorter) retention per metric name, from what the rules select: a
     /// `[1h]` window on one metric must not make every series keep an hour of samples.
     retention_by_name: RwLock<HashMap<String, i64>>,
+    /// See `SNAPSHOT_SPACING_MS`; 0 keeps every sample (the unit-test runner's store).
+    snapshot_spacing_ms: i64,
     max_series: AtomicU64,
     series: AtomicU64,
     dropped: AtomicU64,
@@ -74,6 +79,7 @@ impl Store {
             by_name: RwLock::new(HashMap::new()),
             retention_ms: AtomicU64::new(retention_ms),
             retention_by_name: RwLock::new(HashMap::new()),
+            snapshot_spacing_ms: SNAPSHOT_SPACING_MS,
             max_series: AtomicU64::new(max_series),
             series: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -83,7 +89,10 @@ impl Store {
 
     /// A store that never forgets (the unit-test runner loads whole test inputs).
     pub fn unbounded() -> Self {
-        Store::new(u64::MAX / 4, u64::MAX / 4)
+        Store {
+            snapshot_spacing_ms: 0,
+            ..Store::new(u64::MAX / 4, u64::MAX / 4)
+        }
     }
 
     pub fn set_retention_ms(&self, ms: u64) {
@@ -162,6 +171,20 @@ impl Store {
         series.seen = generation;
         if let Some((last, _)) = series.samples.back() {
             if t <= *last {
+                return;
+            }
+        }
+        // Snapshots can come several times a second (each collector run, pushed events);
+        // keep at most one sample per series per SNAPSHOT_SPACING_MS, the newest, so
+        // memory follows the rules' windows and not the refresh rate.
+        // The newest sample floats: it is replaced while it is closer than the spacing to
+        // the one before it, so kept samples stay spaced and the newest value is current.
+        let n = series.samples.len();
+        if origin == Origin::Snapshot && !is_stale(v) && n >= 2 {
+            let prev = series.samples[n - 2].0;
+            let head = series.samples[n - 1];
+            if !is_stale(head.1) && head.0 - prev < self.snapshot_spacing_ms {
+                series.samples[n - 1] = (t, v);
                 return;
             }
         }
@@ -363,6 +386,25 @@ mod tests {
             is_stale(ops[0].1[1].1),
             "missing series gets a stale marker"
         );
+    }
+
+    #[test]
+    fn frequent_snapshots_keep_about_one_sample_per_second() {
+        let s = Store::new(600_000, 1000);
+        // 50 snapshots 100 ms apart: 5 s of data.
+        for i in 0..50 {
+            let g = MetricFamily::gauge("g", "g").with::<&str, &str>(&[], i as f64);
+            s.ingest(&[g], 1_000 + i * 100);
+        }
+        let got = s.select(&name("g"), 0, 10_000);
+        let samples = &got[0].1;
+        assert!(samples.len() <= 7, "{samples:?}");
+        // The newest value is always there.
+        assert_eq!(*samples.last().unwrap(), (5_900, 49.0));
+        // Kept samples (all but the floating newest) are at least a second apart.
+        for w in samples[..samples.len() - 1].windows(2) {
+            assert!(w[1].0 - w[0].0 >= SNAPSHOT_SPACING_MS, "{samples:?}");
+        }
     }
 
     #[test]
