@@ -5,3 +5,4 @@
 pub mod alert;
 pub mod config;
 pub mod metrics;
+pub mod text;

@@ -496,39 +496,6 @@ pub fn retention_plan(groups: &[GroupDef]) -> (i64, HashMap<String, i64>) {
     (default, by_name)
 }
 
-/// The longest history any rule needs (the retention of the most demanding metric).
-pub fn retention_for(groups: &[GroupDef]) -> i64 {
-    fn walk(e: &Expr) -> i64 {
-        use crate::eval::ms;
-        match e {
-            Expr::Aggregate(a) => walk(&a.expr).max(a.param.as_deref().map(walk).unwrap_or(0)),
-            Expr::Unary(u) => walk(&u.expr),
-            Expr::Binary(b) => walk(&b.lhs).max(walk(&b.rhs)),
-            Expr::Paren(p) => walk(&p.expr),
-            Expr::Subquery(s) => ms(&s.range) + offset(&s.offset) + walk(&s.expr),
-            Expr::VectorSelector(v) => offset(&v.offset),
-            Expr::MatrixSelector(m) => ms(&m.range) + offset(&m.vs.offset),
-            Expr::Call(c) => c.args.args.iter().map(|a| walk(a)).max().unwrap_or(0),
-            _ => 0,
-        }
-    }
-    fn offset(o: &Option<promql_parser::parser::Offset>) -> i64 {
-        match o {
-            Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
-            _ => 0,
-        }
-    }
-    let mut longest = 0;
-    for g in groups {
-        for r in &g.rules {
-            let need =
-                walk(&r.expr) + r.for_.as_millis() as i64 + r.keep_firing_for.as_millis() as i64;
-            longest = longest.max(need);
-        }
-    }
-    longest + crate::store::LOOKBACK_MS + RESEND_DELAY_MS
-}
-
 fn state_path(dir: Option<&PathBuf>) -> Option<PathBuf> {
     dir.map(|d| d.join("rule_state.json"))
 }

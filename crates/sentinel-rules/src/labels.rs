@@ -2,6 +2,7 @@
 //! values absent (Prometheus treats `l=""` as "no label l"). Shared by the store, the
 //! evaluator and the rule state machine.
 
+pub use sentinel_base::text::go_quote;
 use std::fmt;
 use std::sync::Arc;
 
@@ -141,27 +142,6 @@ impl fmt::Display for Labels {
         }
         f.write_str("}")
     }
-}
-
-/// Go's `strconv.Quote` for the characters label values contain in practice.
-pub fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Whether `s` is a valid Prometheus label name.

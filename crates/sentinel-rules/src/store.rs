@@ -61,6 +61,8 @@ pub struct Store {
     retention_by_name: RwLock<HashMap<String, i64>>,
     /// See `SNAPSHOT_SPACING_MS`; 0 keeps every sample (the unit-test runner's store).
     snapshot_spacing_ms: i64,
+    /// When the snapshot feed last swept old samples.
+    last_gc_ms: AtomicU64,
     max_series: AtomicU64,
     series: AtomicU64,
     dropped: AtomicU64,
@@ -80,6 +82,7 @@ impl Store {
             retention_ms: AtomicU64::new(retention_ms),
             retention_by_name: RwLock::new(HashMap::new()),
             snapshot_spacing_ms: SNAPSHOT_SPACING_MS,
+            last_gc_ms: AtomicU64::new(0),
             max_series: AtomicU64::new(max_series),
             series: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
@@ -225,42 +228,35 @@ impl Store {
         mint: i64,
         maxt: i64,
     ) -> Vec<(Labels, (i64, f64))> {
-        let map = self.by_name.read();
-        let name_eq = matchers.iter().find_map(|m| {
-            (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
-                .then_some(m.value.as_str())
-        });
-        let families: Vec<&BTreeMap<Labels, Series>> = match name_eq {
-            Some(n) => map.get(n).into_iter().collect(),
-            None => map.values().collect(),
-        };
-        let several = families.len() > 1;
-        let mut out = Vec::new();
-        for family in families {
-            for (labels, series) in family {
-                if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
-                    continue;
-                }
-                // Newest sample at or before maxt.
-                let idx = series.samples.partition_point(|(t, _)| *t <= maxt);
-                if idx == 0 {
-                    continue;
-                }
-                let (t, v) = series.samples[idx - 1];
-                if t >= mint {
-                    out.push((labels.clone(), (t, v)));
-                }
-            }
-        }
-        if several {
-            out.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        out
+        self.walk_matching(matchers, |labels, series| {
+            // Newest sample at or before maxt.
+            let idx = series.samples.partition_point(|(t, _)| *t <= maxt);
+            let (t, v) = *series.samples.get(idx.checked_sub(1)?)?;
+            (t >= mint).then(|| (labels.clone(), (t, v)))
+        })
     }
 
     /// The series matching every matcher, with their samples in `[mint, maxt]`, sorted by
     /// labels (the order a TSDB returns them in, which decides ties in topk and friends).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SelectedSeries> {
+        self.walk_matching(matchers, |labels, series| {
+            let lo = series.samples.partition_point(|(t, _)| *t < mint);
+            let hi = series.samples.partition_point(|(t, _)| *t <= maxt);
+            Some((
+                labels.clone(),
+                series.samples.range(lo..hi.max(lo)).copied().collect(),
+            ))
+        })
+    }
+
+    /// Applies `pick` to every series matching all matchers (only the named family when
+    /// `__name__` is an equality) and returns the picks sorted by labels, the order a TSDB
+    /// returns series in, which decides ties in topk and friends.
+    fn walk_matching<T>(
+        &self,
+        matchers: &[Matcher],
+        mut pick: impl FnMut(&Labels, &Series) -> Option<(Labels, T)>,
+    ) -> Vec<(Labels, T)> {
         let map = self.by_name.read();
         let name_eq = matchers.iter().find_map(|m| {
             (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
@@ -274,16 +270,12 @@ impl Store {
         let mut out = Vec::new();
         for family in families {
             for (labels, series) in family {
-                if !matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
-                    continue;
+                if matchers.iter().all(|m| m.is_match(labels.get(&m.name))) {
+                    out.extend(pick(labels, series));
                 }
-                let lo = series.samples.partition_point(|(t, _)| *t < mint);
-                let hi = series.samples.partition_point(|(t, _)| *t <= maxt);
-                let samples: Vec<(i64, f64)> =
-                    series.samples.range(lo..hi.max(lo)).copied().collect();
-                out.push((labels.clone(), samples));
             }
         }
+        // One family is already in label order (a BTreeMap).
         if several {
             out.sort_by(|a, b| a.0.cmp(&b.0));
         }
@@ -356,7 +348,12 @@ impl SnapshotSink for Store {
     fn accept(&self, families: &[MetricFamily], at: SystemTime) {
         let t = system_time_ms(at);
         self.ingest(families, t);
-        self.gc(t);
+        // Snapshots can arrive many times a second; sweeping every series once a second
+        // is enough to honour the retention.
+        if t - self.last_gc_ms.load(Ordering::Relaxed) as i64 >= 1000 {
+            self.last_gc_ms.store(t as u64, Ordering::Relaxed);
+            self.gc(t);
+        }
     }
 }
 
