@@ -307,6 +307,21 @@ async fn index(State(app): State<Arc<App>>) -> Html<String> {
     Html(status::page(&app))
 }
 
+/// Reads and throws away a refused request's body (at most 8 MiB, for at most 2 s), so
+/// that a client still sending it sees the answer rather than a reset connection.
+pub(crate) async fn discard_body(mut body: Body) {
+    use http_body_util::BodyExt;
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    let mut left = 8usize << 20;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(until, body.frame()).await {
+        let n = frame.data_ref().map_or(0, |d| d.len());
+        left = left.saturating_sub(n);
+        if left == 0 {
+            break;
+        }
+    }
+}
+
 /// Whether an accept error means the process (or system) is out of file descriptors.
 fn out_of_fds(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
@@ -645,5 +660,93 @@ mod tests {
         assert!(authorized(&creds, &h));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer tt"));
         assert!(!authorized(&creds, &h));
+    }
+}
+
+#[cfg(test)]
+mod router_tests {
+    //! The real router in process, where the peer can be any address.
+    use crate::app::App;
+    use crate::config::{Config, ConfigSource};
+    use axum::body::Body;
+    use axum::extract::ConnectInfo;
+    use axum::http::{Request, StatusCode};
+    use std::net::SocketAddr;
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &std::sync::Arc<App>,
+        method: &str,
+        path: &str,
+        peer: Option<&str>,
+        ctype: &str,
+        body: &str,
+    ) -> StatusCode {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("content-type", ctype)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        if let Some(p) = peer {
+            let addr: SocketAddr = p.parse().unwrap();
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        super::router(app.clone())
+            .oneshot(req)
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn network_clients_cannot_silence_or_reload_without_web_auth() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let app = App::start(config, ConfigSource::Embedded);
+        let silence = r#"{"matchers":[{"name":"alertname","value":"A"}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2999-01-01T00:00:00Z","createdBy":"ops","comment":"m"}"#;
+        let json = "application/json";
+        for peer in [Some("192.0.2.7:4000"), Some("[2001:db8::1]:4000"), None] {
+            assert_eq!(
+                call(&app, "POST", "/api/v1/silences", peer, json, silence).await,
+                StatusCode::FORBIDDEN,
+                "{peer:?}"
+            );
+            assert_eq!(
+                call(&app, "DELETE", "/api/v1/silences/x", peer, json, "").await,
+                StatusCode::FORBIDDEN
+            );
+            assert_eq!(
+                call(&app, "POST", "/-/reload", peer, json, "").await,
+                StatusCode::FORBIDDEN
+            );
+            assert_eq!(
+                call(&app, "GET", "/api/v1/silences", peer, json, "").await,
+                StatusCode::OK
+            );
+            assert_ne!(
+                call(
+                    &app,
+                    "POST",
+                    "/api/v1/query",
+                    peer,
+                    "application/x-www-form-urlencoded",
+                    "query=vector(1)"
+                )
+                .await,
+                StatusCode::FORBIDDEN
+            );
+        }
+        for peer in ["127.0.0.1:4000", "[::1]:4000", "[::ffff:127.0.0.1]:4000"] {
+            assert_eq!(
+                call(&app, "POST", "/api/v1/silences", Some(peer), json, silence).await,
+                StatusCode::OK,
+                "{peer}"
+            );
+        }
+        app.runner.stop_all();
     }
 }

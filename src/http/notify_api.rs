@@ -85,6 +85,7 @@ async fn post_silence(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        super::discard_body(body).await;
         return too_large(&app);
     }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
