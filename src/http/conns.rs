@@ -97,12 +97,19 @@ impl Drop for Registration {
     }
 }
 
-/// File descriptors kept free for everything that is not a client connection: the
-/// outbox database, outgoing connections to ComfyUI, probes and receivers, logs.
+/// File descriptors kept free, beyond those open when the server starts, for
+/// everything that is not a client connection: outgoing connections to ComfyUI, probes
+/// and receivers, the outbox database, files read on reload.
 pub(crate) const FD_RESERVE: u64 = 64;
 
-/// The connection cap to enforce: `configured`, lowered so that the connections plus
-/// [`FD_RESERVE`] fit under the soft `RLIMIT_NOFILE` (never below 8).
+/// File descriptors open now (Linux: `/proc/self/fd`; elsewhere 0).
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64)
+}
+
+/// The connection cap to enforce: `configured`, lowered so that the connections, the
+/// descriptors open now and [`FD_RESERVE`] fit under the soft `RLIMIT_NOFILE` (never
+/// below 8).
 pub(crate) fn effective_max(configured: usize) -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -113,7 +120,9 @@ pub(crate) fn effective_max(configured: usize) -> usize {
     if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
         return configured;
     }
-    let fit = (lim.rlim_cur as u64).saturating_sub(FD_RESERVE).max(8);
+    let fit = (lim.rlim_cur as u64)
+        .saturating_sub(open_fds() + FD_RESERVE)
+        .max(8);
     configured.min(usize::try_from(fit).unwrap_or(usize::MAX))
 }
 
