@@ -318,7 +318,10 @@ fn metrics_answer_while_300_slow_clients_hang_on_with_256_fds() {
     let cap = value("sentinel_http_max_connections");
     eprintln!("cap {cap}, shed {shed}, closed to free an fd {fd}");
     assert!(cap <= 192.0, "cap lowered to fit 256 fds: {cap}");
-    assert!(shed >= 300.0 - cap, "slow clients past the cap were shed: {shed}");
+    assert!(
+        shed >= 300.0 - cap,
+        "slow clients past the cap were shed: {shed}"
+    );
 }
 
 #[test]
@@ -478,10 +481,14 @@ fn silences_are_capped_with_413_and_422_and_counted() {
     let store = std::fs::metadata(dir.path().join("data/notify.redb")).map_or(0, |m| m.len());
     eprintln!("notify.redb after the refusals: {store} bytes");
     assert!(store < 8 << 20, "{store}");
-    let want: Vec<String> = [("body_too_large", 100), ("comment_too_long", 1), ("invalid", 1)]
-        .iter()
-        .map(|(reason, n)| format!("sentinel_silences_rejected_total{{reason=\"{reason}\"}} {n}"))
-        .collect();
+    let want: Vec<String> = [
+        ("body_too_large", 100),
+        ("comment_too_long", 1),
+        ("invalid", 1),
+    ]
+    .iter()
+    .map(|(reason, n)| format!("sentinel_silences_rejected_total{{reason=\"{reason}\"}} {n}"))
+    .collect();
     let m = eventually_scraped(&s, &want);
     for line in &want {
         assert!(m.contains(line), "{line} in\n{m}");
@@ -527,7 +534,9 @@ fn q_zero_refuses_gzip_and_openmetrics_on_metrics() {
     )
     .unwrap();
     assert!(
-        header(&h, "content-type").unwrap().starts_with("text/plain"),
+        header(&h, "content-type")
+            .unwrap()
+            .starts_with("text/plain"),
         "{h:?}"
     );
 }

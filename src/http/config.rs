@@ -121,10 +121,7 @@ impl WebConfig {
             ));
         }
         if self.max_connections == 0 {
-            return Err((
-                "web.max_connections".into(),
-                "must be at least 1".into(),
-            ));
+            return Err(("web.max_connections".into(), "must be at least 1".into()));
         }
         for (key, d) in [
             ("web.header_read_timeout", self.header_read_timeout),

@@ -120,6 +120,8 @@ pub(crate) fn effective_max(configured: usize) -> usize {
     if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
         return configured;
     }
+    // rlim_t is not u64 everywhere.
+    #[allow(clippy::unnecessary_cast)]
     let fit = (lim.rlim_cur as u64)
         .saturating_sub(open_fds() + FD_RESERVE)
         .max(8);

@@ -503,7 +503,8 @@ pub async fn serve(
         let close = conn.close.clone();
         match &acceptor {
             None => {
-                let served = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                let served =
+                    graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     let _reg = reg;
                     tokio::select! {
@@ -589,7 +590,14 @@ mod tests {
         ] {
             assert!(!enc(refused), "{refused}");
         }
-        for accepted in ["gzip", "gzip;q=0.001", "gzip;q=1.000", "GZIP", "*", "deflate, gzip;q=0.5"] {
+        for accepted in [
+            "gzip",
+            "gzip;q=0.001",
+            "gzip;q=1.000",
+            "GZIP",
+            "*",
+            "deflate, gzip;q=0.5",
+        ] {
             assert!(enc(accepted), "{accepted}");
         }
         // The explicit entry wins over the wildcard.
@@ -609,7 +617,9 @@ mod tests {
         ] {
             assert!(!acc(refused), "{refused}");
         }
-        assert!(acc("application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4"));
+        assert!(acc(
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4"
+        ));
     }
 
     #[test]

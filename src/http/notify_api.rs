@@ -12,13 +12,13 @@
 //! `sentinel_silences_rejected_total{reason}`.
 
 use crate::app::App;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use axum::body::Body;
-use axum::http::{header, HeaderMap};
 use sentinel_notify::dispatch::silence::{Silence, SilenceError, MAX_BODY_BYTES};
 use serde_json::json;
 use std::sync::Arc;
@@ -94,7 +94,12 @@ async fn post_silence(State(app): State<Arc<App>>, headers: HeaderMap, body: Bod
         Err(e) if super::conns::is_body_timeout(&e) => {
             return error(StatusCode::REQUEST_TIMEOUT, e.to_string())
         }
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )
+        }
     };
     let s: Silence = match serde_json::from_slice(&body) {
         Ok(s) => s,

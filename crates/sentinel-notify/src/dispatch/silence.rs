@@ -343,7 +343,10 @@ mod limit_tests {
         let mut s = silence("c");
         s.matchers[0].value = "v".repeat(MAX_MATCHER_VALUE_BYTES + 1);
         let e = ss.upsert(s, Utc::now()).unwrap_err();
-        assert!(e.to_string().starts_with("matchers[0].value is 1025 bytes"), "{e}");
+        assert!(
+            e.to_string().starts_with("matchers[0].value is 1025 bytes"),
+            "{e}"
+        );
         let mut s = silence("c");
         s.matchers[0].name = "n".repeat(MAX_MATCHER_NAME_BYTES + 1);
         assert_eq!(
