@@ -325,6 +325,57 @@ fn metrics_answer_while_300_slow_clients_hang_on_with_256_fds() {
 }
 
 #[test]
+fn a_client_that_never_reads_its_answers_is_closed_after_the_write_stall_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = launch(
+        dir.path(),
+        "web:\n  write_stall_timeout: 1s\n",
+        "127.0.0.1:0",
+        None,
+    );
+    let to: SocketAddr = s.addr.parse().unwrap();
+    let mut c = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async move {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.set_recv_buffer_size(4096).unwrap();
+            let s = sock.connect(to).await.unwrap().into_std().unwrap();
+            s.set_nonblocking(false).unwrap();
+            s
+        });
+    // Far more answers than the socket buffers hold, and never a read.
+    let n = 2000;
+    c.write_all(
+        "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+            .repeat(n)
+            .as_bytes(),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(6));
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let r = c.read_to_end(&mut got);
+    let answers = String::from_utf8_lossy(&got)
+        .matches("HTTP/1.1 200")
+        .count();
+    eprintln!("a non-reading client got {answers} of {n} answers before being closed");
+    assert!(
+        r.is_ok()
+            || r.as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "closed by the server, not left open: {r:?}"
+    );
+    assert!(answers < n, "{answers}");
+    let m = eventually_scraped(&s, &[]);
+    assert!(
+        !m.contains("sentinel_http_connections_closed_total{reason=\"write_stalled\"} 0"),
+        "counted"
+    );
+}
+
+#[test]
 fn network_clients_cannot_silence_or_reload_without_web_auth() {
     let Some(ip) = network_ip() else {
         eprintln!("skipping: no non-loopback address");

@@ -27,6 +27,9 @@ pub struct WebConfig {
     /// Time allowed to send a whole request body, from the end of its head; past it the
     /// answer is 408 and the connection is closed.
     pub request_body_timeout: Dur,
+    /// Time an answer may wait for the client to read it (writes blocked); past it the
+    /// connection is closed.
+    pub write_stall_timeout: Dur,
 }
 
 impl Default for WebConfig {
@@ -40,6 +43,7 @@ impl Default for WebConfig {
             max_connections: 256,
             header_read_timeout: Dur::secs(10),
             request_body_timeout: Dur::secs(30),
+            write_stall_timeout: Dur::secs(30),
         }
     }
 }
@@ -126,6 +130,7 @@ impl WebConfig {
         for (key, d) in [
             ("web.header_read_timeout", self.header_read_timeout),
             ("web.request_body_timeout", self.request_body_timeout),
+            ("web.write_stall_timeout", self.write_stall_timeout),
         ] {
             if d.get() < std::time::Duration::from_millis(100) {
                 return Err((key.into(), "must be at least 100ms".into()));

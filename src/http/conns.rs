@@ -13,7 +13,9 @@
 //!   answer is 408 and the connection is closed. The reaper closes a connection still in
 //!   this phase a little after the deadline, whoever holds the body.
 //! - `Busy`: the request is complete (or was refused), the handler runs or the answer
-//!   is being written. Never shed: these are the clients being served.
+//!   is being written. Not shed while the answer flows; a client that stops reading it
+//!   (writes blocked, [`TrackedIo`]) is a slow client too: shed like the others, and
+//!   closed by the reaper after `web.write_stall_timeout`.
 
 use crate::metrics::registry::{CounterVec, GaugeVec, Registry};
 use axum::body::Bytes;
@@ -39,6 +41,9 @@ pub(crate) struct Conn {
     phase: AtomicU8,
     /// When the current phase began, in ms since `epoch`.
     since_ms: AtomicU64,
+    /// Since when writes to the client have been blocked, in ms since `epoch` plus 1;
+    /// 0 when they are not.
+    write_blocked_ms: AtomicU64,
     /// Cancelled to close the connection.
     pub close: CancellationToken,
 }
@@ -65,10 +70,48 @@ impl Conn {
                 .saturating_sub(self.since_ms.load(Ordering::Relaxed)),
         )
     }
+
+    /// How long writes to the client have been blocked (None: they are not).
+    fn write_blocked_for(&self) -> Option<Duration> {
+        match self.write_blocked_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Duration::from_millis(self.now_ms().saturating_sub(t - 1))),
+        }
+    }
+
+    fn note_write(&self, blocked: bool) {
+        if blocked {
+            let _ = self.write_blocked_ms.compare_exchange(
+                0,
+                self.now_ms() + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.write_blocked_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// How long this connection has been held up by its client: in `Head`/`Body`, the
+    /// time in that phase; in `Busy`, the time its writes have been blocked (None
+    /// while the answer flows: a client being served).
+    fn slow_for(&self) -> Option<Duration> {
+        if self.phase() == BUSY {
+            self.write_blocked_for()
+        } else {
+            Some(self.stuck_for())
+        }
+    }
 }
 
 /// Why a connection was closed by the server rather than by its client.
-const REASONS: [&str; 4] = ["shed", "refused", "body_timeout", "fd_exhausted"];
+const REASONS: [&str; 5] = [
+    "shed",
+    "refused",
+    "body_timeout",
+    "write_stalled",
+    "fd_exhausted",
+];
 
 struct Metrics {
     open: Arc<GaugeVec>,
@@ -139,7 +182,7 @@ impl Tracker {
                 ),
                 closed: r.counter_vec(
                     "sentinel_http_connections_closed_total",
-                    "HTTP connections closed by the server, by reason: shed (slowest client closed at web.max_connections), refused (at the cap with no slow client to shed), body_timeout (request body not finished within web.request_body_timeout), fd_exhausted (closed to free a file descriptor after accept failed).",
+                    "HTTP connections closed by the server, by reason: shed (slowest client closed at web.max_connections), refused (at the cap with no slow client to shed), body_timeout (request body not finished within web.request_body_timeout), write_stalled (client stopped reading the answer for web.write_stall_timeout), fd_exhausted (closed to free a file descriptor after accept failed).",
                     &["reason"],
                 ),
             };
@@ -216,6 +259,7 @@ impl Tracker {
             epoch: self.epoch,
             phase: AtomicU8::new(HEAD),
             since_ms: AtomicU64::new(self.epoch.elapsed().as_millis() as u64),
+            write_blocked_ms: AtomicU64::new(0),
             close: CancellationToken::new(),
         });
         conns.insert(conn.id, conn.clone());
@@ -228,13 +272,13 @@ impl Tracker {
         })
     }
 
-    /// The connection stuck longest in `Head` or `Body`.
+    /// The connection held up longest by its client (see [`Conn::slow_for`]).
     fn slowest(conns: &HashMap<u64, Arc<Conn>>) -> Option<Arc<Conn>> {
         conns
             .values()
-            .filter(|c| c.phase() != BUSY)
-            .max_by_key(|c| c.stuck_for())
-            .cloned()
+            .filter_map(|c| Some((c.slow_for()?, c)))
+            .max_by_key(|(d, _)| *d)
+            .map(|(_, c)| c.clone())
     }
 
     /// Closes the connection stuck longest in sending its request, to free its file
@@ -253,29 +297,89 @@ impl Tracker {
         true
     }
 
-    /// Closes connections whose body has outlived `deadline` plus a grace period (the
-    /// body's own deadline answers 408 first when a handler is reading it).
-    pub(crate) fn reap(&self, deadline: Duration) {
-        let limit = deadline + Duration::from_secs(2);
+    /// Closes connections whose body has outlived `body_deadline` plus a grace period
+    /// (the body's own deadline answers 408 first when a handler is reading it), and
+    /// those whose client has not read the answer for `write_stall`.
+    pub(crate) fn reap(&self, body_deadline: Duration, write_stall: Duration) {
+        let limit = body_deadline + Duration::from_secs(2);
         let mut conns = self.conns.lock();
-        let late: Vec<u64> = conns
+        let late: Vec<(u64, &'static str)> = conns
             .values()
-            .filter(|c| c.phase() == BODY && c.stuck_for() > limit)
-            .map(|c| c.id)
+            .filter_map(|c| {
+                if c.phase() == BODY && c.stuck_for() > limit {
+                    Some((c.id, "body_timeout"))
+                } else if c.write_blocked_for().is_some_and(|d| d > write_stall) {
+                    Some((c.id, "write_stalled"))
+                } else {
+                    None
+                }
+            })
             .collect();
-        for id in &late {
+        for (id, _) in &late {
             if let Some(c) = conns.remove(id) {
                 c.close.cancel();
             }
         }
         let n = conns.len();
         drop(conns);
-        for _ in &late {
-            self.count_closed("body_timeout");
+        for (_, reason) in &late {
+            self.count_closed(reason);
         }
         if !late.is_empty() {
             self.set_open(n);
         }
+    }
+}
+
+/// The connection's socket, noting when writes to the client block.
+pub(crate) struct TrackedIo<S> {
+    pub inner: S,
+    pub conn: Arc<Conn>,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TrackedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for TrackedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.conn.note_write(r.is_pending());
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.conn.note_write(r.is_pending());
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.conn.note_write(r.is_pending());
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -466,9 +570,42 @@ mod tests {
         let b = t.admit().unwrap();
         phase_for(&t, &a, BODY, 60_000);
         phase_for(&t, &b, HEAD, 60_000);
-        t.reap(Duration::from_secs(30));
+        t.reap(Duration::from_secs(30), Duration::from_secs(30));
         assert!(a.conn.close.is_cancelled());
         assert!(!b.conn.close.is_cancelled(), "head timeouts are hyper's");
+    }
+
+    #[test]
+    fn a_client_that_stops_reading_its_answer_is_slow_too() {
+        let t = Tracker::new(2, None);
+        let reader = t.admit().unwrap();
+        let stalled = t.admit().unwrap();
+        phase_for(&t, &reader, BUSY, 60_000);
+        phase_for(&t, &stalled, BUSY, 1_000);
+        // Writes blocked for 40 s.
+        let blocked_at = stalled.conn.now_ms() - 40_000;
+        stalled
+            .conn
+            .write_blocked_ms
+            .store(blocked_at + 1, Ordering::Relaxed);
+        let _c = t.admit().expect("the stalled reader makes room");
+        assert!(stalled.conn.close.is_cancelled());
+        assert!(!reader.conn.close.is_cancelled());
+
+        let t = Tracker::new(10, None);
+        let stalled = t.admit().unwrap();
+        phase_for(&t, &stalled, BUSY, 1_000);
+        let blocked_at = stalled.conn.now_ms() - 40_000;
+        stalled
+            .conn
+            .write_blocked_ms
+            .store(blocked_at + 1, Ordering::Relaxed);
+        t.reap(Duration::from_secs(30), Duration::from_secs(60));
+        assert!(!stalled.conn.close.is_cancelled());
+        t.reap(Duration::from_secs(30), Duration::from_secs(30));
+        assert!(stalled.conn.close.is_cancelled());
+        stalled.conn.note_write(false);
+        assert_eq!(stalled.conn.write_blocked_for(), None);
     }
 
     #[test]

@@ -421,6 +421,7 @@ pub async fn serve(
     let max_buf = web.max_header_bytes();
     let head_timeout = web.header_read_timeout.get();
     let body_timeout = web.request_body_timeout.get();
+    let write_stall = web.write_stall_timeout.get();
     let max = conns::effective_max(web.max_connections);
     if max < web.max_connections {
         tracing::warn!(
@@ -431,14 +432,14 @@ pub async fn serve(
     }
     let tracker = conns::Tracker::new(max, Some(registry));
     {
-        // Backstop for bodies nobody is reading past their deadline.
+        // Bodies nobody is reading past their deadline; clients not reading answers.
         let tracker = tracker.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => tracker.reap(body_timeout),
+                    _ = tick.tick() => tracker.reap(body_timeout, write_stall),
                     _ = shutdown.cancelled() => break,
                 }
             }
@@ -503,8 +504,11 @@ pub async fn serve(
         let close = conn.close.clone();
         match &acceptor {
             None => {
-                let served =
-                    graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                let io = conns::TrackedIo {
+                    inner: stream,
+                    conn: conn.clone(),
+                };
+                let served = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
                 tokio::spawn(async move {
                     let _reg = reg;
                     tokio::select! {
@@ -516,6 +520,7 @@ pub async fn serve(
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let watcher = graceful.watcher();
+                let tracked = conn.clone();
                 tokio::spawn(async move {
                     let _reg = reg;
                     let work = async move {
@@ -529,12 +534,15 @@ pub async fn serve(
                             }
                             _ => return,
                         }
-                        let tls = match tokio::time::timeout(head_timeout, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(s)) => s,
-                            _ => return,
+                        let io = conns::TrackedIo {
+                            inner: stream,
+                            conn: tracked,
                         };
+                        let tls =
+                            match tokio::time::timeout(head_timeout, acceptor.accept(io)).await {
+                                Ok(Ok(s)) => s,
+                                _ => return,
+                            };
                         let conn = builder.serve_connection(TokioIo::new(tls), service);
                         let _ = watcher.watch(conn).await;
                     };
