@@ -132,6 +132,8 @@ pub(crate) struct Tracker {
 pub(crate) struct Registration {
     tracker: Arc<Tracker>,
     pub conn: Arc<Conn>,
+    /// Another connection was shed to admit this one.
+    pub shed_one: bool,
 }
 
 impl Drop for Registration {
@@ -240,12 +242,14 @@ impl Tracker {
     /// (`None`: drop the socket).
     pub(crate) fn admit(self: &Arc<Self>) -> Option<Registration> {
         let mut conns = self.conns.lock();
+        let mut shed_one = false;
         if conns.len() >= self.max {
             match Self::slowest(&conns) {
                 Some(victim) => {
                     conns.remove(&victim.id);
                     victim.close.cancel();
                     self.count_closed("shed");
+                    shed_one = true;
                 }
                 None => {
                     drop(conns);
@@ -269,6 +273,7 @@ impl Tracker {
         Some(Registration {
             tracker: self.clone(),
             conn,
+            shed_one,
         })
     }
 

@@ -485,6 +485,10 @@ pub async fn serve(
             drop(stream);
             continue;
         };
+        if reg.shed_one {
+            // Let the shed connection's task close its socket before the next accept.
+            tokio::task::yield_now().await;
+        }
         let _ = stream.set_nodelay(true);
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
