@@ -762,6 +762,20 @@ mod router_tests {
                 StatusCode::FORBIDDEN
             );
         }
+        // Bodies are never buffered past the cap: the query form stops at 1 MiB.
+        let big = format!("query={}", "1".repeat(super::MAX_BODY_BYTES + 1));
+        assert_eq!(
+            call(
+                &app,
+                "POST",
+                "/api/v1/query",
+                Some("127.0.0.1:4000"),
+                "application/x-www-form-urlencoded",
+                &big
+            )
+            .await,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         for peer in ["127.0.0.1:4000", "[::1]:4000", "[::ffff:127.0.0.1]:4000"] {
             assert_eq!(
                 call(&app, "POST", "/api/v1/silences", Some(peer), json, silence).await,
