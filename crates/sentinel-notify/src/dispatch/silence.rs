@@ -57,10 +57,13 @@ pub const MAX_CREATED_BY_BYTES: usize = 256;
 pub const MAX_MATCHERS: usize = 16;
 pub const MAX_MATCHER_NAME_BYTES: usize = 256;
 pub const MAX_MATCHER_VALUE_BYTES: usize = 1024;
+/// Compiled size allowed to the regex matchers of one silence, together (a 1 KiB
+/// pattern could otherwise compile to megabytes).
+pub const MAX_REGEX_BYTES_PER_SILENCE: usize = 256 * 1024;
 
 /// Every `reason` a refused silence is counted under
 /// (`sentinel_silences_rejected_total{reason}`).
-pub const REJECT_REASONS: [&str; 8] = [
+pub const REJECT_REASONS: [&str; 9] = [
     "invalid",
     "body_too_large",
     "too_many_silences",
@@ -69,6 +72,7 @@ pub const REJECT_REASONS: [&str; 8] = [
     "too_many_matchers",
     "matcher_name_too_long",
     "matcher_value_too_long",
+    "matcher_regex_too_large",
 ];
 
 /// Why a silence was refused.
@@ -133,6 +137,7 @@ impl Silence {
                 ),
             });
         }
+        let regexes = self.matchers.iter().filter(|m| m.is_regex).count();
         for (i, m) in self.matchers.iter().enumerate() {
             if m.name.len() > MAX_MATCHER_NAME_BYTES {
                 return Err(too_long(
@@ -149,6 +154,20 @@ impl Silence {
                     m.value.len(),
                     MAX_MATCHER_VALUE_BYTES,
                 ));
+            }
+            if m.is_regex {
+                let budget = MAX_REGEX_BYTES_PER_SILENCE / regexes;
+                let built = regex::RegexBuilder::new(&format!("^(?:{})$", m.value))
+                    .size_limit(budget)
+                    .build();
+                if let Err(regex::Error::CompiledTooBig(_)) = built {
+                    return Err(SilenceError::Limit {
+                        reason: "matcher_regex_too_large",
+                        message: format!(
+                            "matchers[{i}].value compiles to more than {budget} bytes (the regex matchers of one silence share {MAX_REGEX_BYTES_PER_SILENCE})"
+                        ),
+                    });
+                }
             }
         }
         Ok(())
@@ -381,6 +400,20 @@ mod limit_tests {
         ss.expire(&upd.id, now);
         ss.upsert(silence("c"), now + chrono::Duration::seconds(1))
             .unwrap();
+    }
+
+    #[test]
+    fn a_short_regex_that_compiles_huge_is_refused() {
+        let mut ss = Silences::default();
+        let mut s = silence("c");
+        s.matchers[0].is_regex = true;
+        s.matchers[0].value = r"\w{200}".into();
+        let e = ss.upsert(s, Utc::now()).unwrap_err();
+        assert_eq!(e.reason(), "matcher_regex_too_large", "{e}");
+        let mut s = silence("c");
+        s.matchers[0].is_regex = true;
+        s.matchers[0].value = "gpu-[0-9]+|host-.*".into();
+        ss.upsert(s, Utc::now()).unwrap();
     }
 
     #[test]
