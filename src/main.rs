@@ -230,7 +230,7 @@ async fn serve(cfg: Config, source: config::ConfigSource) -> anyhow::Result<()> 
     spawn_signal_handlers(app.clone(), shutdown.clone())?;
     spawn_refresher(app.clone(), shutdown.clone());
     let router = comfy_sentinel::http::router(app.clone());
-    comfy_sentinel::http::serve(listener, router, &web, shutdown.clone()).await?;
+    comfy_sentinel::http::serve(listener, router, &web, &app.registry, shutdown.clone()).await?;
     app.runner.stop_all();
     tracing::info!("comfy-sentinel stopped");
     Ok(())

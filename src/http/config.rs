@@ -1,6 +1,6 @@
 //! `web:` — TLS and authentication for every endpoint.
 
-use crate::config::{either_secret, Secret, SecretFile, SecretString};
+use crate::config::{either_secret, Dur, Secret, SecretFile, SecretString};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -17,6 +17,19 @@ pub struct WebConfig {
     pub bearer_token_file: Option<SecretFile>,
     /// Largest request head (request line and headers) accepted; larger gets 431.
     pub max_header_bytes: usize,
+    /// Most connections open at once. At the cap, the connection stuck longest in
+    /// sending its request is closed to make room; lowered at startup to fit the
+    /// open-file limit (`RLIMIT_NOFILE` minus 64 kept for everything else).
+    pub max_connections: usize,
+    /// Time allowed to send a request head (request line and headers), and to send the
+    /// next one on an idle keep-alive connection.
+    pub header_read_timeout: Dur,
+    /// Time allowed to send a whole request body, from the end of its head; past it the
+    /// answer is 408 and the connection is closed.
+    pub request_body_timeout: Dur,
+    /// Time an answer may wait for the client to read it (writes blocked); past it the
+    /// connection is closed.
+    pub write_stall_timeout: Dur,
 }
 
 impl Default for WebConfig {
@@ -27,6 +40,10 @@ impl Default for WebConfig {
             bearer_token: None,
             bearer_token_file: None,
             max_header_bytes: 16 * 1024,
+            max_connections: 256,
+            header_read_timeout: Dur::secs(10),
+            request_body_timeout: Dur::secs(30),
+            write_stall_timeout: Dur::secs(30),
         }
     }
 }
@@ -106,6 +123,18 @@ impl WebConfig {
                 "web.max_header_bytes".into(),
                 "must be at least 8192 (hyper's smallest read buffer)".into(),
             ));
+        }
+        if self.max_connections == 0 {
+            return Err(("web.max_connections".into(), "must be at least 1".into()));
+        }
+        for (key, d) in [
+            ("web.header_read_timeout", self.header_read_timeout),
+            ("web.request_body_timeout", self.request_body_timeout),
+            ("web.write_stall_timeout", self.write_stall_timeout),
+        ] {
+            if d.get() < std::time::Duration::from_millis(100) {
+                return Err((key.into(), "must be at least 100ms".into()));
+            }
         }
         if let Some(t) = &self.tls {
             super::tls::load_server_config(t).map_err(|e| ("web.tls".to_string(), e))?;

@@ -385,32 +385,39 @@ struct Admitted {
 }
 
 /// Body bytes read and thrown away past a refusal, so that a client still sending is
-/// not reset (losing our answer) by a close with unread data; bounded in size and time.
+/// not reset (losing our answer) by a close with unread data; bounded in size and time
+/// (counted from the refusal). Refusals of clients that may not push at all (403), and
+/// of signed requests when no HMAC key is configured, discard nothing: the connection
+/// is closed at once.
 const DRAIN_BYTES: usize = 8 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 enum BodyError {
     TooLarge,
+    /// `web.request_body_timeout` passed before the body ended.
+    Timeout,
     Unreadable(String),
 }
 
 /// Reads at most `max` bytes; past it, keeps discarding up to [`DRAIN_BYTES`] for at most
-/// [`DRAIN_TIME`] before reporting `TooLarge`.
+/// [`DRAIN_TIME`] before reporting `TooLarge`. With `max == 0` (a refusal), the drain
+/// starts at once. Every read also ends at the body's own deadline
+/// (`web.request_body_timeout`, set by `http::serve`).
 async fn read_body(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
     let mut buf = Vec::new();
     let mut seen = 0usize;
-    let drain_until = tokio::time::Instant::now() + DRAIN_TIME;
+    let mut drain_until = (max == 0).then(|| tokio::time::Instant::now() + DRAIN_TIME);
     loop {
-        let frame = if seen > max {
-            match tokio::time::timeout_at(drain_until, body.frame()).await {
+        let frame = match drain_until {
+            Some(until) => match tokio::time::timeout_at(until, body.frame()).await {
                 Ok(f) => f,
                 Err(_) => return Err(BodyError::TooLarge),
-            }
-        } else {
-            body.frame().await
+            },
+            None => body.frame().await,
         };
         match frame {
             None => break,
+            Some(Err(e)) if crate::http::is_body_timeout(&e) => return Err(BodyError::Timeout),
             Some(Err(_)) if seen > max => return Err(BodyError::TooLarge),
             Some(Err(e)) => return Err(BodyError::Unreadable(e.to_string())),
             Some(Ok(frame)) => {
@@ -422,6 +429,7 @@ async fn read_body(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
                     buf.extend_from_slice(&data);
                 } else {
                     buf = Vec::new();
+                    drain_until.get_or_insert_with(|| tokio::time::Instant::now() + DRAIN_TIME);
                     if seen > DRAIN_BYTES {
                         return Err(BodyError::TooLarge);
                     }
@@ -436,20 +444,30 @@ async fn read_body(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
     }
 }
 
+/// Whether a refused request's body may be drained (see [`DRAIN_BYTES`]).
+fn may_drain(resp: &Response, headers: &HeaderMap, s: &Settings) -> bool {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let unverifiable_signature =
+        headers.contains_key(auth::SIGNATURE_HEADER) && s.auth.hmac_secret.is_none();
+    !expects_continue && resp.status() != StatusCode::FORBIDDEN && !unverifiable_signature
+}
+
 async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let ingest = &app.ingest;
     let s = ingest.settings.load_full();
     let (parts, body) = req.into_parts();
     let admitted = match admit(&app, &s, &parts) {
         Ok(a) => a,
-        Err(resp) => {
+        Err(mut resp) => {
             // A client waiting for `100 Continue` has sent no body: answer at once.
-            let expects = parts
-                .headers
-                .get(header::EXPECT)
-                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-            if !expects {
+            if may_drain(&resp, &parts.headers, &s) {
                 let _ = read_body(body, 0).await;
+            } else {
+                drop(body);
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             return resp;
         }
@@ -457,6 +475,13 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let bytes = match read_body(body, s.max_body_bytes).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => return too_large(ingest, &s),
+        Err(BodyError::Timeout) => {
+            return ingest.error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the body did not arrive within web.request_body_timeout",
+            )
+        }
         Err(BodyError::Unreadable(e)) => {
             return ingest.error(
                 StatusCode::BAD_REQUEST,

@@ -15,6 +15,7 @@ pub struct Metrics {
     pub not_persisted: Arc<CounterVec>,
     pub persistent: Arc<GaugeVec>,
     pub alerts_received: Arc<CounterVec>,
+    pub silences_rejected: Arc<CounterVec>,
 }
 
 impl Metrics {
@@ -56,7 +57,15 @@ impl Metrics {
                 "Alerts received from the rule engine.",
                 &[],
             ),
+            silences_rejected: r.counter_vec(
+                "sentinel_silences_rejected_total",
+                "Silences refused by the API, by reason: invalid, body_too_large, too_many_silences, or a field over its size cap.",
+                &["reason"],
+            ),
         };
+        for reason in crate::dispatch::silence::REJECT_REASONS {
+            m.silences_rejected.touch_series(&[reason]);
+        }
         m.outbox_depth.set(&[], 0.0);
         m.not_persisted.touch_series(&[]);
         m.alerts_received.touch_series(&[]);

@@ -11,7 +11,7 @@
 //! never blocks. The HTTP API reads through the methods at the bottom.
 
 use crate::config::NotifyConfig;
-use crate::dispatch::silence::Silence;
+use crate::dispatch::silence::{Silence, SilenceError};
 use crate::dispatch::{AlertView, Dispatcher, HistoryEvent, LogEntry, ReceiverInfo};
 use crate::metrics::Metrics;
 use crate::notification::Notification;
@@ -585,10 +585,18 @@ impl Notifier {
     }
 
     /// Creates (no id) or updates (id) a silence and persists it.
-    pub fn put_silence(&self, s: Silence) -> Result<Silence, String> {
-        let s = self.dispatcher.lock().silences.upsert(s, Utc::now())?;
+    /// Refusals are counted in `sentinel_silences_rejected_total{reason}`.
+    pub fn put_silence(&self, s: Silence) -> Result<Silence, SilenceError> {
+        let res = self.dispatcher.lock().silences.upsert(s, Utc::now());
+        let s = res.inspect_err(|e| self.silence_rejected(e.reason()))?;
         self.persist_silence(&s);
         Ok(s)
+    }
+
+    /// Counts a silence refused before it reached [`Notifier::put_silence`] (a body too
+    /// large, or not a silence at all).
+    pub fn silence_rejected(&self, reason: &str) {
+        self.metrics.silences_rejected.inc(&[reason]);
     }
 
     /// Expires a silence now; false when unknown.

@@ -464,6 +464,11 @@ impl Outbox {
 
     /// Every state record whose key starts with `prefix`.
     pub fn kv_scan(&self, prefix: &str) -> Vec<(String, Vec<u8>)> {
+        // A deferred outbox (no receiver configured) still holds state written by an
+        // earlier run, silences above all: open the file when there is one.
+        if !self.path.as_os_str().is_empty() && self.path.exists() {
+            self.ensure_open();
+        }
         let guard = self.db.lock();
         let Some(db) = guard.as_ref() else {
             return Vec::new();
