@@ -216,11 +216,15 @@ impl App {
                 if new.listen != old.listen || new.web.tls.is_some() != old.web.tls.is_some() {
                     tracing::warn!("listen address and TLS on/off take effect on restart only");
                 }
+                // Checked when parsed; should it still fail, keep everything running
+                // as it was rather than run with part of the new config.
+                if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
+                    self.reload_ok.set(&[], 0.0);
+                    tracing::error!(error = %e, "config reload failed: notification receivers cannot be built; keeping the running config");
+                    return Err(e.to_string());
+                }
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
-                if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
-                    tracing::error!(error = %e, "notification config not applied; keeping the running one");
-                }
                 self.credentials.store(Arc::new(new.web.credentials()));
                 self.ingest.apply_config(&new.ingest);
                 self.config.store(Arc::new(new));
