@@ -10,7 +10,12 @@ use std::time::{Duration, Instant};
 
 /// Runs `comfy-sentinel check` (plus `extra` args) on `config`, killing it after
 /// `limit`: returns (exit code, stdout, stderr, elapsed); a hang fails the test.
-fn check_in(cwd: &Path, config: &Path, extra: &[&str], limit: Duration) -> (i32, String, String, Duration) {
+fn check_in(
+    cwd: &Path,
+    config: &Path,
+    extra: &[&str],
+    limit: Duration,
+) -> (i32, String, String, Duration) {
     let t = Instant::now();
     let mut child = Command::new(bin())
         .current_dir(cwd)
@@ -31,11 +36,18 @@ fn check_in(cwd: &Path, config: &Path, extra: &[&str], limit: Duration) -> (i32,
         if t.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("`check --config {}` still running after {limit:?}", config.display());
+            panic!(
+                "`check --config {}` still running after {limit:?}",
+                config.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let Output { status, stdout, stderr } = child.wait_with_output().unwrap();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
     (
         status.code().unwrap_or(-1),
         String::from_utf8_lossy(&stdout).into_owned(),
@@ -54,7 +66,10 @@ fn dev_zero_as_token_file_is_refused_promptly_naming_the_path() {
     let cfg = temp_file(dir.path(), "c.yaml", "ingest:\n  token_file: /dev/zero\n");
     let (code, _, err, took) = check(&cfg);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&format!("{}:2:15: ingest.token_file", cfg.display())), "{err}");
+    assert!(
+        err.contains(&format!("{}:2:15: ingest.token_file", cfg.display())),
+        "{err}"
+    );
     assert!(err.contains("/dev/zero is a character device"), "{err}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
@@ -63,7 +78,11 @@ fn dev_zero_as_token_file_is_refused_promptly_naming_the_path() {
 fn fifo_as_token_file_is_refused_without_hanging() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("token.fifo");
-    let ok = Command::new("mkfifo").arg(&fifo).status().unwrap().success();
+    let ok = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "mkfifo");
     let cfg = temp_file(
         dir.path(),
@@ -73,7 +92,10 @@ fn fifo_as_token_file_is_refused_without_hanging() {
     // Nobody ever writes to the FIFO: a blocking open would hang here for good.
     let (code, _, err, took) = check(&cfg);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains(&format!("{} is a FIFO", fifo.display())), "{err}");
+    assert!(
+        err.contains(&format!("{} is a FIFO", fifo.display())),
+        "{err}"
+    );
     assert!(err.contains("ingest.token_file"), "{err}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
 }
@@ -94,7 +116,10 @@ fn directory_and_oversized_secret_files_are_refused() {
         );
         let (code, _, err, _) = check(&cfg);
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains(&want) && err.contains("web.bearer_token_file"), "{err}");
+        assert!(
+            err.contains(&want) && err.contains("web.bearer_token_file"),
+            "{err}"
+        );
     }
 }
 
@@ -102,7 +127,11 @@ fn directory_and_oversized_secret_files_are_refused() {
 fn secret_file_paths_resolve_against_the_config_files_directory() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ingest.token"), "t0ken\n").unwrap();
-    let cfg = temp_file(dir.path(), "c.yaml", "ingest:\n  token_file: ingest.token\n");
+    let cfg = temp_file(
+        dir.path(),
+        "c.yaml",
+        "ingest:\n  token_file: ingest.token\n",
+    );
     // Run from elsewhere: the path is the config's neighbour, not the cwd's.
     let (code, _, err, _) = check(&cfg);
     assert_eq!(code, 0, "{err}");
@@ -111,7 +140,11 @@ fn secret_file_paths_resolve_against_the_config_files_directory() {
 #[test]
 fn deep_yaml_nesting_is_refused_in_milliseconds_not_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = temp_file(dir.path(), "deep.yaml", &format!("x: {}\n", "[".repeat(100_000)));
+    let cfg = temp_file(
+        dir.path(),
+        "deep.yaml",
+        &format!("x: {}\n", "[".repeat(100_000)),
+    );
     let (code, _, err, took) = check(&cfg);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&format!("{}:1:", cfg.display())), "{err}");
@@ -127,7 +160,11 @@ fn reload_with_deep_nesting_is_refused_fast_and_keeps_the_running_config() {
     let cfg = temp_file(dir.path(), "c.yaml", good);
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     // 120 KB of nesting made a reload take 10.8 s.
-    std::fs::write(&cfg, format!("external_labels: {}\n", "{a: ".repeat(30_000))).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("external_labels: {}\n", "{a: ".repeat(30_000)),
+    )
+    .unwrap();
     let t = Instant::now();
     let (st, _, body) = http_request("POST", &s.url("/-/reload"), &[], b"").unwrap();
     let took = t.elapsed();
@@ -135,8 +172,16 @@ fn reload_with_deep_nesting_is_refused_fast_and_keeps_the_running_config() {
     assert_ne!(st, 200, "{body}");
     assert!(body.contains("nesting deeper than 64"), "{body}");
     assert!(took < Duration::from_secs(5), "reload took {took:?}");
-    let text = scrape(&s);
-    assert!(text.contains("sentinel_config_last_reload_successful 0"), "{text}");
+    // /metrics is re-encoded every second.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = scrape(&s);
+        if text.contains("sentinel_config_last_reload_successful 0") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (st, _, _) = http_get(&s.url("/healthz"), &[]).unwrap();
     assert_eq!(st, 200);
 }
@@ -152,7 +197,10 @@ fn check_refuses_an_external_url_on_which_run_would_switch_notifications_off() {
     let (code, _, err, _) = check(&cfg);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains(&format!("{}:1:15: external_url: invalid URL", cfg.display())),
+        err.contains(&format!(
+            "{}:1:15: external_url: invalid URL",
+            cfg.display()
+        )),
         "{err}"
     );
     // `run` refuses the same config instead of running without notifications.
@@ -183,7 +231,10 @@ fn check_refuses_a_receiver_ca_file_that_run_could_not_load() {
     );
     let (code, _, err, _) = check(&cfg);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("notify.receivers[0].alertmanagers[0]"), "{err}");
+    assert!(
+        err.contains("notify.receivers[0].alertmanagers[0]"),
+        "{err}"
+    );
     assert!(err.contains(&ca.display().to_string()), "{err}");
 }
 
@@ -223,7 +274,10 @@ fn config_errors_say_what_is_wrong_and_where() {
         std::fs::write(&cfg, &bytes).unwrap();
         let (code, _, err, _) = check(&cfg);
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains(&format!("{}:{at}", cfg.display())), "want {at} in {err}");
+        assert!(
+            err.contains(&format!("{}:{at}", cfg.display())),
+            "want {at} in {err}"
+        );
         assert!(err.contains(fragment), "want {fragment:?} in {err}");
         assert!(!err.contains("invalid type: string"), "{err}");
     }
@@ -260,9 +314,15 @@ notify:
     let (code, out, err, _) = check_in(Path::new("/"), &cfg, &["--print"], Duration::from_secs(20));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("http://user:<redacted>@127.0.0.1"), "{out}");
-    assert!(!out.contains("SECRET") && !err.contains("SECRET"), "{out}{err}");
+    assert!(
+        !out.contains("SECRET") && !err.contains("SECRET"),
+        "{out}{err}"
+    );
 
-    let s = Sentinel::start_with_env(&["--config", cfg.to_str().unwrap()], &[("RUST_LOG", "debug")]);
+    let s = Sentinel::start_with_env(
+        &["--config", cfg.to_str().unwrap()],
+        &[("RUST_LOG", "debug")],
+    );
     // The always-firing Watchdog goes to the closed port and becomes a dead letter.
     let deadline = Instant::now() + Duration::from_secs(30);
     let api = loop {

@@ -157,7 +157,13 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     // Before any YAML parser: their time grows with the square of the nesting depth.
     let scan = sentinel_base::config::depth::scan(source, MAX_YAML_DEPTH);
     if let Some(e) = scan.too_deep {
-        return Err(ConfigError::new(file, e.line, e.column, "", &format!("{} (the limit keeps parsing fast)", e.message)));
+        return Err(ConfigError::new(
+            file,
+            e.line,
+            e.column,
+            "",
+            &format!("{} (the limit keeps parsing fast)", e.message),
+        ));
     }
     if let Some(d) = locate::find_duplicate_key(source) {
         return Err(ConfigError::new(
@@ -184,10 +190,7 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
         }
         let path = e.path().to_string();
         // Segments the parser could not name ("log.?") say nothing.
-        let path = path
-            .trim_end_matches('?')
-            .trim_end_matches('.')
-            .to_string();
+        let path = path.trim_end_matches('?').trim_end_matches('.').to_string();
         let inner = e.into_inner();
         let message = strip_path_prefix(&strip_location(&inner.to_string()), &path);
         let serde_pos = inner.location().map(|l| (l.line(), l.column()));
@@ -201,7 +204,8 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
                 .map(|p| (p.line, p.column))
         };
         let (line, column) = value_pos.or(serde_pos).unwrap_or((1, 1));
-        let message = explain_number_out_of_range(&message, source, line, column).unwrap_or(message);
+        let message =
+            explain_number_out_of_range(&message, source, line, column).unwrap_or(message);
         ConfigError::new(
             file,
             line,
@@ -252,11 +256,14 @@ fn looks_numeric(s: &str) -> bool {
     };
     let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '_');
     let mantissa_ok = match mantissa.split_once('.') {
-        Some((a, b)) => (digits(a) || a.is_empty()) && (digits(b) || b.is_empty()) && !(a.is_empty() && b.is_empty()),
+        Some((a, b)) => {
+            (digits(a) || a.is_empty())
+                && (digits(b) || b.is_empty())
+                && !(a.is_empty() && b.is_empty())
+        }
         None => digits(mantissa),
     };
-    mantissa_ok
-        && exp.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)))
+    mantissa_ok && exp.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)))
 }
 
 /// serde_yaml_ng appends " at line L column C"; we print the location up front instead.
@@ -342,7 +349,8 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
 pub fn validate_log_level(level: &str) -> Result<(), String> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
-    let want = "want trace, debug, info, warn, error, off, or directives like info,comfy_sentinel=debug";
+    let want =
+        "want trace, debug, info, warn, error, off, or directives like info,comfy_sentinel=debug";
     if level.trim().is_empty() {
         return Err(format!("empty log level ({want})"));
     }
@@ -406,7 +414,10 @@ fn check_build(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> 
 fn line_col(bytes: &[u8], at: usize) -> (usize, usize) {
     let before = &bytes[..at];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
     let column = std::str::from_utf8(&before[line_start..]).map_or(1, |s| s.chars().count() + 1);
     (line, column)
 }
@@ -525,7 +536,11 @@ mod tests {
             "c.yaml:4:1: listen: duplicate key (first set at 1:1)"
         );
         let err = parse("c.yaml", "log:\n  level: info\n  level: debug\n").unwrap_err();
-        assert_eq!((err.line, err.column, err.path.as_str()), (3, 3, "log.level"), "{err}");
+        assert_eq!(
+            (err.line, err.column, err.path.as_str()),
+            (3, 3, "log.level"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -564,7 +579,12 @@ mod tests {
             let err = parse("c.yaml", &format!("log:\n  level: \"{bad}\"\n")).unwrap_err();
             assert_eq!((err.line, err.path.as_str()), (2, "log.level"), "{err}");
         }
-        for good in ["debug", "WARN", "info,comfy_sentinel=debug,hyper=off", "off"] {
+        for good in [
+            "debug",
+            "WARN",
+            "info,comfy_sentinel=debug,hyper=off",
+            "off",
+        ] {
             parse("c.yaml", &format!("log:\n  level: \"{good}\"\n")).expect(good);
         }
     }
@@ -595,7 +615,11 @@ mod tests {
         let src = format!("x: {}", "[".repeat(100_000));
         let t = std::time::Instant::now();
         let err = parse("c.yaml", &src).unwrap_err();
-        assert!(t.elapsed() < std::time::Duration::from_secs(2), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
         assert!(err.message.contains("nesting deeper than 64"), "{err}");
         assert_eq!(err.line, 1);
     }
@@ -622,7 +646,11 @@ mod tests {
     fn non_utf8_config_is_located_at_the_bad_byte() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.yaml");
-        std::fs::write(&p, b"listen: \"127.0.0.1:1\"\nlog:\n  level: \"\xc3\xa9x\xff\"\n").unwrap();
+        std::fs::write(
+            &p,
+            b"listen: \"127.0.0.1:1\"\nlog:\n  level: \"\xc3\xa9x\xff\"\n",
+        )
+        .unwrap();
         let err = load(Some(&p)).unwrap_err();
         assert_eq!((err.line, err.column), (3, 13), "{err}");
         assert!(err.message.contains("invalid UTF-8: byte 0xFF"), "{err}");
@@ -635,7 +663,10 @@ mod tests {
         let p = dir.path().join("c.yaml");
         std::fs::write(&p, "ingest:\n  token_file: ingest.token\n").unwrap();
         let (c, _) = load(Some(&p)).expect("relative secret file next to the config");
-        assert_eq!(c.ingest.token_file.unwrap().path, dir.path().join("ingest.token"));
+        assert_eq!(
+            c.ingest.token_file.unwrap().path,
+            dir.path().join("ingest.token")
+        );
     }
 
     #[test]

@@ -678,7 +678,10 @@ mod tests {
         }]);
         let html = render(&s, t(1_000_100));
         assert!(!html.contains("SECRET"), "{html}");
-        assert!(html.contains("http://user:&lt;redacted&gt;@127.0.0.1:9"), "{html}");
+        assert!(
+            html.contains("http://user:&lt;redacted&gt;@127.0.0.1:9"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -41,7 +41,14 @@ pub const SECRET_PARAMS: &[&str] = &[
 
 /// Name endings that make a query parameter a secret (`x-api-key`, `client_secret`).
 pub const SECRET_PARAM_SUFFIXES: &[&str] = &[
-    "token", "secret", "password", "passwd", "apikey", "api_key", "api-key", "signature",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "api_key",
+    "api-key",
+    "signature",
 ];
 
 fn is_secret_param(name: &str) -> bool {
@@ -51,7 +58,11 @@ fn is_secret_param(name: &str) -> bool {
 
 /// Characters that end a URL embedded in free text (log lines, JSON, quoted Debug output).
 fn ends_url(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | '`' | '\\' | '|' | '^' | '{' | '}')
+    c.is_whitespace()
+        || matches!(
+            c,
+            '"' | '\'' | '<' | '>' | '`' | '\\' | '|' | '^' | '{' | '}'
+        )
 }
 
 /// One URL's secrets redacted: the password of `user:password@` and the values of
@@ -149,10 +160,7 @@ mod tests {
             "http://user:<redacted>@alertmanager:9093/api"
         );
         // A password holding '@' (unencoded) is still cut at the last '@'.
-        assert_eq!(
-            redact_url("https://u:p@ss@h/"),
-            "https://u:<redacted>@h/"
-        );
+        assert_eq!(redact_url("https://u:p@ss@h/"), "https://u:<redacted>@h/");
         // A user without a password, and URLs without userinfo, stay as they are.
         assert_eq!(redact_url("http://user@h:1/x"), "http://user@h:1/x");
         assert_eq!(redact_url("http://h:1/x?a=b"), "http://h:1/x?a=b");
@@ -175,8 +183,14 @@ mod tests {
     fn secrets_in_free_text_are_redacted_and_redaction_is_idempotent() {
         let text = r#"error sending request for url (http://u:SECRET@127.0.0.1:9/x?token=T2): refused; {"url":"https://a:B@h"}"#;
         let once = redact_secrets_in(text).into_owned();
-        assert!(!once.contains("SECRET") && !once.contains("T2") && !once.contains(":B@"), "{once}");
-        assert!(once.contains("http://u:<redacted>@127.0.0.1:9/x?token=<redacted>"), "{once}");
+        assert!(
+            !once.contains("SECRET") && !once.contains("T2") && !once.contains(":B@"),
+            "{once}"
+        );
+        assert!(
+            once.contains("http://u:<redacted>@127.0.0.1:9/x?token=<redacted>"),
+            "{once}"
+        );
         assert_eq!(redact_secrets_in(&once), once);
         assert!(matches!(
             redact_secrets_in("nothing here"),

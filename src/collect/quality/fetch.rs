@@ -224,7 +224,10 @@ mod tests {
             assert!(e.contains(&format!("subfolder {sub:?}")), "{e}");
         }
         let e = check_names(&img("", "../x.png")).unwrap_err().to_string();
-        assert!(e.contains("\"../x.png\"") && !e.contains("subfolder \""), "{e}");
+        assert!(
+            e.contains("\"../x.png\"") && !e.contains("subfolder \""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -171,7 +171,10 @@ pub fn scan(source: &str, limit: usize) -> Scan {
                 '|' | '>' if token_start && !in_flow => {
                     let rest: String = chars[i + 1..].iter().collect();
                     let rest = rest.split(" #").next().unwrap_or("").trim();
-                    if rest.chars().all(|c| c.is_ascii_digit() || c == '+' || c == '-') {
+                    if rest
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '+' || c == '-')
+                    {
                         block_scalar = Some(indent);
                         break;
                     }
@@ -215,7 +218,9 @@ mod tests {
     fn deep_block_nesting_is_refused() {
         let seqs = format!("{}x\n", "- ".repeat(100));
         assert!(check(&seqs, MAX_YAML_DEPTH).is_err());
-        let maps: String = (0..70).map(|d| format!("{}k{d}:\n", " ".repeat(d))).collect();
+        let maps: String = (0..70)
+            .map(|d| format!("{}k{d}:\n", " ".repeat(d)))
+            .collect();
         let e = check(&maps, MAX_YAML_DEPTH).unwrap_err();
         assert_eq!(e.line, 65, "{e:?}");
         // A tag or anchor before the bracket does not hide it.

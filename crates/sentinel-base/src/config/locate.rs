@@ -271,7 +271,10 @@ mod tests {
     #[test]
     fn scalar_text_is_extracted() {
         let src = "x:\n  y: 1e309 # c\n  z: [\"q\", 2]\n";
-        assert_eq!(scalar_at(src, Position { line: 2, column: 6 }), Some("1e309"));
+        assert_eq!(
+            scalar_at(src, Position { line: 2, column: 6 }),
+            Some("1e309")
+        );
         assert_eq!(scalar_at(src, Position { line: 3, column: 7 }), Some("q"));
     }
 }

@@ -100,7 +100,9 @@ pub fn with_base_dir<T>(dir: Option<&Path>, f: impl FnOnce() -> T) -> T {
             BASE_DIR.with(|b| *b.borrow_mut() = prev);
         }
     }
-    let dir = dir.filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf);
+    let dir = dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf);
     let _restore = Restore(BASE_DIR.with(|b| std::mem::replace(&mut *b.borrow_mut(), dir)));
     f()
 }
@@ -254,7 +256,10 @@ mod tests {
     #[test]
     fn dev_zero_secret_file_is_refused_as_not_a_regular_file() {
         let e = read_secret_file(Path::new("/dev/zero")).unwrap_err();
-        assert!(e.contains("/dev/zero") && e.contains("character device"), "{e}");
+        assert!(
+            e.contains("/dev/zero") && e.contains("character device"),
+            "{e}"
+        );
     }
 
     #[test]
