@@ -160,11 +160,7 @@ pub fn scan(source: &str, limit: usize) -> Scan {
                     }
                 }
                 ':' => {
-                    if in_flow || next.is_none_or(|n| n == ' ' || n == '\t') {
-                        token_start = true;
-                    } else {
-                        token_start = false;
-                    }
+                    token_start = in_flow || next.is_none_or(|n| n == ' ' || n == '\t');
                 }
                 '"' | '\'' if token_start => quote = Some(c),
                 '&' | '!' if token_start => in_prop = true,
