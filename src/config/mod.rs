@@ -670,6 +670,39 @@ mod tests {
     }
 
     #[test]
+    fn depth_prescan_passes_every_shipped_yaml_file() {
+        // A false "too deep" or "unclosed" on a real file would refuse a good config.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        let mut dirs = vec![
+            root.join("config"),
+            root.join("rules"),
+            root.join("deploy"),
+            root.join("examples"),
+            root.join("tests/fixtures"),
+        ];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    let Ok(text) = std::fs::read_to_string(&p) else {
+                        continue;
+                    };
+                    let scan = sentinel_base::config::depth::scan(&text, MAX_YAML_DEPTH);
+                    assert_eq!(scan, Default::default(), "{}", p.display());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 3, "found only {seen} YAML files");
+    }
+
+    #[test]
     fn bad_listen_is_located() {
         let err = parse("c.yaml", "log: {level: info}\nlisten: nowhere\n").unwrap_err();
         assert_eq!((err.line, err.column), (2, 9), "{err}");
