@@ -214,11 +214,51 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
             &message,
         )
     })?;
-    // Rule file globs are relative to the config file, as Prometheus's rule_files are.
+    // Rule file globs are relative to the config file, as Prometheus's rule_files are;
+    // so are secret files (resolved while parsing) and the other files the config reads.
     config.rules.base_dir = base_dir.map(|p| p.to_path_buf());
+    resolve_paths(&mut config, base_dir);
     validate(&config, file, source)?;
     check_build(&config, file, source)?;
     Ok(config)
+}
+
+/// Makes the relative paths of files the config reads (TLS certificate and key, CA
+/// files) relative to the config file's directory, as secret files and rule globs are.
+/// `data_dir` (where state is written) stays relative to the working directory.
+fn resolve_paths(c: &mut Config, base: Option<&Path>) {
+    let Some(base) = base.filter(|b| !b.as_os_str().is_empty()) else {
+        return;
+    };
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    if let Some(t) = &mut c.web.tls {
+        fix(&mut t.cert_file);
+        fix(&mut t.key_file);
+    }
+    for r in &mut c.notify.receivers {
+        r.webhooks
+            .iter_mut()
+            .filter_map(|w| w.ca_file.as_mut())
+            .for_each(fix);
+        r.emails
+            .iter_mut()
+            .filter_map(|w| w.ca_file.as_mut())
+            .for_each(fix);
+        r.alertmanagers
+            .iter_mut()
+            .filter_map(|w| w.ca_file.as_mut())
+            .for_each(fix);
+    }
+    c.collectors
+        .probes
+        .targets
+        .iter_mut()
+        .filter_map(|t| t.tls_ca_file.as_mut())
+        .for_each(fix);
 }
 
 /// The deepest nesting a config file may have (flow `[`/`{` and block levels
@@ -666,6 +706,25 @@ mod tests {
         assert_eq!(
             c.ingest.token_file.unwrap().path,
             dir.path().join("ingest.token")
+        );
+    }
+
+    #[test]
+    fn ca_file_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(
+            &p,
+            "notify:\n  route: {receiver: a}\n  receivers: [{name: a, webhooks: [{url: \"https://h/x\", ca_file: ca.pem}]}]\n",
+        )
+        .unwrap();
+        let err = load(Some(&p)).unwrap_err();
+        // Read from beside the config (and found: it is its content that is refused).
+        assert!(
+            err.message
+                .contains(&format!("{}: ", dir.path().join("ca.pem").display())),
+            "{err}"
         );
     }
 
