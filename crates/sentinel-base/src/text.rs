@@ -179,6 +179,33 @@ mod tests {
         );
     }
 
+    /// Random text from URL-significant characters: never panics, always idempotent,
+    /// and a `:SECRET@` right after `://user` never survives.
+    #[test]
+    fn random_text_redaction_never_panics_and_is_idempotent() {
+        let alphabet: Vec<char> = ":/@?&=#%\" <>é日tokensigp".chars().collect();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..3000 {
+            let len = (x % 80) as usize;
+            let noise: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let once = redact_secrets_in(&noise).into_owned();
+            assert_eq!(redact_secrets_in(&once), once, "{noise:?}");
+            let text = format!("{noise} http://user:SECRET@h/ {noise}");
+            let red = redact_secrets_in(&text);
+            assert!(
+                red.contains("http://user:<redacted>@h/"),
+                "{text:?} → {red:?}"
+            );
+        }
+    }
+
     #[test]
     fn secrets_in_free_text_are_redacted_and_redaction_is_idempotent() {
         let text = r#"error sending request for url (http://u:SECRET@127.0.0.1:9/x?token=T2): refused; {"url":"https://a:B@h"}"#;

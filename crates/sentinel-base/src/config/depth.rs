@@ -248,6 +248,26 @@ groups:
         assert_eq!(scan(&deep20, MAX_YAML_DEPTH), Scan::default());
     }
 
+    /// Random documents from YAML's significant characters (and multi-byte ones): the
+    /// scan never panics and stays within the limit it was given.
+    #[test]
+    fn random_documents_never_panic() {
+        let alphabet: Vec<char> = "[]{}-?:,#|>&!*'\"\\ \n\r\tab1é日".chars().collect();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..3000 {
+            let len = (x % 200) as usize;
+            let doc: String = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    alphabet[(x % alphabet.len() as u64) as usize]
+                })
+                .collect();
+            let _ = scan(&doc, 8);
+        }
+    }
+
     #[test]
     fn unclosed_flow_mapping_is_found() {
         let s = scan("log: {level: info, format: text\n\nlisten: x\n", 64);
