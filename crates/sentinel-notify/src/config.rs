@@ -319,6 +319,19 @@ receivers:
         );
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(NotifyConfig::default().validate(), Ok(()));
+        // Builds every receiver (email included) without an async runtime.
+        assert_eq!(c.check_build(), Ok(()));
+    }
+
+    #[test]
+    fn check_build_refuses_what_the_notifier_could_not_build() {
+        let c = parse(
+            "route: {receiver: a}\nreceivers: [{name: a, emails: [{to: [x@y.z], from: a@b.c, smarthost: 'h:25', ca_file: /nonexistent/ca.pem}]}]",
+        );
+        assert_eq!(c.validate(), Ok(()));
+        let (path, msg) = c.check_build().unwrap_err();
+        assert_eq!(path, "notify.receivers[0].emails[0]");
+        assert!(msg.contains("/nonexistent/ca.pem"), "{msg}");
     }
 
     /// One case per rejected config: (yaml, the path the error names).
