@@ -373,6 +373,19 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
     c.ingest
         .validate()
         .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    // Rule files are YAML too: the same depth limit, before their parser sees them.
+    if let Ok(sources) = c.rules.sources() {
+        for (name, text) in &sources {
+            if let Err(e) = sentinel_base::config::depth::check(text, MAX_YAML_DEPTH) {
+                return Err(ConfigError::at(
+                    file,
+                    source,
+                    "rules.files",
+                    format!("{name}:{}:{}: {}", e.line, e.column, e.message),
+                ));
+            }
+        }
+    }
     c.rules
         .validate()
         .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
@@ -726,6 +739,28 @@ mod tests {
                 .contains(&format!("{}: ", dir.path().join("ca.pem").display())),
             "{err}"
         );
+    }
+
+    #[test]
+    fn deep_nesting_in_a_rule_file_is_refused_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("deep.rules.yaml"),
+            format!("groups: {}", "[".repeat(100_000)),
+        )
+        .unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "rules:\n  files: [\"*.rules.yaml\"]\n").unwrap();
+        let t = std::time::Instant::now();
+        let err = load(Some(&p)).unwrap_err();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(err.path, "rules.files", "{err}");
+        assert!(err.message.contains("deep.rules.yaml:1:"), "{err}");
+        assert!(err.message.contains("nesting deeper than 64"), "{err}");
     }
 
     #[test]
