@@ -66,7 +66,16 @@ fn load_rules(engine: &sentinel_rules::engine::RuleEngine, cfg: &Config) {
 
 impl App {
     /// Builds every part from a validated config. Must run inside a tokio runtime.
+    /// Panics if the notification receivers cannot be built; `run` uses [`App::try_start`].
     pub fn start(config: Config, source: ConfigSource) -> Arc<Self> {
+        Self::try_start(config, source).expect("a validated config builds its receivers")
+    }
+
+    /// Builds every part from a validated config, or says why the notification
+    /// receivers cannot be built (parsing built them once already, so only a file that
+    /// changed since, such as a CA file, gets here): the sidecar never runs with
+    /// notifications silently off. Must run inside a tokio runtime.
+    pub fn try_start(config: Config, source: ConfigSource) -> Result<Arc<Self>, String> {
         let registry = Registry::new();
         let exposition = Exposition::new(registry.clone(), config.limits.max_series_per_family);
         registry
@@ -95,7 +104,9 @@ impl App {
         reload_ok.set(&[], 1.0);
         reload_time.set(&[], unix_now());
         let runner = Runner::new(exposition.clone());
-        let notifier = build_notifier(&config, &registry);
+        let notifier =
+            sentinel_notify::Notifier::new(&notify_config(&config), &config.data_dir, &registry)
+                .map_err(|e| format!("cannot build the notification receivers: {e}"))?;
         notifier.start();
         let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
         let store = Arc::new(sentinel_rules::store::Store::default());
@@ -128,7 +139,7 @@ impl App {
         });
         app.apply_collectors();
         app.set_status_provider("notify", Arc::new(NotifierStatus(app.notifier.clone())));
-        app
+        Ok(app)
     }
 
     fn build_context(&self) -> BuildContext {
@@ -216,11 +227,15 @@ impl App {
                 if new.listen != old.listen || new.web.tls.is_some() != old.web.tls.is_some() {
                     tracing::warn!("listen address and TLS on/off take effect on restart only");
                 }
+                // Checked when parsed; should it still fail, keep everything running
+                // as it was rather than run with part of the new config.
+                if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
+                    self.reload_ok.set(&[], 0.0);
+                    tracing::error!(error = %e, "config reload failed: notification receivers cannot be built; keeping the running config");
+                    return Err(e.to_string());
+                }
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
-                if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
-                    tracing::error!(error = %e, "notification config not applied; keeping the running one");
-                }
                 self.credentials.store(Arc::new(new.web.credentials()));
                 self.ingest.apply_config(&new.ingest);
                 self.config.store(Arc::new(new));
@@ -261,23 +276,6 @@ fn notify_config(c: &Config) -> sentinel_notify::NotifyConfig {
         n.external_url = c.external_url.clone().unwrap_or_default();
     }
     n
-}
-
-fn build_notifier(c: &Config, registry: &Registry) -> Arc<sentinel_notify::Notifier> {
-    match sentinel_notify::Notifier::new(&notify_config(c), &c.data_dir, registry) {
-        Ok(n) => n,
-        Err(e) => {
-            // Validation passed, so this is I/O (a CA file); run without receivers
-            // rather than without the rest of the sidecar.
-            tracing::error!(error = %e, "cannot build the notification receivers; notifications are off");
-            sentinel_notify::Notifier::new(
-                &sentinel_notify::NotifyConfig::default(),
-                &c.data_dir,
-                &Registry::new(),
-            )
-            .expect("the default notify config always builds")
-        }
-    }
 }
 
 /// Shows the dispatcher's view on the status page: active alerts with their silenced and

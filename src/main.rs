@@ -164,15 +164,48 @@ fn rules_command(cli: &Cli, command: &RulesCommand) -> i32 {
 }
 
 fn init_logging(c: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&c.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // `log.level` was validated with the config; a bad RUST_LOG is said, not ignored.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => match tracing_subscriber::EnvFilter::try_new(&v) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("warning: RUST_LOG {v:?} is not a valid filter ({e}); using log.level");
+                tracing_subscriber::EnvFilter::new(&c.log.level)
+            }
+        },
+        _ => tracing_subscriber::EnvFilter::new(&c.log.level),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(RedactingStderr);
     match c.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// Log output with URL passwords and token-like query parameters redacted, whichever
+/// part of the sidecar logged them (an error text that embeds a URL, a config value).
+/// The formatter hands over one whole event per write, so a URL is never split.
+struct RedactingStderr;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactingStderr;
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactingStderr
+    }
+}
+
+impl std::io::Write for RedactingStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let red = sentinel_base::text::redact_secrets_in(&text);
+        std::io::stderr().write_all(red.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
     }
 }
 
@@ -225,7 +258,7 @@ async fn serve(cfg: Config, source: config::ConfigSource) -> anyhow::Result<()> 
         tls = web.tls.is_some(),
         "comfy-sentinel starting"
     );
-    let app = App::start(cfg, source);
+    let app = App::try_start(cfg, source).map_err(anyhow::Error::msg)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(app.clone(), shutdown.clone())?;
     spawn_refresher(app.clone(), shutdown.clone());

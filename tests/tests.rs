@@ -10,6 +10,7 @@ mod foundation;
 mod gate;
 mod gpu;
 mod hardening_http;
+mod hardening_config;
 mod ingest;
 mod metrics_doc;
 mod notify;

@@ -109,16 +109,22 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// An error at a known position. URL passwords and token-like query parameters in
+    /// the message are redacted (a message may quote a bad URL).
+    pub fn new(file: &str, line: usize, column: usize, path: &str, message: &str) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            line,
+            column,
+            path: path.to_string(),
+            message: sentinel_base::text::redact_secrets_in(message).into_owned(),
+        }
+    }
+
     /// An error found after parsing, located by its field path.
     pub fn at(file: &str, source: &str, path: &str, message: impl Into<String>) -> Self {
         let pos = locate::locate(source, path).unwrap_or(locate::Position { line: 1, column: 1 });
-        ConfigError {
-            file: file.to_string(),
-            line: pos.line,
-            column: pos.column,
-            path: path.to_string(),
-            message: message.into(),
-        }
+        Self::new(file, pos.line, pos.column, path, &message.into())
     }
 }
 
@@ -138,7 +144,8 @@ impl ConfigSource {
     }
 }
 
-/// Parses and validates a config document. `file` names it in errors.
+/// Parses and validates a config document. `file` names it in errors; relative
+/// `*_file` secret paths and rule globs resolve against its directory.
 pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     // An empty file (or one holding only comments) is the all-defaults config.
     if source
@@ -147,9 +154,43 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     {
         return Ok(Config::default());
     }
+    // Before any YAML parser: their time grows with the square of the nesting depth.
+    let scan = sentinel_base::config::depth::scan(source, MAX_YAML_DEPTH);
+    if let Some(e) = scan.too_deep {
+        return Err(ConfigError::new(
+            file,
+            e.line,
+            e.column,
+            "",
+            &format!("{} (the limit keeps parsing fast)", e.message),
+        ));
+    }
+    if let Some(d) = locate::find_duplicate_key(source) {
+        return Err(ConfigError::new(
+            file,
+            d.duplicate.line,
+            d.duplicate.column,
+            &d.path,
+            &format!(
+                "duplicate key (first set at {}:{})",
+                d.first.line, d.first.column
+            ),
+        ));
+    }
+    let base_dir = Path::new(file).parent();
     let de = serde_yaml_ng::Deserializer::from_str(source);
-    let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+    let result: Result<Config, _> = sentinel_base::config::with_secret_base_dir(base_dir, || {
+        serde_path_to_error::deserialize(de)
+    });
+    let mut config = result.map_err(|e| {
+        // A flow collection left open makes the parser read on into the next keys;
+        // whatever it then reports, the open bracket is the mistake.
+        if let Some(u) = &scan.unclosed {
+            return ConfigError::new(file, u.line, u.column, "", &u.message);
+        }
         let path = e.path().to_string();
+        // Segments the parser could not name ("log.?") say nothing.
+        let path = path.trim_end_matches('?').trim_end_matches('.').to_string();
         let inner = e.into_inner();
         let message = strip_path_prefix(&strip_location(&inner.to_string()), &path);
         let serde_pos = inner.location().map(|l| (l.line(), l.column()));
@@ -163,18 +204,106 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
                 .map(|p| (p.line, p.column))
         };
         let (line, column) = value_pos.or(serde_pos).unwrap_or((1, 1));
-        ConfigError {
-            file: file.to_string(),
+        let message =
+            explain_number_out_of_range(&message, source, line, column).unwrap_or(message);
+        ConfigError::new(
+            file,
             line,
             column,
-            path: if path == "." { String::new() } else { path },
-            message,
-        }
+            if path == "." { "" } else { &path },
+            &message,
+        )
     })?;
-    // Rule file globs are relative to the config file, as Prometheus's rule_files are.
-    config.rules.base_dir = std::path::Path::new(file).parent().map(|p| p.to_path_buf());
+    // Rule file globs are relative to the config file, as Prometheus's rule_files are;
+    // so are secret files (resolved while parsing) and the other files the config reads.
+    config.rules.base_dir = base_dir.map(|p| p.to_path_buf());
+    resolve_paths(&mut config, base_dir);
     validate(&config, file, source)?;
+    check_build(&config, file, source)?;
     Ok(config)
+}
+
+/// Makes the relative paths of files the config reads (TLS certificate and key, CA
+/// files) relative to the config file's directory, as secret files and rule globs are.
+/// `data_dir` (where state is written) stays relative to the working directory.
+fn resolve_paths(c: &mut Config, base: Option<&Path>) {
+    let Some(base) = base.filter(|b| !b.as_os_str().is_empty()) else {
+        return;
+    };
+    let fix = |p: &mut PathBuf| {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    };
+    if let Some(t) = &mut c.web.tls {
+        fix(&mut t.cert_file);
+        fix(&mut t.key_file);
+    }
+    for r in &mut c.notify.receivers {
+        r.webhooks
+            .iter_mut()
+            .filter_map(|w| w.ca_file.as_mut())
+            .for_each(fix);
+        r.emails
+            .iter_mut()
+            .filter_map(|w| w.ca_file.as_mut())
+            .for_each(fix);
+        r.alertmanagers
+            .iter_mut()
+            .filter_map(|w| w.ca_file.as_mut())
+            .for_each(fix);
+    }
+    c.collectors
+        .probes
+        .targets
+        .iter_mut()
+        .filter_map(|t| t.tls_ca_file.as_mut())
+        .for_each(fix);
+}
+
+/// The deepest nesting a config file may have (flow `[`/`{` and block levels
+/// together); deeper files are refused before parsing.
+pub const MAX_YAML_DEPTH: usize = sentinel_base::config::depth::MAX_YAML_DEPTH;
+
+/// YAML reads a number too large for a float (`1e309`) as a string, and serde then
+/// says "invalid type: string"; say what it is instead.
+fn explain_number_out_of_range(
+    message: &str,
+    source: &str,
+    line: usize,
+    column: usize,
+) -> Option<String> {
+    let rest = message.strip_prefix("invalid type: string ")?;
+    let expected = rest.split_once(", expected ").map(|(_, e)| e)?;
+    if !matches!(
+        expected,
+        "f64" | "f32" | "u64" | "u32" | "u16" | "u8" | "usize" | "i64" | "i32" | "i16" | "i8"
+    ) && !expected.contains("integer")
+        && !expected.contains("number")
+    {
+        return None;
+    }
+    let text = locate::scalar_at(source, locate::Position { line, column })?;
+    looks_numeric(text).then(|| format!("number out of range: {text} does not fit in {expected}"))
+}
+
+/// `[-+]digits[.digits][e[-+]digits]`: a number YAML could not represent.
+fn looks_numeric(s: &str) -> bool {
+    let s = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let digits = |t: &str| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '_');
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((a, b)) => {
+            (digits(a) || a.is_empty())
+                && (digits(b) || b.is_empty())
+                && !(a.is_empty() && b.is_empty())
+        }
+        None => digits(mantissa),
+    };
+    mantissa_ok && exp.is_none_or(|e| digits(e.strip_prefix(['-', '+']).unwrap_or(e)))
 }
 
 /// serde_yaml_ng appends " at line L column C"; we print the location up front instead.
@@ -205,6 +334,28 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             format!("invalid listen address {:?} (want host:port)", c.listen),
         ));
     }
+    validate_log_level(&c.log.level).map_err(|m| ConfigError::at(file, source, "log.level", m))?;
+    if let Some(u) = &c.external_url {
+        match url::Url::parse(u) {
+            Ok(p) if matches!(p.scheme(), "http" | "https") => {}
+            Ok(_) => {
+                return Err(ConfigError::at(
+                    file,
+                    source,
+                    "external_url",
+                    "must be an http:// or https:// URL",
+                ))
+            }
+            Err(e) => {
+                return Err(ConfigError::at(
+                    file,
+                    source,
+                    "external_url",
+                    format!("invalid URL {u:?}: {e}"),
+                ))
+            }
+        }
+    }
     if c.limits.max_series_per_family == 0 {
         return Err(ConfigError::at(
             file,
@@ -222,6 +373,19 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
     c.ingest
         .validate()
         .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    // Rule files are YAML too: the same depth limit, before their parser sees them.
+    if let Ok(sources) = c.rules.sources() {
+        for (name, text) in &sources {
+            if let Err(e) = sentinel_base::config::depth::check(text, MAX_YAML_DEPTH) {
+                return Err(ConfigError::at(
+                    file,
+                    source,
+                    "rules.files",
+                    format!("{name}:{}:{}: {}", e.line, e.column, e.message),
+                ));
+            }
+        }
+    }
     c.rules
         .validate()
         .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
@@ -231,18 +395,109 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Accepts what `run` can apply: a level (`trace`, `debug`, `info`, `warn`, `error`,
+/// `off`) or `tracing` directives (`info,comfy_sentinel=debug`). A bare word that is
+/// not a level (`verbose`) would be read as a target name and silence every log, so it
+/// is refused.
+pub fn validate_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
+    let want =
+        "want trace, debug, info, warn, error, off, or directives like info,comfy_sentinel=debug";
+    if level.trim().is_empty() {
+        return Err(format!("empty log level ({want})"));
+    }
+    for d in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let ok = match d.rsplit_once('=') {
+            Some((_, l)) => is_level(l),
+            None => d.contains('[') || is_level(d),
+        };
+        if !ok {
+            return Err(format!("invalid log level {d:?} ({want})"));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(|_| ())
+        .map_err(|e| format!("invalid log filter {level:?}: {e}"))
+}
+
+/// Builds, and drops, what `run` builds from the config beyond plain values: the
+/// notification receivers (HTTP clients, CA files, signing keys, SMTP TLS) and the
+/// ComfyUI request headers. What `run` could not build is an error here, so `check`
+/// refuses it and a reload keeps the running config.
+fn check_build(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
+    c.notify
+        .check_build()
+        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    let comfy = &c.collectors.comfyui;
+    if comfy.enabled {
+        let token = either_secret(&comfy.bearer_token, &comfy.bearer_token_file)
+            .map_err(|m| ConfigError::at(file, source, "collectors.comfyui.bearer_token", m))?;
+        if let Some(t) = token {
+            if reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose())).is_err() {
+                let p = if comfy.bearer_token_file.is_some() {
+                    "collectors.comfyui.bearer_token_file"
+                } else {
+                    "collectors.comfyui.bearer_token"
+                };
+                return Err(ConfigError::at(
+                    file,
+                    source,
+                    p,
+                    "the token holds characters an HTTP header cannot carry",
+                ));
+            }
+        }
+        for (name, value) in &comfy.headers {
+            if reqwest::header::HeaderValue::from_str(value.0.expose()).is_err() {
+                return Err(ConfigError::at(
+                    file,
+                    source,
+                    &format!("collectors.comfyui.headers.{name}"),
+                    "the value holds characters an HTTP header cannot carry",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based line and column of byte offset `at` in `bytes` (valid UTF-8 before it).
+fn line_col(bytes: &[u8], at: usize) -> (usize, usize) {
+    let before = &bytes[..at];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = std::str::from_utf8(&before[line_start..]).map_or(1, |s| s.chars().count() + 1);
+    (line, column)
+}
+
 /// Loads the config from a file, or the embedded default when `path` is `None`.
 pub fn load(path: Option<&Path>) -> Result<(Config, ConfigSource), ConfigError> {
     match path {
         None => Ok((parse("<embedded>", DEFAULT_CONFIG)?, ConfigSource::Embedded)),
         Some(p) => {
             let name = p.display().to_string();
-            let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                file: name.clone(),
-                line: 1,
-                column: 1,
-                path: String::new(),
-                message: format!("cannot read config file: {e}"),
+            let bytes = std::fs::read(p).map_err(|e| {
+                ConfigError::new(&name, 1, 1, "", &format!("cannot read config file: {e}"))
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                let at = e.utf8_error().valid_up_to();
+                let bytes = e.as_bytes();
+                let (line, column) = line_col(bytes, at);
+                ConfigError::new(
+                    &name,
+                    line,
+                    column,
+                    "",
+                    &format!(
+                        "invalid UTF-8: byte 0x{:02X} (a config file must be UTF-8 text)",
+                        bytes[at]
+                    ),
+                )
             })?;
             Ok((parse(&name, &text)?, ConfigSource::File(p.to_path_buf())))
         }
@@ -259,7 +514,30 @@ pub fn reload(source: &ConfigSource) -> Result<Config, ConfigError> {
 
 /// The effective config as YAML, secrets redacted (for `check --print`).
 pub fn render_redacted(c: &Config) -> String {
-    serde_yaml_ng::to_string(c).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    // Secret types serialize as `<redacted>` already; URLs may still carry a password
+    // or a token parameter (`http://user:SECRET@alertmanager:9093`).
+    fn redact(v: &mut serde_yaml_ng::Value) {
+        use serde_yaml_ng::Value;
+        match v {
+            Value::String(s) => {
+                if let std::borrow::Cow::Owned(r) = sentinel_base::text::redact_secrets_in(s) {
+                    *s = r;
+                }
+            }
+            Value::Sequence(items) => items.iter_mut().for_each(redact),
+            Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| redact(v)),
+            Value::Tagged(t) => redact(&mut t.value),
+            _ => {}
+        }
+    }
+    match serde_yaml_ng::to_value(c) {
+        Ok(mut v) => {
+            redact(&mut v);
+            serde_yaml_ng::to_string(&v)
+                .unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        }
+        Err(e) => format!("# cannot render config: {e}\n"),
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +574,226 @@ mod tests {
             err.to_string().contains("limits.max_series_per_family"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn duplicate_key_is_reported_at_the_duplicate_not_the_first() {
+        let err = parse(
+            "c.yaml",
+            "listen: 127.0.0.1:1\nlog:\n  level: info\nlisten: 127.0.0.1:2\n",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.column), (4, 1), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "c.yaml:4:1: listen: duplicate key (first set at 1:1)"
+        );
+        let err = parse("c.yaml", "log:\n  level: info\n  level: debug\n").unwrap_err();
+        assert_eq!(
+            (err.line, err.column, err.path.as_str()),
+            (3, 3, "log.level"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unclosed_flow_mapping_is_reported_as_unclosed_not_as_a_type_error() {
+        for src in [
+            "log: {level: info, format: text\n\nlisten: \"127.0.0.1:1\"\n",
+            "log: {level: info\n",
+        ] {
+            let err = parse("c.yaml", src).unwrap_err();
+            assert_eq!((err.line, err.column), (1, 6), "{err}");
+            assert!(err.message.contains("unclosed flow mapping `{`"), "{err}");
+        }
+    }
+
+    #[test]
+    fn number_out_of_range_is_not_called_a_string() {
+        let err = parse(
+            "c.yaml",
+            "ingest:\n  rate_limit:\n    requests_per_second: 1e309\n",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.column), (3, 26), "{err}");
+        assert!(
+            err.message.starts_with("number out of range: 1e309"),
+            "{err}"
+        );
+        // A real string is still a type error.
+        let err = parse("c.yaml", "limits:\n  max_series_per_family: lots\n").unwrap_err();
+        assert!(err.message.contains("invalid type: string"), "{err}");
+        assert!(looks_numeric("-1.5e-3") && looks_numeric("1_000") && !looks_numeric("e5"));
+    }
+
+    #[test]
+    fn invalid_log_level_is_refused_and_located() {
+        for bad in ["verbose", "", "info,comfy_sentinel=loud", "[[["] {
+            let err = parse("c.yaml", &format!("log:\n  level: \"{bad}\"\n")).unwrap_err();
+            assert_eq!((err.line, err.path.as_str()), (2, "log.level"), "{err}");
+        }
+        for good in [
+            "debug",
+            "WARN",
+            "info,comfy_sentinel=debug,hyper=off",
+            "off",
+        ] {
+            parse("c.yaml", &format!("log:\n  level: \"{good}\"\n")).expect(good);
+        }
+    }
+
+    #[test]
+    fn external_url_that_run_cannot_use_is_refused_by_check() {
+        let err = parse(
+            "c.yaml",
+            "external_url: \"not a url\"\nnotify:\n  route: {receiver: a}\n  receivers: [{name: a, webhooks: [{url: \"http://127.0.0.1:9/x\"}]}]\n",
+        )
+        .unwrap_err();
+        assert_eq!((err.line, err.path.as_str()), (1, "external_url"), "{err}");
+    }
+
+    #[test]
+    fn receiver_that_cannot_be_built_is_refused_by_check() {
+        let err = parse(
+            "c.yaml",
+            "notify:\n  route: {receiver: a}\n  receivers:\n    - name: a\n      webhooks: [{url: \"https://h/x\", ca_file: /nonexistent/ca.pem}]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "notify.receivers[0].webhooks[0]", "{err}");
+        assert!(err.message.contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_fast_before_the_yaml_parser() {
+        let src = format!("x: {}", "[".repeat(100_000));
+        let t = std::time::Instant::now();
+        let err = parse("c.yaml", &src).unwrap_err();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(err.message.contains("nesting deeper than 64"), "{err}");
+        assert_eq!(err.line, 1);
+    }
+
+    #[test]
+    fn url_passwords_in_errors_and_print_are_redacted() {
+        let err = parse(
+            "c.yaml",
+            "notify:\n  route: {receiver: a}\n  receivers: [{name: a, webhooks: [{url: \"ftp://u:SECRET@h/x\"}]}]\n",
+        )
+        .unwrap_err();
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        let c = parse(
+            "c.yaml",
+            "notify:\n  route: {receiver: a}\n  receivers: [{name: a, alertmanagers: [{urls: [\"http://u:SECRET@h:9093\"]}], webhooks: [{url: \"https://h/x?token=SECRET\"}]}]\n",
+        )
+        .unwrap();
+        let printed = render_redacted(&c);
+        assert!(!printed.contains("SECRET"), "{printed}");
+        assert!(printed.contains("http://u:<redacted>@h:9093"), "{printed}");
+    }
+
+    #[test]
+    fn non_utf8_config_is_located_at_the_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(
+            &p,
+            b"listen: \"127.0.0.1:1\"\nlog:\n  level: \"\xc3\xa9x\xff\"\n",
+        )
+        .unwrap();
+        let err = load(Some(&p)).unwrap_err();
+        assert_eq!((err.line, err.column), (3, 13), "{err}");
+        assert!(err.message.contains("invalid UTF-8: byte 0xFF"), "{err}");
+    }
+
+    #[test]
+    fn secret_file_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ingest.token"), "tok\n").unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "ingest:\n  token_file: ingest.token\n").unwrap();
+        let (c, _) = load(Some(&p)).expect("relative secret file next to the config");
+        assert_eq!(
+            c.ingest.token_file.unwrap().path,
+            dir.path().join("ingest.token")
+        );
+    }
+
+    #[test]
+    fn ca_file_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "not a certificate\n").unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(
+            &p,
+            "notify:\n  route: {receiver: a}\n  receivers: [{name: a, webhooks: [{url: \"https://h/x\", ca_file: ca.pem}]}]\n",
+        )
+        .unwrap();
+        let err = load(Some(&p)).unwrap_err();
+        // Read from beside the config (and found: it is its content that is refused).
+        assert!(
+            err.message
+                .contains(&format!("{}: ", dir.path().join("ca.pem").display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_in_a_rule_file_is_refused_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("deep.rules.yaml"),
+            format!("groups: {}", "[".repeat(100_000)),
+        )
+        .unwrap();
+        let p = dir.path().join("c.yaml");
+        std::fs::write(&p, "rules:\n  files: [\"*.rules.yaml\"]\n").unwrap();
+        let t = std::time::Instant::now();
+        let err = load(Some(&p)).unwrap_err();
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(2),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(err.path, "rules.files", "{err}");
+        assert!(err.message.contains("deep.rules.yaml:1:"), "{err}");
+        assert!(err.message.contains("nesting deeper than 64"), "{err}");
+    }
+
+    #[test]
+    fn depth_prescan_passes_every_shipped_yaml_file() {
+        // A false "too deep" or "unclosed" on a real file would refuse a good config.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut seen = 0;
+        let mut dirs = vec![
+            root.join("config"),
+            root.join("rules"),
+            root.join("deploy"),
+            root.join("examples"),
+            root.join("tests/fixtures"),
+        ];
+        while let Some(d) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                    let Ok(text) = std::fs::read_to_string(&p) else {
+                        continue;
+                    };
+                    let scan = sentinel_base::config::depth::scan(&text, MAX_YAML_DEPTH);
+                    assert_eq!(scan, Default::default(), "{}", p.display());
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 3, "found only {seen} YAML files");
     }
 
     #[test]

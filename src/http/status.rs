@@ -205,6 +205,9 @@ fn truncate(s: &str, max: usize) -> (&str, bool) {
 /// A cell's text, escaped and cut to [`MAX_CELL_CHARS`]; a cut value keeps its whole
 /// (up to [`MAX_TITLE_CHARS`]) in a `title` so hovering shows it.
 fn cell(s: &str) -> String {
+    // URL passwords and token parameters (in a delivery error, a collector error, a
+    // label) are secrets wherever they came from.
+    let s = &*sentinel_base::text::redact_secrets_in(s);
     let (shown, cut) = truncate(s, MAX_CELL_CHARS);
     if cut {
         let (title, _) = truncate(s, MAX_TITLE_CHARS);
@@ -648,6 +651,37 @@ mod tests {
         }
         // Data never picks a class.
         assert!(html.contains("<td class=\"plain\">&#39; onmouseover"));
+    }
+
+    #[test]
+    fn url_passwords_and_tokens_never_reach_the_status_page() {
+        let mut s = snapshot();
+        s.collectors = vec![(
+            "comfyui".into(),
+            CollectorStatus {
+                runs: 1,
+                last_run: Some(t(1_000_090)),
+                last_duration_seconds: 0.01,
+                success: false,
+                last_error: Some("GET http://u:SECRET@h:8188/queue?token=SECRET2: refused".into()),
+                interval_seconds: 5.0,
+            },
+        )];
+        s.notifications = Some(vec![NotificationView {
+            at: Some(t(1_000_095)),
+            receiver: "am (alertmanager)".into(),
+            group: "{}".into(),
+            status: "firing".into(),
+            result: "dead".into(),
+            attempts: 1,
+            error: Some("http://user:SECRET@127.0.0.1:9/api/v2/alerts: connect refused".into()),
+        }]);
+        let html = render(&s, t(1_000_100));
+        assert!(!html.contains("SECRET"), "{html}");
+        assert!(
+            html.contains("http://user:&lt;redacted&gt;@127.0.0.1:9"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -228,6 +228,29 @@ impl NotifyConfig {
     }
 }
 
+impl NotifyConfig {
+    /// Builds every receiver as the notifier will (HTTP clients with their CA files,
+    /// signing keys, SMTP TLS parameters and credentials) and drops them again, so
+    /// `check` and reload refuse a config on which `run` could not send. Errors name
+    /// the receiver's path. Needs no async runtime.
+    pub fn check_build(&self) -> VResult {
+        use crate::receiver::{alertmanager::Alertmanager, email::Email, webhook::Webhook};
+        for (ri, r) in self.receivers.iter().enumerate() {
+            let p = format!("notify.receivers[{ri}]");
+            for (i, w) in r.webhooks.iter().enumerate() {
+                Webhook::check(w).map_err(|e| (format!("{p}.webhooks[{i}]"), e))?;
+            }
+            for (i, w) in r.emails.iter().enumerate() {
+                Email::check(w).map_err(|e| (format!("{p}.emails[{i}]"), e))?;
+            }
+            for (i, w) in r.alertmanagers.iter().enumerate() {
+                Alertmanager::new(w.clone()).map_err(|e| (format!("{p}.alertmanagers[{i}]"), e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn validate_route(r: &RouteConfig, path: &str, names: &BTreeSet<&str>) -> VResult {
     if let Some(name) = &r.receiver {
         if !names.contains(name.as_str()) {
@@ -296,6 +319,19 @@ receivers:
         );
         assert_eq!(c.validate(), Ok(()));
         assert_eq!(NotifyConfig::default().validate(), Ok(()));
+        // Builds every receiver (email included) without an async runtime.
+        assert_eq!(c.check_build(), Ok(()));
+    }
+
+    #[test]
+    fn check_build_refuses_what_the_notifier_could_not_build() {
+        let c = parse(
+            "route: {receiver: a}\nreceivers: [{name: a, emails: [{to: [x@y.z], from: a@b.c, smarthost: 'h:25', ca_file: /nonexistent/ca.pem}]}]",
+        );
+        assert_eq!(c.validate(), Ok(()));
+        let (path, msg) = c.check_build().unwrap_err();
+        assert_eq!(path, "notify.receivers[0].emails[0]");
+        assert!(msg.contains("/nonexistent/ca.pem"), "{msg}");
     }
 
     /// One case per rejected config: (yaml, the path the error names).

@@ -36,20 +36,27 @@ pub enum FetchError {
 /// Checks the name parts ComfyUI gave: `filename` must be one plain path component,
 /// `subfolder` zero or more plain components (ComfyUI writes `""` for none).
 pub fn check_names(img: &OutputImage) -> Result<(), FetchError> {
-    let bad = |why: &str| FetchError::Unsafe(format!("{why}: {:?}", img.filename));
+    // Each message quotes the part it is about: the file name, or the subfolder.
+    let bad_name = |why: &str| FetchError::Unsafe(format!("{why}: {:?}", img.filename));
+    let bad_sub = |why: &str| {
+        FetchError::Unsafe(format!(
+            "{why}: subfolder {:?} (file {:?})",
+            img.subfolder, img.filename
+        ))
+    };
     let f = img.filename.as_str();
     if f.is_empty() || f.contains(['/', '\\', '\0']) || f == "." || f == ".." {
-        return Err(bad("filename is not a plain file name"));
+        return Err(bad_name("filename is not a plain file name"));
     }
     if img.subfolder.contains('\0') || img.subfolder.contains('\\') {
-        return Err(bad("subfolder holds a NUL or backslash"));
+        return Err(bad_sub("subfolder holds a NUL or backslash"));
     }
     for c in Path::new(&img.subfolder).components() {
         match c {
             Component::Normal(_) | Component::CurDir => {}
-            Component::ParentDir => return Err(bad("subfolder climbs with ..")),
+            Component::ParentDir => return Err(bad_sub("subfolder climbs with ..")),
             Component::RootDir | Component::Prefix(_) => {
-                return Err(bad("subfolder is absolute"));
+                return Err(bad_sub("subfolder is absolute"));
             }
         }
     }
@@ -208,6 +215,19 @@ mod tests {
         for (sub, name) in [("", "ComfyUI_00001_.png"), ("a/b", "x.png"), ("./a", "x")] {
             assert!(check_names(&img(sub, name)).is_ok(), "{sub:?} {name:?}");
         }
+    }
+
+    #[test]
+    fn bad_subfolder_error_names_the_subfolder_not_only_the_file() {
+        for sub in ["../../etc", "/etc", "a\\b"] {
+            let e = check_names(&img(sub, "ok.png")).unwrap_err().to_string();
+            assert!(e.contains(&format!("subfolder {sub:?}")), "{e}");
+        }
+        let e = check_names(&img("", "../x.png")).unwrap_err().to_string();
+        assert!(
+            e.contains("\"../x.png\"") && !e.contains("subfolder \""),
+            "{e}"
+        );
     }
 
     #[test]

@@ -153,6 +153,85 @@ pub fn locate(source: &str, path: &str) -> Option<Position> {
     })
 }
 
+/// A key written twice in one mapping: its path, and where the first and the second
+/// (duplicate) occurrence are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateKey {
+    pub path: String,
+    pub first: Position,
+    pub duplicate: Position,
+}
+
+/// The first key (in document order of the duplicate) written twice in the same
+/// mapping, if any. `None` also when the document does not parse.
+pub fn find_duplicate_key(source: &str) -> Option<DuplicateKey> {
+    let mut b = Builder::default();
+    let mut parser = Parser::new_from_str(source);
+    parser.load(&mut b, false).ok()?;
+    let pos = |m: &Marker| Position {
+        line: m.line(),
+        column: m.col() + 1,
+    };
+    let mut found: Option<DuplicateKey> = None;
+    // An explicit stack: the nesting was bounded by the depth pre-scan, but a walk
+    // must not recurse on input in any case.
+    let mut todo: Vec<(String, &Node)> = vec![(String::new(), b.root.as_ref()?)];
+    while let Some((path, node)) = todo.pop() {
+        match node {
+            Node::Scalar(_) => {}
+            Node::Seq(_, items) => {
+                for (i, v) in items.iter().enumerate() {
+                    todo.push((format!("{path}[{i}]"), v));
+                }
+            }
+            Node::Map(_, entries) => {
+                let mut seen: std::collections::HashMap<&str, &Marker> =
+                    std::collections::HashMap::new();
+                for (k, m, v) in entries {
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    if k != "?" && k != "<<" {
+                        if let Some(first) = seen.get(k.as_str()) {
+                            let cand = DuplicateKey {
+                                path: child.clone(),
+                                first: pos(first),
+                                duplicate: pos(m),
+                            };
+                            let earlier = found.as_ref().is_none_or(|f| {
+                                (cand.duplicate.line, cand.duplicate.column)
+                                    < (f.duplicate.line, f.duplicate.column)
+                            });
+                            if earlier {
+                                found = Some(cand);
+                            }
+                        } else {
+                            seen.insert(k, m);
+                        }
+                    }
+                    todo.push((child, v));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The plain text of the scalar that starts at `pos` (up to the end of its line, a
+/// comment, or a flow indicator), for messages that quote a value.
+pub fn scalar_at(source: &str, pos: Position) -> Option<&str> {
+    let line = source.lines().nth(pos.line.checked_sub(1)?)?;
+    let start = line.char_indices().nth(pos.column.checked_sub(1)?)?.0;
+    let rest = &line[start..];
+    let rest = rest.trim_start_matches(['"', '\'']);
+    let end = rest
+        .find(|c: char| matches!(c, ',' | ']' | '}' | '"' | '\'' | '#') || c.is_whitespace())
+        .unwrap_or(rest.len());
+    Some(&rest[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +256,25 @@ mod tests {
         );
         // Missing key: its parent.
         assert_eq!(locate(src, "a.nope"), Some(Position { line: 1, column: 1 }));
+    }
+
+    #[test]
+    fn duplicate_key_is_found_at_the_duplicate() {
+        let src = "a: 1\nlog:\n  level: info\n  format: text\n  level: debug\na: 2\n";
+        let d = find_duplicate_key(src).unwrap();
+        assert_eq!(d.path, "log.level");
+        assert_eq!(d.first, Position { line: 3, column: 3 });
+        assert_eq!(d.duplicate, Position { line: 5, column: 3 });
+        assert_eq!(find_duplicate_key("a: 1\nb: {a: 1}\n"), None);
+    }
+
+    #[test]
+    fn scalar_text_is_extracted() {
+        let src = "x:\n  y: 1e309 # c\n  z: [\"q\", 2]\n";
+        assert_eq!(
+            scalar_at(src, Position { line: 2, column: 6 }),
+            Some("1e309")
+        );
+        assert_eq!(scalar_at(src, Position { line: 3, column: 7 }), Some("q"));
     }
 }

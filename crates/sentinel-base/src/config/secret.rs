@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A secret value. Compare with [`Secret::ct_eq`] (constant time).
@@ -80,8 +80,106 @@ fn expand_env(raw: &str) -> Result<String, String> {
     Ok(out)
 }
 
-/// A `*_file` secret: the path is kept for display, the content (trailing newline
-/// removed) is read when the config is loaded, so a missing file fails the load.
+/// The most bytes a `*_file` secret may hold (64 KiB): a token, a password or a PEM
+/// key fits many times over; `/dev/zero` or a log file does not get read into memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+thread_local! {
+    /// Directory relative `*_file` paths resolve against while a config is parsed.
+    static BASE_DIR: std::cell::RefCell<Option<PathBuf>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` (a config parse) with relative `*_file` secret paths resolved against `dir`
+/// (the config file's directory; `None`: the current directory, for the embedded
+/// default config). Rule globs resolve against the same directory.
+pub fn with_base_dir<T>(dir: Option<&Path>, f: impl FnOnce() -> T) -> T {
+    struct Restore(Option<PathBuf>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            BASE_DIR.with(|b| *b.borrow_mut() = prev);
+        }
+    }
+    let dir = dir
+        .filter(|d| !d.as_os_str().is_empty())
+        .map(Path::to_path_buf);
+    let _restore = Restore(BASE_DIR.with(|b| std::mem::replace(&mut *b.borrow_mut(), dir)));
+    f()
+}
+
+fn resolve(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        return path;
+    }
+    BASE_DIR.with(|b| match &*b.borrow() {
+        Some(dir) => dir.join(&path),
+        None => path,
+    })
+}
+
+/// What a file that is not a regular file is, for the error message.
+fn file_kind(ft: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_dir() {
+        "a directory"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// Reads a secret file: a regular file of at most [`MAX_SECRET_FILE_BYTES`], UTF-8.
+/// Opened non-blocking, so a FIFO without a writer cannot hang the load; its type is
+/// checked on the opened descriptor before a byte is read.
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "secret file {} is {}; it must be a regular file",
+            path.display(),
+            file_kind(meta.file_type())
+        ));
+    }
+    let too_big = || {
+        format!(
+            "secret file {} is larger than {} bytes",
+            path.display(),
+            MAX_SECRET_FILE_BYTES
+        )
+    };
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    // The file may grow between stat and read: one byte more tells.
+    file.take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(buf).map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))
+}
+
+/// A `*_file` secret: the path (resolved against the config file's directory) is kept
+/// for display, the content (trailing newline removed) is read when the config is
+/// loaded, so a missing file fails the load.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretFile {
     pub path: PathBuf,
@@ -102,10 +200,8 @@ impl Serialize for SecretFile {
 
 impl<'de> Deserialize<'de> for SecretFile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let path = PathBuf::from(String::deserialize(d)?);
-        let content = std::fs::read_to_string(&path).map_err(|e| {
-            serde::de::Error::custom(format!("cannot read secret file {}: {e}", path.display()))
-        })?;
+        let path = resolve(PathBuf::from(String::deserialize(d)?));
+        let content = read_secret_file(&path).map_err(serde::de::Error::custom)?;
         let value = content.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
             return Err(serde::de::Error::custom(format!(
@@ -155,5 +251,54 @@ mod tests {
         assert_eq!(expand_env("a${PATH}b").unwrap(), format!("a{path}b"));
         assert!(expand_env("${COMFY_SENTINEL_SURELY_UNSET_VAR}").is_err());
         assert!(expand_env("${OPEN").is_err());
+    }
+
+    #[test]
+    fn dev_zero_secret_file_is_refused_as_not_a_regular_file() {
+        let e = read_secret_file(Path::new("/dev/zero")).unwrap_err();
+        assert!(
+            e.contains("/dev/zero") && e.contains("character device"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fifo_secret_file_is_refused_without_hanging() {
+        let dir = std::env::temp_dir().join(format!("sb-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("token");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let e = read_secret_file(&fifo).unwrap_err();
+        assert!(e.contains("FIFO"), "{e}");
+        let e = read_secret_file(&dir).unwrap_err();
+        assert!(e.contains("directory"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn oversized_secret_file_is_refused() {
+        let p = std::env::temp_dir().join(format!("sb-big-{}", std::process::id()));
+        std::fs::write(&p, vec![b'a'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
+        let e = read_secret_file(&p).unwrap_err();
+        assert!(e.contains("larger than 65536 bytes"), "{e}");
+        std::fs::write(&p, b"tok\n").unwrap();
+        assert_eq!(read_secret_file(&p).unwrap(), "tok\n");
+        std::fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn relative_secret_paths_resolve_against_the_base_dir() {
+        let dir = std::env::temp_dir().join(format!("sb-rel-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tok"), "s3cret\n").unwrap();
+        let f: SecretFile = with_base_dir(Some(&dir), || {
+            serde_json::from_str::<SecretFile>("\"tok\"").unwrap()
+        });
+        assert_eq!(f.secret.expose(), "s3cret");
+        assert_eq!(f.path, dir.join("tok"));
+        // Outside with_base_dir, the same relative path is the current directory's.
+        assert!(serde_json::from_str::<SecretFile>("\"tok\"").is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -112,6 +112,31 @@ pub struct Email {
 
 impl Email {
     pub fn new(cfg: EmailConfig) -> Result<Self, String> {
+        let (b, from, to) = Self::prepare(&cfg)?;
+        Ok(Email {
+            transport: b.build(),
+            from,
+            to,
+            cfg,
+        })
+    }
+
+    /// Everything [`Email::new`] does but start the connection pool (which needs a
+    /// runtime): CA file, TLS parameters, credentials, addresses. `check` runs it.
+    pub fn check(cfg: &EmailConfig) -> Result<(), String> {
+        Self::prepare(cfg).map(|_| ())
+    }
+
+    fn prepare(
+        cfg: &EmailConfig,
+    ) -> Result<
+        (
+            lettre::transport::smtp::AsyncSmtpTransportBuilder,
+            Mailbox,
+            Vec<Mailbox>,
+        ),
+        String,
+    > {
         cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
         let (host, port) = cfg.host_port()?;
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
@@ -150,12 +175,7 @@ impl Email {
             .map(|t| t.parse::<Mailbox>())
             .collect::<Result<_, _>>()
             .map_err(|e| format!("to: {e}"))?;
-        Ok(Email {
-            transport: b.build(),
-            from,
-            to,
-            cfg,
-        })
+        Ok((b, from, to))
     }
 }
 

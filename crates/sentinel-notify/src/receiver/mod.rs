@@ -50,8 +50,10 @@ impl NotifyError {
     }
 }
 
-fn bound(mut s: String) -> String {
-    s = s.replace(['\n', '\r'], " ");
+/// One line, at most 300 bytes, URL passwords and token-like query parameters
+/// redacted: these reasons reach logs, dead letters, the API and the status page.
+fn bound(s: String) -> String {
+    let mut s = sentinel_base::text::redact_secrets_in(&s).replace(['\n', '\r'], " ");
     if s.len() > 300 {
         let mut cut = 300;
         while !s.is_char_boundary(cut) {

@@ -100,6 +100,18 @@ pub struct Webhook {
 }
 
 impl Webhook {
+    /// Builds what [`Webhook::new`] builds, without its warning (for `check`).
+    pub fn check(cfg: &WebhookConfig) -> Result<(), String> {
+        cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
+        cfg.keys()?;
+        http_client(
+            cfg.ca_file.as_deref(),
+            cfg.timeout.get(),
+            cfg.insecure_skip_verify,
+        )
+        .map(|_| ())
+    }
+
     pub fn new(cfg: WebhookConfig) -> Result<Self, String> {
         let keys = cfg.keys()?;
         let client = http_client(
