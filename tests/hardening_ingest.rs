@@ -49,10 +49,7 @@ fn wait_for(s: &Sentinel, needles: &[&str]) -> String {
         if needles.iter().all(|n| text.contains(n)) {
             return text;
         }
-        assert!(
-            Instant::now() < deadline,
-            "missing {needles:?} in:\n{text}"
-        );
+        assert!(Instant::now() < deadline, "missing {needles:?} in:\n{text}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -132,7 +129,11 @@ fn two_huge_durations_cannot_make_seconds_total_infinite() {
 #[test]
 fn every_duration_field_is_capped_with_a_400_naming_it() {
     let (s, _dir) = start("");
-    for field in ["overhead_seconds", "recovery_seconds", "persistence_seconds"] {
+    for field in [
+        "overhead_seconds",
+        "recovery_seconds",
+        "persistence_seconds",
+    ] {
         let ev = format!(
             r#"{{"type":"operation","operation":"render","duration_seconds":1,"outcome":"recovered","{field}":1e308}}"#
         );
@@ -232,8 +233,7 @@ fn json_schema_states_the_value_caps_the_parser_enforces() {
         ("quality", "value"),
     ] {
         let p = &defs[ty]["properties"][field];
-        let capped = p.get("maximum").is_some()
-            || p["$ref"].as_str() == Some("#/$defs/seconds");
+        let capped = p.get("maximum").is_some() || p["$ref"].as_str() == Some("#/$defs/seconds");
         assert!(capped, "{ty}.{field} has no cap in the schema");
     }
 
@@ -279,8 +279,16 @@ fn json_schema_states_the_value_caps_the_parser_enforces() {
         let body = format!("[{event}]");
         let by_parser = parse_batch(body.as_bytes(), Framing::Json, &limits);
         let instance: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(by_parser.is_ok(), *accepted, "parser on {event}: {by_parser:?}");
-        assert_eq!(validator.is_valid(&instance), *accepted, "schema on {event}");
+        assert_eq!(
+            by_parser.is_ok(),
+            *accepted,
+            "parser on {event}: {by_parser:?}"
+        );
+        assert_eq!(
+            validator.is_valid(&instance),
+            *accepted,
+            "schema on {event}"
+        );
     }
 }
 
@@ -386,7 +394,10 @@ fn huge_comfyui_history_leaves_no_memory_behind() {
         Duration::from_secs(60),
     );
     assert_eq!(value(&text, "comfyui_output_images_total"), Some(300_000.0));
-    assert_eq!(value(&text, "comfyui_prompts_total{outcome=\"success\"}"), Some(10.0));
+    assert_eq!(
+        value(&text, "comfyui_prompts_total{outcome=\"success\"}"),
+        Some(10.0)
+    );
     let (during, _) = memory(pid);
 
     // Back to normal: ComfyUI restarted, its history is empty again.
@@ -402,16 +413,16 @@ fn huge_comfyui_history_leaves_no_memory_behind() {
         after as f64 / MB,
         peak as f64 / MB,
     );
-    // Peak: the body plus at most about 1.5 times it again for the parse, the bounded
-    // image list and allocator slack.
+    // Peak: the body (held once) plus the parse, the bounded image list and allocator
+    // slack: at most twice the body. Measured: 1.1 times (debug build); before: 3.9.
     assert!(
-        (peak as f64) <= baseline as f64 + 2.5 * body_len as f64,
-        "VmHWM {:.1} MB > baseline {:.1} MB + 2.5 x body {:.1} MB",
+        (peak as f64) <= baseline as f64 + 2.0 * body_len as f64,
+        "VmHWM {:.1} MB > baseline {:.1} MB + 2 x body {:.1} MB",
         peak as f64 / MB,
         baseline as f64 / MB,
         body_len as f64 / MB
     );
-    // Afterwards: within 20 MB of the baseline.
+    // Afterwards: within 20 MB of the baseline. Measured: +1 MB; before: +64 MB.
     assert!(
         after < baseline + (20 << 20),
         "VmRSS {:.1} MB back to normal, baseline {:.1} MB",

@@ -867,7 +867,8 @@ mod tests {
             let (_, why) = reason(&op(field, "604800.5"));
             assert!(why.contains("exceeds the cap of 604800"), "{why}");
         }
-        let q = |v: &str| format!(r#"[{{"type":"quality","workflow":"w","metric":"m","value":{v}}}]"#);
+        let q =
+            |v: &str| format!(r#"[{{"type":"quality","workflow":"w","metric":"m","value":{v}}}]"#);
         assert!(parse(&q("1000000")).is_ok());
         assert!(parse(&q("-1000000")).is_ok());
         assert_eq!(

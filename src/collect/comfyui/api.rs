@@ -726,8 +726,15 @@ mod tests {
         assert_eq!((all.images.len(), all.image_total), (1001, 1001));
         let d = e.detail_bounded(3, &[]);
         assert_eq!(d.image_total, 1001);
-        let names: Vec<_> = d.images.iter().map(|(n, i)| (n.as_str(), i.filename.as_str())).collect();
-        assert_eq!(names, [("1", "f998.png"), ("1", "f999.png"), ("2", "g.png")]);
+        let names: Vec<_> = d
+            .images
+            .iter()
+            .map(|(n, i)| (n.as_str(), i.filename.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("1", "f998.png"), ("1", "f999.png"), ("2", "g.png")]
+        );
         let d = e.detail_bounded(2, &["2".to_string()]);
         assert_eq!(d.image_total, 1000);
         assert_eq!(d.images[1].1.filename, "f999.png");
