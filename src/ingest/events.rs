@@ -444,13 +444,14 @@ impl<'de> Deserialize<'de> for Count {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
                 Ok(Count(v))
             }
+            // Integers out of u64's range become 0 or u64::MAX, so that the range
+            // check of `validate` refuses them with a reason that names the field.
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
-                u64::try_from(v)
-                    .map(Count)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                Ok(Count(u64::try_from(v).unwrap_or(0)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
-                if v.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&v) {
+                if v.is_finite() && v.fract() == 0.0 {
+                    // `as` saturates: 1e300 becomes u64::MAX, -3.0 becomes 0.
                     Ok(Count(v as u64))
                 } else {
                     Err(E::invalid_value(de::Unexpected::Float(v), &self))
@@ -879,6 +880,25 @@ mod tests {
             reason(&q("1000000.5")).1,
             "`value` 1000000.5 exceeds the cap of 1000000"
         );
+        let attempts = |v: &str| {
+            format!(
+                r#"[{{"type":"operation","operation":"x","duration_seconds":1,"outcome":"recovered","attempts":{v}}}]"#
+            )
+        };
+        for v in [
+            "1e300",
+            "1000001",
+            "18446744073709551615",
+            "-3",
+            "-3.0",
+            "0",
+        ] {
+            assert_eq!(
+                reason(&attempts(v)).1,
+                "`attempts` must be between 1 and 1000000",
+                "{v}"
+            );
+        }
         assert_eq!(number(1e-300), "1e-300");
         assert_eq!(number(0.0), "0");
         assert_eq!(number(12.5), "12.5");
