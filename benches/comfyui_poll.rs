@@ -1,7 +1,9 @@
 //! Cost of reading ComfyUI's `/history` (run with `cargo bench --bench comfyui_poll`):
 //! the first poll of a sidecar that meets a full 10k-entry history, against a steady
 //! poll that reads the newest page and finds nothing new. The second must cost a small
-//! fraction of the first: polling is incremental.
+//! fraction of the first: polling is incremental. A third case reads a 23 MB page whose
+//! 10 entries list 300 000 images (issue 10, item 9): the images are walked and counted,
+//! only the newest 1024 are kept.
 
 use comfy_sentinel::collect::comfyui::{api, history};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -24,6 +26,30 @@ fn history_body(n: usize) -> String {
         }
         let pid = format!("{i:08}-0000-4000-8000-000000000000");
         out.push_str(&format!("\"{pid}\": {}", inner.replace(id, &pid)));
+    }
+    out.push('}');
+    out
+}
+
+/// 10 successful entries listing 30 000 images each (about 23 MB).
+fn image_heavy_body() -> String {
+    let mut out = String::from("{");
+    for e in 0..10 {
+        if e > 0 {
+            out.push_str(", ");
+        }
+        let images: Vec<String> = (0..30_000)
+            .map(|i| {
+                format!(
+                    r#"{{"filename": "ComfyUI_{e:05}_{i:05}_.png", "subfolder": "", "type": "output"}}"#
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            r#""p{e}": {{"outputs": {{"2": {{"images": [{}]}}}}, "status": {{"messages": [["execution_start", {{"timestamp": {e}}}], ["execution_success", {{"timestamp": {}}}]]}}}}"#,
+            images.join(", "),
+            e + 5
+        ));
     }
     out.push('}');
     out
@@ -66,5 +92,20 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+fn bench_images(c: &mut Criterion) {
+    let body = image_heavy_body();
+    let mut g = c.benchmark_group("image-heavy history");
+    g.sample_size(10);
+    g.bench_function("first poll: 23 MB, 300k images", |b| {
+        b.iter(|| {
+            let mut t = history::Tracker::default();
+            let p = api::parse_history_page(body.as_bytes()).expect("parses");
+            let a = t.apply(&p, 100);
+            (a.images.len(), t.counts.output_images)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_images);
 criterion_main!(benches);

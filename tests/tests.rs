@@ -11,6 +11,7 @@ mod gate;
 mod gpu;
 mod hardening_http;
 mod hardening_config;
+mod hardening_ingest;
 mod ingest;
 mod metrics_doc;
 mod notify;

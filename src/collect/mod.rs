@@ -117,6 +117,13 @@ impl OutputQueue {
         q.drain(..n).collect()
     }
 
+    /// Counts images a producer dropped before pushing (it kept only the newest
+    /// [`CAPACITY`](Self::CAPACITY), as the queue would have).
+    pub fn count_dropped(&self, n: u64) {
+        self.dropped
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn dropped(&self) -> u64 {
         self.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }

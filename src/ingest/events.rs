@@ -18,6 +18,19 @@ pub const MAX_FUTURE_SKEW_SECONDS: f64 = 300.0;
 /// Highest accepted `attempts`; more is a reporting bug, not a retry policy.
 pub const MAX_ATTEMPTS: u64 = 1_000_000;
 
+/// Plausibility cap of every duration field (`duration_seconds`, `overhead_seconds`,
+/// `recovery_seconds`, `persistence_seconds`): 7 days. No single operation, recovery or
+/// checkpoint write of a generation server lasts longer; a bigger value is a unit mix-up
+/// (milliseconds or nanoseconds sent as seconds) or garbage, and once added to a running
+/// total it would hide every real increase (or, near `f64::MAX`, make it `+Inf`).
+pub const MAX_SECONDS: f64 = 604_800.0;
+
+/// Plausibility cap of a quality `value`, both ways: |value| <= 1e6. Scores come on
+/// 0-1, 0-10 and 0-100 scales (CLIP, aesthetic, FID, PSNR in dB, BRISQUE); a million is
+/// four orders of magnitude above any of them and still keeps `quality_score_sum`
+/// finite for more events than the sidecar can ever receive.
+pub const MAX_QUALITY_ABS: f64 = 1_000_000.0;
+
 /// The `type` of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -431,13 +444,14 @@ impl<'de> Deserialize<'de> for Count {
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
                 Ok(Count(v))
             }
+            // Integers out of u64's range become 0 or u64::MAX, so that the range
+            // check of `validate` refuses them with a reason that names the field.
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
-                u64::try_from(v)
-                    .map(Count)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                Ok(Count(u64::try_from(v).unwrap_or(0)))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Count, E> {
-                if v.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&v) {
+                if v.is_finite() && v.fract() == 0.0 {
+                    // `as` saturates: 1e300 becomes u64::MAX, -3.0 becomes 0.
                     Ok(Count(v as u64))
                 } else {
                     Err(E::invalid_value(de::Unexpected::Float(v), &self))
@@ -586,10 +600,7 @@ impl<'a> RawEvent<'a> {
             Kind::Quality => {
                 let workflow = label("workflow", self.workflow)?;
                 let metric = label("metric", self.metric)?;
-                let value = required("value", self.value)?;
-                if !value.is_finite() {
-                    return Err("`value` must be a finite number".into());
-                }
+                let value = quality_value(required("value", self.value)?)?;
                 Event::Quality(QualityEvent {
                     workflow,
                     metric,
@@ -626,7 +637,38 @@ fn seconds(field: &str, v: f64) -> Result<f64, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!("`{field}` must be a finite number of seconds >= 0"));
     }
+    if v > MAX_SECONDS {
+        return Err(format!(
+            "`{field}` {} exceeds the cap of {MAX_SECONDS} (7 days)",
+            number(v)
+        ));
+    }
     Ok(v)
+}
+
+fn quality_value(v: f64) -> Result<f64, String> {
+    if !v.is_finite() {
+        return Err("`value` must be a finite number".into());
+    }
+    if v.abs() > MAX_QUALITY_ABS {
+        let (side, cap) = if v > 0.0 {
+            ("exceeds the cap of", MAX_QUALITY_ABS)
+        } else {
+            ("is below the cap of", -MAX_QUALITY_ABS)
+        };
+        return Err(format!("`value` {} {side} {cap}", number(v)));
+    }
+    Ok(v)
+}
+
+/// A number as a client would recognise it: `1e308`, not 309 digits.
+fn number(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && !(1e-4..1e15).contains(&a) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
 }
 
 fn timestamp(t: f64, now: f64) -> Result<f64, String> {
@@ -796,6 +838,70 @@ mod tests {
             assert_eq!(index, 1, "{bad}: {why}");
             assert!(why.contains(want), "{bad}: {why:?} lacks {want:?}");
         }
+    }
+
+    #[test]
+    fn values_over_their_plausibility_cap_are_refused_by_name() {
+        let op = |field: &str, v: &str| {
+            let duration = if field == "duration_seconds" {
+                ""
+            } else {
+                r#""duration_seconds":1,"#
+            };
+            format!(
+                r#"[{{"type":"operation","operation":"x",{duration}"outcome":"recovered","{field}":{v}}}]"#
+            )
+        };
+        for field in [
+            "duration_seconds",
+            "overhead_seconds",
+            "recovery_seconds",
+            "persistence_seconds",
+        ] {
+            assert!(parse(&op(field, "604800")).is_ok(), "{field} at the cap");
+            let (index, why) = reason(&op(field, "1e308"));
+            assert_eq!(index, 0);
+            assert_eq!(
+                why,
+                format!("`{field}` 1e308 exceeds the cap of 604800 (7 days)")
+            );
+            let (_, why) = reason(&op(field, "604800.5"));
+            assert!(why.contains("exceeds the cap of 604800"), "{why}");
+        }
+        let q =
+            |v: &str| format!(r#"[{{"type":"quality","workflow":"w","metric":"m","value":{v}}}]"#);
+        assert!(parse(&q("1000000")).is_ok());
+        assert!(parse(&q("-1000000")).is_ok());
+        assert_eq!(
+            reason(&q("-1.7e308")).1,
+            "`value` -1.7e308 is below the cap of -1000000"
+        );
+        assert_eq!(
+            reason(&q("1000000.5")).1,
+            "`value` 1000000.5 exceeds the cap of 1000000"
+        );
+        let attempts = |v: &str| {
+            format!(
+                r#"[{{"type":"operation","operation":"x","duration_seconds":1,"outcome":"recovered","attempts":{v}}}]"#
+            )
+        };
+        for v in [
+            "1e300",
+            "1000001",
+            "18446744073709551615",
+            "-3",
+            "-3.0",
+            "0",
+        ] {
+            assert_eq!(
+                reason(&attempts(v)).1,
+                "`attempts` must be between 1 and 1000000",
+                "{v}"
+            );
+        }
+        assert_eq!(number(1e-300), "1e-300");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(12.5), "12.5");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! token-bucket rate limit over a bounded map of clients. Both are reconfigured in place
 //! on reload; the handler in `mod.rs` consults them, the metric modules never do.
 
-use crate::metrics::registry::{CounterVec, Registry};
+use crate::metrics::registry::{CounterVec, HistogramVec, Registry};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -247,9 +247,63 @@ pub fn retry_after_seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// Adds `v` to a running total unless the result would not be finite. The plausibility
+/// caps in `events.rs` already keep every total finite for longer than the sidecar can
+/// run; this is the second line: a value that got past them (a cap raised by mistake,
+/// a new caller) is refused and logged instead of turning the series into `±Inf` until
+/// restart. Callers serialise check and add (see `RecoveryMetrics::totals`).
+pub fn add_finite(c: &CounterVec, labels: &[&str], v: f64) -> bool {
+    let now = c.get(labels).unwrap_or(0.0);
+    if (now + v).is_finite() {
+        c.add(labels, v);
+        true
+    } else {
+        refused(c.name(), labels, v);
+        false
+    }
+}
+
+/// Like [`add_finite`] for a histogram's `_sum`: the observation is refused whole
+/// (bucket and count too) so that the histogram stays consistent.
+pub fn observe_finite(h: &HistogramVec, labels: &[&str], v: f64) -> bool {
+    let sum = h.snapshot(labels).map_or(0.0, |s| s.sum);
+    if v.is_finite() && (sum + v).is_finite() {
+        h.observe(labels, v);
+        true
+    } else {
+        refused(h.name(), labels, v);
+        false
+    }
+}
+
+fn refused(series: &str, labels: &[&str], v: f64) {
+    tracing::warn!(
+        series,
+        labels = ?labels,
+        value = v,
+        "ingest: refused a value that would make a running total infinite"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_totals_refuse_to_become_infinite() {
+        let r = Registry::new();
+        let c = r.counter_vec("x_seconds_total", "x", &["op"]);
+        assert!(add_finite(&c, &["a"], f64::MAX));
+        assert!(!add_finite(&c, &["a"], f64::MAX));
+        assert_eq!(c.get(&["a"]), Some(f64::MAX));
+        assert!(add_finite(&c, &["a"], -f64::MAX));
+        let h = r.histogram_vec("y", "y", &["m"], &[1.0]);
+        assert!(observe_finite(&h, &["m"], -1.7e308));
+        assert!(!observe_finite(&h, &["m"], -1.7e308));
+        assert!(!observe_finite(&h, &["m"], f64::NAN));
+        let s = h.snapshot(&["m"]).unwrap();
+        assert_eq!((s.count, s.sum), (1, -1.7e308));
+    }
 
     fn ip(n: u8) -> IpAddr {
         IpAddr::from([192, 0, 2, n])

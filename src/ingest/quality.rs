@@ -5,7 +5,9 @@
 //! (`ingest.quality_buckets` replaces it, on restart).
 
 use super::events::QualityEvent;
+use super::limits::observe_finite;
 use crate::metrics::registry::{HistogramVec, Registry};
+use parking_lot::Mutex;
 use std::sync::Arc;
 
 pub const DEFAULT_BUCKETS: &[f64] = &[
@@ -15,6 +17,8 @@ pub const DEFAULT_BUCKETS: &[f64] = &[
 pub struct QualityMetrics {
     score: Arc<HistogramVec>,
     buckets: Vec<f64>,
+    /// Makes the finiteness check of `quality_score_sum` and the observation one step.
+    totals: Mutex<()>,
 }
 
 impl QualityMetrics {
@@ -27,6 +31,7 @@ impl QualityMetrics {
                 buckets,
             ),
             buckets: buckets.to_vec(),
+            totals: Mutex::new(()),
         }
     }
 
@@ -36,7 +41,9 @@ impl QualityMetrics {
 
     /// Records one score under the folded label values.
     pub fn record(&self, ev: &QualityEvent<'_>, workflow: &str, metric: &str) {
-        self.score.observe(&[workflow, metric], ev.value);
+        // `events.rs` caps |value| at 1e6; the guard keeps the sum finite regardless.
+        let _totals = self.totals.lock();
+        observe_finite(&self.score, &[workflow, metric], ev.value);
     }
 }
 
@@ -58,5 +65,20 @@ mod tests {
         assert_eq!(h.count, 2);
         assert_eq!(h.counts[3], 1); // (0.3, 0.4]
         assert_eq!(h.counts[12], 1); // (5, 7.5]
+    }
+
+    #[test]
+    fn huge_negative_values_cannot_make_the_sum_infinite() {
+        let m = QualityMetrics::register(&Registry::new(), DEFAULT_BUCKETS);
+        let ev = QualityEvent {
+            workflow: "w".into(),
+            metric: "m".into(),
+            value: -1.7e308,
+        };
+        m.record(&ev, "w", "m");
+        m.record(&ev, "w", "m");
+        let h = m.score.snapshot(&["w", "m"]).unwrap();
+        assert!(h.sum.is_finite());
+        assert_eq!(h.count, 1);
     }
 }

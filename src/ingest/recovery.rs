@@ -5,6 +5,7 @@
 //! Label values arrive already folded by `limits::LabelCaps`.
 
 use super::events::{BreakerEvent, BreakerState, OperationEvent, Outcome};
+use super::limits::{add_finite, observe_finite};
 use crate::metrics::registry::{CounterVec, GaugeVec, HistogramVec, Registry};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -29,6 +30,9 @@ pub struct RecoveryMetrics {
     breaker_transitions: Arc<CounterVec>,
     /// Last known state and opening time per breaker (bounded by the label cap).
     breakers: Mutex<HashMap<String, Tracked>>,
+    /// Held while an operation updates its running totals, so that the finiteness
+    /// check and the addition happen as one step.
+    totals: Mutex<()>,
 }
 
 #[derive(Clone, Copy)]
@@ -99,12 +103,14 @@ impl RecoveryMetrics {
                 &["breaker", "from", "to"],
             ),
             breakers: Mutex::new(HashMap::new()),
+            totals: Mutex::new(()),
         }
     }
 
     /// Records one operation; `operation` and `error_class` are the folded label values.
     pub fn operation(&self, ev: &OperationEvent<'_>, operation: &str, error_class: Option<&str>) {
         let op = [operation];
+        let _totals = self.totals.lock();
         if self
             .operations
             .get(&[operation, Outcome::Success.as_str()])
@@ -117,19 +123,21 @@ impl RecoveryMetrics {
             }
         }
         self.operations.inc(&[operation, ev.outcome.as_str()]);
-        self.attempts.add(&op, ev.attempts as f64);
-        self.operation_seconds.add(&op, ev.duration_seconds);
-        self.overhead_seconds.add(&op, ev.overhead_seconds);
-        self.operation_duration.observe(&op, ev.duration_seconds);
+        // Sums go through the finiteness guard: the caps of `events.rs` keep them far
+        // from f64::MAX, the guard keeps them finite even if a value got past a cap.
+        add_finite(&self.attempts, &op, ev.attempts as f64);
+        add_finite(&self.operation_seconds, &op, ev.duration_seconds);
+        add_finite(&self.overhead_seconds, &op, ev.overhead_seconds);
+        observe_finite(&self.operation_duration, &op, ev.duration_seconds);
         if ev.outcome != Outcome::Success {
             self.errors
                 .inc(&[operation, error_class.unwrap_or("unknown")]);
         }
         if let Some(s) = ev.recovery_seconds {
-            self.recovery_duration.observe(&op, s);
+            observe_finite(&self.recovery_duration, &op, s);
         }
         if let Some(s) = ev.persistence_seconds {
-            self.persistence.observe(&op, s);
+            observe_finite(&self.persistence, &op, s);
         }
     }
 
@@ -209,6 +217,27 @@ mod tests {
         assert_eq!(m.recovery_duration.snapshot(&["load"]).unwrap().count, 2);
         assert!(m.persistence.snapshot(&["load"]).is_none());
         assert!(LATENCY_BUCKETS.contains(&0.1));
+    }
+
+    #[test]
+    fn operation_totals_stay_finite_past_the_caps() {
+        let m = RecoveryMetrics::register(&Registry::new());
+        let mut huge = op(Outcome::Success);
+        huge.duration_seconds = 1e308;
+        huge.overhead_seconds = 1e308;
+        huge.recovery_seconds = Some(1e308);
+        for _ in 0..3 {
+            m.operation(&huge, "load", None);
+        }
+        for v in [
+            m.operation_seconds.get(&["load"]).unwrap(),
+            m.overhead_seconds.get(&["load"]).unwrap(),
+            m.operation_duration.snapshot(&["load"]).unwrap().sum,
+            m.recovery_duration.snapshot(&["load"]).unwrap().sum,
+        ] {
+            assert!(v.is_finite(), "{v}");
+        }
+        assert_eq!(m.operations.get(&["load", "success"]), Some(3.0));
     }
 
     #[test]

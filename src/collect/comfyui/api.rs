@@ -11,7 +11,8 @@
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
-use std::collections::{BTreeSet, HashMap};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 
 /// Why a body could not be used.
@@ -265,8 +266,11 @@ pub struct EntryDetail {
     /// Nodes the prompt needed for its outputs (`prompt[4]` and their inputs,
     /// transitively), when the graph could be read.
     pub needed_nodes: Option<BTreeSet<String>>,
-    /// Output images per output node id.
+    /// Output images per output node id, in document order: the newest `keep_images`
+    /// of [`EntryHead::detail_bounded`] (all of them for [`EntryHead::detail`]).
     pub images: Vec<(String, ImageRef)>,
+    /// Every image listed by the nodes not skipped, `images` included.
+    pub image_total: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -368,29 +372,118 @@ impl<'de> Deserialize<'de> for LinkTail {
     }
 }
 
+/// A node's output with its `images` list left raw: a node can list hundreds of
+/// thousands of images (a batch run, a hostile server), so they are walked one by one
+/// rather than collected.
 #[derive(Deserialize)]
-struct NodeOutput {
-    #[serde(default)]
-    images: Vec<ImageRef>,
+struct NodeOutput<'a> {
+    #[serde(borrow)]
+    images: Option<&'a RawValue>,
+}
+
+/// One image as listed, borrowing from the body unless it had escapes.
+#[derive(Deserialize)]
+struct ImageRefBorrowed<'a> {
+    #[serde(borrow, default)]
+    filename: Cow<'a, str>,
+    #[serde(borrow, default)]
+    subfolder: Cow<'a, str>,
+    #[serde(borrow, default, rename = "type")]
+    kind: Cow<'a, str>,
+}
+
+/// Walks a node's `images` array: counts every image and keeps only the newest
+/// `keep`, so memory stays bounded whatever the length of the list. Fails (and the
+/// node's images are left out, as before) when an element is not an image object.
+struct ImageWalk<'k> {
+    keep: usize,
+    kept: &'k mut VecDeque<ImageRef>,
+    total: &'k mut usize,
+}
+
+impl<'de, 'k> Visitor<'de> for ImageWalk<'k> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of images")
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(i) = seq.next_element::<ImageRefBorrowed<'de>>()? {
+            *self.total += 1;
+            if self.keep == 0 {
+                continue;
+            }
+            if self.kept.len() == self.keep {
+                self.kept.pop_front();
+            }
+            self.kept.push_back(ImageRef {
+                filename: i.filename.into_owned(),
+                subfolder: i.subfolder.into_owned(),
+                kind: i.kind.into_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The images of one node's output, bounded as [`ImageWalk`]; `None` when it does
+/// not parse.
+fn node_images(raw: &str, keep: usize) -> Option<(VecDeque<ImageRef>, usize)> {
+    let node: NodeOutput<'_> = serde_json::from_str(raw).ok()?;
+    let Some(images) = node.images else {
+        return Some((VecDeque::new(), 0));
+    };
+    let (mut kept, mut total) = (VecDeque::new(), 0);
+    let mut de = serde_json::Deserializer::from_str(images.get());
+    serde::Deserializer::deserialize_seq(
+        &mut de,
+        ImageWalk {
+            keep,
+            kept: &mut kept,
+            total: &mut total,
+        },
+    )
+    .ok()?;
+    Some((kept, total))
 }
 
 impl EntryHead<'_> {
     /// Parses the graph and outputs; a part that does not parse is left out.
     pub fn detail(&self) -> EntryDetail {
+        self.detail_bounded(usize::MAX, &[])
+    }
+
+    /// Like [`detail`](Self::detail), but leaves out the images of `skip_nodes` and
+    /// keeps only the newest `keep_images` of the rest (every one is still counted in
+    /// `image_total`): memory stays bounded by `keep_images`, not by the size of the
+    /// outputs listed.
+    pub fn detail_bounded(&self, keep_images: usize, skip_nodes: &[String]) -> EntryDetail {
         let mut out = EntryDetail::default();
         if let Some(p) = self.prompt {
             out.needed_nodes = needed_nodes(p.get());
         }
-        if let Some(o) = self.outputs {
-            if let Ok(map) = serde_json::from_str::<Ordered<'_>>(o.get()) {
-                for (node, raw) in map.0 {
-                    if let Ok(n) = serde_json::from_str::<NodeOutput>(raw.get()) {
-                        out.images
-                            .extend(n.images.into_iter().map(|i| (node.clone(), i)));
-                    }
+        let Some(o) = self.outputs else {
+            return out;
+        };
+        let Ok(map) = serde_json::from_str::<Ordered<'_>>(o.get()) else {
+            return out;
+        };
+        let mut kept: VecDeque<(String, ImageRef)> = VecDeque::new();
+        for (node, raw) in map.0 {
+            if skip_nodes.contains(&node) {
+                continue;
+            }
+            let Some((images, total)) = node_images(raw.get(), keep_images) else {
+                continue;
+            };
+            out.image_total += total;
+            for i in images {
+                if kept.len() == keep_images {
+                    kept.pop_front();
                 }
+                kept.push_back((node.clone(), i));
             }
         }
+        out.images = kept.into();
         out
     }
 }
@@ -616,6 +709,43 @@ mod tests {
             assert!(parse_history_page(body).is_err());
             assert!(parse_queue(body).is_err());
         }
+    }
+
+    #[test]
+    fn image_lists_are_walked_with_bounded_memory() {
+        let images: Vec<String> = (0..1000)
+            .map(|i| format!(r#"{{"filename": "f{i}.png", "subfolder": "", "type": "output"}}"#))
+            .collect();
+        let body = format!(
+            r#"{{"a": {{"outputs": {{"1": {{"images": [{}]}}, "2": {{"images": [{{"filename": "g.png", "type": "temp"}}]}}, "3": {{"text": ["x"]}}}}, "status": {{"messages": [["execution_success", {{"timestamp": 3}}]]}}}}}}"#,
+            images.join(", ")
+        );
+        let page = parse_history_page(body.as_bytes()).unwrap();
+        let e = &page.entries[0];
+        let all = e.detail();
+        assert_eq!((all.images.len(), all.image_total), (1001, 1001));
+        let d = e.detail_bounded(3, &[]);
+        assert_eq!(d.image_total, 1001);
+        let names: Vec<_> = d
+            .images
+            .iter()
+            .map(|(n, i)| (n.as_str(), i.filename.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [("1", "f998.png"), ("1", "f999.png"), ("2", "g.png")]
+        );
+        let d = e.detail_bounded(2, &["2".to_string()]);
+        assert_eq!(d.image_total, 1000);
+        assert_eq!(d.images[1].1.filename, "f999.png");
+        let d = e.detail_bounded(0, &[]);
+        assert_eq!((d.images.len(), d.image_total), (0, 1001));
+        // An element that is not an image leaves that node's images out, as before.
+        let bad = r#"{"a": {"outputs": {"1": {"images": [{"filename": "x.png"}, 5]}, "2": {"images": [{"filename": "y.png"}]}}, "status": {"messages": [["execution_success", {"timestamp": 3}]]}}}"#;
+        let page = parse_history_page(bad.as_bytes()).unwrap();
+        let d = page.entries[0].detail_bounded(10, &[]);
+        assert_eq!(d.image_total, 1);
+        assert_eq!(d.images[0].1.filename, "y.png");
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! forgotten first.
 
 use super::api::{EntryHead, HistoryPage, Outcome};
-use crate::collect::OutputImage;
+use crate::collect::{OutputImage, OutputQueue};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::Path;
@@ -102,7 +102,11 @@ struct Persisted {
 #[derive(Debug, Default, PartialEq)]
 pub struct Applied {
     pub new_entries: usize,
+    /// The newest new output images, at most [`OutputQueue::CAPACITY`]: the hand-off
+    /// queue would drop older ones anyway, and a page can list hundreds of thousands.
     pub images: Vec<OutputImage>,
+    /// New output images counted but not kept in `images` (the queue's drop count).
+    pub images_dropped: u64,
 }
 
 /// The seen keys and the counters.
@@ -134,7 +138,20 @@ impl Tracker {
 
     /// Counts every entry of the page not seen before, oldest first.
     pub fn apply(&mut self, page: &HistoryPage<'_>, max_node_error_series: usize) -> Applied {
+        self.apply_bounded(page, max_node_error_series, OutputQueue::CAPACITY)
+    }
+
+    /// [`apply`](Self::apply) keeping at most `max_images` of the new images: every
+    /// image is counted, only the newest are materialised, so memory does not grow with
+    /// the number of images a page lists.
+    pub fn apply_bounded(
+        &mut self,
+        page: &HistoryPage<'_>,
+        max_node_error_series: usize,
+        max_images: usize,
+    ) -> Applied {
         let mut out = Applied::default();
+        let mut images: VecDeque<OutputImage> = VecDeque::new();
         for e in &page.entries {
             let key = key_of(e);
             if self.seen.contains(&key) {
@@ -147,7 +164,15 @@ impl Tracker {
                 continue;
             };
             self.detailed_entries += 1;
-            let detail = e.detail();
+            // A cached output node reports the earlier run's files: not new.
+            let detail = e.detail_bounded(
+                if t.outcome == Outcome::Success {
+                    max_images
+                } else {
+                    0
+                },
+                &t.cached,
+            );
             let outcome = t.outcome.as_str();
             *self.counts.prompts.entry(outcome.into()).or_default() += 1;
             if let Some(ms) = t.duration_ms {
@@ -168,13 +193,15 @@ impl Tracker {
             self.counts.nodes_executed += executed.unwrap_or(0) as u64;
             match t.outcome {
                 Outcome::Success => {
-                    // A cached output node reports the earlier run's files: not new.
-                    for (node, img) in detail.images {
-                        if t.cached.contains(&node) {
-                            continue;
+                    let total = detail.image_total as u64;
+                    self.counts.output_images += total;
+                    out.images_dropped += total - detail.images.len() as u64;
+                    for (_, img) in detail.images {
+                        // `detail.images` is empty when `max_images` is 0.
+                        if images.len() == max_images && images.pop_front().is_some() {
+                            out.images_dropped += 1;
                         }
-                        self.counts.output_images += 1;
-                        out.images.push(OutputImage {
+                        images.push_back(OutputImage {
                             prompt_id: e.prompt_id.clone(),
                             filename: img.filename,
                             subfolder: img.subfolder,
@@ -204,6 +231,7 @@ impl Tracker {
                 }
             }
         }
+        out.images = images.into();
         out
     }
 
@@ -386,6 +414,38 @@ mod tests {
         assert_eq!(again, Applied::default());
         assert_eq!(t.counts.prompts["success"], 7);
         assert_eq!(t.detailed_entries, 11);
+    }
+
+    #[test]
+    fn a_page_listing_300k_images_keeps_only_what_the_queue_can_hold() {
+        let per_entry = 30_000;
+        let entries: Vec<String> = (0..10)
+            .map(|e| {
+                let images: Vec<String> = (0..per_entry)
+                    .map(|i| format!(r#"{{"filename": "i{e}_{i}.png", "subfolder": "", "type": "output"}}"#))
+                    .collect();
+                format!(
+                    r#""p{e}": {{"outputs": {{"9": {{"images": [{}]}}}}, "status": {{"messages": [["execution_success", {{"timestamp": {e}}}]]}}}}"#,
+                    images.join(", ")
+                )
+            })
+            .collect();
+        let body = format!("{{{}}}", entries.join(", "));
+        let page = parse_history_page(body.as_bytes()).unwrap();
+        let mut t = Tracker::default();
+        let a = t.apply(&page, 10);
+        assert_eq!(t.counts.output_images, 300_000);
+        assert_eq!(a.images.len(), OutputQueue::CAPACITY);
+        assert_eq!(a.images_dropped, 300_000 - OutputQueue::CAPACITY as u64);
+        // The newest are kept, in order.
+        assert_eq!(a.images.last().unwrap().filename, "i9_29999.png");
+        assert_eq!(a.images.last().unwrap().prompt_id, "p9");
+        let b = Tracker::default().apply_bounded(&page, 10, 0);
+        assert!(b.images.is_empty());
+        assert_eq!(b.images_dropped, 300_000);
+        let c = Tracker::default().apply_bounded(&page, 10, 40_000);
+        assert_eq!(c.images.len(), 40_000);
+        assert_eq!(c.images[0].filename, "i8_20000.png");
     }
 
     #[test]

@@ -112,6 +112,45 @@ impl ComfyuiConfig {
     }
 }
 
+/// A `/history` body above this size has its memory handed back to the OS after the
+/// poll (see [`release_freed_memory`]).
+const TRIM_AFTER_BYTES: usize = 1 << 20;
+
+/// Hands memory freed after a large `/history` page back to the OS. glibc keeps freed
+/// heap memory for reuse (and raises its mmap threshold after freeing a big block, so
+/// the next big body lands on the heap too): without this a single 25 MB page left the
+/// process about 200 MB larger for good. `malloc_trim` walks every arena and returns
+/// whole free pages; it costs a few milliseconds and runs only after such a page.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only inspects and shrinks the allocator's own free lists; it
+    // has no preconditions and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Allocations of at least this size get their own mapping, returned to the OS on free.
+const MMAP_THRESHOLD_BYTES: i32 = 1 << 20;
+
+/// Pins glibc's mmap threshold (once per process). By default glibc raises it to the
+/// size of the largest mapping freed so far (up to 32 MiB): after the first big
+/// `/history` body, the next ones land in a thread's heap, whose top `malloc_trim`
+/// does not return, so every tokio worker that ever read a big page kept one body's
+/// worth of memory. A fixed threshold also keeps the trim threshold at its default, so
+/// freed heap tops are returned on free. Large allocations are rare (bodies, big
+/// scrapes), so the extra mmap calls cost nothing measurable.
+fn pin_mmap_threshold() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator tunables; it is thread-safe.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
+        }
+    });
+}
+
 /// The endpoints polled, as used in the `endpoint` label.
 const ENDPOINTS: [&str; 3] = ["system_stats", "queue", "history"];
 
@@ -171,6 +210,7 @@ pub struct ComfyuiCollector {
 
 impl ComfyuiCollector {
     pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
+        pin_mmap_threshold();
         let mut headers = reqwest::header::HeaderMap::new();
         let token = crate::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
             .map_err(|m| anyhow::anyhow!(m))?;
@@ -268,24 +308,45 @@ impl ComfyuiCollector {
                 return Err(RequestError::Status);
             }
             let limit = self.cfg.max_body_bytes;
-            if resp.content_length().is_some_and(|n| n > limit as u64) {
+            let announced = resp.content_length();
+            if announced.is_some_and(|n| n > limit as u64) {
                 return Err(RequestError::TooLarge);
             }
-            let mut body = bytes::BytesMut::new();
+            // Memory: the body is held once. With a Content-Length (ComfyUI always
+            // sends one) it is read into a buffer of exactly that size; without, the
+            // chunks are kept as they came and joined once at the end, never through
+            // a doubling buffer that would briefly hold two or three copies.
+            let mut chunks: Vec<bytes::Bytes> = Vec::new();
+            let mut exact = announced.map(|n| bytes::BytesMut::with_capacity(n as usize));
+            let mut len = 0usize;
             loop {
                 match resp.chunk().await {
                     Ok(Some(c)) => {
-                        if body.len() + c.len() > limit {
+                        len += c.len();
+                        if len > limit {
                             return Err(RequestError::TooLarge);
                         }
-                        body.extend_from_slice(&c);
+                        match &mut exact {
+                            Some(buf) => buf.extend_from_slice(&c),
+                            None => chunks.push(c),
+                        }
                     }
                     Ok(None) => break,
                     Err(e) if e.is_timeout() => return Err(RequestError::Timeout),
                     Err(_) => return Err(RequestError::Body),
                 }
             }
-            Ok(body.freeze())
+            Ok(match exact {
+                Some(buf) => buf.freeze(),
+                None if chunks.len() == 1 => chunks.pop().unwrap_or_default(),
+                None => {
+                    let mut buf = bytes::BytesMut::with_capacity(len);
+                    for c in chunks.drain(..) {
+                        buf.extend_from_slice(&c);
+                    }
+                    buf.freeze()
+                }
+            })
         };
         tokio::time::timeout(self.cfg.timeout.get(), fut)
             .await
@@ -296,6 +357,16 @@ impl ComfyuiCollector {
     /// bounded in size and time) while every entry on it is new. Only one page is
     /// applied per poll, so nothing is counted twice.
     async fn poll_history(&self, st: &mut State, deadline: Instant) {
+        let largest = self.read_history(st, deadline).await;
+        if largest > TRIM_AFTER_BYTES {
+            release_freed_memory();
+        }
+    }
+
+    /// [`poll_history`](Self::poll_history)'s work; returns the largest body read, so
+    /// that memory freed after a big page can be handed back to the OS.
+    async fn read_history(&self, st: &mut State, deadline: Instant) -> usize {
+        let mut largest = 0;
         let mut n = self.cfg.history_page_size;
         // The last page read whose entries were all new, kept in case a larger one fails.
         let mut smaller: Option<bytes::Bytes> = None;
@@ -304,7 +375,10 @@ impl ComfyuiCollector {
                 .get(st, "history", &format!("history?max_items={n}"))
                 .await
             {
-                Ok(b) => b,
+                Ok(b) => {
+                    largest = largest.max(b.len());
+                    b
+                }
                 // Too big or too slow to serve: it will not get better, so count the
                 // newest entries now and leave the older ones uncounted.
                 Err(RequestError::TooLarge | RequestError::Timeout) => break,
@@ -333,7 +407,7 @@ impl ComfyuiCollector {
                     st.history_skipped += 1;
                 }
                 self.apply(st, &page).await;
-                return;
+                return largest;
             }
             drop(page);
             smaller = Some(body);
@@ -345,10 +419,12 @@ impl ComfyuiCollector {
                 self.apply(st, &page).await;
             }
         }
+        largest
     }
 
     async fn apply(&self, st: &mut State, page: &api::HistoryPage<'_>) {
         let applied = st.tracker.apply(page, self.cfg.max_node_error_series);
+        self.outputs.count_dropped(applied.images_dropped);
         for img in applied.images {
             self.outputs.push(img);
         }
