@@ -71,12 +71,23 @@ fi
 
 # 2-6. One Python pass over the rendered files.
 bin=${COMFY_SENTINEL_BIN:-}
-[ -n "$bin" ] || for b in target/debug/comfy-sentinel target/release/comfy-sentinel; do
-  if [ -x "$b" ]; then bin=$b; break; fi
-done
+# The newest build (cargo test builds target/debug; a stale one would fail the export diff).
+if [ -z "$bin" ]; then
+  for b in target/debug/comfy-sentinel target/release/comfy-sentinel; do
+    if [ -x "$b" ] && { [ -z "$bin" ] || [ "$b" -nt "$bin" ]; }; then bin=$b; fi
+  done
+fi
 [ -n "$bin" ] || missing "the comfy-sentinel binary (cargo build)" "comfy-sentinel check of the ConfigMaps"
 have_promtool=1
 command -v promtool >/dev/null 2>&1 || { have_promtool=0; missing promtool "promtool checks"; }
+
+# The committed PrometheusRules are what the binary's export writes (CLI wiring end to end).
+if [ -n "$bin" ]; then
+  echo "== $bin rules export --format prometheus-operator"
+  "$bin" rules export --format prometheus-operator --out "$work/export"
+  diff -r "$work/export" "$K8S_DIR/base/rules" \
+    || { echo "validate-kubernetes: deploy/kubernetes/base/rules is stale: rerun the export above" >&2; exit 1; }
+fi
 
 python3 - "$work" "$CRD_DIR" "$bin" "$have_promtool" "$K8S_DIR" <<'PY'
 import copy, glob, os, re, subprocess, sys
