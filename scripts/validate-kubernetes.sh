@@ -182,6 +182,10 @@ for rendered in sorted(glob.glob(os.path.join(work, "rendered", "*.yaml"))):
         if kind == "ConfigMap" and "config.yaml" in d.get("data", {}):
             configs.append((where, d["data"]["config.yaml"]))
         if kind == "ScaledObject":
+            # The CRD's one CEL rule (x-kubernetes-validations), which jsonschema cannot run.
+            spec = d["spec"]
+            if spec.get("minReplicaCount", 0) > spec.get("maxReplicaCount", 100):
+                fail(where, "minReplicaCount must be less than or equal to maxReplicaCount")
             for t in d["spec"]["triggers"]:
                 if t["type"] == "prometheus":
                     rule_files.append(("expr", where, t["metadata"]["query"]))
