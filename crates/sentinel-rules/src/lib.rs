@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod engine;
 pub mod eval;
+pub mod export_operator;
 pub mod group;
 pub mod labels;
 pub mod rulefile;
