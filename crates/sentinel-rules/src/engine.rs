@@ -36,6 +36,8 @@ pub struct EngineSettings {
     pub external_url: String,
     /// Where `for` state is persisted; none disables persistence.
     pub data_dir: Option<PathBuf>,
+    /// Limits of every rule evaluation (`query:`).
+    pub query_limits: crate::eval::QueryLimits,
 }
 
 /// An alert sink that only logs, until the notification dispatcher is wired.
@@ -259,6 +261,7 @@ impl RuleEngine {
             external_url: &settings.external_url,
             restored: true,
             subquery_step_ms: settings.evaluation_interval.as_millis() as i64,
+            limits: settings.query_limits,
         };
         let mut ran = 0;
         let mut to_send = Vec::new();
