@@ -9,6 +9,7 @@ mod fake_comfyui;
 mod foundation;
 mod gate;
 mod gpu;
+mod hardening_query;
 mod ingest;
 mod metrics_doc;
 mod notify;

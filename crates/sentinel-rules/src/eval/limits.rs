@@ -71,8 +71,9 @@ pub struct QueryConfig {
 /// (24-byte vector elements or 16-byte points, with vector growth doubling), so 2 M
 /// samples stay under 96 MiB.
 pub const DEFAULT_MAX_SAMPLES: u64 = 2_000_000;
-/// Default of `query.max_label_bytes`: 32 MiB of label sets.
-pub const DEFAULT_MAX_LABEL_BYTES: u64 = 32 << 20;
+/// Default of `query.max_label_bytes`: 16 MiB of label sets (held label sets cost at
+/// most about twice their bytes).
+pub const DEFAULT_MAX_LABEL_BYTES: u64 = 16 << 20;
 /// Default of `query.max_points_per_series`, Prometheus's 11,000.
 pub const DEFAULT_MAX_POINTS_PER_SERIES: u64 = 11_000;
 

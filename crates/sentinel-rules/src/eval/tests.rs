@@ -90,7 +90,7 @@ fn nested_label_replace_is_stopped_by_label_byte_cap() {
         r.map(|_| ())
     );
     // Unbounded before: it grew by about 1 GB/s until the allocator failed. Now the
-    // biggest value built is under the 32 MiB cap (seconds in a debug build).
+    // biggest value built is under the 16 MiB cap (seconds in a debug build).
     assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
     eprintln!("nested label_replace stopped after {:?}", t0.elapsed());
     // A few levels stay well inside the cap and still answer.
