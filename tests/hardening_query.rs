@@ -243,7 +243,10 @@ fn timed_out_query_holds_its_slot_until_the_work_stops_and_then_frees_it() {
     std::thread::sleep(Duration::from_secs(2));
     let idle = cpu_ticks(pid) - cpu0;
     eprintln!("CPU ticks in 2 s after 6 timed-out queries: {idle}");
-    assert!(idle < 100, "{idle} ticks in 2 s: an evaluation kept running");
+    assert!(
+        idle < 100,
+        "{idle} ticks in 2 s: an evaluation kept running"
+    );
     let (status, _, took) = query(&s, "1+1");
     assert_eq!(status, 200);
     assert!(took < Duration::from_secs(1), "slot not free: {took:?}");
@@ -271,15 +274,15 @@ fn out_of_range_duration_and_time_are_400_with_the_reason() {
     let (status, v, _) = query(&s, "rate(x[99999999999y])");
     assert_eq!(status, 400, "{v}");
     let e = v["error"].as_str().unwrap();
-    assert!(e.starts_with("1:8: ") && e.contains("duration out of range"), "{e}");
+    assert!(
+        e.starts_with("1:8: ") && e.contains("duration out of range"),
+        "{e}"
+    );
     let (status, _, body) = http_get(&s.url("/api/v1/query?query=1&time=1e300"), &[]).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["errorType"], "bad_data");
-    assert!(
-        v["error"].as_str().unwrap().contains("out of range"),
-        "{v}"
-    );
+    assert!(v["error"].as_str().unwrap().contains("out of range"), "{v}");
 }
 
 #[test]
@@ -293,7 +296,10 @@ fn rule_hitting_a_query_limit_fails_its_evaluation_and_the_engine_goes_on() {
             nested_max_over_time(150)
         ),
     );
-    let (s, _dir2) = start(&format!("rules:\n  files: [{:?}]\n", rules.display().to_string()));
+    let (s, _dir2) = start(&format!(
+        "rules:\n  files: [{:?}]\n",
+        rules.display().to_string()
+    ));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = scrape(&s);
@@ -314,9 +320,17 @@ fn rule_hitting_a_query_limit_fails_its_evaluation_and_the_engine_goes_on() {
             );
             break;
         }
-        assert!(Instant::now() < deadline, "no failure counted; log: {}", s.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no failure counted; log: {}",
+            s.logs()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(s.logs().contains("exceeded maximum resolution"), "{}", s.logs());
+    assert!(
+        s.logs().contains("exceeded maximum resolution"),
+        "{}",
+        s.logs()
+    );
     assert_eq!(query(&s, "fine").0, 200);
 }

@@ -86,7 +86,9 @@ const MAX_TIME_SECS: f64 = 253_402_300_799.999;
 
 /// Parses Prometheus's `time` parameter: Unix seconds (fractions allowed) or RFC 3339.
 fn parse_time(s: &str) -> Result<i64, String> {
-    let bad = |why: &str| format!("invalid parameter \"time\": cannot parse {s:?} to a valid timestamp{why}");
+    let bad = |why: &str| {
+        format!("invalid parameter \"time\": cannot parse {s:?} to a valid timestamp{why}")
+    };
     if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() {
             return Err(bad(""));
@@ -296,12 +298,19 @@ mod tests {
             json!({"status":"success","data":{"resultType":"scalar","result":[1700000000.0,"2"]}})
         );
         let l = Labels::from_pairs([("__name__", "m"), ("q", "a\"b")]);
-        let v = V::Vector(vec![Sample { labels: l.clone(), t: 0, v: f64::NAN }]);
+        let v = V::Vector(vec![Sample {
+            labels: l.clone(),
+            t: 0,
+            v: f64::NAN,
+        }]);
         assert_eq!(
             parse(render(&v, 1500)),
             json!({"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"m","q":"a\"b"},"value":[1.5,"NaN"]}]}})
         );
-        let m = V::Matrix(vec![RangeSeries { labels: l, points: vec![(1000, 1.0), (2000, f64::INFINITY)] }]);
+        let m = V::Matrix(vec![RangeSeries {
+            labels: l,
+            points: vec![(1000, 1.0), (2000, f64::INFINITY)],
+        }]);
         assert_eq!(
             parse(render(&m, 2000))["data"]["result"][0]["values"],
             json!([[1.0, "1"], [2.0, "+Inf"]])

@@ -102,12 +102,7 @@ fn heap_per_held_sample_fits_the_256_mb_budget() {
             3_600_000,
             "count_over_time(m[1h])",
         ),
-        (
-            "vector, fresh label sets",
-            store(20_000, 1, 6),
-            0,
-            "m * 2",
-        ),
+        ("vector, fresh label sets", store(20_000, 1, 6), 0, "m * 2"),
         (
             "subquery over fresh label sets",
             store(2_000, 1, 6),

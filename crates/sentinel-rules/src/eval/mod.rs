@@ -124,10 +124,11 @@ pub fn parse(text: &str) -> Result<Expr, String> {
 /// 292 years, as Prometheus's `model.ParseDuration` refuses longer ones.
 pub const MAX_DURATION_NS: u128 = i64::MAX as u128;
 
-/// Finds duration literals (`5m`, `1h30m`) out of range before the parser sees them:
-/// it drops a number too large for 32 bits and then reports "duration must be greater
-/// than 0", and it accepts durations its evaluator's millisecond arithmetic overflows.
-/// The error is located (`line:column`) like the parser's.
+/// Finds durations out of range before the parser sees them, with a located error
+/// (`line:column`) like the parser's: the parser drops a unit number too large for 32
+/// bits and then reports "duration must be greater than 0", accepts durations that
+/// overflow millisecond arithmetic, and panics on a float duration (`[1e300]`,
+/// `offset Inf`) too large for `std::time::Duration`.
 fn check_durations(text: &str) -> Result<(), String> {
     const UNITS: [(&str, u128); 7] = [
         ("ms", 1_000_000),
@@ -139,12 +140,50 @@ fn check_durations(text: &str) -> Result<(), String> {
         ("y", 31_536_000_000_000_000),
     ];
     let b = text.as_bytes();
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'.' || c == b':';
+    let located = |at: usize, tok: &str| {
+        let line = text[..at].matches('\n').count() + 1;
+        let col = text[..at].chars().rev().take_while(|c| *c != '\n').count() + 1;
+        Err(format!(
+            "{line}:{col}: parse error: duration out of range: {tok} (at most 292y)"
+        ))
+    };
+    // `Some(ns)` when the whole token is `<digits><unit>` pairs; `overflow` when a
+    // number does not fit 32 bits (the parser silently drops it).
+    let unit_duration = |tok: &str| -> Option<(u128, bool)> {
+        let mut rest = tok;
+        let mut total: u128 = 0;
+        let mut overflow = false;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return None;
+            }
+            let (num, tail) = rest.split_at(digits);
+            let (unit, ns) = UNITS
+                .iter()
+                .filter(|(u, _)| tail.starts_with(u))
+                .max_by_key(|(u, _)| u.len())?;
+            let n: u128 = num.parse().unwrap_or(u128::MAX);
+            overflow |= n > u32::MAX as u128;
+            total = total.saturating_add(n.saturating_mul(*ns));
+            rest = &tail[unit.len()..];
+        }
+        Some((total, overflow))
+    };
+    let float_out_of_range = |tok: &str| -> bool {
+        parse_number(tok).is_some_and(|secs| !(0.0..=MAX_DURATION_NS as f64 / 1e9).contains(&secs))
+    };
     let mut i = 0;
+    let mut depth = 0i32;
+    let mut prev = 0u8;
+    let mut after_offset = false;
     while i < b.len() {
         let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
         if c == b'"' || c == b'\'' || c == b'`' {
-            // Skip a string literal (backslash escapes outside raw strings).
             i += 1;
             while i < b.len() && b[i] != c {
                 if b[i] == b'\\' && c != b'`' {
@@ -153,6 +192,8 @@ fn check_durations(text: &str) -> Result<(), String> {
                 i += 1;
             }
             i += 1;
+            prev = c;
+            after_offset = false;
             continue;
         }
         if c == b'#' {
@@ -161,54 +202,58 @@ fn check_durations(text: &str) -> Result<(), String> {
             }
             continue;
         }
-        let starts = c.is_ascii_digit() && (i == 0 || !word(b[i - 1]) || b[i - 1] == b':');
-        if !starts {
+        let at_duration = prev == b'[' || (prev == b':' && depth > 0) || after_offset;
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                i += 1;
+            }
+            let word = &text[start..i];
+            if at_duration && float_out_of_range(word) {
+                return located(start, word);
+            }
+            after_offset = word.eq_ignore_ascii_case("offset");
+            prev = b'a';
+            continue;
+        }
+        if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            let start = i;
+            while i < b.len() {
+                let d = b[i];
+                let sign_of_exponent = (d == b'+' || d == b'-')
+                    && matches!(b[i - 1], b'e' | b'E')
+                    && !text[start..i].starts_with("0x");
+                if d.is_ascii_alphanumeric() || d == b'_' || d == b'.' || sign_of_exponent {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            let tok = &text[start..i];
+            match unit_duration(tok) {
+                Some((ns, overflow)) if overflow || ns > MAX_DURATION_NS => {
+                    return located(start, tok)
+                }
+                Some(_) => {}
+                None if at_duration && float_out_of_range(tok) => return located(start, tok),
+                None => {}
+            }
+            prev = b'0';
+            after_offset = false;
+            continue;
+        }
+        if c == b'-' && after_offset {
             i += 1;
             continue;
         }
-        // A run of <digits><unit> pairs, ending at a non-word character.
-        let begin = i;
-        let mut total: u128 = 0;
-        let mut overflow = false;
-        let mut j = i;
-        let mut pairs = 0;
-        loop {
-            let d0 = j;
-            while j < b.len() && b[j].is_ascii_digit() {
-                j += 1;
-            }
-            if j == d0 {
-                break;
-            }
-            let Some((unit, ns)) = UNITS
-                .iter()
-                .filter(|(u, _)| text[j..].starts_with(u))
-                .max_by_key(|(u, _)| u.len())
-                .copied()
-            else {
-                break;
-            };
-            let n: u128 = text[d0..j].parse().unwrap_or(u128::MAX);
-            if n > u32::MAX as u128 {
-                overflow = true;
-            }
-            total = total.saturating_add(n.saturating_mul(ns));
-            j += unit.len();
-            pairs += 1;
+        match c {
+            b'[' => depth += 1,
+            b']' => depth -= 1,
+            _ => {}
         }
-        let ends = j >= b.len() || !(b[j].is_ascii_alphanumeric() || b[j] == b'_');
-        if pairs > 0 && ends && (overflow || total > MAX_DURATION_NS) {
-            let line = text[..begin].matches('\n').count() + 1;
-            let col = begin - text[..begin].rfind('\n').map(|p| p + 1).unwrap_or(0) + 1;
-            return Err(format!(
-                "{line}:{col}: parse error: duration out of range: {} (at most 292y)",
-                &text[begin..j]
-            ));
-        }
-        i = j.max(i + 1);
-        while i < b.len() && word(b[i]) && b[i] != b':' {
-            i += 1;
-        }
+        prev = c;
+        after_offset = false;
+        i += 1;
     }
     Ok(())
 }
@@ -607,7 +652,10 @@ impl<'a> Evaluator<'a> {
         let rt = self.ref_time(vs);
         let matchers = selector_matchers(vs);
         let mut out = Vec::new();
-        for (labels, (t, v)) in self.store.select_last(&matchers, rt.saturating_sub(LOOKBACK_MS), rt) {
+        for (labels, (t, v)) in
+            self.store
+                .select_last(&matchers, rt.saturating_sub(LOOKBACK_MS), rt)
+        {
             if !is_stale(v) {
                 out.push(Sample { labels, t, v });
             }

@@ -71,7 +71,10 @@ fn run_with(q: &str, limits: QueryLimits) -> Result<Value, EvalError> {
 
 /// `label_replace` nested 27 deep, each level doubling the value of label `a`.
 fn doubling_label_replace(depth: usize) -> String {
-    let mut q = format!("label_replace(vector(1), \"a\", \"{}\", \"\", \"\")", "x".repeat(64));
+    let mut q = format!(
+        "label_replace(vector(1), \"a\", \"{}\", \"\", \"\")",
+        "x".repeat(64)
+    );
     for _ in 0..depth {
         q = format!("label_replace({q}, \"a\", \"$1$1\", \"a\", \"(.*)\")");
     }
@@ -237,7 +240,10 @@ fn live_accounting_releases_each_subquery_step() {
     let mut series = Vec::new();
     for i in 0..50 {
         series.push((
-            vec![("__name__".to_string(), "g".to_string()), ("i".to_string(), i.to_string())],
+            vec![
+                ("__name__".to_string(), "g".to_string()),
+                ("i".to_string(), i.to_string()),
+            ],
             vec![(0i64, 1.0f64)],
         ));
     }
@@ -256,7 +262,11 @@ fn live_accounting_releases_each_subquery_step() {
         .unwrap();
     // Points kept: at most 50 series × 301 steps inside the 5 m lookback, plus one
     // step's intermediates.
-    assert!(budget.peak_samples() < 50 * 302 + 200, "{}", budget.peak_samples());
+    assert!(
+        budget.peak_samples() < 50 * 302 + 200,
+        "{}",
+        budget.peak_samples()
+    );
 }
 
 #[test]
@@ -273,4 +283,28 @@ fn out_of_range_duration_is_reported_as_such_and_located() {
     parse("rate(x[5m]) + rate(x5y[1h30m] offset 292y)").unwrap();
     parse("label_replace(x, \"a\", \"99999999999y\", \"b\", \"(.*)\")").unwrap();
     parse("max_over_time(x[1d:1m])").unwrap();
+}
+
+#[test]
+fn float_durations_too_large_are_refused_not_a_parser_panic() {
+    for q in [
+        "rate(x[1e300])",
+        "x offset 1e300",
+        "x offset -1e300",
+        "rate(x[5m:1e300])",
+        "rate(x[18446744073709551616])",
+        "rate(x[Inf])",
+        "x offset -Inf",
+    ] {
+        let r = std::panic::catch_unwind(|| parse(q));
+        let e = r
+            .unwrap_or_else(|_| panic!("{q}: the parser panicked"))
+            .unwrap_err();
+        assert!(e.contains("duration out of range"), "{q}: {e}");
+    }
+    // Float durations in range still parse.
+    parse("rate(x[300]) + rate(x[1.5e2] offset 60)").unwrap();
+    // The position is that of the duration, on its line.
+    let e = parse("sum(\n  rate(x[1e300]))").unwrap_err();
+    assert!(e.starts_with("2:10: "), "{e}");
 }
