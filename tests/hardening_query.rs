@@ -205,7 +205,7 @@ fn query_attacks_end_fast_with_prometheus_errors_and_rss_stays_in_budget() {
         mb(hwm - base)
     );
     // Still serving.
-    assert_eq!(scrape(&s).is_empty(), false);
+    assert!(!scrape(&s).is_empty());
 }
 
 #[test]
