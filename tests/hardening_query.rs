@@ -79,7 +79,7 @@ fn doubling_label_replace(depth: usize) -> String {
 fn nested_max_over_time(depth: usize) -> String {
     let mut q = "vector(1)".to_string();
     for _ in 0..depth {
-        q = format!("max_over_time(({q})[1m:1m])");
+        q = format!("max_over_time({q}[1m:1m])");
     }
     q
 }
@@ -174,7 +174,26 @@ fn query_attacks_end_fast_with_prometheus_errors_and_rss_stays_in_budget() {
     );
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["errorType"], "bad_data", "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("nested more than 64 deep"),
+        "{v}"
+    );
     assert!(took < Duration::from_secs(5), "{took:?}");
+    // 20 deep passes the nesting limit; the cumulative resolution refuses it.
+    let (status, v, took) = query(&s, &nested_max_over_time(20));
+    eprintln!("max_over_time nested 20 deep: {status} in {took:?}");
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("nested subqueries"),
+        "{v}"
+    );
+    // 300 nested calls (1.5 KB) overflowed the evaluation thread's stack before.
+    let deep = format!("{}vector(1){}", "abs(".repeat(300), ")".repeat(300));
+    let (status, v, _) = query(&s, &deep);
+    assert_eq!(status, 400, "{v}");
 
     // Nothing keeps running afterwards: the process is idle and both slots are free.
     let cpu0 = cpu_ticks(pid);
@@ -210,12 +229,12 @@ fn query_attacks_end_fast_with_prometheus_errors_and_rss_stays_in_budget() {
 
 #[test]
 fn timed_out_query_holds_its_slot_until_the_work_stops_and_then_frees_it() {
-    // Without the resolution cap only the deadline can stop a 2^60 subquery nest.
+    // Without the resolution cap only the deadline can stop a 2^30 subquery nest.
     let (s, _dir) = start(
         "query:\n  timeout: 500ms\n  max_concurrent: 1\n  max_points_per_series: 1000000000000000000\n",
     );
     let pid = s.child.id();
-    let attack = nested_max_over_time(60);
+    let attack = nested_max_over_time(30);
     // The attack and an ordinary query behind it on the single slot.
     let url = s.url("/api/v1/query");
     let (a, b) = std::thread::scope(|sc| {
@@ -293,7 +312,7 @@ fn rule_hitting_a_query_limit_fails_its_evaluation_and_the_engine_goes_on() {
         "r.yaml",
         &format!(
             "groups:\n  - name: hostile\n    interval: 1s\n    rules:\n      - record: too_deep\n        expr: '{}'\n      - record: fine\n        expr: vector(1)\n",
-            nested_max_over_time(150)
+            nested_max_over_time(20)
         ),
     );
     let (s, _dir2) = start(&format!(

@@ -117,14 +117,58 @@ pub fn parse(text: &str) -> Result<Expr, String> {
         ]);
     });
     check_durations(text)?;
-    promql_parser::parser::parse(text)
+    let expr = promql_parser::parser::parse(text)?;
+    let depth = ast_depth(&expr);
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "query nests {depth} levels deep, more than the {MAX_DEPTH} the evaluator allows"
+        ));
+    }
+    Ok(expr)
+}
+
+/// Deepest expression nesting `parse` accepts. The evaluator recurses once per level;
+/// 64 levels stay far inside the 2 MiB stack of the threads that evaluate, where a
+/// hostile 1.5 KB query of 300 nested calls overflowed it and aborted the process.
+pub const MAX_DEPTH: usize = 64;
+/// Most operator and bracket characters `parse` hands to the parser: a generous bound
+/// that keeps the parse tree shallow enough to build and drop without deep recursion.
+const MAX_PUNCTUATION: usize = 10_000;
+
+/// Depth of the expression tree, without recursion.
+pub fn ast_depth(e: &Expr) -> usize {
+    let mut max = 0;
+    let mut todo: Vec<(&Expr, usize)> = vec![(e, 1)];
+    while let Some((e, d)) = todo.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                todo.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    todo.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => todo.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                todo.push((&b.lhs, d + 1));
+                todo.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => todo.push((&p.expr, d + 1)),
+            Expr::Subquery(s) => todo.push((&s.expr, d + 1)),
+            Expr::Call(c) => todo.extend(c.args.args.iter().map(|a| (a.as_ref(), d + 1))),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Longest duration PromQL accepts: Go's `time.Duration` (int64 nanoseconds), about
 /// 292 years, as Prometheus's `model.ParseDuration` refuses longer ones.
 pub const MAX_DURATION_NS: u128 = i64::MAX as u128;
 
-/// Finds durations out of range before the parser sees them, with a located error
+/// Refuses brackets nested deeper than [`MAX_DEPTH`] and more than
+/// `MAX_PUNCTUATION` operators, and finds durations out of range, before the parser
+/// sees the text, with a located error
 /// (`line:column`) like the parser's: the parser drops a unit number too large for 32
 /// bits and then reports "duration must be greater than 0", accepts durations that
 /// overflow millisecond arithmetic, and panics on a float duration (`[1e300]`,
@@ -175,6 +219,8 @@ fn check_durations(text: &str) -> Result<(), String> {
     };
     let mut i = 0;
     let mut depth = 0i32;
+    let mut open = 0usize;
+    let mut punctuation = 0usize;
     let mut prev = 0u8;
     let mut after_offset = false;
     while i < b.len() {
@@ -250,6 +296,26 @@ fn check_durations(text: &str) -> Result<(), String> {
             b'[' => depth += 1,
             b']' => depth -= 1,
             _ => {}
+        }
+        match c {
+            b'(' | b'[' | b'{' => {
+                open += 1;
+                if open > MAX_DEPTH {
+                    let line = text[..i].matches('\n').count() + 1;
+                    let col = text[..i].chars().rev().take_while(|c| *c != '\n').count() + 1;
+                    return Err(format!(
+                        "{line}:{col}: parse error: brackets nested more than {MAX_DEPTH} deep"
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => open = open.saturating_sub(1),
+            _ => {}
+        }
+        punctuation += 1;
+        if punctuation > MAX_PUNCTUATION {
+            return Err(format!(
+                "query has more than {MAX_PUNCTUATION} operators and brackets"
+            ));
         }
         prev = c;
         after_offset = false;

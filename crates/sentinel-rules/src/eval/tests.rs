@@ -151,15 +151,20 @@ fn million_point_subquery_is_refused_by_resolution_cap_in_parallel() {
 fn nested_max_over_time(depth: usize) -> String {
     let mut q = "vector(1)".to_string();
     for _ in 0..depth {
-        q = format!("max_over_time(({q})[1m:1m])");
+        q = format!("max_over_time({q}[1m:1m])");
     }
     q
 }
 
 #[test]
 fn nested_subqueries_150_deep_are_refused_by_cumulative_points() {
+    // 150 deep is refused by the nesting limit before parsing.
     let t0 = Instant::now();
-    let e = run_with(&nested_max_over_time(150), QueryLimits::default()).unwrap_err();
+    let e = parse(&nested_max_over_time(150)).unwrap_err();
+    assert!(e.contains("nested more than 64 deep"), "{e}");
+    // Within the nesting limit, 2^20 inner evaluations: refused by the cumulative
+    // resolution before any work.
+    let e = run_with(&nested_max_over_time(20), QueryLimits::default()).unwrap_err();
     assert!(matches!(e, EvalError::TooManyPoints(_)), "{e:?}");
     assert!(e.to_string().contains("nested subqueries"), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
@@ -169,13 +174,13 @@ fn nested_subqueries_150_deep_are_refused_by_cumulative_points() {
 
 #[test]
 fn deadline_stops_an_exponential_subquery_nest() {
-    // Without the resolution cap, 2^60 inner evaluations: only the deadline stops it.
+    // Without the resolution cap, 2^30 inner evaluations: only the deadline stops it.
     let limits = QueryLimits {
         timeout: Some(Duration::from_millis(200)),
         ..QueryLimits::unlimited()
     };
     let t0 = Instant::now();
-    let e = run_with(&nested_max_over_time(60), limits).unwrap_err();
+    let e = run_with(&nested_max_over_time(30), limits).unwrap_err();
     assert_eq!(e, EvalError::Timeout);
     assert_eq!(e.to_string(), "query timed out in expression evaluation");
     assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
@@ -187,7 +192,7 @@ fn cancel_flag_stops_a_running_evaluation() {
     let f2 = flag.clone();
     let h = std::thread::spawn(move || {
         let store = Store::unbounded();
-        let e = parse(&nested_max_over_time(60)).unwrap();
+        let e = parse(&nested_max_over_time(30)).unwrap();
         let budget = Budget::new(QueryLimits::unlimited()).with_cancel(f2);
         Evaluator::new(&store, 0)
             .with_budget(std::sync::Arc::new(budget))
@@ -307,4 +312,43 @@ fn float_durations_too_large_are_refused_not_a_parser_panic() {
     // The position is that of the duration, on its line.
     let e = parse("sum(\n  rate(x[1e300]))").unwrap_err();
     assert!(e.starts_with("2:10: "), "{e}");
+}
+
+#[test]
+fn deeply_nested_query_is_refused_instead_of_overflowing_the_stack() {
+    // 300 nested calls (1.5 KB) overflowed a 2 MiB evaluation thread and aborted the
+    // process; a 1,000-term sum has no brackets but is as deep.
+    let cases = [
+        format!("{}vector(1){}", "abs(".repeat(300), ")".repeat(300)),
+        format!("{}1{}", "(".repeat(2000), ")".repeat(2000)),
+        format!("vector(1){}", "+vector(1)".repeat(1000)),
+        format!("1{}", "+1".repeat(20_000)),
+    ];
+    for q in cases {
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse(&q).map(|_| ()))
+            .unwrap();
+        let e = h.join().expect("no stack overflow").unwrap_err();
+        assert!(
+            e.contains("nested more than 64 deep")
+                || e.contains("levels deep")
+                || e.contains("operators"),
+            "{e}"
+        );
+    }
+    let e = parse(&format!("{}1{}", "(".repeat(70), ")".repeat(70))).unwrap_err();
+    assert!(e.starts_with("1:65: "), "{e}");
+    // The deepest accepted query evaluates on a 2 MiB stack (a debug build's frames).
+    let q = format!("{}vector(1){}", "abs(".repeat(62), ")".repeat(62));
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let e = parse(&q).unwrap();
+            let store = Store::unbounded();
+            Evaluator::new(&store, 0).eval(&e).unwrap();
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
 }
