@@ -285,6 +285,27 @@ fn samples_cap_answers_422_in_prometheus_shape() {
         })
     );
     assert_eq!(query(&s, "sum_over_time(vector(1)[500s:1s])").0, 200);
+    // `gate` asks the same API: a criterion over the limit is a NO-GO naming the limit.
+    let dir = tempfile::tempdir().unwrap();
+    let criteria = temp_file(
+        dir.path(),
+        "gate.yaml",
+        "criteria:\n  - name: heavy\n    query: sum_over_time(vector(1)[3000s:1s])\n    max: 1e9\n  - name: light\n    query: vector(1)\n    max: 2\n",
+    );
+    let out = std::process::Command::new(bin())
+        .args(["gate", "--url", &s.url(""), "--criteria"])
+        .arg(&criteria)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "422 Unprocessable Entity, execution): query processing would load too many samples"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("NO-GO"), "{stdout}");
 }
 
 #[test]
