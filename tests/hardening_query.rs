@@ -374,3 +374,34 @@ fn rule_hitting_a_query_limit_fails_its_evaluation_and_the_engine_goes_on() {
     );
     assert_eq!(query(&s, "fine").0, 200);
 }
+
+#[test]
+fn query_section_is_validated_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |body: &str| {
+        let cfg = temp_file(dir.path(), "c.yaml", body);
+        let out = std::process::Command::new(bin())
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = check("query:\n  max_samples: 0\n");
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("c.yaml:2:16: query.max_samples: must be greater than 0"),
+        "{err}"
+    );
+    let (code, err) = check("query:\n  max_sample: 10\n");
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("c.yaml:2:3: query.max_sample: unknown field"),
+        "{err}"
+    );
+    let (code, err) = check("query:\n  timeout: 2s\n  max_concurrent: 4\n");
+    assert_eq!(code, Some(0), "{err}");
+}
