@@ -158,23 +158,51 @@ async fn run(app: Arc<App>, p: QueryParams) -> Response {
         );
     };
     let cancel = Arc::new(AtomicBool::new(false));
-    let _cancel_on_drop = CancelOnDrop(cancel.clone());
     let budget = Arc::new(Budget::new(limits).with_cancel(cancel.clone()));
     let store = app.rules.store().clone();
-    let job = tokio::task::spawn_blocking(move || {
-        // Held by the job, not the handler: the slot frees when the work has stopped.
-        let _slot = slot;
+    let end = run_job(slot, cancel, timeout + DEADLINE_GRACE, move || {
         let value = Evaluator::new(&store, ts).with_budget(budget).eval(&expr)?;
-        Ok::<_, EvalError>(render(&value, ts))
-    });
-    match tokio::time::timeout(timeout + DEADLINE_GRACE, job).await {
-        Err(_) => {
-            cancel.store(true, Ordering::Relaxed);
-            eval_error(&EvalError::Timeout)
+        Ok(render(&value, ts))
+    })
+    .await;
+    match end {
+        JobEnd::TimedOut => eval_error(&EvalError::Timeout),
+        JobEnd::Failed(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+        JobEnd::Done(Err(e)) => eval_error(&e),
+        JobEnd::Done(Ok(body)) => {
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Ok(Ok(Err(e))) => eval_error(&e),
-        Ok(Ok(Ok(body))) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+    }
+}
+
+/// How an evaluation job ended, as the handler sees it.
+enum JobEnd<T> {
+    Done(Result<T, EvalError>),
+    /// Not done within the wait; its cancellation flag is set and it still holds its slot.
+    TimedOut,
+    /// The job panicked.
+    Failed(String),
+}
+
+/// Runs `work` on the blocking pool. The job owns `slot` (a concurrency permit) and drops
+/// it only when `work` returns, so a slot is never free while its work still runs. Waits
+/// up to `wait`; then, or when the caller is dropped (the client went away), sets `cancel`
+/// so the evaluator stops at its next check.
+async fn run_job<T: Send + 'static>(
+    slot: impl Send + 'static,
+    cancel: Arc<AtomicBool>,
+    wait: Duration,
+    work: impl FnOnce() -> Result<T, EvalError> + Send + 'static,
+) -> JobEnd<T> {
+    let _cancel_on_drop = CancelOnDrop(cancel);
+    let job = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    });
+    match tokio::time::timeout(wait, job).await {
+        Err(_) => JobEnd::TimedOut,
+        Ok(Err(e)) => JobEnd::Failed(e.to_string()),
+        Ok(Ok(r)) => JobEnd::Done(r),
     }
 }
 
@@ -274,6 +302,58 @@ mod tests {
         assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
         assert!(parse_time("soon").is_err());
         assert!(parse_time("NaN").is_err());
+    }
+
+    #[tokio::test]
+    async fn timed_out_job_keeps_its_slot_until_the_work_stops() {
+        use std::time::Instant;
+        let sem = Arc::new(tokio::sync::Semaphore::new(1));
+        let slot = sem.clone().acquire_owned().await.unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let t0 = Instant::now();
+        // Work that notices the cancellation only at its next check, 300 ms later.
+        let end = run_job(
+            slot,
+            cancel.clone(),
+            Duration::from_millis(100),
+            move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(Duration::from_millis(300));
+                Err::<(), _>(EvalError::Canceled)
+            },
+        )
+        .await;
+        assert!(matches!(end, JobEnd::TimedOut));
+        assert!(t0.elapsed() < Duration::from_millis(300));
+        assert!(cancel.load(Ordering::Relaxed), "the deadline sets the flag");
+        assert_eq!(sem.available_permits(), 0, "the slot is still held");
+        let _again = tokio::time::timeout(Duration::from_secs(5), sem.acquire())
+            .await
+            .expect("the slot frees when the work stops")
+            .unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(400),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn finished_job_frees_its_slot() {
+        let sem = Arc::new(tokio::sync::Semaphore::new(1));
+        let slot = sem.clone().acquire_owned().await.unwrap();
+        let end = run_job(
+            slot,
+            Arc::new(AtomicBool::new(false)),
+            Duration::from_secs(5),
+            || Ok(7),
+        )
+        .await;
+        assert!(matches!(end, JobEnd::Done(Ok(7))));
+        assert_eq!(sem.available_permits(), 1);
     }
 
     #[test]
