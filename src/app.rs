@@ -53,6 +53,7 @@ fn load_rules(engine: &sentinel_rules::engine::RuleEngine, cfg: &Config) {
         external_labels: cfg.external_labels.clone(),
         external_url: cfg.external_url.clone().unwrap_or_default(),
         data_dir: Some(cfg.data_dir.clone()),
+        query_limits: cfg.query.limits(),
     };
     let loaded = cfg
         .rules

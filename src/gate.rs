@@ -156,8 +156,12 @@ async fn query(
         .await
         .map_err(|e| format!("{url}: invalid response: {e}"))?;
     if !status.is_success() || body["status"] != "success" {
+        // Prometheus's error shape; a query limit says which (`execution`, `timeout`...).
         let err = body["error"].as_str().unwrap_or("unknown error");
-        return Err(format!("query failed ({status}): {err}"));
+        return Err(match body["errorType"].as_str() {
+            Some(kind) => format!("query failed ({status}, {kind}): {err}"),
+            None => format!("query failed ({status}): {err}"),
+        });
     }
     let data = &body["data"];
     let parse_value = |v: &serde_json::Value| -> f64 {

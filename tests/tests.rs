@@ -12,6 +12,7 @@ mod gpu;
 mod hardening_config;
 mod hardening_http;
 mod hardening_ingest;
+mod hardening_query;
 mod ingest;
 mod metrics_doc;
 mod notify;

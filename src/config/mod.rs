@@ -32,6 +32,8 @@ pub struct Config {
     pub collectors: crate::collect::CollectorsConfig,
     pub ingest: crate::ingest::IngestConfig,
     pub rules: sentinel_rules::RulesConfig,
+    /// Limits of every PromQL evaluation (query API, rules).
+    pub query: sentinel_rules::eval::QueryConfig,
     pub notify: sentinel_notify::NotifyConfig,
 }
 
@@ -48,6 +50,7 @@ impl Default for Config {
             collectors: Default::default(),
             ingest: Default::default(),
             rules: Default::default(),
+            query: Default::default(),
             notify: Default::default(),
         }
     }
@@ -387,6 +390,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
         }
     }
     c.rules
+        .validate()
+        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    c.query
         .validate()
         .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
     c.notify

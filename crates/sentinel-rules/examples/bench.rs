@@ -59,6 +59,7 @@ fn main() -> anyhow::Result<()> {
         external_url: "",
         restored: true,
         subquery_step_ms: 5_000,
+        limits: sentinel_rules::eval::QueryLimits::default(),
     };
     let rounds = 5;
     let mut totals = vec![Duration::ZERO; groups.len()];

@@ -36,6 +36,8 @@ pub struct EngineSettings {
     pub external_url: String,
     /// Where `for` state is persisted; none disables persistence.
     pub data_dir: Option<PathBuf>,
+    /// Limits of every rule evaluation (`query:`).
+    pub query_limits: crate::eval::QueryLimits,
 }
 
 /// An alert sink that only logs, until the notification dispatcher is wired.
@@ -259,6 +261,7 @@ impl RuleEngine {
             external_url: &settings.external_url,
             restored: true,
             subquery_step_ms: settings.evaluation_interval.as_millis() as i64,
+            limits: settings.query_limits,
         };
         let mut ran = 0;
         let mut to_send = Vec::new();
@@ -652,6 +655,50 @@ mod tests {
             40_000,
             "resolved: endsAt = resolved time"
         );
+    }
+
+    #[test]
+    fn rule_hitting_a_query_limit_fails_alone_and_is_counted() {
+        let store = Arc::new(Store::new(600_000, 1000));
+        let reg = Registry::new();
+        let e = RuleEngine::new(store.clone(), Arc::new(LoggingSink), &reg);
+        let rules = "groups:\n  - name: g\n    interval: 10s\n    rules:\n      - record: big\n        expr: sum_over_time(vector(1)[1000s:1s])\n      - record: small\n        expr: vector(2)\n";
+        let settings = EngineSettings {
+            evaluation_interval: Duration::from_secs(10),
+            query_limits: crate::eval::QueryLimits {
+                max_samples: 100,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        e.load(&[("r.yaml".into(), rules.into())], settings)
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        e.eval_due(1_000_000);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        let health = e.health();
+        assert_eq!(health[0].2, Some(false));
+        assert_eq!(
+            health[0].3.as_deref(),
+            Some("query processing would load too many samples into memory in query execution")
+        );
+        assert_eq!(health[1].2, Some(true), "the next rule still runs");
+        let failures = reg
+            .collect()
+            .into_iter()
+            .find(|f| f.name == "sentinel_rule_evaluation_failures_total")
+            .unwrap();
+        assert_eq!(failures.samples[0].value, 1.0);
+        let got = store.select(
+            &[promql_parser::label::Matcher::new(
+                promql_parser::label::MatchOp::Equal,
+                "__name__",
+                "small",
+            )],
+            0,
+            2_000_000,
+        );
+        assert_eq!(got.len(), 1);
     }
 
     #[test]

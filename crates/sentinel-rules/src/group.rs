@@ -6,7 +6,7 @@
 //! `ALERTS_FOR_STATE`, resend every `resend_delay` with `endsAt` = now + 4 × max(resend
 //! delay, group interval).
 
-use crate::eval::{Evaluator, Sample};
+use crate::eval::{Evaluator, QueryLimits, Sample};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::rulefile::{GroupDef, RuleDef, RuleKind};
 use crate::store::{stale_nan, Origin, Store};
@@ -166,6 +166,8 @@ pub struct EvalContext<'a> {
     pub restored: bool,
     /// Step of subqueries written without one.
     pub subquery_step_ms: i64,
+    /// Limits of each rule's evaluation (`query:`); a rule that hits one fails.
+    pub limits: QueryLimits,
 }
 
 #[derive(Debug)]
@@ -272,6 +274,7 @@ pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
 fn query(rule: &Rule, ts: i64, ctx: &EvalContext) -> Result<Vec<Sample>, String> {
     Evaluator::new(ctx.store, ts)
         .with_subquery_step(ctx.subquery_step_ms)
+        .with_limits(ctx.limits)
         .eval_instant(&rule.def.expr)
         .map_err(|e| e.to_string())
 }

@@ -118,6 +118,12 @@ impl Labels {
         Arc::unwrap_or_clone(self.0)
     }
 
+    /// Whether no other value holds this label set (it was built, not shared with the
+    /// store): the query limits charge such sets to the query.
+    pub fn is_unshared(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+
     /// Approximate heap bytes, for the store's memory accounting.
     pub fn heap_bytes(&self) -> usize {
         2 * std::mem::size_of::<usize>()

@@ -249,6 +249,36 @@ impl Store {
         })
     }
 
+    /// [`Self::select`] that gives up (None) as soon as the series and samples it would
+    /// copy out exceed `max_samples`, so an oversized selection never allocates.
+    pub fn select_bounded(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        max_samples: u64,
+    ) -> Option<Vec<SelectedSeries>> {
+        let mut used = 0u64;
+        let mut over = false;
+        let out = self.walk_matching(matchers, |labels, series| {
+            if over {
+                return None;
+            }
+            let lo = series.samples.partition_point(|(t, _)| *t < mint);
+            let hi = series.samples.partition_point(|(t, _)| *t <= maxt);
+            used = used.saturating_add(hi.saturating_sub(lo) as u64 + 1);
+            if used > max_samples {
+                over = true;
+                return None;
+            }
+            Some((
+                labels.clone(),
+                series.samples.range(lo..hi.max(lo)).copied().collect(),
+            ))
+        });
+        (!over).then_some(out)
+    }
+
     /// Applies `pick` to every series matching all matchers (only the named family when
     /// `__name__` is an equality) and returns the picks sorted by labels, the order a TSDB
     /// returns series in, which decides ties in topk and friends.

@@ -449,6 +449,7 @@ fn run_group(
         external_url: &tg.external_url,
         restored: true,
         subquery_step_ms: eval_interval,
+        limits: crate::eval::QueryLimits::default(),
     };
     let mut loaded: Vec<usize> = vec![0; inputs.len()];
     let mut errs = Vec::new();

@@ -538,17 +538,26 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
                     "invalid destination label name in label_replace(): {dst}"
                 ));
             }
+            // Each `$` of the replacement expands to at most the whole source value:
+            // check that bound against the label budget before building anything.
+            let refs = repl.matches('$').count() as u64;
             let mut out = Vec::with_capacity(v.len());
             for s in v {
                 let src_val = s.labels.get(&src).to_string();
                 let labels = match re.captures(&src_val) {
                     None => s.labels,
                     Some(caps) => {
+                        let bound = (s.labels.heap_bytes() as u64)
+                            .saturating_add(repl.len() as u64)
+                            .saturating_add(refs.saturating_mul(src_val.len() as u64));
+                        ev.budget().label_bytes_fit(bound)?;
+                        ev.budget().check()?;
                         let mut res = String::new();
                         caps.expand(&repl, &mut res);
                         let mut l = s.labels;
                         l.del(&dst);
                         l.set(dst.clone(), res);
+                        ev.budget().charge_labels_if_owned(&l)?;
                         l
                     }
                 };
@@ -581,9 +590,15 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
             let mut out = Vec::with_capacity(v.len());
             for s in v {
                 let joined: Vec<&str> = srcs.iter().map(|n| s.labels.get(n)).collect();
+                let len = joined.iter().map(|j| j.len() as u64).sum::<u64>()
+                    + (sep.len() as u64).saturating_mul(joined.len().saturating_sub(1) as u64);
+                ev.budget()
+                    .label_bytes_fit((s.labels.heap_bytes() as u64).saturating_add(len))?;
+                ev.budget().check()?;
                 let joined = joined.join(&sep);
                 let mut l = s.labels.clone();
                 l.set(dst.clone(), joined);
+                ev.budget().charge_labels_if_owned(&l)?;
                 out.push(Sample {
                     labels: l,
                     t: ev.ts,

@@ -5,6 +5,9 @@
 //! evaluation never meets it; evaluation errors are values, never panics.
 
 mod functions;
+pub mod limits;
+
+pub use limits::{Budget, QueryConfig, QueryLimits};
 
 use crate::labels::{valid_label_name, Labels, METRIC_NAME};
 use crate::store::{is_stale, Store, LOOKBACK_MS};
@@ -15,6 +18,7 @@ use promql_parser::parser::{
     SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// One element of an instant vector. `t` is the sample's own timestamp for selector
@@ -44,6 +48,40 @@ pub enum Value {
 pub enum EvalError {
     #[error("{0}")]
     Msg(String),
+    /// `query.max_samples` reached (Prometheus's `ErrTooManySamples`).
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+    /// `query.max_label_bytes` reached.
+    #[error("query processing would build more than {0} bytes of label sets in query execution")]
+    TooManyLabelBytes(u64),
+    /// `query.max_points_per_series` reached by a subquery (Prometheus's resolution error).
+    #[error("{0}")]
+    TooManyPoints(String),
+    /// The deadline passed (Prometheus's `ErrQueryTimeout`).
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    /// The cancellation flag was set (Prometheus's `ErrQueryCanceled`).
+    #[error("query was canceled in expression evaluation")]
+    Canceled,
+}
+
+impl EvalError {
+    /// Prometheus's `errorType` for this error in the HTTP API.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            EvalError::Msg(_) | EvalError::TooManySamples | EvalError::TooManyLabelBytes(_) => {
+                "execution"
+            }
+            EvalError::TooManyPoints(_) => "bad_data",
+            EvalError::Timeout => "timeout",
+            EvalError::Canceled => "canceled",
+        }
+    }
+
+    /// Whether a query limit (not the query itself) ended the evaluation.
+    pub fn is_limit(&self) -> bool {
+        !matches!(self, EvalError::Msg(_))
+    }
 }
 
 fn err<T>(m: impl Into<String>) -> Result<T, EvalError> {
@@ -78,7 +116,212 @@ pub fn parse(text: &str) -> Result<Expr, String> {
             ),
         ]);
     });
-    promql_parser::parser::parse(text)
+    check_durations(text)?;
+    let expr = promql_parser::parser::parse(text)?;
+    let depth = ast_depth(&expr);
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "query nests {depth} levels deep, more than the {MAX_DEPTH} the evaluator allows"
+        ));
+    }
+    Ok(expr)
+}
+
+/// Deepest expression nesting `parse` accepts. The evaluator recurses once per level;
+/// 64 levels stay far inside the 2 MiB stack of the threads that evaluate, where a
+/// hostile 1.5 KB query of 300 nested calls overflowed it and aborted the process.
+pub const MAX_DEPTH: usize = 64;
+/// Most operator and bracket characters `parse` hands to the parser: a generous bound
+/// that keeps the parse tree shallow enough to build and drop without deep recursion.
+const MAX_PUNCTUATION: usize = 10_000;
+
+/// Depth of the expression tree, without recursion.
+pub fn ast_depth(e: &Expr) -> usize {
+    let mut max = 0;
+    let mut todo: Vec<(&Expr, usize)> = vec![(e, 1)];
+    while let Some((e, d)) = todo.pop() {
+        max = max.max(d);
+        match e {
+            Expr::Aggregate(a) => {
+                todo.push((&a.expr, d + 1));
+                if let Some(p) = &a.param {
+                    todo.push((p, d + 1));
+                }
+            }
+            Expr::Unary(u) => todo.push((&u.expr, d + 1)),
+            Expr::Binary(b) => {
+                todo.push((&b.lhs, d + 1));
+                todo.push((&b.rhs, d + 1));
+            }
+            Expr::Paren(p) => todo.push((&p.expr, d + 1)),
+            Expr::Subquery(s) => todo.push((&s.expr, d + 1)),
+            Expr::Call(c) => todo.extend(c.args.args.iter().map(|a| (a.as_ref(), d + 1))),
+            _ => {}
+        }
+    }
+    max
+}
+
+/// Longest duration PromQL accepts: Go's `time.Duration` (int64 nanoseconds), about
+/// 292 years, as Prometheus's `model.ParseDuration` refuses longer ones.
+pub const MAX_DURATION_NS: u128 = i64::MAX as u128;
+
+/// Refuses brackets nested deeper than [`MAX_DEPTH`] and more than
+/// `MAX_PUNCTUATION` operators, and finds durations out of range, before the parser
+/// sees the text, with a located error
+/// (`line:column`) like the parser's: the parser drops a unit number too large for 32
+/// bits and then reports "duration must be greater than 0", accepts durations that
+/// overflow millisecond arithmetic, and panics on a float duration (`[1e300]`,
+/// `offset Inf`) too large for `std::time::Duration`.
+fn check_durations(text: &str) -> Result<(), String> {
+    const UNITS: [(&str, u128); 7] = [
+        ("ms", 1_000_000),
+        ("s", 1_000_000_000),
+        ("m", 60_000_000_000),
+        ("h", 3_600_000_000_000),
+        ("d", 86_400_000_000_000),
+        ("w", 604_800_000_000_000),
+        ("y", 31_536_000_000_000_000),
+    ];
+    let b = text.as_bytes();
+    let located = |at: usize, tok: &str| {
+        let line = text[..at].matches('\n').count() + 1;
+        let col = text[..at].chars().rev().take_while(|c| *c != '\n').count() + 1;
+        Err(format!(
+            "{line}:{col}: parse error: duration out of range: {tok} (at most 292y)"
+        ))
+    };
+    // `Some(ns)` when the whole token is `<digits><unit>` pairs; `overflow` when a
+    // number does not fit 32 bits (the parser silently drops it).
+    let unit_duration = |tok: &str| -> Option<(u128, bool)> {
+        let mut rest = tok;
+        let mut total: u128 = 0;
+        let mut overflow = false;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                return None;
+            }
+            let (num, tail) = rest.split_at(digits);
+            let (unit, ns) = UNITS
+                .iter()
+                .filter(|(u, _)| tail.starts_with(u))
+                .max_by_key(|(u, _)| u.len())?;
+            let n: u128 = num.parse().unwrap_or(u128::MAX);
+            overflow |= n > u32::MAX as u128;
+            total = total.saturating_add(n.saturating_mul(*ns));
+            rest = &tail[unit.len()..];
+        }
+        Some((total, overflow))
+    };
+    let float_out_of_range = |tok: &str| -> bool {
+        parse_number(tok).is_some_and(|secs| !(0.0..=MAX_DURATION_NS as f64 / 1e9).contains(&secs))
+    };
+    let mut i = 0;
+    let mut depth = 0i32;
+    let mut open = 0usize;
+    let mut punctuation = 0usize;
+    let mut prev = 0u8;
+    let mut after_offset = false;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+            continue;
+        }
+        if c == b'"' || c == b'\'' || c == b'`' {
+            i += 1;
+            while i < b.len() && b[i] != c {
+                if b[i] == b'\\' && c != b'`' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            i += 1;
+            prev = c;
+            after_offset = false;
+            continue;
+        }
+        if c == b'#' {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let at_duration = prev == b'[' || (prev == b':' && depth > 0) || after_offset;
+        if c.is_ascii_alphabetic() || c == b'_' {
+            let start = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b':') {
+                i += 1;
+            }
+            let word = &text[start..i];
+            if at_duration && float_out_of_range(word) {
+                return located(start, word);
+            }
+            after_offset = word.eq_ignore_ascii_case("offset");
+            prev = b'a';
+            continue;
+        }
+        if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            let start = i;
+            while i < b.len() {
+                let d = b[i];
+                let sign_of_exponent = (d == b'+' || d == b'-')
+                    && matches!(b[i - 1], b'e' | b'E')
+                    && !text[start..i].starts_with("0x");
+                if d.is_ascii_alphanumeric() || d == b'_' || d == b'.' || sign_of_exponent {
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            let tok = &text[start..i];
+            match unit_duration(tok) {
+                Some((ns, overflow)) if overflow || ns > MAX_DURATION_NS => {
+                    return located(start, tok)
+                }
+                Some(_) => {}
+                None if at_duration && float_out_of_range(tok) => return located(start, tok),
+                None => {}
+            }
+            prev = b'0';
+            after_offset = false;
+            continue;
+        }
+        if c == b'-' && after_offset {
+            i += 1;
+            continue;
+        }
+        match c {
+            b'[' => depth += 1,
+            b']' => depth -= 1,
+            _ => {}
+        }
+        match c {
+            b'(' | b'[' | b'{' => {
+                open += 1;
+                if open > MAX_DEPTH {
+                    let line = text[..i].matches('\n').count() + 1;
+                    let col = text[..i].chars().rev().take_while(|c| *c != '\n').count() + 1;
+                    return Err(format!(
+                        "{line}:{col}: parse error: brackets nested more than {MAX_DEPTH} deep"
+                    ));
+                }
+            }
+            b')' | b']' | b'}' => open = open.saturating_sub(1),
+            _ => {}
+        }
+        punctuation += 1;
+        if punctuation > MAX_PUNCTUATION {
+            return Err(format!(
+                "query has more than {MAX_PUNCTUATION} operators and brackets"
+            ));
+        }
+        prev = c;
+        after_offset = false;
+        i += 1;
+    }
+    Ok(())
 }
 
 /// Functions the evaluator implements (the documented subset).
@@ -229,21 +472,27 @@ fn unwrap_parens(mut e: &Expr) -> &Expr {
     e
 }
 
-/// Evaluates expressions at one instant.
+/// Evaluates expressions at one instant, within a [`Budget`].
 pub struct Evaluator<'a> {
     pub store: &'a Store,
     pub ts: i64,
     /// Step of subqueries written without one (Prometheus: the global evaluation
     /// interval; promtool: the test file's `evaluation_interval`).
     pub subquery_step_ms: i64,
+    budget: Arc<Budget>,
+    /// Product of the step counts of the subqueries this evaluation runs inside.
+    nested_steps: u64,
 }
 
 impl<'a> Evaluator<'a> {
+    /// An evaluator under the default [`QueryLimits`], its deadline starting now.
     pub fn new(store: &'a Store, ts: i64) -> Self {
         Evaluator {
             store,
             ts,
             subquery_step_ms: 60_000,
+            budget: Arc::new(Budget::new(QueryLimits::default())),
+            nested_steps: 1,
         }
     }
 
@@ -252,6 +501,21 @@ impl<'a> Evaluator<'a> {
             self.subquery_step_ms = ms;
         }
         self
+    }
+
+    /// Evaluates under `budget` (its limits, deadline and cancellation flag).
+    pub fn with_budget(mut self, budget: Arc<Budget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Evaluates under fresh `limits`, the deadline starting now.
+    pub fn with_limits(self, limits: QueryLimits) -> Self {
+        self.with_budget(Arc::new(Budget::new(limits)))
+    }
+
+    pub fn budget(&self) -> &Arc<Budget> {
+        &self.budget
     }
 
     /// An instant subquery: the inner expression at every step aligned to the step
@@ -271,21 +535,55 @@ impl<'a> Evaluator<'a> {
                 Err(e) => -(e.duration().as_millis() as i64),
             },
             _ => self.ts,
-        } - off;
-        let lower = end - range;
+        }
+        .saturating_sub(off);
+        let lower = end.saturating_sub(range);
         let mut start = step * (lower / step);
         if start < lower {
             start += step;
+        }
+        // Resolution, before any work: points per series of this subquery, times the
+        // steps of the subqueries around it (each runs this one once per step).
+        let steps = if end < start {
+            0
+        } else {
+            u64::try_from((end as i128 - start as i128) / step as i128 + 1).unwrap_or(u64::MAX)
+        };
+        let max = self.budget.limits().max_points_per_series;
+        let total = steps.saturating_mul(self.nested_steps);
+        if steps > max {
+            return Err(EvalError::TooManyPoints(format!(
+                "exceeded maximum resolution of {} points per timeseries: subquery [{}:{}] has {} points. Try a larger subquery step or a shorter range",
+                limits::thousands(max),
+                promql_parser::util::display_duration(&sq.range),
+                promql_parser::util::display_duration(&Duration::from_millis(step as u64)),
+                limits::thousands(steps)
+            )));
+        }
+        if total > max {
+            return Err(EvalError::TooManyPoints(format!(
+                "exceeded maximum resolution of {} points per timeseries: nested subqueries evaluate [{}:{}] {} times. Try larger subquery steps or fewer nested subqueries",
+                limits::thousands(max),
+                promql_parser::util::display_duration(&sq.range),
+                promql_parser::util::display_duration(&Duration::from_millis(step as u64)),
+                limits::thousands(total)
+            )));
         }
         let mut order: Vec<Labels> = Vec::new();
         let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
         let mut t = start;
         while t <= end {
+            self.budget.check()?;
             let inner = Evaluator {
                 store: self.store,
                 ts: t,
                 subquery_step_ms: self.subquery_step_ms,
+                budget: self.budget.clone(),
+                nested_steps: total.max(1),
             };
+            // The step's own values are dropped once folded in: release them, then
+            // charge the points (and new series) the subquery keeps.
+            let mark = self.budget.mark();
             let v = match inner.eval(&sq.expr)? {
                 Value::Vector(v) => v,
                 Value::Scalar(x) => vec![Sample {
@@ -295,7 +593,14 @@ impl<'a> Evaluator<'a> {
                 }],
                 _ => return err("subquery is only allowed on instant vector or scalar"),
             };
+            self.budget.release_to(mark);
+            self.budget.charge_samples(v.len() as u64)?;
             for s in v {
+                let new = !series.contains_key(&s.labels);
+                if new {
+                    self.budget
+                        .charge_label_bytes(s.labels.heap_bytes() as u64)?;
+                }
                 series
                     .entry(s.labels.clone())
                     .or_insert_with(|| {
@@ -304,7 +609,10 @@ impl<'a> Evaluator<'a> {
                     })
                     .push((t, s.v));
             }
-            t += step;
+            let Some(next) = t.checked_add(step) else {
+                break;
+            };
+            t = next;
         }
         Ok(order
             .into_iter()
@@ -323,16 +631,51 @@ impl<'a> Evaluator<'a> {
                 Err(e) => -(e.duration().as_millis() as i64),
             },
         };
-        base - offset_ms(&vs.offset)
+        base.saturating_sub(offset_ms(&vs.offset))
     }
 
+    /// Evaluates one node within the budget: stops when the deadline passed or the
+    /// flag is set, releases what the node's children held and charges its output.
     pub fn eval(&self, expr: &Expr) -> Result<Value, EvalError> {
+        self.budget.check()?;
+        let mark = self.budget.mark();
+        let v = self.eval_node(expr)?;
+        self.budget.release_to(mark);
+        self.charge(&v)?;
+        Ok(v)
+    }
+
+    /// Charges a value held from now on: its samples or points, and the label sets it
+    /// owns alone (those the query built).
+    fn charge(&self, v: &Value) -> Result<(), EvalError> {
+        match v {
+            Value::Scalar(_) => Ok(()),
+            Value::String(s) => self.budget.charge_label_bytes(s.len() as u64),
+            Value::Vector(v) => {
+                self.budget.charge_samples(v.len() as u64)?;
+                for s in v {
+                    self.budget.charge_labels_if_owned(&s.labels)?;
+                }
+                Ok(())
+            }
+            Value::Matrix(m) => {
+                let points: u64 = m.iter().map(|s| s.points.len() as u64).sum();
+                self.budget.charge_samples(points + m.len() as u64)?;
+                for s in m {
+                    self.budget.charge_labels_if_owned(&s.labels)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn eval_node(&self, expr: &Expr) -> Result<Value, EvalError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
             Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
             Expr::Paren(p) => self.eval(&p.expr),
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.vector_selector(vs))),
-            Expr::MatrixSelector(m) => Ok(Value::Matrix(self.matrix_selector(m))),
+            Expr::MatrixSelector(m) => Ok(Value::Matrix(self.matrix_selector_limited(m)?)),
             Expr::Unary(u) => match self.eval(&u.expr)? {
                 Value::Scalar(v) => Ok(Value::Scalar(-v)),
                 Value::Vector(vec) => {
@@ -375,7 +718,10 @@ impl<'a> Evaluator<'a> {
         let rt = self.ref_time(vs);
         let matchers = selector_matchers(vs);
         let mut out = Vec::new();
-        for (labels, (t, v)) in self.store.select_last(&matchers, rt - LOOKBACK_MS, rt) {
+        for (labels, (t, v)) in
+            self.store
+                .select_last(&matchers, rt.saturating_sub(LOOKBACK_MS), rt)
+        {
             if !is_stale(v) {
                 out.push(Sample { labels, t, v });
             }
@@ -385,7 +731,7 @@ impl<'a> Evaluator<'a> {
 
     pub fn matrix_selector(&self, m: &MatrixSelector) -> Vec<RangeSeries> {
         let maxt = self.ref_time(&m.vs);
-        let mint = maxt - ms(&m.range);
+        let mint = maxt.saturating_sub(ms(&m.range));
         let matchers = selector_matchers(&m.vs);
         self.store
             .select(&matchers, mint, maxt)
@@ -395,6 +741,25 @@ impl<'a> Evaluator<'a> {
                 points: samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
             })
             .collect()
+    }
+
+    /// [`Self::matrix_selector`] that stops copying samples out of the store as soon as
+    /// they would exceed the samples left in the budget.
+    fn matrix_selector_limited(&self, m: &MatrixSelector) -> Result<Vec<RangeSeries>, EvalError> {
+        let maxt = self.ref_time(&m.vs);
+        let mint = maxt.saturating_sub(ms(&m.range));
+        let matchers = selector_matchers(&m.vs);
+        let selected = self
+            .store
+            .select_bounded(&matchers, mint, maxt, self.budget.samples_left())
+            .ok_or(EvalError::TooManySamples)?;
+        Ok(selected
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries {
+                labels,
+                points: samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
+            })
+            .collect())
     }
 
     fn scalar_of(&self, e: &Expr) -> Result<f64, EvalError> {

@@ -55,3 +55,300 @@ fn lookback_is_five_minutes_and_stale_marker_hides() {
     );
     assert!(eval(&s, 2000, "m").is_empty());
 }
+
+// --- Query limits (issue: hostile queries exhausted memory and kept running) ---
+
+use std::time::{Duration, Instant};
+
+fn run_with(q: &str, limits: QueryLimits) -> Result<Value, EvalError> {
+    let store = Store::unbounded();
+    let e = parse(q).unwrap();
+    check(&e).unwrap();
+    Evaluator::new(&store, 1_700_000_000_000)
+        .with_limits(limits)
+        .eval(&e)
+}
+
+/// `label_replace` nested 27 deep, each level doubling the value of label `a`.
+fn doubling_label_replace(depth: usize) -> String {
+    let mut q = format!(
+        "label_replace(vector(1), \"a\", \"{}\", \"\", \"\")",
+        "x".repeat(64)
+    );
+    for _ in 0..depth {
+        q = format!("label_replace({q}, \"a\", \"$1$1\", \"a\", \"(.*)\")");
+    }
+    q
+}
+
+#[test]
+fn nested_label_replace_is_stopped_by_label_byte_cap() {
+    let q = doubling_label_replace(27);
+    assert!(q.len() < 1300, "the attack is about 1.2 KB of query");
+    let t0 = Instant::now();
+    let r = run_with(&q, QueryLimits::default());
+    assert!(
+        matches!(r, Err(EvalError::TooManyLabelBytes(_))),
+        "{:?}",
+        r.map(|_| ())
+    );
+    // Unbounded before: it grew by about 1 GB/s until the allocator failed. Now the
+    // biggest value built is under the 16 MiB cap (seconds in a debug build).
+    assert!(t0.elapsed() < Duration::from_secs(15), "{:?}", t0.elapsed());
+    eprintln!("nested label_replace stopped after {:?}", t0.elapsed());
+    // A few levels stay well inside the cap and still answer.
+    let v = run_with(&doubling_label_replace(3), QueryLimits::default()).unwrap();
+    let Value::Vector(v) = v else { panic!() };
+    assert_eq!(v[0].labels.get("a").len(), 64 * 8);
+}
+
+#[test]
+fn label_byte_cap_is_checked_before_a_huge_expansion() {
+    // One level that would multiply a 1 MiB value by 200: refused on the bound alone.
+    let q = format!(
+        "label_replace(label_replace(vector(1), \"a\", \"{}\", \"\", \"\"), \"a\", \"{}\", \"a\", \"(.*)\")",
+        "x".repeat(1024),
+        "$1".repeat(200)
+    );
+    let limits = QueryLimits {
+        max_label_bytes: 100_000,
+        ..QueryLimits::default()
+    };
+    let t0 = Instant::now();
+    assert_eq!(
+        run_with(&q, limits).err(),
+        Some(EvalError::TooManyLabelBytes(100_000))
+    );
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn million_point_subquery_is_refused_by_resolution_cap_in_parallel() {
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(|| {
+                run_with(
+                    "sum_over_time(vector(1)[100000d:1ms])",
+                    QueryLimits::default(),
+                )
+            })
+        })
+        .collect();
+    for h in handles {
+        let e = h.join().unwrap().unwrap_err();
+        assert!(matches!(e, EvalError::TooManyPoints(_)), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with("exceeded maximum resolution of 11,000 points per timeseries"),
+            "{e}"
+        );
+        assert_eq!(e.error_type(), "bad_data");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+fn nested_max_over_time(depth: usize) -> String {
+    let mut q = "vector(1)".to_string();
+    for _ in 0..depth {
+        q = format!("max_over_time({q}[1m:1m])");
+    }
+    q
+}
+
+#[test]
+fn nested_subqueries_150_deep_are_refused_by_cumulative_points() {
+    // 150 deep is refused by the nesting limit before parsing.
+    let t0 = Instant::now();
+    let e = parse(&nested_max_over_time(150)).unwrap_err();
+    assert!(e.contains("nested more than 64 deep"), "{e}");
+    // Within the nesting limit, 2^20 inner evaluations: refused by the cumulative
+    // resolution before any work.
+    let e = run_with(&nested_max_over_time(20), QueryLimits::default()).unwrap_err();
+    assert!(matches!(e, EvalError::TooManyPoints(_)), "{e:?}");
+    assert!(e.to_string().contains("nested subqueries"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // A few levels are fine.
+    run_with(&nested_max_over_time(5), QueryLimits::default()).unwrap();
+}
+
+#[test]
+fn deadline_stops_an_exponential_subquery_nest() {
+    // Without the resolution cap, 2^30 inner evaluations: only the deadline stops it.
+    let limits = QueryLimits {
+        timeout: Some(Duration::from_millis(200)),
+        ..QueryLimits::unlimited()
+    };
+    let t0 = Instant::now();
+    let e = run_with(&nested_max_over_time(30), limits).unwrap_err();
+    assert_eq!(e, EvalError::Timeout);
+    assert_eq!(e.to_string(), "query timed out in expression evaluation");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
+#[test]
+fn cancel_flag_stops_a_running_evaluation() {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f2 = flag.clone();
+    let h = std::thread::spawn(move || {
+        let store = Store::unbounded();
+        let e = parse(&nested_max_over_time(30)).unwrap();
+        let budget = Budget::new(QueryLimits::unlimited()).with_cancel(f2);
+        Evaluator::new(&store, 0)
+            .with_budget(std::sync::Arc::new(budget))
+            .eval(&e)
+            .map(|_| ())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(h.join().unwrap(), Err(EvalError::Canceled));
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn samples_cap_counts_subquery_points_and_selected_samples() {
+    let limits = QueryLimits {
+        max_samples: 5_000,
+        ..QueryLimits::default()
+    };
+    let e = run_with("sum_over_time(vector(1)[10000s:1s])", limits).unwrap_err();
+    assert_eq!(e, EvalError::TooManySamples);
+    assert_eq!(
+        e.to_string(),
+        "query processing would load too many samples into memory in query execution"
+    );
+    assert_eq!(e.error_type(), "execution");
+    // Within the cap it answers.
+    let v = run_with("sum_over_time(vector(1)[4000s:1s])", limits).unwrap();
+    let Value::Vector(v) = v else { panic!() };
+    assert_eq!(v[0].v, 4001.0);
+    // Samples copied out of the store count before they are copied.
+    let pts: Vec<(i64, f64)> = (0..10_000).map(|i| (i * 1000, i as f64)).collect();
+    let s = store_with(&[(&[("__name__", "m")], &pts)]);
+    let e = crate::eval::parse("count_over_time(m[3h])").unwrap();
+    let r = Evaluator::new(&s, 10_000_000)
+        .with_limits(limits)
+        .eval(&e)
+        .map(|_| ());
+    assert_eq!(r, Err(EvalError::TooManySamples));
+    let ok = Evaluator::new(&s, 10_000_000)
+        .with_limits(limits)
+        .eval(&crate::eval::parse("count_over_time(m[1h])").unwrap());
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn live_accounting_releases_each_subquery_step() {
+    // 3,601 steps over 1,000 series would be 3.6 M samples if every step's vector were
+    // kept; live accounting holds only the points kept plus one step.
+    let mut series = Vec::new();
+    for i in 0..50 {
+        series.push((
+            vec![
+                ("__name__".to_string(), "g".to_string()),
+                ("i".to_string(), i.to_string()),
+            ],
+            vec![(0i64, 1.0f64)],
+        ));
+    }
+    let s = Store::unbounded();
+    for (l, pts) in &series {
+        let l = Labels::from_pairs(l.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+        for (t, v) in pts {
+            s.append(&l, *t, *v, crate::store::Origin::Rules);
+        }
+    }
+    let budget = std::sync::Arc::new(Budget::new(QueryLimits::default()));
+    let e = parse("sum(max_over_time((g * 2)[1h:1s]))").unwrap();
+    Evaluator::new(&s, 3_600_000)
+        .with_budget(budget.clone())
+        .eval(&e)
+        .unwrap();
+    // Points kept: at most 50 series × 301 steps inside the 5 m lookback, plus one
+    // step's intermediates.
+    assert!(
+        budget.peak_samples() < 50 * 302 + 200,
+        "{}",
+        budget.peak_samples()
+    );
+}
+
+#[test]
+fn out_of_range_duration_is_reported_as_such_and_located() {
+    let e = parse("rate(x[99999999999y])").unwrap_err();
+    assert!(e.starts_with("1:8: "), "{e}");
+    assert!(e.contains("duration out of range: 99999999999y"), "{e}");
+    // Fits 32 bits but not Go's int64 nanoseconds.
+    let e = parse("rate(x[4294967295y])").unwrap_err();
+    assert!(e.contains("out of range"), "{e}");
+    let e = parse("sum_over_time(x[1m:1m] offset 1h\n offset2 [1000y])").unwrap_err();
+    assert!(e.contains("out of range"), "{e}");
+    // Ordinary durations, names with digits and strings are left alone.
+    parse("rate(x[5m]) + rate(x5y[1h30m] offset 292y)").unwrap();
+    parse("label_replace(x, \"a\", \"99999999999y\", \"b\", \"(.*)\")").unwrap();
+    parse("max_over_time(x[1d:1m])").unwrap();
+}
+
+#[test]
+fn float_durations_too_large_are_refused_not_a_parser_panic() {
+    for q in [
+        "rate(x[1e300])",
+        "x offset 1e300",
+        "x offset -1e300",
+        "rate(x[5m:1e300])",
+        "rate(x[18446744073709551616])",
+        "rate(x[Inf])",
+        "x offset -Inf",
+    ] {
+        let r = std::panic::catch_unwind(|| parse(q));
+        let e = r
+            .unwrap_or_else(|_| panic!("{q}: the parser panicked"))
+            .unwrap_err();
+        assert!(e.contains("duration out of range"), "{q}: {e}");
+    }
+    // Float durations in range still parse.
+    parse("rate(x[300]) + rate(x[1.5e2] offset 60)").unwrap();
+    // The position is that of the duration, on its line.
+    let e = parse("sum(\n  rate(x[1e300]))").unwrap_err();
+    assert!(e.starts_with("2:10: "), "{e}");
+}
+
+#[test]
+fn deeply_nested_query_is_refused_instead_of_overflowing_the_stack() {
+    // 300 nested calls (1.5 KB) overflowed a 2 MiB evaluation thread and aborted the
+    // process; a 1,000-term sum has no brackets but is as deep.
+    let cases = [
+        format!("{}vector(1){}", "abs(".repeat(300), ")".repeat(300)),
+        format!("{}1{}", "(".repeat(2000), ")".repeat(2000)),
+        format!("vector(1){}", "+vector(1)".repeat(1000)),
+        format!("1{}", "+1".repeat(20_000)),
+    ];
+    for q in cases {
+        let h = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || parse(&q).map(|_| ()))
+            .unwrap();
+        let e = h.join().expect("no stack overflow").unwrap_err();
+        assert!(
+            e.contains("nested more than 64 deep")
+                || e.contains("levels deep")
+                || e.contains("operators"),
+            "{e}"
+        );
+    }
+    let e = parse(&format!("{}1{}", "(".repeat(70), ")".repeat(70))).unwrap_err();
+    assert!(e.starts_with("1:65: "), "{e}");
+    // The deepest accepted query evaluates on a 2 MiB stack (a debug build's frames).
+    let q = format!("{}vector(1){}", "abs(".repeat(62), ")".repeat(62));
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let e = parse(&q).unwrap();
+            let store = Store::unbounded();
+            Evaluator::new(&store, 0).eval(&e).unwrap();
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow");
+}
