@@ -21,7 +21,7 @@
 # Warm-up must cover the rule store's retention: it keeps what the loaded rules can see
 # (longest range + 5 m lookback + 1 m resend delay) of every series, so memory rises until
 # then. With the soak's own rules (windows <= 1 m, the default) that is about 6 minutes:
-# WARMUP defaults to 420 s, or a third of a shorter run (then the verdict is only
+# WARMUP defaults to 420 s, or a third of a run shorter than 600 s (then the verdict is only
 # indicative). SOAK_RULES=all also loads the repository's rules (windows up to 1 h): use
 # WARMUP=4200 and a run of 2 hours or more.
 #
@@ -46,7 +46,7 @@ if [ -z "${BIN:-}" ]; then
   BIN=${CARGO_TARGET_DIR:-target}/release/comfy-sentinel
 fi
 REPO=$(pwd)
-WARMUP=${WARMUP:-$((DURATION / 3 < 420 ? DURATION / 3 : 420))}
+WARMUP=${WARMUP:-$((DURATION >= 600 ? 420 : DURATION / 3))}
 WORK=$(mktemp -d /tmp/sentinel-soak.XXXXXX)
 CSV=${CSV:-/tmp/sentinel-soak-$(date -u +%Y%m%dT%H%M%SZ).csv}
 PIDS=()
