@@ -4,10 +4,11 @@
 # failure of a new heartbeat name every second or so (POST /api/v1/events) and watches
 # what arrives at the receivers and what /metrics says.
 #
-#   disk-full   data_dir on a small tmpfs that is then filled: notifications that cannot
-#               be written are counted (sentinel_notifications_not_persisted_total),
-#               alerts are still delivered from memory, and writing resumes once space
-#               is freed (sentinel_outbox_persistent).
+#   disk-full   data_dir on a small tmpfs that is then filled (FULL_ALERTS=20 new alerts
+#               while full): notifications that cannot be written are counted
+#               (sentinel_notifications_not_persisted_total), alerts are still delivered
+#               from memory, and writing resumes once space is freed
+#               (sentinel_outbox_persistent).
 #   read-only   data_dir on a read-only tmpfs from the start: the sidecar runs, delivers
 #               from memory and says so.
 #   smtp-stall  an SMTP server that accepts connections and never answers, beside a
@@ -219,10 +220,13 @@ case_disk_full() {
   report "outbox persistent before" "$(metric sentinel_outbox_persistent)"
   dd if=/dev/zero of="$d/filler" bs=64k >/dev/null 2>&1 || true
   report "free space after filling" "$(df --output=avail -B1 "$d" | tail -1 | tr -d ' ') bytes"
-  local np0; np0=$(metric sentinel_notifications_not_persisted_total)
-  post full_during_ 5
-  wait_for 30 ok hook full_during_ 5 || true
-  report "delivered while full (of 5)" "$(got hook full_during_)"
+  local np0 errs0 n=${FULL_ALERTS:-20}
+  np0=$(metric sentinel_notifications_not_persisted_total)
+  errs0=$(grep -c 'outbox cannot persist' "$WORK/disk-full.log" || true)
+  post full_during_ "$n"
+  wait_for 30 ok hook full_during_ "$n" || true
+  report "delivered while full (of $n)" "$(got hook full_during_)"
+  report "outbox write failures logged while full" "$(($(grep -c 'outbox cannot persist' "$WORK/disk-full.log" || true) - errs0))"
   report "not persisted while full (counter delta)" "$(awk -v a="$(metric sentinel_notifications_not_persisted_total)" -v b="$np0" 'BEGIN {print a - b}')"
   report "outbox persistent while full" "$(metric sentinel_outbox_persistent)"
   report "/metrics answers in" "$(ms metrics)"
