@@ -207,7 +207,7 @@ fn config_seeds() -> &'static [Vec<u8>] {
             while let Some(i) = rest.find("```yaml\n") {
                 let body = &rest[i + 8..];
                 let end = body.find("```").unwrap_or(body.len());
-                s.push(body[..end].as_bytes().to_vec());
+                s.push(body.as_bytes()[..end].to_vec());
                 rest = &body[end..];
             }
         }

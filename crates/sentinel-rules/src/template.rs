@@ -970,6 +970,8 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             ('f' | 'F', Val::Num(f)) => format!("{:.*}", prec.unwrap_or(6), f),
             ('d', Val::Int(i)) => i.to_string(),
             ('g', Val::Num(f)) => go_g(*f, prec.map(|p| p as i32).unwrap_or(-1)),
+            // Rust prints NaN and inf without an exponent; Go prints NaN, +Inf, -Inf.
+            ('e', Val::Num(f)) if !f.is_finite() => go_g(*f, -1),
             ('e', Val::Num(f)) => {
                 let s = format!("{:.*e}", prec.unwrap_or(6), f);
                 let (m, e) = s.split_once('e').expect("exponent present");

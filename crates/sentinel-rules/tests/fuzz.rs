@@ -1118,3 +1118,19 @@ fn eval_at_extreme_timestamp_does_not_overflow() {
         assert!(r.is_ok(), "{q} at {ts} panicked");
     }
 }
+
+/// Found by `template_generated_never_panics` (20 000 cases): `printf "%e"` of NaN or an
+/// infinity panicked on `expect("exponent present")`; Go prints `NaN`, `+Inf`, `-Inf`.
+#[test]
+fn printf_e_of_nan_and_inf_does_not_panic() {
+    assert_eq!(render("{{- printf \"%e\" $value -}}", f64::NAN), "NaN");
+    assert_eq!(
+        render("{{ printf \"%.2e\" $value }}", f64::INFINITY),
+        "+Inf"
+    );
+    assert_eq!(
+        render("{{ $value | printf \"%e\" }}", f64::NEG_INFINITY),
+        "-Inf"
+    );
+    assert_eq!(render("{{ printf \"%e\" 1234.5 }}", 0.0), "1.234500e+03");
+}
