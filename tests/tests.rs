@@ -7,6 +7,7 @@ mod config_doc;
 mod dashboards;
 mod fake_comfyui;
 mod foundation;
+mod fuzz;
 mod gate;
 mod gpu;
 mod hardening_config;

@@ -715,8 +715,13 @@ fn print_val(v: &Val) -> String {
     }
 }
 
+/// Widths and precisions of `printf` and [`go_g`] are clamped to this: Rust's formatter
+/// panics on precisions past `u16`, and a huge width would allocate without bound.
+const MAX_FMT_WIDTH: usize = 4096;
+
 /// Go's `%g` with a precision (`-1`: shortest representation, as `%v` prints floats).
 pub fn go_g(v: f64, prec: i32) -> String {
+    let prec = prec.min(MAX_FMT_WIDTH as i32);
     if v.is_nan() {
         return "NaN".into();
     }
@@ -942,13 +947,17 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             continue;
         };
         ai += 1;
-        let prec: Option<usize> = spec.split_once('.').and_then(|(_, p)| p.parse().ok());
+        let prec: Option<usize> = spec
+            .split_once('.')
+            .and_then(|(_, p)| p.parse::<usize>().ok())
+            .map(|p| p.min(MAX_FMT_WIDTH));
         let width: usize = spec
             .split('.')
             .next()
             .map(|w| w.trim_start_matches(['+', '-', '#', ' ', '0']))
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(0);
+            .and_then(|w| w.parse::<usize>().ok())
+            .unwrap_or(0)
+            .min(MAX_FMT_WIDTH);
         // Go prints a verb that does not fit the argument's type as %!verb(type=value).
         let wrong = |verb: char| match arg {
             Val::Num(f) => format!("%!{verb}(float64={})", go_g(*f, -1)),
@@ -961,6 +970,8 @@ fn printf(fmt: &str, args: &[Val]) -> String {
             ('f' | 'F', Val::Num(f)) => format!("{:.*}", prec.unwrap_or(6), f),
             ('d', Val::Int(i)) => i.to_string(),
             ('g', Val::Num(f)) => go_g(*f, prec.map(|p| p as i32).unwrap_or(-1)),
+            // Rust prints NaN and inf without an exponent; Go prints NaN, +Inf, -Inf.
+            ('e', Val::Num(f)) if !f.is_finite() => go_g(*f, -1),
             ('e', Val::Num(f)) => {
                 let s = format!("{:.*e}", prec.unwrap_or(6), f);
                 let (m, e) = s.split_once('e').expect("exponent present");
