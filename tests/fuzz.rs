@@ -765,7 +765,7 @@ proptest! {
 /// `f64::MAX`): two accepted events with `duration_seconds: 1e308` turn
 /// `recovery_operation_seconds_total` into `+Inf` until restart.
 #[test]
-#[ignore = "fails until ingest has plausibility caps on event values; see coordinator"]
+
 fn ingest_huge_event_values_keep_running_totals_finite() {
     let body = json!([
         {"type": "operation", "operation": "fuzz_inf", "duration_seconds": 1e308, "outcome": "success"},

@@ -363,7 +363,7 @@ fn silence_with_far_future_end_reads_back() {
 /// alert pins one of the `outbox.concurrency` (16) delivery slots and one fd; after 16
 /// such alerts no receiver (webhooks included) gets anything more.
 #[tokio::test]
-#[ignore = "fails until email attempts are bounded by their timeout (the SMTP greeting is read without one); see coordinator"]
+
 async fn email_attempt_to_a_stalled_smtp_server_times_out() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

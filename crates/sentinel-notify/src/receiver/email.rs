@@ -207,7 +207,17 @@ impl Notify for Email {
                 html_body(&m, d.notification),
             ))
             .map_err(|e| NotifyError::permanent(format!("cannot build the message: {e}")))?;
-        match self.transport.send(msg).await {
+        // lettre's own timeout covers each socket read once a session is under way, but
+        // not every wait (a server that accepts and never greets held the attempt, and
+        // its delivery slot, forever): the whole attempt is bounded here.
+        let attempt = tokio::time::timeout(self.cfg.timeout.get(), self.transport.send(msg));
+        let Ok(sent) = attempt.await else {
+            return Err(NotifyError::retry(format!(
+                "smtp: no answer within the {} attempt timeout",
+                self.cfg.timeout
+            )));
+        };
+        match sent {
             Ok(_) => Ok(()),
             // 5xx SMTP replies are final, and so are client-side refusals (the server
             // offers no STARTTLS while TLS is required, no usable auth mechanism);

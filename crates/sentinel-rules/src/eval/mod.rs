@@ -472,6 +472,24 @@ fn unwrap_parens(mut e: &Expr) -> &Expr {
     e
 }
 
+/// Evaluation times are kept within ±2^62 ms (about ±146 million years), far beyond any
+/// time the API accepts, so that time arithmetic with offsets and ranges (each at most
+/// 292 years) can never overflow an `i64`, whatever time a caller passes.
+pub const MAX_EVAL_TIME_MS: i64 = 1 << 62;
+
+fn clamp_time(t: i64) -> i64 {
+    t.clamp(-MAX_EVAL_TIME_MS, MAX_EVAL_TIME_MS)
+}
+
+/// An `@` timestamp in milliseconds, clamped like evaluation times.
+fn at_millis(t: &std::time::SystemTime) -> i64 {
+    let ms = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |m| -m),
+    };
+    clamp_time(ms)
+}
+
 /// Evaluates expressions at one instant, within a [`Budget`].
 pub struct Evaluator<'a> {
     pub store: &'a Store,
@@ -489,7 +507,7 @@ impl<'a> Evaluator<'a> {
     pub fn new(store: &'a Store, ts: i64) -> Self {
         Evaluator {
             store,
-            ts,
+            ts: clamp_time(ts),
             subquery_step_ms: 60_000,
             budget: Arc::new(Budget::new(QueryLimits::default())),
             nested_steps: 1,
@@ -530,10 +548,7 @@ impl<'a> Evaluator<'a> {
             .filter(|s| *s > 0)
             .unwrap_or(self.subquery_step_ms);
         let end = match &sq.at {
-            Some(AtModifier::At(t)) => match t.duration_since(UNIX_EPOCH) {
-                Ok(d) => d.as_millis() as i64,
-                Err(e) => -(e.duration().as_millis() as i64),
-            },
+            Some(AtModifier::At(t)) => at_millis(t),
             _ => self.ts,
         }
         .saturating_sub(off);
@@ -626,10 +641,7 @@ impl<'a> Evaluator<'a> {
     fn ref_time(&self, vs: &VectorSelector) -> i64 {
         let base = match &vs.at {
             None | Some(AtModifier::Start) | Some(AtModifier::End) => self.ts,
-            Some(AtModifier::At(t)) => match t.duration_since(UNIX_EPOCH) {
-                Ok(d) => d.as_millis() as i64,
-                Err(e) => -(e.duration().as_millis() as i64),
-            },
+            Some(AtModifier::At(t)) => at_millis(t),
         };
         base.saturating_sub(offset_ms(&vs.offset))
     }
