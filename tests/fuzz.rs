@@ -231,7 +231,11 @@ fn check_config(text: &str) {
         }
         Err(e) => {
             assert_eq!(e.file, FILE, "{e}");
-            let lines = text.split('\n').count().max(1);
+            // YAML also breaks lines at CR, NEL, LS and PS, and counts them.
+            let lines = 1 + text
+                .chars()
+                .filter(|c| matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}'))
+                .count();
             assert!(
                 e.line >= 1 && e.line <= lines + 1 && e.column >= 1,
                 "error outside the file ({lines} lines): {e}"
