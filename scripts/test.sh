@@ -17,6 +17,7 @@ command -v prometheus-node-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-
 command -v prometheus-blackbox-exporter >/dev/null 2>&1 || apt_missing+=(prometheus-blackbox-exporter)
 command -v docker-compose >/dev/null 2>&1 || apt_missing+=(docker-compose)
 command -v openssl >/dev/null 2>&1 || apt_missing+=(openssl)
+command -v ip >/dev/null 2>&1 || apt_missing+=(iproute2)
 command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 command -v python3 >/dev/null 2>&1 || apt_missing+=(python3 python3-pip)
 # venv for checkov (a Debian python3 has it only with python3-venv).

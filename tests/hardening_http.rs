@@ -4,9 +4,10 @@
 //! routes refuse network clients without `web:` auth, silences are capped and kept
 //! without receivers, q=0 is honoured, and plain HTTP to the TLS port gets a 400.
 //!
-//! Network (non-loopback) clients connect from this machine's own non-loopback address
-//! to a sidecar listening on 0.0.0.0; without such an address those tests skip (the
-//! in-process router tests in `src/http/mod.rs` cover the rule then).
+//! Network (non-loopback) clients connect from a test host of their own (a network
+//! namespace joined by a veth pair, made by the test) to a sidecar listening on 0.0.0.0;
+//! without root those tests skip, except under CI, where they fail (the in-process
+//! router tests in `src/http/mod.rs` cover the rule too).
 
 use crate::util::*;
 use std::io::{Read, Write};
@@ -87,32 +88,140 @@ fn port(s: &Sentinel) -> u16 {
     s.addr.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-/// This machine's first non-loopback IPv4 address, to be a "network" client.
-fn network_ip() -> Option<IpAddr> {
-    let out = Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "scope", "global"])
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let ip = text
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)?
-        .split('/')
-        .next()?
-        .parse()
-        .ok()?;
-    Some(ip)
+/// A test host: a network namespace of its own, joined to this one by a veth pair, so
+/// that a request comes from a real non-loopback address without leaving the machine.
+/// The sidecar listens on 0.0.0.0 and is reached at `server_ip`, this namespace's end
+/// of the pair. Needs root (CI runs as root); elsewhere the tests that need one skip,
+/// and under CI a host that cannot be made fails them.
+struct TestHost {
+    ns: String,
+    outer: String,
+    server_ip: IpAddr,
+}
+
+impl TestHost {
+    fn new() -> Option<TestHost> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let pid = std::process::id();
+        let ns = format!("sentinel-{pid}-{n}");
+        let (outer, inner) = (
+            format!("snt{}o{n}", pid % 100_000),
+            format!("snt{}i{n}", pid % 100_000),
+        );
+        let subnet = format!("10.{}.{}", 200 + n % 50, pid % 250);
+        let steps: Vec<Vec<String>> = vec![
+            vec!["netns".into(), "add".into(), ns.clone()],
+            vec![
+                "link".into(),
+                "add".into(),
+                outer.clone(),
+                "type".into(),
+                "veth".into(),
+                "peer".into(),
+                "name".into(),
+                inner.clone(),
+            ],
+            vec![
+                "link".into(),
+                "set".into(),
+                inner.clone(),
+                "netns".into(),
+                ns.clone(),
+            ],
+            vec![
+                "addr".into(),
+                "add".into(),
+                format!("{subnet}.1/24"),
+                "dev".into(),
+                outer.clone(),
+            ],
+            vec!["link".into(), "set".into(), outer.clone(), "up".into()],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "addr".into(),
+                "add".into(),
+                format!("{subnet}.2/24"),
+                "dev".into(),
+                inner.clone(),
+            ],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                inner.clone(),
+                "up".into(),
+            ],
+            vec![
+                "-n".into(),
+                ns.clone(),
+                "link".into(),
+                "set".into(),
+                "lo".into(),
+                "up".into(),
+            ],
+        ];
+        let host = TestHost {
+            ns,
+            outer,
+            server_ip: format!("{subnet}.1").parse().unwrap(),
+        };
+        for args in steps {
+            let out = Command::new("ip").args(&args).output();
+            let ok = out.as_ref().is_ok_and(|o| o.status.success());
+            if !ok {
+                let why = match out {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                if in_ci() {
+                    panic!("CI=true but no test host could be made (ip {args:?}: {why})");
+                }
+                eprintln!("skipping: no test host (ip {args:?}: {why})");
+                return None;
+            }
+        }
+        Some(host)
+    }
+
+    /// A connection to `to`, made from inside the test host's namespace: a thread joins
+    /// the namespace (setns affects only the calling thread) and connects; the socket
+    /// stays in that namespace whichever thread uses it.
+    fn connect(&self, to: SocketAddr) -> Option<TcpStream> {
+        let path = format!("/var/run/netns/{}", self.ns);
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(path).ok()?;
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a descriptor we own; it changes only this thread's network
+            // namespace, and the thread ends right after connecting.
+            if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return None;
+            }
+            TcpStream::connect_timeout(&to, Duration::from_secs(10)).ok()
+        })
+        .join()
+        .ok()?
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        // Deleting the namespace removes the veth pair with it; the outer end goes too
+        // when the host was only half made.
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.outer])
+            .output();
+    }
 }
 
 /// Sends a raw request from `from` (a local address to bind) and reads the whole
 /// answer (the status code), within `limit`.
-fn raw(to: SocketAddr, from: Option<IpAddr>, request: &[u8], limit: Duration) -> Option<u16> {
+fn raw(to: SocketAddr, from: Option<&TestHost>, request: &[u8], limit: Duration) -> Option<u16> {
     let s = match from {
-        Some(ip) => {
-            let sock = socket_from(ip, to);
-            sock?
-        }
+        Some(host) => host.connect(to)?,
         None => TcpStream::connect(to).ok()?,
     };
     let mut s = s;
@@ -122,22 +231,6 @@ fn raw(to: SocketAddr, from: Option<IpAddr>, request: &[u8], limit: Duration) ->
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf);
     text.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A TCP connection to `to` from local address `ip` (bound with std: connect from a
-/// chosen source via a bound socket).
-fn socket_from(ip: IpAddr, to: SocketAddr) -> Option<TcpStream> {
-    let sock = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async move {
-            let s = tokio::net::TcpSocket::new_v4().ok()?;
-            s.bind(SocketAddr::new(ip, 0)).ok()?;
-            s.connect(to).await.ok()?.into_std().ok()
-        })?;
-    sock.set_nonblocking(false).ok()?;
-    Some(sock)
 }
 
 fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
@@ -377,25 +470,24 @@ fn a_client_that_never_reads_its_answers_is_closed_after_the_write_stall_timeout
 
 #[test]
 fn network_clients_cannot_silence_or_reload_without_web_auth() {
-    let Some(ip) = network_ip() else {
-        eprintln!("skipping: no non-loopback address");
+    let Some(host) = TestHost::new() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let s = launch(dir.path(), "", "0.0.0.0:0", None);
-    let to = SocketAddr::new(ip, port(&s));
+    let to = SocketAddr::new(host.server_ip, port(&s));
     let lim = Duration::from_secs(10);
     let json = [("Content-Type", "application/json")];
     let post = request("POST", "/api/v1/silences", &json, &silence_json("m"));
-    assert_eq!(raw(to, Some(ip), &post, lim), Some(403));
+    assert_eq!(raw(to, Some(&host), &post, lim), Some(403));
     assert_eq!(
-        raw(to, Some(ip), &request("POST", "/-/reload", &[], ""), lim),
+        raw(to, Some(&host), &request("POST", "/-/reload", &[], ""), lim),
         Some(403)
     );
     assert_eq!(
         raw(
             to,
-            Some(ip),
+            Some(&host),
             &request("DELETE", "/api/v1/silences/x", &[], ""),
             lim
         ),
@@ -404,7 +496,7 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
     // Reads stay open.
     for path in ["/metrics", "/api/v1/silences", "/api/v1/alerts", "/healthz"] {
         assert_eq!(
-            raw(to, Some(ip), &request("GET", path, &[], ""), lim),
+            raw(to, Some(&host), &request("GET", path, &[], ""), lim),
             Some(200),
             "{path}"
         );
@@ -413,7 +505,7 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
     assert_eq!(
         raw(
             to,
-            Some(ip),
+            Some(&host),
             &request("POST", "/api/v1/query", &form, "query=vector(1)"),
             lim
         ),
@@ -426,7 +518,7 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
         &[("X-Forwarded-For", "127.0.0.1"), ("X-Real-IP", "127.0.0.1")],
         "",
     );
-    assert_eq!(raw(to, Some(ip), &spoofed, lim), Some(403));
+    assert_eq!(raw(to, Some(&host), &spoofed, lim), Some(403));
     // Loopback may.
     let local: SocketAddr = s.addr.parse().unwrap();
     assert_eq!(raw(local, None, &post, lim), Some(200));
@@ -444,7 +536,7 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
         "0.0.0.0:0",
         None,
     );
-    let to = SocketAddr::new(ip, port(&s));
+    let to = SocketAddr::new(host.server_ip, port(&s));
     let authed = [
         ("Content-Type", "application/json"),
         ("Authorization", "Bearer sekrit"),
@@ -452,28 +544,27 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
     assert_eq!(
         raw(
             to,
-            Some(ip),
+            Some(&host),
             &request("POST", "/api/v1/silences", &authed, &silence_json("m")),
             lim
         ),
         Some(200)
     );
-    assert_eq!(raw(to, Some(ip), &post, lim), Some(401));
+    assert_eq!(raw(to, Some(&host), &post, lim), Some(401));
 }
 
 #[test]
 fn bogus_signature_from_the_network_is_refused_without_reading_the_body() {
-    let Some(ip) = network_ip() else {
-        eprintln!("skipping: no non-loopback address");
+    let Some(host) = TestHost::new() else {
         return;
     };
     for config in ["", "ingest:\n  token: t\n"] {
         let dir = tempfile::tempdir().unwrap();
         let s = launch(dir.path(), config, "0.0.0.0:0", None);
-        let to = SocketAddr::new(ip, port(&s));
+        let to = SocketAddr::new(host.server_ip, port(&s));
         // The head promises a megabyte that never comes (before the fix, the server
         // waited for it forever).
-        let mut c = socket_from(ip, to).unwrap();
+        let mut c = host.connect(to).unwrap();
         c.write_all(
             b"POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Sentinel-Signature: sha256=00\r\nContent-Length: 1000000\r\n\r\n",
         )
