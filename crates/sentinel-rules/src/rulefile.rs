@@ -714,4 +714,116 @@ mod tests {
         let src = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        warning: \"~ 3\"\n";
         assert!(parse_rule_file(src, "r.yaml").is_err());
     }
+
+    fn level_error(level: &str) -> String {
+        let src = format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        warning: {level}\n"
+        );
+        parse_rule_file(&src, "r.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn level_map_expands_to_fire_hold_and_the_alerts_export() {
+        let src = r#"groups:
+  - name: g
+    rules:
+      - alert: OverheadHigh
+        expr: sum by (instance) (x)
+        warning: "> 0.07"
+        critical: { fire: "> 0.10", resolve: "< 0.08" }
+        labels: { team: a }
+"#;
+        let (g, links) = parse_rule_file(src, "r.yaml").unwrap();
+        let (w, c) = (&g[0].rules[0], &g[0].rules[1]);
+        assert!(w.hold.is_none(), "the string form has no resolve");
+        assert_eq!(w.expr_text, "(sum by (instance) (x)) > 0.07");
+        assert_eq!(
+            c.hold.as_ref().unwrap().text,
+            "(sum by (instance) (x)) >= 0.08"
+        );
+        assert_eq!(
+            c.expr_text,
+            "(sum by (instance) (x)) > 0.10 or ((sum by (instance) (x)) >= 0.08 and ignoring(alertname, alertstate, severity, team) ALERTS{alertname=\"OverheadHigh\", alertstate=\"firing\", severity=\"critical\"})"
+        );
+        assert!(crate::eval::parse(&c.expr_text).is_ok());
+        assert_eq!(
+            links.len(),
+            1,
+            "a map level still pairs with the other level"
+        );
+        // Downward levels, inclusive or not.
+        let l =
+            parse_level(&serde_yaml_ng::from_str("{fire: '<= 0.9', resolve: '> 0.9'}").unwrap())
+                .unwrap();
+        assert_eq!(complement(&l.resolve.unwrap().op), "<=");
+        // `fire` alone is the string form.
+        let l = parse_level(&serde_yaml_ng::from_str("{fire: '> 1'}").unwrap()).unwrap();
+        assert!(l.resolve.is_none());
+    }
+
+    #[test]
+    fn resolve_pointing_the_same_way_as_fire_is_refused_with_its_position() {
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "> 0.2" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:44: group \"g\", rule \"A\": resolve \"> 0.2\" does not make sense with fire \"> 0.1\""),
+            "{e}"
+        );
+        assert!(e.contains("resolve must be a < or <= comparison"), "{e}");
+        let e = level_error(r#"{ fire: "< 0.9", resolve: "<= 0.95" }"#);
+        assert!(e.contains("resolve must be a > or >= comparison"), "{e}");
+    }
+
+    #[test]
+    fn resolve_overlapping_fire_is_refused_with_its_position() {
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "< 0.2" }"#);
+        assert!(
+            e.starts_with(
+                "r.yaml:6:44: group \"g\", rule \"A\": resolve \"< 0.2\" overlaps fire \"> 0.1\""
+            ),
+            "{e}"
+        );
+        // Touching is fine unless both are inclusive.
+        let ok = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        warning: { fire: '>= 1', resolve: '< 1' }\n";
+        assert!(parse_rule_file(ok, "r.yaml").is_ok());
+        let e = level_error(r#"{ fire: ">= 1", resolve: "<= 1" }"#);
+        assert!(e.contains("overlaps"), "{e}");
+        let e = level_error(r#"{ fire: "< 0.9", resolve: "> 0.8" }"#);
+        assert!(
+            e.contains("resolve must lie at or above the fire threshold"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_level_maps_are_refused_with_their_position() {
+        let e = level_error(r#"{ fire: "> 0.1", resolv: "< 0.05" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:43: group \"g\", rule \"A\": unknown key \"resolv\""),
+            "{e}"
+        );
+        let e = level_error(r#"{ resolve: "< 0.05" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:9:") && e.contains("needs `fire`"),
+            "{e}"
+        );
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "0.05" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:44:") && e.contains("comparison operator"),
+            "{e}"
+        );
+        let e = level_error(r#"{ fire: "== 2", resolve: "< 1" }"#);
+        assert!(
+            e.contains("needs fire to be a > >= < or <= comparison"),
+            "{e}"
+        );
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "< nan" }"#);
+        assert!(e.contains("NaN"), "{e}");
+        let e = level_error(r#"{ fire: [1], resolve: "< 0.05" }"#);
+        assert!(e.starts_with("r.yaml:6:"), "{e}");
+        let e = level_error("[1, 2]");
+        assert!(
+            e.starts_with("r.yaml:6:9:") && e.contains("a level is"),
+            "{e}"
+        );
+    }
 }
