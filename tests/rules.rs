@@ -292,3 +292,32 @@ fn without_resolve_thresholds_the_hover_test_fails_in_both_engines() {
         assert!(out.contains("alertname: OverheadHigh, time: 2m,"), "{out}");
     }
 }
+
+/// The default rules' promtool tests (`rules/tests/`, written against the exported files
+/// and run through promtool and our engine by `promtool_conformance`) also pass in our
+/// engine against the source files, where resolve thresholds are evaluated natively
+/// rather than through the exported `ALERTS` expression.
+#[test]
+fn default_rule_tests_pass_natively_against_the_source_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(repo().join("rules/tests")).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let rewritten = text.replace(
+            "../../deploy/prometheus/rules/",
+            &format!("{}/", repo().join("rules").display()),
+        );
+        assert_ne!(text, rewritten, "{}: no exported rule file", p.display());
+        files.push(temp_file(
+            dir.path(),
+            &p.file_name().unwrap().to_string_lossy(),
+            &rewritten,
+        ));
+    }
+    assert!(files.len() >= 6);
+    let mut args = vec!["rules", "test"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}
