@@ -200,3 +200,124 @@ fn deployed_rules_match_the_export() {
         assert!(have.contains(rule), "alertmanager.yml lacks {rule:?}");
     }
 }
+
+/// Runs `promtool test rules FILE`; `None` when promtool is not installed (outside CI).
+fn promtool_test(file: &std::path::Path) -> Option<(bool, String)> {
+    let promtool = peer("promtool")?;
+    let out = Command::new(promtool)
+        .args(["test", "rules"])
+        .arg(file)
+        .output()
+        .unwrap();
+    Some((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
+
+/// Exports `rules` (a rule file's text, saved as `hysteresis.yaml`) into `dir/out/` and
+/// copies the shared test file next to it; returns the copy's path.
+fn export_with_test(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
+    let src = temp_file(dir, "hysteresis.yaml", rules);
+    let cfg = temp_file(
+        dir,
+        "c.yaml",
+        &format!("rules:\n  files: [{:?}]\n", src.display().to_string()),
+    );
+    let out = dir.join("out");
+    let (code, _, stderr) = run(&[
+        "rules",
+        "export",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let test = out.join("hysteresis_test.yml");
+    std::fs::copy(fixture("rules/hysteresis_test.yml"), &test).unwrap();
+    test
+}
+
+/// Section 1 of issue 13: one promtool test file (a value above `fire`, dipping between
+/// `resolve` and `fire`, then below `resolve`) passes in our engine against the rule file
+/// with `{fire, resolve}` levels, and in promtool (and our engine) against its export.
+#[test]
+fn resolve_thresholds_agree_between_our_engine_and_promtool_on_the_export() {
+    let source = fixture("rules/hysteresis_test.yml");
+    let (code, stdout, stderr) = run(&["rules", "test", source.to_str().unwrap()]);
+    assert_eq!(code, 0, "our engine, source file: {stdout}{stderr}");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = std::fs::read_to_string(fixture("rules/hysteresis.yaml")).unwrap();
+    let test = export_with_test(dir.path(), &rules);
+    let exported = std::fs::read_to_string(dir.path().join("out/hysteresis.yaml")).unwrap();
+    assert!(
+        exported.contains(
+            r#"expr: "(overhead_ratio) > 0.10 or ((overhead_ratio) >= 0.08 and ignoring(alertname, alertstate, component, severity) ALERTS{alertname=\"OverheadHigh\", alertstate=\"firing\", severity=\"critical\"})""#
+        ),
+        "{exported}"
+    );
+    let (code, stdout, stderr) = run(&["rules", "test", test.to_str().unwrap()]);
+    assert_eq!(code, 0, "our engine, exported file: {stdout}{stderr}");
+    if let Some((ok, out)) = promtool_test(&test) {
+        assert!(ok, "promtool, exported file: {out}");
+    }
+}
+
+/// The control: with the resolve thresholds taken out (string levels), the same test file
+/// fails in both engines at the first dip between resolve and fire, so the test above
+/// really checks the hysteresis and not only the firing.
+#[test]
+fn without_resolve_thresholds_the_hover_test_fails_in_both_engines() {
+    let rules = std::fs::read_to_string(fixture("rules/hysteresis.yaml"))
+        .unwrap()
+        .replace(r#"{ fire: "> 0.07", resolve: "< 0.05" }"#, r#""> 0.07""#)
+        .replace(r#"{ fire: "> 0.10", resolve: "< 0.08" }"#, r#""> 0.10""#)
+        .replace(r#"{ fire: "< 0.9", resolve: ">= 0.95" }"#, r#""< 0.9""#);
+    assert!(!rules.contains("resolve:"), "{rules}");
+    let dir = tempfile::tempdir().unwrap();
+    let test = export_with_test(dir.path(), &rules);
+    let (code, _, stderr) = run(&["rules", "test", test.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("alertname: OverheadHigh, time: 2m,"),
+        "{stderr}"
+    );
+    if let Some((ok, out)) = promtool_test(&test) {
+        assert!(!ok, "{out}");
+        assert!(out.contains("alertname: OverheadHigh, time: 2m,"), "{out}");
+    }
+}
+
+/// The default rules' promtool tests (`rules/tests/`, written against the exported files
+/// and run through promtool and our engine by `promtool_conformance`) also pass in our
+/// engine against the source files, where resolve thresholds are evaluated natively
+/// rather than through the exported `ALERTS` expression.
+#[test]
+fn default_rule_tests_pass_natively_against_the_source_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(repo().join("rules/tests")).unwrap() {
+        let p = e.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let rewritten = text.replace(
+            "../../deploy/prometheus/rules/",
+            &format!("{}/", repo().join("rules").display()),
+        );
+        assert_ne!(text, rewritten, "{}: no exported rule file", p.display());
+        files.push(temp_file(
+            dir.path(),
+            &p.file_name().unwrap().to_string_lossy(),
+            &rewritten,
+        ));
+    }
+    assert!(files.len() >= 6);
+    let mut args = vec!["rules", "test"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

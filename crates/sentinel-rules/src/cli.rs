@@ -166,6 +166,8 @@ pub fn render_inhibit_rules(groups: &[GroupDef], links: &[LevelLink]) -> String 
         extra.extend(grouping_labels(expr));
         extra.remove("alertname");
         extra.remove("severity");
+        // From the `ignoring(...)` of a level with a resolve threshold; no alert carries it.
+        extra.remove("alertstate");
         equal.extend(extra);
         out.push_str(&format!(
             "  - source_matchers: ['alertname={}', 'severity=\"critical\"']\n    target_matchers: ['alertname={}', 'severity=\"warning\"']\n    equal: [{}]\n",

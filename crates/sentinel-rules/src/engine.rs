@@ -658,6 +658,36 @@ mod tests {
     }
 
     #[test]
+    fn hovering_between_resolve_and_fire_sends_no_resolution_until_resolve_holds() {
+        let rules = "groups:\n  - name: g\n    interval: 10s\n    rules:\n      - alert: Hot\n        expr: m\n        warning: { fire: \"> 5\", resolve: \"< 3\" }\n";
+        let store = Arc::new(Store::new(600_000, 1000));
+        let sink = Arc::new(Capture::default());
+        let e = RuleEngine::new(store.clone(), sink.clone(), &Registry::new());
+        let settings = EngineSettings {
+            evaluation_interval: Duration::from_secs(10),
+            ..Default::default()
+        };
+        e.load(&[("r.yaml".into(), rules.into())], settings)
+            .unwrap();
+        let l = Labels::from_pairs([("__name__", "m")]);
+        let mut firing = Vec::new();
+        for (i, v) in [6.0, 4.0, 5.0, 3.0, 2.9, 4.0].into_iter().enumerate() {
+            let t = i as i64 * 10_000;
+            store.append(&l, t, v, Origin::Snapshot);
+            e.eval_due(t);
+            firing.push(e.alerts().iter().any(|a| a.2 == AlertState::Firing));
+        }
+        assert_eq!(
+            firing,
+            [true, true, true, true, false, false],
+            "held at 4, 5 and 3 (resolve is < 3), resolved at 2.9, quiet again at 4"
+        );
+        let sent = sink.0.lock().clone();
+        assert_eq!(sent.len(), 2, "one firing, one resolution: {sent:?}");
+        assert_eq!(sent[1].ends_at.timestamp_millis(), 40_000);
+    }
+
+    #[test]
     fn rule_hitting_a_query_limit_fails_alone_and_is_counted() {
         let store = Arc::new(Store::new(600_000, 1000));
         let reg = Registry::new();

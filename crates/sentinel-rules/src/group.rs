@@ -272,10 +272,18 @@ pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
 }
 
 fn query(rule: &Rule, ts: i64, ctx: &EvalContext) -> Result<Vec<Sample>, String> {
+    run_expr(&rule.def.expr, ts, ctx)
+}
+
+fn run_expr(
+    expr: &promql_parser::parser::Expr,
+    ts: i64,
+    ctx: &EvalContext,
+) -> Result<Vec<Sample>, String> {
     Evaluator::new(ctx.store, ts)
         .with_subquery_step(ctx.subquery_step_ms)
         .with_limits(ctx.limits)
-        .eval_instant(&rule.def.expr)
+        .eval_instant(expr)
         .map_err(|e| e.to_string())
 }
 
@@ -306,6 +314,48 @@ fn eval_recording(
     Ok(v)
 }
 
+/// The alert a result sample stands for: its labels (the sample's without `__name__`, the
+/// rule's labels expanded over it, `alertname`) and expanded annotations, pending from `ts`.
+fn alert_of(rule: &Rule, s: &Sample, ts: i64, ctx: &EvalContext, tmpl_name: &str) -> ActiveAlert {
+    let label_map: BTreeMap<String, String> = s
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let data = TemplateData {
+        labels: &label_map,
+        external_labels: ctx.external_labels,
+        external_url: ctx.external_url,
+        value: s.v,
+    };
+    let mut lb = s.labels.without_name();
+    for (k, v) in &rule.def.labels {
+        lb.set(k.clone(), expand(v, &data, tmpl_name));
+    }
+    lb.set("alertname".to_string(), rule.def.name.clone());
+    let annotations: BTreeMap<String, String> = rule
+        .def
+        .annotations
+        .iter()
+        .map(|(k, v)| (k.clone(), expand(v, &data, tmpl_name)))
+        .collect();
+    ActiveAlert {
+        labels: lb,
+        annotations,
+        state: AlertState::Pending,
+        value: s.v,
+        active_at: ts,
+        fired_at: None,
+        resolved_at: None,
+        last_sent_at: None,
+        keep_firing_since: None,
+        valid_until: 0,
+    }
+}
+
+const SAME_LABELSET: &str =
+    "vector contains metrics with the same labelset after applying alert labels";
+
 fn eval_alerting(
     rule: &mut Rule,
     ts: i64,
@@ -316,48 +366,36 @@ fn eval_alerting(
     let tmpl_name = format!("__alert_{}", rule.def.name);
     let mut fresh: HashMap<Labels, ActiveAlert> = HashMap::with_capacity(res.len());
     for s in &res {
-        let label_map: BTreeMap<String, String> = s
-            .labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let data = TemplateData {
-            labels: &label_map,
-            external_labels: ctx.external_labels,
-            external_url: ctx.external_url,
-            value: s.v,
-        };
-        let mut lb = s.labels.without_name();
-        for (k, v) in &rule.def.labels {
-            lb.set(k.clone(), expand(v, &data, &tmpl_name));
+        let a = alert_of(rule, s, ts, ctx, &tmpl_name);
+        if fresh.contains_key(&a.labels) {
+            return Err(SAME_LABELSET.into());
         }
-        lb.set("alertname".to_string(), rule.def.name.clone());
-        let annotations: BTreeMap<String, String> = rule
-            .def
-            .annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), expand(v, &data, &tmpl_name)))
-            .collect();
-        if fresh.contains_key(&lb) {
-            return Err(
-                "vector contains metrics with the same labelset after applying alert labels".into(),
-            );
+        fresh.insert(a.labels.clone(), a);
+    }
+    // A level with a resolve threshold: an alert that was firing after the previous
+    // evaluation stays present while the complement of `resolve` holds for its series,
+    // even where `fire` no longer does (`E > F or (E >= R and ALERTS{firing})`).
+    if let Some(hold) = &rule.def.hold {
+        if rule.active.values().any(|a| a.state == AlertState::Firing) {
+            let mut held = HashSet::new();
+            for s in &run_expr(&hold.expr, ts, ctx)? {
+                let a = alert_of(rule, s, ts, ctx, &tmpl_name);
+                let firing = rule
+                    .active
+                    .get(&a.labels)
+                    .is_some_and(|old| old.state == AlertState::Firing);
+                if !firing {
+                    continue;
+                }
+                if held.contains(&a.labels) {
+                    return Err(SAME_LABELSET.into());
+                }
+                if !fresh.contains_key(&a.labels) {
+                    held.insert(a.labels.clone());
+                    fresh.insert(a.labels.clone(), a);
+                }
+            }
         }
-        fresh.insert(
-            lb.clone(),
-            ActiveAlert {
-                labels: lb,
-                annotations,
-                state: AlertState::Pending,
-                value: s.v,
-                active_at: ts,
-                fired_at: None,
-                resolved_at: None,
-                last_sent_at: None,
-                keep_firing_since: None,
-                valid_until: 0,
-            },
-        );
     }
     let present: HashSet<Labels> = fresh.keys().cloned().collect();
     for (k, a) in fresh {

@@ -63,9 +63,9 @@ struct RawRule {
     #[serde(default)]
     annotations: BTreeMap<String, serde_yaml_ng::Value>,
     #[serde(default)]
-    warning: Option<String>,
+    warning: Option<serde_yaml_ng::Value>,
     #[serde(default)]
-    critical: Option<String>,
+    critical: Option<serde_yaml_ng::Value>,
 }
 
 /// A threshold comparison of a level.
@@ -75,13 +75,37 @@ pub struct Threshold {
     pub value: String,
 }
 
+/// A level as written: `"> 0.07"` (fire only) or `{ fire: "> 0.07", resolve: "< 0.05" }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelSpec {
+    pub fire: Threshold,
+    /// Without one the level resolves as soon as `fire` no longer holds.
+    pub resolve: Option<Threshold>,
+}
+
+/// The half of a level with a resolve threshold that keeps a firing alert firing:
+/// `(E) <complement of resolve>`, e.g. `(E) >= 0.05` for `resolve: "< 0.05"`. An alert of
+/// the level that fired at the previous evaluation stays firing while this expression
+/// returns its series (the engine's state plays the part of `ALERTS` in the export).
+#[derive(Debug, Clone)]
+pub struct HoldDef {
+    pub expr: Expr,
+    pub text: String,
+}
+
 /// One rule as loaded (after level expansion).
 #[derive(Debug, Clone)]
 pub struct RuleDef {
     pub kind: RuleKind,
     pub name: String,
+    /// The expression as Prometheus runs it (what `rules export` writes). For a level with a
+    /// resolve threshold: `(E) > F or ((E) >= R and ignoring(...) ALERTS{...})`.
     pub expr_text: String,
+    /// What this engine evaluates to find the alerts that fire: `expr_text`, or for a level
+    /// with a resolve threshold its `fire` half `(E) > F` (the other half is `hold`).
     pub expr: Expr,
+    /// For a level with a resolve threshold: what keeps a firing alert firing.
+    pub hold: Option<HoldDef>,
     pub for_: Duration,
     pub keep_firing_for: Duration,
     pub labels: BTreeMap<String, String>,
@@ -150,6 +174,153 @@ pub fn parse_threshold(s: &str) -> Result<Threshold, String> {
     Err(format!(
         "threshold {s:?}: expected a comparison operator (> >= < <= == !=) and a number"
     ))
+}
+
+/// The comparison that holds exactly when `op` does not (for numbers; NaN satisfies
+/// neither, so a NaN value counts as resolved, as it would fail the string form's test).
+pub fn complement(op: &str) -> &'static str {
+    match op {
+        ">" => "<=",
+        ">=" => "<",
+        "<" => ">=",
+        "<=" => ">",
+        "==" => "!=",
+        _ => "==",
+    }
+}
+
+fn threshold_number(t: &Threshold) -> f64 {
+    match t.value.to_ascii_lowercase().as_str() {
+        "inf" | "+inf" => f64::INFINITY,
+        "-inf" => f64::NEG_INFINITY,
+        "nan" => f64::NAN,
+        v => v.parse().unwrap_or(f64::NAN),
+    }
+}
+
+/// Parses a level: a threshold string, or a map `{fire, resolve}`. An error names the
+/// field it is about (`""` for the level itself, `fire`, `resolve`, or an unknown key).
+pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, (String, String)> {
+    use serde_yaml_ng::Value;
+    let text = |field: &str, v: &Value| -> Result<Threshold, (String, String)> {
+        match v {
+            Value::String(s) => parse_threshold(s).map_err(|e| (field.to_string(), e)),
+            _ => Err((
+                field.to_string(),
+                "expected a threshold string such as \"> 0.07\"".to_string(),
+            )),
+        }
+    };
+    let map = match v {
+        Value::Mapping(m) => m,
+        Value::String(_) => {
+            return Ok(LevelSpec {
+                fire: text("", v)?,
+                resolve: None,
+            })
+        }
+        _ => {
+            return Err((
+                String::new(),
+                "a level is a threshold string (\"> 0.07\") or a map { fire: \"> 0.07\", resolve: \"< 0.05\" }".into(),
+            ))
+        }
+    };
+    let mut fire = None;
+    let mut resolve = None;
+    for (k, val) in map {
+        match k.as_str() {
+            Some("fire") => fire = Some(text("fire", val)?),
+            Some("resolve") => resolve = Some(text("resolve", val)?),
+            Some(other) => {
+                return Err((
+                    other.to_string(),
+                    format!("unknown key {other:?} in a level: expected `fire` and `resolve`"),
+                ))
+            }
+            None => return Err((String::new(), "level keys are `fire` and `resolve`".into())),
+        }
+    }
+    let Some(fire) = fire else {
+        return Err((String::new(), "a level map needs `fire`".into()));
+    };
+    if let Some(res) = &resolve {
+        let up = match fire.op.as_str() {
+            ">" | ">=" => true,
+            "<" | "<=" => false,
+            _ => {
+                return Err((
+                    "resolve".into(),
+                    format!(
+                        "a resolve threshold needs fire to be a > >= < or <= comparison, not {:?}",
+                        fire.op
+                    ),
+                ))
+            }
+        };
+        let (f, r) = (threshold_number(&fire), threshold_number(res));
+        let fire_s = format!("{} {}", fire.op, fire.value);
+        let res_s = format!("{} {}", res.op, res.value);
+        let want: &[&str] = if up { &["<", "<="] } else { &[">", ">="] };
+        if !want.contains(&res.op.as_str()) {
+            return Err((
+                "resolve".into(),
+                format!(
+                    "resolve {res_s:?} does not make sense with fire {fire_s:?}: a level that fires {} a threshold resolves {} one, so resolve must be a {} comparison",
+                    if up { "above" } else { "below" },
+                    if up { "below" } else { "above" },
+                    want.join(" or ")
+                ),
+            ));
+        }
+        if f.is_nan() || r.is_nan() {
+            return Err((
+                "resolve".into(),
+                "no comparison with NaN ever holds: use numbers for fire and resolve".into(),
+            ));
+        }
+        // The two regions must not meet, or one value would both fire and resolve.
+        let both_inclusive = fire.op.ends_with('=') && res.op.ends_with('=');
+        let overlap = if up {
+            r > f || (r == f && both_inclusive)
+        } else {
+            r < f || (r == f && both_inclusive)
+        };
+        if overlap {
+            return Err((
+                "resolve".into(),
+                format!(
+                    "resolve {res_s:?} overlaps fire {fire_s:?}: a value could both fire and resolve; resolve must lie {} the fire threshold",
+                    if up { "at or below" } else { "at or above" }
+                ),
+            ));
+        }
+    }
+    Ok(LevelSpec { fire, resolve })
+}
+
+/// The exported expression of a level with a resolve threshold, in plain PromQL:
+/// `FIRE or (HOLD and ignoring(alertname, alertstate, severity, <rule labels>)
+/// ALERTS{alertname="A", alertstate="firing", severity="L"})`. `ALERTS` carries the
+/// expression's labels plus the rule's labels, `alertname` and `alertstate`; ignoring the
+/// latter leaves exactly the expression's labels to match on, whatever they are.
+pub fn export_text(
+    fire_text: &str,
+    hold_text: &str,
+    alertname: &str,
+    level: &str,
+    rule_labels: &BTreeMap<String, String>,
+) -> String {
+    let mut ignoring: std::collections::BTreeSet<&str> = ["alertname", "alertstate", "severity"]
+        .into_iter()
+        .collect();
+    ignoring.extend(rule_labels.keys().map(String::as_str));
+    format!(
+        "{fire_text} or ({hold_text} and ignoring({}) ALERTS{{alertname={}, alertstate=\"firing\", severity={}}})",
+        ignoring.into_iter().collect::<Vec<_>>().join(", "),
+        crate::labels::go_quote(alertname),
+        crate::labels::go_quote(level)
+    )
 }
 
 fn position(source: &str, path: &str, file: &str) -> String {
@@ -348,6 +519,7 @@ pub fn parse_rule_file(
                 name: rule_name.clone(),
                 expr_text: expr_text.clone(),
                 expr,
+                hold: None,
                 for_,
                 keep_firing_for,
                 labels,
@@ -355,24 +527,31 @@ pub fn parse_rule_file(
                 level: None,
                 origin,
             };
-            let levels: Vec<(&str, &String)> = [("warning", &r.warning), ("critical", &r.critical)]
-                .into_iter()
-                .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
-                .collect();
+            let levels: Vec<(&str, &serde_yaml_ng::Value)> =
+                [("warning", &r.warning), ("critical", &r.critical)]
+                    .into_iter()
+                    .filter_map(|(n, v)| v.as_ref().map(|v| (n, v)))
+                    .collect();
             if levels.is_empty() {
                 rules.push(base);
                 continue;
             }
             for (level, spec) in &levels {
-                let th = match parse_threshold(spec) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        fail(level, e);
+                let spec = match parse_level(spec) {
+                    Ok(s) => s,
+                    Err((field, e)) => {
+                        let at = if field.is_empty() {
+                            level.to_string()
+                        } else {
+                            format!("{level}.{field}")
+                        };
+                        fail(&at, e);
                         continue;
                     }
                 };
-                let text = format!("({}) {} {}", expr_text.trim(), th.op, th.value);
-                let expr = match crate::eval::parse(&text) {
+                let e = expr_text.trim();
+                let fire_text = format!("({e}) {} {}", spec.fire.op, spec.fire.value);
+                let expr = match crate::eval::parse(&fire_text) {
                     Ok(e) => e,
                     Err(e) => {
                         fail(
@@ -383,9 +562,28 @@ pub fn parse_rule_file(
                     }
                 };
                 let mut rule = base.clone();
-                rule.expr_text = text;
-                rule.expr = expr;
                 rule.labels.insert("severity".into(), level.to_string());
+                rule.expr_text = fire_text.clone();
+                if let Some(resolve) = &spec.resolve {
+                    let hold_text = format!("({e}) {} {}", complement(&resolve.op), resolve.value);
+                    let hold = match crate::eval::parse(&hold_text) {
+                        Ok(h) => h,
+                        Err(e) => {
+                            fail(
+                                &format!("{level}.resolve"),
+                                format!("could not parse expression with threshold: {e}"),
+                            );
+                            continue;
+                        }
+                    };
+                    rule.expr_text =
+                        export_text(&fire_text, &hold_text, &rule_name, level, &rule.labels);
+                    rule.hold = Some(HoldDef {
+                        expr: hold,
+                        text: hold_text,
+                    });
+                }
+                rule.expr = expr;
                 rule.level = Some(level.to_string());
                 rules.push(rule);
             }
@@ -515,5 +713,117 @@ mod tests {
         assert!(e.contains("unsupported function sort_by_label()"), "{e}");
         let src = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        warning: \"~ 3\"\n";
         assert!(parse_rule_file(src, "r.yaml").is_err());
+    }
+
+    fn level_error(level: &str) -> String {
+        let src = format!(
+            "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        warning: {level}\n"
+        );
+        parse_rule_file(&src, "r.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn level_map_expands_to_fire_hold_and_the_alerts_export() {
+        let src = r#"groups:
+  - name: g
+    rules:
+      - alert: OverheadHigh
+        expr: sum by (instance) (x)
+        warning: "> 0.07"
+        critical: { fire: "> 0.10", resolve: "< 0.08" }
+        labels: { team: a }
+"#;
+        let (g, links) = parse_rule_file(src, "r.yaml").unwrap();
+        let (w, c) = (&g[0].rules[0], &g[0].rules[1]);
+        assert!(w.hold.is_none(), "the string form has no resolve");
+        assert_eq!(w.expr_text, "(sum by (instance) (x)) > 0.07");
+        assert_eq!(
+            c.hold.as_ref().unwrap().text,
+            "(sum by (instance) (x)) >= 0.08"
+        );
+        assert_eq!(
+            c.expr_text,
+            "(sum by (instance) (x)) > 0.10 or ((sum by (instance) (x)) >= 0.08 and ignoring(alertname, alertstate, severity, team) ALERTS{alertname=\"OverheadHigh\", alertstate=\"firing\", severity=\"critical\"})"
+        );
+        assert!(crate::eval::parse(&c.expr_text).is_ok());
+        assert_eq!(
+            links.len(),
+            1,
+            "a map level still pairs with the other level"
+        );
+        // Downward levels, inclusive or not.
+        let l =
+            parse_level(&serde_yaml_ng::from_str("{fire: '<= 0.9', resolve: '> 0.9'}").unwrap())
+                .unwrap();
+        assert_eq!(complement(&l.resolve.unwrap().op), "<=");
+        // `fire` alone is the string form.
+        let l = parse_level(&serde_yaml_ng::from_str("{fire: '> 1'}").unwrap()).unwrap();
+        assert!(l.resolve.is_none());
+    }
+
+    #[test]
+    fn resolve_pointing_the_same_way_as_fire_is_refused_with_its_position() {
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "> 0.2" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:44: group \"g\", rule \"A\": resolve \"> 0.2\" does not make sense with fire \"> 0.1\""),
+            "{e}"
+        );
+        assert!(e.contains("resolve must be a < or <= comparison"), "{e}");
+        let e = level_error(r#"{ fire: "< 0.9", resolve: "<= 0.95" }"#);
+        assert!(e.contains("resolve must be a > or >= comparison"), "{e}");
+    }
+
+    #[test]
+    fn resolve_overlapping_fire_is_refused_with_its_position() {
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "< 0.2" }"#);
+        assert!(
+            e.starts_with(
+                "r.yaml:6:44: group \"g\", rule \"A\": resolve \"< 0.2\" overlaps fire \"> 0.1\""
+            ),
+            "{e}"
+        );
+        // Touching is fine unless both are inclusive.
+        let ok = "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: x\n        warning: { fire: '>= 1', resolve: '< 1' }\n";
+        assert!(parse_rule_file(ok, "r.yaml").is_ok());
+        let e = level_error(r#"{ fire: ">= 1", resolve: "<= 1" }"#);
+        assert!(e.contains("overlaps"), "{e}");
+        let e = level_error(r#"{ fire: "< 0.9", resolve: "> 0.8" }"#);
+        assert!(
+            e.contains("resolve must lie at or above the fire threshold"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_level_maps_are_refused_with_their_position() {
+        let e = level_error(r#"{ fire: "> 0.1", resolv: "< 0.05" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:43: group \"g\", rule \"A\": unknown key \"resolv\""),
+            "{e}"
+        );
+        let e = level_error(r#"{ resolve: "< 0.05" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:9:") && e.contains("needs `fire`"),
+            "{e}"
+        );
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "0.05" }"#);
+        assert!(
+            e.starts_with("r.yaml:6:44:") && e.contains("comparison operator"),
+            "{e}"
+        );
+        let e = level_error(r#"{ fire: "== 2", resolve: "< 1" }"#);
+        assert!(
+            e.contains("needs fire to be a > >= < or <= comparison"),
+            "{e}"
+        );
+        let e = level_error(r#"{ fire: "> 0.1", resolve: "< nan" }"#);
+        assert!(e.contains("NaN"), "{e}");
+        let e = level_error(r#"{ fire: [1], resolve: "< 0.05" }"#);
+        assert!(e.starts_with("r.yaml:6:"), "{e}");
+        let e = level_error("[1, 2]");
+        assert!(
+            e.starts_with("r.yaml:6:9:") && e.contains("a level is"),
+            "{e}"
+        );
     }
 }
