@@ -32,8 +32,8 @@ fn encode(q: &str) -> String {
 
 /// The single value of an instant query now, if it returned one series.
 fn query(s: &Sentinel, q: &str) -> Option<f64> {
-    let (status, _, body) = http_get(&s.url(&format!("/api/v1/query?query={}", encode(q))), &[])
-        .expect("query");
+    let (status, _, body) =
+        http_get(&s.url(&format!("/api/v1/query?query={}", encode(q))), &[]).expect("query");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     let r = v["data"]["result"].as_array()?;
@@ -98,8 +98,7 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
-const FAILED_NEW: &str =
-    r#"[{"type":"operation","operation":"new","duration_seconds":1.5,"outcome":"failed","error_class":"timeout"}]"#;
+const FAILED_NEW: &str = r#"[{"type":"operation","operation":"new","duration_seconds":1.5,"outcome":"failed","error_class":"timeout"}]"#;
 
 #[test]
 fn first_failure_of_a_new_operation_counts_in_increase() {
@@ -151,7 +150,31 @@ fn first_failure_of_a_new_operation_counts_in_increase() {
         om.contains("recovery_operation_duration_seconds_created{operation=\"new\"} "),
         "{om}"
     );
-    assert!(!scrape(&s).contains("_created"), "text format has no _created");
+    assert!(
+        !scrape(&s).contains("_created"),
+        "text format has no _created"
+    );
+}
+
+#[test]
+fn first_quality_score_of_a_new_workflow_counts_in_increase() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), "  comfyui: { enabled: false }\n");
+    wait_store_fed(&s);
+    post_events(
+        &s,
+        r#"[{"type":"quality","workflow":"new","metric":"clip_score","value":0.31}]"#,
+    );
+    wait_query(
+        &s,
+        r#"increase(quality_score_count{workflow="new",metric="clip_score"}[2m])"#,
+        |v| v > 0.0,
+    );
+    wait_query(
+        &s,
+        r#"increase(quality_score_bucket{workflow="new",metric="clip_score",le="+Inf"}[2m])"#,
+        |v| v > 0.0,
+    );
 }
 
 #[test]
@@ -192,7 +215,16 @@ fn first_node_error_of_a_new_pair_counts_in_increase() {
     );
     wait_store_fed(&s);
     wait_query(&s, "comfyui_up", |v| v == 1.0);
-    fake.add("e1", entry("e1", "error", 1_000, 2_000, ("VAEDecode", "OutOfMemoryError")));
+    fake.add(
+        "e1",
+        entry(
+            "e1",
+            "error",
+            1_000,
+            2_000,
+            ("VAEDecode", "OutOfMemoryError"),
+        ),
+    );
     let q = r#"increase(comfyui_node_errors_total{node_type="VAEDecode",exception_type="OutOfMemoryError"}[2m])"#;
     wait_query(&s, q, |v| v > 0.0);
     let om = scrape_openmetrics(&s);
@@ -212,7 +244,10 @@ fn prompt_durations_past_ten_minutes_get_buckets_up_to_an_hour() {
     fake.add("long", entry("long", "success", 0, 1_500_000, ("", "")));
     let s = start(
         dir.path(),
-        &format!("  comfyui: {{ url: \"{}\", interval: 300ms, timeout: 300ms }}\n", fake.url()),
+        &format!(
+            "  comfyui: {{ url: \"{}\", interval: 300ms, timeout: 300ms }}\n",
+            fake.url()
+        ),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
     let text = loop {
@@ -223,8 +258,16 @@ fn prompt_durations_past_ten_minutes_get_buckets_up_to_an_hour() {
         assert!(Instant::now() < deadline, "{text}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    for (le, n) in [("600", 0), ("1200", 0), ("1800", 1), ("3600", 1), ("+Inf", 1)] {
-        let line = format!("comfyui_prompt_duration_seconds_bucket{{outcome=\"success\",le=\"{le}\"}} {n}\n");
+    for (le, n) in [
+        ("600", 0),
+        ("1200", 0),
+        ("1800", 1),
+        ("3600", 1),
+        ("+Inf", 1),
+    ] {
+        let line = format!(
+            "comfyui_prompt_duration_seconds_bucket{{outcome=\"success\",le=\"{le}\"}} {n}\n"
+        );
         assert!(text.contains(&line), "missing {line} in:\n{text}");
     }
     // p50 lands in a finite bucket, not +Inf.
@@ -307,7 +350,10 @@ fn duration_buckets_that_are_not_strictly_increasing_are_a_located_error() {
     ] {
         let (code, err, cfg) = check_buckets(buckets);
         assert_ne!(code, 0, "{buckets} accepted");
-        assert!(err.contains("collectors.comfyui.duration_buckets"), "{buckets}: {err}");
+        assert!(
+            err.contains("collectors.comfyui.duration_buckets"),
+            "{buckets}: {err}"
+        );
         assert!(err.contains(says), "{buckets}: {err}");
         assert!(err.contains(&cfg), "{buckets}: not located: {err}");
     }

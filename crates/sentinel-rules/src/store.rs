@@ -360,9 +360,8 @@ impl Store {
                     format!("{}{}", f.name, s.suffix.as_str()),
                 ));
                 let labels = Labels::from_pairs(pairs);
-                let born = s.created.is_some()
-                    && previous != i64::MIN
-                    && is_new_or_stale(&map, &labels);
+                let born =
+                    s.created.is_some() && previous != i64::MIN && is_new_or_stale(&map, &labels);
                 if born {
                     // Just before the first sample if the clock put creation at or
                     // after the snapshot; never after it.
@@ -481,11 +480,7 @@ mod tests {
 
     fn counter(v: f64, created: Option<f64>) -> MetricFamily {
         let mut f = MetricFamily::counter("ops_total", "c");
-        f.push_created(
-            sentinel_base::metrics::labels(&[("op", "new")]),
-            v,
-            created,
-        );
+        f.push_created(sentinel_base::metrics::labels(&[("op", "new")]), v, created);
         f
     }
 

@@ -167,12 +167,20 @@ mod tests {
     #[test]
     fn openmetrics_carries_created_for_counters_and_histograms_and_text_does_not() {
         let mut c = MetricFamily::counter("ops_total", "c");
-        c.push_created(super::super::labels(&[("op", "a")]), 1.0, Some(1700000000.5));
+        c.push_created(
+            super::super::labels(&[("op", "a")]),
+            1.0,
+            Some(1700000000.5),
+        );
         c.push(&[("op", "b")], 2.0); // created unknown (restored): no _created line
         let mut h = MetricFamily::histogram("d_seconds", "d");
         let mut snap = super::super::HistogramSnapshot::new(&[1.0]);
         snap.observe(0.5);
-        h.push_histogram_created(super::super::labels(&[("op", "a")]), &snap, Some(1700000001.0));
+        h.push_histogram_created(
+            super::super::labels(&[("op", "a")]),
+            &snap,
+            Some(1700000001.0),
+        );
         let g = MetricFamily::gauge("g", "g").with::<&str, &str>(&[], 1.0);
         let fams = [c, h, g];
         let mut om = String::new();

@@ -207,7 +207,6 @@ impl MetricVec<HistogramSnapshot> {
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
         self.values.lock().get(&key).map(|(h, _)| h.clone())
     }
-
 }
 
 impl FamilySource for MetricVec<f64> {
@@ -264,7 +263,9 @@ mod tests {
         h.observe(&[], 0.5);
         let after = super::super::unix_seconds_now();
         let fams = r.collect();
-        let created = fams[0].samples[0].created.expect("counter has a creation time");
+        let created = fams[0].samples[0]
+            .created
+            .expect("counter has a creation time");
         assert!(before <= created && created <= after);
         assert_eq!(c.created(&["new"]), Some(created));
         assert_eq!(fams[1].samples[0].created, None, "gauges have none");
