@@ -656,4 +656,64 @@ mod tests {
             newest.len()
         );
     }
+
+    #[test]
+    fn duration_buckets_reach_an_hour_and_keep_the_old_bounds() {
+        assert_eq!(
+            &DURATION_BUCKETS[..LEGACY_DURATION_BUCKETS.len()],
+            LEGACY_DURATION_BUCKETS
+        );
+        assert!(DURATION_BUCKETS.last().copied().unwrap_or(0.0) >= 3600.0);
+        crate::metrics::validate_buckets(DURATION_BUCKETS).unwrap();
+    }
+
+    #[test]
+    fn saved_state_without_bounds_is_read_with_the_old_buckets_and_reset_when_they_change() {
+        // State saved by a version that did not save the bounds: 15 buckets + 1.
+        let mut old = Hist {
+            counts: vec![0; LEGACY_DURATION_BUCKETS.len() + 1],
+            ..Hist::default()
+        };
+        old.counts[3] = 2;
+        old.sum = 0.2;
+        old.count = 2;
+        // Read with the old bounds it keeps its counts.
+        assert_eq!(old.snapshot(LEGACY_DURATION_BUCKETS).count, 2);
+        let mut t = Tracker::default();
+        t.counts.durations.insert("success".into(), old.clone());
+        t.set_duration_buckets(LEGACY_DURATION_BUCKETS);
+        assert_eq!(t.counts.durations["success"], old);
+        // Other bounds cannot re-bucket the counts: the histogram starts from zero.
+        t.set_duration_buckets(DURATION_BUCKETS);
+        let h = &t.counts.durations["success"];
+        assert_eq!(h.snapshot(DURATION_BUCKETS).count, 0);
+        // And counts again with the new bounds, which are saved with it.
+        let mut h = h.clone();
+        h.observe(2000.0, DURATION_BUCKETS);
+        assert_eq!(h.bounds, DURATION_BUCKETS);
+        let snap = h.snapshot(DURATION_BUCKETS);
+        let cumulative: Vec<u64> = snap.cumulative_counts().collect();
+        assert_eq!(cumulative[DURATION_BUCKETS.len() - 2], 0, "le=1800");
+        assert_eq!(cumulative[DURATION_BUCKETS.len() - 1], 1, "le=3600");
+        let json = serde_json::to_string(&h).unwrap();
+        let back: Hist = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn node_errors_born_in_this_process_carry_their_creation_time() {
+        let mut t = Tracker::default();
+        t.count_node_error("VAEDecode", "OutOfMemoryError", 10);
+        let key = ("VAEDecode".to_string(), "OutOfMemoryError".to_string());
+        let created = t.node_error_created[&key];
+        t.count_node_error("VAEDecode", "OutOfMemoryError", 10);
+        assert_eq!(t.node_error_created[&key], created, "set once, at creation");
+        // Restored counts have none: their creation time is unknown.
+        let path = std::env::temp_dir().join(format!("sentinel-ne-{}.json", std::process::id()));
+        std::fs::write(&path, t.to_bytes()).unwrap();
+        let back = Tracker::load(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(back.counts.node_errors["VAEDecode"]["OutOfMemoryError"], 2);
+        assert!(back.node_error_created.is_empty());
+    }
 }

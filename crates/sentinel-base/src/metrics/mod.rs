@@ -201,11 +201,12 @@ pub fn format_le(bound: f64) -> String {
     encode::format_value(bound)
 }
 
-/// Now as Unix seconds (the unit of [`Sample::created`]).
+/// Now as Unix seconds to the millisecond (the unit of [`Sample::created`]; the rule
+/// store keeps milliseconds).
 pub fn unix_seconds_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
+        .map(|d| d.as_millis() as f64 / 1000.0)
         .unwrap_or(0.0)
 }
 
