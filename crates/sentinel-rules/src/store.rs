@@ -149,15 +149,14 @@ impl Store {
     /// head refuses them.
     pub fn append(&self, labels: &Labels, t: i64, v: f64, origin: Origin) {
         let mut map = self.by_name.write();
-        self.append_locked(&mut map, labels, t, v, origin, 0, true);
+        self.append_locked(&mut map, labels, (t, v), origin, 0, true);
     }
 
     fn append_locked(
         &self,
         map: &mut HashMap<String, BTreeMap<Labels, Series>>,
         labels: &Labels,
-        t: i64,
-        v: f64,
+        (t, v): (i64, f64),
         origin: Origin,
         generation: u64,
         float: bool,
@@ -370,8 +369,7 @@ impl Store {
                     self.append_locked(
                         &mut map,
                         &labels,
-                        zero_at,
-                        0.0,
+                        (zero_at, 0.0),
                         Origin::Snapshot,
                         generation,
                         false,
@@ -380,8 +378,7 @@ impl Store {
                 self.append_locked(
                     &mut map,
                     &labels,
-                    t_ms,
-                    s.value,
+                    (t_ms, s.value),
                     Origin::Snapshot,
                     generation,
                     // The first sample must not replace the zero before it.
