@@ -364,3 +364,75 @@ fn duration_buckets_that_are_not_strictly_increasing_are_a_located_error() {
     let (code, err, _) = check_buckets("[1, 60, 3600, 7200]");
     assert_eq!(code, 0, "{err}");
 }
+
+/// A real Prometheus scrapes the OpenMetrics exposition with its `_created` lines (it
+/// negotiates OpenMetrics first): the target is healthy and the creation time arrives.
+#[test]
+fn openmetrics_with_created_lines_is_scraped_by_a_real_prometheus() {
+    let Some(prometheus) = peer("prometheus") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), "  comfyui: { enabled: false }\n");
+    wait_store_fed(&s);
+    post_events(&s, FAILED_NEW);
+    let config = temp_file(
+        dir.path(),
+        "prometheus.yml",
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: s\n    static_configs:\n      - targets: [{:?}]\n",
+            s.addr
+        ),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let log = dir.path().join("prometheus.log");
+    let mut child = std::process::Command::new(prometheus)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("tsdb").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start prometheus");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    let found = loop {
+        let q = format!(
+            "{url}/api/v1/query?query={}",
+            encode(r#"recovery_errors_created{operation="new"} and on() up == 1"#)
+        );
+        if let Ok((200, _, body)) = http_get(&q, &[]) {
+            last = String::from_utf8_lossy(&body).into_owned();
+            let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
+            if let Some(r) = v["data"]["result"].as_array().filter(|r| r.len() == 1) {
+                break r[0]["value"][1]
+                    .as_str()
+                    .and_then(|x| x.parse::<f64>().ok());
+            }
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let targets = http_get(&format!("{url}/api/v1/targets"), &[])
+        .map(|r| String::from_utf8_lossy(&r.2).into_owned())
+        .unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let created = found.unwrap_or_else(|| {
+        panic!(
+            "no creation time scraped; last answer {last}\ntargets {targets}\nlog {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert!((unix_now() - created).abs() < 120.0, "{created}");
+    assert!(targets.contains("\"health\":\"up\""), "{targets}");
+}
