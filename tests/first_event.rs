@@ -355,7 +355,10 @@ fn duration_buckets_that_are_not_strictly_increasing_are_a_located_error() {
             "{buckets}: {err}"
         );
         assert!(err.contains(says), "{buckets}: {err}");
-        assert!(err.contains(&cfg), "{buckets}: not located: {err}");
+        assert!(
+            err.contains(&format!("{cfg}:4:5:")),
+            "{buckets}: not located: {err}"
+        );
     }
     let too_many: Vec<String> = (1..=65).map(|i| i.to_string()).collect();
     let (code, err, _) = check_buckets(&format!("[{}]", too_many.join(", ")));
