@@ -41,6 +41,32 @@ family's name or type.
 - The sidecar's own metrics start with `sentinel_`; each collector's with its area
   (`gpu_`, `comfyui_`, `recovery_`, `quality_`, `probe_`).
 - A value that could not be read is left out, never reported as 0.
+
+## Series creation
+
+Counters and histograms born from an event (a new `operation` in
+`recovery_operations_total`/`recovery_errors_total`, a new `(node_type, exception_type)` in
+`comfyui_node_errors_total`, a new `workflow` in `quality_score`, and every other
+counter or histogram series that appears with its first event) carry their creation time:
+
+- **OpenMetrics** (`Accept: application/openmetrics-text`): each such series has a
+  `<name>_created{...} <unix seconds>` line after its last sample (after `_total` for
+  counters, after `_count` for histograms), as OpenMetrics 1.0 defines. A Prometheus
+  that ingests created timestamps (a feature flag in recent versions) records a zero
+  there, so `rate()`/`increase()` count the first event. A Prometheus without it stores
+  `<name>_created` as a series of its own and, as before, misses the first event. The
+  text format 0.0.4 has no `_created`.
+- **The sidecar's own rule engine**: when a series born after the engine's first snapshot
+  reaches it, the engine records a zero at the series' creation time just before its first
+  sample, so `increase(x[2m])` over a window holding the creation counts the first event.
+- **No fake increases**: series present in the engine's first snapshot (created at 0 at
+  start, or restored from `data_dir`, such as the ComfyUI history counters) get no zero,
+  and restored series carry no creation time at all, so a sidecar restart never looks like
+  an increase. A series that comes back after it went away is counted again only if its
+  creation time is still inside the engine's retention. Gauges never carry a creation time.
+- Counters created at 0 ahead of their first event (every outcome of an operation,
+  `quality_image_failures_total{check}`, per-receiver notification counters) also carry
+  their creation time; their zero adds nothing.
 ";
 
 const SERVED: &str = "## Served by the binary";

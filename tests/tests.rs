@@ -6,6 +6,7 @@ mod comfyui;
 mod config_doc;
 mod dashboards;
 mod fake_comfyui;
+mod first_event;
 mod foundation;
 mod fuzz;
 mod gate;

@@ -7,6 +7,16 @@
 //! Staleness follows Prometheus: a series missing from a snapshot gets a stale marker
 //! (a special NaN) so instant selectors stop returning it at once instead of after the
 //! 5 m lookback.
+//!
+//! Creation: a counter or histogram series with a creation time
+//! ([`sentinel_base::metrics::Sample::created`]) that appears after the first snapshot
+//! was born from an event since. The store records a zero at its creation time before
+//! its first sample, so `increase()`/`rate()` count the event that created it (a series
+//! born at 1 would otherwise never show an increase). Series in the first snapshot the
+//! store sees (they existed at start) get no zero, and series restored from disk carry
+//! no creation time, so a restart never looks like an increase. A zero older than the
+//! retention is dropped at once, so a series that comes back long after it went away
+//! is not counted again.
 
 use crate::labels::{Labels, METRIC_NAME};
 use parking_lot::RwLock;
@@ -14,7 +24,7 @@ use promql_parser::label::Matcher;
 use sentinel_base::metrics::exposition::SnapshotSink;
 use sentinel_base::metrics::MetricFamily;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prometheus's stale marker (`value.StaleNaN`).
@@ -67,6 +77,9 @@ pub struct Store {
     series: AtomicU64,
     dropped: AtomicU64,
     generation: AtomicU64,
+    /// Time of the newest snapshot fed (`i64::MIN` before the first): series in the first
+    /// snapshot existed at start and get no creation zero.
+    last_snapshot_ms: AtomicI64,
 }
 
 impl Default for Store {
@@ -87,6 +100,7 @@ impl Store {
             series: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            last_snapshot_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -135,17 +149,17 @@ impl Store {
     /// head refuses them.
     pub fn append(&self, labels: &Labels, t: i64, v: f64, origin: Origin) {
         let mut map = self.by_name.write();
-        self.append_locked(&mut map, labels, t, v, origin, 0);
+        self.append_locked(&mut map, labels, (t, v), origin, 0, true);
     }
 
     fn append_locked(
         &self,
         map: &mut HashMap<String, BTreeMap<Labels, Series>>,
         labels: &Labels,
-        t: i64,
-        v: f64,
+        (t, v): (i64, f64),
         origin: Origin,
         generation: u64,
+        float: bool,
     ) {
         let name = labels.get(METRIC_NAME);
         let retention = self.retention_of(&self.retention_by_name.read(), name);
@@ -183,7 +197,7 @@ impl Store {
         // The newest sample floats: it is replaced while it is closer than the spacing to
         // the one before it, so kept samples stay spaced and the newest value is current.
         let n = series.samples.len();
-        if origin == Origin::Snapshot && !is_stale(v) && n >= 2 {
+        if float && origin == Origin::Snapshot && !is_stale(v) && n >= 2 {
             let prev = series.samples[n - 2].0;
             let head = series.samples[n - 1];
             if !is_stale(head.1) && head.0 - prev < self.snapshot_spacing_ms {
@@ -326,11 +340,13 @@ impl Store {
             .sum()
     }
 
-    /// Feeds one merged snapshot at `t_ms`: appends every sample and writes a stale
-    /// marker for each snapshot series that is no longer present.
+    /// Feeds one merged snapshot at `t_ms`: appends every sample, records a zero at the
+    /// creation time of each series born since the previous snapshot (see the module
+    /// docs), and writes a stale marker for each snapshot series that is no longer present.
     pub fn ingest(&self, families: &[MetricFamily], t_ms: i64) {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut map = self.by_name.write();
+        let previous = self.last_snapshot_ms.fetch_max(t_ms, Ordering::Relaxed);
         for f in families {
             // The engine writes these itself at evaluation time.
             if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
@@ -343,13 +359,30 @@ impl Store {
                     format!("{}{}", f.name, s.suffix.as_str()),
                 ));
                 let labels = Labels::from_pairs(pairs);
+                let born =
+                    s.created.is_some() && previous != i64::MIN && is_new_or_stale(&map, &labels);
+                if born {
+                    // Just before the first sample if the clock put creation at or
+                    // after the snapshot; never after it.
+                    let created_ms = (s.created.unwrap_or_default() * 1000.0) as i64;
+                    let zero_at = created_ms.min(t_ms - 1);
+                    self.append_locked(
+                        &mut map,
+                        &labels,
+                        (zero_at, 0.0),
+                        Origin::Snapshot,
+                        generation,
+                        false,
+                    );
+                }
                 self.append_locked(
                     &mut map,
                     &labels,
-                    t_ms,
-                    s.value,
+                    (t_ms, s.value),
                     Origin::Snapshot,
                     generation,
+                    // The first sample must not replace the zero before it.
+                    !born,
                 );
             }
         }
@@ -365,6 +398,14 @@ impl Store {
             }
         }
     }
+}
+
+/// Whether the store has no live sample of the series: absent, or ended by a stale marker.
+fn is_new_or_stale(map: &HashMap<String, BTreeMap<Labels, Series>>, labels: &Labels) -> bool {
+    map.get(labels.get(METRIC_NAME))
+        .and_then(|f| f.get(labels))
+        .and_then(|s| s.samples.back())
+        .is_none_or(|(_, v)| is_stale(*v))
 }
 
 pub fn system_time_ms(t: SystemTime) -> i64 {
@@ -432,6 +473,73 @@ mod tests {
         for w in samples[..samples.len() - 1].windows(2) {
             assert!(w[1].0 - w[0].0 >= SNAPSHOT_SPACING_MS, "{samples:?}");
         }
+    }
+
+    fn counter(v: f64, created: Option<f64>) -> MetricFamily {
+        let mut f = MetricFamily::counter("ops_total", "c");
+        f.push_created(sentinel_base::metrics::labels(&[("op", "new")]), v, created);
+        f
+    }
+
+    fn gauge(v: f64) -> MetricFamily {
+        MetricFamily::gauge("g", "g").with::<&str, &str>(&[], v)
+    }
+
+    #[test]
+    fn series_born_from_an_event_gets_a_zero_at_its_creation_time() {
+        let s = Store::new(600_000, 1000);
+        s.ingest(&[gauge(1.0)], 10_000);
+        // Created at 12.5 s by its first increment, first seen in the snapshot at 15 s.
+        s.ingest(&[gauge(1.0), counter(1.0, Some(12.5))], 15_000);
+        let got = s.select(&name("ops_total"), 0, 20_000);
+        assert_eq!(got[0].1, vec![(12_500, 0.0), (15_000, 1.0)]);
+        // Created 200 ms before the snapshot: a snapshot 100 ms later floats the newest
+        // sample (kept samples stay a second apart), never the zero.
+        let mut f = counter(2.0, Some(15.8));
+        f.name = "other_total".into();
+        s.ingest(&[gauge(1.0), f.clone()], 16_000);
+        f.samples[0].value = 3.0;
+        s.ingest(&[gauge(1.0), f], 16_100);
+        let got = s.select(&name("other_total"), 0, 20_000);
+        assert_eq!(got[0].1, vec![(15_800, 0.0), (16_100, 3.0)]);
+    }
+
+    #[test]
+    fn creation_at_the_snapshot_time_puts_the_zero_just_before_it() {
+        let s = Store::new(600_000, 1000);
+        s.ingest(&[gauge(1.0)], 10_000);
+        s.ingest(&[counter(1.0, Some(20.0))], 15_000);
+        let got = s.select(&name("ops_total"), 0, 20_000);
+        assert_eq!(got[0].1, vec![(14_999, 0.0), (15_000, 1.0)]);
+    }
+
+    #[test]
+    fn series_present_at_start_or_without_creation_time_get_no_fake_reset() {
+        let s = Store::new(600_000, 1000);
+        // In the first snapshot: existed at start (or restored); no zero.
+        s.ingest(&[counter(40.0, Some(1.0))], 10_000);
+        s.ingest(&[counter(41.0, Some(1.0))], 15_000);
+        let got = s.select(&name("ops_total"), 0, 20_000);
+        assert_eq!(got[0].1, vec![(10_000, 40.0), (15_000, 41.0)]);
+        // Appearing later without a creation time (restored from disk): no zero.
+        let s = Store::new(600_000, 1000);
+        s.ingest(&[gauge(1.0)], 10_000);
+        s.ingest(&[gauge(1.0), counter(40.0, None)], 15_000);
+        let got = s.select(&name("ops_total"), 0, 20_000);
+        assert_eq!(got[0].1, vec![(15_000, 40.0)]);
+    }
+
+    #[test]
+    fn series_that_returns_long_after_it_went_away_is_not_counted_again() {
+        let s = Store::new(60_000, 1000);
+        s.ingest(&[gauge(1.0)], 1_000);
+        s.ingest(&[gauge(1.0), counter(5.0, Some(1.5))], 2_000);
+        s.ingest(&[gauge(1.0)], 3_000); // gone: stale marker
+        s.gc(200_000);
+        // Back with its old creation time, past the retention: no zero.
+        s.ingest(&[gauge(1.0), counter(5.0, Some(1.5))], 200_000);
+        let got = s.select(&name("ops_total"), 0, 300_000);
+        assert_eq!(got[0].1, vec![(200_000, 5.0)]);
     }
 
     #[test]

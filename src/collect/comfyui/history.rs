@@ -11,14 +11,22 @@
 use super::api::{EntryHead, HistoryPage, Outcome};
 use crate::collect::{OutputImage, OutputQueue};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;
 
 /// Seen keys kept: twice ComfyUI's history cap (`MAXIMUM_HISTORY_SIZE` + 1).
 pub const SEEN_CAP: usize = 2 * 10_001;
 
-/// Prompt durations: 10 ms to 10 min.
+/// Default prompt-duration buckets (`collectors.comfyui.duration_buckets`): 10 ms to
+/// 1 h. Video and upscaling workflows run 20-60 min; the bounds up to 600 s are those of
+/// earlier versions, so dashboards keep their meaning.
 pub const DURATION_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+    1200.0, 1800.0, 3600.0,
+];
+
+/// The buckets of state saved before the bounds were saved with it (10 ms to 10 min).
+const LEGACY_DURATION_BUCKETS: &[f64] = &[
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
 ];
 
@@ -41,29 +49,48 @@ struct Key {
 /// A histogram's counts, in a form that survives a restart.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hist {
-    /// Per bucket of [`DURATION_BUCKETS`] plus one above them, not cumulative.
+    /// The bucket bounds the counts are for (empty in state saved before they were
+    /// saved: [`LEGACY_DURATION_BUCKETS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bounds: Vec<f64>,
+    /// Per bucket plus one above them, not cumulative.
     pub counts: Vec<u64>,
     pub sum: f64,
     pub count: u64,
 }
 
 impl Hist {
-    fn observe(&mut self, v: f64) {
-        if self.counts.len() != DURATION_BUCKETS.len() + 1 {
+    fn bounds(&self) -> &[f64] {
+        if self.bounds.is_empty() {
+            LEGACY_DURATION_BUCKETS
+        } else {
+            &self.bounds
+        }
+    }
+
+    /// Whether the counts are for `bounds` (and consistent with them).
+    fn fits(&self, bounds: &[f64]) -> bool {
+        self.bounds() == bounds && self.counts.len() == bounds.len() + 1
+    }
+
+    fn observe(&mut self, v: f64, bounds: &[f64]) {
+        if !self.fits(bounds) {
             *self = Hist {
-                counts: vec![0; DURATION_BUCKETS.len() + 1],
+                bounds: bounds.to_vec(),
+                counts: vec![0; bounds.len() + 1],
                 ..Hist::default()
             };
         }
-        let idx = DURATION_BUCKETS.partition_point(|b| *b < v);
+        let idx = bounds.partition_point(|b| *b < v);
         self.counts[idx] += 1;
         self.sum += v;
         self.count += 1;
     }
 
-    pub fn snapshot(&self) -> crate::metrics::HistogramSnapshot {
-        let mut h = crate::metrics::HistogramSnapshot::new(DURATION_BUCKETS);
-        if self.counts.len() == h.counts.len() {
+    /// The histogram over `bounds`; empty if its counts are for other bounds.
+    pub fn snapshot(&self, bounds: &[f64]) -> crate::metrics::HistogramSnapshot {
+        let mut h = crate::metrics::HistogramSnapshot::new(bounds);
+        if self.fits(bounds) {
             h.counts.clone_from(&self.counts);
             h.sum = self.sum;
             h.count = self.count;
@@ -118,6 +145,11 @@ pub struct Tracker {
     /// Entries whose graph or outputs were parsed (the work that grows with a page):
     /// lets tests check that polling is incremental.
     pub detailed_entries: u64,
+    /// Prompt-duration bucket bounds (empty: [`DURATION_BUCKETS`]).
+    duration_buckets: Vec<f64>,
+    /// When each node-error series born in this process was created (Unix seconds);
+    /// restored series have no entry (their creation time is unknown).
+    pub node_error_created: HashMap<(String, String), f64>,
 }
 
 fn key_of(e: &EntryHead<'_>) -> Key {
@@ -128,6 +160,27 @@ fn key_of(e: &EntryHead<'_>) -> Key {
 }
 
 impl Tracker {
+    /// The prompt-duration bucket bounds in use.
+    pub fn duration_buckets(&self) -> &[f64] {
+        if self.duration_buckets.is_empty() {
+            DURATION_BUCKETS
+        } else {
+            &self.duration_buckets
+        }
+    }
+
+    /// Sets the prompt-duration buckets. Histograms restored with other bounds cannot be
+    /// re-bucketed: they start again from zero (a counter reset, which `rate()` handles).
+    pub fn set_duration_buckets(&mut self, bounds: &[f64]) {
+        self.duration_buckets = bounds.to_vec();
+        for (outcome, h) in self.counts.durations.iter_mut() {
+            if h.count > 0 && !h.fits(bounds) {
+                tracing::info!(outcome = %outcome, "prompt duration buckets changed; the histogram starts again from zero");
+                *h = Hist::default();
+            }
+        }
+    }
+
     /// How many of the page's entries have not been counted yet.
     pub fn count_new(&self, page: &HistoryPage<'_>) -> usize {
         page.entries
@@ -176,11 +229,16 @@ impl Tracker {
             let outcome = t.outcome.as_str();
             *self.counts.prompts.entry(outcome.into()).or_default() += 1;
             if let Some(ms) = t.duration_ms {
+                let bounds = if self.duration_buckets.is_empty() {
+                    DURATION_BUCKETS
+                } else {
+                    &self.duration_buckets
+                };
                 self.counts
                     .durations
                     .entry(outcome.into())
                     .or_default()
-                    .observe(ms as f64 / 1000.0);
+                    .observe(ms as f64 / 1000.0, bounds);
             }
             self.counts.nodes_cached += t.cached.len() as u64;
             let executed = match (&t.executed, &detail.needed_nodes) {
@@ -263,6 +321,10 @@ impl Tracker {
             .entry(et.to_string());
         if let std::collections::btree_map::Entry::Vacant(_) = slot {
             c.node_error_series += 1;
+            self.node_error_created.insert(
+                (nt.to_string(), et.to_string()),
+                crate::metrics::unix_seconds_now(),
+            );
         }
         *slot.or_default() += 1;
     }
@@ -593,5 +655,65 @@ mod tests {
             full.len(),
             newest.len()
         );
+    }
+
+    #[test]
+    fn duration_buckets_reach_an_hour_and_keep_the_old_bounds() {
+        assert_eq!(
+            &DURATION_BUCKETS[..LEGACY_DURATION_BUCKETS.len()],
+            LEGACY_DURATION_BUCKETS
+        );
+        assert!(DURATION_BUCKETS.last().copied().unwrap_or(0.0) >= 3600.0);
+        crate::metrics::validate_buckets(DURATION_BUCKETS).unwrap();
+    }
+
+    #[test]
+    fn saved_state_without_bounds_is_read_with_the_old_buckets_and_reset_when_they_change() {
+        // State saved by a version that did not save the bounds: 15 buckets + 1.
+        let mut old = Hist {
+            counts: vec![0; LEGACY_DURATION_BUCKETS.len() + 1],
+            ..Hist::default()
+        };
+        old.counts[3] = 2;
+        old.sum = 0.2;
+        old.count = 2;
+        // Read with the old bounds it keeps its counts.
+        assert_eq!(old.snapshot(LEGACY_DURATION_BUCKETS).count, 2);
+        let mut t = Tracker::default();
+        t.counts.durations.insert("success".into(), old.clone());
+        t.set_duration_buckets(LEGACY_DURATION_BUCKETS);
+        assert_eq!(t.counts.durations["success"], old);
+        // Other bounds cannot re-bucket the counts: the histogram starts from zero.
+        t.set_duration_buckets(DURATION_BUCKETS);
+        let h = &t.counts.durations["success"];
+        assert_eq!(h.snapshot(DURATION_BUCKETS).count, 0);
+        // And counts again with the new bounds, which are saved with it.
+        let mut h = h.clone();
+        h.observe(2000.0, DURATION_BUCKETS);
+        assert_eq!(h.bounds, DURATION_BUCKETS);
+        let snap = h.snapshot(DURATION_BUCKETS);
+        let cumulative: Vec<u64> = snap.cumulative_counts().collect();
+        assert_eq!(cumulative[DURATION_BUCKETS.len() - 2], 0, "le=1800");
+        assert_eq!(cumulative[DURATION_BUCKETS.len() - 1], 1, "le=3600");
+        let json = serde_json::to_string(&h).unwrap();
+        let back: Hist = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, h);
+    }
+
+    #[test]
+    fn node_errors_born_in_this_process_carry_their_creation_time() {
+        let mut t = Tracker::default();
+        t.count_node_error("VAEDecode", "OutOfMemoryError", 10);
+        let key = ("VAEDecode".to_string(), "OutOfMemoryError".to_string());
+        let created = t.node_error_created[&key];
+        t.count_node_error("VAEDecode", "OutOfMemoryError", 10);
+        assert_eq!(t.node_error_created[&key], created, "set once, at creation");
+        // Restored counts have none: their creation time is unknown.
+        let path = std::env::temp_dir().join(format!("sentinel-ne-{}.json", std::process::id()));
+        std::fs::write(&path, t.to_bytes()).unwrap();
+        let back = Tracker::load(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(back.counts.node_errors["VAEDecode"]["OutOfMemoryError"], 2);
+        assert!(back.node_error_created.is_empty());
     }
 }

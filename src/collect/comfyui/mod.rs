@@ -51,7 +51,13 @@ pub struct ComfyuiConfig {
     pub bearer_token_file: Option<SecretFile>,
     /// Extra request headers (values may be `${ENV}` references; never logged).
     pub headers: BTreeMap<String, SecretString>,
+    /// Upper bounds (seconds) of the `comfyui_prompt_duration_seconds` buckets: finite,
+    /// above 0, strictly increasing, at most [`MAX_DURATION_BUCKETS`].
+    pub duration_buckets: Vec<f64>,
 }
+
+/// Most bucket bounds `duration_buckets` may list (each is a series per outcome).
+pub const MAX_DURATION_BUCKETS: usize = 64;
 
 impl Default for ComfyuiConfig {
     fn default() -> Self {
@@ -68,6 +74,7 @@ impl Default for ComfyuiConfig {
             bearer_token: None,
             bearer_token_file: None,
             headers: BTreeMap::new(),
+            duration_buckets: history::DURATION_BUCKETS.to_vec(),
         }
     }
 }
@@ -94,6 +101,14 @@ impl ComfyuiConfig {
         }
         if self.max_node_error_series == 0 {
             return Err(("max_node_error_series".into(), "must be at least 1".into()));
+        }
+        crate::metrics::validate_buckets(&self.duration_buckets)
+            .map_err(|m| ("duration_buckets".to_string(), m))?;
+        if self.duration_buckets.len() > MAX_DURATION_BUCKETS {
+            return Err((
+                "duration_buckets".into(),
+                format!("must list at most {MAX_DURATION_BUCKETS} bounds"),
+            ));
         }
         crate::config::either_secret(&self.bearer_token, &self.bearer_token_file)
             .map_err(|m| ("bearer_token".to_string(), m.to_string()))?;
@@ -236,7 +251,7 @@ impl ComfyuiCollector {
             if cfg.api_prefix { "/api" } else { "" }
         );
         let state_path = ctx.data_dir.join("comfyui-history.json");
-        let tracker = match Tracker::load(&state_path) {
+        let mut tracker = match Tracker::load(&state_path) {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(path = %state_path.display(), error = %e,
@@ -244,6 +259,7 @@ impl ComfyuiCollector {
                 Tracker::default()
             }
         };
+        tracker.set_duration_buckets(&cfg.duration_buckets);
         let shown_url = match url::Url::parse(&base) {
             Ok(mut u) => {
                 let _ = u.set_username("");
@@ -632,7 +648,10 @@ fn families(
             c.prompts.get(o).copied().unwrap_or(0) as f64,
         );
         let h = c.durations.get(o).cloned().unwrap_or_default();
-        durations.push_histogram(labels(&[("outcome", o)]), &h.snapshot());
+        durations.push_histogram(
+            labels(&[("outcome", o)]),
+            &h.snapshot(st.tracker.duration_buckets()),
+        );
     }
     out.push(prompts);
     out.push(durations);
@@ -653,9 +672,16 @@ fn families(
     );
     for (nt, by) in &c.node_errors {
         for (et, n) in by {
-            node_errors.push(
-                &[("node_type", nt.as_str()), ("exception_type", et.as_str())],
+            // Born from an event: its creation time makes its first error count.
+            let created = st
+                .tracker
+                .node_error_created
+                .get(&(nt.clone(), et.clone()))
+                .copied();
+            node_errors.push_created(
+                labels(&[("node_type", nt.as_str()), ("exception_type", et.as_str())]),
                 *n as f64,
+                created,
             );
         }
     }

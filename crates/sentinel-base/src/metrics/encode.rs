@@ -2,7 +2,7 @@
 //! format 0.0.4 and OpenMetrics 1.0. Both are validated in tests by `promtool check
 //! metrics` and by Prometheus's own parsers through a real scrape.
 
-use super::{MetricFamily, MetricType, Sample};
+use super::{MetricFamily, MetricType, Sample, Suffix};
 use std::fmt::Write;
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,6 +50,10 @@ fn escape_help(out: &mut String, v: &str, openmetrics: bool) {
 fn write_sample(out: &mut String, name: &str, s: &Sample) {
     out.push_str(name);
     out.push_str(s.suffix.as_str());
+    write_labels_and_value(out, s, s.value);
+}
+
+fn write_labels_and_value(out: &mut String, s: &Sample, value: f64) {
     if !s.labels.is_empty() {
         out.push('{');
         for (i, (k, v)) in s.labels.iter().enumerate() {
@@ -64,7 +68,7 @@ fn write_sample(out: &mut String, name: &str, s: &Sample) {
         out.push('}');
     }
     out.push(' ');
-    out.push_str(&format_value(s.value));
+    out.push_str(&format_value(value));
     out.push('\n');
 }
 
@@ -87,7 +91,9 @@ pub fn encode_text(families: &[MetricFamily], out: &mut String) {
 }
 
 /// OpenMetrics 1.0 text format. Counter metadata uses the name without `_total`, and
-/// the body ends with `# EOF`.
+/// the body ends with `# EOF`. Counters and histograms whose creation time is known get
+/// a `<name>_created` sample (Unix seconds) after their last sample, so a Prometheus
+/// that ingests created timestamps records a zero there and counts the first event.
 pub fn encode_openmetrics(families: &[MetricFamily], out: &mut String) {
     for f in families {
         if f.samples.is_empty() {
@@ -109,6 +115,16 @@ pub fn encode_openmetrics(families: &[MetricFamily], out: &mut String) {
         out.push('\n');
         for s in &f.samples {
             write_sample(out, &f.name, s);
+            let last_of_point = match f.kind {
+                MetricType::Counter => s.suffix == Suffix::None,
+                MetricType::Histogram => s.suffix == Suffix::Count,
+                _ => false,
+            };
+            if let (true, Some(created)) = (last_of_point, s.created) {
+                out.push_str(meta_name);
+                out.push_str("_created");
+                write_labels_and_value(out, s, created);
+            }
         }
     }
     out.push_str("# EOF\n");
@@ -146,6 +162,42 @@ mod tests {
         encode_openmetrics(&[f], &mut om);
         assert!(om.starts_with("# TYPE a counter\n# HELP a line\\\\one\\ntwo \\\"q\\\"\n"));
         assert!(om.ends_with("a_total{l=\"x\\\"y\\\\z\\nw\"} 3\n# EOF\n"));
+    }
+
+    #[test]
+    fn openmetrics_carries_created_for_counters_and_histograms_and_text_does_not() {
+        let mut c = MetricFamily::counter("ops_total", "c");
+        c.push_created(
+            super::super::labels(&[("op", "a")]),
+            1.0,
+            Some(1700000000.5),
+        );
+        c.push(&[("op", "b")], 2.0); // created unknown (restored): no _created line
+        let mut h = MetricFamily::histogram("d_seconds", "d");
+        let mut snap = super::super::HistogramSnapshot::new(&[1.0]);
+        snap.observe(0.5);
+        h.push_histogram_created(
+            super::super::labels(&[("op", "a")]),
+            &snap,
+            Some(1700000001.0),
+        );
+        let g = MetricFamily::gauge("g", "g").with::<&str, &str>(&[], 1.0);
+        let fams = [c, h, g];
+        let mut om = String::new();
+        encode_openmetrics(&fams, &mut om);
+        assert_eq!(
+            om,
+            "# TYPE ops counter\n# HELP ops c\n\
+             ops_total{op=\"a\"} 1\nops_created{op=\"a\"} 1700000000.5\nops_total{op=\"b\"} 2\n\
+             # TYPE d_seconds histogram\n# HELP d_seconds d\n\
+             d_seconds_bucket{op=\"a\",le=\"1\"} 1\nd_seconds_bucket{op=\"a\",le=\"+Inf\"} 1\n\
+             d_seconds_sum{op=\"a\"} 0.5\nd_seconds_count{op=\"a\"} 1\n\
+             d_seconds_created{op=\"a\"} 1700000001\n\
+             # TYPE g gauge\n# HELP g g\ng 1\n# EOF\n"
+        );
+        let mut text = String::new();
+        encode_text(&fams, &mut text);
+        assert!(!text.contains("_created"), "{text}");
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub struct Sample {
     pub suffix: Suffix,
     pub labels: Labels,
     pub value: f64,
+    /// When the series was created (Unix seconds), for counters and histograms whose
+    /// creation time is known: OpenMetrics exposes it as `<name>_created`, and the rule
+    /// store records a zero at that time for a series born since its previous snapshot,
+    /// so `rate()`/`increase()` count the event that created the series. `None` for
+    /// gauges and for series restored from disk (their creation time is unknown).
+    pub created: Option<f64>,
 }
 
 /// A metric family: name, help, type and its samples. Counter names end in `_total`
@@ -114,15 +120,22 @@ impl MetricFamily {
             suffix: Suffix::None,
             labels: self::labels(labels),
             value,
+            created: None,
         });
     }
 
     /// Adds one plain sample with owned labels.
     pub fn push_owned(&mut self, labels: Labels, value: f64) {
+        self.push_created(labels, value, None);
+    }
+
+    /// Adds one counter sample with its creation time (Unix seconds), if known.
+    pub fn push_created(&mut self, labels: Labels, value: f64, created: Option<f64>) {
         self.samples.push(Sample {
             suffix: Suffix::None,
             labels,
             value,
+            created,
         });
     }
 
@@ -134,6 +147,17 @@ impl MetricFamily {
 
     /// Adds the `_bucket`/`_sum`/`_count` series of one histogram.
     pub fn push_histogram(&mut self, labels: Labels, h: &HistogramSnapshot) {
+        self.push_histogram_created(labels, h, None);
+    }
+
+    /// [`push_histogram`](Self::push_histogram) with the series' creation time (Unix
+    /// seconds), if known; every series of the histogram carries it.
+    pub fn push_histogram_created(
+        &mut self,
+        labels: Labels,
+        h: &HistogramSnapshot,
+        created: Option<f64>,
+    ) {
         for (bound, cumulative) in h.bounds.iter().zip(h.cumulative_counts()) {
             let mut l = labels.clone();
             l.push(("le".to_string(), format_le(*bound)));
@@ -141,6 +165,7 @@ impl MetricFamily {
                 suffix: Suffix::Bucket,
                 labels: l,
                 value: cumulative as f64,
+                created,
             });
         }
         let mut inf = labels.clone();
@@ -149,16 +174,19 @@ impl MetricFamily {
             suffix: Suffix::Bucket,
             labels: inf,
             value: h.count as f64,
+            created,
         });
         self.samples.push(Sample {
             suffix: Suffix::Sum,
             labels: labels.clone(),
             value: h.sum,
+            created,
         });
         self.samples.push(Sample {
             suffix: Suffix::Count,
             labels,
             value: h.count as f64,
+            created,
         });
     }
 
@@ -171,6 +199,40 @@ impl MetricFamily {
 /// Formats a bucket bound the way Prometheus client libraries do (`0.005`, `1`, `+Inf`).
 pub fn format_le(bound: f64) -> String {
     encode::format_value(bound)
+}
+
+/// Now as Unix seconds to the millisecond (the unit of [`Sample::created`]; the rule
+/// store keeps milliseconds).
+pub fn unix_seconds_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as f64 / 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// Checks histogram bucket bounds: at least one, each finite and above zero, strictly
+/// increasing. The message says which bound is wrong.
+pub fn validate_buckets(bounds: &[f64]) -> Result<(), String> {
+    if bounds.is_empty() {
+        return Err("must list at least one bucket bound".into());
+    }
+    for (i, b) in bounds.iter().enumerate() {
+        if !b.is_finite() || *b <= 0.0 {
+            return Err(format!(
+                "bound {i} ({}) must be a finite number above 0",
+                encode::format_value(*b)
+            ));
+        }
+        if i > 0 && *b <= bounds[i - 1] {
+            return Err(format!(
+                "bounds must be strictly increasing: bound {i} ({}) is not above bound {} ({})",
+                encode::format_value(*b),
+                i - 1,
+                encode::format_value(bounds[i - 1])
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Default latency buckets (seconds), the Prometheus client default set.

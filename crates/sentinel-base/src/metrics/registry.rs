@@ -112,7 +112,8 @@ pub struct MetricVec<T> {
     help: String,
     kind: MetricType,
     label_names: Vec<String>,
-    values: Mutex<BTreeMap<Vec<String>, T>>,
+    /// Each series' value and its creation time (Unix seconds).
+    values: Mutex<BTreeMap<Vec<String>, (T, f64)>>,
     /// The zero state a new series starts from (holds the buckets for histograms).
     template: T,
     registry: Registry,
@@ -127,7 +128,9 @@ impl<T: Clone> MetricVec<T> {
         debug_assert_eq!(label_values.len(), self.label_names.len(), "{}", self.name);
         let mut values = self.values.lock();
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
-        let slot = values.entry(key).or_insert_with(|| self.template.clone());
+        let (slot, _) = values
+            .entry(key)
+            .or_insert_with(|| (self.template.clone(), super::unix_seconds_now()));
         f(slot);
         drop(values);
         self.registry.touch();
@@ -146,6 +149,12 @@ impl<T: Clone> MetricVec<T> {
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
         self.values.lock().remove(&key);
         self.registry.touch();
+    }
+
+    /// When the series was created (Unix seconds), if it exists.
+    pub fn created(&self, label_values: &[&str]) -> Option<f64> {
+        let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
+        self.values.lock().get(&key).map(|(_, c)| *c)
     }
 
     /// Number of series currently held.
@@ -177,11 +186,13 @@ impl MetricVec<f64> {
 
     pub fn get(&self, label_values: &[&str]) -> Option<f64> {
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
-        self.values.lock().get(&key).copied()
+        self.values.lock().get(&key).map(|(v, _)| *v)
     }
 
-    /// Creates the series at zero so that it is exported before its first event
-    /// (a counter that appears late breaks `rate()` on its first increment).
+    /// Creates the series at zero so that it is exported before its first event.
+    /// A series created by its first event is counted too (its creation time goes to
+    /// `_created` and the rule store), so this is for series that should be visible
+    /// before anything happened.
     pub fn touch_series(&self, label_values: &[&str]) {
         self.update(label_values, |_| {});
     }
@@ -194,15 +205,17 @@ impl MetricVec<HistogramSnapshot> {
 
     pub fn snapshot(&self, label_values: &[&str]) -> Option<HistogramSnapshot> {
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
-        self.values.lock().get(&key).cloned()
+        self.values.lock().get(&key).map(|(h, _)| h.clone())
     }
 }
 
 impl FamilySource for MetricVec<f64> {
     fn collect(&self, out: &mut Vec<MetricFamily>) {
         let mut f = MetricFamily::new(&self.name, &self.help, self.kind);
-        for (k, v) in self.values.lock().iter() {
-            f.push_owned(self.labels_for(k), *v);
+        // Counters carry their creation time (OpenMetrics `_created`); gauges do not.
+        let counter = self.kind == MetricType::Counter;
+        for (k, (v, created)) in self.values.lock().iter() {
+            f.push_created(self.labels_for(k), *v, counter.then_some(*created));
         }
         out.push(f);
     }
@@ -211,8 +224,8 @@ impl FamilySource for MetricVec<f64> {
 impl FamilySource for MetricVec<HistogramSnapshot> {
     fn collect(&self, out: &mut Vec<MetricFamily>) {
         let mut f = MetricFamily::new(&self.name, &self.help, self.kind);
-        for (k, h) in self.values.lock().iter() {
-            f.push_histogram(self.labels_for(k), h);
+        for (k, (h, created)) in self.values.lock().iter() {
+            f.push_histogram_created(self.labels_for(k), h, Some(*created));
         }
         out.push(f);
     }
@@ -236,5 +249,29 @@ mod tests {
         assert_eq!(fams[0].samples[0].value, 3.0);
         assert_eq!(fams[0].samples[0].labels, vec![("a".into(), "1".into())]);
         assert_eq!(fams[1].samples.len(), 4); // le=1, le=+Inf, sum, count
+    }
+
+    #[test]
+    fn counter_and_histogram_series_carry_their_creation_time_and_gauges_do_not() {
+        let r = Registry::new();
+        let before = super::super::unix_seconds_now();
+        let c = r.counter_vec("x_total", "x", &["a"]);
+        c.inc(&["new"]);
+        let g = r.gauge_vec("g", "g", &[]);
+        g.set(&[], 1.0);
+        let h = r.histogram_vec("d_seconds", "d", &[], &[1.0]);
+        h.observe(&[], 0.5);
+        let after = super::super::unix_seconds_now();
+        let fams = r.collect();
+        let created = fams[0].samples[0]
+            .created
+            .expect("counter has a creation time");
+        assert!(before <= created && created <= after);
+        assert_eq!(c.created(&["new"]), Some(created));
+        assert_eq!(fams[1].samples[0].created, None, "gauges have none");
+        assert!(fams[2].samples.iter().all(|s| s.created.is_some()));
+        // A later increment keeps the creation time.
+        c.inc(&["new"]);
+        assert_eq!(r.collect()[0].samples[0].created, Some(created));
     }
 }
