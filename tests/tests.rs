@@ -3,6 +3,7 @@
 mod util;
 
 mod comfyui;
+mod collector_timeouts;
 mod config_doc;
 mod dashboards;
 mod fake_comfyui;

@@ -34,8 +34,8 @@ pub struct ComfyuiConfig {
     pub api_prefix: bool,
     /// How often to poll.
     pub interval: Dur,
-    /// Limit for each HTTP request, body included.
-    pub timeout: Dur,
+    /// Limit for each HTTP request, body included. Unset: `min(2s, interval)`.
+    pub timeout: Option<Dur>,
     /// `max_items` of the regular `/history` poll: the newest N entries.
     pub history_page_size: usize,
     /// Upper bound when paging up through a history whose newest page is all new.
@@ -60,7 +60,7 @@ impl Default for ComfyuiConfig {
             url: "http://127.0.0.1:8188".into(),
             api_prefix: false,
             interval: Dur::secs(5),
-            timeout: Dur::secs(2),
+            timeout: None,
             history_page_size: 64,
             history_max_items: 10_001,
             max_body_bytes: 32 << 20,
@@ -73,8 +73,15 @@ impl Default for ComfyuiConfig {
 }
 
 impl ComfyuiConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// The run's timeout: the explicit one, or `min(2s, interval)`.
+    pub fn timeout(&self) -> Duration {
+        super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
+    }
+
     pub fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_schedule(self.interval.get(), self.timeout.get())?;
+        super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         match url::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             Ok(_) => return Err(("url".into(), "must be an http:// or https:// URL".into())),
@@ -228,7 +235,7 @@ impl ComfyuiCollector {
             .default_headers(headers)
             // A proxy's redirect (to a login page, another host) is not ComfyUI.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.timeout.get())
+            .timeout(cfg.timeout())
             .build()?;
         let base = format!(
             "{}{}",
@@ -348,7 +355,7 @@ impl ComfyuiCollector {
                 }
             })
         };
-        tokio::time::timeout(self.cfg.timeout.get(), fut)
+        tokio::time::timeout(self.cfg.timeout(), fut)
             .await
             .unwrap_or(Err(RequestError::Timeout))
     }
@@ -401,7 +408,7 @@ impl ComfyuiCollector {
             let total = page.entries.len();
             let fresh = st.tracker.count_new(&page);
             let bounded = n >= self.cfg.history_max_items
-                || Instant::now() + self.cfg.timeout.get() > deadline;
+                || Instant::now() + self.cfg.timeout() > deadline;
             if fresh < total || total < n || bounded {
                 if fresh == total && total == n {
                     st.history_skipped += 1;
@@ -778,5 +785,5 @@ pub fn build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<ComfyuiCollector
 /// The runner's limit for one poll. The poll bounds itself (each request by `timeout`,
 /// paging stops before twice the interval); this only catches the unexpected.
 pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
-    cfg.interval.get() * 2 + cfg.timeout.get()
+    cfg.interval.get() * 2 + cfg.timeout()
 }
