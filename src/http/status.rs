@@ -84,30 +84,23 @@ const MAX_TITLE_CHARS: usize = 4000;
 /// Seconds between automatic reloads of the page.
 pub const REFRESH_SECONDS: u32 = 15;
 
-/// Endpoints listed on the page: (method, path, what). GET ones become links.
-const ENDPOINTS: &[(&str, &str, &str)] = &[
-    (
-        "GET",
-        "/metrics",
-        "Prometheus exposition (OpenMetrics when asked)",
-    ),
-    ("GET", "/healthz", "liveness"),
-    ("GET", "/readyz", "readiness: every collector has run once"),
-    ("GET", "/api/v1/alerts", "active alerts (JSON)"),
-    ("GET", "/api/v1/alerts/history", "alert history (JSON)"),
-    (
-        "GET",
-        "/api/v1/silences",
-        "silences (JSON; POST adds, DELETE removes)",
-    ),
-    (
-        "GET",
-        "/api/v1/notifications",
-        "recent notifications (JSON)",
-    ),
-    ("POST", "/api/v1/events", "events ingest"),
-    ("POST", "/-/reload", "re-read the config (as SIGHUP)"),
-];
+/// Endpoints listed on the page: (methods, path, what), read from the router's own
+/// list ([`crate::http::routes`]). GET ones without a path parameter become links.
+fn endpoints() -> &'static [(&'static str, &'static str, &'static str)] {
+    static LIST: std::sync::OnceLock<Vec<(&'static str, &'static str, &'static str)>> =
+        std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        crate::http::routes()
+            .into_iter()
+            .map(|r| (r.methods, r.path, r.about))
+            .collect()
+    })
+}
+
+fn linkable(methods: &str, path: &str) -> bool {
+    methods.split(", ").any(|m| m == "GET") && !path.contains('{')
+}
+
 
 /// Build and process facts for the top of the page.
 #[derive(Debug, Clone, Default)]
@@ -302,8 +295,8 @@ pub fn render(s: &StatusSnapshot, now: SystemTime) -> String {
 <h1>comfy-sentinel <span class=\"muted\">{}</span></h1>\n<nav>",
         escape(&b.version)
     );
-    for (method, path, _) in ENDPOINTS {
-        if *method == "GET" {
+    for (methods, path, _) in endpoints() {
+        if linkable(methods, path) && *path != "/" {
             let _ = write!(h, "<a href=\"{path}\">{path}</a>");
         }
     }
@@ -532,8 +525,8 @@ fn render_notifications(
 
 fn render_endpoints(h: &mut String) {
     h.push_str("<h2 id=\"endpoints\">Endpoints</h2>\n<table><tr><th>method</th><th>path</th><th>what</th></tr>\n");
-    for (method, path, what) in ENDPOINTS {
-        let target = if *method == "GET" {
+    for (method, path, what) in endpoints() {
+        let target = if linkable(method, path) {
             format!("<a href=\"{path}\">{path}</a>")
         } else {
             format!("<code>{path}</code>")
