@@ -41,6 +41,21 @@ pub trait Collector: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// One collection. Blocking work (file reads, FFI) belongs in `spawn_blocking`.
     async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError>;
+    /// The state of the service this collector watches, for collectors that watch one
+    /// (ComfyUI): a run can succeed while its target is down.
+    fn target(&self) -> Option<TargetState> {
+        None
+    }
+}
+
+/// Whether a collector's target answered its last run, and why not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TargetState {
+    /// The target as shown (a URL without credentials).
+    pub target: String,
+    pub up: bool,
+    /// Why the last run could not read the target; none while it is up.
+    pub last_error: Option<String>,
 }
 
 /// A collector together with its schedule.
@@ -299,6 +314,8 @@ pub struct CollectorStatus {
     pub success: bool,
     pub last_error: Option<String>,
     pub interval_seconds: f64,
+    /// The watched service's own state (see [`Collector::target`]).
+    pub target: Option<TargetState>,
 }
 
 /// Runs collectors, each in its own task, and applies config changes.
@@ -467,6 +484,7 @@ async fn run_loop(
             s.last_duration_seconds = elapsed;
             s.success = ok;
             s.last_error = last_logged_error.clone();
+            s.target = spec.collector.target();
         }
     }
 }

@@ -796,6 +796,28 @@ mod router_tests {
     }
 
     #[tokio::test]
+    async fn every_listed_route_answers_each_method_it_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let app = App::start(config, ConfigSource::Embedded);
+        for r in super::routes() {
+            let path = r.path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+            for m in r.methods.split(", ") {
+                let code = call(&app, m, &path, Some("127.0.0.1:4000"), "application/json", "{}")
+                    .await;
+                assert!(
+                    code != StatusCode::METHOD_NOT_ALLOWED && code != StatusCode::NOT_FOUND
+                        || (m == "DELETE" && code == StatusCode::NOT_FOUND),
+                    "{m} {path} is listed but answers {code}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn network_clients_cannot_silence_or_reload_without_web_auth() {
         let dir = tempfile::tempdir().unwrap();
         let config = Config {

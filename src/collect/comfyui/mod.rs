@@ -213,6 +213,8 @@ pub struct ComfyuiCollector {
     state_path: PathBuf,
     outputs: OutputQueue,
     state: tokio::sync::Mutex<State>,
+    /// ComfyUI's own state after the last poll, for the status page.
+    target: parking_lot::Mutex<Option<crate::collect::TargetState>>,
 }
 
 impl ComfyuiCollector {
@@ -266,6 +268,7 @@ impl ComfyuiCollector {
             client,
             state_path,
             outputs: ctx.outputs.clone(),
+            target: parking_lot::Mutex::new(None),
             state: tokio::sync::Mutex::new(State {
                 tracker,
                 request_seconds: ENDPOINTS
@@ -451,6 +454,10 @@ impl Collector for ComfyuiCollector {
         "comfyui"
     }
 
+    fn target(&self) -> Option<crate::collect::TargetState> {
+        self.target.lock().clone()
+    }
+
     async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
         let started = Instant::now();
         let mut st = self.state.lock().await;
@@ -466,6 +473,22 @@ impl Collector for ComfyuiCollector {
             .ok()
             .and_then(|b| parse_or_count(&mut st, "queue", api::parse_queue(&b)));
         let up = stats.is_some() && queue.is_some();
+        let why: Vec<String> = [
+            ("system_stats", stats_err, stats.is_some()),
+            ("queue", queue_err, queue.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, _, parsed)| !parsed)
+        .map(|(endpoint, err, _)| {
+            let reason = err.map_or("invalid_json", |e| e.as_str());
+            format!("/{endpoint}: {reason}")
+        })
+        .collect();
+        *self.target.lock() = Some(crate::collect::TargetState {
+            target: self.shown_url.clone(),
+            up,
+            last_error: (!up).then(|| why.join(", ")),
+        });
         if st.was_up != Some(up) {
             if up {
                 tracing::info!(url = %self.shown_url, "ComfyUI is up");
