@@ -21,5 +21,6 @@ mod notify;
 mod probes;
 mod quality;
 mod rules;
+mod standalone_alerts;
 mod status_page;
 mod system;
