@@ -30,7 +30,10 @@ fn check_accepts_a_one_second_interval_without_a_timeout_and_prints_the_derived_
                 system: { interval: 1s }\n  gpu: { interval: 1s }\n  \
                 quality: { interval: 1s }\n  probes: { interval: 1s }\n";
     let (ok, stdout, stderr) = check(&["--print"], yaml);
-    assert!(ok, "check refused a short interval without a timeout: {stderr}");
+    assert!(
+        ok,
+        "check refused a short interval without a timeout: {stderr}"
+    );
     let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&stdout).expect("YAML");
     for kind in ["comfyui", "system", "gpu", "quality", "probes"] {
         assert_eq!(
@@ -39,7 +42,10 @@ fn check_accepts_a_one_second_interval_without_a_timeout_and_prints_the_derived_
             "{kind}: the effective timeout is min(default, interval)"
         );
     }
-    assert_eq!(v["collectors"]["quality"]["fetch_timeout"].as_str(), Some("1s"));
+    assert_eq!(
+        v["collectors"]["quality"]["fetch_timeout"].as_str(),
+        Some("1s")
+    );
     // Defaults are unchanged when the interval is long enough.
     let (ok, stdout, stderr) = check(&["--print"], "# defaults\n");
     assert!(ok, "{stderr}");
@@ -52,10 +58,16 @@ fn check_accepts_a_one_second_interval_without_a_timeout_and_prints_the_derived_
 fn check_refuses_an_explicit_timeout_longer_than_the_interval_at_its_line() {
     let yaml = "collectors:\n  comfyui:\n    interval: 1s\n    timeout: 3s\n";
     let (ok, _, stderr) = check(&[], yaml);
-    assert!(!ok, "an explicit timeout over the interval must stay an error");
+    assert!(
+        !ok,
+        "an explicit timeout over the interval must stay an error"
+    );
     assert!(
         stderr.contains("collectors.comfyui.timeout") && stderr.contains("at most the interval"),
         "{stderr}"
     );
-    assert!(stderr.contains(":4:"), "located at the timeout's line: {stderr}");
+    assert!(
+        stderr.contains(":4:"),
+        "located at the timeout's line: {stderr}"
+    );
 }

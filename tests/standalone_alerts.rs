@@ -80,7 +80,10 @@ fn comfyui_down_alert_names_the_host_when_run_standalone() {
     let host = host_name();
     assert!(!host.is_empty());
     let (sent, alerts) = fire([("instance".to_string(), host.clone())].into());
-    let down = sent.iter().find(|a| a.name() == "ComfyuiDown").expect("fired");
+    let down = sent
+        .iter()
+        .find(|a| a.name() == "ComfyuiDown")
+        .expect("fired");
     assert_eq!(down.labels.get("instance"), Some(&host));
     assert_eq!(
         down.annotations["description"],
@@ -195,7 +198,9 @@ fn result_labels(e: &Expr) -> Option<BTreeSet<String>> {
                     .args
                     .args
                     .iter()
-                    .find(|a| !matches!(a.as_ref(), Expr::NumberLiteral(_) | Expr::StringLiteral(_)))
+                    .find(|a| {
+                        !matches!(a.as_ref(), Expr::NumberLiteral(_) | Expr::StringLiteral(_))
+                    })
                     .and_then(|a| result_labels(a)),
             }
         }
@@ -254,13 +259,31 @@ fn every_default_annotation_reads_well_for_a_standalone_alert() {
                     let problems: Vec<&str> = [
                         ("<no value>", out.contains("<no value>")),
                         ("double space", out.contains("  ")),
-                        ("empty instance", out.contains(" on  ") || out.contains(" on .")),
-                        ("empty parentheses", out.contains("()") || out.contains("( ")),
-                        ("space before punctuation", out.contains(" ,") || out.contains(" ;") || out.contains(" )")),
-                        ("template error", out.contains("error expanding") || out.contains("{{") || out.contains("%!")),
+                        (
+                            "empty instance",
+                            out.contains(" on  ") || out.contains(" on ."),
+                        ),
+                        (
+                            "empty parentheses",
+                            out.contains("()") || out.contains("( "),
+                        ),
+                        (
+                            "space before punctuation",
+                            out.contains(" ,") || out.contains(" ;") || out.contains(" )"),
+                        ),
+                        (
+                            "template error",
+                            out.contains("error expanding")
+                                || out.contains("{{")
+                                || out.contains("%!"),
+                        ),
                         ("empty", out.trim().is_empty()),
                         ("untrimmed", out.trim() != out),
-                        ("no host", text.contains("$labels.instance") && !out.contains(labels["instance"].as_str())),
+                        (
+                            "no host",
+                            text.contains("$labels.instance")
+                                && !out.contains(labels["instance"].as_str()),
+                        ),
                     ]
                     .into_iter()
                     .filter(|(_, hit)| *hit)
@@ -279,7 +302,11 @@ fn every_default_annotation_reads_well_for_a_standalone_alert() {
         }
     }
     assert!(checked > 50, "only {checked} annotations rendered");
-    assert!(bad.is_empty(), "annotations that read badly:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "annotations that read badly:\n{}",
+        bad.join("\n")
+    );
 }
 
 fn comfy_sentinel_repo() -> std::path::PathBuf {

@@ -2,8 +2,8 @@
 
 mod util;
 
-mod comfyui;
 mod collector_timeouts;
+mod comfyui;
 mod config_doc;
 mod dashboards;
 mod fake_comfyui;

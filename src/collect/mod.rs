@@ -227,7 +227,9 @@ impl CollectorsConfig {
 /// The timeout of a run: the explicit one, or else `min(default, interval)`, as
 /// Prometheus derives `scrape_timeout`, so a short interval never needs a timeout too.
 pub fn resolve_timeout(explicit: Option<Dur>, default: Duration, interval: Duration) -> Duration {
-    explicit.map(Dur::get).unwrap_or_else(|| default.min(interval))
+    explicit
+        .map(Dur::get)
+        .unwrap_or_else(|| default.min(interval))
 }
 
 /// Checks an interval/timeout pair; shared by every collector's `validate`. Only an
@@ -670,7 +672,11 @@ mod tests {
         for (kind, _) in KINDS {
             let err = schedule_of(kind, "interval: 1s, timeout: 2s").unwrap_err();
             assert_eq!(err.0, format!("collectors.{kind}.timeout"), "{kind}");
-            assert!(err.1.contains("at most the interval (1s)"), "{kind}: {}", err.1);
+            assert!(
+                err.1.contains("at most the interval (1s)"),
+                "{kind}: {}",
+                err.1
+            );
             assert_eq!(
                 schedule_of(kind, "interval: 2s, timeout: 1500ms"),
                 Ok(Duration::from_millis(1500)),
@@ -681,8 +687,7 @@ mod tests {
 
     #[test]
     fn quality_fetch_timeout_follows_a_short_run_timeout() {
-        let mut c: CollectorsConfig =
-            serde_yaml_ng::from_str("quality: { interval: 1s }").unwrap();
+        let mut c: CollectorsConfig = serde_yaml_ng::from_str("quality: { interval: 1s }").unwrap();
         c.validate().unwrap();
         assert_eq!(c.quality.fetch_timeout(), Duration::from_secs(1));
         c.resolve_timeouts();
@@ -690,7 +695,10 @@ mod tests {
         let c: CollectorsConfig =
             serde_yaml_ng::from_str("quality: { interval: 10s, timeout: 2s, fetch_timeout: 3s }")
                 .unwrap();
-        assert_eq!(c.validate().unwrap_err().0, "collectors.quality.fetch_timeout");
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "collectors.quality.fetch_timeout"
+        );
     }
 
     #[test]

@@ -804,10 +804,19 @@ mod router_tests {
         };
         let app = App::start(config, ConfigSource::Embedded);
         for r in super::routes() {
-            let path = r.path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+            let path = r
+                .path
+                .replace("{id}", "00000000-0000-0000-0000-000000000000");
             for m in r.methods.split(", ") {
-                let code = call(&app, m, &path, Some("127.0.0.1:4000"), "application/json", "{}")
-                    .await;
+                let code = call(
+                    &app,
+                    m,
+                    &path,
+                    Some("127.0.0.1:4000"),
+                    "application/json",
+                    "{}",
+                )
+                .await;
                 assert!(
                     code != StatusCode::METHOD_NOT_ALLOWED && code != StatusCode::NOT_FOUND
                         || (m == "DELETE" && code == StatusCode::NOT_FOUND),

@@ -11,6 +11,7 @@
 //! `sentinel_notify::dispatch::silence`); every refusal is counted in
 //! `sentinel_silences_rejected_total{reason}`.
 
+use super::Route;
 use crate::app::App;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -18,7 +19,6 @@ use axum::http::StatusCode;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use super::Route;
 use axum::Json;
 use sentinel_notify::dispatch::silence::{Silence, SilenceError, MAX_BODY_BYTES};
 use serde_json::json;

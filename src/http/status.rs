@@ -101,7 +101,6 @@ fn linkable(methods: &str, path: &str) -> bool {
     methods.split(", ").any(|m| m == "GET") && !path.contains('{')
 }
 
-
 /// Build and process facts for the top of the page.
 #[derive(Debug, Clone, Default)]
 pub struct BuildView {
@@ -877,7 +876,11 @@ mod tests {
             .unwrap()
             .matches("<tr><td>")
             .count();
-        assert_eq!(rows, routes.len(), "one row per route, no hand-written extras");
+        assert_eq!(
+            rows,
+            routes.len(),
+            "one row per route, no hand-written extras"
+        );
         assert!(html.contains("<a href=\"/api/v1/query\">/api/v1/query</a>"));
     }
 }

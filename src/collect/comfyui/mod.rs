@@ -410,8 +410,8 @@ impl ComfyuiCollector {
             };
             let total = page.entries.len();
             let fresh = st.tracker.count_new(&page);
-            let bounded = n >= self.cfg.history_max_items
-                || Instant::now() + self.cfg.timeout() > deadline;
+            let bounded =
+                n >= self.cfg.history_max_items || Instant::now() + self.cfg.timeout() > deadline;
             if fresh < total || total < n || bounded {
                 if fresh == total && total == n {
                     st.history_skipped += 1;
