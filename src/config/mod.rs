@@ -562,7 +562,10 @@ mod tests {
 
     #[test]
     fn empty_file_is_all_defaults() {
-        assert_eq!(parse("x", "# nothing\n").unwrap(), Config::default());
+        // Unset collector timeouts come back resolved (min(default, interval)).
+        let mut defaults = Config::default();
+        defaults.collectors.resolve_timeouts();
+        assert_eq!(parse("x", "# nothing\n").unwrap(), defaults);
     }
 
     #[test]
