@@ -46,6 +46,30 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The `instance` label of alerts whose expression gives none: `external_labels.instance`
+/// when set, otherwise this host's name. Alerts are evaluated here, on the host they
+/// watch, so a standalone sidecar's alert still says which machine it is about.
+pub fn alert_instance(cfg: &Config) -> String {
+    match cfg.external_labels.get("instance") {
+        Some(i) if !i.is_empty() => i.clone(),
+        _ => host_name(),
+    }
+}
+
+/// This host's name (`uname -n`), or `localhost` when it cannot be read.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for `buf.len()` bytes, and gethostname writes no more.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    if rc != 0 || name.is_empty() {
+        "localhost".to_string()
+    } else {
+        name
+    }
+}
+
 /// (Re)loads the rule engine from the config; a failure keeps the running rules.
 fn load_rules(engine: &sentinel_rules::engine::RuleEngine, cfg: &Config) {
     let settings = sentinel_rules::engine::EngineSettings {
@@ -54,6 +78,7 @@ fn load_rules(engine: &sentinel_rules::engine::RuleEngine, cfg: &Config) {
         external_url: cfg.external_url.clone().unwrap_or_default(),
         data_dir: Some(cfg.data_dir.clone()),
         query_limits: cfg.query.limits(),
+        default_alert_labels: [("instance".to_string(), alert_instance(cfg))].into(),
     };
     let loaded = cfg
         .rules
@@ -139,7 +164,10 @@ impl App {
             status_providers: ArcSwap::from_pointee(BTreeMap::new()),
         });
         app.apply_collectors();
-        app.set_status_provider("notify", Arc::new(NotifierStatus(app.notifier.clone())));
+        app.set_status_provider(
+            "notify",
+            Arc::new(NotifierStatus(app.notifier.clone(), app.rules.clone())),
+        );
         Ok(app)
     }
 
@@ -281,10 +309,15 @@ fn notify_config(c: &Config) -> sentinel_notify::NotifyConfig {
 
 /// Shows the dispatcher's view on the status page: active alerts with their silenced and
 /// inhibited marks, recent delivery attempts and dead letters, and the outbox depth.
-struct NotifierStatus(Arc<sentinel_notify::Notifier>);
+/// The rule engine supplies each alert's value at its last evaluation.
+struct NotifierStatus(
+    Arc<sentinel_notify::Notifier>,
+    Arc<sentinel_rules::engine::RuleEngine>,
+);
 
 impl StatusProvider for NotifierStatus {
     fn alerts(&self) -> Option<Vec<crate::http::status::AlertView>> {
+        let values = self.1.alert_values();
         let views = self
             .0
             .alerts()
@@ -295,7 +328,7 @@ impl StatusProvider for NotifierStatus {
                 state: a.status.to_string(),
                 labels: a.alert.labels.clone(),
                 annotations: a.alert.annotations.clone(),
-                value: None,
+                value: values.get(&a.alert.fingerprint()).copied(),
                 active_since: Some(a.alert.starts_at.into()),
                 silenced: !a.silenced_by.is_empty(),
                 inhibited: a.inhibited,

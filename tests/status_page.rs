@@ -366,3 +366,62 @@ fn element_scanner_sees_markup_only_outside_text_and_attribute_values() {
     assert_eq!(e[0].attrs, ["title"]);
     assert_eq!(e[1].attrs, ["onclick"]);
 }
+
+/// Issue 13 §7, through the real binary: ComfyUI unreachable shows as "down" with the
+/// reason (not "ok"), a firing alert shows its value, the endpoint list holds the query
+/// API, and the delivery-duration histogram exists before the first delivery.
+#[test]
+fn page_tells_the_truth_about_comfyui_alert_values_and_endpoints() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = temp_file(
+        dir.path(),
+        "down.yaml",
+        "groups:\n  - name: g\n    rules:\n      - alert: ComfyuiUnreachable\n        \
+         expr: (1 - comfyui_up) * 7 > 0\n        labels: {severity: critical}\n        \
+         annotations: {summary: \"ComfyUI on {{ $labels.instance }} is down\"}\n",
+    );
+    let cfg = temp_file(
+        dir.path(),
+        "sentinel.yaml",
+        &format!(
+            "data_dir: {}\ncollectors:\n  system: {{ enabled: false }}\n  comfyui: {{ url: 'http://127.0.0.1:9', interval: 1s }}\n\
+             rules:\n  files: [{}]\n  evaluation_interval: 1s\n\
+             external_labels: {{ instance: render-node-3 }}\n\
+             notify:\n  route: {{ receiver: hook }}\n  receivers:\n    - name: hook\n      \
+             webhooks: [{{ url: 'http://127.0.0.1:9/hook', secret: 'status-page-test-secret-0123456789' }}]\n",
+            dir.path().join("data").display(),
+            rules.display()
+        ),
+    );
+    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    s.wait_ready();
+    let page = wait_page_contains(&s, "ComfyuiUnreachable");
+    let row = page
+        .lines()
+        .find(|l| l.starts_with("<tr><td>comfyui</td>"))
+        .unwrap_or_else(|| panic!("no comfyui row:\n{page}"));
+    assert!(row.contains("<td class=\"bad\">down</td>"), "{row}");
+    assert!(row.contains("127.0.0.1:9"), "{row}");
+    assert!(row.contains("/system_stats: connect"), "{row}");
+    let alert = page
+        .lines()
+        .find(|l| l.contains("ComfyuiUnreachable"))
+        .unwrap();
+    assert!(alert.contains("<td>7</td>"), "the value, not —: {alert}");
+    assert!(alert.contains("render-node-3"), "{alert}");
+    assert!(
+        alert.contains("ComfyUI on render-node-3 is down"),
+        "{alert}"
+    );
+    assert!(page.contains("<a href=\"/api/v1/query\">/api/v1/query</a>"));
+    let metrics = scrape(&s);
+    assert!(
+        metrics.contains("sentinel_notification_duration_seconds_count{receiver=\"hook\"} 0"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("notification"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

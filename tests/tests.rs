@@ -2,6 +2,7 @@
 
 mod util;
 
+mod collector_timeouts;
 mod comfyui;
 mod config_doc;
 mod dashboards;
@@ -21,5 +22,6 @@ mod notify;
 mod probes;
 mod quality;
 mod rules;
+mod standalone_alerts;
 mod status_page;
 mod system;

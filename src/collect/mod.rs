@@ -11,7 +11,7 @@ pub mod process;
 pub mod quality;
 pub mod system;
 
-use crate::config::Config;
+use crate::config::{Config, Dur};
 use crate::metrics::exposition::Exposition;
 use crate::metrics::registry::{GaugeVec, Registry};
 use crate::metrics::MetricFamily;
@@ -41,6 +41,21 @@ pub trait Collector: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// One collection. Blocking work (file reads, FFI) belongs in `spawn_blocking`.
     async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError>;
+    /// The state of the service this collector watches, for collectors that watch one
+    /// (ComfyUI): a run can succeed while its target is down.
+    fn target(&self) -> Option<TargetState> {
+        None
+    }
+}
+
+/// Whether a collector's target answered its last run, and why not.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TargetState {
+    /// The target as shown (a URL without credentials).
+    pub target: String,
+    pub up: bool,
+    /// Why the last run could not read the target; none while it is up.
+    pub last_error: Option<String>,
 }
 
 /// A collector together with its schedule.
@@ -197,21 +212,48 @@ impl CollectorsConfig {
             .map_err(|(p, m)| (format!("collectors.comfyui.{p}"), m))?;
         Ok(())
     }
+
+    /// Writes every unset timeout as its effective value (`check --print` shows it).
+    pub fn resolve_timeouts(&mut self) {
+        self.system.timeout = Some(Dur(self.system.timeout()));
+        self.gpu.timeout = Some(Dur(self.gpu.timeout()));
+        self.quality.timeout = Some(Dur(self.quality.timeout()));
+        self.quality.fetch_timeout = Some(Dur(self.quality.fetch_timeout()));
+        self.probes.timeout = Some(Dur(self.probes.timeout()));
+        self.comfyui.timeout = Some(Dur(self.comfyui.timeout()));
+    }
 }
 
-/// Checks an interval/timeout pair; shared by every collector's `validate`.
-pub fn validate_schedule(interval: Duration, timeout: Duration) -> Result<(), (String, String)> {
+/// The timeout of a run: the explicit one, or else `min(default, interval)`, as
+/// Prometheus derives `scrape_timeout`, so a short interval never needs a timeout too.
+pub fn resolve_timeout(explicit: Option<Dur>, default: Duration, interval: Duration) -> Duration {
+    explicit
+        .map(Dur::get)
+        .unwrap_or_else(|| default.min(interval))
+}
+
+/// Checks an interval/timeout pair; shared by every collector's `validate`. Only an
+/// explicit timeout can be wrong: an unset one is `min(default, interval)`.
+pub fn validate_schedule(
+    interval: Duration,
+    timeout: Option<Dur>,
+    default: Duration,
+) -> Result<(), (String, String)> {
     if interval < Duration::from_millis(100) {
         return Err(("interval".into(), "must be at least 100ms".into()));
     }
-    if timeout.is_zero() || timeout > interval {
-        return Err((
-            "timeout".into(),
-            format!(
-                "must be more than 0s and at most the interval ({})",
-                crate::config::format_duration(interval)
-            ),
-        ));
+    if let Some(t) = timeout {
+        if t.get().is_zero() || t.get() > interval {
+            return Err((
+                "timeout".into(),
+                format!(
+                    "must be more than 0s and at most the interval ({}); unset, it is the \
+                     shorter of {} and the interval",
+                    crate::config::format_duration(interval),
+                    crate::config::format_duration(default),
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -225,7 +267,7 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             system::SystemCollector::new(&c.system),
             &c.system,
             c.system.interval.get(),
-            c.system.timeout.get(),
+            c.system.timeout(),
         ));
     }
     if let Some(gpu) = gpu::GpuCollector::from_config(&c.gpu, ctx) {
@@ -233,7 +275,7 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             gpu,
             &c.gpu,
             c.gpu.interval.get(),
-            c.gpu.timeout.get(),
+            c.gpu.timeout(),
         ));
     }
     if let Some(comfyui) = comfyui::build(&c.comfyui, ctx) {
@@ -251,7 +293,7 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             q,
             &(&c.quality, comfyui_url),
             c.quality.interval.get(),
-            c.quality.timeout.get(),
+            c.quality.timeout(),
         ));
     }
     if let Some(p) = probes::ProbesCollector::from_config(&c.probes) {
@@ -259,7 +301,7 @@ pub fn build(cfg: &Config, ctx: &BuildContext) -> Vec<CollectorSpec> {
             p,
             &c.probes.fingerprint(),
             c.probes.interval.get(),
-            c.probes.timeout.get(),
+            c.probes.timeout(),
         ));
     }
     out
@@ -274,6 +316,8 @@ pub struct CollectorStatus {
     pub success: bool,
     pub last_error: Option<String>,
     pub interval_seconds: f64,
+    /// The watched service's own state (see [`Collector::target`]).
+    pub target: Option<TargetState>,
 }
 
 /// Runs collectors, each in its own task, and applies config changes.
@@ -442,6 +486,7 @@ async fn run_loop(
             s.last_duration_seconds = elapsed;
             s.success = ok;
             s.last_error = last_logged_error.clone();
+            s.target = spec.collector.target();
         }
     }
 }
@@ -568,5 +613,102 @@ mod tests {
         runner.apply(vec![]);
         assert!(runner.statuses().is_empty());
         runner.stop_all();
+    }
+
+    /// Parses `collectors.<kind>` from YAML, validates it and returns its resolved timeout.
+    fn schedule_of(kind: &str, body: &str) -> Result<Duration, (String, String)> {
+        let yaml = format!("{kind}: {{ {body} }}");
+        let mut c: CollectorsConfig = serde_yaml_ng::from_str(&yaml).expect("parses");
+        c.validate()?;
+        c.resolve_timeouts();
+        c.validate().expect("resolved timeouts stay valid");
+        Ok(match kind {
+            "system" => c.system.timeout(),
+            "gpu" => c.gpu.timeout(),
+            "quality" => c.quality.timeout(),
+            "probes" => c.probes.timeout(),
+            "comfyui" => c.comfyui.timeout(),
+            _ => unreachable!(),
+        })
+    }
+
+    const KINDS: [(&str, u64); 5] = [
+        ("system", 4),
+        ("gpu", 4),
+        ("quality", 9),
+        ("probes", 10),
+        ("comfyui", 2),
+    ];
+
+    #[test]
+    fn a_short_interval_without_a_timeout_is_accepted_for_every_collector() {
+        for (kind, _) in KINDS {
+            assert_eq!(
+                schedule_of(kind, "interval: 1s"),
+                Ok(Duration::from_secs(1)),
+                "{kind}: unset timeout must be min(default, interval)"
+            );
+            assert_eq!(
+                schedule_of(kind, "interval: 100ms"),
+                Ok(Duration::from_millis(100)),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unset_timeout_keeps_its_default_under_a_long_interval() {
+        for (kind, default) in KINDS {
+            assert_eq!(
+                schedule_of(kind, "interval: 1m"),
+                Ok(Duration::from_secs(default)),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_explicit_timeout_longer_than_the_interval_is_still_a_located_error() {
+        for (kind, _) in KINDS {
+            let err = schedule_of(kind, "interval: 1s, timeout: 2s").unwrap_err();
+            assert_eq!(err.0, format!("collectors.{kind}.timeout"), "{kind}");
+            assert!(
+                err.1.contains("at most the interval (1s)"),
+                "{kind}: {}",
+                err.1
+            );
+            assert_eq!(
+                schedule_of(kind, "interval: 2s, timeout: 1500ms"),
+                Ok(Duration::from_millis(1500)),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn quality_fetch_timeout_follows_a_short_run_timeout() {
+        let mut c: CollectorsConfig = serde_yaml_ng::from_str("quality: { interval: 1s }").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.quality.fetch_timeout(), Duration::from_secs(1));
+        c.resolve_timeouts();
+        assert_eq!(c.quality.fetch_timeout, Some(Dur::secs(1)));
+        let c: CollectorsConfig =
+            serde_yaml_ng::from_str("quality: { interval: 10s, timeout: 2s, fetch_timeout: 3s }")
+                .unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "collectors.quality.fetch_timeout"
+        );
+    }
+
+    #[test]
+    fn probe_targets_default_inside_a_short_derived_run_timeout() {
+        let mut c: CollectorsConfig = serde_yaml_ng::from_str(
+            "probes: { interval: 1s, targets: [{ name: a, tcp: '127.0.0.1:1' }] }",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        c.resolve_timeouts();
+        assert_eq!(c.probes.timeout, Some(Dur::secs(1)));
     }
 }

@@ -58,8 +58,9 @@ pub struct ProbesConfig {
     /// Probe the targets (nothing runs while `targets` is empty).
     pub enabled: bool,
     pub interval: Dur,
-    /// Limit of one whole run; every target's own `timeout` must be shorter.
-    pub timeout: Dur,
+    /// Limit of one whole run; every target's own `timeout` must be shorter. Unset:
+    /// `min(10s, interval)`.
+    pub timeout: Option<Dur>,
     /// The dependencies to probe.
     pub targets: Vec<ProbeTarget>,
 }
@@ -69,7 +70,7 @@ impl Default for ProbesConfig {
         ProbesConfig {
             enabled: true,
             interval: Dur::secs(15),
-            timeout: Dur::secs(10),
+            timeout: None,
             targets: Vec::new(),
         }
     }
@@ -217,14 +218,21 @@ fn connect_host(url: &url::Url) -> Result<String, String> {
 }
 
 impl ProbesConfig {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// The run's timeout: the explicit one, or `min(10s, interval)`.
+    pub fn timeout(&self) -> std::time::Duration {
+        super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
+    }
+
     pub fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_schedule(self.interval.get(), self.timeout.get())?;
+        super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         if self.targets.len() > MAX_TARGETS {
             return Err(("targets".into(), format!("at most {MAX_TARGETS} targets")));
         }
         let mut names = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
-            t.validate(self.timeout)
+            t.validate(Dur(self.timeout()))
                 .map_err(|(f, m)| (format!("targets[{i}].{f}"), m))?;
             if !names.insert(t.name.as_str()) {
                 return Err((
@@ -624,7 +632,7 @@ impl ProbesCollector {
         let targets: Vec<Target> = cfg
             .targets
             .iter()
-            .filter_map(|t| match Target::new(t, cfg.timeout.get()) {
+            .filter_map(|t| match Target::new(t, cfg.timeout()) {
                 Ok(t) => Some(t),
                 // Validation accepted it, so this cannot happen short of a bug.
                 Err(e) => {

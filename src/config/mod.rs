@@ -155,7 +155,9 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
         .lines()
         .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
     {
-        return Ok(Config::default());
+        let mut config = Config::default();
+        config.collectors.resolve_timeouts();
+        return Ok(config);
     }
     // Before any YAML parser: their time grows with the square of the nesting depth.
     let scan = sentinel_base::config::depth::scan(source, MAX_YAML_DEPTH);
@@ -222,6 +224,8 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     config.rules.base_dir = base_dir.map(|p| p.to_path_buf());
     resolve_paths(&mut config, base_dir);
     validate(&config, file, source)?;
+    // Unset collector timeouts become min(default, interval), shown by `check --print`.
+    config.collectors.resolve_timeouts();
     check_build(&config, file, source)?;
     Ok(config)
 }
@@ -558,7 +562,10 @@ mod tests {
 
     #[test]
     fn empty_file_is_all_defaults() {
-        assert_eq!(parse("x", "# nothing\n").unwrap(), Config::default());
+        // Unset collector timeouts come back resolved (min(default, interval)).
+        let mut defaults = Config::default();
+        defaults.collectors.resolve_timeouts();
+        assert_eq!(parse("x", "# nothing\n").unwrap(), defaults);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use base64::Engine;
 use hyper::body::Body as _;
@@ -51,22 +51,96 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+/// One route: the router mounts `handler` at `path`, and the status page lists
+/// `methods`, `path` and `about` from the same entry, so the two cannot drift apart.
+pub struct Route {
+    /// The methods `handler` answers, as listed (`GET`, `GET, POST`).
+    pub methods: &'static str,
+    pub path: &'static str,
+    /// What it is for, one line.
+    pub about: &'static str,
+    pub handler: MethodRouter<Arc<App>>,
+}
+
+impl Route {
+    pub fn new(
+        methods: &'static str,
+        path: &'static str,
+        about: &'static str,
+        handler: MethodRouter<Arc<App>>,
+    ) -> Route {
+        Route {
+            methods,
+            path,
+            about,
+            handler,
+        }
+    }
+}
+
+/// The routes behind the `web:` auth layer that this module serves.
+fn core_routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            "GET",
+            "/metrics",
+            "Prometheus exposition (OpenMetrics when asked)",
+            get(metrics),
+        ),
+        Route::new("GET", "/healthz", "liveness", get(healthz)),
+        Route::new(
+            "GET",
+            "/readyz",
+            "readiness: every collector has run once",
+            get(readyz),
+        ),
+        Route::new("GET", "/", "this status page", get(index)),
+        Route::new(
+            "POST",
+            "/-/reload",
+            "re-read the config (as SIGHUP)",
+            post(reload),
+        ),
+    ]
+}
+
+/// The routes outside the `web:` auth layer (they authenticate on their own).
+fn ingest_routes() -> Vec<Route> {
+    vec![Route::new(
+        "POST",
+        crate::ingest::PATH,
+        "events ingest (its own auth: ingest.tokens)",
+        post(crate::ingest::handle),
+    )]
+}
+
+/// The one list of routes: what [`router`] mounts and the status page lists.
+pub fn routes() -> Vec<Route> {
+    let mut all = core_routes();
+    all.extend(notify_api::routes());
+    all.extend(query_api::routes());
+    all.extend(ingest_routes());
+    all
+}
+
+fn mount(routes: Vec<Route>) -> Router<Arc<App>> {
+    routes
+        .into_iter()
+        .fold(Router::new(), |r, route| r.route(route.path, route.handler))
+}
+
 /// All routes, with auth and common headers applied.
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/", get(index))
-        .route("/-/reload", post(reload))
-        .merge(notify_api::routes())
-        .merge(query_api::routes())
+    let mut authed = core_routes();
+    authed.extend(notify_api::routes());
+    authed.extend(query_api::routes());
+    mount(authed)
         .fallback(not_found)
         // Bodies the extractors buffer (the query form); silences and events cap their own.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), auth))
         // After the auth layer: the ingest API authenticates on its own (ingest/auth.rs).
-        .merge(crate::ingest::routes())
+        .merge(mount(ingest_routes()))
         .layer(middleware::from_fn(common_headers))
         .with_state(app)
 }
@@ -719,6 +793,37 @@ mod router_tests {
             .await
             .unwrap()
             .status()
+    }
+
+    #[tokio::test]
+    async fn every_listed_route_answers_each_method_it_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        let app = App::start(config, ConfigSource::Embedded);
+        for r in super::routes() {
+            let path = r
+                .path
+                .replace("{id}", "00000000-0000-0000-0000-000000000000");
+            for m in r.methods.split(", ") {
+                let code = call(
+                    &app,
+                    m,
+                    &path,
+                    Some("127.0.0.1:4000"),
+                    "application/json",
+                    "{}",
+                )
+                .await;
+                assert!(
+                    code != StatusCode::METHOD_NOT_ALLOWED && code != StatusCode::NOT_FOUND
+                        || (m == "DELETE" && code == StatusCode::NOT_FOUND),
+                    "{m} {path} is listed but answers {code}"
+                );
+            }
+        }
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@
 //! `sentinel_notify::dispatch::silence`); every refusal is counted in
 //! `sentinel_silences_rejected_total{reason}`.
 
+use super::Route;
 use crate::app::App;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -18,18 +19,40 @@ use axum::http::StatusCode;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use sentinel_notify::dispatch::silence::{Silence, SilenceError, MAX_BODY_BYTES};
 use serde_json::json;
 use std::sync::Arc;
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new()
-        .route("/api/v1/alerts", get(alerts))
-        .route("/api/v1/alerts/history", get(history))
-        .route("/api/v1/silences", get(list_silences).post(post_silence))
-        .route("/api/v1/silences/{id}", delete(delete_silence))
-        .route("/api/v1/notifications", get(notifications))
+/// The notifications API's routes (mounted by `http::router`, listed on the status page).
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new("GET", "/api/v1/alerts", "active alerts (JSON)", get(alerts)),
+        Route::new(
+            "GET",
+            "/api/v1/alerts/history",
+            "alert history (JSON)",
+            get(history),
+        ),
+        Route::new(
+            "GET, POST",
+            "/api/v1/silences",
+            "silences (JSON; POST adds one)",
+            get(list_silences).post(post_silence),
+        ),
+        Route::new(
+            "DELETE",
+            "/api/v1/silences/{id}",
+            "expires a silence",
+            delete(delete_silence),
+        ),
+        Route::new(
+            "GET",
+            "/api/v1/notifications",
+            "recent notifications (JSON)",
+            get(notifications),
+        ),
+    ]
 }
 
 async fn alerts(State(app): State<Arc<App>>) -> Response {

@@ -12,7 +12,7 @@ use axum::extract::{Form, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use sentinel_rules::eval::{Budget, EvalError, Evaluator};
 use serde::Deserialize;
 use serde_json::json;
@@ -47,8 +47,14 @@ pub struct QueryParams {
     time: Option<String>,
 }
 
-pub fn routes() -> Router<Arc<App>> {
-    Router::new().route("/api/v1/query", get(query_get).post(query_post))
+/// The query API's route (mounted by `http::router`, listed on the status page).
+pub fn routes() -> Vec<super::Route> {
+    vec![super::Route::new(
+        "GET, POST",
+        "/api/v1/query",
+        "PromQL instant query over the rule engine's store (JSON)",
+        get(query_get).post(query_post),
+    )]
 }
 
 async fn query_get(State(app): State<Arc<App>>, Query(p): Query<QueryParams>) -> Response {

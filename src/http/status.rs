@@ -84,30 +84,22 @@ const MAX_TITLE_CHARS: usize = 4000;
 /// Seconds between automatic reloads of the page.
 pub const REFRESH_SECONDS: u32 = 15;
 
-/// Endpoints listed on the page: (method, path, what). GET ones become links.
-const ENDPOINTS: &[(&str, &str, &str)] = &[
-    (
-        "GET",
-        "/metrics",
-        "Prometheus exposition (OpenMetrics when asked)",
-    ),
-    ("GET", "/healthz", "liveness"),
-    ("GET", "/readyz", "readiness: every collector has run once"),
-    ("GET", "/api/v1/alerts", "active alerts (JSON)"),
-    ("GET", "/api/v1/alerts/history", "alert history (JSON)"),
-    (
-        "GET",
-        "/api/v1/silences",
-        "silences (JSON; POST adds, DELETE removes)",
-    ),
-    (
-        "GET",
-        "/api/v1/notifications",
-        "recent notifications (JSON)",
-    ),
-    ("POST", "/api/v1/events", "events ingest"),
-    ("POST", "/-/reload", "re-read the config (as SIGHUP)"),
-];
+/// Endpoints listed on the page: (methods, path, what), read from the router's own
+/// list ([`crate::http::routes`]). GET ones without a path parameter become links.
+fn endpoints() -> &'static [(&'static str, &'static str, &'static str)] {
+    static LIST: std::sync::OnceLock<Vec<(&'static str, &'static str, &'static str)>> =
+        std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        crate::http::routes()
+            .into_iter()
+            .map(|r| (r.methods, r.path, r.about))
+            .collect()
+    })
+}
+
+fn linkable(methods: &str, path: &str) -> bool {
+    methods.split(", ").any(|m| m == "GET") && !path.contains('{')
+}
 
 /// Build and process facts for the top of the page.
 #[derive(Debug, Clone, Default)]
@@ -273,7 +265,7 @@ fn value(v: Option<f64>) -> String {
 fn state_class(state: &str) -> &'static str {
     match state.to_ascii_lowercase().as_str() {
         "ok" | "delivered" | "resolved" | "sent" | "success" => "ok",
-        "failing" | "firing" | "failed" | "dead" | "critical" | "error" => "bad",
+        "failing" | "down" | "firing" | "failed" | "dead" | "critical" | "error" => "bad",
         "pending" | "retry" | "retrying" | "queued" | "warning" => "warn",
         _ => "plain",
     }
@@ -302,8 +294,8 @@ pub fn render(s: &StatusSnapshot, now: SystemTime) -> String {
 <h1>comfy-sentinel <span class=\"muted\">{}</span></h1>\n<nav>",
         escape(&b.version)
     );
-    for (method, path, _) in ENDPOINTS {
-        if *method == "GET" {
+    for (methods, path, _) in endpoints() {
+        if linkable(methods, path) && *path != "/" {
             let _ = write!(h, "<a href=\"{path}\">{path}</a>");
         }
     }
@@ -375,12 +367,25 @@ fn render_collectors(h: &mut String, collectors: &[(String, CollectorStatus)], n
     }
     h.push_str("<table><tr><th>collector</th><th>state</th><th>last run</th><th>duration</th><th>interval</th><th>runs</th><th>last error</th></tr>\n");
     for (name, st) in collectors {
+        // A run that succeeded while its target (ComfyUI) did not answer is no "ok".
+        let target_down = st.target.as_ref().filter(|t| !t.up);
         let state = if st.runs == 0 {
             "pending"
-        } else if st.success {
-            "ok"
-        } else {
+        } else if !st.success {
             "failing"
+        } else if target_down.is_some() {
+            "down"
+        } else {
+            "ok"
+        };
+        let error = match (&st.last_error, target_down) {
+            (Some(e), _) => e.clone(),
+            (None, Some(t)) => format!(
+                "{} is down: {}",
+                t.target,
+                t.last_error.as_deref().unwrap_or("no answer")
+            ),
+            (None, None) => String::new(),
         };
         let duration = if st.runs == 0 {
             "—".to_string()
@@ -395,7 +400,7 @@ fn render_collectors(h: &mut String, collectors: &[(String, CollectorStatus)], n
             ago(st.last_run, now),
             value(Some(st.interval_seconds)),
             st.runs,
-            cell(st.last_error.as_deref().unwrap_or("")),
+            cell(&error),
         );
     }
     h.push_str("</table>\n");
@@ -532,8 +537,8 @@ fn render_notifications(
 
 fn render_endpoints(h: &mut String) {
     h.push_str("<h2 id=\"endpoints\">Endpoints</h2>\n<table><tr><th>method</th><th>path</th><th>what</th></tr>\n");
-    for (method, path, what) in ENDPOINTS {
-        let target = if *method == "GET" {
+    for (method, path, what) in endpoints() {
+        let target = if linkable(method, path) {
             format!("<a href=\"{path}\">{path}</a>")
         } else {
             format!("<code>{path}</code>")
@@ -604,6 +609,7 @@ mod tests {
                 success: false,
                 last_error: Some(EVIL.into()),
                 interval_seconds: 5.0,
+                target: None,
             },
         )];
         s.alerts = Some(vec![AlertView {
@@ -665,6 +671,7 @@ mod tests {
                 success: false,
                 last_error: Some("GET http://u:SECRET@h:8188/queue?token=SECRET2: refused".into()),
                 interval_seconds: 5.0,
+                target: None,
             },
         )];
         s.notifications = Some(vec![NotificationView {
@@ -806,5 +813,74 @@ mod tests {
         assert_eq!(value(Some(f64::INFINITY)), "+Inf");
         assert_eq!(value(None), "—");
         assert_eq!(human(Duration::from_secs(90_061)), "1d 1h");
+    }
+
+    #[test]
+    fn comfyui_row_says_down_with_the_reason_when_comfyui_does_not_answer() {
+        let row = |target: Option<crate::collect::TargetState>| {
+            let mut s = snapshot();
+            s.collectors = vec![(
+                "comfyui".into(),
+                CollectorStatus {
+                    runs: 4,
+                    last_run: Some(t(1_000_090)),
+                    last_duration_seconds: 0.003,
+                    success: true,
+                    last_error: None,
+                    interval_seconds: 5.0,
+                    target,
+                },
+            )];
+            let html = render(&s, t(1_000_100));
+            html.lines()
+                .find(|l| l.starts_with("<tr><td>comfyui</td>"))
+                .expect("comfyui row")
+                .to_string()
+        };
+        let down = row(Some(crate::collect::TargetState {
+            target: "http://127.0.0.1:8188/".into(),
+            up: false,
+            last_error: Some("/system_stats: connect, /queue: connect".into()),
+        }));
+        assert!(down.contains("<td class=\"bad\">down</td>"), "{down}");
+        assert!(!down.contains(">ok<"), "{down}");
+        assert!(
+            down.contains("http://127.0.0.1:8188/ is down: /system_stats: connect"),
+            "{down}"
+        );
+        let up = row(Some(crate::collect::TargetState {
+            target: "http://127.0.0.1:8188/".into(),
+            up: true,
+            last_error: None,
+        }));
+        assert!(up.contains("<td class=\"ok\">ok</td>"), "{up}");
+    }
+
+    #[test]
+    fn endpoint_list_is_the_routers_list_and_includes_the_query_api() {
+        let html = render(&snapshot(), t(1_000_100));
+        let routes = crate::http::routes();
+        assert!(routes.iter().any(|r| r.path == "/api/v1/query"));
+        for r in &routes {
+            assert!(
+                html.contains(&format!("<tr><td>{}</td>", r.methods))
+                    && html.contains(&format!(">{}<", r.path)),
+                "{} {} missing from the page",
+                r.methods,
+                r.path
+            );
+        }
+        let rows = html
+            .split("<h2 id=\"endpoints\">")
+            .nth(1)
+            .unwrap()
+            .matches("<tr><td>")
+            .count();
+        assert_eq!(
+            rows,
+            routes.len(),
+            "one row per route, no hand-written extras"
+        );
+        assert!(html.contains("<a href=\"/api/v1/query\">/api/v1/query</a>"));
     }
 }

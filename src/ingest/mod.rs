@@ -454,7 +454,7 @@ fn may_drain(resp: &Response, headers: &HeaderMap, s: &Settings) -> bool {
     !expects_continue && resp.status() != StatusCode::FORBIDDEN && !unverifiable_signature
 }
 
-async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
+pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let ingest = &app.ingest;
     let s = ingest.settings.load_full();
     let (parts, body) = req.into_parts();

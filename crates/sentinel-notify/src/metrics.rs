@@ -77,5 +77,25 @@ impl Metrics {
             self.notifications.touch_series(&[receiver, r]);
         }
         self.dead.touch_series(&[receiver]);
+        self.duration.touch_histogram(&[receiver]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_duration_histogram_exists_for_configured_receivers_before_any_attempt() {
+        let r = Registry::new();
+        let m = Metrics::register(&r);
+        assert!(m.duration.snapshot(&["ops"]).is_none());
+        m.touch_receiver("ops");
+        let h = m
+            .duration
+            .snapshot(&["ops"])
+            .expect("initialized like the counters");
+        assert_eq!(h.count, 0);
+        assert_eq!(m.notifications.get(&["ops", "success"]), Some(0.0));
     }
 }

@@ -38,6 +38,9 @@ pub struct EngineSettings {
     pub data_dir: Option<PathBuf>,
     /// Limits of every rule evaluation (`query:`).
     pub query_limits: crate::eval::QueryLimits,
+    /// Labels every alert gets when its expression and rule leave them unset (the
+    /// sidecar's `instance`); empty for `rules test`, so unit tests match promtool's.
+    pub default_alert_labels: BTreeMap<String, String>,
 }
 
 /// An alert sink that only logs, until the notification dispatcher is wired.
@@ -92,6 +95,8 @@ pub struct RuleEngine {
     store: Arc<Store>,
     /// The alerts after the last evaluation, so `/metrics` never waits for one.
     snapshot: Mutex<Arc<Vec<AlertRow>>>,
+    /// Each active alert's last value, by the fingerprint of its sent labels.
+    values: Mutex<Arc<HashMap<u64, f64>>>,
     sink: Mutex<Arc<dyn AlertSink>>,
     inner: Mutex<Inner>,
     metrics: Metrics,
@@ -140,6 +145,7 @@ impl RuleEngine {
         let engine = Arc::new(RuleEngine {
             store,
             snapshot: Mutex::new(Arc::new(Vec::new())),
+            values: Mutex::new(Arc::new(HashMap::new())),
             sink: Mutex::new(sink),
             inner: Mutex::new(Inner {
                 groups: Vec::new(),
@@ -213,6 +219,7 @@ impl RuleEngine {
         let mut count = 0;
         for d in defs {
             let mut g = Group::new(d, settings.evaluation_interval);
+            g.default_alert_labels = settings.default_alert_labels.clone();
             count += g.rules.len();
             let key = (g.file.clone(), g.name.clone(), String::new());
             if let Some(prev) = old.get_mut(&key) {
@@ -315,6 +322,11 @@ impl RuleEngine {
                 now_ms,
             );
             *self.snapshot.lock() = Arc::new(collect_alerts(groups));
+            let mut values = HashMap::new();
+            for run in groups.iter() {
+                run.group.alert_values(&mut values);
+            }
+            *self.values.lock() = Arc::new(values);
         }
         drop(inner);
         if !to_send.is_empty() {
@@ -340,6 +352,12 @@ impl RuleEngine {
     /// Pending and firing alerts as of the last evaluation, for `/metrics` and status pages.
     pub fn alerts(&self) -> Arc<Vec<AlertRow>> {
         self.snapshot.lock().clone()
+    }
+
+    /// The value each pending or firing alert had at its last evaluation, keyed by the
+    /// fingerprint of the labels it was sent with (`Alert::fingerprint`).
+    pub fn alert_values(&self) -> Arc<HashMap<u64, f64>> {
+        self.values.lock().clone()
     }
 
     /// `(group, rule, health ok, last error)` of every rule.

@@ -178,6 +178,9 @@ pub struct Group {
     pub limit: u64,
     pub rules: Vec<Rule>,
     pub last_duration: Duration,
+    /// Labels an alert gets when neither its expression nor its rule sets them, also
+    /// seen by its templates as `$labels` (the running sidecar's `instance`).
+    pub default_alert_labels: BTreeMap<String, String>,
 }
 
 impl Group {
@@ -189,6 +192,7 @@ impl Group {
             limit: def.limit,
             rules: def.rules.into_iter().map(Rule::new).collect(),
             last_duration: Duration::ZERO,
+            default_alert_labels: BTreeMap::new(),
         }
     }
 
@@ -196,11 +200,12 @@ impl Group {
     pub fn eval(&mut self, ts: i64, ctx: &EvalContext) {
         let started = std::time::Instant::now();
         let limit = self.limit;
+        let defaults = &self.default_alert_labels;
         for rule in &mut self.rules {
             let t0 = std::time::Instant::now();
             let result = match rule.def.kind {
                 RuleKind::Recording => eval_recording(rule, ts, ctx, limit),
-                RuleKind::Alerting => eval_alerting(rule, ts, ctx, limit),
+                RuleKind::Alerting => eval_alerting(rule, ts, ctx, limit, defaults),
             };
             let output = match result {
                 Ok(v) => {
@@ -251,11 +256,7 @@ impl Group {
                 a.valid_until = ts + 4 * delta;
                 let ends = a.resolved_at.unwrap_or(a.valid_until);
                 out.push(Alert {
-                    labels: a
-                        .labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
+                    labels: sent_labels(&a.labels, &self.default_alert_labels),
                     annotations: a.annotations.clone(),
                     starts_at: ms_to_time(a.fired_at.unwrap_or(a.active_at)),
                     ends_at: ms_to_time(ends),
@@ -265,6 +266,37 @@ impl Group {
         }
         out
     }
+}
+
+impl Group {
+    /// The value of each pending or firing alert at its last evaluation, keyed by the
+    /// fingerprint of the labels it is sent with (for the status page).
+    pub fn alert_values(&self, out: &mut HashMap<u64, f64>) {
+        for rule in &self.rules {
+            for a in rule.active.values() {
+                if a.state == AlertState::Inactive {
+                    continue;
+                }
+                let labels = sent_labels(&a.labels, &self.default_alert_labels);
+                out.insert(sentinel_base::alert::fingerprint(&labels), a.value);
+            }
+        }
+    }
+}
+
+/// An alert's labels as sent: its own, plus each default label it lacks. The default
+/// labels stay out of `ALERTS` and the alert's identity here, so `/metrics` is unchanged.
+fn sent_labels(labels: &Labels, defaults: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut out: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for (k, v) in defaults {
+        if out.get(k).is_none_or(|v| v.is_empty()) {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
 }
 
 pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
@@ -316,12 +348,26 @@ fn eval_recording(
 
 /// The alert a result sample stands for: its labels (the sample's without `__name__`, the
 /// rule's labels expanded over it, `alertname`) and expanded annotations, pending from `ts`.
-fn alert_of(rule: &Rule, s: &Sample, ts: i64, ctx: &EvalContext, tmpl_name: &str) -> ActiveAlert {
-    let label_map: BTreeMap<String, String> = s
+fn alert_of(
+    rule: &Rule,
+    s: &Sample,
+    ts: i64,
+    ctx: &EvalContext,
+    tmpl_name: &str,
+    defaults: &BTreeMap<String, String>,
+) -> ActiveAlert {
+    let mut label_map: BTreeMap<String, String> = s
         .labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    // Default alert labels (the standalone sidecar's `instance`) are seen by templates
+    // where neither the expression nor a rule label gives one.
+    for (k, v) in defaults {
+        if !label_map.contains_key(k) && !rule.def.labels.contains_key(k) {
+            label_map.insert(k.clone(), v.clone());
+        }
+    }
     let data = TemplateData {
         labels: &label_map,
         external_labels: ctx.external_labels,
@@ -361,12 +407,13 @@ fn eval_alerting(
     ts: i64,
     ctx: &EvalContext,
     limit: u64,
+    defaults: &BTreeMap<String, String>,
 ) -> Result<Vec<Sample>, String> {
     let res = query(rule, ts, ctx)?;
     let tmpl_name = format!("__alert_{}", rule.def.name);
     let mut fresh: HashMap<Labels, ActiveAlert> = HashMap::with_capacity(res.len());
     for s in &res {
-        let a = alert_of(rule, s, ts, ctx, &tmpl_name);
+        let a = alert_of(rule, s, ts, ctx, &tmpl_name, defaults);
         if fresh.contains_key(&a.labels) {
             return Err(SAME_LABELSET.into());
         }
@@ -379,7 +426,7 @@ fn eval_alerting(
         if rule.active.values().any(|a| a.state == AlertState::Firing) {
             let mut held = HashSet::new();
             for s in &run_expr(&hold.expr, ts, ctx)? {
-                let a = alert_of(rule, s, ts, ctx, &tmpl_name);
+                let a = alert_of(rule, s, ts, ctx, &tmpl_name, defaults);
                 let firing = rule
                     .active
                     .get(&a.labels)

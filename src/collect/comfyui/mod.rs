@@ -34,8 +34,8 @@ pub struct ComfyuiConfig {
     pub api_prefix: bool,
     /// How often to poll.
     pub interval: Dur,
-    /// Limit for each HTTP request, body included.
-    pub timeout: Dur,
+    /// Limit for each HTTP request, body included. Unset: `min(2s, interval)`.
+    pub timeout: Option<Dur>,
     /// `max_items` of the regular `/history` poll: the newest N entries.
     pub history_page_size: usize,
     /// Upper bound when paging up through a history whose newest page is all new.
@@ -66,7 +66,7 @@ impl Default for ComfyuiConfig {
             url: "http://127.0.0.1:8188".into(),
             api_prefix: false,
             interval: Dur::secs(5),
-            timeout: Dur::secs(2),
+            timeout: None,
             history_page_size: 64,
             history_max_items: 10_001,
             max_body_bytes: 32 << 20,
@@ -80,8 +80,15 @@ impl Default for ComfyuiConfig {
 }
 
 impl ComfyuiConfig {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+    /// The run's timeout: the explicit one, or `min(2s, interval)`.
+    pub fn timeout(&self) -> Duration {
+        super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
+    }
+
     pub fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_schedule(self.interval.get(), self.timeout.get())?;
+        super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         match url::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
             Ok(_) => return Err(("url".into(), "must be an http:// or https:// URL".into())),
@@ -221,6 +228,8 @@ pub struct ComfyuiCollector {
     state_path: PathBuf,
     outputs: OutputQueue,
     state: tokio::sync::Mutex<State>,
+    /// ComfyUI's own state after the last poll, for the status page.
+    target: parking_lot::Mutex<Option<crate::collect::TargetState>>,
 }
 
 impl ComfyuiCollector {
@@ -243,7 +252,7 @@ impl ComfyuiCollector {
             .default_headers(headers)
             // A proxy's redirect (to a login page, another host) is not ComfyUI.
             .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.timeout.get())
+            .timeout(cfg.timeout())
             .build()?;
         let base = format!(
             "{}{}",
@@ -275,6 +284,7 @@ impl ComfyuiCollector {
             client,
             state_path,
             outputs: ctx.outputs.clone(),
+            target: parking_lot::Mutex::new(None),
             state: tokio::sync::Mutex::new(State {
                 tracker,
                 request_seconds: ENDPOINTS
@@ -364,7 +374,7 @@ impl ComfyuiCollector {
                 }
             })
         };
-        tokio::time::timeout(self.cfg.timeout.get(), fut)
+        tokio::time::timeout(self.cfg.timeout(), fut)
             .await
             .unwrap_or(Err(RequestError::Timeout))
     }
@@ -416,8 +426,8 @@ impl ComfyuiCollector {
             };
             let total = page.entries.len();
             let fresh = st.tracker.count_new(&page);
-            let bounded = n >= self.cfg.history_max_items
-                || Instant::now() + self.cfg.timeout.get() > deadline;
+            let bounded =
+                n >= self.cfg.history_max_items || Instant::now() + self.cfg.timeout() > deadline;
             if fresh < total || total < n || bounded {
                 if fresh == total && total == n {
                     st.history_skipped += 1;
@@ -460,6 +470,10 @@ impl Collector for ComfyuiCollector {
         "comfyui"
     }
 
+    fn target(&self) -> Option<crate::collect::TargetState> {
+        self.target.lock().clone()
+    }
+
     async fn collect(&self) -> Result<Vec<MetricFamily>, CollectError> {
         let started = Instant::now();
         let mut st = self.state.lock().await;
@@ -475,6 +489,22 @@ impl Collector for ComfyuiCollector {
             .ok()
             .and_then(|b| parse_or_count(&mut st, "queue", api::parse_queue(&b)));
         let up = stats.is_some() && queue.is_some();
+        let why: Vec<String> = [
+            ("system_stats", stats_err, stats.is_some()),
+            ("queue", queue_err, queue.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, _, parsed)| !parsed)
+        .map(|(endpoint, err, _)| {
+            let reason = err.map_or("invalid_json", |e| e.as_str());
+            format!("/{endpoint}: {reason}")
+        })
+        .collect();
+        *self.target.lock() = Some(crate::collect::TargetState {
+            target: self.shown_url.clone(),
+            up,
+            last_error: (!up).then(|| why.join(", ")),
+        });
         if st.was_up != Some(up) {
             if up {
                 tracing::info!(url = %self.shown_url, "ComfyUI is up");
@@ -804,5 +834,5 @@ pub fn build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<ComfyuiCollector
 /// The runner's limit for one poll. The poll bounds itself (each request by `timeout`,
 /// paging stops before twice the interval); this only catches the unexpected.
 pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
-    cfg.interval.get() * 2 + cfg.timeout.get()
+    cfg.interval.get() * 2 + cfg.timeout()
 }

@@ -42,8 +42,9 @@ pub struct GpuConfig {
     pub enabled: Toggle,
     /// How often the GPUs are read.
     pub interval: Dur,
-    /// Longest one read may take before the run counts as failed.
-    pub timeout: Dur,
+    /// Longest one read may take before the run counts as failed. Unset:
+    /// `min(4s, interval)`.
+    pub timeout: Option<Dur>,
     /// Path or file name of the NVML library; unset: the dynamic loader's search for
     /// `libnvidia-ml.so.1`.
     pub library_path: Option<PathBuf>,
@@ -69,7 +70,7 @@ impl Default for GpuConfig {
         GpuConfig {
             enabled: Toggle::Auto,
             interval: Dur::secs(5),
-            timeout: Dur::secs(4),
+            timeout: None,
             library_path: None,
             init_retry_interval: Dur::secs(300),
             processes: true,
@@ -89,8 +90,15 @@ const MAX_XIDS_PER_DEVICE: usize = 32;
 const MAX_XID_EVENTS_PER_RUN: usize = 256;
 
 impl GpuConfig {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+    /// The run's timeout: the explicit one, or `min(4s, interval)`.
+    pub fn timeout(&self) -> std::time::Duration {
+        super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
+    }
+
     pub fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_schedule(self.interval.get(), self.timeout.get())?;
+        super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         let retry = self.init_retry_interval.get();
         if retry < Duration::from_secs(1) || retry > Duration::from_secs(86_400) {
             return Err((

@@ -687,7 +687,7 @@ fn config_defaults_validate_and_bad_values_are_named() {
         (
             "timeout",
             GpuConfig {
-                timeout: Dur::secs(10),
+                timeout: Some(Dur::secs(10)),
                 ..Default::default()
             },
         ),

@@ -45,8 +45,9 @@ pub struct QualityConfig {
     /// Run the built-in checks on new ComfyUI output images.
     pub image_checks: bool,
     pub interval: Dur,
-    /// Limit of one run; images not reached stay queued for the next run.
-    pub timeout: Dur,
+    /// Limit of one run; images not reached stay queued for the next run. Unset:
+    /// `min(9s, interval)`.
+    pub timeout: Option<Dur>,
     /// ComfyUI's output folder as mounted into the sidecar. When set, `output` images
     /// are read from it; otherwise (and for other image types) through ComfyUI's `/view`.
     pub output_dir: Option<PathBuf>,
@@ -54,8 +55,8 @@ pub struct QualityConfig {
     /// http://127.0.0.1:8188.
     pub comfyui_url: Option<String>,
     /// Limit of one `/view` request. A run starts a new image only while this plus 1s
-    /// of its `timeout` is left.
-    pub fetch_timeout: Dur,
+    /// of its `timeout` is left. Unset: `min(3s, timeout)`.
+    pub fetch_timeout: Option<Dur>,
     /// Image types (ComfyUI's `type`: `output`, `temp`) to check; previews are `temp`.
     pub image_types: Vec<String>,
     /// Most images checked per run.
@@ -87,10 +88,10 @@ impl Default for QualityConfig {
         QualityConfig {
             image_checks: true,
             interval: Dur::secs(10),
-            timeout: Dur::secs(9),
+            timeout: None,
             output_dir: None,
             comfyui_url: None,
-            fetch_timeout: Dur::secs(3),
+            fetch_timeout: None,
             image_types: vec!["output".to_string()],
             max_images_per_run: 8,
             max_bytes_per_image: 32 << 20,
@@ -105,14 +106,31 @@ impl Default for QualityConfig {
 }
 
 impl QualityConfig {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(9);
+
+    /// The run's timeout: the explicit one, or `min(9s, interval)`.
+    pub fn timeout(&self) -> std::time::Duration {
+        super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
+    }
+
+    pub const DEFAULT_FETCH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+    /// One `/view` request's limit: the explicit one, or `min(3s, timeout)`.
+    pub fn fetch_timeout(&self) -> std::time::Duration {
+        self.fetch_timeout
+            .map(Dur::get)
+            .unwrap_or_else(|| Self::DEFAULT_FETCH_TIMEOUT.min(self.timeout()))
+    }
+
     pub fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_schedule(self.interval.get(), self.timeout.get())?;
-        if self.fetch_timeout.get().is_zero() || self.fetch_timeout > self.timeout {
+        super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
+        let fetch = self.fetch_timeout();
+        if fetch.is_zero() || fetch > self.timeout() {
             return Err((
                 "fetch_timeout".into(),
                 format!(
                     "must be more than 0s and at most timeout ({})",
-                    self.timeout
+                    crate::config::format_duration(self.timeout())
                 ),
             ));
         }
@@ -331,7 +349,7 @@ impl QualityCollector {
         let base = cfg.comfyui_url.as_deref().unwrap_or(fallback_url);
         let view = url::Url::parse(base)
             .map_err(|e| format!("comfyui_url {base:?}: {e}"))
-            .and_then(|u| ViewClient::new(&u, cfg.fetch_timeout.get()));
+            .and_then(|u| ViewClient::new(&u, cfg.fetch_timeout()));
         Some(QualityCollector {
             cfg: cfg.clone(),
             outputs: ctx.outputs.clone(),
@@ -462,9 +480,8 @@ impl Collector for QualityCollector {
         let last_start = Instant::now()
             + self
                 .cfg
-                .timeout
-                .get()
-                .saturating_sub(self.cfg.fetch_timeout.get() + DECODE_RESERVE);
+                .timeout()
+                .saturating_sub(self.cfg.fetch_timeout() + DECODE_RESERVE);
         // Skipped images cost nothing, but bound the loop anyway by what the queue holds.
         for _ in 0..=OutputQueue::CAPACITY {
             if checked >= self.cfg.max_images_per_run

@@ -57,8 +57,8 @@ pub struct SystemConfig {
     pub enabled: bool,
     /// How often to collect.
     pub interval: Dur,
-    /// Deadline for one collection (at most `interval`).
-    pub timeout: Dur,
+    /// Deadline for one collection (at most `interval`). Unset: `min(4s, interval)`.
+    pub timeout: Option<Dur>,
     /// procfs mount point (`/host/proc` in a container), like `--path.procfs`.
     pub procfs_path: PathBuf,
     /// sysfs mount point, like `--path.sysfs` (`/host/sys` in a container): CPU
@@ -78,7 +78,7 @@ impl Default for SystemConfig {
         SystemConfig {
             enabled: true,
             interval: Dur::secs(5),
-            timeout: Dur::secs(4),
+            timeout: None,
             procfs_path: "/proc".into(),
             sysfs_path: "/sys".into(),
             rootfs_path: "/".into(),
@@ -148,16 +148,23 @@ fn compile(pattern: &str) -> Result<Option<Regex>, String> {
 }
 
 impl SystemConfig {
+    pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+    /// The run's timeout: the explicit one, or `min(4s, interval)`.
+    pub fn timeout(&self) -> std::time::Duration {
+        super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
+    }
+
     /// The statvfs deadline per mount, explicit or derived from `timeout`.
     pub fn mount_timeout(&self) -> std::time::Duration {
         self.filesystem
             .mount_timeout
             .map(Dur::get)
-            .unwrap_or_else(|| (self.timeout.get() / 2).min(std::time::Duration::from_secs(2)))
+            .unwrap_or_else(|| (self.timeout() / 2).min(std::time::Duration::from_secs(2)))
     }
 
     pub fn validate(&self) -> Result<(), (String, String)> {
-        super::validate_schedule(self.interval.get(), self.timeout.get())?;
+        super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         for (field, p) in [
             ("procfs_path", &self.procfs_path),
             ("sysfs_path", &self.sysfs_path),
@@ -189,12 +196,12 @@ impl SystemConfig {
             ));
         }
         let mt = self.mount_timeout();
-        if mt.is_zero() || mt >= self.timeout.get() {
+        if mt.is_zero() || mt >= self.timeout() {
             return Err((
                 "filesystem.mount_timeout".into(),
                 format!(
                     "must be more than 0s and less than the collector timeout ({})",
-                    crate::config::format_duration(self.timeout.get())
+                    crate::config::format_duration(self.timeout())
                 ),
             ));
         }

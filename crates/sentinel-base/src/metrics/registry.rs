@@ -203,6 +203,11 @@ impl MetricVec<HistogramSnapshot> {
         self.update(label_values, |h| h.observe(v));
     }
 
+    /// Creates the series with zero observations, exported before the first one.
+    pub fn touch_histogram(&self, label_values: &[&str]) {
+        self.update(label_values, |_| {});
+    }
+
     pub fn snapshot(&self, label_values: &[&str]) -> Option<HistogramSnapshot> {
         let key: Vec<String> = label_values.iter().map(|s| s.to_string()).collect();
         self.values.lock().get(&key).map(|(h, _)| h.clone())
