@@ -8,7 +8,6 @@
 
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 use sentinel_base::metrics::registry::Registry;
 use sentinel_notify::dispatch::silence::{Silence, SilenceState, Silences};
 use sentinel_notify::{Notifier, NotifyConfig};
@@ -16,20 +15,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn config(default: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: cases(default),
-        max_shrink_iters: 4096,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "../../../tests/support/fuzz_kit.rs"]
+mod fuzz_kit;
+use fuzz_kit::{config, mutate, mutation};
 
 fn label_name() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -208,25 +196,29 @@ fn valid_body() -> String {
     .to_string()
 }
 
-fn byte_mutation() -> impl Strategy<Value = (usize, u8, u8)> {
-    (any::<usize>(), any::<u8>(), 0u8..4)
-}
-
-fn mutate(seed: &str, muts: &[(usize, u8, u8)]) -> Vec<u8> {
-    let mut b = seed.as_bytes().to_vec();
-    for &(p, x, kind) in muts {
-        let at = p % (b.len() + 1);
-        match kind {
-            0 if at < b.len() => b[at] = x,
-            1 => b.insert(at, x),
-            2 if at < b.len() => {
-                b.remove(at);
-            }
-            _ => b.truncate(at),
-        }
-    }
-    b
-}
+/// Tokens that JSON parsers and silence validation treat specially.
+const JSON_TOKENS: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    ",",
+    ":",
+    "\"",
+    "\\",
+    "\\u0000",
+    "null",
+    "true",
+    "false",
+    "-1",
+    "1e309",
+    "\"matchers\"",
+    "\"isRegex\": true",
+    "\"value\": \"(\"",
+    "\"endsAt\"",
+    "\"id\"",
+    "é",
+];
 
 fn label_sets() -> Vec<BTreeMap<String, String>> {
     let l = |pairs: &[(&str, &str)]| {
@@ -293,10 +285,10 @@ proptest! {
 
     #[test]
     fn silence_mutated_bytes_never_panic(
-        muts in prop::collection::vec(byte_mutation(), 1..6),
+        muts in prop::collection::vec(mutation(JSON_TOKENS), 1..6),
     ) {
         let mut silences = Silences::default();
-        exercise(&mut silences, &mutate(&valid_body(), &muts));
+        exercise(&mut silences, &mutate(valid_body().as_bytes(), &muts));
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //! Every crash found is kept below as a named regression test with its minimal input.
 
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
 use sentinel_rules::eval::{self, Evaluator};
 use sentinel_rules::labels::Labels;
 use sentinel_rules::rulefile::{parse_rule_file, LoadError};
@@ -17,35 +16,13 @@ use sentinel_rules::template::{expand, Template, TemplateData};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Cases per target: `PROPTEST_CASES`, else `default`.
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn config(default: u32) -> ProptestConfig {
-    ProptestConfig {
-        cases: cases(default),
-        max_shrink_iters: 4096,
-        ..ProptestConfig::default()
-    }
-}
+#[path = "../../../tests/support/fuzz_kit.rs"]
+mod fuzz_kit;
+use fuzz_kit::{config, mutate, mutation};
 
 // ---------------------------------------------------------------------------------
-// Byte mutations of seed files
+// Byte mutations of seed files (`fuzz_kit`), with YAML's special tokens
 // ---------------------------------------------------------------------------------
-
-/// One edit of a seed; positions are taken modulo the current length.
-#[derive(Debug, Clone)]
-enum Mutation {
-    Flip(usize, u8),
-    Insert(usize, &'static str),
-    Delete(usize, usize),
-    Duplicate(usize, usize, usize),
-    Truncate(usize),
-}
 
 /// Tokens that YAML parsers and our loaders treat specially.
 const YAML_TOKENS: &[&str] = &[
@@ -129,54 +106,6 @@ const YAML_TOKENS: &[&str] = &[
     "é",
     "\u{10FFFF}",
 ];
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), any::<u8>()).prop_map(|(p, b)| Mutation::Flip(p, b)),
-        (any::<usize>(), prop::sample::select(YAML_TOKENS))
-            .prop_map(|(p, t)| Mutation::Insert(p, t)),
-        (any::<usize>(), 1usize..16).prop_map(|(p, n)| Mutation::Delete(p, n)),
-        (any::<usize>(), 1usize..64, any::<usize>())
-            .prop_map(|(p, n, at)| Mutation::Duplicate(p, n, at)),
-        any::<usize>().prop_map(Mutation::Truncate),
-    ]
-}
-
-fn mutate(seed: &str, muts: &[Mutation]) -> Vec<u8> {
-    let mut b = seed.as_bytes().to_vec();
-    for m in muts {
-        let len = b.len().max(1);
-        match *m {
-            Mutation::Flip(p, x) => {
-                if !b.is_empty() {
-                    b[p % len] = x;
-                }
-            }
-            Mutation::Insert(p, t) => {
-                let at = p % (b.len() + 1);
-                b.splice(at..at, t.bytes());
-            }
-            Mutation::Delete(p, n) => {
-                let at = p % len;
-                let end = (at + n).min(b.len());
-                if at < end {
-                    b.drain(at..end);
-                }
-            }
-            Mutation::Duplicate(p, n, to) => {
-                let at = p % len;
-                let end = (at + n).min(b.len());
-                if at < end {
-                    let chunk = b[at..end].to_vec();
-                    let to = to % (b.len() + 1);
-                    b.splice(to..to, chunk);
-                }
-            }
-            Mutation::Truncate(p) => b.truncate(p % (b.len() + 1)),
-        }
-    }
-    b
-}
 
 // ---------------------------------------------------------------------------------
 // Rule files
@@ -407,11 +336,11 @@ proptest! {
     #[test]
     fn rule_file_mutated_seeds_never_panic(
         seed in any::<prop::sample::Index>(),
-        muts in prop::collection::vec(mutation(), 1..8),
+        muts in prop::collection::vec(mutation(YAML_TOKENS), 1..8),
     ) {
         let seeds = rule_seeds();
         let seed = &seeds[seed.index(seeds.len())];
-        check_rule_file(&String::from_utf8_lossy(&mutate(seed, &muts)));
+        check_rule_file(&String::from_utf8_lossy(&mutate(seed.as_bytes(), &muts)));
     }
 
     #[test]
