@@ -5,6 +5,7 @@ mod util;
 mod comfyui;
 mod config_doc;
 mod dashboards;
+mod delivery_latency;
 mod fake_comfyui;
 mod foundation;
 mod fuzz;
