@@ -411,10 +411,17 @@ impl PushedInputs {
                     if !rules.reads_any(&changed) {
                         return;
                     }
+                    let start = std::time::Instant::now();
                     exposition.refresh();
+                    let refresh_us = start.elapsed().as_micros() as u64;
                     let now = sentinel_rules::store::system_time_ms(SystemTime::now());
                     let ran = rules.evaluate_now(now, &changed);
-                    tracing::debug!(groups = ran, "pushed events: rule groups evaluated at once");
+                    tracing::debug!(
+                        groups = ran,
+                        refresh_us,
+                        eval_us = start.elapsed().as_micros() as u64 - refresh_us,
+                        "pushed events: rule groups evaluated at once"
+                    );
                 })
                 .await;
                 tokio::time::sleep(Self::MIN_GAP).await;
