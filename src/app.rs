@@ -173,8 +173,8 @@ impl App {
     }
 
     /// Pushed events changed the metric families whose names start with one of
-    /// `prefixes`: the rule groups that read them are evaluated at once (see
-    /// [`PushedInputs`]).
+    /// `prefixes`: the snapshot is refreshed and the rule groups that read them are
+    /// evaluated at once (see [`PushedInputs`]).
     pub fn inputs_changed(&self, prefixes: &[&'static str]) {
         self.pushed.mark(prefixes);
     }
@@ -370,22 +370,22 @@ impl StatusProvider for NotifierStatus {
     }
 }
 
-/// Evaluates at once the rule groups whose inputs pushed events just changed, instead
-/// of leaving them to the next regular evaluation (up to an interval later). One task
-/// takes the changed families, refreshes the snapshot (which feeds the rule store) and
-/// calls [`sentinel_rules::engine::RuleEngine::evaluate_now`]: an extra evaluation at the
-/// current time, so `for` still has to elapse before an alert fires. Requests arriving
-/// while one runs are coalesced into the next, and rounds are at least
-/// [`PushedInputs::MIN_GAP`] apart, so a stream of events costs a bounded number of
-/// evaluations. Groups reading none of the changed families do not run, and nothing is
-/// refreshed for them.
+/// Brings pushed events to `/metrics` and the rules at once instead of at the next tick
+/// (up to an interval later). One task takes the changed families, refreshes the
+/// snapshot (which feeds the rule store) and calls
+/// [`sentinel_rules::engine::RuleEngine::evaluate_now`] for the groups that read them: an
+/// extra evaluation at the current time, so `for` still has to elapse before an alert
+/// fires. Off the request path; requests arriving while a round runs are coalesced into
+/// the next, and rounds are at least [`PushedInputs::MIN_GAP`] apart, so a stream of
+/// events costs a bounded number of encodes and evaluations (an isolated event is
+/// handled at once).
 pub struct PushedInputs {
     changed: parking_lot::Mutex<std::collections::BTreeSet<&'static str>>,
     wake: tokio::sync::Notify,
 }
 
 impl PushedInputs {
-    pub const MIN_GAP: std::time::Duration = std::time::Duration::from_millis(20);
+    pub const MIN_GAP: std::time::Duration = std::time::Duration::from_millis(50);
 
     fn spawn(
         rules: Arc<sentinel_rules::engine::RuleEngine>,
@@ -402,18 +402,15 @@ impl PushedInputs {
                 let prefixes: Vec<&'static str> = std::mem::take(&mut *task.changed.lock())
                     .into_iter()
                     .collect();
-                if prefixes.is_empty() {
-                    continue;
-                }
                 let (rules, exposition) = (rules.clone(), exposition.clone());
                 let _ = tokio::task::spawn_blocking(move || {
-                    let changed = |name: &str| prefixes.iter().any(|p| name.starts_with(p));
-                    if !rules.reads_any(&changed) {
-                        return;
-                    }
                     let start = std::time::Instant::now();
                     exposition.refresh();
                     let refresh_us = start.elapsed().as_micros() as u64;
+                    let changed = |name: &str| prefixes.iter().any(|p| name.starts_with(p));
+                    if prefixes.is_empty() || !rules.reads_any(&changed) {
+                        return;
+                    }
                     let now = sentinel_rules::store::system_time_ms(SystemTime::now());
                     let ran = rules.evaluate_now(now, &changed);
                     tracing::debug!(

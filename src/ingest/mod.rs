@@ -517,8 +517,8 @@ async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         return ingest.too_many_requests(wait, "too many events from this client");
     }
     ingest.apply(&events, now);
-    // Pushed values should reach /metrics and the rules now, not at the next tick.
-    app.refresh_soon();
+    // Pushed values should reach /metrics and the rules now, not at the next tick:
+    // refreshed off the request path, and the rules reading them evaluated at once.
     app.inputs_changed(&changed_families(&events));
     ingest.reply(
         StatusCode::OK,
