@@ -18,6 +18,8 @@
 # the group's name and file path, its scrape offset from the target and the host); the
 # last table pools every run.
 # Usage: bench/e2e-latency.sh [trials=20] [runs=5]   (about 70 s per run)
+# SENTINEL_BIN=path runs that binary instead of building the release one; SENTINEL_LOG
+# sets RUST_LOG (by default the debug lines the per-stage breakdown reads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRIALS=${1:-20}
@@ -30,8 +32,12 @@ H_PORT=${H_PORT:-19395}
 command -v prometheus >/dev/null || { echo "needs prometheus" >&2; exit 2; }
 command -v prometheus-alertmanager >/dev/null || { echo "needs prometheus-alertmanager" >&2; exit 2; }
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet --bin comfy-sentinel
-BIN="$TARGET_DIR/release/comfy-sentinel"
+if [ -n "${SENTINEL_BIN:-}" ]; then
+  BIN=$SENTINEL_BIN   # a binary built elsewhere (e.g. an earlier commit, for before/after)
+else
+  cargo build --release --quiet --bin comfy-sentinel
+  BIN="$TARGET_DIR/release/comfy-sentinel"
+fi
 
 work=$(mktemp -d)
 PIDS=()
