@@ -18,6 +18,8 @@
 # the group's name and file path, its scrape offset from the target and the host); the
 # last table pools every run.
 # Usage: bench/e2e-latency.sh [trials=20] [runs=5]   (about 70 s per run)
+# SENTINEL_BIN=path runs that binary instead of building the release one; SENTINEL_LOG
+# sets RUST_LOG (by default the debug lines the per-stage breakdown reads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRIALS=${1:-20}
@@ -30,8 +32,12 @@ H_PORT=${H_PORT:-19395}
 command -v prometheus >/dev/null || { echo "needs prometheus" >&2; exit 2; }
 command -v prometheus-alertmanager >/dev/null || { echo "needs prometheus-alertmanager" >&2; exit 2; }
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet --bin comfy-sentinel
-BIN="$TARGET_DIR/release/comfy-sentinel"
+if [ -n "${SENTINEL_BIN:-}" ]; then
+  BIN=$SENTINEL_BIN   # a binary built elsewhere (e.g. an earlier commit, for before/after)
+else
+  cargo build --release --quiet --bin comfy-sentinel
+  BIN="$TARGET_DIR/release/comfy-sentinel"
+fi
 
 work=$(mktemp -d)
 PIDS=()
@@ -47,6 +53,38 @@ cleanup() {
 }
 trap cleanup EXIT
 SECRET="whsec_$(head -c 24 /dev/urandom | base64)"
+# Debug lines of the pipeline stages (older builds simply print none of them).
+SENTINEL_LOG=${SENTINEL_LOG:-warn,sentinel_notify::notifier=debug,comfy_sentinel::app=debug}
+stages() {
+  python3 - "$@" <<'PY'
+import re, sys
+vals = {}
+for path in sys.argv[1:]:
+    for line in open(path, errors="replace"):
+        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
+        if "notify:" not in line and "pushed events:" not in line:
+            continue
+        for k, v in re.findall(r"\b(\w+_us)=(\d+)", line):
+            vals.setdefault(k, []).append(int(v))
+if not vals:
+    print("per-stage (sentinel debug log): no stage lines (a build without them)")
+    sys.exit(0)
+desc = {
+    "refresh_us": "pushed event: snapshot refresh (feeds the rule store)",
+    "eval_us": "pushed event: immediate evaluation of the groups reading it",
+    "elapsed_us": "dispatcher takes the alert batch",
+    "commit_us": "flush → outbox committed (fsync) → delivery woken",
+    "attempt_us": "webhook POST (request → 2xx)",
+    "since_flush_us": "flush → webhook answered (commit + wake-up + POST)",
+}
+print("per-stage p50 / p90 / max (sentinel debug log, microseconds):")
+for k in ("refresh_us", "eval_us", "elapsed_us", "commit_us", "attempt_us", "since_flush_us"):
+    xs = sorted(vals.get(k, []))
+    if xs:
+        q = lambda p: xs[min(len(xs) - 1, int(round(p * (len(xs) - 1))))]
+        print(f"  {desc[k]:58s} {q(.5):8d} {q(.9):8d} {xs[-1]:8d}  (n={len(xs)})")
+PY
+}
 EXPR='sentinel_heartbeat_last_failure_timestamp_seconds > 0'
 
 # Rules: the same expression for both stacks.
@@ -265,7 +303,7 @@ start() {
   sed "s|$work/|$dir/|g" "$work/sentinel.yaml" > "$dir/sentinel.yaml"
   sed "s|$work/|$dir/|g" "$work/prometheus.yml" > "$dir/prometheus.yml"
   "$BIN" check --config "$dir/sentinel.yaml" >/dev/null 2>"$dir/check.log" || { cat "$dir/check.log" >&2; exit 2; }
-  "$BIN" run --config "$dir/sentinel.yaml" --listen "127.0.0.1:$S_PORT" 2>"$dir/sentinel.log" &
+  NO_COLOR=1 RUST_LOG="$SENTINEL_LOG" "$BIN" run --config "$dir/sentinel.yaml" --listen "127.0.0.1:$S_PORT" 2>"$dir/sentinel.log" &
   PIDS+=($!)
   prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$dir/am" \
     --web.listen-address="127.0.0.1:$A_PORT" --cluster.listen-address= >"$dir/am.log" 2>&1 &
@@ -283,5 +321,7 @@ for run in $(seq "$RUNS"); do
   S_PORT=$S_PORT P_PORT=$P_PORT A_PORT=$A_PORT H_PORT=$H_PORT TRIALS=$TRIALS RUN=$run \
     RESULTS="$work/results.jsonl" python3 "$work/drive.py"
   stop
+  stages "$work/run$run/sentinel.log"
 done
 python3 "$work/drive.py" summary "$work/results.jsonl"
+stages "$work"/run*/sentinel.log

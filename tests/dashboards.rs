@@ -837,7 +837,12 @@ fn rule_levels() -> BTreeMap<String, BTreeMap<String, (String, f64)>> {
                     continue;
                 };
                 for level in ["warning", "critical"] {
-                    if let Some(spec) = rule[level].as_str() {
+                    // A level is `<op> <value>` or a map whose `fire` is (a resolve
+                    // threshold only decides when the alert ends, not the panel colours).
+                    let spec = rule[level]
+                        .as_str()
+                        .or_else(|| rule[level]["fire"].as_str());
+                    if let Some(spec) = spec {
                         let (op, value) = spec
                             .trim()
                             .split_once(' ')

@@ -6,6 +6,7 @@ mod collector_timeouts;
 mod comfyui;
 mod config_doc;
 mod dashboards;
+mod delivery_latency;
 mod fake_comfyui;
 mod first_event;
 mod foundation;

@@ -517,12 +517,30 @@ pub(crate) async fn handle(State(app): State<Arc<App>>, req: Request) -> Respons
         return ingest.too_many_requests(wait, "too many events from this client");
     }
     ingest.apply(&events, now);
-    // Pushed values should reach /metrics and the rules now, not at the next tick.
-    app.refresh_soon();
+    // Pushed values should reach /metrics and the rules now, not at the next tick:
+    // refreshed off the request path, and the rules reading them evaluated at once.
+    app.inputs_changed(&changed_families(&events));
     ingest.reply(
         StatusCode::OK,
         serde_json::json!({ "accepted": events.len() }),
     )
+}
+
+/// Name prefixes of the metric families a batch's events change (the rule groups that
+/// read them are evaluated at once; see `App::inputs_changed`).
+fn changed_families(events: &[Event<'_>]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = events
+        .iter()
+        .map(|e| match e {
+            Event::Operation(_) => "recovery_",
+            Event::CircuitBreaker(_) => "recovery_circuit_breaker_",
+            Event::Quality(_) => "quality_",
+            Event::Heartbeat(_) => "sentinel_heartbeat_",
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 fn too_large(ingest: &Ingest, s: &Settings) -> Response {

@@ -235,6 +235,10 @@ impl Notifier {
     async fn drive(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Vec<Alert>>) {
         let mut last_gc = Instant::now();
         loop {
+            // History recorded while taking a batch is written with the flush that
+            // follows at once, in one transaction: one fsync between an alert and its
+            // notification, not two.
+            let mut history_in = Vec::new();
             let now = Utc::now();
             let next = self.dispatcher.lock().next_due();
             let wait = next
@@ -245,12 +249,17 @@ impl Notifier {
                 batch = rx.recv() => {
                     let Some(batch) = batch else { return };
                     self.metrics.alerts_received.add(&[], batch.len() as f64);
-                    let (forwards, history) = {
+                    let received = Instant::now();
+                    let forwards = {
                         let mut d = self.dispatcher.lock();
                         let f = d.ingest(batch, Utc::now());
-                        (f, self.new_history_records(&mut d))
+                        history_in = self.new_history_records(&mut d);
+                        f
                     };
-                    self.enqueue(forwards, history, true);
+                    if !forwards.is_empty() {
+                        self.enqueue(forwards, Vec::new(), true);
+                    }
+                    tracing::debug!(elapsed_us = received.elapsed().as_micros() as u64, "notify: batch taken by the dispatcher");
                 }
                 _ = tokio::time::sleep(wait) => {}
             }
@@ -258,7 +267,8 @@ impl Notifier {
             let (flush, old_log, history, retention) = {
                 let mut d = self.dispatcher.lock();
                 let f = d.tick(now);
-                let h = self.new_history_records(&mut d);
+                let mut h = history_in;
+                h.extend(self.new_history_records(&mut d));
                 (f, d.gc_log(now), h, d.history_retention())
             };
             for k in old_log {
@@ -281,7 +291,16 @@ impl Notifier {
                     })
                     .collect();
                 state.extend(history);
+                let flushed = Instant::now();
+                let n = flush.notifications.len();
                 self.enqueue(flush.notifications, state, false);
+                if n > 0 {
+                    tracing::debug!(
+                        notifications = n,
+                        commit_us = flushed.elapsed().as_micros() as u64,
+                        "notify: group flushed and committed to the outbox"
+                    );
+                }
             }
         }
     }
@@ -508,6 +527,7 @@ impl Notifier {
         };
         match res {
             Ok(()) => {
+                tracing::debug!(id = %e.id, attempt_us = start.elapsed().as_micros() as u64, since_flush_us = (now - e.notification.flushed_at).num_microseconds().unwrap_or(-1), "notify: delivered");
                 self.metrics.notifications.inc(&[&e.receiver, "success"]);
                 self.outbox.complete(&e.id);
             }

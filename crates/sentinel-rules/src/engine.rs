@@ -68,6 +68,42 @@ struct GroupRun {
     group: Group,
     next_eval_ms: i64,
     evaluated_once: bool,
+    /// Timestamp of the last evaluation (regular or immediate); evaluations never go
+    /// back in time.
+    last_ts: i64,
+    /// What the group's selectors read, for [`RuleEngine::evaluate_now`].
+    inputs: GroupInputs,
+}
+
+/// The metric names a group's selectors name; `any` when some selector has no fixed
+/// name (such a group is touched by every change).
+#[derive(Default)]
+struct GroupInputs {
+    names: Vec<String>,
+    any: bool,
+}
+
+impl GroupInputs {
+    fn of(g: &GroupDef) -> Self {
+        let mut out = GroupInputs::default();
+        for r in &g.rules {
+            let mut sel = Vec::new();
+            selectors(&r.expr, 0, &mut sel);
+            for (name, _) in sel {
+                match name {
+                    Some(n) => out.names.push(n),
+                    None => out.any = true,
+                }
+            }
+        }
+        out.names.sort();
+        out.names.dedup();
+        out
+    }
+
+    fn touched_by(&self, changed: &dyn Fn(&str) -> bool) -> bool {
+        self.any || self.names.iter().any(|n| changed(n))
+    }
 }
 
 struct Inner {
@@ -200,11 +236,11 @@ impl RuleEngine {
         let mut inner = self.inner.lock();
         let first_load = inner.groups.is_empty() && inner.restore.is_empty();
         let mut old: HashMap<(String, String, String), Group> = HashMap::new();
-        let mut old_runs: HashMap<(String, String), (i64, bool)> = HashMap::new();
+        let mut old_runs: HashMap<(String, String), (i64, bool, i64)> = HashMap::new();
         for run in inner.groups.drain(..) {
             old_runs.insert(
                 (run.group.file.clone(), run.group.name.clone()),
-                (run.next_eval_ms, run.evaluated_once),
+                (run.next_eval_ms, run.evaluated_once, run.last_ts),
             );
             old.insert(
                 (
@@ -218,6 +254,7 @@ impl RuleEngine {
         let mut groups = Vec::new();
         let mut count = 0;
         for d in defs {
+            let inputs = GroupInputs::of(&d);
             let mut g = Group::new(d, settings.evaluation_interval);
             g.default_alert_labels = settings.default_alert_labels.clone();
             count += g.rules.len();
@@ -234,14 +271,16 @@ impl RuleEngine {
                     }
                 }
             }
-            let (next, once) = old_runs
+            let (next, once, last_ts) = old_runs
                 .get(&(g.file.clone(), g.name.clone()))
                 .copied()
-                .unwrap_or((0, false));
+                .unwrap_or((0, false, i64::MIN));
             groups.push(GroupRun {
                 group: g,
                 next_eval_ms: next,
                 evaluated_once: once,
+                last_ts,
+                inputs,
             });
         }
         if first_load {
@@ -255,6 +294,42 @@ impl RuleEngine {
 
     /// Evaluates every group that is due at `now_ms`; returns how many ran.
     pub fn eval_due(&self, now_ms: i64) -> usize {
+        self.eval_where(now_ms, |run| {
+            if now_ms < run.next_eval_ms {
+                return None;
+            }
+            let interval = run.group.interval.as_millis().max(1) as i64;
+            // Align to the interval as Prometheus does (no per-group offset here).
+            let ts = now_ms - now_ms.rem_euclid(interval);
+            run.next_eval_ms = ts + interval;
+            // An immediate evaluation already ran at or after this tick.
+            (ts > run.last_ts).then_some(ts)
+        })
+    }
+
+    /// Whether some loaded group reads a metric for which `changed` holds.
+    pub fn reads_any(&self, changed: &dyn Fn(&str) -> bool) -> bool {
+        self.inner
+            .lock()
+            .groups
+            .iter()
+            .any(|r| r.inputs.touched_by(changed))
+    }
+
+    /// Evaluates at once, at `now_ms`, every group whose selectors read a metric for
+    /// which `changed` holds (pushed events call this once their values are in the
+    /// store). It is one extra evaluation at the current time, not a tick: the regular
+    /// schedule stays as it is, and alert semantics are those of any evaluation — a
+    /// pending alert fires only once `for` has elapsed since it became active, and a
+    /// resend still waits for the resend delay. Returns how many groups ran.
+    pub fn evaluate_now(&self, now_ms: i64, changed: &dyn Fn(&str) -> bool) -> usize {
+        self.eval_where(now_ms, |run| {
+            (now_ms > run.last_ts && run.inputs.touched_by(changed)).then_some(now_ms)
+        })
+    }
+
+    /// Evaluates the groups for which `pick` returns an evaluation timestamp.
+    fn eval_where(&self, now_ms: i64, mut pick: impl FnMut(&mut GroupRun) -> Option<i64>) -> usize {
         let mut inner = self.inner.lock();
         let Inner {
             groups,
@@ -273,18 +348,15 @@ impl RuleEngine {
         let mut ran = 0;
         let mut to_send = Vec::new();
         for run in groups.iter_mut() {
-            if now_ms < run.next_eval_ms {
+            let Some(ts) = pick(run) else {
                 continue;
-            }
-            let interval = run.group.interval.as_millis().max(1) as i64;
-            // Align to the interval as Prometheus does (no per-group offset here).
-            let ts = now_ms - now_ms.rem_euclid(interval);
+            };
+            run.last_ts = ts;
             run.group.eval(ts, &ctx);
             if !run.evaluated_once {
                 restore_for_state(&mut run.group, restore, ts);
                 run.evaluated_once = true;
             }
-            run.next_eval_ms = ts + interval;
             ran += 1;
             let g = &run.group;
             self.metrics
@@ -336,16 +408,39 @@ impl RuleEngine {
         ran
     }
 
-    /// Evaluates due groups on a one-second tick, off the async workers; runs for the
-    /// life of the process.
+    /// When the next group is due (wall clock, ms); `None` without groups.
+    fn next_due_ms(&self) -> Option<i64> {
+        self.inner
+            .lock()
+            .groups
+            .iter()
+            .map(|r| r.next_eval_ms)
+            .min()
+    }
+
+    /// Evaluates due groups off the async workers; runs for the life of the process.
+    /// It wakes at the next group's aligned evaluation time (at least once a second,
+    /// for reloads), so an evaluation's timestamp is the wall-clock time it runs at,
+    /// not up to an interval before it.
     pub async fn run(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            let now = crate::store::system_time_ms(std::time::SystemTime::now());
+            let wait_ms = self
+                .next_due_ms()
+                .map(|t| (t - now).clamp(0, 1000))
+                .unwrap_or(1000);
+            if wait_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(wait_ms as u64)).await;
+            }
             let me = self.clone();
             let now = crate::store::system_time_ms(std::time::SystemTime::now());
-            let _ = tokio::task::spawn_blocking(move || me.eval_due(now)).await;
+            let ran = tokio::task::spawn_blocking(move || me.eval_due(now))
+                .await
+                .unwrap_or(0);
+            if ran == 0 && wait_ms == 0 {
+                // Due but nothing ran (a clock step back): do not spin.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
     }
 
@@ -442,6 +537,57 @@ fn generator_url(external_url: &str) -> String {
     }
 }
 
+fn selector_offset(o: &Option<promql_parser::parser::Offset>) -> i64 {
+    match o {
+        Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
+        _ => 0,
+    }
+}
+
+fn name_of(v: &promql_parser::parser::VectorSelector) -> Option<String> {
+    v.name.clone().or_else(|| {
+        v.matchers
+            .matchers
+            .iter()
+            .find(|m| m.name == "__name__" && matches!(m.op, promql_parser::label::MatchOp::Equal))
+            .map(|m| m.value.clone())
+    })
+}
+
+// Visits every selector with the extra history its context adds (subquery ranges).
+fn selectors(e: &Expr, extra: i64, out: &mut Vec<(Option<String>, i64)>) {
+    match e {
+        Expr::Aggregate(a) => {
+            selectors(&a.expr, extra, out);
+            if let Some(p) = a.param.as_deref() {
+                selectors(p, extra, out);
+            }
+        }
+        Expr::Unary(u) => selectors(&u.expr, extra, out),
+        Expr::Binary(b) => {
+            selectors(&b.lhs, extra, out);
+            selectors(&b.rhs, extra, out);
+        }
+        Expr::Paren(p) => selectors(&p.expr, extra, out),
+        Expr::Subquery(s) => selectors(
+            &s.expr,
+            extra + crate::eval::ms(&s.range) + selector_offset(&s.offset),
+            out,
+        ),
+        Expr::VectorSelector(v) => out.push((name_of(v), extra + selector_offset(&v.offset))),
+        Expr::MatrixSelector(m) => out.push((
+            name_of(&m.vs),
+            extra + crate::eval::ms(&m.range) + selector_offset(&m.vs.offset),
+        )),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                selectors(a, extra, out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Longest look into the past any rule needs: ranges + offsets + `for` +
 /// `keep_firing_for` + the 5 m lookback (and the resend delay, for ALERTS_FOR_STATE).
 /// Per-metric retention: each metric keeps what the rules that select it by name need
@@ -449,59 +595,13 @@ fn generator_url(external_url: &str) -> String {
 /// default, which is the lookback plus resend delay, or the whole longest need when some
 /// selector has no fixed metric name.
 pub fn retention_plan(groups: &[GroupDef]) -> (i64, HashMap<String, i64>) {
-    use crate::eval::ms;
-    fn offset(o: &Option<promql_parser::parser::Offset>) -> i64 {
-        match o {
-            Some(promql_parser::parser::Offset::Pos(d)) => d.as_millis() as i64,
-            _ => 0,
-        }
-    }
-    fn name_of(v: &promql_parser::parser::VectorSelector) -> Option<String> {
-        v.name.clone().or_else(|| {
-            v.matchers
-                .matchers
-                .iter()
-                .find(|m| {
-                    m.name == "__name__" && matches!(m.op, promql_parser::label::MatchOp::Equal)
-                })
-                .map(|m| m.value.clone())
-        })
-    }
-    // Visits every selector with the extra history its context adds (subquery ranges).
-    fn walk(e: &Expr, extra: i64, out: &mut Vec<(Option<String>, i64)>) {
-        match e {
-            Expr::Aggregate(a) => {
-                walk(&a.expr, extra, out);
-                if let Some(p) = a.param.as_deref() {
-                    walk(p, extra, out);
-                }
-            }
-            Expr::Unary(u) => walk(&u.expr, extra, out),
-            Expr::Binary(b) => {
-                walk(&b.lhs, extra, out);
-                walk(&b.rhs, extra, out);
-            }
-            Expr::Paren(p) => walk(&p.expr, extra, out),
-            Expr::Subquery(s) => walk(&s.expr, extra + ms(&s.range) + offset(&s.offset), out),
-            Expr::VectorSelector(v) => out.push((name_of(v), extra + offset(&v.offset))),
-            Expr::MatrixSelector(m) => {
-                out.push((name_of(&m.vs), extra + ms(&m.range) + offset(&m.vs.offset)))
-            }
-            Expr::Call(c) => {
-                for a in &c.args.args {
-                    walk(a, extra, out);
-                }
-            }
-            _ => {}
-        }
-    }
     let base = crate::store::LOOKBACK_MS + RESEND_DELAY_MS;
     let mut default = base;
     let mut by_name: HashMap<String, i64> = HashMap::new();
     for g in groups {
         for r in &g.rules {
             let mut sel = Vec::new();
-            walk(&r.expr, 0, &mut sel);
+            selectors(&r.expr, 0, &mut sel);
             for (name, need) in sel {
                 let need = need + base;
                 match name {
@@ -673,6 +773,78 @@ mod tests {
             40_000,
             "resolved: endsAt = resolved time"
         );
+    }
+
+    const TWO_GROUPS: &str = "groups:\n  - name: pushed\n    interval: 1m\n    rules:\n      - alert: Pushed\n        expr: pushed_total > 0\n        for: 0s\n      - alert: Slow\n        expr: pushed_total > 0\n        for: 2m\n  - name: other\n    interval: 1m\n    rules:\n      - alert: Other\n        expr: other > 0\n";
+
+    fn two_groups() -> (Arc<Store>, Arc<Capture>, Arc<RuleEngine>) {
+        let store = Arc::new(Store::new(600_000, 1000));
+        let sink = Arc::new(Capture::default());
+        let e = RuleEngine::new(store.clone(), sink.clone(), &Registry::new());
+        let settings = EngineSettings {
+            evaluation_interval: Duration::from_secs(60),
+            ..Default::default()
+        };
+        e.load(&[("r.yaml".into(), TWO_GROUPS.into())], settings)
+            .unwrap();
+        (store, sink, e)
+    }
+
+    #[test]
+    fn pushed_input_is_evaluated_at_once_without_waiting_for_the_interval() {
+        let (store, sink, e) = two_groups();
+        assert_eq!(e.eval_due(60_000), 2);
+        assert!(sink.0.lock().is_empty());
+        store.append(
+            &Labels::from_pairs([("__name__", "pushed_total")]),
+            61_000,
+            1.0,
+            Origin::Snapshot,
+        );
+        assert!(e.reads_any(&|n| n == "pushed_total"));
+        assert!(!e.reads_any(&|n| n == "unrelated"));
+        // Only the group that reads the changed metric runs, at the current time.
+        assert_eq!(e.evaluate_now(61_500, &|n| n == "pushed_total"), 1);
+        let sent = sink.0.lock().clone();
+        assert_eq!(
+            sent.len(),
+            1,
+            "for: 0s fires at once; for: 2m stays pending"
+        );
+        assert_eq!(sent[0].labels["alertname"], "Pushed");
+        assert_eq!(sent[0].starts_at.timestamp_millis(), 61_500);
+        // The regular schedule is unchanged: the next tick is at 2m.
+        assert_eq!(e.eval_due(61_600), 0);
+        assert_eq!(e.eval_due(120_000), 2);
+    }
+
+    #[test]
+    fn immediate_evaluations_do_not_shorten_for() {
+        let (store, sink, e) = two_groups();
+        let l = Labels::from_pairs([("__name__", "pushed_total")]);
+        store.append(&l, 59_000, 1.0, Origin::Snapshot);
+        e.eval_due(60_000); // Slow becomes pending at 60s
+        for t in [90_000, 150_000, 179_999] {
+            store.append(&l, t, 1.0, Origin::Snapshot);
+            e.evaluate_now(t, &|n| n == "pushed_total");
+        }
+        let fired = |s: &Arc<Capture>| s.0.lock().iter().any(|a| a.labels["alertname"] == "Slow");
+        assert!(!fired(&sink), "pending for less than 2m: not firing");
+        store.append(&l, 180_000, 1.0, Origin::Snapshot);
+        e.evaluate_now(180_000, &|n| n == "pushed_total");
+        assert!(fired(&sink), "2m after it became active it fires");
+    }
+
+    #[test]
+    fn a_tick_after_an_immediate_evaluation_never_goes_back_in_time() {
+        let (_store, _sink, e) = two_groups();
+        e.eval_due(60_000);
+        assert_eq!(e.evaluate_now(120_010, &|n| n == "pushed_total"), 1);
+        // The tick at 2m comes late (120_020): its aligned timestamp 120_000 is older
+        // than the immediate evaluation, so only the other group runs.
+        assert_eq!(e.eval_due(120_020), 1);
+        assert_eq!(e.evaluate_now(120_010, &|n| n == "pushed_total"), 0);
+        assert_eq!(e.eval_due(180_000), 2);
     }
 
     #[test]

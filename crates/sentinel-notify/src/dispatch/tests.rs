@@ -359,3 +359,27 @@ fn history_records_fired_notified_resolved() {
         [EventKind::Fired, EventKind::Notified, EventKind::Resolved]
     );
 }
+
+#[test]
+fn group_wait_zero_group_is_due_the_moment_its_alert_arrives() {
+    // The driver ticks right after taking a batch and sleeps until `next_due`: a new
+    // group with group_wait 0 must be due at the ingest instant itself, so its first
+    // notification leaves without waiting for any later tick.
+    let mut d = dispatcher(
+        "route: { receiver: r, group_by: [alertname, name], group_wait: 0s, group_interval: 1s }\nreceivers: [{ name: r }]",
+    );
+    let now = t(100) + CDuration::milliseconds(437);
+    // startsAt a few ms before the dispatcher sees it (the evaluation timestamp).
+    let mut a = alert("A", &[("name", "x")], 100, 340);
+    a.starts_at = now - CDuration::milliseconds(3);
+    d.ingest(vec![a.clone()], now);
+    assert_eq!(d.next_due(), Some(now), "due at once, not at a later tick");
+    let f = d.tick(now);
+    assert_eq!(names(&f), [1]);
+    assert_eq!(f.notifications[0].flushed_at, now);
+    // Even an alert stamped after the dispatcher's clock (skew) is due at once.
+    let mut b = alert("A", &[("name", "y")], 100, 340);
+    b.starts_at = now + CDuration::milliseconds(5);
+    d.ingest(vec![b], now);
+    assert_eq!(names(&d.tick(now)), [1]);
+}
