@@ -288,6 +288,9 @@ impl Collector for GpuCollector {
 struct XidStat {
     count: u64,
     last_seen: f64,
+    /// When this series was born (its first event): exposed as `_created`, and the rule
+    /// store records a zero then, so the first XID of a new value counts in `increase()`.
+    created: f64,
 }
 
 /// Everything kept between runs.
@@ -440,7 +443,10 @@ impl State {
             if !per_device.contains_key(&key) && per_device.len() >= MAX_XIDS_PER_DEVICE {
                 key = "other".to_string();
             }
-            let stat = per_device.entry(key).or_default();
+            let stat = per_device.entry(key).or_insert_with(|| XidStat {
+                created: wall_secs,
+                ..XidStat::default()
+            });
             stat.count += 1;
             stat.last_seen = wall_secs;
         }
@@ -455,7 +461,11 @@ impl State {
                     ("name", name.clone()),
                     ("xid", xid.clone()),
                 ];
-                out.push("gpu_xid_errors_total", &labels, stat.count as f64);
+                out.family("gpu_xid_errors_total").push_created(
+                    sentinel_base::metrics::labels(&labels),
+                    stat.count as f64,
+                    Some(stat.created),
+                );
                 out.push("gpu_last_xid_timestamp_seconds", &labels, stat.last_seen);
             }
         }

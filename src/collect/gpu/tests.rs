@@ -435,6 +435,41 @@ fn xid_events_increment_counters_and_stamp_time() {
     );
 }
 
+/// Issue 13 §2: an XID series is born from an event, so it carries its creation time
+/// (the first event's), which OpenMetrics exposes as `_created` and the rule store turns
+/// into a zero, letting the first XID of a new value count in `increase()`.
+#[test]
+fn xid_series_carry_the_time_of_their_first_event_as_creation_time() {
+    let fake = FakeBackend::new(vec![device(0)]);
+    let mut s = collector_on(&fake, &config());
+    let at = |secs| SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+    fake.0.lock().xid_queue.push_back(XidEvent {
+        index: 0,
+        uuid: None,
+        xid: Some(79),
+    });
+    let _ = s.run(Instant::now(), at(1_700_000_000));
+    fake.0.lock().xid_queue.push_back(XidEvent {
+        index: 0,
+        uuid: None,
+        xid: Some(79),
+    });
+    let families = s.run(Instant::now(), at(1_700_000_060));
+    let xid = families
+        .iter()
+        .find(|f| f.name == "gpu_xid_errors_total")
+        .expect("xid family");
+    assert_eq!(xid.samples.len(), 1);
+    assert_eq!(xid.samples[0].value, 2.0);
+    assert_eq!(xid.samples[0].created, Some(1_700_000_000.0));
+    // Gauges never carry one.
+    let last = families
+        .iter()
+        .find(|f| f.name == "gpu_last_xid_timestamp_seconds")
+        .expect("last-seen family");
+    assert_eq!(last.samples[0].created, None);
+}
+
 #[test]
 fn distinct_xid_values_per_device_are_capped() {
     let fake = FakeBackend::new(vec![device(0)]);
