@@ -412,6 +412,11 @@ fn eps(v: f64) -> f64 {
     1e-9 * v.abs().max(1.0)
 }
 
+/// The `node_*` sample lines of an exposition, to tell one system snapshot from the next.
+fn node_lines(body: &str) -> Vec<&str> {
+    body.lines().filter(|l| l.starts_with("node_")).collect()
+}
+
 /// Conformance with node_exporter 1.5 on this host.
 ///
 /// Both exporters read the same kernel files; they cannot read them at the same
@@ -458,7 +463,21 @@ fn matches_real_node_exporter() {
         }
         let before = ne.scrape();
         std::thread::sleep(lag);
-        let mut mine = Scrape::parse(&scrape(&ours));
+        // `/metrics` serves the last snapshot, which a loaded machine may have taken
+        // before `before`: wait for one whose system part is new (CPU seconds move on
+        // every run), so our read lies inside node_exporter's bracket.
+        let first = scrape(&ours);
+        let stale = node_lines(&first);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let body = loop {
+            let body = scrape(&ours);
+            if node_lines(&body) != stale {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "no new system snapshot in 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let mut mine = Scrape::parse(&body);
         mine.at = Some(Instant::now());
         let after = ne.scrape();
         rounds.push((before, mine, after));
