@@ -249,15 +249,10 @@ fn prompt_durations_past_ten_minutes_get_buckets_up_to_an_hour() {
             fake.url()
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let text = scrape(&s);
-        if text.contains("comfyui_prompt_duration_seconds_count{outcome=\"success\"} 1") {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let text = scrape_until(
+        &s,
+        "comfyui_prompt_duration_seconds_count{outcome=\"success\"} 1",
+    );
     for (le, n) in [
         ("600", 0),
         ("1200", 0),
@@ -291,15 +286,10 @@ fn custom_duration_buckets_reach_the_exposition() {
             fake.url()
         ),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let text = loop {
-        let text = scrape(&s);
-        if text.contains("comfyui_prompt_duration_seconds_count{outcome=\"success\"} 1") {
-            break text;
-        }
-        assert!(Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let text = scrape_until(
+        &s,
+        "comfyui_prompt_duration_seconds_count{outcome=\"success\"} 1",
+    );
     let les: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("comfyui_prompt_duration_seconds_bucket{outcome=\"success\""))

@@ -46,15 +46,7 @@ fn rules_export_is_accepted_by_promtool() {
         ),
     );
     let out = dir.path().join("out");
-    let (code, _, stderr) = run(&[
-        "rules",
-        "export",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    rules_export(&cfg, &out);
     let exported = out.join("levels.yaml");
     let text = std::fs::read_to_string(&exported).unwrap();
     assert!(text.contains("severity: \"critical\""), "{text}");
@@ -229,15 +221,7 @@ fn export_with_test(dir: &std::path::Path, rules: &str) -> std::path::PathBuf {
         &format!("rules:\n  files: [{:?}]\n", src.display().to_string()),
     );
     let out = dir.join("out");
-    let (code, _, stderr) = run(&[
-        "rules",
-        "export",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{stderr}");
+    rules_export(&cfg, &out);
     let test = out.join("hysteresis_test.yml");
     std::fs::copy(fixture("rules/hysteresis_test.yml"), &test).unwrap();
     test
@@ -320,4 +304,17 @@ fn default_rule_tests_pass_natively_against_the_source_rules() {
     args.extend(files.iter().map(|f| f.to_str().unwrap()));
     let (code, stdout, stderr) = run(&args);
     assert_eq!(code, 0, "{stdout}{stderr}");
+}
+
+/// `comfy-sentinel rules export --config CFG --out OUT`, which must succeed.
+fn rules_export(cfg: &std::path::Path, out: &std::path::Path) {
+    let (code, _, stderr) = run(&[
+        "rules",
+        "export",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
 }

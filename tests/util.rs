@@ -244,6 +244,22 @@ pub fn scrape(s: &Sentinel) -> String {
     String::from_utf8(body).expect("utf-8 exposition")
 }
 
+/// Scrapes /metrics until the text contains `needle` (at most 20 s), and returns it.
+pub fn scrape_until(s: &Sentinel, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = scrape(s);
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {needle:?} within 20 s in:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Writes `content` to a fresh temp file with the given name and returns its path.
 pub fn temp_file(dir: &Path, name: &str, content: &str) -> PathBuf {
     let p = dir.join(name);

@@ -58,7 +58,8 @@ pub struct TemplateData<'a> {
     pub value: f64,
 }
 
-const FUNCS: &[&str] = &[
+/// Every function a template may call; any other name is a load error.
+pub const FUNCS: &[&str] = &[
     "eq",
     "ne",
     "lt",

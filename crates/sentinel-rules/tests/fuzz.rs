@@ -797,35 +797,13 @@ fn template_operand() -> impl Strategy<Value = String> {
     .prop_map(str::to_string)
 }
 
-const TEMPLATE_FUNCS: &[&str] = &[
-    "eq",
-    "ne",
-    "lt",
-    "le",
-    "gt",
-    "ge",
-    "and",
-    "or",
-    "not",
-    "reReplaceAll",
-    "match",
-    "stripPort",
-    "stripDomain",
-    "toTime",
-    "len",
-    "humanize",
-    "humanize1024",
-    "humanizeDuration",
-    "humanizePercentage",
-    "humanizeTimestamp",
-    "printf",
-    "title",
-    "toUpper",
-    "toLower",
-    "query",
-    "first",
-    "index",
-];
+/// The renderer's own function list, plus names it does not know (Prometheus's `query`,
+/// `first`, `index`), which must be load errors, not panics.
+fn template_funcs() -> Vec<&'static str> {
+    let mut f = sentinel_rules::template::FUNCS.to_vec();
+    f.extend(["query", "first", "index"]);
+    f
+}
 
 /// `printf` formats with small widths and precisions.
 fn printf_format() -> impl Strategy<Value = String> {
@@ -874,14 +852,14 @@ fn template_pipeline() -> impl Strategy<Value = String> {
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             (
-                prop::sample::select(TEMPLATE_FUNCS),
+                prop::sample::select(template_funcs()),
                 prop::collection::vec(inner.clone(), 0..3)
             )
                 .prop_map(|(f, args)| format!("{f} {}", args.join(" "))),
             (printf_format(), prop::collection::vec(inner.clone(), 0..3))
                 .prop_map(|(f, args)| format!("printf {f} {}", args.join(" "))),
             (printf_format(), template_number()).prop_map(|(f, n)| format!("printf {f} {n}")),
-            (inner.clone(), prop::sample::select(TEMPLATE_FUNCS))
+            (inner.clone(), prop::sample::select(template_funcs()))
                 .prop_map(|(a, f)| format!("{a} | {f}")),
             inner.prop_map(|a| format!("({a})")),
         ]
