@@ -859,6 +859,10 @@ mod router_tests {
                 StatusCode::FORBIDDEN
             );
             assert_eq!(
+                call(&app, "POST", "/api/v2/alerts", peer, json, "[]").await,
+                StatusCode::FORBIDDEN
+            );
+            assert_eq!(
                 call(&app, "GET", "/api/v2/silences", peer, json, "").await,
                 StatusCode::OK
             );

@@ -184,12 +184,13 @@ fn error(kind: &str, msg: impl Into<String>) -> Response {
         "not_found" => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        json!({"status": "error", "errorType": kind, "error": msg.into()}).to_string(),
-    )
-        .into_response()
+    // Prometheus's key order.
+    let body = format!(
+        "{{\"status\":\"error\",\"errorType\":{},\"error\":{}}}",
+        serde_json::Value::from(kind),
+        serde_json::Value::from(msg.into())
+    );
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn bad_param(name: &str, msg: impl std::fmt::Display) -> Response {
@@ -201,11 +202,7 @@ fn eval_error(e: &EvalError) -> Response {
 }
 
 fn success(data: serde_json::Value) -> Response {
-    json_body(
-        json!({"status": "success", "data": data})
-            .to_string()
-            .into_bytes(),
-    )
+    json_body(format!("{{\"status\":\"success\",\"data\":{data}}}").into_bytes())
 }
 
 fn json_body(body: Vec<u8>) -> Response {
@@ -696,6 +693,13 @@ fn parse_matches(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
                     format_args!("{text:?} is not a series selector"),
                 ))
             }
+            // Prometheus checks this itself, in its own words.
+            Err(e) if e.contains("at least one non-empty matcher") => {
+                return Err(bad_param(
+                    "match[]",
+                    "match[] must contain at least one non-empty matcher",
+                ))
+            }
             Err(e) => return Err(bad_param("match[]", e)),
         };
         if !vs.matchers.or_matchers.is_empty() {
@@ -914,6 +918,15 @@ fn go_time(ms: Option<i64>) -> String {
     }
 }
 
+/// Seconds as Go's JSON writes a float64: `60`, `0.5` (never `60.0`).
+fn go_secs(d: Duration) -> serde_json::Value {
+    if d.subsec_nanos() == 0 {
+        json!(d.as_secs())
+    } else {
+        json!(d.as_secs_f64())
+    }
+}
+
 fn labels_json(l: &Labels) -> serde_json::Value {
     let m: Map<String, serde_json::Value> =
         l.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
@@ -937,7 +950,7 @@ async fn rules(State(app): State<Arc<App>>, uri: Uri) -> Response {
         "" => (true, true),
         "alert" => (true, false),
         "record" => (false, true),
-        t => return error("bad_data", format!("not supported value {t:?}")),
+        t => return bad_param("type", format_args!("not supported value {t:?}")),
     };
     let mut groups = Vec::new();
     app.rules.visit_groups(|g| {
@@ -969,8 +982,8 @@ async fn rules(State(app): State<Arc<App>>, uri: Uri) -> Response {
                         "state": state,
                         "name": r.def.name,
                         "query": r.def.expr_text,
-                        "duration": r.def.for_.as_secs_f64(),
-                        "keepFiringFor": r.def.keep_firing_for.as_secs_f64(),
+                        "duration": go_secs(r.def.for_),
+                        "keepFiringFor": go_secs(r.def.keep_firing_for),
                         "labels": r.def.labels,
                         "annotations": r.def.annotations,
                         "alerts": alerts.iter().map(|a| alert_json(a)).collect::<Vec<_>>(),
@@ -1008,7 +1021,7 @@ async fn rules(State(app): State<Arc<App>>, uri: Uri) -> Response {
             "name": g.name,
             "file": g.file,
             "rules": rules,
-            "interval": g.interval.as_secs_f64(),
+            "interval": go_secs(g.interval),
             "limit": g.limit,
             "evaluationTime": g.last_duration.as_secs_f64(),
             "lastEvaluation": go_time(last_eval),
