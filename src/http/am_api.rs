@@ -77,12 +77,12 @@ pub fn routes() -> Vec<Route> {
     ]
 }
 
-/// Alertmanager's error body: a JSON string.
+/// Alertmanager's error body: a JSON string and a newline.
 fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        Value::String(msg.into()).to_string(),
+        format!("{}\n", Value::String(msg.into())),
     )
         .into_response()
 }
