@@ -166,7 +166,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
     let exact = [
         format!("/api/v1/query?query=1%2B1&time={t}"),
         format!("/api/v1/query?query=%22text%22&time={t}"),
-        format!("/api/v1/query?query=vector(3)&time=2023-11-14T22:13:20Z"),
+        "/api/v1/query?query=vector(3)&time=2023-11-14T22:13:20Z".to_string(),
         format!(
             "/api/v1/query?query={}&time=1700000000",
             enc(r#"label_replace(vector(1), "a", "b", "", "")"#)
@@ -191,6 +191,8 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/series?match[]=absent_nonexistent_metric".into(),
         "/api/v1/label/absent_nonexistent_label/values".into(),
         "/api/v1/rules?type=nonsense".into(),
+        "/api/v1/query_exemplars?query=up&start=1&end=10".into(),
+        "/api/v1/query_exemplars?query=up&start=x".into(),
     ];
     for path in &exact {
         let (st_o, _, body_o) = get(&format!("{ours}{path}"));

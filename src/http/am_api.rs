@@ -13,6 +13,10 @@
 //! `sentinel_silences_rejected_total{reason}`. An alerts body is capped at 1 MiB and
 //! [`MAX_POSTED_ALERTS`] alerts, each at [`MAX_ALERT_LABELS`] labels.
 
+// Helpers return the refusal they would answer (a `Response`) as their error: it is
+// sent at once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use super::Route;
 use crate::app::App;
 use axum::body::Body;

@@ -178,6 +178,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 const READ_ONLY_POSTS: &[&str] = &[
     "/api/v1/query",
     "/api/v1/query_range",
+    "/api/v1/query_exemplars",
     "/api/v1/series",
     "/api/v1/labels",
     "/api/v1/format_query",

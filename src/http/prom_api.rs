@@ -22,6 +22,10 @@
 //! released only when the evaluation has actually stopped; on a deadline the job's
 //! cancellation flag is set before the 503 is sent.
 
+// Helpers return the refusal they would answer (a `Response`) as their error: it is
+// sent at once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
 use super::Route;
 use crate::app::App;
 use axum::body::Bytes;
@@ -95,6 +99,12 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/label/{name}/values",
             "values of one label (Prometheus API)",
             get(label_values),
+        ),
+        Route::new(
+            "GET, POST",
+            "/api/v1/query_exemplars",
+            "exemplars (Prometheus API; the sidecar keeps none)",
+            get(query_exemplars).post(query_exemplars),
         ),
         Route::new(
             "GET",
@@ -391,11 +401,7 @@ async fn query_range(
         Ok(e) => e,
         Err(r) => return r,
     };
-    let kind = match range_kind(&expr) {
-        Some(k) => k,
-        None => "",
-    };
-    if !kind.is_empty() {
+    if let Some(kind) = range_kind(&expr) {
         return error(
             "bad_data",
             format!(
@@ -849,6 +855,19 @@ async fn label_values(State(app): State<Arc<App>>, Path(name): Path<String>, uri
     success(json!(values))
 }
 
+/// Prometheus's checks of `query`, `start` and `end`, then no exemplars: the store
+/// keeps none, and Grafana asks whenever a panel has exemplars switched on.
+async fn query_exemplars(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    if let Err(r) = span(&p) {
+        return r;
+    }
+    if let Err(r) = parse_query(&p) {
+        return r;
+    }
+    success(json!([]))
+}
+
 // ---- metadata, build info ----
 
 async fn metadata(State(app): State<Arc<App>>, uri: Uri) -> Response {
@@ -873,19 +892,26 @@ async fn metadata(State(app): State<Arc<App>>, uri: Uri) -> Response {
             "untyped" => "unknown",
             k => k,
         };
-        out.entry(f.name.clone())
+        if let Some(a) = out
+            .entry(f.name.clone())
             .or_insert_with(|| json!([]))
             .as_array_mut()
-            .map(|a| a.push(json!({"type": kind, "help": f.help, "unit": ""})));
+        {
+            a.push(json!({"type": kind, "help": f.help, "unit": ""}));
+        }
     }
     success(serde_json::Value::Object(out))
 }
 
+/// The Prometheus release whose HTTP API the sidecar answers: clients such as Grafana
+/// read `version` to pick the API calls they may use.
+pub const PROMETHEUS_API_VERSION: &str = "2.42.0";
+
 async fn buildinfo() -> Response {
     success(json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": PROMETHEUS_API_VERSION,
         "revision": option_env!("SENTINEL_REVISION").unwrap_or("unknown"),
-        "branch": "",
+        "branch": concat!("comfy-sentinel-", env!("CARGO_PKG_VERSION")),
         "buildUser": "",
         "buildDate": "",
         "goVersion": "",
