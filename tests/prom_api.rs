@@ -175,6 +175,10 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/query_range?query=time()&start=1700000000&end=1700000002.5&step=500ms".into(),
         "/api/v1/query_range?query=1&start=2023-11-14T22:13:20Z&end=2023-11-14T22:14:20Z&step=1m"
             .into(),
+        format!(
+            "/api/v1/query_range?query={}&start=1700000000&end=1700000300&step=60",
+            enc("count_over_time(vector(1)[2m:30s] @ end())")
+        ),
         "/api/v1/query?query=up&time=soon".into(),
         "/api/v1/query_range?query=up".into(),
         "/api/v1/query_range?query=up&start=10&end=1&step=1".into(),
@@ -204,7 +208,12 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         );
     }
     // Errors whose text comes from the PromQL parser: same status and errorType.
-    for path in ["/api/v1/query", "/api/v1/query?query=sum("] {
+    for path in [
+        "/api/v1/query",
+        "/api/v1/query?query=sum(",
+        "/api/v1/query_range?query=sum(&start=1&end=2&step=1",
+        "/api/v1/query_range?query=timestamp(vector(1)%20@%20start())&start=1&end=2&step=1",
+    ] {
         let (st_o, v_o, _) = get(&format!("{ours}{path}"));
         let (st_t, v_t, _) = get(&format!("{theirs}{path}"));
         assert_eq!(st_o, st_t, "{path}");
@@ -225,6 +234,21 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         assert_eq!(
             String::from_utf8_lossy(&body),
             r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.123,"2"]}}"#
+        );
+    }
+    for base in [&ours, &theirs] {
+        let (st, _, body) = http_request(
+            "POST",
+            &format!("{base}/api/v1/query_range?step=1"),
+            &form,
+            b"query=vector(2)&start=1700000000&end=1700000001&step=0.5",
+        )
+        .unwrap();
+        assert_eq!(st, 200);
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000,"2"],[1700000000.500,"2"],[1700000001,"2"]]}]}}"#,
+            "{base}: the form's step comes before the URL's"
         );
     }
     // Rules and alerts: the same shapes and the same rule definitions and states.

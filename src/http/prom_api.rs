@@ -279,8 +279,20 @@ fn now_ms() -> i64 {
 
 // ---- queries ----
 
-/// The query text, parsed and checked (a 400 `bad_data` when it is not usable).
+/// The query text, parsed and checked (a 400 `bad_data` when it is not usable). Parse
+/// errors name the parameter for instant queries and not for range queries, as 2.42.
 fn parse_query(p: &Params) -> Result<Expr, Response> {
+    parse_query_as(p, true)
+}
+
+fn parse_query_as(p: &Params, name_it: bool) -> Result<Expr, Response> {
+    let refuse = |e: String| {
+        if name_it {
+            bad_param("query", e)
+        } else {
+            error("bad_data", e)
+        }
+    };
     let text = p.get("query");
     if text.len() > MAX_QUERY_BYTES {
         return Err(error(
@@ -294,8 +306,8 @@ fn parse_query(p: &Params) -> Result<Expr, Response> {
             "1:1: parse error: no expression found in input",
         ));
     }
-    let expr = sentinel_rules::eval::parse(text).map_err(|e| bad_param("query", e))?;
-    sentinel_rules::eval::check(&expr).map_err(|e| bad_param("query", e))?;
+    let expr = sentinel_rules::eval::parse(text).map_err(refuse)?;
+    sentinel_rules::eval::check(&expr).map_err(refuse)?;
     Ok(expr)
 }
 
@@ -397,7 +409,7 @@ async fn query_range(
             ),
         );
     }
-    let expr = match parse_query(&p) {
+    let expr = match parse_query_as(&p, false) {
         Ok(e) => e,
         Err(r) => return r,
     };
