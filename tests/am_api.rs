@@ -46,7 +46,8 @@ fn shape(v: &Value) -> Value {
     }
 }
 
-/// A sidecar with one webhook receiver (`hook`, nowhere) and no rules.
+/// A sidecar with one webhook receiver (`hook`, nowhere; groups by alertname, as the
+/// recording's Alertmanager) and no rules.
 fn sidecar(dir: &Path) -> Sentinel {
     let rules = temp_file(dir, "rules.yml", "groups: []\n");
     let cfg = temp_file(
@@ -56,7 +57,7 @@ fn sidecar(dir: &Path) -> Sentinel {
             r#"data_dir: {:?}
 rules: {{ files: [{:?}] }}
 notify:
-  route: {{ receiver: hook }}
+  route: {{ receiver: hook, group_by: [alertname] }}
   receivers:
     - name: hook
       webhooks: [{{ url: "http://127.0.0.1:9/hook" }}]
@@ -162,17 +163,24 @@ fn v2_answers_have_the_shapes_alertmanager_0_25_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let s = sidecar(dir.path());
     post_alert(&s.url(""));
+    let recorded = |name: &str| -> Value {
+        let text =
+            std::fs::read_to_string(fixture(&format!("alertmanager_v2/{name}.json"))).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    // Before the silence: the recorded groups hold an active alert.
+    let (st, v, _) = get(&s.url("/api/v2/alerts/groups"));
+    assert_eq!(st, 200);
+    assert_eq!(shape(&v), shape(&recorded("groups")), "groups:\n{v}");
+    assert_eq!(v[0]["receiver"]["name"], "hook", "{v}");
+    let (_, v, _) = get(&s.url("/api/v2/alerts/groups?receiver=nomatch"));
+    assert_eq!(v, serde_json::json!([]));
     let (st, body) = post(&s.url("/api/v2/silences"), &silence_body("DiskFull"));
     assert_eq!(st, 200, "{body}");
     let id = serde_json::from_str::<Value>(&body).unwrap()["silenceID"]
         .as_str()
         .unwrap()
         .to_string();
-    let recorded = |name: &str| -> Value {
-        let text =
-            std::fs::read_to_string(fixture(&format!("alertmanager_v2/{name}.json"))).unwrap();
-        serde_json::from_str(&text).unwrap()
-    };
     for (path, name) in [
         ("/api/v2/alerts".to_string(), "alerts"),
         ("/api/v2/silences".to_string(), "silences"),
@@ -208,7 +216,7 @@ fn start_alertmanager(dir: &Path) -> Option<Alertmanager> {
     let cfg = temp_file(
         dir,
         "alertmanager.yml",
-        "route:\n  receiver: hook\n  group_wait: 1h\nreceivers:\n  - name: hook\n    webhook_configs: [{url: 'http://127.0.0.1:9/hook'}]\n",
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1h\nreceivers:\n  - name: hook\n    webhook_configs: [{url: 'http://127.0.0.1:9/hook'}]\n",
     );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -271,7 +279,12 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         let v: Value = serde_json::from_str(&body).unwrap();
         ids.push(v["silenceID"].as_str().unwrap().to_string());
     }
-    for path in ["/api/v2/silences", "/api/v2/receivers", "/api/v2/status"] {
+    for path in [
+        "/api/v2/silences",
+        "/api/v2/receivers",
+        "/api/v2/status",
+        "/api/v2/alerts/groups",
+    ] {
         let (so, o, _) = get(&format!("{ours}{path}"));
         let (sp, p, _) = get(&format!("{theirs}{path}"));
         assert_eq!((so, shape(&o)), (sp, shape(&p)), "{path}:\n{o}\n{p}");

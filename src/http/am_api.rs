@@ -2,7 +2,8 @@
 //! `amtool` and Grafana's Alertmanager data source work against the sidecar:
 //!
 //! - `GET /api/v2/alerts` (`filter`, `active`, `silenced`, `inhibited`, `unprocessed`,
-//!   `receiver`), `POST /api/v2/alerts` (alerts from clients, as Alertmanager takes them)
+//!   `receiver`), `POST /api/v2/alerts` (alerts from clients, as Alertmanager takes them),
+//!   `GET /api/v2/alerts/groups` (the same alerts by aggregation group)
 //! - `GET|POST /api/v2/silences` (`filter`), `GET|DELETE /api/v2/silence/{id}`
 //! - `GET /api/v2/status`, `GET /api/v2/receivers`
 //!
@@ -53,6 +54,12 @@ pub fn routes() -> Vec<Route> {
             "/api/v2/alerts",
             "alerts (Alertmanager API v2; POST adds alerts)",
             get(get_alerts).post(post_alerts),
+        ),
+        Route::new(
+            "GET",
+            "/api/v2/alerts/groups",
+            "alerts by aggregation group (Alertmanager API v2)",
+            get(get_alert_groups),
         ),
         Route::new(
             "GET, POST",
@@ -143,31 +150,28 @@ fn filters(q: &[(String, String)]) -> Result<Vec<matcher::Matcher>, Response> {
 
 // ---- alerts ----
 
-async fn get_alerts(State(app): State<Arc<App>>, uri: Uri) -> Response {
-    let q = query_pairs(&uri);
-    let (active, silenced, inhibited, unprocessed) = match (
-        flag(&q, "active", true),
-        flag(&q, "silenced", true),
-        flag(&q, "inhibited", true),
-        flag(&q, "unprocessed", true),
-    ) {
-        (Ok(a), Ok(s), Ok(i), Ok(u)) => (a, s, i, u),
-        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
-    };
-    let _ = unprocessed; // every alert the sidecar holds has been processed
-    let ms = match filters(&q) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
+/// The alerts `GET /api/v2/alerts` lists for these query parameters, by fingerprint
+/// (hex), and the `receiver` regex when one was given.
+#[allow(clippy::type_complexity)]
+fn listed_alerts(
+    app: &App,
+    q: &[(String, String)],
+) -> Result<(Vec<(String, Value)>, Option<regex::Regex>), Response> {
+    let active = flag(q, "active", true)?;
+    let silenced = flag(q, "silenced", true)?;
+    let inhibited = flag(q, "inhibited", true)?;
+    // Every alert the sidecar holds has been processed; the flag is only checked.
+    flag(q, "unprocessed", true)?;
+    let ms = filters(q)?;
     let receiver = match q.iter().find(|(k, _)| k == "receiver") {
         None => None,
         Some((_, r)) => match regex::Regex::new(&format!("^(?:{r})$")) {
             Ok(re) => Some(re),
             Err(e) => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     format!("failed to parse receiver param: {e}"),
-                )
+                ))
             }
         },
     };
@@ -191,7 +195,7 @@ async fn get_alerts(State(app): State<Arc<App>>, uri: Uri) -> Response {
         {
             continue;
         }
-        out.push(json!({
+        let json = json!({
             "annotations": v.alert.annotations,
             "endsAt": am_time(v.alert.ends_at),
             "fingerprint": v.fingerprint,
@@ -205,6 +209,45 @@ async fn get_alerts(State(app): State<Arc<App>>, uri: Uri) -> Response {
             "updatedAt": am_time(v.alert.starts_at),
             "generatorURL": v.alert.generator_url,
             "labels": v.alert.labels,
+        });
+        out.push((v.fingerprint, json));
+    }
+    Ok((out, receiver))
+}
+
+async fn get_alerts(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    match listed_alerts(&app, &query_pairs(&uri)) {
+        Ok((list, _)) => json_ok(Value::Array(list.into_iter().map(|(_, v)| v).collect())),
+        Err(r) => r,
+    }
+}
+
+/// The aggregation groups with the alerts `GET /api/v2/alerts` would list for the same
+/// parameters; groups left without alerts are not shown.
+async fn get_alert_groups(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let (list, receiver) = match listed_alerts(&app, &query_pairs(&uri)) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let by_fp: BTreeMap<String, Value> = list.into_iter().collect();
+    let mut groups = app.notifier.alert_groups();
+    groups.sort();
+    let mut out = Vec::new();
+    for (recv, labels, fps) in groups {
+        if receiver.as_ref().is_some_and(|re| !re.is_match(&recv)) {
+            continue;
+        }
+        let alerts: Vec<&Value> = fps
+            .iter()
+            .filter_map(|fp| by_fp.get(&format!("{fp:016x}")))
+            .collect();
+        if alerts.is_empty() {
+            continue;
+        }
+        out.push(json!({
+            "alerts": alerts,
+            "labels": labels,
+            "receiver": {"name": recv},
         }));
     }
     json_ok(Value::Array(out))
