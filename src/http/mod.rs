@@ -863,6 +863,21 @@ mod router_tests {
                 call(&app, "POST", "/api/v2/alerts", peer, json, "[]").await,
                 StatusCode::FORBIDDEN
             );
+            for read in ["/api/v1/query_range", "/api/v1/series", "/api/v1/labels"] {
+                assert_ne!(
+                    call(
+                        &app,
+                        "POST",
+                        read,
+                        peer,
+                        "application/x-www-form-urlencoded",
+                        "match[]=up&query=vector(1)&start=1&end=2&step=1"
+                    )
+                    .await,
+                    StatusCode::FORBIDDEN,
+                    "{read} only reads"
+                );
+            }
             assert_eq!(
                 call(&app, "GET", "/api/v2/silences", peer, json, "").await,
                 StatusCode::OK
