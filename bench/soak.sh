@@ -296,12 +296,12 @@ silences() {
   while :; do
     now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     end=$(date -u -d "+1 hour" +%Y-%m-%dT%H:%M:%SZ)
-    id=$(curl -sS -X POST -H 'Content-Type: application/json' "$URL/api/v1/silences" \
+    id=$(curl -sS -X POST -H 'Content-Type: application/json' "$URL/api/v2/silences" \
       -d "{\"matchers\":[{\"name\":\"alertname\",\"value\":\"SoakFlap\",\"isRegex\":false}],\"startsAt\":\"$now\",\"endsAt\":\"$end\",\"createdBy\":\"soak\",\"comment\":\"soak $made\"}" \
       | python3 -c 'import json,sys; print(json.load(sys.stdin).get("silenceID",""))' 2>/dev/null || true)
     [ -n "$id" ] && made=$((made + 1))
     sleep 10
-    if [ -n "$id" ] && curl -fsS -X DELETE "$URL/api/v1/silences/$id" >/dev/null 2>&1; then
+    if [ -n "$id" ] && curl -fsS -X DELETE "$URL/api/v2/silence/$id" >/dev/null 2>&1; then
       expired=$((expired + 1))
     fi
     echo "$made $expired" > "$WORK/silences.txt"

@@ -32,7 +32,7 @@ fn query_api_answers_in_prometheus_shape() {
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["status"], "success");
     assert_eq!(v["data"]["resultType"], "scalar");
-    assert_eq!(v["data"]["result"], serde_json::json!([1700000000.0, "2"]));
+    assert_eq!(v["data"]["result"], serde_json::json!([1700000000, "2"]));
     let (status, _, body) =
         http_get(&s.url("/api/v1/query?query=sum(sentinel_build_info)"), &[]).unwrap();
     assert_eq!(status, 200);

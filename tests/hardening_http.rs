@@ -344,7 +344,7 @@ fn slow_bodies_are_answered_408_and_closed_at_the_body_deadline() {
     let mut clients: Vec<TcpStream> = (0..4).map(|i| slow_client(&s.addr, i)).collect();
     let mut silence = TcpStream::connect(&s.addr).unwrap();
     silence
-        .write_all(b"POST /api/v1/silences HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"ma")
+        .write_all(b"POST /api/v2/silences HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{\"ma")
         .unwrap();
     let started = Instant::now();
     for c in clients.iter_mut().chain(std::iter::once(&mut silence)) {
@@ -478,7 +478,7 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
     let to = SocketAddr::new(host.server_ip, port(&s));
     let lim = Duration::from_secs(10);
     let json = [("Content-Type", "application/json")];
-    let post = request("POST", "/api/v1/silences", &json, &silence_json("m"));
+    let post = request("POST", "/api/v2/silences", &json, &silence_json("m"));
     assert_eq!(raw(to, Some(&host), &post, lim), Some(403));
     assert_eq!(
         raw(to, Some(&host), &request("POST", "/-/reload", &[], ""), lim),
@@ -488,13 +488,19 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
         raw(
             to,
             Some(&host),
-            &request("DELETE", "/api/v1/silences/x", &[], ""),
+            &request("DELETE", "/api/v2/silence/x", &[], ""),
             lim
         ),
         Some(403)
     );
     // Reads stay open.
-    for path in ["/metrics", "/api/v1/silences", "/api/v1/alerts", "/healthz"] {
+    for path in [
+        "/metrics",
+        "/api/v2/silences",
+        "/api/v2/alerts",
+        "/api/v1/alerts",
+        "/healthz",
+    ] {
         assert_eq!(
             raw(to, Some(&host), &request("GET", path, &[], ""), lim),
             Some(200),
@@ -545,7 +551,7 @@ fn network_clients_cannot_silence_or_reload_without_web_auth() {
         raw(
             to,
             Some(&host),
-            &request("POST", "/api/v1/silences", &authed, &silence_json("m")),
+            &request("POST", "/api/v2/silences", &authed, &silence_json("m")),
             lim
         ),
         Some(200)
@@ -589,7 +595,7 @@ fn silences_are_capped_with_413_and_422_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let s = launch(dir.path(), "", "127.0.0.1:0", None);
     s.wait_ready();
-    let url = s.url("/api/v1/silences");
+    let url = s.url("/api/v2/silences");
     let json = [("Content-Type", "application/json")];
     let rss_before = rss_kib(s.child.id());
     // The attack from the issue: 1.9 MB comments, 100 times.
@@ -645,7 +651,7 @@ fn silence_without_receivers_survives_a_restart() {
     let s = launch(dir.path(), "", "127.0.0.1:0", None);
     let r = http_request(
         "POST",
-        &s.url("/api/v1/silences"),
+        &s.url("/api/v2/silences"),
         &[("Content-Type", "application/json")],
         silence_json("kept").as_bytes(),
     )
@@ -657,7 +663,7 @@ fn silence_without_receivers_survives_a_restart() {
         .to_string();
     drop(s);
     let s = launch(dir.path(), "", "127.0.0.1:0", None);
-    let (_, _, body) = http_get(&s.url("/api/v1/silences"), &[]).unwrap();
+    let (_, _, body) = http_get(&s.url("/api/v2/silences"), &[]).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v[0]["id"], id.as_str(), "silence kept across restart: {v}");
 }

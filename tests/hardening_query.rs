@@ -314,6 +314,7 @@ fn out_of_range_duration_and_time_are_400_with_the_reason() {
     let (status, v, _) = query(&s, "rate(x[99999999999y])");
     assert_eq!(status, 400, "{v}");
     let e = v["error"].as_str().unwrap();
+    let e = e.strip_prefix("invalid parameter \"query\": ").unwrap_or(e);
     assert!(
         e.starts_with("1:8: ") && e.contains("duration out of range"),
         "{e}"

@@ -158,7 +158,7 @@ fn silences_api_persists_across_restart() {
         s.wait_ready();
         let (st, _, body) = http_request(
             "POST",
-            &s.url("/api/v1/silences"),
+            &s.url("/api/v2/silences"),
             &[("content-type", "application/json")],
             silence.as_bytes(),
         )
@@ -169,10 +169,10 @@ fn silences_api_persists_across_restart() {
         // A silence without a comment is refused.
         let bad = silence.replace("maintenance", "");
         let (st, _, _) =
-            http_request("POST", &s.url("/api/v1/silences"), &[], bad.as_bytes()).unwrap();
+            http_request("POST", &s.url("/api/v2/silences"), &[], bad.as_bytes()).unwrap();
         assert_eq!(st, 400);
         // Only the default rules' always-firing Watchdog is active.
-        let (st, _, body) = http_get(&s.url("/api/v1/alerts"), &[]).unwrap();
+        let (st, _, body) = http_get(&s.url("/api/v2/alerts"), &[]).unwrap();
         assert_eq!(st, 200);
         let alerts: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(
@@ -196,23 +196,27 @@ fn silences_api_persists_across_restart() {
     };
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     s.wait_ready();
-    let (_, _, body) = http_get(&s.url("/api/v1/silences"), &[]).unwrap();
+    let (_, _, body) = http_get(&s.url("/api/v2/silences"), &[]).unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v[0]["id"], id.as_str(), "silence survived the restart: {v}");
     assert_eq!(v[0]["status"]["state"], "active");
+    let (st, _, _) =
+        http_request("DELETE", &s.url(&format!("/api/v2/silence/{id}")), &[], b"").unwrap();
+    assert_eq!(st, 200);
+    let (_, _, body) = http_get(&s.url("/api/v2/silences"), &[]).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v[0]["status"]["state"], "expired");
     let (st, _, _) = http_request(
         "DELETE",
-        &s.url(&format!("/api/v1/silences/{id}")),
+        &s.url("/api/v2/silence/00000000-0000-0000-0000-000000000000"),
         &[],
         b"",
     )
     .unwrap();
-    assert_eq!(st, 200);
-    let (_, _, body) = http_get(&s.url("/api/v1/silences"), &[]).unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(v[0]["status"]["state"], "expired");
-    let (st, _, _) = http_request("DELETE", &s.url("/api/v1/silences/nope"), &[], b"").unwrap();
     assert_eq!(st, 404);
+    // Not a UUID: go-swagger's 422, as Alertmanager answers.
+    let (st, _, _) = http_request("DELETE", &s.url("/api/v2/silence/nope"), &[], b"").unwrap();
+    assert_eq!(st, 422);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod am_api;
 mod collector_timeouts;
 mod comfyui;
 mod config_doc;
@@ -21,6 +22,7 @@ mod ingest;
 mod metrics_doc;
 mod notify;
 mod probes;
+mod prom_api;
 mod quality;
 mod rules;
 mod standalone_alerts;

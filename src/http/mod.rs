@@ -4,8 +4,11 @@
 //! - `GET /readyz` — config loaded and every collector has run once
 //! - `GET /` — the status page (`status.rs`)
 //! - `POST /-/reload` — re-read the config (as SIGHUP does)
-//! - `/api/v1/alerts`, `/api/v1/silences`, `/api/v1/notifications` — see `notify_api`
-//! - `GET|POST /api/v1/query` — instant PromQL on the rule store (`query_api`)
+//! - `/api/v1/query`, `/api/v1/query_range`, `/api/v1/series`, ... — Prometheus's HTTP
+//!   API (`prom_api`)
+//! - `/api/v2/alerts`, `/api/v2/silences`, `/api/v2/silence/{id}`, ... — Alertmanager's
+//!   API v2 (`am_api`)
+//! - `/api/v1/alerts/history`, `/api/v1/notifications` — see `notify_api`
 //! - `POST /api/v1/events` — the events ingest API (`crate::ingest`), with its own auth
 //!
 //! Every route sits behind optional basic/bearer auth and optional TLS (`web:`). Without
@@ -18,10 +21,11 @@
 //! when accept runs out of file descriptors, and a plain-text 400 for plain HTTP sent
 //! to the TLS port.
 
+mod am_api;
 pub mod config;
 mod conns;
 mod notify_api;
-mod query_api;
+mod prom_api;
 pub mod status;
 mod tls;
 
@@ -118,7 +122,8 @@ fn ingest_routes() -> Vec<Route> {
 pub fn routes() -> Vec<Route> {
     let mut all = core_routes();
     all.extend(notify_api::routes());
-    all.extend(query_api::routes());
+    all.extend(prom_api::routes());
+    all.extend(am_api::routes());
     all.extend(ingest_routes());
     all
 }
@@ -133,7 +138,8 @@ fn mount(routes: Vec<Route>) -> Router<Arc<App>> {
 pub fn router(app: Arc<App>) -> Router {
     let mut authed = core_routes();
     authed.extend(notify_api::routes());
-    authed.extend(query_api::routes());
+    authed.extend(prom_api::routes());
+    authed.extend(am_api::routes());
     mount(authed)
         .fallback(not_found)
         // Bodies the extractors buffer (the query form); silences and events cap their own.
@@ -172,6 +178,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 const READ_ONLY_POSTS: &[&str] = &[
     "/api/v1/query",
     "/api/v1/query_range",
+    "/api/v1/query_exemplars",
     "/api/v1/series",
     "/api/v1/labels",
     "/api/v1/format_query",
@@ -710,12 +717,13 @@ mod tests {
 
     #[test]
     fn state_changing_routes_are_told_apart_from_reads() {
-        assert!(is_mutating(&Method::POST, "/api/v1/silences"));
-        assert!(is_mutating(&Method::DELETE, "/api/v1/silences/x"));
+        assert!(is_mutating(&Method::POST, "/api/v2/silences"));
+        assert!(is_mutating(&Method::POST, "/api/v2/alerts"));
+        assert!(is_mutating(&Method::DELETE, "/api/v2/silence/x"));
         assert!(is_mutating(&Method::POST, "/-/reload"));
         assert!(is_mutating(&Method::PUT, "/api/v1/query"));
         assert!(!is_mutating(&Method::POST, "/api/v1/query"));
-        assert!(!is_mutating(&Method::GET, "/api/v1/silences"));
+        assert!(!is_mutating(&Method::GET, "/api/v2/silences"));
         assert!(!is_mutating(&Method::HEAD, "/metrics"));
     }
 
@@ -817,9 +825,10 @@ mod router_tests {
                     "{}",
                 )
                 .await;
+                // An unknown silence id is a 404 of the route, not a missing route.
                 assert!(
                     code != StatusCode::METHOD_NOT_ALLOWED && code != StatusCode::NOT_FOUND
-                        || (m == "DELETE" && code == StatusCode::NOT_FOUND),
+                        || (r.path.contains("{id}") && code == StatusCode::NOT_FOUND),
                     "{m} {path} is listed but answers {code}"
                 );
             }
@@ -838,12 +847,12 @@ mod router_tests {
         let json = "application/json";
         for peer in [Some("192.0.2.7:4000"), Some("[2001:db8::1]:4000"), None] {
             assert_eq!(
-                call(&app, "POST", "/api/v1/silences", peer, json, silence).await,
+                call(&app, "POST", "/api/v2/silences", peer, json, silence).await,
                 StatusCode::FORBIDDEN,
                 "{peer:?}"
             );
             assert_eq!(
-                call(&app, "DELETE", "/api/v1/silences/x", peer, json, "").await,
+                call(&app, "DELETE", "/api/v2/silence/x", peer, json, "").await,
                 StatusCode::FORBIDDEN
             );
             assert_eq!(
@@ -851,7 +860,26 @@ mod router_tests {
                 StatusCode::FORBIDDEN
             );
             assert_eq!(
-                call(&app, "GET", "/api/v1/silences", peer, json, "").await,
+                call(&app, "POST", "/api/v2/alerts", peer, json, "[]").await,
+                StatusCode::FORBIDDEN
+            );
+            for read in ["/api/v1/query_range", "/api/v1/series", "/api/v1/labels"] {
+                assert_ne!(
+                    call(
+                        &app,
+                        "POST",
+                        read,
+                        peer,
+                        "application/x-www-form-urlencoded",
+                        "match[]=up&query=vector(1)&start=1&end=2&step=1"
+                    )
+                    .await,
+                    StatusCode::FORBIDDEN,
+                    "{read} only reads"
+                );
+            }
+            assert_eq!(
+                call(&app, "GET", "/api/v2/silences", peer, json, "").await,
                 StatusCode::OK
             );
             assert_ne!(
@@ -883,7 +911,7 @@ mod router_tests {
         );
         for peer in ["127.0.0.1:4000", "[::1]:4000", "[::ffff:127.0.0.1]:4000"] {
             assert_eq!(
-                call(&app, "POST", "/api/v1/silences", Some(peer), json, silence).await,
+                call(&app, "POST", "/api/v2/silences", Some(peer), json, silence).await,
                 StatusCode::OK,
                 "{peer}"
             );

@@ -480,7 +480,7 @@ fn render_alerts(h: &mut String, alerts: Option<&[AlertView]>, now: SystemTime) 
     if sorted.len() > MAX_ALERTS {
         let _ = writeln!(
             h,
-            "<p class=\"muted\">and {} more (see <a href=\"/api/v1/alerts\">/api/v1/alerts</a>)</p>",
+            "<p class=\"muted\">and {} more (see <a href=\"/api/v2/alerts\">/api/v2/alerts</a>)</p>",
             sorted.len() - MAX_ALERTS
         );
     }

@@ -596,6 +596,11 @@ impl Notifier {
         self.dispatcher.lock().alerts(Utc::now())
     }
 
+    /// `(receiver, group labels, alert fingerprints)` of every aggregation group.
+    pub fn alert_groups(&self) -> Vec<(String, BTreeMap<String, String>, Vec<u64>)> {
+        self.dispatcher.lock().group_views()
+    }
+
     pub fn history(&self) -> Vec<HistoryEvent> {
         self.dispatcher.lock().history()
     }

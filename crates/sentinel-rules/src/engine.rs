@@ -455,6 +455,14 @@ impl RuleEngine {
         self.values.lock().clone()
     }
 
+    /// Calls `f` on every loaded group, in load order (the rules and alerts APIs).
+    pub fn visit_groups(&self, mut f: impl FnMut(&crate::group::Group)) {
+        let inner = self.inner.lock();
+        for run in &inner.groups {
+            f(&run.group);
+        }
+    }
+
     /// `(group, rule, health ok, last error)` of every rule.
     pub fn health(&self) -> Vec<(String, String, Option<bool>, Option<String>)> {
         let inner = self.inner.lock();

@@ -497,6 +497,21 @@ impl Dispatcher {
         self.history.iter().rev().cloned().collect()
     }
 
+    /// Every aggregation group: `(receiver, group labels, fingerprints of its alerts)`,
+    /// for Alertmanager's `/api/v2/alerts/groups`.
+    pub fn group_views(&self) -> Vec<(String, BTreeMap<String, String>, Vec<u64>)> {
+        self.groups
+            .values()
+            .map(|g| {
+                (
+                    g.receiver.clone(),
+                    g.labels.clone(),
+                    g.alerts.keys().copied().collect(),
+                )
+            })
+            .collect()
+    }
+
     /// Every known alert with its muting state.
     pub fn alerts(&self, now: DateTime<Utc>) -> Vec<AlertView> {
         let inh = self

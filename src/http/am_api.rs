@@ -1,0 +1,646 @@
+//! Alertmanager's API v2 at Alertmanager's paths, in Alertmanager 0.25's JSON shapes, so
+//! `amtool` and Grafana's Alertmanager data source work against the sidecar:
+//!
+//! - `GET /api/v2/alerts` (`filter`, `active`, `silenced`, `inhibited`, `unprocessed`,
+//!   `receiver`), `POST /api/v2/alerts` (alerts from clients, as Alertmanager takes them),
+//!   `GET /api/v2/alerts/groups` (the same alerts by aggregation group)
+//! - `GET|POST /api/v2/silences` (`filter`), `GET|DELETE /api/v2/silence/{id}`
+//! - `GET /api/v2/status`, `GET /api/v2/receivers`
+//!
+//! The writes (POST and DELETE) are loopback-only unless `web:` has credentials (the
+//! `auth` middleware in `http::mod`). A silence body is capped at 64 KiB (413), its
+//! fields and the number of silences in force are capped too (422, see
+//! `sentinel_notify::dispatch::silence`); every refusal is counted in
+//! `sentinel_silences_rejected_total{reason}`. An alerts body is capped at 1 MiB and
+//! [`MAX_POSTED_ALERTS`] alerts, each at [`MAX_ALERT_LABELS`] labels.
+
+// Helpers return the refusal they would answer (a `Response`) as their error: it is
+// sent at once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+use super::Route;
+use crate::app::App;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sentinel_base::alert::{Alert, AlertSink};
+use sentinel_notify::dispatch::matcher::{self, Op};
+use sentinel_notify::dispatch::silence::{
+    Silence, SilenceError, SilenceState, MAX_BODY_BYTES as MAX_SILENCE_BYTES,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest `POST /api/v2/alerts` body.
+pub const MAX_ALERTS_BODY_BYTES: usize = 1 << 20;
+/// Most alerts one `POST /api/v2/alerts` may carry.
+pub const MAX_POSTED_ALERTS: usize = 1000;
+/// Most labels (and most annotations) of one posted alert.
+pub const MAX_ALERT_LABELS: usize = 64;
+/// Alertmanager's default `resolve_timeout`: a posted alert without `endsAt` resolves
+/// this long after it was last posted.
+pub const RESOLVE_TIMEOUT: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The Alertmanager API's routes (mounted by `http::router`, listed on the status page).
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            "GET, POST",
+            "/api/v2/alerts",
+            "alerts (Alertmanager API v2; POST adds alerts)",
+            get(get_alerts).post(post_alerts),
+        ),
+        Route::new(
+            "GET",
+            "/api/v2/alerts/groups",
+            "alerts by aggregation group (Alertmanager API v2)",
+            get(get_alert_groups),
+        ),
+        Route::new(
+            "GET, POST",
+            "/api/v2/silences",
+            "silences (Alertmanager API v2; POST adds or updates one)",
+            get(get_silences).post(post_silence),
+        ),
+        Route::new(
+            "GET, DELETE",
+            "/api/v2/silence/{id}",
+            "one silence (Alertmanager API v2; DELETE expires it)",
+            get(get_silence).delete(delete_silence),
+        ),
+        Route::new(
+            "GET",
+            "/api/v2/status",
+            "status (Alertmanager API v2)",
+            get(status),
+        ),
+        Route::new(
+            "GET",
+            "/api/v2/receivers",
+            "receivers (Alertmanager API v2)",
+            get(receivers),
+        ),
+    ]
+}
+
+/// Alertmanager's error body: a JSON string and a newline.
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{}\n", Value::String(msg.into())),
+    )
+        .into_response()
+}
+
+/// go-swagger's validation error (`{"code":601,"message":...}`), 422.
+fn swagger_error(code: u16, msg: String) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"code": code, "message": msg}).to_string(),
+    )
+        .into_response()
+}
+
+fn json_ok(v: Value) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+/// A time as Alertmanager's API writes it (`2026-01-02T03:04:05.678Z`).
+fn am_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A boolean query parameter (`default` when absent).
+fn flag(q: &[(String, String)], name: &str, default: bool) -> Result<bool, Response> {
+    match q.iter().find(|(k, _)| k == name) {
+        None => Ok(default),
+        Some((_, v)) => v.parse::<bool>().map_err(|_| {
+            swagger_error(601, format!("{name} in query must be of type bool: {v:?}"))
+        }),
+    }
+}
+
+/// The `filter` parameters, each an Alertmanager matcher string.
+fn filters(q: &[(String, String)]) -> Result<Vec<matcher::Matcher>, Response> {
+    let mut out = Vec::new();
+    for (_, f) in q.iter().filter(|(k, _)| k == "filter") {
+        let ms = matcher::parse(f)
+            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad matcher format: {e}")))?;
+        out.extend(ms);
+    }
+    Ok(out)
+}
+
+// ---- alerts ----
+
+/// The alerts `GET /api/v2/alerts` lists for these query parameters, by fingerprint
+/// (hex), and the `receiver` regex when one was given.
+#[allow(clippy::type_complexity)]
+fn listed_alerts(
+    app: &App,
+    q: &[(String, String)],
+) -> Result<(Vec<(String, Value)>, Option<regex::Regex>), Response> {
+    let active = flag(q, "active", true)?;
+    let silenced = flag(q, "silenced", true)?;
+    let inhibited = flag(q, "inhibited", true)?;
+    // Every alert the sidecar holds has been processed; the flag is only checked.
+    flag(q, "unprocessed", true)?;
+    let ms = filters(q)?;
+    let receiver = match q.iter().find(|(k, _)| k == "receiver") {
+        None => None,
+        Some((_, r)) => match regex::Regex::new(&format!("^(?:{r})$")) {
+            Ok(re) => Some(re),
+            Err(e) => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("failed to parse receiver param: {e}"),
+                ))
+            }
+        },
+    };
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for v in app.notifier.alerts() {
+        if v.alert.is_resolved_at(now) {
+            continue;
+        }
+        if let Some(re) = &receiver {
+            if !v.receivers.iter().any(|r| re.is_match(r)) {
+                continue;
+            }
+        }
+        let is_silenced = !v.silenced_by.is_empty();
+        let suppressed = is_silenced || v.inhibited;
+        if (!active && !suppressed)
+            || (!silenced && is_silenced)
+            || (!inhibited && v.inhibited)
+            || !matcher::matches_all(&ms, &v.alert.labels)
+        {
+            continue;
+        }
+        let json = json!({
+            "annotations": v.alert.annotations,
+            "endsAt": am_time(v.alert.ends_at),
+            "fingerprint": v.fingerprint,
+            "receivers": v.receivers.iter().map(|r| json!({"name": r})).collect::<Vec<_>>(),
+            "startsAt": am_time(v.alert.starts_at),
+            "status": {
+                "inhibitedBy": [],
+                "silencedBy": v.silenced_by,
+                "state": if suppressed { "suppressed" } else { "active" },
+            },
+            "updatedAt": am_time(v.alert.starts_at),
+            "generatorURL": v.alert.generator_url,
+            "labels": v.alert.labels,
+        });
+        out.push((v.fingerprint, json));
+    }
+    Ok((out, receiver))
+}
+
+async fn get_alerts(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    match listed_alerts(&app, &query_pairs(&uri)) {
+        Ok((list, _)) => json_ok(Value::Array(list.into_iter().map(|(_, v)| v).collect())),
+        Err(r) => r,
+    }
+}
+
+/// The aggregation groups with the alerts `GET /api/v2/alerts` would list for the same
+/// parameters; groups left without alerts are not shown.
+async fn get_alert_groups(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let (list, receiver) = match listed_alerts(&app, &query_pairs(&uri)) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let by_fp: BTreeMap<String, Value> = list.into_iter().collect();
+    let mut groups = app.notifier.alert_groups();
+    groups.sort();
+    let mut out = Vec::new();
+    for (recv, labels, fps) in groups {
+        if receiver.as_ref().is_some_and(|re| !re.is_match(&recv)) {
+            continue;
+        }
+        let alerts: Vec<&Value> = fps
+            .iter()
+            .filter_map(|fp| by_fp.get(&format!("{fp:016x}")))
+            .collect();
+        if alerts.is_empty() {
+            continue;
+        }
+        out.push(json!({
+            "alerts": alerts,
+            "labels": labels,
+            "receiver": {"name": recv},
+        }));
+    }
+    json_ok(Value::Array(out))
+}
+
+/// One alert as clients post it (`postableAlert`).
+#[derive(Deserialize)]
+struct PostableAlert {
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(rename = "startsAt", default)]
+    starts_at: Option<DateTime<Utc>>,
+    #[serde(rename = "endsAt", default)]
+    ends_at: Option<DateTime<Utc>>,
+    #[serde(rename = "generatorURL", default)]
+    generator_url: String,
+}
+
+fn valid_label_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+}
+
+/// Alertmanager's `Alert.Validate` and its defaults: `startsAt` now (or `endsAt`),
+/// `endsAt` now + resolve_timeout.
+fn accept(a: PostableAlert, now: DateTime<Utc>) -> Result<Alert, String> {
+    if a.labels.is_empty() {
+        return Err("at least one label pair required".into());
+    }
+    if a.labels.len() > MAX_ALERT_LABELS || a.annotations.len() > MAX_ALERT_LABELS {
+        return Err(format!(
+            "more than {MAX_ALERT_LABELS} labels or annotations on one alert"
+        ));
+    }
+    for (k, v) in &a.labels {
+        if !valid_label_name(k) {
+            return Err(format!("invalid label set: invalid name {k:?}"));
+        }
+        if v.is_empty() {
+            return Err(format!("invalid label set: invalid value for {k:?}"));
+        }
+    }
+    let (starts_at, ends_at) = match (a.starts_at, a.ends_at) {
+        (Some(s), Some(e)) => (s, e),
+        (Some(s), None) => (s, now.max(s) + RESOLVE_TIMEOUT),
+        (None, Some(e)) => (e.min(now), e),
+        (None, None) => (now, now + RESOLVE_TIMEOUT),
+    };
+    if ends_at < starts_at {
+        return Err("start time must be before end time".into());
+    }
+    Ok(Alert {
+        labels: a.labels,
+        annotations: a.annotations,
+        starts_at,
+        ends_at,
+        generator_url: a.generator_url,
+    })
+}
+
+async fn post_alerts(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_capped(&headers, body, MAX_ALERTS_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("alerts body larger than {MAX_ALERTS_BODY_BYTES} bytes"),
+            )
+        }
+        Err(ReadError::Other(r)) => return r,
+    };
+    let posted: Vec<PostableAlert> = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("invalid alerts: {e}")),
+    };
+    if posted.len() > MAX_POSTED_ALERTS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} alerts in one request; at most {MAX_POSTED_ALERTS} are allowed",
+                posted.len()
+            ),
+        );
+    }
+    let now = Utc::now();
+    let mut alerts = Vec::with_capacity(posted.len());
+    for a in posted {
+        match accept(a, now) {
+            Ok(a) => alerts.push(a),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        }
+    }
+    app.notifier.send(alerts);
+    StatusCode::OK.into_response()
+}
+
+// ---- silences ----
+
+fn silence_json(s: &Silence, now: DateTime<Utc>) -> Value {
+    json!({
+        "id": s.id,
+        "status": {"state": s.state(now)},
+        "updatedAt": am_time(s.updated_at),
+        "comment": s.comment,
+        "createdBy": s.created_by,
+        "endsAt": am_time(s.ends_at),
+        "matchers": s.matchers.iter().map(|m| json!({
+            "isEqual": m.is_equal,
+            "isRegex": m.is_regex,
+            "name": m.name,
+            "value": m.value,
+        })).collect::<Vec<_>>(),
+        "startsAt": am_time(s.starts_at),
+    })
+}
+
+/// Alertmanager's `CheckSilenceMatchesFilterLabels`: every filter matcher has a matcher
+/// of the silence with the same name, type and value.
+fn silence_matches_filter(s: &Silence, ms: &[matcher::Matcher]) -> bool {
+    ms.iter().all(|f| {
+        s.matchers.iter().any(|m| {
+            let op = match (m.is_regex, m.is_equal) {
+                (false, true) => Op::Eq,
+                (false, false) => Op::Ne,
+                (true, true) => Op::Re,
+                (true, false) => Op::NotRe,
+            };
+            m.name == f.name && m.value == f.value && op == f.op
+        })
+    })
+}
+
+async fn get_silences(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let q = query_pairs(&uri);
+    let ms = match filters(&q) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let now = Utc::now();
+    let mut list: Vec<Silence> = app
+        .notifier
+        .silences()
+        .into_iter()
+        .filter(|s| silence_matches_filter(s, &ms))
+        .collect();
+    // Alertmanager's order: active by end, then pending by start, then expired, the
+    // most recently ended first.
+    let rank = |s: &Silence| match s.state(now) {
+        SilenceState::Active => 0,
+        SilenceState::Pending => 1,
+        SilenceState::Expired => 2,
+    };
+    list.sort_by(|a, b| {
+        rank(a).cmp(&rank(b)).then_with(|| match a.state(now) {
+            SilenceState::Active => a.ends_at.cmp(&b.ends_at),
+            SilenceState::Pending => a.starts_at.cmp(&b.starts_at),
+            SilenceState::Expired => b.ends_at.cmp(&a.ends_at),
+        })
+    });
+    json_ok(Value::Array(
+        list.iter().map(|s| silence_json(s, now)).collect(),
+    ))
+}
+
+/// The silence id of the path, which Alertmanager's API types as a UUID.
+fn uuid_param(id: &str) -> Result<(), Response> {
+    uuid::Uuid::parse_str(id).map(|_| ()).map_err(|_| {
+        swagger_error(
+            601,
+            format!("silenceID in path must be of type uuid: {id:?}"),
+        )
+    })
+}
+
+async fn get_silence(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    if let Err(r) = uuid_param(&id) {
+        return r;
+    }
+    let now = Utc::now();
+    match app.notifier.silences().into_iter().find(|s| s.id == id) {
+        Some(s) => json_ok(silence_json(&s, now)),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+async fn delete_silence(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    if let Err(r) = uuid_param(&id) {
+        return r;
+    }
+    if app.notifier.expire_silence(&id) {
+        StatusCode::OK.into_response()
+    } else {
+        error(StatusCode::NOT_FOUND, "silence not found")
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Other(Response),
+}
+
+/// Whether `e` (or what it wraps) is the body-size limit of `axum::body::to_bytes`.
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Reads a body of at most `max` bytes; a declared larger one is refused unread.
+async fn read_capped(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+) -> Result<axum::body::Bytes, ReadError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        super::discard_body(body).await;
+        return Err(ReadError::TooLarge);
+    }
+    match axum::body::to_bytes(body, max).await {
+        Ok(b) => Ok(b),
+        Err(e) if is_length_limit(&e) => Err(ReadError::TooLarge),
+        Err(e) if super::conns::is_body_timeout(&e) => Err(ReadError::Other(error(
+            StatusCode::REQUEST_TIMEOUT,
+            e.to_string(),
+        ))),
+        Err(e) => Err(ReadError::Other(error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        ))),
+    }
+}
+
+async fn post_silence(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+    let body = match read_capped(&headers, body, MAX_SILENCE_BYTES).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => {
+            app.notifier.silence_rejected("body_too_large");
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("silence body larger than {MAX_SILENCE_BYTES} bytes"),
+            );
+        }
+        Err(ReadError::Other(r)) => return r,
+    };
+    let s: Silence = match serde_json::from_slice(&body) {
+        Ok(s) => s,
+        Err(e) => {
+            app.notifier.silence_rejected("invalid");
+            return error(StatusCode::BAD_REQUEST, format!("invalid silence: {e}"));
+        }
+    };
+    if !s.id.is_empty() {
+        if let Err(r) = uuid_param(&s.id) {
+            app.notifier.silence_rejected("invalid");
+            return r;
+        }
+    }
+    match app.notifier.put_silence(s) {
+        Ok(s) => json_ok(json!({ "silenceID": s.id })),
+        Err(e @ SilenceError::Limit { .. }) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e @ SilenceError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ SilenceError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+// ---- status, receivers ----
+
+fn receiver_names(app: &App) -> Vec<String> {
+    app.config()
+        .notify
+        .receivers
+        .iter()
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+async fn status(State(app): State<Arc<App>>) -> Response {
+    let cfg = app.config();
+    // The routing outline only: receiver settings hold secrets and are never shown.
+    let mut original = String::from("route:\n");
+    if let Some(r) = &cfg.notify.route.receiver {
+        original.push_str(&format!("  receiver: {r}\n"));
+    }
+    original.push_str("receivers:\n");
+    for name in receiver_names(&app) {
+        original.push_str(&format!("- name: {name}\n"));
+    }
+    let uptime: DateTime<Utc> = app.started.into();
+    json_ok(json!({
+        "cluster": {"peers": [], "status": "disabled"},
+        "config": {"original": original},
+        "uptime": am_time(uptime),
+        "versionInfo": {
+            "branch": "",
+            "buildDate": "",
+            "buildUser": "",
+            "goVersion": "",
+            "revision": option_env!("SENTINEL_REVISION").unwrap_or("unknown"),
+            "version": env!("CARGO_PKG_VERSION"),
+        },
+    }))
+}
+
+async fn receivers(State(app): State<Arc<App>>) -> Response {
+    json_ok(Value::Array(
+        receiver_names(&app)
+            .into_iter()
+            .map(|n| json!({ "name": n }))
+            .collect(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn postable(labels: &[(&str, &str)]) -> PostableAlert {
+        PostableAlert {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            annotations: BTreeMap::new(),
+            starts_at: None,
+            ends_at: None,
+            generator_url: String::new(),
+        }
+    }
+
+    #[test]
+    fn posted_alert_without_times_resolves_after_the_resolve_timeout() {
+        let now = Utc::now();
+        let a = accept(postable(&[("alertname", "X")]), now).unwrap();
+        assert_eq!(a.starts_at, now);
+        assert_eq!(a.ends_at, now + RESOLVE_TIMEOUT);
+    }
+
+    #[test]
+    fn posted_alert_is_validated_as_alertmanager_does() {
+        let now = Utc::now();
+        assert_eq!(
+            accept(postable(&[]), now).unwrap_err(),
+            "at least one label pair required"
+        );
+        assert!(accept(postable(&[("1x", "v")]), now).is_err());
+        let mut a = postable(&[("alertname", "X")]);
+        a.starts_at = Some(now);
+        a.ends_at = Some(now - chrono::Duration::minutes(1));
+        assert_eq!(
+            accept(a, now).unwrap_err(),
+            "start time must be before end time"
+        );
+    }
+
+    #[test]
+    fn silence_filter_needs_an_equal_matcher() {
+        let s: Silence = serde_json::from_str(
+            r#"{"matchers":[{"name":"alertname","value":"A"}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2999-01-01T00:00:00Z","createdBy":"ops","comment":"m"}"#,
+        )
+        .unwrap();
+        assert!(silence_matches_filter(
+            &s,
+            &matcher::parse("alertname=A").unwrap()
+        ));
+        assert!(!silence_matches_filter(
+            &s,
+            &matcher::parse("alertname=B").unwrap()
+        ));
+        assert!(!silence_matches_filter(
+            &s,
+            &matcher::parse("alertname=~A").unwrap()
+        ));
+        assert!(silence_matches_filter(&s, &[]));
+    }
+
+    #[test]
+    fn times_have_milliseconds_as_alertmanager_writes_them() {
+        let t = DateTime::parse_from_rfc3339("2999-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(am_time(t), "2999-01-01T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,1278 @@
+//! Prometheus's HTTP API (v1) over the store and the rule engine, in Prometheus 2.42's
+//! exact shapes, so Grafana's Prometheus data source, `promtool query` and scripts
+//! written for Prometheus talk to the sidecar as to a Prometheus server:
+//!
+//! - `GET|POST /api/v1/query` (`query`, `time`) and `/api/v1/query_range` (`query`,
+//!   `start`, `end`, `step`)
+//! - `GET|POST /api/v1/series` (`match[]`, `start`, `end`), `/api/v1/labels`,
+//!   `GET /api/v1/label/{name}/values`
+//! - `GET /api/v1/metadata`, `/api/v1/status/buildinfo`, `/api/v1/rules`, `/api/v1/alerts`
+//!
+//! Every answer is `{"status":"success","data":...}` or `{"status":"error","errorType":
+//! ...,"error":...}` with Prometheus's status codes (400 `bad_data`, 422 `execution`,
+//! 503 `timeout`). POST takes an `application/x-www-form-urlencoded` body; its values
+//! come before those of the URL, as in Go's `FormValue`.
+//!
+//! Bounded by `query:` of the config: the query text is capped, at most `max_concurrent`
+//! evaluations run at once, and each runs under the sample, label-byte and resolution
+//! caps and the deadline of [`sentinel_rules::eval::QueryLimits`]. A range query may
+//! have at most `max_points_per_series` steps (Prometheus's 11,000). `series`, `labels`
+//! and label values charge every series they list against `max_samples` and its labels
+//! against `max_label_bytes`. The concurrency slot travels into the blocking job and is
+//! released only when the evaluation has actually stopped; on a deadline the job's
+//! cancellation flag is set before the 503 is sent.
+
+// Helpers return the refusal they would answer (a `Response`) as their error: it is
+// sent at once, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+use super::Route;
+use crate::app::App;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use promql_parser::label::{MatchOp, Matcher};
+use promql_parser::parser::{AtModifier, Expr};
+use sentinel_rules::eval::{Budget, EvalError, Evaluator, QueryLimits, RangeSeries, Value};
+use sentinel_rules::labels::Labels;
+use serde_json::{json, Map};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Longest PromQL text (`query`, each `match[]`) accepted.
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// Most `match[]` selectors one series, labels or label values call may carry.
+pub const MAX_MATCHERS: usize = 64;
+/// How long past the evaluation deadline the handler waits for the job to notice it.
+const DEADLINE_GRACE: Duration = Duration::from_secs(1);
+
+/// The evaluation slots; resized to `query.max_concurrent` (see [`resize_slots`]).
+static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+/// Slots `SLOTS` currently stands for (in use or free).
+static SLOT_COUNT: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// Brings the slot count to `want`. Shrinking retires free slots now and the rest as
+/// running queries finish (each later request retries).
+fn resize_slots(want: usize) {
+    let mut n = SLOT_COUNT.lock().unwrap_or_else(|e| e.into_inner());
+    if *n < want {
+        SLOTS.add_permits(want - *n);
+        *n = want;
+    } else if *n > want {
+        *n -= SLOTS.forget_permits(*n - want);
+    }
+}
+
+/// The Prometheus API's routes (mounted by `http::router`, listed on the status page).
+pub fn routes() -> Vec<Route> {
+    vec![
+        Route::new(
+            "GET, POST",
+            "/api/v1/query",
+            "PromQL instant query (Prometheus API)",
+            get(query).post(query),
+        ),
+        Route::new(
+            "GET, POST",
+            "/api/v1/query_range",
+            "PromQL range query (Prometheus API)",
+            get(query_range).post(query_range),
+        ),
+        Route::new(
+            "GET, POST",
+            "/api/v1/series",
+            "series matching match[] (Prometheus API)",
+            get(series).post(series),
+        ),
+        Route::new(
+            "GET, POST",
+            "/api/v1/labels",
+            "label names (Prometheus API)",
+            get(labels).post(labels),
+        ),
+        Route::new(
+            "GET",
+            "/api/v1/label/{name}/values",
+            "values of one label (Prometheus API)",
+            get(label_values),
+        ),
+        Route::new(
+            "GET, POST",
+            "/api/v1/query_exemplars",
+            "exemplars (Prometheus API; the sidecar keeps none)",
+            get(query_exemplars).post(query_exemplars),
+        ),
+        Route::new(
+            "GET",
+            "/api/v1/metadata",
+            "metric types and help (Prometheus API)",
+            get(metadata),
+        ),
+        Route::new(
+            "GET",
+            "/api/v1/status/buildinfo",
+            "build information (Prometheus API)",
+            get(buildinfo),
+        ),
+        Route::new(
+            "GET",
+            "/api/v1/rules",
+            "loaded rule groups and their health (Prometheus API)",
+            get(rules),
+        ),
+        Route::new(
+            "GET",
+            "/api/v1/alerts",
+            "pending and firing alerts of the rules (Prometheus API)",
+            get(alerts),
+        ),
+    ]
+}
+
+// ---- parameters ----
+
+/// The request's parameters: the form body's (POST, form-encoded) first, then the URL's.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn from_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
+        let mut out = Vec::new();
+        let is_form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            });
+        if *method == Method::POST && is_form {
+            out.extend(url::form_urlencoded::parse(body).into_owned());
+        }
+        if let Some(q) = uri.query() {
+            out.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
+        }
+        Params(out)
+    }
+
+    /// The first value of `k` ("" when absent, as Go's `FormValue`).
+    fn get(&self, k: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    fn has(&self, k: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == k)
+    }
+
+    fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+// ---- answers ----
+
+/// An error in Prometheus's envelope; the status follows the `errorType` as in 2.42.
+fn error(kind: &str, msg: impl Into<String>) -> Response {
+    let status = match kind {
+        "bad_data" => StatusCode::BAD_REQUEST,
+        "execution" => StatusCode::UNPROCESSABLE_ENTITY,
+        "timeout" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "canceled" => StatusCode::from_u16(499).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+        "not_found" => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    // Prometheus's key order.
+    let body = format!(
+        "{{\"status\":\"error\",\"errorType\":{},\"error\":{}}}",
+        serde_json::Value::from(kind),
+        serde_json::Value::from(msg.into())
+    );
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn bad_param(name: &str, msg: impl std::fmt::Display) -> Response {
+    error("bad_data", format!("invalid parameter {name:?}: {msg}"))
+}
+
+fn eval_error(e: &EvalError) -> Response {
+    error(e.error_type(), e.to_string())
+}
+
+fn success(data: serde_json::Value) -> Response {
+    json_body(format!("{{\"status\":\"success\",\"data\":{data}}}").into_bytes())
+}
+
+fn json_body(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+// ---- time and duration parameters ----
+
+/// Unix seconds a time parameter may take here: years 0000 to 9999, the range of RFC
+/// 3339, so that every evaluation time and its offsets stay far inside i64 milliseconds.
+const MIN_TIME_SECS: f64 = -62_167_219_200.0;
+const MAX_TIME_SECS: f64 = 253_402_300_799.999;
+
+/// Prometheus's `parseTime`: Unix seconds (fractions allowed) or RFC 3339, to ms.
+fn parse_time(s: &str) -> Result<i64, String> {
+    let bad = |why: &str| format!("cannot parse {s:?} to a valid timestamp{why}");
+    if let Ok(secs) = s.parse::<f64>() {
+        if !secs.is_finite() {
+            return Err(bad(""));
+        }
+        if !(MIN_TIME_SECS..=MAX_TIME_SECS).contains(&secs) {
+            return Err(bad(": out of range (years 0000 to 9999)"));
+        }
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| bad(""))
+}
+
+/// Prometheus's `parseTimeParam`: `default` when absent, else [`parse_time`] with its
+/// error message.
+fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, Response> {
+    let v = p.get(name);
+    if v.is_empty() {
+        return Ok(default);
+    }
+    parse_time(v).map_err(|e| bad_param(name, format_args!("Invalid time value for '{name}': {e}")))
+}
+
+/// Prometheus's `parseDuration`: float seconds or a duration (`1m`, `1h30m`), to ms.
+fn parse_duration(s: &str) -> Result<i64, String> {
+    if let Ok(secs) = s.parse::<f64>() {
+        let ms = secs * 1000.0;
+        if !ms.is_finite() || ms.abs() > i64::MAX as f64 / 1e6 {
+            return Err(format!(
+                "cannot parse {s:?} to a valid duration. It overflows int64"
+            ));
+        }
+        return Ok(ms.round() as i64);
+    }
+    promql_parser::util::parse_duration(s)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+// ---- queries ----
+
+/// The query text, parsed and checked (a 400 `bad_data` when it is not usable). Parse
+/// errors name the parameter for instant queries and not for range queries, as 2.42.
+fn parse_query(p: &Params) -> Result<Expr, Response> {
+    parse_query_as(p, true)
+}
+
+fn parse_query_as(p: &Params, name_it: bool) -> Result<Expr, Response> {
+    let refuse = |e: String| {
+        if name_it {
+            bad_param("query", e)
+        } else {
+            error("bad_data", e)
+        }
+    };
+    let text = p.get("query");
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(error(
+            "bad_data",
+            format!("query longer than {MAX_QUERY_BYTES} bytes"),
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err(bad_param(
+            "query",
+            "1:1: parse error: no expression found in input",
+        ));
+    }
+    let expr = sentinel_rules::eval::parse(text).map_err(refuse)?;
+    sentinel_rules::eval::check(&expr).map_err(refuse)?;
+    Ok(expr)
+}
+
+/// A concurrency slot, a fresh budget under `query:` and its cancellation flag.
+async fn admit(app: &App) -> Result<(impl Send + 'static, Arc<Budget>, Arc<AtomicBool>), Response> {
+    let cfg = app.config().query.clone();
+    resize_slots(cfg.max_concurrent);
+    let limits = cfg.limits();
+    let timeout = limits.timeout.unwrap_or(Duration::from_secs(10));
+    let Ok(Ok(slot)) = tokio::time::timeout(timeout, SLOTS.acquire()).await else {
+        return Err(error("unavailable", "too many queries at once"));
+    };
+    let cancel = Arc::new(AtomicBool::new(false));
+    let budget = Arc::new(Budget::new(limits).with_cancel(cancel.clone()));
+    Ok((slot, budget, cancel))
+}
+
+fn wait_for(limits: &QueryLimits) -> Duration {
+    limits.timeout.unwrap_or(Duration::from_secs(10)) + DEADLINE_GRACE
+}
+
+fn finish(end: JobEnd<Vec<u8>>) -> Response {
+    match end {
+        JobEnd::TimedOut => eval_error(&EvalError::Timeout),
+        JobEnd::Failed(e) => error("internal", e),
+        JobEnd::Done(Err(e)) => eval_error(&e),
+        JobEnd::Done(Ok(body)) => json_body(body),
+    }
+}
+
+async fn query(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let ts = match time_param(&p, "time", now_ms()) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let expr = match parse_query(&p) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    let expr = pin_start_end(expr, ts, ts);
+    let (slot, budget, cancel) = match admit(&app).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let wait = wait_for(budget.limits());
+    let store = app.rules.store().clone();
+    finish(
+        run_job(slot, cancel, wait, move || {
+            let value = Evaluator::new(&store, ts).with_budget(budget).eval(&expr)?;
+            Ok(render(&value, ts))
+        })
+        .await,
+    )
+}
+
+async fn query_range(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let start = match parse_time(p.get("start")) {
+        Ok(t) => t,
+        Err(e) => return bad_param("start", e),
+    };
+    let end = match parse_time(p.get("end")) {
+        Ok(t) => t,
+        Err(e) => return bad_param("end", e),
+    };
+    if end < start {
+        return bad_param("end", "end timestamp must not be before start time");
+    }
+    let step = match parse_duration(p.get("step")) {
+        Ok(s) => s,
+        Err(e) => return bad_param("step", e),
+    };
+    if step <= 0 {
+        return bad_param(
+            "step",
+            "zero or negative query resolution step widths are not accepted. Try a positive integer",
+        );
+    }
+    let max_points = app.config().query.max_points_per_series;
+    if ((end - start) / step) as u64 > max_points {
+        return error(
+            "bad_data",
+            format!(
+                "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
+                sentinel_rules::eval::limits::thousands(max_points)
+            ),
+        );
+    }
+    let expr = match parse_query_as(&p, false) {
+        Ok(e) => e,
+        Err(r) => return r,
+    };
+    if let Some(kind) = range_kind(&expr) {
+        return error(
+            "bad_data",
+            format!(
+                "invalid expression type {kind:?} for range query, must be Scalar or instant Vector"
+            ),
+        );
+    }
+    let expr = pin_start_end(expr, start, end);
+    let (slot, budget, cancel) = match admit(&app).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let wait = wait_for(budget.limits());
+    let store = app.rules.store().clone();
+    finish(
+        run_job(slot, cancel, wait, move || {
+            let m = eval_range(&store, &expr, start, end, step, &budget)?;
+            Ok(render(&Value::Matrix(m), end))
+        })
+        .await,
+    )
+}
+
+/// The kind of an expression a range query refuses ("range vector", "string"), or None.
+fn range_kind(e: &Expr) -> Option<&'static str> {
+    use promql_parser::parser::value::ValueType;
+    match e.value_type() {
+        ValueType::Matrix => Some("range vector"),
+        ValueType::String => Some("string"),
+        _ => None,
+    }
+}
+
+/// Evaluates `expr` at every step from `start` to `end`, folding each step's vector
+/// into one series per label set, sorted by labels as Prometheus returns them. Each
+/// step's own values are released once folded in; the kept points are charged.
+fn eval_range(
+    store: &sentinel_rules::store::Store,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    budget: &Arc<Budget>,
+) -> Result<Vec<RangeSeries>, EvalError> {
+    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut t = start;
+    while t <= end {
+        budget.check()?;
+        let mark = budget.mark();
+        let v = Evaluator::new(store, t)
+            .with_budget(budget.clone())
+            .eval_instant(expr)?;
+        budget.release_to(mark);
+        budget.charge_samples(v.len() as u64)?;
+        for s in v {
+            match series.get_mut(&s.labels) {
+                Some(points) => points.push((t, s.v)),
+                None => {
+                    budget.charge_label_bytes(s.labels.heap_bytes() as u64)?;
+                    series.insert(s.labels, vec![(t, s.v)]);
+                }
+            }
+        }
+        let Some(next) = t.checked_add(step) else {
+            break;
+        };
+        t = next;
+    }
+    Ok(series
+        .into_iter()
+        .map(|(labels, points)| RangeSeries { labels, points })
+        .collect())
+}
+
+/// Replaces `@ start()` and `@ end()` by the query's start and end, as Prometheus's
+/// engine does before it evaluates.
+fn pin_start_end(mut e: Expr, start: i64, end: i64) -> Expr {
+    fn at(ms: i64) -> AtModifier {
+        let t = if ms >= 0 {
+            UNIX_EPOCH + Duration::from_millis(ms as u64)
+        } else {
+            UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+        };
+        AtModifier::At(t)
+    }
+    fn fix(a: &mut Option<AtModifier>, start: i64, end: i64) {
+        match a {
+            Some(AtModifier::Start) => *a = Some(at(start)),
+            Some(AtModifier::End) => *a = Some(at(end)),
+            _ => {}
+        }
+    }
+    fn walk(e: &mut Expr, start: i64, end: i64) {
+        match e {
+            Expr::Aggregate(a) => {
+                walk(&mut a.expr, start, end);
+                if let Some(p) = a.param.as_mut() {
+                    walk(p, start, end);
+                }
+            }
+            Expr::Unary(u) => walk(&mut u.expr, start, end),
+            Expr::Binary(b) => {
+                walk(&mut b.lhs, start, end);
+                walk(&mut b.rhs, start, end);
+            }
+            Expr::Paren(p) => walk(&mut p.expr, start, end),
+            Expr::Subquery(s) => {
+                fix(&mut s.at, start, end);
+                walk(&mut s.expr, start, end);
+            }
+            Expr::VectorSelector(vs) => fix(&mut vs.at, start, end),
+            Expr::MatrixSelector(m) => fix(&mut m.vs.at, start, end),
+            Expr::Call(c) => {
+                for a in c.args.args.iter_mut() {
+                    walk(a, start, end);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+    walk(&mut e, start, end);
+    e
+}
+
+/// Sets the evaluation's cancellation flag when dropped: on a deadline, and when the
+/// client goes away and the handler is dropped mid-flight.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// How an evaluation job ended, as the handler sees it.
+enum JobEnd<T> {
+    Done(Result<T, EvalError>),
+    /// Not done within the wait; its cancellation flag is set and it still holds its slot.
+    TimedOut,
+    /// The job panicked.
+    Failed(String),
+}
+
+/// Runs `work` on the blocking pool. The job owns `slot` (a concurrency permit) and drops
+/// it only when `work` returns, so a slot is never free while its work still runs. Waits
+/// up to `wait`; then, or when the caller is dropped (the client went away), sets `cancel`
+/// so the evaluator stops at its next check.
+async fn run_job<T: Send + 'static>(
+    slot: impl Send + 'static,
+    cancel: Arc<AtomicBool>,
+    wait: Duration,
+    work: impl FnOnce() -> Result<T, EvalError> + Send + 'static,
+) -> JobEnd<T> {
+    let _cancel_on_drop = CancelOnDrop(cancel);
+    let job = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        work()
+    });
+    match tokio::time::timeout(wait, job).await {
+        Err(_) => JobEnd::TimedOut,
+        Ok(Err(e)) => JobEnd::Failed(e.to_string()),
+        Ok(Ok(r)) => JobEnd::Done(r),
+    }
+}
+
+/// A timestamp in ms as Prometheus writes it: seconds, then `.` and three digits when
+/// there is a fraction (`1700000000`, `1.500`).
+fn write_ts(out: &mut Vec<u8>, t: i64) {
+    use std::io::Write;
+    let (sign, t) = if t < 0 {
+        ("-", t.unsigned_abs())
+    } else {
+        ("", t as u64)
+    };
+    let _ = write!(out, "{sign}{}", t / 1000);
+    let frac = t % 1000;
+    if frac != 0 {
+        let _ = write!(out, ".{frac:03}");
+    }
+}
+
+fn str_json(out: &mut Vec<u8>, s: &str) {
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_labels(out: &mut Vec<u8>, l: &Labels) {
+    out.push(b'{');
+    for (i, (k, v)) in l.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        str_json(out, k);
+        out.push(b':');
+        str_json(out, v);
+    }
+    out.push(b'}');
+}
+
+/// The success answer of a query, written straight to bytes (no JSON tree per sample).
+fn render(value: &Value, ts: i64) -> Vec<u8> {
+    use std::io::Write;
+    fn point(out: &mut Vec<u8>, t: i64, v: f64) {
+        out.push(b'[');
+        write_ts(out, t);
+        out.push(b',');
+        str_json(out, &sentinel_rules::eval::format_go_float(v));
+        out.push(b']');
+    }
+    let mut out = Vec::with_capacity(256);
+    let kind = match value {
+        Value::Scalar(_) => "scalar",
+        Value::String(_) => "string",
+        Value::Vector(_) => "vector",
+        Value::Matrix(_) => "matrix",
+    };
+    let _ = write!(
+        out,
+        "{{\"status\":\"success\",\"data\":{{\"resultType\":\"{kind}\",\"result\":"
+    );
+    match value {
+        Value::Scalar(v) => point(&mut out, ts, *v),
+        Value::String(s) => {
+            out.push(b'[');
+            write_ts(&mut out, ts);
+            out.push(b',');
+            str_json(&mut out, s);
+            out.push(b']');
+        }
+        Value::Vector(samples) => {
+            out.push(b'[');
+            for (i, s) in samples.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                write_labels(&mut out, &s.labels);
+                out.extend_from_slice(b",\"value\":");
+                point(&mut out, ts, s.v);
+                out.push(b'}');
+            }
+            out.push(b']');
+        }
+        Value::Matrix(series) => {
+            out.push(b'[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"{\"metric\":");
+                write_labels(&mut out, &s.labels);
+                out.extend_from_slice(b",\"values\":[");
+                for (j, (pt, v)) in s.points.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    point(&mut out, *pt, *v);
+                }
+                out.extend_from_slice(b"]}");
+            }
+            out.push(b']');
+        }
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+// ---- series, labels, label values ----
+
+/// The `match[]` selectors, each a list of matchers (Prometheus's `ParseMetricSelector`
+/// plus its rule that a selector needs one matcher that does not match "").
+fn parse_matches(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
+    let list = p.all("match[]");
+    if list.len() > MAX_MATCHERS {
+        return Err(bad_param(
+            "match[]",
+            format_args!(
+                "{} selectors; at most {MAX_MATCHERS} are allowed",
+                list.len()
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for text in list {
+        if text.len() > MAX_QUERY_BYTES {
+            return Err(bad_param(
+                "match[]",
+                format_args!("selector longer than {MAX_QUERY_BYTES} bytes"),
+            ));
+        }
+        let vs = match sentinel_rules::eval::parse(text) {
+            Ok(Expr::VectorSelector(vs)) => vs,
+            Ok(_) => {
+                return Err(bad_param(
+                    "match[]",
+                    format_args!("{text:?} is not a series selector"),
+                ))
+            }
+            // Prometheus checks this itself, in its own words.
+            Err(e) if e.contains("at least one non-empty matcher") => {
+                return Err(bad_param(
+                    "match[]",
+                    "match[] must contain at least one non-empty matcher",
+                ))
+            }
+            Err(e) => return Err(bad_param("match[]", e)),
+        };
+        if !vs.matchers.or_matchers.is_empty() {
+            return Err(bad_param(
+                "match[]",
+                "`or` inside label matchers is not supported",
+            ));
+        }
+        let mut ms = vs.matchers.matchers.clone();
+        if let Some(n) = &vs.name {
+            ms.push(Matcher::new(MatchOp::Equal, "__name__", n));
+        }
+        if ms.iter().all(|m| m.is_match("")) {
+            return Err(bad_param(
+                "match[]",
+                "match[] must contain at least one non-empty matcher",
+            ));
+        }
+        out.push(ms);
+    }
+    Ok(out)
+}
+
+/// Every series with a sample in `[start, end]` matching one of `sets` (all series when
+/// `sets` is empty), deduplicated and sorted. Each series counts against `max_samples`
+/// and its labels against `max_label_bytes`.
+fn matching_series(
+    app: &App,
+    sets: &[Vec<Matcher>],
+    start: i64,
+    end: i64,
+) -> Result<BTreeSet<Labels>, EvalError> {
+    let limits = app.config().query.limits();
+    let budget = Budget::new(limits);
+    let store = app.rules.store();
+    let all = [vec![Matcher::new(MatchOp::NotEqual, "__name__", "")]];
+    let sets = if sets.is_empty() { &all[..] } else { sets };
+    let mut out = BTreeSet::new();
+    for ms in sets {
+        budget.check()?;
+        for (labels, _) in store.select_last(ms, start, end) {
+            if out.contains(&labels) {
+                continue;
+            }
+            budget.charge_samples(1)?;
+            budget.charge_label_bytes(labels.heap_bytes() as u64)?;
+            out.insert(labels);
+        }
+    }
+    Ok(out)
+}
+
+/// `start` and `end` of series, labels and label values (all time when absent).
+fn span(p: &Params) -> Result<(i64, i64), Response> {
+    let start = time_param(p, "start", i64::MIN)?;
+    let end = time_param(p, "end", i64::MAX)?;
+    Ok((start, end))
+}
+
+async fn series(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    if !p.has("match[]") {
+        return error("bad_data", "no match[] parameter provided");
+    }
+    let (start, end) = match span(&p) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let sets = match parse_matches(&p) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let found = match matching_series(&app, &sets, start, end) {
+        Ok(f) => f,
+        Err(e) => return eval_error(&e),
+    };
+    let mut out = b"{\"status\":\"success\",\"data\":[".to_vec();
+    for (i, l) in found.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_labels(&mut out, l);
+    }
+    out.extend_from_slice(b"]}");
+    json_body(out)
+}
+
+async fn labels(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    let (start, end) = match span(&p) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let sets = match parse_matches(&p) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let found = match matching_series(&app, &sets, start, end) {
+        Ok(f) => f,
+        Err(e) => return eval_error(&e),
+    };
+    let names: BTreeSet<&str> = found
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k))
+        .collect();
+    success(json!(names))
+}
+
+async fn label_values(State(app): State<Arc<App>>, Path(name): Path<String>, uri: Uri) -> Response {
+    let p = Params::from_request(&Method::GET, &uri, &HeaderMap::new(), &[]);
+    if !sentinel_rules::labels::valid_label_name(&name) {
+        return error("bad_data", format!("invalid label name: {name:?}"));
+    }
+    let (start, end) = match span(&p) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let mut sets = match parse_matches(&p) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if sets.is_empty() {
+        // Only the series that carry the label.
+        sets.push(vec![Matcher::new(MatchOp::NotEqual, &name, "")]);
+    }
+    let found = match matching_series(&app, &sets, start, end) {
+        Ok(f) => f,
+        Err(e) => return eval_error(&e),
+    };
+    let values: BTreeSet<&str> = found
+        .iter()
+        .map(|l| l.get(&name))
+        .filter(|v| !v.is_empty())
+        .collect();
+    success(json!(values))
+}
+
+/// Prometheus's checks of `query`, `start` and `end`, then no exemplars: the store
+/// keeps none, and Grafana asks whenever a panel has exemplars switched on.
+async fn query_exemplars(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let p = Params::from_request(&method, &uri, &headers, &body);
+    if let Err(r) = span(&p) {
+        return r;
+    }
+    if let Err(r) = parse_query(&p) {
+        return r;
+    }
+    success(json!([]))
+}
+
+// ---- metadata, build info ----
+
+async fn metadata(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    let p = Params::from_request(&Method::GET, &uri, &HeaderMap::new(), &[]);
+    let limit = match p.get("limit") {
+        "" => -1,
+        s => match s.parse::<i64>() {
+            Ok(n) => n,
+            Err(_) => return error("bad_data", "limit must be a number"),
+        },
+    };
+    let metric = p.get("metric");
+    let mut out = Map::new();
+    for f in app.exposition.merged() {
+        if !metric.is_empty() && f.name != metric {
+            continue;
+        }
+        if limit >= 0 && out.len() as i64 >= limit {
+            break;
+        }
+        let kind = match f.kind.as_str() {
+            "untyped" => "unknown",
+            k => k,
+        };
+        if let Some(a) = out
+            .entry(f.name.clone())
+            .or_insert_with(|| json!([]))
+            .as_array_mut()
+        {
+            a.push(json!({"type": kind, "help": f.help, "unit": ""}));
+        }
+    }
+    success(serde_json::Value::Object(out))
+}
+
+/// The Prometheus release whose HTTP API the sidecar answers: clients such as Grafana
+/// read `version` to pick the API calls they may use.
+pub const PROMETHEUS_API_VERSION: &str = "2.42.0";
+
+async fn buildinfo() -> Response {
+    success(json!({
+        "version": PROMETHEUS_API_VERSION,
+        "revision": option_env!("SENTINEL_REVISION").unwrap_or("unknown"),
+        "branch": concat!("comfy-sentinel-", env!("CARGO_PKG_VERSION")),
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+// ---- rules and alerts ----
+
+/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, which Prometheus uses for alert values.
+fn go_e_format(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let s = format!("{v:e}");
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mant}e{sign}{:02}", exp.unsigned_abs())
+}
+
+/// A time in ms as Go's `time.Time` marshals it (RFC 3339 with nanoseconds trimmed);
+/// Go's zero time when absent.
+fn go_time(ms: Option<i64>) -> String {
+    match ms.and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => "0001-01-01T00:00:00Z".into(),
+    }
+}
+
+/// Seconds as Go's JSON writes a float64: `60`, `0.5` (never `60.0`).
+fn go_secs(d: Duration) -> serde_json::Value {
+    if d.subsec_nanos() == 0 {
+        json!(d.as_secs())
+    } else {
+        json!(d.as_secs_f64())
+    }
+}
+
+fn labels_json(l: &Labels) -> serde_json::Value {
+    let m: Map<String, serde_json::Value> =
+        l.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    serde_json::Value::Object(m)
+}
+
+fn alert_json(a: &sentinel_rules::group::ActiveAlert) -> serde_json::Value {
+    json!({
+        "labels": labels_json(&a.labels),
+        "annotations": a.annotations,
+        "state": a.state.as_str(),
+        "activeAt": go_time(Some(a.active_at)),
+        "value": go_e_format(a.value),
+    })
+}
+
+async fn rules(State(app): State<Arc<App>>, uri: Uri) -> Response {
+    use sentinel_rules::rulefile::RuleKind;
+    let p = Params::from_request(&Method::GET, &uri, &HeaderMap::new(), &[]);
+    let (want_alert, want_record) = match p.get("type").to_ascii_lowercase().as_str() {
+        "" => (true, true),
+        "alert" => (true, false),
+        "record" => (false, true),
+        t => return bad_param("type", format_args!("not supported value {t:?}")),
+    };
+    let mut groups = Vec::new();
+    app.rules.visit_groups(|g| {
+        let mut rules = Vec::new();
+        let mut last_eval = None;
+        for r in &g.rules {
+            let h = &r.health;
+            last_eval = last_eval.max(h.last_evaluation_ms);
+            let health = match h.ok {
+                Some(true) => "ok",
+                Some(false) => "err",
+                None => "unknown",
+            };
+            let mut v = match r.def.kind {
+                RuleKind::Alerting if want_alert => {
+                    let mut alerts: Vec<_> = r.active_alerts().collect();
+                    alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+                    let state = if alerts
+                        .iter()
+                        .any(|a| a.state == sentinel_rules::group::AlertState::Firing)
+                    {
+                        "firing"
+                    } else if alerts.is_empty() {
+                        "inactive"
+                    } else {
+                        "pending"
+                    };
+                    json!({
+                        "state": state,
+                        "name": r.def.name,
+                        "query": r.def.expr_text,
+                        "duration": go_secs(r.def.for_),
+                        "keepFiringFor": go_secs(r.def.keep_firing_for),
+                        "labels": r.def.labels,
+                        "annotations": r.def.annotations,
+                        "alerts": alerts.iter().map(|a| alert_json(a)).collect::<Vec<_>>(),
+                        "health": health,
+                    })
+                }
+                RuleKind::Recording if want_record => {
+                    let mut v = json!({
+                        "name": r.def.name,
+                        "query": r.def.expr_text,
+                    });
+                    if !r.def.labels.is_empty() {
+                        v["labels"] = json!(r.def.labels);
+                    }
+                    v["health"] = json!(health);
+                    v
+                }
+                _ => continue,
+            };
+            if let Some(e) = &h.last_error {
+                v["lastError"] = json!(e);
+            }
+            v["evaluationTime"] = json!(h.last_duration.as_secs_f64());
+            v["lastEvaluation"] = json!(go_time(h.last_evaluation_ms));
+            v["type"] = json!(match r.def.kind {
+                RuleKind::Alerting => "alerting",
+                RuleKind::Recording => "recording",
+            });
+            rules.push(v);
+        }
+        if rules.is_empty() && !(want_alert && want_record) {
+            return;
+        }
+        groups.push(json!({
+            "name": g.name,
+            "file": g.file,
+            "rules": rules,
+            "interval": go_secs(g.interval),
+            "limit": g.limit,
+            "evaluationTime": g.last_duration.as_secs_f64(),
+            "lastEvaluation": go_time(last_eval),
+        }));
+    });
+    success(json!({ "groups": groups }))
+}
+
+async fn alerts(State(app): State<Arc<App>>) -> Response {
+    let mut out = Vec::new();
+    app.rules.visit_groups(|g| {
+        for r in &g.rules {
+            let mut alerts: Vec<_> = r.active_alerts().collect();
+            alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+            out.extend(alerts.into_iter().map(alert_json));
+        }
+    });
+    success(json!({ "alerts": out }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_parameter_forms() {
+        assert_eq!(parse_time("1700000000"), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("1700000000.5"), Ok(1_700_000_000_500));
+        assert_eq!(parse_time("2023-11-14T22:13:20Z"), Ok(1_700_000_000_000));
+        assert_eq!(
+            parse_time("2023-11-14T22:13:20.25+00:00"),
+            Ok(1_700_000_000_250)
+        );
+        assert!(parse_time("soon").is_err());
+        assert!(parse_time("NaN").is_err());
+        assert!(parse_time("").is_err());
+    }
+
+    #[test]
+    fn step_as_duration_or_float_seconds() {
+        assert_eq!(parse_duration("15"), Ok(15_000));
+        assert_eq!(parse_duration("0.5"), Ok(500));
+        assert_eq!(parse_duration("1m"), Ok(60_000));
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(
+            parse_duration("x"),
+            Err("cannot parse \"x\" to a valid duration".into())
+        );
+        assert!(parse_duration("1e300").is_err());
+    }
+
+    #[test]
+    fn timestamps_are_written_as_prometheus_writes_them() {
+        let w = |t| {
+            let mut v = Vec::new();
+            write_ts(&mut v, t);
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(w(1_700_000_000_000), "1700000000");
+        assert_eq!(w(1500), "1.500");
+        assert_eq!(w(1005), "1.005");
+        assert_eq!(w(-1500), "-1.500");
+    }
+
+    #[test]
+    fn alert_values_use_gos_exponent_format() {
+        assert_eq!(go_e_format(1.0), "1e+00");
+        assert_eq!(go_e_format(0.5), "5e-01");
+        assert_eq!(go_e_format(123.456), "1.23456e+02");
+        assert_eq!(go_e_format(1e100), "1e+100");
+        assert_eq!(go_e_format(-2.0), "-2e+00");
+        assert_eq!(go_e_format(f64::NAN), "NaN");
+    }
+
+    #[tokio::test]
+    async fn timed_out_job_keeps_its_slot_until_the_work_stops() {
+        use std::time::Instant;
+        let sem = Arc::new(tokio::sync::Semaphore::new(1));
+        let slot = sem.clone().acquire_owned().await.unwrap();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let t0 = Instant::now();
+        // Work that notices the cancellation only at its next check, a second later.
+        let end = run_job(
+            slot,
+            cancel.clone(),
+            Duration::from_millis(100),
+            move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                std::thread::sleep(Duration::from_millis(1000));
+                Err::<(), _>(EvalError::Canceled)
+            },
+        )
+        .await;
+        assert!(matches!(end, JobEnd::TimedOut));
+        assert!(cancel.load(Ordering::Relaxed), "the deadline sets the flag");
+        assert_eq!(sem.available_permits(), 0, "the slot is still held");
+        let _again = tokio::time::timeout(Duration::from_secs(10), sem.acquire())
+            .await
+            .expect("the slot frees when the work stops")
+            .unwrap();
+        assert!(
+            t0.elapsed() >= Duration::from_millis(1100),
+            "{:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn finished_job_frees_its_slot() {
+        let sem = Arc::new(tokio::sync::Semaphore::new(1));
+        let slot = sem.clone().acquire_owned().await.unwrap();
+        let end = run_job(
+            slot,
+            Arc::new(AtomicBool::new(false)),
+            Duration::from_secs(5),
+            || Ok(7),
+        )
+        .await;
+        assert!(matches!(end, JobEnd::Done(Ok(7))));
+        assert_eq!(sem.available_permits(), 1);
+    }
+
+    #[test]
+    fn huge_time_is_refused_not_clamped() {
+        let e = parse_time("1e300").unwrap_err();
+        assert_eq!(
+            e,
+            "cannot parse \"1e300\" to a valid timestamp: out of range (years 0000 to 9999)"
+        );
+        assert!(parse_time("-1e300").is_err());
+        assert!(parse_time("253402300799").is_ok());
+        assert!(parse_time("253402300800").is_err());
+    }
+
+    #[test]
+    fn start_and_end_modifiers_are_pinned_to_the_query_range() {
+        let e = sentinel_rules::eval::parse("m @ start() + m @ end()").unwrap();
+        let e = pin_start_end(e, 1000, 5000);
+        let s = e.to_string();
+        assert!(s.contains("@ 1.000") || s.contains("@ 1 "), "{s}");
+        assert!(s.contains("@ 5"), "{s}");
+        assert!(!s.contains("start()") && !s.contains("end()"), "{s}");
+    }
+
+    #[test]
+    fn range_evaluation_folds_steps_into_sorted_series() {
+        let store = sentinel_rules::store::Store::unbounded();
+        let a = Labels::from_pairs([("__name__", "m"), ("k", "b")]);
+        let b = Labels::from_pairs([("__name__", "m"), ("k", "a")]);
+        for t in [0i64, 10_000, 20_000] {
+            store.append(&a, t, t as f64, sentinel_rules::store::Origin::Snapshot);
+            store.append(&b, t, 1.0, sentinel_rules::store::Origin::Snapshot);
+        }
+        let expr = sentinel_rules::eval::parse("m").unwrap();
+        let budget = Arc::new(Budget::new(QueryLimits::unlimited()));
+        let m = eval_range(&store, &expr, 0, 20_000, 10_000, &budget).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].labels.get("k"), "a");
+        assert_eq!(
+            m[1].points,
+            vec![(0, 0.0), (10_000, 10_000.0), (20_000, 20_000.0)]
+        );
+        let scalar = sentinel_rules::eval::parse("1").unwrap();
+        let m = eval_range(&store, &scalar, 0, 20_000, 10_000, &budget).unwrap();
+        assert_eq!(m.len(), 1);
+        assert!(m[0].labels.is_empty());
+    }
+
+    #[test]
+    fn range_evaluation_is_held_to_the_sample_cap() {
+        let store = sentinel_rules::store::Store::unbounded();
+        for i in 0..10 {
+            let l = Labels::from_pairs([("__name__", "m".to_string()), ("i", i.to_string())]);
+            store.append(&l, 0, 1.0, sentinel_rules::store::Origin::Snapshot);
+        }
+        let expr = sentinel_rules::eval::parse("m").unwrap();
+        let limits = QueryLimits {
+            max_samples: 25,
+            ..QueryLimits::unlimited()
+        };
+        let budget = Arc::new(Budget::new(limits));
+        let e = eval_range(&store, &expr, 0, 100_000, 10_000, &budget).unwrap_err();
+        assert_eq!(e, EvalError::TooManySamples);
+    }
+
+    #[test]
+    fn rendered_answer_is_prometheus_json() {
+        use sentinel_rules::eval::Sample;
+        let parse = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+        assert_eq!(
+            String::from_utf8(render(&Value::Scalar(2.0), 1_700_000_000_000)).unwrap(),
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000,"2"]}}"#
+        );
+        let l = Labels::from_pairs([("__name__", "m"), ("q", "a\"b")]);
+        let v = Value::Vector(vec![Sample {
+            labels: l.clone(),
+            t: 0,
+            v: f64::NAN,
+        }]);
+        assert_eq!(
+            parse(render(&v, 1500)),
+            json!({"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"m","q":"a\"b"},"value":[1.5,"NaN"]}]}})
+        );
+        let m = Value::Matrix(vec![RangeSeries {
+            labels: l,
+            points: vec![(1000, 1.0), (2000, f64::INFINITY)],
+        }]);
+        assert_eq!(
+            parse(render(&m, 2000))["data"]["result"][0]["values"],
+            json!([[1, "1"], [2, "+Inf"]])
+        );
+    }
+}
