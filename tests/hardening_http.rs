@@ -77,7 +77,7 @@ fn launch(dir: &Path, config: &str, listen: &str, nofile: Option<u64>) -> Sentin
         }
     };
     Sentinel {
-        child,
+        child: crate::support::process::KillOnDrop(child),
         addr,
         stderr: rx,
         log,

@@ -5,6 +5,7 @@
 //! leaves memory behind once the server is back to normal.
 
 use crate::fake_comfyui::FakeComfy;
+use crate::support::exposition::value;
 use crate::util::*;
 use comfy_sentinel::ingest::events::{
     parse_batch, Framing, Limits, MAX_ATTEMPTS, MAX_QUALITY_ABS, MAX_SECONDS,
@@ -312,12 +313,6 @@ fn memory(pid: u32) -> (u64, u64) {
             * 1024
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Waits until `series` reaches at least `want`.

@@ -4,23 +4,12 @@
 //! free, and keep RSS growth under the documented 256 MB per-query budget.
 //! The figures (RSS, timings) are printed; run with `--nocapture` to see them.
 
+use crate::util::percent_encode as enc;
 use crate::util::*;
 use std::time::{Duration, Instant};
 
 /// The documented budget: one query never raises RSS by more than this.
 const RSS_BUDGET_KB: u64 = 256 * 1024;
-
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 /// `(VmRSS, VmHWM)` of a process, in kB.
 fn rss_kb(pid: u32) -> (u64, u64) {

