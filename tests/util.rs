@@ -51,6 +51,10 @@ pub fn peer_package(name: &str) -> &'static str {
 /// returns None after saying so, and the caller skips (`let Some(p) = peer(..) else
 /// { return; }`).
 pub fn peer(name: &str) -> Option<PathBuf> {
+    find_peer(name, in_ci())
+}
+
+fn find_peer(name: &str, ci: bool) -> Option<PathBuf> {
     let candidates = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -63,11 +67,28 @@ pub fn peer(name: &str) -> Option<PathBuf> {
         }
     }
     let package = peer_package(name);
-    if in_ci() {
+    if ci {
         panic!("CI=true but the peer {name} is not installed (install the {package})");
     }
     eprintln!("skipping: the peer {name} is not installed (install the {package})");
     None
+}
+
+#[test]
+fn a_missing_peer_fails_under_ci_naming_its_package_and_skips_elsewhere() {
+    let why = std::panic::catch_unwind(|| find_peer("prometheus-no-such-peer", true))
+        .expect_err("a missing peer under CI fails the test");
+    let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        why.contains("prometheus-no-such-peer") && why.contains("scripts/test.sh"),
+        "{why}"
+    );
+    assert_eq!(
+        peer_package("amtool"),
+        "Debian package prometheus-alertmanager"
+    );
+    assert_eq!(find_peer("prometheus-no-such-peer", false), None);
+    assert!(find_peer("sh", true).is_some());
 }
 
 /// A running comfy-sentinel, killed on drop.
