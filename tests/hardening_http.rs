@@ -218,7 +218,10 @@ impl Drop for TestHost {
 }
 
 /// Sends a raw request from `from` (a local address to bind) and reads the whole
-/// answer (the status code), within `limit`.
+/// answer (the status code), within `limit`. Raw bytes on a socket on purpose, not the
+/// shared client of `util`: the socket must be opened inside the test host's network
+/// namespace, and the hardening tests send heads and bodies a client library would not
+/// (half-sent bodies, a missing body, pipelined requests).
 fn raw(to: SocketAddr, from: Option<&TestHost>, request: &[u8], limit: Duration) -> Option<u16> {
     let s = match from {
         Some(host) => host.connect(to)?,
@@ -254,7 +257,8 @@ fn silence_json(comment: &str) -> String {
     )
 }
 
-/// A client that sends a request head and a few body bytes, then nothing.
+/// A client that sends a request head and a few body bytes, then nothing (a raw socket
+/// on purpose: a client library would not stall mid-body).
 fn slow_client(addr: &str, i: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect slow client");
     let (path, ctype, start) = if i % 2 == 0 {

@@ -252,6 +252,42 @@ pub fn http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResp
     http_request("GET", url, headers, b"")
 }
 
+/// The shared client answers what the server sent: a redirect is not followed, a gzip
+/// body stays compressed with its `Content-Encoding`, and an empty POST carries
+/// `Content-Length: 0`.
+#[test]
+fn http_client_returns_redirects_and_encodings_as_sent() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        let mut heads = Vec::new();
+        for answer in [
+            "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nxyz",
+        ] {
+            let (mut c, _) = listener.accept().expect("accept");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            heads.push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+            c.write_all(answer.as_bytes()).expect("answer");
+        }
+        heads
+    });
+    let (status, h, _) = http_request("POST", &format!("http://{addr}/x"), &[], b"").unwrap();
+    assert_eq!((status, header(&h, "location")), (302, Some("/elsewhere")));
+    let (status, h, body) = http_get(&format!("http://{addr}/y"), &[]).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-encoding"), Some("gzip"));
+    assert_eq!(body, b"xyz");
+    let heads = server.join().expect("server");
+    assert!(heads[0].starts_with("post /x ") && heads[0].contains("content-length: 0"));
+    assert!(!heads[1].contains("accept-encoding"), "{}", heads[1]);
+}
+
 /// Every byte but the unreserved ones percent-encoded, for a query parameter.
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::new();
