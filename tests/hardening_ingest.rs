@@ -5,7 +5,7 @@
 //! leaves memory behind once the server is back to normal.
 
 use crate::fake_comfyui::FakeComfy;
-use crate::support::exposition::value;
+use crate::support::exposition::{series_key, value, Exposition};
 use crate::util::*;
 use comfy_sentinel::ingest::events::{
     parse_batch, Framing, Limits, MAX_ATTEMPTS, MAX_QUALITY_ABS, MAX_SECONDS,
@@ -59,16 +59,12 @@ fn wait_for(s: &Sentinel, needles: &[&str]) -> String {
 /// (`le="+Inf"` labels are fine; a `+Inf` value is not).
 fn assert_finite(text: &str, prefixes: &[&str]) {
     let mut seen = 0;
-    for line in text.lines() {
-        if line.starts_with('#') || !prefixes.iter().any(|p| line.starts_with(p)) {
-            continue;
+    for s in Exposition::parse(text).samples {
+        if prefixes.iter().any(|p| s.name.starts_with(p)) {
+            seen += 1;
+            let series = series_key(&s.name, &s.labels);
+            assert!(s.value.is_finite(), "infinite value: {series} {}", s.value);
         }
-        seen += 1;
-        let value = line.rsplit(' ').next().unwrap_or("");
-        let v: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("unparsable value in {line}"));
-        assert!(v.is_finite(), "infinite value: {line}");
     }
     assert!(seen > 0, "no samples of {prefixes:?} in:\n{text}");
 }

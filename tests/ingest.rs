@@ -464,11 +464,7 @@ fn python_reporter_posts_operation_events() {
     // The flaky call slept 10 ms + 20 ms in backoff: that is overhead, not operation time.
     let text = scrape(&s);
     let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing"))
+        crate::support::exposition::value(&text, name).unwrap_or_else(|| panic!("{name} missing"))
     };
     let overhead = value("recovery_overhead_seconds_total{operation=\"demo_flaky\"}");
     assert!(overhead >= 0.03, "{overhead}");
