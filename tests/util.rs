@@ -40,18 +40,31 @@ impl Sentinel {
     }
 
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Sentinel {
-        let mut cmd = Command::new(bin());
-        cmd.arg("run")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut cmd = Sentinel::command();
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start comfy-sentinel");
+        Sentinel::spawn(cmd)
+    }
+
+    /// `comfy-sentinel run` logging at info level without colours, for `spawn` once the
+    /// caller has added its arguments (`--listen` among them).
+    pub fn command() -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run").env("RUST_LOG", "info").env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Spawns `cmd` (from `command`) and waits until it logs its address; an address
+    /// bound to all interfaces is reached on loopback.
+    pub fn spawn(mut cmd: Command) -> Sentinel {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start comfy-sentinel");
+        let mut child = KillOnDrop(child);
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -73,16 +86,22 @@ impl Sentinel {
             });
             if let Some(i) = line.find("listen=") {
                 let rest = &line[i + "listen=".len()..];
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_matches('"')
-                    .to_string();
+                let word = rest.split_whitespace().next().unwrap().trim_matches('"');
+                let mut addr: std::net::SocketAddr = word
+                    .parse()
+                    .unwrap_or_else(|e| panic!("listen={word}: {e}"));
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(if addr.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    });
+                }
+                break addr.to_string();
             }
         };
         Sentinel {
-            child: KillOnDrop(child),
+            child,
             addr,
             stderr: rx,
             log,
