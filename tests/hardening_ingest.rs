@@ -18,15 +18,10 @@ const NDJSON: &str = "application/x-ndjson";
 
 fn start(config: &str) -> (Sentinel, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "config.yaml",
-        &format!(
-            "data_dir: {:?}\ncollectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui: {{ enabled: false }}\n{config}",
-            dir.path().join("data")
-        ),
+        &format!("collectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui: {{ enabled: false }}\n{config}"),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     (s, dir)
 }
 

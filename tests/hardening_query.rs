@@ -75,12 +75,7 @@ fn nested_max_over_time(depth: usize) -> String {
 
 fn start(config: &str) -> (Sentinel, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = temp_file(
-        dir.path(),
-        "c.yaml",
-        &format!("data_dir: {:?}\n{config}", dir.path().join("data")),
-    );
-    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
+    let s = Sentinel::start_in(dir.path(), config);
     s.wait_ready();
     (s, dir)
 }

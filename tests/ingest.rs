@@ -17,13 +17,7 @@ fn start(config: &str) -> (Sentinel, tempfile::TempDir) {
 }
 
 fn start_in(dir: tempfile::TempDir, config: &str) -> (Sentinel, tempfile::TempDir) {
-    let cfg = temp_file(
-        dir.path(),
-        "config.yaml",
-        &format!("data_dir: {:?}\n{config}", dir.path().join("data")),
-    );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
-    (s, dir)
+    (Sentinel::start_in(dir.path(), config), dir)
 }
 
 fn post(s: &Sentinel, headers: &[(&str, &str)], body: &str) -> HttpResponse {

@@ -39,6 +39,16 @@ impl Sentinel {
         Self::start_with_env(args, &[])
     }
 
+    /// Starts it with a config file in `dir`: `data_dir` under `dir`, then `config`.
+    pub fn start_in(dir: &Path, config: &str) -> Sentinel {
+        let cfg = temp_file(
+            dir,
+            "config.yaml",
+            &format!("data_dir: {:?}\n{config}", dir.join("data")),
+        );
+        Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")])
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Sentinel {
         let mut cmd = Sentinel::command();
         cmd.args(["--listen", "127.0.0.1:0"]).args(args);
