@@ -214,6 +214,42 @@ pub fn http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResp
     http_request("GET", url, headers, b"")
 }
 
+#[test]
+fn a_missing_peer_fails_under_ci_naming_its_package_and_skips_elsewhere() {
+    let why = std::panic::catch_unwind(|| {
+        crate::support::peer::find_peer("prometheus-no-such-peer", true)
+    })
+    .expect_err("a missing peer under CI fails the test");
+    let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        why.contains("prometheus-no-such-peer") && why.contains("scripts/test.sh"),
+        "{why}"
+    );
+    assert_eq!(
+        crate::support::peer::peer_package("amtool"),
+        "Debian package prometheus-alertmanager"
+    );
+    assert_eq!(
+        crate::support::peer::find_peer("prometheus-no-such-peer", false),
+        None
+    );
+    assert!(crate::support::peer::find_peer("sh", true).is_some());
+    if crate::support::peer::find_peer("python3", false).is_some() {
+        let why = std::panic::catch_unwind(|| {
+            crate::support::peer::find_python_module("no_such_module_x", "no-such", true)
+        })
+        .expect_err("a missing python module under CI fails the test");
+        let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(why.contains("PyPI package no-such"), "{why}");
+        assert!(!crate::support::peer::find_python_module(
+            "no_such_module_x",
+            "no-such",
+            false
+        ));
+        assert!(crate::support::peer::find_python_module("json", "-", true));
+    }
+}
+
 /// The shared client answers what the server sent: a redirect is not followed, a gzip
 /// body stays compressed with its `Content-Encoding`, and an empty POST carries
 /// `Content-Length: 0`.
