@@ -4,8 +4,9 @@
 The dashboards share their variables, links, units and threshold levels; writing them from
 one place keeps seven JSON files consistent. Edit this file and run
 `python3 dashboards/build.py`; commit the JSON it writes (Grafana provisioning reads the
-JSON, and `tests/dashboards.rs` checks it: structure, metric names, thresholds against
-`rules/*.yaml`, and every query against a real Prometheus).
+JSON; `tests/dashboards.rs` checks its structure and its thresholds against
+`rules/*.yaml`, `tests/metric_contract.rs` its metric names and every query against a real
+Prometheus).
 
 Threshold steps equal the default rules' levels (docs/rules.md). Grafana colours a step
 when the value is >= the step, the rules fire on > (or < for the low-is-bad ones), so a

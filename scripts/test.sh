@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh machine: installs the real peers the tests run
 # against when they are missing (Debian and PyPI packages), then runs the format check,
 # clippy, every test (unit, integration, promtool/Alertmanager/node_exporter/SMTP/signature
-# conformance) and the Dockerfile lint.
+# conformance) and the Dockerfile lint. Through `.ci/run` (which exports CI=true) a test
+# whose peer is missing fails, naming the package (tests/support/peer.rs); run directly,
+# such a test skips with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

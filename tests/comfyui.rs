@@ -3,6 +3,7 @@
 //! paging, and every way the server can misbehave.
 
 use crate::fake_comfyui::{entry, fixture_entries, FakeComfy, Fault};
+use crate::support::exposition::value;
 use crate::util::{scrape, Sentinel};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,13 +21,6 @@ fn config(dir: &Path, url: &str, extra: &str) -> String {
 fn start(dir: &Path, url: &str, extra: &str) -> Sentinel {
     let cfg = config(dir, url, extra);
     Sentinel::start(&["--config", &cfg])
-}
-
-/// The value of the series `series` (name plus labels as encoded) in a scrape.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Scrapes until `series` has `want`; panics with the last scrape otherwise.

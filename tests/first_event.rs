@@ -5,6 +5,7 @@
 //! duration buckets reach an hour by default and are configurable.
 
 use crate::fake_comfyui::{entry, FakeComfy};
+use crate::support::prometheus::Prometheus;
 use crate::util::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,19 +22,13 @@ fn start(dir: &Path, collectors: &str) -> Sentinel {
     Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")])
 }
 
-fn encode(q: &str) -> String {
-    q.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The single value of an instant query now, if it returned one series.
 fn query(s: &Sentinel, q: &str) -> Option<f64> {
-    let (status, _, body) =
-        http_get(&s.url(&format!("/api/v1/query?query={}", encode(q))), &[]).expect("query");
+    let (status, _, body) = http_get(
+        &s.url(&format!("/api/v1/query?query={}", percent_encode(q))),
+        &[],
+    )
+    .expect("query");
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     let r = v["data"]["result"].as_array()?;
@@ -369,61 +364,35 @@ fn openmetrics_with_created_lines_is_scraped_by_a_real_prometheus() {
     let s = start(dir.path(), "  comfyui: { enabled: false }\n");
     wait_store_fed(&s);
     post_events(&s, FAILED_NEW);
-    let config = temp_file(
+    let prom = Prometheus::start(
+        &prometheus,
         dir.path(),
-        "prometheus.yml",
         &format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: s\n    static_configs:\n      - targets: [{:?}]\n",
             s.addr
         ),
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .unwrap()
-        .port();
-    let log = dir.path().join("prometheus.log");
-    let mut child = std::process::Command::new(prometheus)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("tsdb").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("start prometheus");
-    let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
+    let mut last;
     let found = loop {
-        let q = format!(
-            "{url}/api/v1/query?query={}",
-            encode(r#"recovery_errors_created{operation="new"} and on() up == 1"#)
-        );
-        if let Ok((200, _, body)) = http_get(&q, &[]) {
-            last = String::from_utf8_lossy(&body).into_owned();
-            let v: serde_json::Value = serde_json::from_str(&last).unwrap_or_default();
-            if let Some(r) = v["data"]["result"].as_array().filter(|r| r.len() == 1) {
-                break r[0]["value"][1]
-                    .as_str()
-                    .and_then(|x| x.parse::<f64>().ok());
-            }
+        last = prom.query(r#"recovery_errors_created{operation="new"} and on() up == 1"#);
+        if let Some(r) = last["data"]["result"].as_array().filter(|r| r.len() == 1) {
+            break r[0]["value"][1]
+                .as_str()
+                .and_then(|x| x.parse::<f64>().ok());
         }
         if Instant::now() > deadline {
             break None;
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let targets = http_get(&format!("{url}/api/v1/targets"), &[])
+    let targets = http_get(&format!("{}/api/v1/targets", prom.url), &[])
         .map(|r| String::from_utf8_lossy(&r.2).into_owned())
         .unwrap_or_default();
-    let _ = child.kill();
-    let _ = child.wait();
     let created = found.unwrap_or_else(|| {
         panic!(
             "no creation time scraped; last answer {last}\ntargets {targets}\nlog {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            prom.logs()
         )
     });
     assert!((unix_now() - created).abs() < 120.0, "{created}");

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Starts `run` with `config` on `listen`, optionally under `RLIMIT_NOFILE = nofile`.
@@ -27,12 +27,8 @@ fn launch(dir: &Path, config: &str, listen: &str, nofile: Option<u64>) -> Sentin
             dir.join("data").display()
         ),
     );
-    let mut cmd = Command::new(bin());
-    cmd.args(["run", "--listen", listen, "--config", cfg.to_str().unwrap()])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut cmd = Sentinel::command();
+    cmd.args(["--listen", listen, "--config", cfg.to_str().unwrap()]);
     if let Some(n) = nofile {
         // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
         unsafe {
@@ -48,40 +44,7 @@ fn launch(dir: &Path, config: &str, listen: &str, nofile: Option<u64>) -> Sentin
             });
         }
     }
-    let mut child = cmd.spawn().expect("start comfy-sentinel");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let log2 = log.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            log2.lock().unwrap().push(line.clone());
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let addr = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("did not start: {:?}", log.lock().unwrap()));
-        if let Some(i) = line.find("listen=") {
-            let a = line[i + 7..].split_whitespace().next().unwrap();
-            let a: SocketAddr = a.trim_matches('"').parse().unwrap();
-            // Bound to 0.0.0.0: talk to it on loopback by default.
-            break format!("127.0.0.1:{}", a.port());
-        }
-    };
-    Sentinel {
-        child,
-        addr,
-        stderr: rx,
-        log,
-    }
+    Sentinel::spawn(cmd)
 }
 
 fn port(s: &Sentinel) -> u16 {
@@ -218,7 +181,10 @@ impl Drop for TestHost {
 }
 
 /// Sends a raw request from `from` (a local address to bind) and reads the whole
-/// answer (the status code), within `limit`.
+/// answer (the status code), within `limit`. Raw bytes on a socket on purpose, not the
+/// shared client of `util`: the socket must be opened inside the test host's network
+/// namespace, and the hardening tests send heads and bodies a client library would not
+/// (half-sent bodies, a missing body, pipelined requests).
 fn raw(to: SocketAddr, from: Option<&TestHost>, request: &[u8], limit: Duration) -> Option<u16> {
     let s = match from {
         Some(host) => host.connect(to)?,
@@ -254,7 +220,8 @@ fn silence_json(comment: &str) -> String {
     )
 }
 
-/// A client that sends a request head and a few body bytes, then nothing.
+/// A client that sends a request head and a few body bytes, then nothing (a raw socket
+/// on purpose: a client library would not stall mid-body).
 fn slow_client(addr: &str, i: usize) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect slow client");
     let (path, ctype, start) = if i % 2 == 0 {

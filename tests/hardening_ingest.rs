@@ -5,6 +5,7 @@
 //! leaves memory behind once the server is back to normal.
 
 use crate::fake_comfyui::FakeComfy;
+use crate::support::exposition::{series_key, value, Exposition};
 use crate::util::*;
 use comfy_sentinel::ingest::events::{
     parse_batch, Framing, Limits, MAX_ATTEMPTS, MAX_QUALITY_ABS, MAX_SECONDS,
@@ -17,15 +18,10 @@ const NDJSON: &str = "application/x-ndjson";
 
 fn start(config: &str) -> (Sentinel, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "config.yaml",
-        &format!(
-            "data_dir: {:?}\ncollectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui: {{ enabled: false }}\n{config}",
-            dir.path().join("data")
-        ),
+        &format!("collectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui: {{ enabled: false }}\n{config}"),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     (s, dir)
 }
 
@@ -58,16 +54,12 @@ fn wait_for(s: &Sentinel, needles: &[&str]) -> String {
 /// (`le="+Inf"` labels are fine; a `+Inf` value is not).
 fn assert_finite(text: &str, prefixes: &[&str]) {
     let mut seen = 0;
-    for line in text.lines() {
-        if line.starts_with('#') || !prefixes.iter().any(|p| line.starts_with(p)) {
-            continue;
+    for s in Exposition::parse(text).samples {
+        if prefixes.iter().any(|p| s.name.starts_with(p)) {
+            seen += 1;
+            let series = series_key(&s.name, &s.labels);
+            assert!(s.value.is_finite(), "infinite value: {series} {}", s.value);
         }
-        seen += 1;
-        let value = line.rsplit(' ').next().unwrap_or("");
-        let v: f64 = value
-            .parse()
-            .unwrap_or_else(|_| panic!("unparsable value in {line}"));
-        assert!(v.is_finite(), "infinite value: {line}");
     }
     assert!(seen > 0, "no samples of {prefixes:?} in:\n{text}");
 }
@@ -312,12 +304,6 @@ fn memory(pid: u32) -> (u64, u64) {
             * 1024
     };
     (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
 }
 
 /// Waits until `series` reaches at least `want`.

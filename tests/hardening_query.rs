@@ -4,23 +4,12 @@
 //! free, and keep RSS growth under the documented 256 MB per-query budget.
 //! The figures (RSS, timings) are printed; run with `--nocapture` to see them.
 
+use crate::util::percent_encode as enc;
 use crate::util::*;
 use std::time::{Duration, Instant};
 
 /// The documented budget: one query never raises RSS by more than this.
 const RSS_BUDGET_KB: u64 = 256 * 1024;
-
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
 
 /// `(VmRSS, VmHWM)` of a process, in kB.
 fn rss_kb(pid: u32) -> (u64, u64) {
@@ -86,12 +75,7 @@ fn nested_max_over_time(depth: usize) -> String {
 
 fn start(config: &str) -> (Sentinel, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = temp_file(
-        dir.path(),
-        "c.yaml",
-        &format!("data_dir: {:?}\n{config}", dir.path().join("data")),
-    );
-    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
+    let s = Sentinel::start_in(dir.path(), config);
     s.wait_ready();
     (s, dir)
 }

@@ -17,13 +17,7 @@ fn start(config: &str) -> (Sentinel, tempfile::TempDir) {
 }
 
 fn start_in(dir: tempfile::TempDir, config: &str) -> (Sentinel, tempfile::TempDir) {
-    let cfg = temp_file(
-        dir.path(),
-        "config.yaml",
-        &format!("data_dir: {:?}\n{config}", dir.path().join("data")),
-    );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
-    (s, dir)
+    (Sentinel::start_in(dir.path(), config), dir)
 }
 
 fn post(s: &Sentinel, headers: &[(&str, &str)], body: &str) -> HttpResponse {
@@ -464,11 +458,7 @@ fn python_reporter_posts_operation_events() {
     // The flaky call slept 10 ms + 20 ms in backoff: that is overhead, not operation time.
     let text = scrape(&s);
     let value = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing"))
+        crate::support::exposition::value(&text, name).unwrap_or_else(|| panic!("{name} missing"))
     };
     let overhead = value("recovery_overhead_seconds_total{operation=\"demo_flaky\"}");
     assert!(overhead >= 0.03, "{overhead}");

@@ -13,6 +13,7 @@
 //!   PSI") may be missing here;
 //! - the source-listed sections equal their lists exactly.
 
+use crate::support::exposition::Exposition;
 use crate::util::*;
 use comfy_sentinel::collect::gpu;
 use comfy_sentinel::metrics::MetricType;
@@ -107,58 +108,31 @@ struct Family {
 
 /// Families of a text exposition: type, help and the label names their samples use.
 fn parse_scrape(text: &str) -> BTreeMap<String, Family> {
-    let mut out: BTreeMap<String, Family> = BTreeMap::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            let (name, help) = rest.split_once(' ').unwrap_or((rest, ""));
-            out.entry(name.to_string()).or_default().help = help.replace("\\\\", "\\");
-        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE line has a type");
-            out.entry(name.to_string()).or_default().kind = kind.to_string();
-            current = name.to_string();
-        } else if !line.starts_with('#') && !line.is_empty() {
-            let Some(fam) = out.get_mut(&current) else {
-                continue;
+    let e = Exposition::parse(text);
+    let mut out: BTreeMap<String, Family> = e
+        .families
+        .into_iter()
+        .map(|(name, meta)| {
+            let fam = Family {
+                kind: meta.kind,
+                help: meta.help,
+                labels: BTreeSet::new(),
             };
-            if let Some(open) = line.find('{') {
-                fam.labels.extend(
-                    label_names(&line[open + 1..])
-                        .into_iter()
-                        .filter(|l| l != "le" && l != "quantile"),
-                );
-            }
+            (name, fam)
+        })
+        .collect();
+    for sample in e.samples {
+        if let Some(fam) = out.get_mut(&sample.family) {
+            fam.labels.extend(
+                sample
+                    .labels
+                    .into_iter()
+                    .map(|(k, _)| k)
+                    .filter(|l| l != "le" && l != "quantile"),
+            );
         }
     }
     out
-}
-
-/// Label names of `a="x",b="y\"z"} 1`.
-fn label_names(s: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut rest = s;
-    while let Some(eq) = rest.find("=\"") {
-        names.push(rest[..eq].trim_start_matches(',').trim().to_string());
-        let mut chars = rest[eq + 2..].char_indices();
-        let mut end = rest.len();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    chars.next();
-                }
-                '"' => {
-                    end = eq + 2 + i + 1;
-                    break;
-                }
-                _ => {}
-            }
-        }
-        rest = &rest[end..];
-        if rest.starts_with('}') {
-            break;
-        }
-    }
-    names
 }
 
 /// One table row of the doc.

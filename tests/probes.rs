@@ -3,6 +3,8 @@
 //! self-signed certificate made in the test (its expiry read back), and the probes
 //! end to end in the running binary.
 
+use crate::support::exposition::{series_key, Exposition};
+use crate::support::process::{free_port, KillOnDrop};
 use crate::util::*;
 use comfy_sentinel::collect::probes::{families, ProbeResult, ProbesCollector, ProbesConfig};
 use comfy_sentinel::metrics::MetricFamily;
@@ -399,33 +401,19 @@ fn probes_run_in_the_binary_and_pass_promtool() {
     }
 }
 
-/// Kills the child on drop.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `name{labels} value` lines of an exposition, keyed without the `target` label.
+/// `name{labels} value` lines of an exposition, keyed (see `series_key`) without the
+/// `target` label of `target`.
 fn parse_exposition(text: &str, target: Option<&str>) -> std::collections::BTreeMap<String, f64> {
-    let mut out = std::collections::BTreeMap::new();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
-        let (series, value) = line.rsplit_once(' ').unwrap();
-        let series = match target {
-            Some(t) => series
-                .replace(&format!("target=\"{t}\","), "")
-                .replace(&format!("{{target=\"{t}\"}}"), ""),
-            None => series.to_string(),
-        };
-        out.insert(series, value.parse::<f64>().unwrap());
-    }
-    out
+    Exposition::parse(text)
+        .samples
+        .into_iter()
+        .map(|mut s| {
+            if let Some(t) = target {
+                s.labels.retain(|(k, v)| !(k == "target" && v == t));
+            }
+            (series_key(&s.name, &s.labels), s.value)
+        })
+        .collect()
 }
 
 /// The same targets probed by blackbox_exporter and by us must give the same answers
@@ -462,12 +450,8 @@ async fn same_answers_as_blackbox_exporter() {
     tcp: {tls: true, tls_config: {insecure_skip_verify: true}}
 ",
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _bb = Child(
+    let port = free_port();
+    let _bb = KillOnDrop(
         std::process::Command::new(bb)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -564,8 +548,7 @@ async fn same_answers_as_blackbox_exporter() {
                 .filter(|(k, _)| !k.contains("target="))
                 .collect();
         for (k, v) in &ours {
-            let k_bb = k.replace("{}", "");
-            let Some(t) = theirs.get(&k_bb) else {
+            let Some(t) = theirs.get(k) else {
                 panic!("{name}: {k} is not in blackbox_exporter's answer {theirs:?}");
             };
             if !timing(k) {
@@ -575,7 +558,7 @@ async fn same_answers_as_blackbox_exporter() {
         for (k, v) in &theirs {
             if !only_theirs(k, *v) {
                 assert!(
-                    ours.contains_key(k) || ours.contains_key(&format!("{k}{{}}")),
+                    ours.contains_key(k),
                     "{name}: blackbox_exporter has {k}, we do not: {ours:?}"
                 );
             }

@@ -3,10 +3,12 @@
 //! `prometheus-node-exporter` (1.5) on this host, which is what proves that node
 //! dashboards and alerts work on our series unchanged.
 
+use crate::support::exposition::{Exposition, LabelSet};
+use crate::support::process::{free_port, KillOnDrop};
 use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Our defaults, given to node_exporter explicitly. The device filter is ours
@@ -20,9 +22,7 @@ const MOUNT_POINTS_EXCLUDE: &str =
 const FS_TYPES_EXCLUDE: &str = "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs|tracefs)$";
 
 // ---------------------------------------------------------------------------------
-// A small exposition parser: enough for both exporters' text format.
-
-type LabelSet = Vec<(String, String)>;
+// Both exporters' expositions, read by the shared reader.
 
 #[derive(Debug, Default, Clone)]
 struct Scrape {
@@ -35,22 +35,21 @@ struct Scrape {
 
 impl Scrape {
     fn parse(text: &str) -> Scrape {
-        let mut s = Scrape::default();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let mut it = rest.split_whitespace();
-                if let (Some(n), Some(t)) = (it.next(), it.next()) {
-                    s.types.insert(n.to_string(), t.to_string());
-                }
-                continue;
-            }
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            let (name, labels, value) = parse_sample(line);
-            s.series.insert((name, labels), value);
+        let e = Exposition::parse(text);
+        Scrape {
+            types: e
+                .families
+                .into_iter()
+                .filter(|(_, f)| !f.kind.is_empty())
+                .map(|(n, f)| (n, f.kind))
+                .collect(),
+            series: e
+                .samples
+                .into_iter()
+                .map(|x| ((x.name, x.labels), x.value))
+                .collect(),
+            at: None,
         }
-        s
     }
 
     /// Family names with the given prefix.
@@ -75,54 +74,6 @@ impl Scrape {
             .get(&(family.to_string(), labels.clone()))
             .copied()
     }
-}
-
-fn parse_sample(line: &str) -> (String, LabelSet, f64) {
-    let name_end = line.find(['{', ' ']).expect("sample line has a name");
-    let name = line[..name_end].to_string();
-    let mut labels = Vec::new();
-    let mut rest = &line[name_end..];
-    if let Some(r) = rest.strip_prefix('{') {
-        let mut chars = r.char_indices().peekable();
-        let mut key = String::new();
-        let mut end = 0;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '}' => {
-                    end = i + 1;
-                    break;
-                }
-                ',' => {}
-                '=' => {
-                    assert_eq!(chars.next().map(|(_, c)| c), Some('"'), "{line}");
-                    let mut v = String::new();
-                    while let Some((_, c)) = chars.next() {
-                        match c {
-                            '\\' => match chars.next().map(|(_, c)| c) {
-                                Some('n') => v.push('\n'),
-                                Some(o) => v.push(o),
-                                None => panic!("bad escape in {line}"),
-                            },
-                            '"' => break,
-                            o => v.push(o),
-                        }
-                    }
-                    labels.push((std::mem::take(&mut key), v));
-                }
-                o => key.push(o),
-            }
-        }
-        rest = &r[end..];
-    }
-    labels.sort();
-    let v = rest.split_whitespace().next().expect("a value");
-    let value = match v {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        v => v.parse().unwrap_or_else(|_| panic!("bad value in {line}")),
-    };
-    (name, labels, value)
 }
 
 fn write_config(dir: &Path, system: &str) -> std::path::PathBuf {
@@ -299,24 +250,13 @@ fn procfs_without_psi_leaves_pressure_out() {
 // Conformance with the real node_exporter.
 
 struct NodeExporter {
-    child: Child,
+    _child: KillOnDrop,
     url: String,
-}
-
-impl Drop for NodeExporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl NodeExporter {
     fn start(bin: &Path) -> NodeExporter {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new(bin)
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args([
@@ -345,7 +285,7 @@ impl NodeExporter {
             .spawn()
             .expect("start prometheus-node-exporter");
         let ne = NodeExporter {
-            child,
+            _child: KillOnDrop(child),
             url: format!("http://127.0.0.1:{port}/metrics"),
         };
         let deadline = Instant::now() + Duration::from_secs(30);

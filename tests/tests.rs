@@ -3,11 +3,21 @@
 mod util;
 
 mod am_api;
+/// Shared test kit: the exposition reader, the peer lookup, the kill-on-drop process
+/// wrapper, a real Prometheus.
+mod support {
+    pub mod exposition;
+    pub mod peer;
+    pub mod process;
+    pub mod prometheus;
+}
+
 mod collector_timeouts;
 mod comfyui;
 mod config_doc;
 mod dashboards;
 mod delivery_latency;
+mod deploy;
 mod fake_comfyui;
 mod first_event;
 mod foundation;
@@ -19,6 +29,7 @@ mod hardening_http;
 mod hardening_ingest;
 mod hardening_query;
 mod ingest;
+mod metric_contract;
 mod metrics_doc;
 mod notify;
 mod probes;

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub use crate::support::peer::{in_ci, peer};
+use crate::support::process::KillOnDrop;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -22,35 +24,9 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo().join("tests/fixtures").join(rel)
 }
 
-/// Under CI every peer must be present; locally a missing peer skips the test.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Finds a peer program on PATH (or in common Debian locations). Panics under CI when
-/// it is missing; returns None locally so the caller can skip.
-pub fn peer(name: &str) -> Option<PathBuf> {
-    let candidates = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for dir in candidates {
-        let p = dir.join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    if in_ci() {
-        panic!("{name} is required under CI but is not installed");
-    }
-    eprintln!("skipping: {name} not installed");
-    None
-}
-
 /// A running comfy-sentinel, killed on drop.
 pub struct Sentinel {
-    pub child: Child,
+    pub child: KillOnDrop,
     pub addr: String,
     pub stderr: mpsc::Receiver<String>,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
@@ -63,19 +39,42 @@ impl Sentinel {
         Self::start_with_env(args, &[])
     }
 
+    /// Starts it with a config file in `dir`: `data_dir` under `dir`, then `config`.
+    pub fn start_in(dir: &Path, config: &str) -> Sentinel {
+        let cfg = temp_file(
+            dir,
+            "config.yaml",
+            &format!("data_dir: {:?}\n{config}", dir.join("data")),
+        );
+        Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")])
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Sentinel {
-        let mut cmd = Command::new(bin());
-        cmd.arg("run")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut cmd = Sentinel::command();
+        cmd.args(["--listen", "127.0.0.1:0"]).args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start comfy-sentinel");
+        Sentinel::spawn(cmd)
+    }
+
+    /// `comfy-sentinel run` logging at info level without colours, for `spawn` once the
+    /// caller has added its arguments (`--listen` among them).
+    pub fn command() -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("run").env("RUST_LOG", "info").env("NO_COLOR", "1");
+        cmd
+    }
+
+    /// Spawns `cmd` (from `command`) and waits until it logs its address; an address
+    /// bound to all interfaces is reached on loopback.
+    pub fn spawn(mut cmd: Command) -> Sentinel {
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start comfy-sentinel");
+        let mut child = KillOnDrop(child);
         let stderr = child.stderr.take().expect("piped stderr");
         let (tx, rx) = mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -97,12 +96,18 @@ impl Sentinel {
             });
             if let Some(i) = line.find("listen=") {
                 let rest = &line[i + "listen=".len()..];
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .trim_matches('"')
-                    .to_string();
+                let word = rest.split_whitespace().next().unwrap().trim_matches('"');
+                let mut addr: std::net::SocketAddr = word
+                    .parse()
+                    .unwrap_or_else(|e| panic!("listen={word}: {e}"));
+                if addr.ip().is_unspecified() {
+                    addr.set_ip(if addr.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    });
+                }
+                break addr.to_string();
             }
         };
         Sentinel {
@@ -149,88 +154,149 @@ impl Sentinel {
     }
 }
 
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Status, lower-cased headers, body.
 pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
-/// A minimal blocking HTTP/1.1 client for tests: returns (status, headers, body).
+/// The blocking HTTP/1.1 client every test shares: no redirects followed, no proxy, no
+/// transparent decompression (tests check `Content-Encoding` themselves), and no pooled
+/// connections (each request gets its own, as a scraper's would). Tests that must send
+/// malformed or slow bytes on purpose write to a socket themselves (`hardening_http`).
+fn client() -> &'static reqwest::blocking::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .no_gzip()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("HTTP client")
+    })
+}
+
+/// A blocking request for tests: returns (status, headers, body). Errors (refused,
+/// reset, timed out) come back as `io::Error`s.
 pub fn http_request(
     method: &str,
     url: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<HttpResponse> {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").expect("http:// url");
-    let (hostport, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let mut s = std::net::TcpStream::connect(hostport)?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = client().request(
+        reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?,
+        url,
+    );
     for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
+        req = req.header(*k, *v);
     }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes())?;
-    s.write_all(body)?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no header terminator"))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other("bad status line"))?;
-    let hdrs: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    if hdrs
+    // A body (and its Content-Length, 0 included) for every method that carries one.
+    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
+        req = req.body(body.to_vec());
+    }
+    let resp = req.send().map_err(std::io::Error::other)?;
+    let status = resp.status().as_u16();
+    let hdrs = resp
+        .headers()
         .iter()
-        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
-    {
-        body = dechunk(&body);
-    }
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp.bytes().map_err(std::io::Error::other)?.to_vec();
     Ok((status, hdrs, body))
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(
-            String::from_utf8_lossy(&b[..eol])
-                .split(';')
-                .next()
-                .unwrap()
-                .trim(),
-            16,
-        )
-        .unwrap_or(0);
-        if size == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
-        b = &b[eol + 2 + size + 2..];
-    }
-    out
 }
 
 pub fn http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
     http_request("GET", url, headers, b"")
+}
+
+#[test]
+fn a_missing_peer_fails_under_ci_naming_its_package_and_skips_elsewhere() {
+    let why = std::panic::catch_unwind(|| {
+        crate::support::peer::find_peer("prometheus-no-such-peer", true)
+    })
+    .expect_err("a missing peer under CI fails the test");
+    let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        why.contains("prometheus-no-such-peer") && why.contains("scripts/test.sh"),
+        "{why}"
+    );
+    assert_eq!(
+        crate::support::peer::peer_package("amtool"),
+        "Debian package prometheus-alertmanager"
+    );
+    assert_eq!(
+        crate::support::peer::find_peer("prometheus-no-such-peer", false),
+        None
+    );
+    assert!(crate::support::peer::find_peer("sh", true).is_some());
+    if crate::support::peer::find_peer("python3", false).is_some() {
+        let why = std::panic::catch_unwind(|| {
+            crate::support::peer::find_python_module("no_such_module_x", "no-such", true)
+        })
+        .expect_err("a missing python module under CI fails the test");
+        let why = why.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(why.contains("PyPI package no-such"), "{why}");
+        assert!(!crate::support::peer::find_python_module(
+            "no_such_module_x",
+            "no-such",
+            false
+        ));
+        assert!(crate::support::peer::find_python_module("json", "-", true));
+    }
+}
+
+/// The shared client answers what the server sent: a redirect is not followed, a gzip
+/// body stays compressed with its `Content-Encoding`, and an empty POST carries
+/// `Content-Length: 0`.
+#[test]
+fn http_client_returns_redirects_and_encodings_as_sent() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        let mut heads = Vec::new();
+        for answer in [
+            "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nxyz",
+        ] {
+            let (mut c, _) = listener.accept().expect("accept");
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            heads.push(String::from_utf8_lossy(&head).to_ascii_lowercase());
+            c.write_all(answer.as_bytes()).expect("answer");
+        }
+        heads
+    });
+    let (status, h, _) = http_request("POST", &format!("http://{addr}/x"), &[], b"").unwrap();
+    assert_eq!((status, header(&h, "location")), (302, Some("/elsewhere")));
+    let (status, h, body) = http_get(&format!("http://{addr}/y"), &[]).unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "content-encoding"), Some("gzip"));
+    assert_eq!(body, b"xyz");
+    let heads = server.join().expect("server");
+    assert!(heads[0].starts_with("post /x ") && heads[0].contains("content-length: 0"));
+    assert!(!heads[1].contains("accept-encoding"), "{}", heads[1]);
+}
+
+/// Every byte but the unreserved ones percent-encoded, for a query parameter.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -258,6 +324,17 @@ pub fn scrape_until(s: &Sentinel, needle: &str) -> String {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// Runs a command that must succeed; panics with its output otherwise.
+pub fn run_ok(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Writes `content` to a fresh temp file with the given name and returns its path.

@@ -20,17 +20,12 @@ for case in json.load(sys.stdin):
 print(json.dumps(out))
 "#;
 
+// The peer lookup shared with the other test suites (CI=true: a missing peer fails).
+#[path = "../../../tests/support/peer.rs"]
+mod peer_kit;
+
 fn python_ready() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import standardwebhooks"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok && std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("CI=true but python3 with the standardwebhooks package is missing (pip install standardwebhooks)");
-    }
-    ok
+    peer_kit::python_module("standardwebhooks", "standardwebhooks")
 }
 
 struct Case {

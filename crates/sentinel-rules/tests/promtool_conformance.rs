@@ -8,24 +8,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+// The peer lookup shared with the other test suites (CI=true: a missing peer fails).
+#[path = "../../../tests/support/peer.rs"]
+mod peer_kit;
+
 fn promtool() -> Option<PathBuf> {
-    let dirs = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    for d in dirs
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/local/bin")])
-    {
-        let p = d.join("promtool");
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("promtool is required under CI but is not installed");
-    }
-    eprintln!("skipping: promtool not installed");
-    None
+    peer_kit::peer("promtool")
 }
 
 fn repo_root() -> PathBuf {

@@ -102,42 +102,23 @@ pub fn alert(name: &str, labels: &[(&str, &str)], ends_in: i64) -> Alert {
     }
 }
 
+// The peer lookup shared with the other test suites: under CI=true a missing peer fails
+// the test naming its package; locally it is skipped.
+#[path = "../../../../tests/support/peer.rs"]
+mod peer_kit;
+
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
+    peer_kit::in_ci()
 }
 
-/// A peer program on PATH (or in /usr/sbin, /usr/bin); under CI=true a missing peer
-/// fails the test, locally it is skipped.
+/// A peer program on PATH (or in /usr/sbin, /usr/bin, /usr/local/bin).
 pub fn peer(name: &str) -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    dirs.extend(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(PathBuf::from));
-    for d in dirs {
-        let p = d.join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    if in_ci() {
-        panic!("CI=true but the peer {name} is not installed");
-    }
-    eprintln!("skipped: {name} not installed");
-    None
+    peer_kit::peer(name)
 }
 
+/// Whether python3 can import `m` (the PyPI package of the same name).
 pub fn python_module(m: &str) -> bool {
-    let ok = std::process::Command::new("python3")
-        .args(["-c", &format!("import {m}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        if in_ci() {
-            panic!("CI=true but python3 module {m} is missing (pip install {m})");
-        }
-        eprintln!("skipped: python3 module {m} missing");
-    }
-    ok
+    peer_kit::python_module(m, m)
 }
 
 /// Polls `f` until it returns Some, or panics after `limit` (generous: shared CI).

@@ -1,0 +1,74 @@
+//! A real Prometheus (Debian's `prometheus`) started for one test, killed on drop: the
+//! dashboards' queries and the OpenMetrics scrape are checked against it.
+
+#![allow(dead_code)]
+
+use super::process::{free_port, KillOnDrop};
+use crate::util::{http_get, percent_encode};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Prometheus {
+    _child: KillOnDrop,
+    pub url: String,
+    log: PathBuf,
+}
+
+impl Prometheus {
+    /// Starts `bin` with `config` (the text of a prometheus.yml) and its TSDB in `dir`,
+    /// and waits until it is ready.
+    pub fn start(bin: &Path, dir: &Path, config: &str) -> Prometheus {
+        let config = crate::util::temp_file(dir, "prometheus.yml", config);
+        let port = free_port();
+        let log = dir.join("prometheus.log");
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start prometheus");
+        let p = Prometheus {
+            _child: KillOnDrop(child),
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        p.wait_for("/-/ready", |s, _| s == 200);
+        p
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Polls `path` for 60 s until `ok(status, body)`; panics with the log otherwise.
+    pub fn wait_for(&self, path: &str, ok: impl Fn(u16, &str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok((status, _, body)) = http_get(&format!("{}{path}", self.url), &[]) {
+                if ok(status, &String::from_utf8_lossy(&body)) {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "prometheus: {path} never became ready; log:\n{}",
+            self.logs()
+        );
+    }
+
+    /// An instant query: the parsed `/api/v1/query` answer.
+    pub fn query(&self, expr: &str) -> Value {
+        let url = format!("{}/api/v1/query?query={}", self.url, percent_encode(expr));
+        let (_, _, body) = http_get(&url, &[]).expect("query prometheus");
+        serde_json::from_slice(&body).expect("prometheus answers JSON")
+    }
+}
