@@ -1,5 +1,6 @@
 //! Notifications: routing, grouping, inhibition and silences (`dispatch`), the durable
-//! outbox with retries (`outbox`, `retry`, `delivery`), and one module per receiver
+//! outbox (`outbox`), retry classification and backoff (`retry`), the pipeline that
+//! drives attempts over the outbox (`notifier`'s delivery loop), and one module per receiver
 //! (`receiver::{webhook, email, alertmanager}`), with the webhook body and its
 //! Standard Webhooks signature (`webhook::payload`, `sign`). The rule engine feeds
 //! alerts in through [`sentinel_base::alert::AlertSink`]; the HTTP layer reads state.

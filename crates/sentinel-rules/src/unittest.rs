@@ -136,26 +136,13 @@ fn go_duration_string(ms: i64) -> String {
     if h > 0 || m > 0 {
         out.push_str(&format!("{m}m"));
     }
-    out.push_str(&format!("{}s", crate::template::go_g(s, -1)));
+    out.push_str(&format!("{}s", sentinel_base::text::go_g(s, -1)));
     out
 }
 
 /// `strconv.FormatFloat(v, 'E', -1, 64)`.
 fn format_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v:E}");
-    let (m, e) = s.split_once('E').expect("exponent present");
-    let e: i32 = e.parse().expect("integer exponent");
-    format!("{m}E{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    sentinel_base::text::format_float(v, 'E', -1)
 }
 
 /// Parses a metric the way `parser.ParseMetric` does: an optional name and

@@ -1,6 +1,7 @@
 //! Receivers: one module per integration, one trait. [`Notify::notify`] makes exactly
 //! one attempt and says, through [`NotifyError`], whether another could succeed; it
-//! never loops or sleeps. Retries, backoff and dead letters belong to `delivery`.
+//! never loops or sleeps. Retries, backoff and dead letters belong to the delivery loop
+//! in [`crate::notifier`] (with the policy in [`crate::retry`]).
 
 pub mod alertmanager;
 pub mod email;

@@ -5,6 +5,7 @@
 //! evaluation never meets it; evaluation errors are values, never panics.
 
 mod functions;
+pub use functions::{FunctionKind, FUNCTIONS};
 pub mod limits;
 
 pub use limits::{Budget, QueryConfig, QueryLimits};
@@ -324,77 +325,6 @@ fn check_durations(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Functions the evaluator implements (the documented subset).
-pub const SUPPORTED_FUNCTIONS: &[&str] = &[
-    "rate",
-    "irate",
-    "increase",
-    "delta",
-    "idelta",
-    "deriv",
-    "predict_linear",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "quantile_over_time",
-    "last_over_time",
-    "present_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "changes",
-    "resets",
-    "absent",
-    "absent_over_time",
-    "histogram_quantile",
-    "abs",
-    "ceil",
-    "floor",
-    "round",
-    "clamp",
-    "clamp_min",
-    "clamp_max",
-    "exp",
-    "ln",
-    "log2",
-    "log10",
-    "sqrt",
-    "sgn",
-    "time",
-    "timestamp",
-    "vector",
-    "scalar",
-    "label_replace",
-    "label_join",
-    "sort",
-    "sort_desc",
-    "holt_winters",
-    "acos",
-    "acosh",
-    "asin",
-    "asinh",
-    "atan",
-    "atanh",
-    "cos",
-    "cosh",
-    "sin",
-    "sinh",
-    "tan",
-    "tanh",
-    "deg",
-    "rad",
-    "pi",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "days_in_month",
-    "hour",
-    "minute",
-    "month",
-    "year",
-];
-
 /// Refuses what the evaluator does not implement, with a message naming the construct.
 pub fn check(expr: &Expr) -> Result<(), String> {
     match expr {
@@ -438,7 +368,7 @@ pub fn check(expr: &Expr) -> Result<(), String> {
         Expr::VectorSelector(v) => check_selector(v),
         Expr::MatrixSelector(m) => check_selector(&m.vs),
         Expr::Call(c) => {
-            if !SUPPORTED_FUNCTIONS.contains(&c.func.name) {
+            if functions::kind(c.func.name).is_none() {
                 return Err(format!("unsupported function {}()", c.func.name));
             }
             for a in &c.args.args {
@@ -1277,15 +1207,7 @@ pub fn parse_number(s: &str) -> Option<f64> {
 
 /// `strconv.FormatFloat(v, 'f', -1, 64)`.
 pub fn format_go_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
+    sentinel_base::text::format_float(v, 'f', -1)
 }
 
 /// `shouldDropMetricName` (atan2 keeps the name in 2.42).
