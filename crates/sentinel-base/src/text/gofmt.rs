@@ -127,7 +127,10 @@ mod tests {
         assert_eq!(sprintf("%e", &[f(1234.5)]), "1.234500e+03");
         assert_eq!(sprintf("%.1e", &[f(f64::INFINITY)]), "+Inf");
         assert_eq!(sprintf("%g|%v", &[f(1e6), f(0.5)]), "1e+06|0.5");
-        assert_eq!(sprintf("%5s|%-4d|", &[FmtArg::Str("ab"), FmtArg::Int(7)]), "   ab|7   |");
+        assert_eq!(
+            sprintf("%5s|%-4d|", &[FmtArg::Str("ab"), FmtArg::Int(7)]),
+            "   ab|7   |"
+        );
         assert_eq!(sprintf("%q", &[FmtArg::Str("a\"b")]), r#""a\"b""#);
         assert_eq!(sprintf("100%%", &[]), "100%");
     }
