@@ -990,7 +990,7 @@ fn printf_precision_past_u16_does_not_panic() {
         let out = render(t, v);
         assert!(out.len() <= 4200, "{t}: {} bytes", out.len());
     }
-    assert_eq!(sentinel_rules::template::go_g(1.5, 70_000).len(), 3);
+    assert_eq!(sentinel_base::text::go_g(1.5, 70_000).len(), 3);
 }
 
 /// A width is allocated as padding: `%1000000000s` must not try to allocate a gigabyte.
