@@ -5,6 +5,8 @@
 //! Standard Webhooks signature (`webhook::payload`, `sign`). The rule engine feeds
 //! alerts in through [`sentinel_base::alert::AlertSink`]; the HTTP layer reads state.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 pub mod dispatch;
 pub mod metrics;
