@@ -144,14 +144,13 @@ impl Default for OutboxConfig {
 }
 
 impl OutboxConfig {
-    pub fn backoff(&self) -> Result<Backoff, String> {
+    pub fn backoff(&self) -> Result<Backoff, crate::retry::BackoffError> {
         Backoff::new(
             self.initial_backoff.get(),
             self.max_backoff.get(),
             self.multiplier,
             self.jitter,
         )
-        .map_err(|e| e.to_string())
     }
 }
 
@@ -210,7 +209,7 @@ impl NotifyConfig {
         }
         self.outbox
             .backoff()
-            .map_err(|e| ("outbox".to_string(), e))?;
+            .map_err(|e| ("outbox".to_string(), e.to_string()))?;
         if self.outbox.max_attempts == 0 {
             return Err(("outbox.max_attempts".into(), "must be >= 1".into()));
         }

@@ -534,7 +534,7 @@ fn run_group(
         let when = model_duration_string(t);
         let got = crate::eval::parse(&pt.expr)
             .map_err(|e| e.to_string())
-            .and_then(|e| crate::eval::check(&e).map(|_| e))
+            .and_then(|e| crate::eval::check(&e).map(|_| e).map_err(String::from))
             .and_then(|e| {
                 Evaluator::new(&store, t)
                     .with_subquery_step(eval_interval)
