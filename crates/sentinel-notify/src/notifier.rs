@@ -70,19 +70,24 @@ pub enum BuildError {
         /// `webhooks`, `emails` or `alertmanagers`.
         kind: &'static str,
         index: usize,
-        reason: String,
+        reason: crate::receiver::ReceiverError,
     },
     #[error("outbox: {0}")]
     Backoff(#[from] crate::retry::BackoffError),
 }
 
 impl BuildError {
-    fn receiver(receiver: usize, kind: &'static str, index: usize, e: impl ToString) -> Self {
+    fn receiver(
+        receiver: usize,
+        kind: &'static str,
+        index: usize,
+        reason: crate::receiver::ReceiverError,
+    ) -> Self {
         BuildError::Receiver {
             receiver,
             kind,
             index,
-            reason: e.to_string(),
+            reason,
         }
     }
 }
