@@ -7,7 +7,9 @@
 //! allocation), finds the series under a shared read lock, and changes its value with
 //! atomics (an `f64` in an `AtomicU64`; a histogram's buckets and sum likewise). Only the
 //! first update of a new series takes the write lock. A caller on a very hot path can
-//! hold a [`Series`] handle from [`MetricVec::series`] and skip the lookup too.
+//! hold a [`Series`] handle from [`MetricVec::series`] and skip the lookup too. A
+//! [`Family`] keys its series by a typed [`LabelSet`], whose names are fixed at compile
+//! time.
 
 use super::{HistogramSnapshot, Labels, MetricFamily, MetricType};
 use parking_lot::{Mutex, RwLock};
@@ -92,6 +94,26 @@ impl Registry {
 
     pub fn gauge_vec(&self, name: &str, help: &str, label_names: &[&str]) -> Arc<GaugeVec> {
         self.vec(name, help, MetricType::Gauge, label_names, 0.0)
+    }
+
+    /// A counter family whose label set is the type `L` (names fixed at compile time).
+    pub fn counter_family<L: LabelSet>(&self, name: &str, help: &str) -> Family<L, f64> {
+        Family::new(self.counter_vec(name, help, L::NAMES))
+    }
+
+    /// A gauge family whose label set is the type `L`.
+    pub fn gauge_family<L: LabelSet>(&self, name: &str, help: &str) -> Family<L, f64> {
+        Family::new(self.gauge_vec(name, help, L::NAMES))
+    }
+
+    /// A histogram family whose label set is the type `L`.
+    pub fn histogram_family<L: LabelSet>(
+        &self,
+        name: &str,
+        help: &str,
+        buckets: &[f64],
+    ) -> Family<L, HistogramSnapshot> {
+        Family::new(self.histogram_vec(name, help, L::NAMES, buckets))
     }
 
     pub fn histogram_vec(
@@ -254,6 +276,90 @@ impl Series<HistogramSnapshot> {
     pub fn observe(&self, v: f64) {
         self.data.cell.observe(v);
         self.registry.touch();
+    }
+}
+
+/// A label set as a type, in the spirit of prometheus-client's `EncodeLabelSet`: its
+/// label names are fixed at compile time, so a family built from it cannot be updated
+/// with the wrong number or order of values.
+///
+/// ```
+/// use sentinel_base::metrics::registry::{LabelSet, Registry};
+/// struct Request<'a> {
+///     endpoint: &'a str,
+///     code: &'a str,
+/// }
+/// impl LabelSet for Request<'_> {
+///     const NAMES: &'static [&'static str] = &["endpoint", "code"];
+///     fn with_values<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+///         f(&[self.endpoint, self.code])
+///     }
+/// }
+/// let requests = Registry::new().counter_family::<Request>("requests_total", "Requests.");
+/// requests.inc(&Request { endpoint: "/metrics", code: "200" });
+/// ```
+pub trait LabelSet {
+    /// The label names, in exposition order.
+    const NAMES: &'static [&'static str];
+    /// Calls `f` with this set's values, in the order of [`LabelSet::NAMES`], without
+    /// allocating.
+    fn with_values<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R;
+}
+
+/// The empty label set (a family with one series).
+impl LabelSet for () {
+    const NAMES: &'static [&'static str] = &[];
+    fn with_values<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+        f(&[])
+    }
+}
+
+/// A family whose series are keyed by the typed label set `L`.
+pub struct Family<L: LabelSet, T: Value> {
+    vec: Arc<MetricVec<T>>,
+    _labels: std::marker::PhantomData<fn(&L)>,
+}
+
+impl<L: LabelSet, T: Value> Family<L, T> {
+    fn new(vec: Arc<MetricVec<T>>) -> Self {
+        Family {
+            vec,
+            _labels: std::marker::PhantomData,
+        }
+    }
+
+    /// The untyped family underneath (for `len`, `remove`, `created`, ...).
+    pub fn vec(&self) -> &Arc<MetricVec<T>> {
+        &self.vec
+    }
+
+    /// A handle on the series of `labels`, created at zero if new.
+    pub fn series(&self, labels: &L) -> Series<T> {
+        labels.with_values(|v| self.vec.series(v))
+    }
+}
+
+impl<L: LabelSet> Family<L, f64> {
+    pub fn inc(&self, labels: &L) {
+        labels.with_values(|v| self.vec.inc(v))
+    }
+
+    pub fn add(&self, labels: &L, v: f64) {
+        labels.with_values(|vals| self.vec.add(vals, v))
+    }
+
+    pub fn set(&self, labels: &L, v: f64) {
+        labels.with_values(|vals| self.vec.set(vals, v))
+    }
+
+    pub fn get(&self, labels: &L) -> Option<f64> {
+        labels.with_values(|v| self.vec.get(v))
+    }
+}
+
+impl<L: LabelSet> Family<L, HistogramSnapshot> {
+    pub fn observe(&self, labels: &L, v: f64) {
+        labels.with_values(|vals| self.vec.observe(vals, v))
     }
 }
 
@@ -599,5 +705,55 @@ mod tests {
         let h = r.histogram_vec("d_seconds", "d", &[], &[1.0]);
         h.series(&[]).observe(2.0);
         assert_eq!(h.snapshot(&[]).unwrap().counts, vec![0, 1]);
+    }
+
+    #[test]
+    fn typed_label_sets_export_their_names_in_order() {
+        #[derive(Clone, Copy)]
+        enum Outcome {
+            Ok,
+            Failed,
+        }
+        struct Attempt<'a> {
+            receiver: &'a str,
+            outcome: Outcome,
+        }
+        impl LabelSet for Attempt<'_> {
+            const NAMES: &'static [&'static str] = &["receiver", "outcome"];
+            fn with_values<R>(&self, f: impl FnOnce(&[&str]) -> R) -> R {
+                let outcome = match self.outcome {
+                    Outcome::Ok => "ok",
+                    Outcome::Failed => "failed",
+                };
+                f(&[self.receiver, outcome])
+            }
+        }
+        let r = Registry::new();
+        let attempts = r.counter_family::<Attempt>("attempts_total", "Attempts.");
+        let a = Attempt {
+            receiver: "ops",
+            outcome: Outcome::Failed,
+        };
+        attempts.inc(&a);
+        attempts.add(&a, 2.0);
+        attempts.series(&Attempt {
+            receiver: "ops",
+            outcome: Outcome::Ok,
+        });
+        assert_eq!(attempts.get(&a), Some(3.0));
+        assert_eq!(attempts.vec().len(), 2);
+        let fam = &r.collect()[0];
+        assert_eq!(
+            fam.samples[0].labels,
+            vec![
+                ("receiver".to_string(), "ops".to_string()),
+                ("outcome".to_string(), "failed".to_string())
+            ]
+        );
+        let up = r.gauge_family::<()>("up", "Up.");
+        up.set(&(), 1.0);
+        let h = r.histogram_family::<()>("d_seconds", "d", &[1.0]);
+        h.observe(&(), 0.5);
+        assert_eq!(h.vec().snapshot(&[]).unwrap().count, 1);
     }
 }
