@@ -3,7 +3,7 @@
 //! Each component creates its vectors from the shared [`Registry`]; the exposition layer
 //! collects them together with the collectors' families.
 //!
-//! The hot path is lock-free per series: an update hashes the label values (no
+//! The hot path takes no exclusive lock: an update hashes the label values (no
 //! allocation), finds the series under a shared read lock, and changes its value with
 //! atomics (an `f64` in an `AtomicU64`; a histogram's buckets and sum likewise). Only the
 //! first update of a new series takes the write lock. A caller on a very hot path can
