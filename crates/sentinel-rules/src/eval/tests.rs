@@ -390,3 +390,22 @@ fn refusals_are_typed_and_keep_their_messages() {
         "callers that report text get the same message"
     );
 }
+
+#[test]
+fn function_table_lists_each_function_once_and_check_accepts_exactly_it() {
+    use super::{FunctionKind, FUNCTIONS};
+    let mut names: Vec<&str> = FUNCTIONS.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(names.len(), before, "a function is listed twice");
+    // A range function is dispatched over a range, so `check` must accept it with one.
+    for (n, k) in FUNCTIONS {
+        if *k == FunctionKind::Range
+            && !matches!(*n, "predict_linear" | "quantile_over_time" | "holt_winters")
+        {
+            check(&parse(&format!("{n}(x[5m])")).unwrap()).unwrap();
+        }
+    }
+    assert!(check(&parse("info(up)").unwrap()).is_err());
+}
