@@ -20,4 +20,4 @@ pub mod verify;
 pub mod webhook;
 
 pub use config::NotifyConfig;
-pub use notifier::Notifier;
+pub use notifier::{BuildError, NotPersisting, Notifier};
