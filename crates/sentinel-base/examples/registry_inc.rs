@@ -2,6 +2,8 @@
 //! sidecar's own registry: `cargo run --release -p sentinel-base --example registry_inc`.
 //! Prints nanoseconds per operation, single-threaded and with four threads.
 
+#![forbid(unsafe_code)]
+
 use sentinel_base::metrics::registry::Registry;
 use std::time::Instant;
 
