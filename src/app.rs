@@ -59,6 +59,7 @@ pub fn alert_instance(cfg: &Config) -> String {
 }
 
 /// This host's name (`uname -n`), or `localhost` when it cannot be read.
+#[allow(unsafe_code)] // FFI, see the crate root
 pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: `buf` is writable for `buf.len()` bytes, and gethostname writes no more.

@@ -1,6 +1,8 @@
 //! Wiring only: parse arguments and config, start the parts, serve, map errors to exit
 //! codes (0 ok, 1 runtime failure, 2 invalid config).
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use comfy_sentinel::app::App;
 use comfy_sentinel::cli::{exit, Cli, Command, ExportFormat, RulesCommand};

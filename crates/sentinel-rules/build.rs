@@ -2,6 +2,8 @@
 //! binary alerts out of the box when `rules.files` is unset. Generated as a list of
 //! `include_str!` so a changed rule file rebuilds the crate.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 fn main() {

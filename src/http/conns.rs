@@ -155,6 +155,7 @@ fn open_fds() -> u64 {
 /// The connection cap to enforce: `configured`, lowered so that the connections, the
 /// descriptors open now and [`FD_RESERVE`] fit under the soft `RLIMIT_NOFILE` (never
 /// below 8).
+#[allow(unsafe_code)] // FFI, see the crate root
 pub(crate) fn effective_max(configured: usize) -> usize {
     let mut lim = libc::rlimit {
         rlim_cur: 0,

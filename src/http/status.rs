@@ -251,13 +251,7 @@ fn ago(t: Option<SystemTime>, now: SystemTime) -> String {
 fn value(v: Option<f64>) -> String {
     match v {
         None => "—".to_string(),
-        Some(v) if v.is_nan() => "NaN".to_string(),
-        Some(v) if v.is_infinite() => (if v > 0.0 { "+Inf" } else { "-Inf" }).to_string(),
-        Some(v) if v == v.trunc() && v.abs() < 1e15 => format!("{v:.0}"),
-        Some(v) => format!("{v:.6}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string(),
+        Some(v) => sentinel_base::text::format_trimmed(v, 6),
     }
 }
 

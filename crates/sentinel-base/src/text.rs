@@ -1,5 +1,14 @@
 //! Text helpers shared by the crates that must print exactly what Go programs print
-//! (promtool's test output, Alertmanager's group keys and matchers).
+//! (promtool's test output, Alertmanager's group keys and matchers, Prometheus's alert
+//! templates): Go's quoting, its float formatting ([`format_float`] and friends, the one
+//! float formatter of the workspace) and its `fmt.Sprintf` subset ([`sprintf`]), plus the
+//! redaction of secrets in URLs.
+
+mod float;
+mod gofmt;
+
+pub use float::{format_exposition, format_float, format_trimmed, go_g, MAX_FMT_WIDTH};
+pub use gofmt::{sprintf, FmtArg};
 
 /// Go's `strconv.Quote` for the characters label values contain in practice.
 pub fn go_quote(s: &str) -> String {

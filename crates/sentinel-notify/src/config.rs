@@ -144,14 +144,13 @@ impl Default for OutboxConfig {
 }
 
 impl OutboxConfig {
-    pub fn backoff(&self) -> Result<Backoff, String> {
+    pub fn backoff(&self) -> Result<Backoff, crate::retry::BackoffError> {
         Backoff::new(
             self.initial_backoff.get(),
             self.max_backoff.get(),
             self.multiplier,
             self.jitter,
         )
-        .map_err(|e| e.to_string())
     }
 }
 
@@ -204,13 +203,13 @@ impl NotifyConfig {
         for (i, r) in self.inhibit_rules.iter().enumerate() {
             let p = format!("inhibit_rules[{i}]");
             matcher::parse_list(&r.source_matchers)
-                .map_err(|(j, e)| (format!("{p}.source_matchers[{j}]"), e))?;
+                .map_err(|(j, e)| (format!("{p}.source_matchers[{j}]"), e.to_string()))?;
             matcher::parse_list(&r.target_matchers)
-                .map_err(|(j, e)| (format!("{p}.target_matchers[{j}]"), e))?;
+                .map_err(|(j, e)| (format!("{p}.target_matchers[{j}]"), e.to_string()))?;
         }
         self.outbox
             .backoff()
-            .map_err(|e| ("outbox".to_string(), e))?;
+            .map_err(|e| ("outbox".to_string(), e.to_string()))?;
         if self.outbox.max_attempts == 0 {
             return Err(("outbox.max_attempts".into(), "must be >= 1".into()));
         }
@@ -238,13 +237,14 @@ impl NotifyConfig {
         for (ri, r) in self.receivers.iter().enumerate() {
             let p = format!("notify.receivers[{ri}]");
             for (i, w) in r.webhooks.iter().enumerate() {
-                Webhook::check(w).map_err(|e| (format!("{p}.webhooks[{i}]"), e))?;
+                Webhook::check(w).map_err(|e| (format!("{p}.webhooks[{i}]"), e.to_string()))?;
             }
             for (i, w) in r.emails.iter().enumerate() {
-                Email::check(w).map_err(|e| (format!("{p}.emails[{i}]"), e))?;
+                Email::check(w).map_err(|e| (format!("{p}.emails[{i}]"), e.to_string()))?;
             }
             for (i, w) in r.alertmanagers.iter().enumerate() {
-                Alertmanager::new(w.clone()).map_err(|e| (format!("{p}.alertmanagers[{i}]"), e))?;
+                Alertmanager::new(w.clone())
+                    .map_err(|e| (format!("{p}.alertmanagers[{i}]"), e.to_string()))?;
             }
         }
         Ok(())
@@ -260,7 +260,8 @@ fn validate_route(r: &RouteConfig, path: &str, names: &BTreeSet<&str>) -> VResul
             ));
         }
     }
-    matcher::parse_list(&r.matchers).map_err(|(j, e)| (format!("{path}.matchers[{j}]"), e))?;
+    matcher::parse_list(&r.matchers)
+        .map_err(|(j, e)| (format!("{path}.matchers[{j}]"), e.to_string()))?;
     if let Some(g) = &r.group_by {
         if g.iter().any(|l| l == "...") && g.len() > 1 {
             return Err((

@@ -1,8 +1,11 @@
 //! Notifications: routing, grouping, inhibition and silences (`dispatch`), the durable
-//! outbox with retries (`outbox`, `retry`, `delivery`), and one module per receiver
+//! outbox (`outbox`), retry classification and backoff (`retry`), the pipeline that
+//! drives attempts over the outbox (`notifier`'s delivery loop), and one module per receiver
 //! (`receiver::{webhook, email, alertmanager}`), with the webhook body and its
 //! Standard Webhooks signature (`webhook::payload`, `sign`). The rule engine feeds
 //! alerts in through [`sentinel_base::alert::AlertSink`]; the HTTP layer reads state.
+
+#![forbid(unsafe_code)]
 
 pub mod config;
 pub mod dispatch;
@@ -17,4 +20,4 @@ pub mod verify;
 pub mod webhook;
 
 pub use config::NotifyConfig;
-pub use notifier::Notifier;
+pub use notifier::{BuildError, NotPersisting, Notifier};

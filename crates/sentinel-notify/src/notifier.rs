@@ -57,8 +57,61 @@ struct Runtime {
     max_pending: usize,
 }
 
-fn build_runtime(cfg: &NotifyConfig) -> Result<(Runtime, BTreeMap<String, ReceiverInfo>), String> {
-    cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
+/// Why a notify config cannot be turned into running receivers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    /// The config fails validation at `path` (`notify.outbox.max_attempts`).
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    /// One integration of a receiver cannot be built (its TLS client, its keys, ...).
+    #[error("notify.receivers[{receiver}].{kind}[{index}]: {reason}")]
+    Receiver {
+        receiver: usize,
+        /// `webhooks`, `emails` or `alertmanagers`.
+        kind: &'static str,
+        index: usize,
+        reason: crate::receiver::ReceiverError,
+    },
+    #[error("outbox: {0}")]
+    Backoff(#[from] crate::retry::BackoffError),
+}
+
+impl BuildError {
+    fn receiver(
+        receiver: usize,
+        kind: &'static str,
+        index: usize,
+        reason: crate::receiver::ReceiverError,
+    ) -> Self {
+        BuildError::Receiver {
+            receiver,
+            kind,
+            index,
+            reason,
+        }
+    }
+}
+
+/// `/readyz`'s reason when notifications are not being persisted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("notification outbox cannot persist ({reason}); alerts go out best-effort from memory")]
+pub struct NotPersisting {
+    /// The outbox's last storage error.
+    pub reason: String,
+}
+
+/// For callers that report readiness as text.
+impl From<NotPersisting> for String {
+    fn from(e: NotPersisting) -> String {
+        e.to_string()
+    }
+}
+
+fn build_runtime(
+    cfg: &NotifyConfig,
+) -> Result<(Runtime, BTreeMap<String, ReceiverInfo>), BuildError> {
+    cfg.validate()
+        .map_err(|(path, message)| BuildError::Invalid { path, message })?;
     let mut integrations = BTreeMap::new();
     let mut infos = BTreeMap::new();
     for (ri, r) in cfg.receivers.iter().enumerate() {
@@ -68,8 +121,8 @@ fn build_runtime(cfg: &NotifyConfig) -> Result<(Runtime, BTreeMap<String, Receiv
             ..Default::default()
         };
         for (i, w) in r.webhooks.iter().enumerate() {
-            let n = Webhook::new(w.clone())
-                .map_err(|e| format!("notify.receivers[{ri}].webhooks[{i}]: {e}"))?;
+            let n =
+                Webhook::new(w.clone()).map_err(|e| BuildError::receiver(ri, "webhooks", i, e))?;
             info.grouped = true;
             info.send_resolved |= n.send_resolved();
             list.push(Integration {
@@ -78,8 +131,7 @@ fn build_runtime(cfg: &NotifyConfig) -> Result<(Runtime, BTreeMap<String, Receiv
             });
         }
         for (i, w) in r.emails.iter().enumerate() {
-            let n = Email::new(w.clone())
-                .map_err(|e| format!("notify.receivers[{ri}].emails[{i}]: {e}"))?;
+            let n = Email::new(w.clone()).map_err(|e| BuildError::receiver(ri, "emails", i, e))?;
             info.grouped = true;
             info.send_resolved |= n.send_resolved();
             list.push(Integration {
@@ -89,7 +141,7 @@ fn build_runtime(cfg: &NotifyConfig) -> Result<(Runtime, BTreeMap<String, Receiv
         }
         for (i, w) in r.alertmanagers.iter().enumerate() {
             let n = Alertmanager::new(w.clone())
-                .map_err(|e| format!("notify.receivers[{ri}].alertmanagers[{i}]: {e}"))?;
+                .map_err(|e| BuildError::receiver(ri, "alertmanagers", i, e))?;
             info.forwards = true;
             list.push(Integration {
                 name: format!("alertmanager/{i}"),
@@ -139,7 +191,7 @@ impl Notifier {
         cfg: &NotifyConfig,
         data_dir: &Path,
         registry: &Registry,
-    ) -> Result<Arc<Self>, String> {
+    ) -> Result<Arc<Self>, BuildError> {
         let (rt, infos) = build_runtime(cfg)?;
         let outbox = if !cfg.outbox.enabled {
             Outbox::in_memory()
@@ -199,7 +251,7 @@ impl Notifier {
 
     /// Applies a new config (receivers, routes, retry policy); pending notifications
     /// keep their ids and go to the receiver of the same name and integration index.
-    pub fn reconfigure(&self, cfg: &NotifyConfig) -> Result<(), String> {
+    pub fn reconfigure(&self, cfg: &NotifyConfig) -> Result<(), BuildError> {
         let (rt, infos) = build_runtime(cfg)?;
         for r in &cfg.receivers {
             self.metrics.touch_receiver(&r.name);
@@ -573,7 +625,7 @@ impl Notifier {
     // ---- read side, for the HTTP API and /readyz ----
 
     /// Err with the reason when notifications are not being persisted.
-    pub fn readiness(&self) -> Result<(), String> {
+    pub fn readiness(&self) -> Result<(), NotPersisting> {
         if !self.persistence_enabled
             || !self
                 .has_receivers
@@ -582,10 +634,9 @@ impl Notifier {
         {
             return Ok(());
         }
-        Err(format!(
-            "notification outbox cannot persist ({}); alerts go out best-effort from memory",
-            self.outbox.last_error().unwrap_or_default()
-        ))
+        Err(NotPersisting {
+            reason: self.outbox.last_error().unwrap_or_default(),
+        })
     }
 
     pub fn outbox(&self) -> &Outbox {
@@ -678,5 +729,39 @@ impl AlertSink for Notifier {
         // Unbounded: the rule engine's cadence bounds it, and dropping here would lose
         // alerts silently; the driver drains it continuously.
         let _ = self.tx.send(alerts);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_notify_config_is_a_typed_build_error_with_its_path() {
+        let mut cfg = NotifyConfig::default();
+        cfg.outbox.max_attempts = 0;
+        let dir = std::env::temp_dir();
+        let e = Notifier::new(&cfg, &dir, &Registry::new())
+            .err()
+            .expect("refused");
+        assert_eq!(
+            e,
+            BuildError::Invalid {
+                path: "notify.outbox.max_attempts".into(),
+                message: "must be >= 1".into()
+            }
+        );
+        assert_eq!(e.to_string(), "notify.outbox.max_attempts: must be >= 1");
+    }
+
+    #[test]
+    fn readiness_reason_reads_as_before() {
+        let e = NotPersisting {
+            reason: "disk full".into(),
+        };
+        assert_eq!(
+            String::from(e),
+            "notification outbox cannot persist (disk full); alerts go out best-effort from memory"
+        );
     }
 }

@@ -13,7 +13,8 @@
 //! for `/readyz`. The same database holds the dispatcher's silences and notification
 //! log (`kv_*`).
 //!
-//! Neighbours: `delivery` drives attempts over [`Outbox::due`]; `dispatch` produces the
+//! Neighbours: the delivery loop in [`crate::notifier`] drives attempts over
+//! [`Outbox::due`]; `dispatch` produces the
 //! notifications; the HTTP API lists [`Outbox::recent`] and [`Outbox::dead_letters`].
 
 // redb's error type is large; it only travels on the cold failure path, once per

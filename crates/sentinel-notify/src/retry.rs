@@ -48,7 +48,7 @@ pub fn parse_retry_after(
     Some(d.min(cap))
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BackoffError {
     #[error("initial backoff must be > 0")]
     ZeroInitial,

@@ -58,40 +58,62 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Verifies and returns a one-line verdict: `Ok("valid: ...")` or `Err("invalid: ...")`.
+/// A message whose signature checks out; prints as the one-line verdict
+/// (`valid: webhook-id ..., N body bytes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The `webhook-id` header (empty when absent).
+    pub id: String,
+    pub body_bytes: usize,
+    /// Whether `x-hub-signature-256` matched too; `None` when the header is absent.
+    pub github: Option<bool>,
+}
+
+impl std::fmt::Display for Verified {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let github = match self.github {
+            None => "",
+            Some(true) => "; x-hub-signature-256 valid",
+            Some(false) => "; x-hub-signature-256 does not match (signed by another key)",
+        };
+        write!(
+            f,
+            "valid: webhook-id {}, {} body bytes{github}",
+            self.id, self.body_bytes
+        )
+    }
+}
+
+/// Why a message does not verify; prints as the one-line verdict (`invalid: ...`).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("invalid: bad --secret: {0}")]
+    BadSecret(#[from] sign::KeyError),
+    #[error("invalid: {0}")]
+    Signature(#[from] sign::VerifyError),
+}
+
+/// Verifies a message against the `--secret` keys.
 pub fn verify_message(
     secrets: &str,
     headers: &[(String, String)],
     body: &[u8],
     now: i64,
     tolerance_secs: i64,
-) -> Result<String, String> {
-    let keys =
-        WebhookKey::parse_list(secrets).map_err(|e| format!("invalid: bad --secret: {e}"))?;
-    match sign::verify(&keys, headers, body, now, tolerance_secs) {
-        Ok(()) => {
-            let id = headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(sign::HEADER_ID))
-                .map(|(_, v)| v.as_str())
-                .unwrap_or("");
-            let github = match headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(sign::HEADER_GITHUB))
-            {
-                None => "",
-                Some((_, v)) => match sign::verify_github(&keys, v, body) {
-                    Ok(()) => "; x-hub-signature-256 valid",
-                    Err(_) => "; x-hub-signature-256 does not match (signed by another key)",
-                },
-            };
-            Ok(format!(
-                "valid: webhook-id {id}, {} body bytes{github}",
-                body.len()
-            ))
-        }
-        Err(e) => Err(format!("invalid: {e}")),
-    }
+) -> Result<Verified, Invalid> {
+    let keys = WebhookKey::parse_list(secrets)?;
+    sign::verify(&keys, headers, body, now, tolerance_secs)?;
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    };
+    Ok(Verified {
+        id: header(sign::HEADER_ID).unwrap_or("").to_string(),
+        body_bytes: body.len(),
+        github: header(sign::HEADER_GITHUB).map(|v| sign::verify_github(&keys, v, body).is_ok()),
+    })
 }
 
 #[cfg(test)]
@@ -112,10 +134,17 @@ mod tests {
         bytes.extend_from_slice(body);
         let (hs, b) = split_request(&bytes);
         assert_eq!(b, body);
-        let ok = verify_message(&key.to_whsec(), &hs, &b, 100, 300);
-        assert!(ok.as_ref().is_ok_and(|s| s.contains("msg_1")), "{ok:?}");
+        let ok = verify_message(&key.to_whsec(), &hs, &b, 100, 300).unwrap();
+        assert_eq!(ok.to_string(), "valid: webhook-id msg_1, 8 body bytes");
         let bad = verify_message(&key.to_whsec(), &hs, b"{}", 100, 300).unwrap_err();
-        assert!(bad.starts_with("invalid: no signature matches"), "{bad}");
+        assert!(matches!(bad, Invalid::Signature(_)), "{bad:?}");
+        assert!(
+            bad.to_string().starts_with("invalid: no signature matches"),
+            "{bad}"
+        );
+        let e = verify_message("whsec_!!!", &hs, &b, 100, 300).unwrap_err();
+        assert!(matches!(e, Invalid::BadSecret(_)), "{e:?}");
+        assert!(e.to_string().starts_with("invalid: bad --secret: "), "{e}");
     }
 
     #[test]

@@ -280,7 +280,7 @@ async fn unwritable_data_dir_still_delivers_and_reports_not_ready() {
     let n = Notifier::new(&config(&cap.url, ""), &blocked.join("data"), &reg).unwrap();
     n.start();
     let why = n.readiness().unwrap_err();
-    assert!(why.contains("cannot persist"), "{why}");
+    assert!(why.to_string().contains("cannot persist"), "{why}");
     n.send(vec![alert("A", &[], 240)]);
     wait_for(Duration::from_secs(10), "best-effort delivery", || {
         (!cap.got.lock().is_empty()).then_some(())

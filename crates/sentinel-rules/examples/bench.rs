@@ -6,6 +6,8 @@
 //!
 //! `cargo run --release -p sentinel-rules --example bench -- metrics.prom rules.yml`
 
+#![forbid(unsafe_code)]
+
 use sentinel_rules::group::{EvalContext, Group};
 use sentinel_rules::store::{Origin, Store};
 use std::collections::BTreeMap;

@@ -6,7 +6,7 @@
 //! `ALERTS_FOR_STATE`, resend every `resend_delay` with `endsAt` = now + 4 × max(resend
 //! delay, group interval).
 
-use crate::eval::{Evaluator, QueryLimits, Sample};
+use crate::eval::{EvalError, Evaluator, QueryLimits, Sample};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::rulefile::{GroupDef, RuleDef, RuleKind};
 use crate::store::{stale_nan, Origin, Store};
@@ -215,7 +215,7 @@ impl Group {
                 }
                 Err(e) => {
                     rule.health.ok = Some(false);
-                    rule.health.last_error = Some(e);
+                    rule.health.last_error = Some(e.to_string());
                     Vec::new()
                 }
             };
@@ -299,11 +299,28 @@ fn sent_labels(labels: &Labels, defaults: &BTreeMap<String, String>) -> BTreeMap
     out
 }
 
+/// Why one evaluation of a rule failed (its `lastError`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RuleError {
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// Two output series got the same labels once the rule's labels were applied;
+    /// `rule` for recording rules, `alert` for alerting rules (Prometheus's wording).
+    #[error("vector contains metrics with the same labelset after applying {0} labels")]
+    SameLabelset(&'static str),
+    /// The group's `limit` on series of a recording rule.
+    #[error("exceeded limit of {limit} with {count} series")]
+    TooManySeries { limit: u64, count: usize },
+    /// The group's `limit` on alerts of an alerting rule.
+    #[error("exceeded limit of {limit} with {count} alerts")]
+    TooManyAlerts { limit: u64, count: u64 },
+}
+
 pub fn ms_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-fn query(rule: &Rule, ts: i64, ctx: &EvalContext) -> Result<Vec<Sample>, String> {
+fn query(rule: &Rule, ts: i64, ctx: &EvalContext) -> Result<Vec<Sample>, EvalError> {
     run_expr(&rule.def.expr, ts, ctx)
 }
 
@@ -311,12 +328,11 @@ fn run_expr(
     expr: &promql_parser::parser::Expr,
     ts: i64,
     ctx: &EvalContext,
-) -> Result<Vec<Sample>, String> {
+) -> Result<Vec<Sample>, EvalError> {
     Evaluator::new(ctx.store, ts)
         .with_subquery_step(ctx.subquery_step_ms)
         .with_limits(ctx.limits)
         .eval_instant(expr)
-        .map_err(|e| e.to_string())
 }
 
 fn eval_recording(
@@ -324,7 +340,7 @@ fn eval_recording(
     ts: i64,
     ctx: &EvalContext,
     limit: u64,
-) -> Result<Vec<Sample>, String> {
+) -> Result<Vec<Sample>, RuleError> {
     let mut v = query(rule, ts, ctx)?;
     for s in &mut v {
         s.labels.set(METRIC_NAME.to_string(), rule.def.name.clone());
@@ -335,13 +351,14 @@ fn eval_recording(
     let mut seen = HashSet::with_capacity(v.len());
     for s in &v {
         if !seen.insert(&s.labels) {
-            return Err(
-                "vector contains metrics with the same labelset after applying rule labels".into(),
-            );
+            return Err(RuleError::SameLabelset("rule"));
         }
     }
     if limit > 0 && v.len() as u64 > limit {
-        return Err(format!("exceeded limit of {limit} with {} series", v.len()));
+        return Err(RuleError::TooManySeries {
+            limit,
+            count: v.len(),
+        });
     }
     Ok(v)
 }
@@ -399,23 +416,20 @@ fn alert_of(
     }
 }
 
-const SAME_LABELSET: &str =
-    "vector contains metrics with the same labelset after applying alert labels";
-
 fn eval_alerting(
     rule: &mut Rule,
     ts: i64,
     ctx: &EvalContext,
     limit: u64,
     defaults: &BTreeMap<String, String>,
-) -> Result<Vec<Sample>, String> {
+) -> Result<Vec<Sample>, RuleError> {
     let res = query(rule, ts, ctx)?;
     let tmpl_name = format!("__alert_{}", rule.def.name);
     let mut fresh: HashMap<Labels, ActiveAlert> = HashMap::with_capacity(res.len());
     for s in &res {
         let a = alert_of(rule, s, ts, ctx, &tmpl_name, defaults);
         if fresh.contains_key(&a.labels) {
-            return Err(SAME_LABELSET.into());
+            return Err(RuleError::SameLabelset("alert"));
         }
         fresh.insert(a.labels.clone(), a);
     }
@@ -435,7 +449,7 @@ fn eval_alerting(
                     continue;
                 }
                 if held.contains(&a.labels) {
-                    return Err(SAME_LABELSET.into());
+                    return Err(RuleError::SameLabelset("alert"));
                 }
                 if !fresh.contains_key(&a.labels) {
                     held.insert(a.labels.clone());
@@ -498,9 +512,10 @@ fn eval_alerting(
     }
     if limit > 0 && active_count > limit {
         rule.active.clear();
-        return Err(format!(
-            "exceeded limit of {limit} with {active_count} alerts"
-        ));
+        return Err(RuleError::TooManyAlerts {
+            limit,
+            count: active_count,
+        });
     }
     Ok(out)
 }
@@ -555,5 +570,25 @@ mod tests {
             60_000,
         );
         assert!(v.delete);
+    }
+
+    #[test]
+    fn rule_errors_are_typed_and_keep_prometheus_wording() {
+        assert_eq!(
+            RuleError::SameLabelset("alert").to_string(),
+            "vector contains metrics with the same labelset after applying alert labels"
+        );
+        assert_eq!(
+            RuleError::TooManySeries { limit: 2, count: 3 }.to_string(),
+            "exceeded limit of 2 with 3 series"
+        );
+        assert_eq!(
+            RuleError::TooManyAlerts { limit: 1, count: 4 }.to_string(),
+            "exceeded limit of 1 with 4 alerts"
+        );
+        assert_eq!(
+            RuleError::from(EvalError::Timeout).to_string(),
+            "query timed out in expression evaluation"
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! alert state machine → `AlertSink`; `unittest` runs promtool test files on the same
 //! path and `export` writes the rules back out as plain Prometheus rule files.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod engine;
 pub mod eval;

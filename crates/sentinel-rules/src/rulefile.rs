@@ -151,8 +151,17 @@ fn scalar_string(v: &serde_yaml_ng::Value) -> Option<String> {
     }
 }
 
+/// Why a threshold string is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error("threshold {threshold:?}: {value:?} is not a number")]
+    NotANumber { threshold: String, value: String },
+    #[error("threshold {0:?}: expected a comparison operator (> >= < <= == !=) and a number")]
+    NoOperator(String),
+}
+
 /// Parses `"> 0.07"` into an operator and a number.
-pub fn parse_threshold(s: &str) -> Result<Threshold, String> {
+pub fn parse_threshold(s: &str) -> Result<Threshold, ThresholdError> {
     let s = s.trim();
     for op in [">=", "<=", "==", "!=", ">", "<"] {
         if let Some(rest) = s.strip_prefix(op) {
@@ -163,7 +172,10 @@ pub fn parse_threshold(s: &str) -> Result<Threshold, String> {
                     "inf" | "+inf" | "-inf" | "nan"
                 );
             if !ok {
-                return Err(format!("threshold {s:?}: {value:?} is not a number"));
+                return Err(ThresholdError::NotANumber {
+                    threshold: s.to_string(),
+                    value: value.to_string(),
+                });
             }
             return Ok(Threshold {
                 op: op.to_string(),
@@ -171,9 +183,7 @@ pub fn parse_threshold(s: &str) -> Result<Threshold, String> {
             });
         }
     }
-    Err(format!(
-        "threshold {s:?}: expected a comparison operator (> >= < <= == !=) and a number"
-    ))
+    Err(ThresholdError::NoOperator(s.to_string()))
 }
 
 /// The comparison that holds exactly when `op` does not (for numbers; NaN satisfies
@@ -198,14 +208,34 @@ fn threshold_number(t: &Threshold) -> f64 {
     }
 }
 
+/// Why a level is refused, and the field it is about (`""` for the level itself,
+/// `fire`, `resolve`, or an unknown key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct LevelError {
+    pub field: String,
+    pub message: String,
+}
+
+impl LevelError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        LevelError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Parses a level: a threshold string, or a map `{fire, resolve}`. An error names the
 /// field it is about (`""` for the level itself, `fire`, `resolve`, or an unknown key).
-pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, (String, String)> {
+pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, LevelError> {
     use serde_yaml_ng::Value;
-    let text = |field: &str, v: &Value| -> Result<Threshold, (String, String)> {
+    let text = |field: &str, v: &Value| -> Result<Threshold, LevelError> {
         match v {
-            Value::String(s) => parse_threshold(s).map_err(|e| (field.to_string(), e)),
-            _ => Err((
+            Value::String(s) => {
+                parse_threshold(s).map_err(|e| LevelError::new(field, e.to_string()))
+            }
+            _ => Err(LevelError::new(
                 field.to_string(),
                 "expected a threshold string such as \"> 0.07\"".to_string(),
             )),
@@ -220,9 +250,9 @@ pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, (String, Strin
             })
         }
         _ => {
-            return Err((
+            return Err(LevelError::new(
                 String::new(),
-                "a level is a threshold string (\"> 0.07\") or a map { fire: \"> 0.07\", resolve: \"< 0.05\" }".into(),
+                "a level is a threshold string (\"> 0.07\") or a map { fire: \"> 0.07\", resolve: \"< 0.05\" }",
             ))
         }
     };
@@ -233,24 +263,29 @@ pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, (String, Strin
             Some("fire") => fire = Some(text("fire", val)?),
             Some("resolve") => resolve = Some(text("resolve", val)?),
             Some(other) => {
-                return Err((
+                return Err(LevelError::new(
                     other.to_string(),
                     format!("unknown key {other:?} in a level: expected `fire` and `resolve`"),
                 ))
             }
-            None => return Err((String::new(), "level keys are `fire` and `resolve`".into())),
+            None => {
+                return Err(LevelError::new(
+                    String::new(),
+                    "level keys are `fire` and `resolve`",
+                ))
+            }
         }
     }
     let Some(fire) = fire else {
-        return Err((String::new(), "a level map needs `fire`".into()));
+        return Err(LevelError::new(String::new(), "a level map needs `fire`"));
     };
     if let Some(res) = &resolve {
         let up = match fire.op.as_str() {
             ">" | ">=" => true,
             "<" | "<=" => false,
             _ => {
-                return Err((
-                    "resolve".into(),
+                return Err(LevelError::new(
+                    "resolve",
                     format!(
                         "a resolve threshold needs fire to be a > >= < or <= comparison, not {:?}",
                         fire.op
@@ -263,8 +298,8 @@ pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, (String, Strin
         let res_s = format!("{} {}", res.op, res.value);
         let want: &[&str] = if up { &["<", "<="] } else { &[">", ">="] };
         if !want.contains(&res.op.as_str()) {
-            return Err((
-                "resolve".into(),
+            return Err(LevelError::new(
+                "resolve",
                 format!(
                     "resolve {res_s:?} does not make sense with fire {fire_s:?}: a level that fires {} a threshold resolves {} one, so resolve must be a {} comparison",
                     if up { "above" } else { "below" },
@@ -274,9 +309,9 @@ pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, (String, Strin
             ));
         }
         if f.is_nan() || r.is_nan() {
-            return Err((
-                "resolve".into(),
-                "no comparison with NaN ever holds: use numbers for fire and resolve".into(),
+            return Err(LevelError::new(
+                "resolve",
+                "no comparison with NaN ever holds: use numbers for fire and resolve",
             ));
         }
         // The two regions must not meet, or one value would both fire and resolve.
@@ -287,8 +322,8 @@ pub fn parse_level(v: &serde_yaml_ng::Value) -> Result<LevelSpec, (String, Strin
             r < f || (r == f && both_inclusive)
         };
         if overlap {
-            return Err((
-                "resolve".into(),
+            return Err(LevelError::new(
+                "resolve",
                 format!(
                     "resolve {res_s:?} overlaps fire {fire_s:?}: a value could both fire and resolve; resolve must lie {} the fire threshold",
                     if up { "at or below" } else { "at or above" }
@@ -539,7 +574,7 @@ pub fn parse_rule_file(
             for (level, spec) in &levels {
                 let spec = match parse_level(spec) {
                     Ok(s) => s,
-                    Err((field, e)) => {
+                    Err(LevelError { field, message: e }) => {
                         let at = if field.is_empty() {
                             level.to_string()
                         } else {
@@ -823,6 +858,29 @@ mod tests {
         let e = level_error("[1, 2]");
         assert!(
             e.starts_with("r.yaml:6:9:") && e.contains("a level is"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn threshold_and_level_errors_are_typed() {
+        assert_eq!(
+            parse_threshold("> lots").unwrap_err(),
+            ThresholdError::NotANumber {
+                threshold: "> lots".into(),
+                value: "lots".into()
+            }
+        );
+        assert_eq!(
+            parse_threshold("0.5").unwrap_err().to_string(),
+            "threshold \"0.5\": expected a comparison operator (> >= < <= == !=) and a number"
+        );
+        let e = parse_level(&serde_yaml_ng::from_str("{fire: '> 1', resolve: '> 2'}").unwrap())
+            .unwrap_err();
+        assert_eq!(e.field, "resolve");
+        assert!(
+            e.to_string()
+                .starts_with("resolve \"> 2\" does not make sense"),
             "{e}"
         );
     }

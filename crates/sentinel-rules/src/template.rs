@@ -1,12 +1,15 @@
 //! The Go `text/template` subset that alert labels and annotations use in practice:
 //! `{{ $labels.x }}`, `{{ $value }}`, `{{ $externalLabels.x }}`, `{{ $externalURL }}`,
-//! `{{ .Labels.x }}`, `{{ .Value }}`, string/number literals, function calls and pipes
-//! into `humanize`, `humanize1024`, `humanizeDuration`, `humanizePercentage`,
-//! `humanizeTimestamp`, `printf`, `title`, `toUpper`, `toLower`. Output formatting
-//! follows Go's `fmt` (`%v` of a float is `%g` shortest), so expanded text matches
-//! what Prometheus produces. Templates are parsed when rules load; anything outside the
-//! subset (`if`, `range`, `query`, ...) is a load error.
+//! `{{ .Labels.x }}`, `{{ .Value }}`, string/number literals, comments, `{{- -}}` trim
+//! markers, `{{ if }} / {{ else if }} / {{ else }} / {{ end }}`, and function calls and
+//! pipes into the functions of [`FUNCS`] (comparisons, `and`/`or`/`not`, `match`,
+//! `reReplaceAll`, the `humanize*` family, `printf`, `title`, `toUpper`, `toLower`, ...).
+//! Output formatting follows Go's `fmt` (`%v` of a float is `%g` shortest; the emulation
+//! lives in [`sentinel_base::text`]), so expanded text matches what Prometheus produces.
+//! Templates are parsed when rules load; anything outside the subset (`range`, `with`,
+//! `define`, `query`, an unknown function or variable, ...) is a load error.
 
+use sentinel_base::text::{go_g, sprintf, FmtArg};
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -716,89 +719,6 @@ fn print_val(v: &Val) -> String {
     }
 }
 
-/// Widths and precisions of `printf` and [`go_g`] are clamped to this: Rust's formatter
-/// panics on precisions past `u16`, and a huge width would allocate without bound.
-const MAX_FMT_WIDTH: usize = 4096;
-
-/// Go's `%g` with a precision (`-1`: shortest representation, as `%v` prints floats).
-pub fn go_g(v: f64, prec: i32) -> String {
-    let prec = prec.min(MAX_FMT_WIDTH as i32);
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if v == 0.0 {
-        return if v.is_sign_negative() {
-            "-0".into()
-        } else {
-            "0".into()
-        };
-    }
-    // Digits and decimal exponent, rounded to the precision (or shortest).
-    let sci = if prec < 0 {
-        format!("{v:e}")
-    } else {
-        format!("{:.*e}", (prec.max(1) - 1) as usize, v)
-    };
-    let (mant, exp) = sci.split_once('e').expect("{:e} always has an exponent");
-    let exp: i32 = exp.parse().expect("exponent is an integer");
-    let neg = mant.starts_with('-');
-    let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
-    let digits = digits.trim_end_matches('0');
-    let digits = if digits.is_empty() { "0" } else { digits };
-    let nd = digits.len() as i32;
-    // strconv's %g: shortest uses an exponent from 1e+06 on; a precision p from 10^p.
-    let eprec = if prec < 0 {
-        6
-    } else {
-        let p = prec.max(1);
-        if p > nd && nd > exp {
-            nd
-        } else {
-            p
-        }
-    };
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    if exp < -4 || exp >= eprec {
-        out.push_str(&digits[..1]);
-        if nd > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        out.push('e');
-        out.push(if exp < 0 { '-' } else { '+' });
-        out.push_str(&format!("{:02}", exp.abs()));
-    } else if exp < 0 {
-        out.push_str("0.");
-        for _ in 0..(-exp - 1) {
-            out.push('0');
-        }
-        out.push_str(digits);
-    } else {
-        let int_len = (exp + 1) as usize;
-        if digits.len() <= int_len {
-            out.push_str(digits);
-            for _ in 0..(int_len - digits.len()) {
-                out.push('0');
-            }
-        } else {
-            out.push_str(&digits[..int_len]);
-            out.push('.');
-            out.push_str(&digits[int_len..]);
-        }
-    }
-    out
-}
-
 fn humanize(mut v: f64) -> String {
     if v == 0.0 || v.is_nan() || v.is_infinite() {
         return go_g(v, 4);
@@ -916,85 +836,21 @@ fn title(s: &str) -> String {
     out
 }
 
-/// A `fmt.Sprintf` subset: `%s %v %d %f %g %e %q %%` with width/precision.
+/// Go's `fmt.Sprintf` on template values (see [`sentinel_base::text::sprintf`]).
 fn printf(fmt: &str, args: &[Val]) -> String {
-    let mut out = String::new();
-    let chars: Vec<char> = fmt.chars().collect();
-    let mut i = 0;
-    let mut ai = 0;
-    while i < chars.len() {
-        if chars[i] != '%' {
-            out.push(chars[i]);
-            i += 1;
-            continue;
-        }
-        i += 1;
-        let mut spec = String::new();
-        while i < chars.len() && "+-# 0123456789.".contains(chars[i]) {
-            spec.push(chars[i]);
-            i += 1;
-        }
-        let Some(&verb) = chars.get(i) else {
-            out.push_str("%!(NOVERB)");
-            break;
-        };
-        i += 1;
-        if verb == '%' {
-            out.push('%');
-            continue;
-        }
-        let Some(arg) = args.get(ai) else {
-            out.push_str(&format!("%!{verb}(MISSING)"));
-            continue;
-        };
-        ai += 1;
-        let prec: Option<usize> = spec
-            .split_once('.')
-            .and_then(|(_, p)| p.parse::<usize>().ok())
-            .map(|p| p.min(MAX_FMT_WIDTH));
-        let width: usize = spec
-            .split('.')
-            .next()
-            .map(|w| w.trim_start_matches(['+', '-', '#', ' ', '0']))
-            .and_then(|w| w.parse::<usize>().ok())
-            .unwrap_or(0)
-            .min(MAX_FMT_WIDTH);
-        // Go prints a verb that does not fit the argument's type as %!verb(type=value).
-        let wrong = |verb: char| match arg {
-            Val::Num(f) => format!("%!{verb}(float64={})", go_g(*f, -1)),
-            other => format!("%!{verb}({}={})", kind(other), to_str(other)),
-        };
-        let s = match (verb, arg) {
-            ('v', _) => to_str(arg),
-            ('s', Val::Str(s)) => s.clone(),
-            ('q', Val::Str(s)) => crate::labels::go_quote(s),
-            ('f' | 'F', Val::Num(f)) => format!("{:.*}", prec.unwrap_or(6), f),
-            ('d', Val::Int(i)) => i.to_string(),
-            ('g', Val::Num(f)) => go_g(*f, prec.map(|p| p as i32).unwrap_or(-1)),
-            // Rust prints NaN and inf without an exponent; Go prints NaN, +Inf, -Inf.
-            ('e', Val::Num(f)) if !f.is_finite() => go_g(*f, -1),
-            ('e', Val::Num(f)) => {
-                let s = format!("{:.*e}", prec.unwrap_or(6), f);
-                let (m, e) = s.split_once('e').expect("exponent present");
-                let e: i32 = e.parse().expect("integer exponent");
-                format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
-            }
-            (v, _) => wrong(v),
-        };
-        if s.chars().count() < width {
-            let pad = " ".repeat(width - s.chars().count());
-            if spec.starts_with('-') {
-                out.push_str(&s);
-                out.push_str(&pad);
-            } else {
-                out.push_str(&pad);
-                out.push_str(&s);
-            }
-        } else {
-            out.push_str(&s);
-        }
-    }
-    out
+    let args: Vec<FmtArg<'_>> = args
+        .iter()
+        .map(|a| match a {
+            Val::Str(s) => FmtArg::Str(s),
+            Val::Num(f) => FmtArg::Float(*f),
+            Val::Int(i) => FmtArg::Int(*i),
+            other => FmtArg::Other {
+                type_name: kind(other),
+                text: to_str(other),
+            },
+        })
+        .collect();
+    sprintf(fmt, &args)
 }
 
 #[cfg(test)]
@@ -1012,20 +868,6 @@ mod tests {
             value,
         };
         Template::parse(t).unwrap().execute(&d).unwrap()
-    }
-
-    #[test]
-    fn go_formatting_matches_fmt() {
-        // Go: fmt.Sprint(0.1) "0.1", 1e6 "1e+06", 123456 "123456", 1e-5 "1e-05", 1e20 "1e+20"
-        assert_eq!(go_g(0.1, -1), "0.1");
-        assert_eq!(go_g(1e6, -1), "1e+06");
-        assert_eq!(go_g(123456.0, -1), "123456");
-        assert_eq!(go_g(1234567.0, -1), "1.234567e+06");
-        assert_eq!(go_g(1e-5, -1), "1e-05");
-        assert_eq!(go_g(0.0001, -1), "0.0001");
-        assert_eq!(go_g(1234.5678, 4), "1235");
-        assert_eq!(go_g(12345.0, 4), "1.234e+04");
-        assert_eq!(go_g(0.5, 4), "0.5");
     }
 
     #[test]

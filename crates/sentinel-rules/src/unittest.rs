@@ -93,14 +93,46 @@ struct ExpSample {
     value: f64,
 }
 
-/// Prometheus's `model.ParseDuration` (units y w d h m s ms, "0" allowed).
-fn parse_model_duration(s: &str) -> Result<i64, String> {
-    sentinel_base::config::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
-        .map_err(|e| format!("not a valid duration string: {s:?} ({e})"))
+/// Why an input series or an expected sample cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeriesError {
+    /// A metric (`name{label="value"}`) that does not parse, and why.
+    #[error("{series:?}: {why}")]
+    Metric { series: String, why: &'static str },
+    /// A value of the expanding notation (`1+2x3`, `_`, `stale`) that does not parse.
+    #[error("invalid series value {0:?}")]
+    Value(String),
 }
 
-fn opt_duration(s: &Option<String>) -> Result<i64, String> {
+/// Why a test file cannot be run at all (promtool prints it as the file's one error).
+#[derive(Debug, thiserror::Error)]
+pub enum UnitTestError {
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+    /// A rule file that does not load (or a `rule_files` glob that is invalid).
+    #[error("{0}")]
+    Rules(#[from] crate::rulefile::LoadError),
+    #[error("not a valid duration string: {text:?} ({reason})")]
+    Duration { text: String, reason: String },
+    #[error("group name repeated in evaluation order: {0}")]
+    RepeatedGroup(String),
+    #[error("parse error: {0}")]
+    Series(#[from] SeriesError),
+}
+
+/// Prometheus's `model.ParseDuration` (units y w d h m s ms, "0" allowed).
+fn parse_model_duration(s: &str) -> Result<i64, UnitTestError> {
+    sentinel_base::config::parse_duration(s)
+        .map(|d| d.as_millis() as i64)
+        .map_err(|e| UnitTestError::Duration {
+            text: s.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn opt_duration(s: &Option<String>) -> Result<i64, UnitTestError> {
     match s {
         None => Ok(0),
         Some(s) => parse_model_duration(s),
@@ -136,32 +168,22 @@ fn go_duration_string(ms: i64) -> String {
     if h > 0 || m > 0 {
         out.push_str(&format!("{m}m"));
     }
-    out.push_str(&format!("{}s", crate::template::go_g(s, -1)));
+    out.push_str(&format!("{}s", sentinel_base::text::go_g(s, -1)));
     out
 }
 
 /// `strconv.FormatFloat(v, 'E', -1, 64)`.
 fn format_e(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    let s = format!("{v:E}");
-    let (m, e) = s.split_once('E').expect("exponent present");
-    let e: i32 = e.parse().expect("integer exponent");
-    format!("{m}E{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    sentinel_base::text::format_float(v, 'E', -1)
 }
 
 /// Parses a metric the way `parser.ParseMetric` does: an optional name and
 /// `{label="value", ...}` with `=` only; `{}` is the empty label set.
-pub fn parse_metric(s: &str) -> Result<Labels, String> {
-    let bad = |why: &str| format!("{s:?}: {why}");
+pub fn parse_metric(s: &str) -> Result<Labels, SeriesError> {
+    let bad = |why: &'static str| SeriesError::Metric {
+        series: s.to_string(),
+        why,
+    };
     let t = s.trim();
     let (name, rest) = match t.find('{') {
         Some(i) => (t[..i].trim(), &t[i..]),
@@ -258,10 +280,10 @@ pub fn parse_metric(s: &str) -> Result<Labels, String> {
 
 /// Expands the `values` notation: `a`, `a+bxn`, `a-bxn`, `axn`, `_`, `_xn`, `stale`.
 /// `None` is an omitted sample.
-pub fn parse_values(s: &str) -> Result<Vec<Option<f64>>, String> {
+pub fn parse_values(s: &str) -> Result<Vec<Option<f64>>, SeriesError> {
     let mut out = Vec::new();
     for item in s.split_whitespace() {
-        let bad = || format!("invalid series value {item:?}");
+        let bad = || SeriesError::Value(item.to_string());
         let (head, times) = match item.rfind('x') {
             Some(i) => {
                 let n: u64 = item[i + 1..].parse().map_err(|_| bad())?;
@@ -287,7 +309,7 @@ pub fn parse_values(s: &str) -> Result<Vec<Option<f64>>, String> {
                 break;
             }
         }
-        let parse_num = |t: &str| -> Result<f64, String> {
+        let parse_num = |t: &str| -> Result<f64, SeriesError> {
             if t == "stale" {
                 return Ok(stale_nan());
             }
@@ -352,18 +374,18 @@ pub fn run_file(path: &Path) -> FileResult {
     let file = path.display().to_string();
     let errors = match run_file_inner(path) {
         Ok(errs) => errs,
-        Err(e) => vec![e],
+        Err(e) => vec![e.to_string()],
     };
     FileResult { file, errors }
 }
 
-fn run_file_inner(path: &Path) -> Result<Vec<String>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let tf: TestFile = serde_yaml_ng::from_str(&text).map_err(|e| e.to_string())?;
+fn run_file_inner(path: &Path) -> Result<Vec<String>, UnitTestError> {
+    let text = std::fs::read_to_string(path)?;
+    let tf: TestFile = serde_yaml_ng::from_str(&text)?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut rule_files = Vec::new();
     for rf in &tf.rule_files {
-        let m = expand_globs(std::slice::from_ref(rf), Some(base)).map_err(|e| e.to_string())?;
+        let m = expand_globs(std::slice::from_ref(rf), Some(base))?;
         if m.is_empty() {
             eprintln!("  WARNING: no file match pattern {rf}");
         }
@@ -381,7 +403,7 @@ fn run_file_inner(path: &Path) -> Result<Vec<String>, String> {
     let mut order: HashMap<String, usize> = HashMap::new();
     for (i, g) in tf.group_eval_order.iter().enumerate() {
         if order.insert(g.clone(), i).is_some() {
-            return Err(format!("group name repeated in evaluation order: {g}"));
+            return Err(UnitTestError::RepeatedGroup(g.clone()));
         }
     }
     let mut errs = Vec::new();
@@ -397,13 +419,13 @@ fn run_group(
     eval_interval: i64,
     order: &HashMap<String, usize>,
     rule_files: &[std::path::PathBuf],
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, UnitTestError> {
     let interval = opt_duration(&tg.interval)?;
     // The lazy loader: every input series with its samples, appended up to each step.
     let mut inputs: Vec<(Labels, Vec<(i64, f64)>)> = Vec::new();
     for is in &tg.input_series {
-        let labels = parse_metric(&is.series).map_err(|e| format!("parse error: {e}"))?;
-        let vals = parse_values(&is.values).map_err(|e| format!("parse error: {e}"))?;
+        let labels = parse_metric(&is.series)?;
+        let vals = parse_values(&is.values)?;
         let samples: Vec<(i64, f64)> = vals
             .into_iter()
             .enumerate()
@@ -414,7 +436,7 @@ fn run_group(
             None => inputs.push((labels, samples)),
         }
     }
-    let (defs, _) = load_files(rule_files).map_err(|e| e.to_string())?;
+    let (defs, _) = load_files(rule_files)?;
     let default_interval = Duration::from_millis(interval as u64);
     let mut groups: Vec<Group> = defs
         .into_iter()
@@ -547,7 +569,7 @@ fn run_group(
         let when = model_duration_string(t);
         let got = crate::eval::parse(&pt.expr)
             .map_err(|e| e.to_string())
-            .and_then(|e| crate::eval::check(&e).map(|_| e))
+            .and_then(|e| crate::eval::check(&e).map(|_| e).map_err(String::from))
             .and_then(|e| {
                 Evaluator::new(&store, t)
                     .with_subquery_step(eval_interval)
@@ -675,5 +697,25 @@ mod tests {
         assert_eq!(go_duration_string(3_600_000), "1h0m0s");
         assert_eq!(format_e(1.0), "1E+00");
         assert_eq!(format_e(0.25), "2.5E-01");
+    }
+
+    #[test]
+    fn series_and_file_errors_are_typed_and_read_as_before() {
+        assert_eq!(
+            parse_metric("up{a=b}").unwrap_err(),
+            SeriesError::Metric {
+                series: "up{a=b}".into(),
+                why: "label value must be quoted"
+            }
+        );
+        let e = parse_values("1 x").unwrap_err();
+        assert_eq!(e, SeriesError::Value("x".into()));
+        assert_eq!(
+            UnitTestError::from(e).to_string(),
+            "parse error: invalid series value \"x\""
+        );
+        let r = run_file(Path::new("/nonexistent/tests.yaml"));
+        assert_eq!(r.errors.len(), 1);
+        assert!(r.errors[0].contains("No such file"), "{:?}", r.errors);
     }
 }

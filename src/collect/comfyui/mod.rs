@@ -143,6 +143,7 @@ const TRIM_AFTER_BYTES: usize = 1 << 20;
 /// the next big body lands on the heap too): without this a single 25 MB page left the
 /// process about 200 MB larger for good. `malloc_trim` walks every arena and returns
 /// whole free pages; it costs a few milliseconds and runs only after such a page.
+#[allow(unsafe_code)] // FFI, see the crate root
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only inspects and shrinks the allocator's own free lists; it
@@ -162,6 +163,7 @@ const MMAP_THRESHOLD_BYTES: i32 = 1 << 20;
 /// worth of memory. A fixed threshold also keeps the trim threshold at its default, so
 /// freed heap tops are returned on free. Large allocations are rare (bodies, big
 /// scrapes), so the extra mmap calls cost nothing measurable.
+#[allow(unsafe_code)] // FFI, see the crate root
 fn pin_mmap_threshold() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {

@@ -161,6 +161,7 @@ fn memory(index: u32, d: &Device<'_>) -> Result<Option<MemoryReading>, BackendEr
 
 /// `nvmlDeviceGetGpuInstanceId` / `nvmlDeviceGetComputeInstanceId`, which the wrapper
 /// does not cover. `None` when the driver lacks the symbol or refuses.
+#[allow(unsafe_code)] // FFI, see the crate root
 fn mig_instance_ids(nvml: &Nvml, d: &Device<'_>) -> Option<(u32, u32)> {
     let lib = nvml.lib();
     let gi = lib.nvmlDeviceGetGpuInstanceId.as_ref().ok()?;

@@ -9,20 +9,10 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Formats a sample value like Go's `strconv.FormatFloat(v, 'g', -1, 64)` closely enough
-/// for every Prometheus parser: integers without a fraction, `+Inf`, `-Inf`, `NaN`.
+/// Formats a sample value for both exposition formats; see
+/// [`crate::text::format_exposition`], the workspace's one float formatter.
 pub fn format_value(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
-    } else if v == v.trunc() && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else if v.abs() >= 1e15 || (v != 0.0 && v.abs() < 1e-6) {
-        format!("{v:e}")
-    } else {
-        format!("{v}")
-    }
+    crate::text::format_exposition(v)
 }
 
 fn escape_label_value(out: &mut String, v: &str) {

@@ -39,6 +39,31 @@ pub struct Matcher {
     re: Option<Regex>,
 }
 
+/// Why a matcher (or a matcher string) is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    #[error("invalid label name {0:?}")]
+    InvalidName(String),
+    #[error("invalid regex {value:?}: {reason}")]
+    InvalidRegex { value: String, reason: String },
+    #[error("{0:?}: missing closing brace")]
+    MissingBrace(String),
+    #[error("{0:?}: no matcher")]
+    Empty(String),
+    #[error("{0:?}: missing operator")]
+    MissingOperator(String),
+    #[error("{0:?}: expected one of = != =~ !~")]
+    UnknownOperator(String),
+    #[error("unterminated quote")]
+    UnterminatedQuote,
+    /// An error inside the matcher string `matcher`.
+    #[error("{matcher:?}: {error}")]
+    In {
+        matcher: String,
+        error: Box<MatcherError>,
+    },
+}
+
 impl PartialEq for Matcher {
     fn eq(&self, o: &Self) -> bool {
         self.name == o.name && self.op == o.op && self.value == o.value
@@ -58,9 +83,9 @@ impl fmt::Display for Matcher {
 }
 
 impl Matcher {
-    pub fn new(name: &str, op: Op, value: &str) -> Result<Self, String> {
+    pub fn new(name: &str, op: Op, value: &str) -> Result<Self, MatcherError> {
         if !valid_label_name(name) {
-            return Err(format!("invalid label name {name:?}"));
+            return Err(MatcherError::InvalidName(name.to_string()));
         }
         let re = match op {
             Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
@@ -72,7 +97,10 @@ impl Matcher {
                     .unwrap_or("")
                     .trim_start_matches("error: ")
                     .to_string();
-                format!("invalid regex {value:?}: {why}")
+                MatcherError::InvalidRegex {
+                    value: value.to_string(),
+                    reason: why,
+                }
             })?),
             _ => None,
         };
@@ -107,29 +135,33 @@ fn valid_label_name(s: &str) -> bool {
 }
 
 /// Parses one matcher string, which may hold several matchers (`{a="b", c="d"}`).
-pub fn parse(s: &str) -> Result<Vec<Matcher>, String> {
+pub fn parse(s: &str) -> Result<Vec<Matcher>, MatcherError> {
     let mut t = s.trim();
     if let Some(inner) = t.strip_prefix('{') {
         t = inner
             .strip_suffix('}')
-            .ok_or_else(|| format!("{s:?}: missing closing brace"))?;
+            .ok_or_else(|| MatcherError::MissingBrace(s.to_string()))?;
     }
     let mut out = Vec::new();
-    for part in split_outside_quotes(t)? {
+    let within = |e: MatcherError| MatcherError::In {
+        matcher: s.to_string(),
+        error: Box::new(e),
+    };
+    for part in split_outside_quotes(t).map_err(within)? {
         let part = part.trim();
         if part.is_empty() {
             continue;
         }
-        out.push(parse_one(part).map_err(|e| format!("{s:?}: {e}"))?);
+        out.push(parse_one(part).map_err(within)?);
     }
     if out.is_empty() {
-        return Err(format!("{s:?}: no matcher"));
+        return Err(MatcherError::Empty(s.to_string()));
     }
     Ok(out)
 }
 
 /// Parses a list of matcher strings into one conjunction.
-pub fn parse_list(list: &[String]) -> Result<Vec<Matcher>, (usize, String)> {
+pub fn parse_list(list: &[String]) -> Result<Vec<Matcher>, (usize, MatcherError)> {
     let mut out = Vec::new();
     for (i, s) in list.iter().enumerate() {
         out.extend(parse(s).map_err(|e| (i, e))?);
@@ -137,7 +169,7 @@ pub fn parse_list(list: &[String]) -> Result<Vec<Matcher>, (usize, String)> {
     Ok(out)
 }
 
-fn split_outside_quotes(s: &str) -> Result<Vec<&str>, String> {
+fn split_outside_quotes(s: &str) -> Result<Vec<&str>, MatcherError> {
     let mut parts = Vec::new();
     let (mut start, mut in_q, mut esc) = (0, false, false);
     for (i, c) in s.char_indices() {
@@ -156,16 +188,16 @@ fn split_outside_quotes(s: &str) -> Result<Vec<&str>, String> {
         }
     }
     if in_q {
-        return Err("unterminated quote".into());
+        return Err(MatcherError::UnterminatedQuote);
     }
     parts.push(&s[start..]);
     Ok(parts)
 }
 
-fn parse_one(s: &str) -> Result<Matcher, String> {
+fn parse_one(s: &str) -> Result<Matcher, MatcherError> {
     let name_end = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .ok_or_else(|| format!("{s:?}: missing operator"))?;
+        .ok_or_else(|| MatcherError::MissingOperator(s.to_string()))?;
     let name = &s[..name_end];
     let rest = s[name_end..].trim_start();
     let (op, rest) = if let Some(r) = rest.strip_prefix("=~") {
@@ -177,13 +209,14 @@ fn parse_one(s: &str) -> Result<Matcher, String> {
     } else if let Some(r) = rest.strip_prefix('=') {
         (Op::Eq, r)
     } else {
-        return Err(format!("{s:?}: expected one of = != =~ !~"));
+        return Err(MatcherError::UnknownOperator(s.to_string()));
     };
     let raw = rest.trim();
     let value = if let Some(q) = raw.strip_prefix('"') {
-        let q = q
-            .strip_suffix('"')
-            .ok_or_else(|| format!("{s:?}: unterminated quote"))?;
+        let q = q.strip_suffix('"').ok_or_else(|| MatcherError::In {
+            matcher: s.to_string(),
+            error: Box::new(MatcherError::UnterminatedQuote),
+        })?;
         unescape(q)
     } else {
         raw.to_string()
@@ -261,5 +294,27 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn matcher_errors_are_typed_and_name_the_matcher_string() {
+        assert_eq!(
+            parse("{a=\"b\"").unwrap_err(),
+            MatcherError::MissingBrace("{a=\"b\"".into())
+        );
+        assert_eq!(
+            parse("1a=b").unwrap_err().to_string(),
+            r#""1a=b": invalid label name "1a""#
+        );
+        // An unterminated quote names the string it is in (it used to say only
+        // "unterminated quote").
+        assert_eq!(
+            parse(r#"a="x, b=y"#).unwrap_err().to_string(),
+            r#""a=\"x, b=y": unterminated quote"#
+        );
+        assert!(matches!(
+            parse(r#"a=~"(""#).unwrap_err(),
+            MatcherError::In { error, .. } if matches!(*error, MatcherError::InvalidRegex { .. })
+        ));
     }
 }

@@ -3,7 +3,7 @@
 //! `createdBy`, `comment`). Persisted by the notifier beside the outbox; expired ones
 //! are kept for the history period, then dropped.
 
-use super::matcher::{Matcher, Op};
+use super::matcher::{Matcher, MatcherError, Op};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -75,12 +75,29 @@ pub const REJECT_REASONS: [&str; 9] = [
     "matcher_regex_too_large",
 ];
 
+/// Why a silence request is malformed or contradictory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidSilence {
+    #[error("a silence needs at least one matcher")]
+    NoMatchers,
+    #[error("endsAt must be after startsAt")]
+    EndsBeforeStart,
+    #[error("createdBy is required")]
+    NoCreator,
+    #[error("comment is required")]
+    NoComment,
+    #[error(transparent)]
+    Matcher(#[from] MatcherError),
+    #[error("matchers would silence every alert; add one that needs a label")]
+    SilencesEverything,
+}
+
 /// Why a silence was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SilenceError {
     /// Malformed or contradictory (400).
     #[error("{0}")]
-    Invalid(String),
+    Invalid(#[from] InvalidSilence),
     /// An update names a silence that does not exist (404).
     #[error("silence {0} not found")]
     NotFound(String),
@@ -174,18 +191,18 @@ impl Silence {
     }
 
     /// Checks the request and compiles its matchers.
-    pub fn compile(&self) -> Result<Vec<Matcher>, String> {
+    pub fn compile(&self) -> Result<Vec<Matcher>, InvalidSilence> {
         if self.matchers.is_empty() {
-            return Err("a silence needs at least one matcher".into());
+            return Err(InvalidSilence::NoMatchers);
         }
         if self.ends_at <= self.starts_at {
-            return Err("endsAt must be after startsAt".into());
+            return Err(InvalidSilence::EndsBeforeStart);
         }
         if self.created_by.trim().is_empty() {
-            return Err("createdBy is required".into());
+            return Err(InvalidSilence::NoCreator);
         }
         if self.comment.trim().is_empty() {
-            return Err("comment is required".into());
+            return Err(InvalidSilence::NoComment);
         }
         let ms: Vec<Matcher> = self
             .matchers
@@ -202,7 +219,7 @@ impl Silence {
             .collect::<Result<_, _>>()?;
         // A silence that matches the empty label set would mute everything.
         if ms.iter().all(|m| m.matches(&BTreeMap::new())) {
-            return Err("matchers would silence every alert; add one that needs a label".into());
+            return Err(InvalidSilence::SilencesEverything);
         }
         Ok(ms)
     }
@@ -228,7 +245,7 @@ impl Silences {
     /// Adds or replaces (same id) a silence; returns its id.
     pub fn upsert(&mut self, mut s: Silence, now: DateTime<Utc>) -> Result<Silence, SilenceError> {
         s.check_limits()?;
-        let ms = s.compile().map_err(SilenceError::Invalid)?;
+        let ms = s.compile()?;
         if s.id.is_empty() {
             s.id = uuid::Uuid::new_v4().to_string();
         } else if !self.by_id.contains_key(&s.id) {

@@ -3,7 +3,9 @@
 //! attempt succeeds if any instance accepts (Alertmanager instances gossip, as
 //! Prometheus relies on when it sends to all of them).
 
-use super::{check_response, http_client, transport_error, Delivery, Notify, NotifyError};
+use super::{
+    check_response, http_client, transport_error, Delivery, Notify, NotifyError, ReceiverError,
+};
 use sentinel_base::config::Dur;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -56,8 +58,8 @@ pub struct Alertmanager {
 }
 
 impl Alertmanager {
-    pub fn new(cfg: AlertmanagerConfig) -> Result<Self, String> {
-        cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
+    pub fn new(cfg: AlertmanagerConfig) -> Result<Self, ReceiverError> {
+        cfg.validate().map_err(ReceiverError::invalid)?;
         let client = http_client(cfg.ca_file.as_deref(), cfg.timeout.get(), false)?;
         let endpoints = cfg
             .urls

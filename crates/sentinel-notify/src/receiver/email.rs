@@ -4,7 +4,7 @@
 //! a text and an HTML part, each listing every alert with its labels, annotations,
 //! start time and link; every value in the HTML is escaped.
 
-use super::{Delivery, Notify, NotifyError};
+use super::{read_ca_file, Delivery, Notify, NotifyError, ReceiverError};
 use crate::notification::Notification;
 use crate::webhook::payload::{format_go_time, Message, Status};
 use lettre::message::{Mailbox, MultiPart};
@@ -78,7 +78,8 @@ impl EmailConfig {
                 format!("invalid address {:?}: {e}", self.from),
             )
         })?;
-        self.host_port().map_err(|e| ("smarthost".to_string(), e))?;
+        self.host_port()
+            .map_err(|e| ("smarthost".to_string(), e.to_string()))?;
         either_secret(&self.auth_password, &self.auth_password_file)
             .map_err(|e| ("auth_password".to_string(), e.to_string()))?;
         if self.timeout.get().is_zero() {
@@ -87,17 +88,17 @@ impl EmailConfig {
         Ok(())
     }
 
-    fn host_port(&self) -> Result<(String, u16), String> {
+    fn host_port(&self) -> Result<(String, u16), ReceiverError> {
         let (h, p) = self
             .smarthost
             .rsplit_once(':')
-            .ok_or_else(|| format!("{:?} is not host:port", self.smarthost))?;
+            .ok_or_else(|| ReceiverError::NotHostPort(self.smarthost.clone()))?;
         let port: u16 = p
             .parse()
-            .map_err(|_| format!("{:?}: bad port", self.smarthost))?;
+            .map_err(|_| ReceiverError::BadPort(self.smarthost.clone()))?;
         let host = h.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
-            return Err("empty host".into());
+            return Err(ReceiverError::EmptyHost);
         }
         Ok((host.to_string(), port))
     }
@@ -111,7 +112,7 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new(cfg: EmailConfig) -> Result<Self, String> {
+    pub fn new(cfg: EmailConfig) -> Result<Self, ReceiverError> {
         let (b, from, to) = Self::prepare(&cfg)?;
         Ok(Email {
             transport: b.build(),
@@ -123,7 +124,7 @@ impl Email {
 
     /// Everything [`Email::new`] does but start the connection pool (which needs a
     /// runtime): CA file, TLS parameters, credentials, addresses. `check` runs it.
-    pub fn check(cfg: &EmailConfig) -> Result<(), String> {
+    pub fn check(cfg: &EmailConfig) -> Result<(), ReceiverError> {
         Self::prepare(cfg).map(|_| ())
     }
 
@@ -135,9 +136,9 @@ impl Email {
             Mailbox,
             Vec<Mailbox>,
         ),
-        String,
+        ReceiverError,
     > {
-        cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
+        cfg.validate().map_err(ReceiverError::invalid)?;
         let (host, port) = cfg.host_port()?;
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host.clone())
             .port(port)
@@ -145,13 +146,14 @@ impl Email {
         if cfg.require_tls {
             let mut tb = TlsParameters::builder(host.clone());
             if let Some(p) = &cfg.ca_file {
-                let pem =
-                    std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-                let c = Certificate::from_pem(&pem)
-                    .map_err(|e| format!("{}: not a PEM certificate: {e}", p.display()))?;
+                let pem = read_ca_file(p)?;
+                let c = Certificate::from_pem(&pem).map_err(|e| ReceiverError::NotPem {
+                    path: p.clone(),
+                    reason: e.to_string(),
+                })?;
                 tb = tb.add_root_certificate(c);
             }
-            let params = tb.build().map_err(|e| format!("TLS setup: {e}"))?;
+            let params = tb.build().map_err(|e| ReceiverError::Tls(e.to_string()))?;
             b = b.tls(if port == 465 {
                 Tls::Wrapper(params)
             } else {
@@ -163,18 +165,27 @@ impl Email {
         }
         if let Some(user) = &cfg.auth_username {
             let pass = either_secret(&cfg.auth_password, &cfg.auth_password_file)
-                .map_err(str::to_string)?
+                .map_err(|e| ReceiverError::Secret(e.to_string()))?
                 .map(|s| s.expose().to_string())
                 .unwrap_or_default();
             b = b.credentials(Credentials::new(user.clone(), pass));
         }
-        let from = cfg.from.parse().map_err(|e| format!("from: {e}"))?;
+        let from = cfg
+            .from
+            .parse()
+            .map_err(|e: lettre::address::AddressError| ReceiverError::Address {
+                field: "from",
+                reason: e.to_string(),
+            })?;
         let to = cfg
             .to
             .iter()
             .map(|t| t.parse::<Mailbox>())
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("to: {e}"))?;
+            .map_err(|e| ReceiverError::Address {
+                field: "to",
+                reason: e.to_string(),
+            })?;
         Ok((b, from, to))
     }
 }

@@ -1,6 +1,7 @@
 //! Receivers: one module per integration, one trait. [`Notify::notify`] makes exactly
 //! one attempt and says, through [`NotifyError`], whether another could succeed; it
-//! never loops or sleeps. Retries, backoff and dead letters belong to `delivery`.
+//! never loops or sleeps. Retries, backoff and dead letters belong to the delivery loop
+//! in [`crate::notifier`] (with the policy in [`crate::retry`]).
 
 pub mod alertmanager;
 pub mod email;
@@ -121,13 +122,69 @@ pub(crate) fn transport_error(e: reqwest::Error) -> NotifyError {
     }
 }
 
+/// Why a receiver cannot be built from its config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiverError {
+    /// The config fails validation at `field` (relative to the receiver).
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("cannot read {}: {reason}", path.display())]
+    ReadCaFile {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{}: not a PEM certificate bundle: {reason}", path.display())]
+    NotPemBundle {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{}: not a PEM certificate: {reason}", path.display())]
+    NotPem {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+    #[error("{}: no certificate found", path.display())]
+    NoCertificate { path: std::path::PathBuf },
+    #[error("cannot build HTTP client: {0}")]
+    HttpClient(String),
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    /// A secret or secret file that cannot be read or parsed (signing keys, password).
+    #[error("{0}")]
+    Secret(String),
+    #[error("{0:?} is not host:port")]
+    NotHostPort(String),
+    #[error("{0:?}: bad port")]
+    BadPort(String),
+    #[error("empty host")]
+    EmptyHost,
+    /// `from` or `to` is not a mailbox.
+    #[error("{field}: {reason}")]
+    Address { field: &'static str, reason: String },
+}
+
+impl ReceiverError {
+    /// A validation error `(field, message)`.
+    pub(crate) fn invalid((field, message): (String, String)) -> Self {
+        ReceiverError::Invalid { field, message }
+    }
+}
+
+/// A CA file's bytes.
+pub(crate) fn read_ca_file(p: &std::path::Path) -> Result<Vec<u8>, ReceiverError> {
+    std::fs::read(p).map_err(|e| ReceiverError::ReadCaFile {
+        path: p.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
 /// An HTTP client for receivers: rustls with the system's web PKI roots plus an
 /// optional CA file, no redirects, a per-request timeout.
 pub(crate) fn http_client(
     ca_file: Option<&std::path::Path>,
     timeout: Duration,
     insecure: bool,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, ReceiverError> {
     let mut b = reqwest::Client::builder()
         .danger_accept_invalid_certs(insecure)
         .use_rustls_tls()
@@ -136,16 +193,61 @@ pub(crate) fn http_client(
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("comfy-sentinel/", env!("CARGO_PKG_VERSION")));
     if let Some(p) = ca_file {
-        let pem = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("{}: not a PEM certificate bundle: {e}", p.display()))?;
+        let pem = read_ca_file(p)?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            ReceiverError::NotPemBundle {
+                path: p.to_path_buf(),
+                reason: e.to_string(),
+            }
+        })?;
         if certs.is_empty() {
-            return Err(format!("{}: no certificate found", p.display()));
+            return Err(ReceiverError::NoCertificate {
+                path: p.to_path_buf(),
+            });
         }
         for c in certs {
             b = b.add_root_certificate(c);
         }
     }
     b.build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
+        .map_err(|e| ReceiverError::HttpClient(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::webhook::{Webhook, WebhookConfig};
+    use super::*;
+
+    #[test]
+    fn receiver_build_errors_are_typed_and_name_the_file() {
+        let cfg = WebhookConfig {
+            url: "https://example.invalid/hook".into(),
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        let e = Webhook::new(cfg).err().expect("refused");
+        assert!(
+            matches!(&e, ReceiverError::ReadCaFile { path, .. } if path.ends_with("ca.pem")),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .starts_with("cannot read /nonexistent/ca.pem: "),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let e = http_client(Some(&empty), Duration::from_secs(1), false).unwrap_err();
+        assert_eq!(
+            e,
+            ReceiverError::NoCertificate {
+                path: empty.clone()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            format!("{}: no certificate found", empty.display())
+        );
+    }
 }

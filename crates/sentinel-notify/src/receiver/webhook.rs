@@ -2,7 +2,9 @@
 //! per Standard Webhooks (`sign`), over rustls with certificates verified (optionally
 //! against a custom CA file). Config beside code: [`WebhookConfig`].
 
-use super::{check_response, http_client, transport_error, Delivery, Notify, NotifyError};
+use super::{
+    check_response, http_client, transport_error, Delivery, Notify, NotifyError, ReceiverError,
+};
 use crate::sign::{sign_headers, WebhookKey};
 use crate::webhook::payload::Message;
 use sentinel_base::config::{either_secret, Dur, SecretFile, SecretString};
@@ -68,7 +70,8 @@ impl WebhookConfig {
         if !matches!(u.scheme(), "http" | "https") {
             return Err(("url".into(), "must be http:// or https://".into()));
         }
-        self.keys().map_err(|e| ("secret".to_string(), e))?;
+        self.keys()
+            .map_err(|e| ("secret".to_string(), e.to_string()))?;
         for (k, v) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || reqwest::header::HeaderValue::from_str(v.0.expose()).is_err()
@@ -85,10 +88,11 @@ impl WebhookConfig {
         Ok(())
     }
 
-    fn keys(&self) -> Result<Vec<WebhookKey>, String> {
-        match either_secret(&self.secret, &self.secret_file).map_err(str::to_string)? {
+    fn keys(&self) -> Result<Vec<WebhookKey>, ReceiverError> {
+        let secret = |e: &dyn std::fmt::Display| ReceiverError::Secret(e.to_string());
+        match either_secret(&self.secret, &self.secret_file).map_err(|e| secret(&e))? {
             None => Ok(Vec::new()),
-            Some(s) => WebhookKey::parse_list(s.expose()).map_err(|e| e.to_string()),
+            Some(s) => WebhookKey::parse_list(s.expose()).map_err(|e| secret(&e)),
         }
     }
 }
@@ -101,8 +105,8 @@ pub struct Webhook {
 
 impl Webhook {
     /// Builds what [`Webhook::new`] builds, without its warning (for `check`).
-    pub fn check(cfg: &WebhookConfig) -> Result<(), String> {
-        cfg.validate().map_err(|(p, m)| format!("{p}: {m}"))?;
+    pub fn check(cfg: &WebhookConfig) -> Result<(), ReceiverError> {
+        cfg.validate().map_err(ReceiverError::invalid)?;
         cfg.keys()?;
         http_client(
             cfg.ca_file.as_deref(),
@@ -112,7 +116,7 @@ impl Webhook {
         .map(|_| ())
     }
 
-    pub fn new(cfg: WebhookConfig) -> Result<Self, String> {
+    pub fn new(cfg: WebhookConfig) -> Result<Self, ReceiverError> {
         let keys = cfg.keys()?;
         let client = http_client(
             cfg.ca_file.as_deref(),

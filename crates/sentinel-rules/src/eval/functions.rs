@@ -308,34 +308,98 @@ fn absent_labels(e: &Expr) -> Labels {
     l
 }
 
-const RANGE_FUNCTIONS: &[&str] = &[
-    "holt_winters",
-    "rate",
-    "irate",
-    "increase",
-    "delta",
-    "idelta",
-    "deriv",
-    "predict_linear",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "quantile_over_time",
-    "last_over_time",
-    "present_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "changes",
-    "resets",
-    "absent_over_time",
+/// How the evaluator calls a function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionKind {
+    /// Over the samples of each series in a range (`rate(x[5m])`).
+    Range,
+    /// On instant values, scalars or strings.
+    Instant,
+}
+
+use FunctionKind::{Instant, Range};
+
+/// Every function the evaluator implements (the documented subset), with its kind: the
+/// one list that both the load-time check and the dispatch read.
+pub const FUNCTIONS: &[(&str, FunctionKind)] = &[
+    ("holt_winters", Range),
+    ("rate", Range),
+    ("irate", Range),
+    ("increase", Range),
+    ("delta", Range),
+    ("idelta", Range),
+    ("deriv", Range),
+    ("predict_linear", Range),
+    ("avg_over_time", Range),
+    ("min_over_time", Range),
+    ("max_over_time", Range),
+    ("sum_over_time", Range),
+    ("count_over_time", Range),
+    ("quantile_over_time", Range),
+    ("last_over_time", Range),
+    ("present_over_time", Range),
+    ("stddev_over_time", Range),
+    ("stdvar_over_time", Range),
+    ("changes", Range),
+    ("resets", Range),
+    ("absent_over_time", Range),
+    ("absent", Instant),
+    ("histogram_quantile", Instant),
+    ("abs", Instant),
+    ("ceil", Instant),
+    ("floor", Instant),
+    ("round", Instant),
+    ("clamp", Instant),
+    ("clamp_min", Instant),
+    ("clamp_max", Instant),
+    ("exp", Instant),
+    ("ln", Instant),
+    ("log2", Instant),
+    ("log10", Instant),
+    ("sqrt", Instant),
+    ("sgn", Instant),
+    ("time", Instant),
+    ("timestamp", Instant),
+    ("vector", Instant),
+    ("scalar", Instant),
+    ("label_replace", Instant),
+    ("label_join", Instant),
+    ("sort", Instant),
+    ("sort_desc", Instant),
+    ("acos", Instant),
+    ("acosh", Instant),
+    ("asin", Instant),
+    ("asinh", Instant),
+    ("atan", Instant),
+    ("atanh", Instant),
+    ("cos", Instant),
+    ("cosh", Instant),
+    ("sin", Instant),
+    ("sinh", Instant),
+    ("tan", Instant),
+    ("tanh", Instant),
+    ("deg", Instant),
+    ("rad", Instant),
+    ("pi", Instant),
+    ("day_of_month", Instant),
+    ("day_of_week", Instant),
+    ("day_of_year", Instant),
+    ("days_in_month", Instant),
+    ("hour", Instant),
+    ("minute", Instant),
+    ("month", Instant),
+    ("year", Instant),
 ];
+
+/// The kind of a function, or `None` when the evaluator does not implement it.
+pub fn kind(name: &str) -> Option<FunctionKind> {
+    FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+}
 
 pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
     let name = c.func.name;
     let args = &c.args.args;
-    if RANGE_FUNCTIONS.contains(&name) {
+    if kind(name) == Some(Range) {
         return range_call(ev, c);
     }
     let scalar_arg = |i: usize| -> Result<f64, EvalError> { ev.scalar_of(&args[i]) };

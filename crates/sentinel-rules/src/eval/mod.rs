@@ -5,6 +5,7 @@
 //! evaluation never meets it; evaluation errors are values, never panics.
 
 mod functions;
+pub use functions::{FunctionKind, FUNCTIONS};
 pub mod limits;
 
 pub use limits::{Budget, QueryConfig, QueryLimits};
@@ -100,9 +101,47 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
     }
 }
 
+/// Why a query text is refused before evaluation: by the parser, by the guards that run
+/// before it, or by [`check`] (what the evaluator does not implement).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The parser's own message (`1:5: parse error: ...`).
+    #[error("{0}")]
+    Parse(String),
+    #[error("{line}:{column}: parse error: duration out of range: {token} (at most 292y)")]
+    DurationOutOfRange {
+        line: usize,
+        column: usize,
+        token: String,
+    },
+    #[error("{line}:{column}: parse error: brackets nested more than {MAX_DEPTH} deep")]
+    BracketsTooDeep { line: usize, column: usize },
+    #[error("query has more than {MAX_PUNCTUATION} operators and brackets")]
+    TooManyOperators,
+    #[error("query nests {depth} levels deep, more than the {MAX_DEPTH} the evaluator allows")]
+    TooDeep { depth: usize },
+    #[error("unsupported aggregation {0}")]
+    UnsupportedAggregation(String),
+    #[error("unsupported fill modifier")]
+    UnsupportedFill,
+    #[error("unsupported function {0}()")]
+    UnsupportedFunction(String),
+    #[error("`or` inside label matchers is not supported")]
+    OrInMatchers,
+    #[error("unsupported expression")]
+    UnsupportedExpression,
+}
+
+/// For callers that report errors as text (the HTTP API's `error` body).
+impl From<QueryError> for String {
+    fn from(e: QueryError) -> String {
+        e.to_string()
+    }
+}
+
 /// Parses PromQL as Prometheus 2.42 knows it: `promql-parser` plus `holt_winters`,
 /// which 2.42 has and newer releases renamed.
-pub fn parse(text: &str) -> Result<Expr, String> {
+pub fn parse(text: &str) -> Result<Expr, QueryError> {
     static EXTRA: std::sync::Once = std::sync::Once::new();
     EXTRA.call_once(|| {
         use promql_parser::parser::value::ValueType;
@@ -117,12 +156,10 @@ pub fn parse(text: &str) -> Result<Expr, String> {
         ]);
     });
     check_durations(text)?;
-    let expr = promql_parser::parser::parse(text)?;
+    let expr = promql_parser::parser::parse(text).map_err(QueryError::Parse)?;
     let depth = ast_depth(&expr);
     if depth > MAX_DEPTH {
-        return Err(format!(
-            "query nests {depth} levels deep, more than the {MAX_DEPTH} the evaluator allows"
-        ));
+        return Err(QueryError::TooDeep { depth });
     }
     Ok(expr)
 }
@@ -173,7 +210,7 @@ pub const MAX_DURATION_NS: u128 = i64::MAX as u128;
 /// bits and then reports "duration must be greater than 0", accepts durations that
 /// overflow millisecond arithmetic, and panics on a float duration (`[1e300]`,
 /// `offset Inf`) too large for `std::time::Duration`.
-fn check_durations(text: &str) -> Result<(), String> {
+fn check_durations(text: &str) -> Result<(), QueryError> {
     const UNITS: [(&str, u128); 7] = [
         ("ms", 1_000_000),
         ("s", 1_000_000_000),
@@ -187,9 +224,11 @@ fn check_durations(text: &str) -> Result<(), String> {
     let located = |at: usize, tok: &str| {
         let line = text[..at].matches('\n').count() + 1;
         let col = text[..at].chars().rev().take_while(|c| *c != '\n').count() + 1;
-        Err(format!(
-            "{line}:{col}: parse error: duration out of range: {tok} (at most 292y)"
-        ))
+        Err(QueryError::DurationOutOfRange {
+            line,
+            column: col,
+            token: tok.to_string(),
+        })
     };
     // `Some(ns)` when the whole token is `<digits><unit>` pairs; `overflow` when a
     // number does not fit 32 bits (the parser silently drops it).
@@ -303,9 +342,7 @@ fn check_durations(text: &str) -> Result<(), String> {
                 if open > MAX_DEPTH {
                     let line = text[..i].matches('\n').count() + 1;
                     let col = text[..i].chars().rev().take_while(|c| *c != '\n').count() + 1;
-                    return Err(format!(
-                        "{line}:{col}: parse error: brackets nested more than {MAX_DEPTH} deep"
-                    ));
+                    return Err(QueryError::BracketsTooDeep { line, column: col });
                 }
             }
             b')' | b']' | b'}' => open = open.saturating_sub(1),
@@ -313,9 +350,7 @@ fn check_durations(text: &str) -> Result<(), String> {
         }
         punctuation += 1;
         if punctuation > MAX_PUNCTUATION {
-            return Err(format!(
-                "query has more than {MAX_PUNCTUATION} operators and brackets"
-            ));
+            return Err(QueryError::TooManyOperators);
         }
         prev = c;
         after_offset = false;
@@ -324,79 +359,8 @@ fn check_durations(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Functions the evaluator implements (the documented subset).
-pub const SUPPORTED_FUNCTIONS: &[&str] = &[
-    "rate",
-    "irate",
-    "increase",
-    "delta",
-    "idelta",
-    "deriv",
-    "predict_linear",
-    "avg_over_time",
-    "min_over_time",
-    "max_over_time",
-    "sum_over_time",
-    "count_over_time",
-    "quantile_over_time",
-    "last_over_time",
-    "present_over_time",
-    "stddev_over_time",
-    "stdvar_over_time",
-    "changes",
-    "resets",
-    "absent",
-    "absent_over_time",
-    "histogram_quantile",
-    "abs",
-    "ceil",
-    "floor",
-    "round",
-    "clamp",
-    "clamp_min",
-    "clamp_max",
-    "exp",
-    "ln",
-    "log2",
-    "log10",
-    "sqrt",
-    "sgn",
-    "time",
-    "timestamp",
-    "vector",
-    "scalar",
-    "label_replace",
-    "label_join",
-    "sort",
-    "sort_desc",
-    "holt_winters",
-    "acos",
-    "acosh",
-    "asin",
-    "asinh",
-    "atan",
-    "atanh",
-    "cos",
-    "cosh",
-    "sin",
-    "sinh",
-    "tan",
-    "tanh",
-    "deg",
-    "rad",
-    "pi",
-    "day_of_month",
-    "day_of_week",
-    "day_of_year",
-    "days_in_month",
-    "hour",
-    "minute",
-    "month",
-    "year",
-];
-
 /// Refuses what the evaluator does not implement, with a message naming the construct.
-pub fn check(expr: &Expr) -> Result<(), String> {
+pub fn check(expr: &Expr) -> Result<(), QueryError> {
     match expr {
         Expr::Aggregate(a) => {
             let op = a.op.id();
@@ -415,7 +379,7 @@ pub fn check(expr: &Expr) -> Result<(), String> {
                 token::T_GROUP,
             ];
             if !ok.contains(&op) {
-                return Err(format!("unsupported aggregation {}", a.op));
+                return Err(QueryError::UnsupportedAggregation(a.op.to_string()));
             }
             if let Some(p) = &a.param {
                 check(p)?;
@@ -426,7 +390,7 @@ pub fn check(expr: &Expr) -> Result<(), String> {
         Expr::Binary(b) => {
             if let Some(m) = &b.modifier {
                 if m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some() {
-                    return Err("unsupported fill modifier".into());
+                    return Err(QueryError::UnsupportedFill);
                 }
             }
             check(&b.lhs)?;
@@ -438,21 +402,21 @@ pub fn check(expr: &Expr) -> Result<(), String> {
         Expr::VectorSelector(v) => check_selector(v),
         Expr::MatrixSelector(m) => check_selector(&m.vs),
         Expr::Call(c) => {
-            if !SUPPORTED_FUNCTIONS.contains(&c.func.name) {
-                return Err(format!("unsupported function {}()", c.func.name));
+            if functions::kind(c.func.name).is_none() {
+                return Err(QueryError::UnsupportedFunction(c.func.name.to_string()));
             }
             for a in &c.args.args {
                 check(a)?;
             }
             Ok(())
         }
-        Expr::Extension(_) => Err("unsupported expression".into()),
+        Expr::Extension(_) => Err(QueryError::UnsupportedExpression),
     }
 }
 
-fn check_selector(v: &VectorSelector) -> Result<(), String> {
+fn check_selector(v: &VectorSelector) -> Result<(), QueryError> {
     if !v.matchers.or_matchers.is_empty() {
-        return Err("`or` inside label matchers is not supported".into());
+        return Err(QueryError::OrInMatchers);
     }
     Ok(())
 }
@@ -1277,15 +1241,7 @@ pub fn parse_number(s: &str) -> Option<f64> {
 
 /// `strconv.FormatFloat(v, 'f', -1, 64)`.
 pub fn format_go_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
+    sentinel_base::text::format_float(v, 'f', -1)
 }
 
 /// `shouldDropMetricName` (atan2 keeps the name in 2.42).

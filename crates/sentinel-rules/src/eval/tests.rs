@@ -160,7 +160,7 @@ fn nested_max_over_time(depth: usize) -> String {
 fn nested_subqueries_150_deep_are_refused_by_cumulative_points() {
     // 150 deep is refused by the nesting limit before parsing.
     let t0 = Instant::now();
-    let e = parse(&nested_max_over_time(150)).unwrap_err();
+    let e = parse(&nested_max_over_time(150)).unwrap_err().to_string();
     assert!(e.contains("nested more than 64 deep"), "{e}");
     // Within the nesting limit, 2^20 inner evaluations: refused by the cumulative
     // resolution before any work.
@@ -276,13 +276,15 @@ fn live_accounting_releases_each_subquery_step() {
 
 #[test]
 fn out_of_range_duration_is_reported_as_such_and_located() {
-    let e = parse("rate(x[99999999999y])").unwrap_err();
+    let e = parse("rate(x[99999999999y])").unwrap_err().to_string();
     assert!(e.starts_with("1:8: "), "{e}");
     assert!(e.contains("duration out of range: 99999999999y"), "{e}");
     // Fits 32 bits but not Go's int64 nanoseconds.
-    let e = parse("rate(x[4294967295y])").unwrap_err();
+    let e = parse("rate(x[4294967295y])").unwrap_err().to_string();
     assert!(e.contains("out of range"), "{e}");
-    let e = parse("sum_over_time(x[1m:1m] offset 1h\n offset2 [1000y])").unwrap_err();
+    let e = parse("sum_over_time(x[1m:1m] offset 1h\n offset2 [1000y])")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("out of range"), "{e}");
     // Ordinary durations, names with digits and strings are left alone.
     parse("rate(x[5m]) + rate(x5y[1h30m] offset 292y)").unwrap();
@@ -304,13 +306,14 @@ fn float_durations_too_large_are_refused_not_a_parser_panic() {
         let r = std::panic::catch_unwind(|| parse(q));
         let e = r
             .unwrap_or_else(|_| panic!("{q}: the parser panicked"))
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("duration out of range"), "{q}: {e}");
     }
     // Float durations in range still parse.
     parse("rate(x[300]) + rate(x[1.5e2] offset 60)").unwrap();
     // The position is that of the duration, on its line.
-    let e = parse("sum(\n  rate(x[1e300]))").unwrap_err();
+    let e = parse("sum(\n  rate(x[1e300]))").unwrap_err().to_string();
     assert!(e.starts_with("2:10: "), "{e}");
 }
 
@@ -329,7 +332,11 @@ fn deeply_nested_query_is_refused_instead_of_overflowing_the_stack() {
             .stack_size(2 << 20)
             .spawn(move || parse(&q).map(|_| ()))
             .unwrap();
-        let e = h.join().expect("no stack overflow").unwrap_err();
+        let e = h
+            .join()
+            .expect("no stack overflow")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("nested more than 64 deep")
                 || e.contains("levels deep")
@@ -337,7 +344,9 @@ fn deeply_nested_query_is_refused_instead_of_overflowing_the_stack() {
             "{e}"
         );
     }
-    let e = parse(&format!("{}1{}", "(".repeat(70), ")".repeat(70))).unwrap_err();
+    let e = parse(&format!("{}1{}", "(".repeat(70), ")".repeat(70)))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("1:65: "), "{e}");
     // The deepest accepted query evaluates on a 2 MiB stack (a debug build's frames).
     let q = format!("{}vector(1){}", "abs(".repeat(62), ")".repeat(62));
@@ -351,4 +360,52 @@ fn deeply_nested_query_is_refused_instead_of_overflowing_the_stack() {
         .unwrap()
         .join()
         .expect("no stack overflow");
+}
+
+#[test]
+fn refusals_are_typed_and_keep_their_messages() {
+    use super::QueryError;
+    let e = parse("rate(x[99999999999y])").unwrap_err();
+    assert!(
+        matches!(&e, QueryError::DurationOutOfRange { line: 1, column: 8, token } if token == "99999999999y"),
+        "{e:?}"
+    );
+    let e = parse(&format!("{}1{}", "(".repeat(70), ")".repeat(70))).unwrap_err();
+    assert_eq!(
+        e,
+        QueryError::BracketsTooDeep {
+            line: 1,
+            column: 65
+        }
+    );
+    assert!(matches!(parse("sum(").unwrap_err(), QueryError::Parse(_)));
+    let unsupported = |q: &str| check(&parse(q).unwrap()).unwrap_err();
+    assert_eq!(
+        unsupported("info(up)").to_string(),
+        "unsupported function info()"
+    );
+    assert_eq!(
+        String::from(unsupported("info(up)")),
+        "unsupported function info()",
+        "callers that report text get the same message"
+    );
+}
+
+#[test]
+fn function_table_lists_each_function_once_and_check_accepts_exactly_it() {
+    use super::{FunctionKind, FUNCTIONS};
+    let mut names: Vec<&str> = FUNCTIONS.iter().map(|(n, _)| *n).collect();
+    names.sort_unstable();
+    let before = names.len();
+    names.dedup();
+    assert_eq!(names.len(), before, "a function is listed twice");
+    // A range function is dispatched over a range, so `check` must accept it with one.
+    for (n, k) in FUNCTIONS {
+        if *k == FunctionKind::Range
+            && !matches!(*n, "predict_linear" | "quantile_over_time" | "holt_winters")
+        {
+            check(&parse(&format!("{n}(x[5m])")).unwrap()).unwrap();
+        }
+    }
+    assert!(check(&parse("info(up)").unwrap()).is_err());
 }
