@@ -286,7 +286,8 @@ fn parse_query(p: &Params) -> Result<Expr, Response> {
 }
 
 fn parse_query_as(p: &Params, name_it: bool) -> Result<Expr, Response> {
-    let refuse = |e: String| {
+    let refuse = |e: sentinel_rules::eval::QueryError| {
+        let e = e.to_string();
         if name_it {
             bad_param("query", e)
         } else {
@@ -712,7 +713,7 @@ fn parse_matches(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
                 ))
             }
             // Prometheus checks this itself, in its own words.
-            Err(e) if e.contains("at least one non-empty matcher") => {
+            Err(e) if e.to_string().contains("at least one non-empty matcher") => {
                 return Err(bad_param(
                     "match[]",
                     "match[] must contain at least one non-empty matcher",
