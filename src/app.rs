@@ -4,13 +4,11 @@
 //! `sentinel_config_last_reload_successful` says which happened.
 
 use crate::collect::{self, BuildContext, Runner};
+use crate::config::auth::Credentials;
 use crate::config::{self, Config, ConfigSource};
-use crate::http::config::Credentials;
-use crate::http::status::StatusProvider;
 use crate::metrics::exposition::Exposition;
 use crate::metrics::registry::{GaugeVec, Registry};
 use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -37,8 +35,6 @@ pub struct App {
     pub notifier: Arc<sentinel_notify::Notifier>,
     /// When the last reload was tried and how it ended (for the status page).
     last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), String>)>>,
-    /// State the status page shows from later stages (rule engine, dispatcher), by key.
-    status_providers: ArcSwap<BTreeMap<&'static str, Arc<dyn StatusProvider>>>,
 }
 
 fn unix_now() -> f64 {
@@ -165,13 +161,8 @@ impl App {
             pushed,
             notifier,
             last_reload: parking_lot::Mutex::new(None),
-            status_providers: ArcSwap::from_pointee(BTreeMap::new()),
         });
         app.apply_collectors();
-        app.set_status_provider(
-            "notify",
-            Arc::new(NotifierStatus(app.notifier.clone(), app.rules.clone())),
-        );
         Ok(app)
     }
 
@@ -227,20 +218,6 @@ impl App {
     /// The last reload attempt since start: when, and its error if it failed.
     pub fn last_reload(&self) -> Option<(SystemTime, Result<(), String>)> {
         self.last_reload.lock().clone()
-    }
-
-    /// Registers (or replaces, on the same key) what the status page shows for a later
-    /// stage, e.g. `app.set_status_provider("rules", engine.clone())`.
-    pub fn set_status_provider(&self, key: &'static str, provider: Arc<dyn StatusProvider>) {
-        self.status_providers.rcu(|m| {
-            let mut m = BTreeMap::clone(m);
-            m.insert(key, provider.clone());
-            m
-        });
-    }
-
-    pub fn status_providers(&self) -> Arc<BTreeMap<&'static str, Arc<dyn StatusProvider>>> {
-        self.status_providers.load_full()
     }
 
     /// Re-reads the config. On error the running config stays and the reason is returned.
@@ -316,91 +293,6 @@ fn notify_config(c: &Config) -> sentinel_notify::NotifyConfig {
         n.external_url = c.external_url.clone().unwrap_or_default();
     }
     n
-}
-
-/// Shows the dispatcher's view on the status page: active alerts with their silenced and
-/// inhibited marks, recent delivery attempts and dead letters, and the outbox depth.
-/// The rule engine supplies each alert's value at its last evaluation.
-struct NotifierStatus(
-    Arc<sentinel_notify::Notifier>,
-    Arc<sentinel_rules::engine::RuleEngine>,
-);
-
-impl StatusProvider for NotifierStatus {
-    fn alerts(&self) -> Option<Vec<crate::http::status::AlertView>> {
-        let values = self.1.alert_values();
-        let views = self
-            .0
-            .alerts()
-            .into_iter()
-            .map(|a| crate::http::status::AlertView {
-                name: a.alert.name().to_string(),
-                severity: a.alert.labels.get("severity").cloned().unwrap_or_default(),
-                state: a.status.to_string(),
-                labels: a.alert.labels.clone(),
-                annotations: a.alert.annotations.clone(),
-                value: values.get(&a.alert.fingerprint()).copied(),
-                active_since: Some(a.alert.starts_at.into()),
-                silenced: !a.silenced_by.is_empty(),
-                inhibited: a.inhibited,
-            })
-            .collect();
-        Some(views)
-    }
-
-    fn notifications(&self) -> Option<Vec<crate::http::status::NotificationView>> {
-        let (attempts, pending, dead) = self.0.notifications();
-        let mut out: Vec<crate::http::status::NotificationView> = attempts
-            .into_iter()
-            .map(|a| crate::http::status::NotificationView {
-                at: Some(a.at.into()),
-                receiver: format!("{} ({})", a.receiver, a.integration),
-                group: a.group_key,
-                status: String::new(),
-                result: a.result.to_string(),
-                attempts: a.attempt,
-                error: a.error,
-            })
-            .collect();
-        let status = |n: &sentinel_notify::notification::Notification| {
-            if n.firing().next().is_some() {
-                "firing"
-            } else {
-                "resolved"
-            }
-            .to_string()
-        };
-        out.extend(
-            pending
-                .into_iter()
-                .map(|e| crate::http::status::NotificationView {
-                    at: Some(e.next_at.into()),
-                    receiver: format!("{} ({})", e.receiver, e.integration),
-                    group: e.notification.group_key.clone(),
-                    status: status(&e.notification),
-                    result: "queued".into(),
-                    attempts: e.attempts,
-                    error: e.last_error,
-                }),
-        );
-        out.extend(
-            dead.into_iter()
-                .map(|d| crate::http::status::NotificationView {
-                    at: Some(d.at.into()),
-                    receiver: format!("{} ({})", d.entry.receiver, d.entry.integration),
-                    group: d.entry.notification.group_key.clone(),
-                    status: status(&d.entry.notification),
-                    result: "dead".into(),
-                    attempts: d.entry.attempts,
-                    error: Some(d.reason),
-                }),
-        );
-        Some(out)
-    }
-
-    fn outbox_depth(&self) -> Option<u64> {
-        Some(self.0.outbox().depth() as u64)
-    }
 }
 
 /// Brings pushed events to `/metrics` and the rules at once instead of at the next tick

@@ -7,6 +7,11 @@ pub use sentinel_base::config::{
     either_secret, format_duration, locate, parse_duration, Dur, Secret, SecretFile, SecretString,
 };
 
+pub mod auth;
+mod web;
+
+pub use web::{load_server_config, BasicAuthConfig, TlsConfig, WebConfig};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +32,7 @@ pub struct Config {
     /// URL under which this sidecar is reachable, used in alert links.
     pub external_url: Option<String>,
     pub log: LogConfig,
-    pub web: crate::http::WebConfig,
+    pub web: WebConfig,
     pub limits: LimitsConfig,
     pub collectors: crate::collect::CollectorsConfig,
     pub ingest: crate::ingest::IngestConfig,

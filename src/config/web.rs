@@ -1,8 +1,11 @@
-//! `web:` — TLS and authentication for every endpoint.
+//! `web:` — TLS, authentication and connection limits for every endpoint. The server
+//! that applies them is `http/`; the credentials it checks are [`super::auth`].
 
-use crate::config::{either_secret, Dur, Secret, SecretFile, SecretString};
+use super::auth::Credentials;
+use super::{either_secret, Dur, SecretFile, SecretString};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -65,19 +68,6 @@ pub struct BasicAuthConfig {
     pub password_file: Option<SecretFile>,
 }
 
-/// Credentials resolved from the config.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials {
-    pub basic: Option<(String, Secret)>,
-    pub bearer: Option<Secret>,
-}
-
-impl Credentials {
-    pub fn required(&self) -> bool {
-        self.basic.is_some() || self.bearer.is_some()
-    }
-}
-
 impl WebConfig {
     pub fn max_header_bytes(&self) -> usize {
         self.max_header_bytes
@@ -137,8 +127,35 @@ impl WebConfig {
             }
         }
         if let Some(t) = &self.tls {
-            super::tls::load_server_config(t).map_err(|e| ("web.tls".to_string(), e))?;
+            load_server_config(t).map_err(|e| ("web.tls".to_string(), e))?;
         }
         Ok(())
     }
+}
+
+/// Server-side TLS from PEM files (rustls, ring provider): read when the config is
+/// validated, so a bad certificate is a config error, and again when the server starts.
+pub fn load_server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
+    let cert_pem = std::fs::read(&t.cert_file)
+        .map_err(|e| format!("cannot read cert_file {}: {e}", t.cert_file.display()))?;
+    let key_pem = std::fs::read(&t.key_file)
+        .map_err(|e| format!("cannot read key_file {}: {e}", t.key_file.display()))?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid PEM in {}: {e}", t.cert_file.display()))?;
+    if certs.is_empty() {
+        return Err(format!("no certificate in {}", t.cert_file.display()));
+    }
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| format!("invalid PEM in {}: {e}", t.key_file.display()))?
+        .ok_or_else(|| format!("no private key in {}", t.key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key do not match: {e}"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
 }
