@@ -176,14 +176,8 @@ impl App {
 
     fn apply_collectors(&self) {
         let cfg = self.config();
-        let mut specs = collect::build(&cfg, &self.build_context());
-        specs.push(collect::CollectorSpec::new(
-            crate::collect::process::ProcessCollector::new(),
-            &"process",
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(4),
-        ));
-        self.runner.apply(specs);
+        self.runner
+            .apply(collect::build(&cfg.collectors, &self.build_context()));
     }
 
     /// Requests a re-encode of the snapshot soon (coalesced; see `refresh_requests`).

@@ -3,7 +3,7 @@
 //! duration, node counts and errors, RAM/VRAM and version info. Shapes follow ComfyUI
 //! 0.3.64; `api.rs` parses them, `history.rs` decides what is new and keeps the counters
 //! in `data_dir` across restarts. New output images go to the quality collector through
-//! [`OutputQueue`](crate::collect::OutputQueue).
+//! [`OutputQueue`] (`output.rs`).
 //!
 //! ComfyUI being down is a state, not a collector failure: the run succeeds with
 //! `comfyui_up 0`, the counters keep their values and unread gauges are left out.
@@ -11,11 +11,13 @@
 
 pub mod api;
 pub mod history;
+pub mod output;
 
-use super::{BuildContext, CollectError, Collector, OutputQueue};
-use crate::config::{Dur, SecretFile, SecretString};
+use super::{BuildContext, CollectError, Collector};
 use crate::metrics::{labels, HistogramSnapshot, MetricFamily, DEFAULT_BUCKETS};
 use history::{Tracker, FAILURE_CLASSES};
+use output::OutputQueue;
+use sentinel_base::config::{Dur, SecretFile, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -117,7 +119,7 @@ impl ComfyuiConfig {
                 format!("must list at most {MAX_DURATION_BUCKETS} bounds"),
             ));
         }
-        crate::config::either_secret(&self.bearer_token, &self.bearer_token_file)
+        sentinel_base::config::either_secret(&self.bearer_token, &self.bearer_token_file)
             .map_err(|m| ("bearer_token".to_string(), m.to_string()))?;
         for (name, value) in &self.headers {
             let path = format!("headers.{name}");
@@ -236,7 +238,7 @@ impl ComfyuiCollector {
     pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
         pin_mmap_threshold();
         let mut headers = reqwest::header::HeaderMap::new();
-        let token = crate::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
+        let token = sentinel_base::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
             .map_err(|m| anyhow::anyhow!(m))?;
         if let Some(t) = token {
             let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))?;
@@ -835,4 +837,17 @@ pub fn build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<ComfyuiCollector
 /// paging stops before twice the interval); this only catches the unexpected.
 pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
     cfg.interval.get() * 2 + cfg.timeout()
+}
+
+/// The list's entry for this collector (see `collect::COLLECTORS`).
+pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
+    let cfg = &c.comfyui;
+    build(cfg, ctx).map(|comfyui| {
+        super::CollectorSpec::new(
+            comfyui,
+            &fingerprint(cfg),
+            cfg.interval.get(),
+            run_timeout(cfg),
+        )
+    })
 }

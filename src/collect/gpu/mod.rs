@@ -23,10 +23,10 @@ mod nvml;
 pub use backend::{BackendError, GpuBackend};
 
 use super::{BuildContext, CollectError, Collector, Toggle};
-use crate::config::Dur;
 use crate::metrics::{MetricFamily, MetricType};
 use backend::{DeviceReading, MemoryReading, SystemReading, Want, XidEvent};
 use parking_lot::Mutex;
+use sentinel_base::config::Dur;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -351,7 +351,7 @@ impl State {
             return;
         }
         self.absent_logged = true;
-        let retry = crate::config::format_duration(self.settings.retry);
+        let retry = sentinel_base::config::format_duration(self.settings.retry);
         if self.settings.toggle == Toggle::On {
             tracing::warn!(error = %e, retry_every = %retry, "GPU collector enabled but NVML is unavailable; reporting gpu_nvml_up 0");
         } else {
@@ -365,7 +365,7 @@ impl State {
         self.next_init = Some(now + self.settings.retry);
         // A driver that goes away under a running sidecar is worth a warning whatever
         // the toggle; the retries that follow stay quiet like a start-up absence.
-        tracing::warn!(error = %e, retry_every = %crate::config::format_duration(self.settings.retry), "NVML stopped answering; reporting gpu_nvml_up 0");
+        tracing::warn!(error = %e, retry_every = %sentinel_base::config::format_duration(self.settings.retry), "NVML stopped answering; reporting gpu_nvml_up 0");
         self.absent_logged = true;
     }
 
@@ -849,6 +849,13 @@ pub fn process_name(procfs: &Path, pid: u32) -> String {
         }
         Err(_) => "unknown".to_string(),
     }
+}
+
+/// The list's entry for this collector (see `collect::COLLECTORS`).
+pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
+    let cfg = &c.gpu;
+    GpuCollector::from_config(cfg, ctx)
+        .map(|g| super::CollectorSpec::new(g, cfg, cfg.interval.get(), cfg.timeout()))
 }
 
 #[cfg(test)]

@@ -25,12 +25,13 @@
 pub mod analyze;
 pub mod fetch;
 
-use super::{BuildContext, CollectError, Collector, OutputImage, OutputQueue};
-use crate::config::Dur;
+use super::comfyui::output::{OutputImage, OutputQueue};
+use super::{BuildContext, CollectError, Collector};
 use crate::metrics::{HistogramSnapshot, MetricFamily};
 use analyze::{Check, DecodeError, Thresholds, Tone};
 use fetch::{FetchError, ViewClient};
 use parking_lot::Mutex;
+use sentinel_base::config::Dur;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ impl QualityConfig {
                 "fetch_timeout".into(),
                 format!(
                     "must be more than 0s and at most timeout ({})",
-                    crate::config::format_duration(self.timeout())
+                    sentinel_base::config::format_duration(self.timeout())
                 ),
             ));
         }
@@ -508,4 +509,14 @@ impl Collector for QualityCollector {
         }
         Ok(self.stats.lock().families(self.outputs.dropped()))
     }
+}
+
+/// The list's entry for this collector (see `collect::COLLECTORS`). The image checks
+/// fetch from the workflow collector's ComfyUI unless told otherwise.
+pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
+    let cfg = &c.quality;
+    let comfyui_url = c.comfyui.url.as_str();
+    QualityCollector::from_config(cfg, ctx, comfyui_url).map(|q| {
+        super::CollectorSpec::new(q, &(cfg, comfyui_url), cfg.interval.get(), cfg.timeout())
+    })
 }

@@ -25,10 +25,10 @@ mod pressure;
 mod stat;
 
 use super::{CollectError, Collector};
-use crate::config::Dur;
 use crate::metrics::MetricFamily;
 use parking_lot::Mutex;
 use regex::Regex;
+use sentinel_base::config::Dur;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -201,7 +201,7 @@ impl SystemConfig {
                 "filesystem.mount_timeout".into(),
                 format!(
                     "must be more than 0s and less than the collector timeout ({})",
-                    crate::config::format_duration(self.timeout())
+                    sentinel_base::config::format_duration(self.timeout())
                 ),
             ));
         }
@@ -490,6 +490,22 @@ impl Collector for SystemCollector {
         out.push(success);
         Ok(out)
     }
+}
+
+/// The list's entry for this collector (see `collect::COLLECTORS`).
+pub fn spec(
+    c: &super::CollectorsConfig,
+    _ctx: &super::BuildContext,
+) -> Option<super::CollectorSpec> {
+    let cfg = &c.system;
+    cfg.enabled.then(|| {
+        super::CollectorSpec::new(
+            SystemCollector::new(cfg),
+            cfg,
+            cfg.interval.get(),
+            cfg.timeout(),
+        )
+    })
 }
 
 #[cfg(test)]
