@@ -5,6 +5,7 @@ mod util;
 mod collector_timeouts;
 mod comfyui;
 mod config_doc;
+mod config_rejected;
 mod dashboards;
 mod delivery_latency;
 mod fake_comfyui;

@@ -4,6 +4,7 @@
 //! import the binary's `config` module.
 
 use super::{comfyui, gpu, probes, quality, system};
+use sentinel_base::config::FieldError;
 use sentinel_base::config::{format_duration, Dur};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -58,22 +59,22 @@ pub struct CollectorsConfig {
 }
 
 impl CollectorsConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         self.system
             .validate()
-            .map_err(|(p, m)| (format!("collectors.system.{p}"), m))?;
+            .map_err(|e| e.within("collectors.system"))?;
         self.gpu
             .validate()
-            .map_err(|(p, m)| (format!("collectors.gpu.{p}"), m))?;
+            .map_err(|e| e.within("collectors.gpu"))?;
         self.quality
             .validate()
-            .map_err(|(p, m)| (format!("collectors.quality.{p}"), m))?;
+            .map_err(|e| e.within("collectors.quality"))?;
         self.probes
             .validate()
-            .map_err(|(p, m)| (format!("collectors.probes.{p}"), m))?;
+            .map_err(|e| e.within("collectors.probes"))?;
         self.comfyui
             .validate()
-            .map_err(|(p, m)| (format!("collectors.comfyui.{p}"), m))?;
+            .map_err(|e| e.within("collectors.comfyui"))?;
         Ok(())
     }
 
@@ -102,14 +103,14 @@ pub fn validate_schedule(
     interval: Duration,
     timeout: Option<Dur>,
     default: Duration,
-) -> Result<(), (String, String)> {
+) -> Result<(), FieldError> {
     if interval < Duration::from_millis(100) {
-        return Err(("interval".into(), "must be at least 100ms".into()));
+        return Err(FieldError::new("interval", "must be at least 100ms"));
     }
     if let Some(t) = timeout {
         if t.get().is_zero() || t.get() > interval {
-            return Err((
-                "timeout".into(),
+            return Err(FieldError::new(
+                "timeout",
                 format!(
                     "must be more than 0s and at most the interval ({}); unset, it is the \
                      shorter of {} and the interval",
@@ -127,7 +128,7 @@ mod tests {
     use super::*;
 
     /// Parses `collectors.<kind>` from YAML, validates it and returns its resolved timeout.
-    fn schedule_of(kind: &str, body: &str) -> Result<Duration, (String, String)> {
+    fn schedule_of(kind: &str, body: &str) -> Result<Duration, FieldError> {
         let yaml = format!("{kind}: {{ {body} }}");
         let mut c: CollectorsConfig = serde_yaml_ng::from_str(&yaml).expect("parses");
         c.validate()?;
@@ -182,11 +183,11 @@ mod tests {
     fn an_explicit_timeout_longer_than_the_interval_is_still_a_located_error() {
         for (kind, _) in KINDS {
             let err = schedule_of(kind, "interval: 1s, timeout: 2s").unwrap_err();
-            assert_eq!(err.0, format!("collectors.{kind}.timeout"), "{kind}");
+            assert_eq!(err.path, format!("collectors.{kind}.timeout"), "{kind}");
             assert!(
-                err.1.contains("at most the interval (1s)"),
+                err.message.contains("at most the interval (1s)"),
                 "{kind}: {}",
-                err.1
+                err.message
             );
             assert_eq!(
                 schedule_of(kind, "interval: 2s, timeout: 1500ms"),
@@ -207,7 +208,7 @@ mod tests {
             serde_yaml_ng::from_str("quality: { interval: 10s, timeout: 2s, fetch_timeout: 3s }")
                 .unwrap();
         assert_eq!(
-            c.validate().unwrap_err().0,
+            c.validate().unwrap_err().path,
             "collectors.quality.fetch_timeout"
         );
     }

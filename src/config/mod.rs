@@ -4,7 +4,8 @@
 //! the top level, shared value types (durations, secrets) and loading.
 
 pub use sentinel_base::config::{
-    either_secret, format_duration, locate, parse_duration, Dur, Secret, SecretFile, SecretString,
+    either_secret, format_duration, locate, parse_duration, Dur, FieldError, Secret, SecretFile,
+    SecretString,
 };
 
 pub mod auth;
@@ -208,6 +209,10 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
         // (an unknown field is best shown at its key).
         let value_pos = if message.starts_with("unknown field") {
             None
+        } else if is_secret_error(&message) {
+            // Read while the enclosing mapping is deserialized, so serde points at that
+            // mapping's first key; the path names the secret's own field.
+            locate::locate(source, &path).map(|p| (p.line, p.column))
         } else {
             locate::locate(source, &path)
                 .filter(|p| serde_pos.is_none_or(|(l, _)| l == p.line))
@@ -233,6 +238,19 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     config.collectors.resolve_timeouts();
     check_build(&config, file, source)?;
     Ok(config)
+}
+
+/// Whether a parse error came from reading a secret (a `*_file` or a `${ENV}`
+/// reference; see `sentinel_base::config::SecretFile`).
+fn is_secret_error(message: &str) -> bool {
+    [
+        "secret file ",
+        "cannot read secret file ",
+        "environment variable ",
+        "unterminated ${",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p))
 }
 
 /// Makes the relative paths of files the config reads (TLS certificate and key, CA
@@ -338,6 +356,9 @@ fn strip_path_prefix(msg: &str, path: &str) -> String {
 
 /// Checks that need the whole parsed config (cross-field rules, address syntax).
 fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
+    // Sections report a field path and a reason; located here in the file. (The rules,
+    // query and notify sections still report `(path, message)` pairs.)
+    let at = |e: FieldError| ConfigError::at(file, source, &e.path, e.message);
     if c.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(ConfigError::at(
             file,
@@ -376,15 +397,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             "must be at least 1",
         ));
     }
-    c.web
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.collectors
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.ingest
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    c.web.validate().map_err(|e| at(e.into()))?;
+    c.collectors.validate().map_err(|e| at(e.into()))?;
+    c.ingest.validate().map_err(|e| at(e.into()))?;
     // Rule files are YAML too: the same depth limit, before their parser sees them.
     if let Ok(sources) = c.rules.sources() {
         for (name, text) in &sources {
@@ -398,15 +413,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    c.rules
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.query
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.notify
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    c.rules.validate().map_err(|e| at(e.into()))?;
+    c.query.validate().map_err(|e| at(e.into()))?;
+    c.notify.validate().map_err(|e| at(e.into()))?;
     Ok(())
 }
 
@@ -442,9 +451,8 @@ pub fn validate_log_level(level: &str) -> Result<(), String> {
 /// ComfyUI request headers. What `run` could not build is an error here, so `check`
 /// refuses it and a reload keeps the running config.
 fn check_build(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
-    c.notify
-        .check_build()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    let at = |e: FieldError| ConfigError::at(file, source, &e.path, e.message);
+    c.notify.check_build().map_err(|e| at(e.into()))?;
     let comfy = &c.collectors.comfyui;
     if comfy.enabled {
         let token = either_secret(&comfy.bearer_token, &comfy.bearer_token_file)

@@ -3,6 +3,7 @@
 
 use super::auth::Credentials;
 use super::{either_secret, Dur, SecretFile, SecretString};
+use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -86,36 +87,36 @@ impl WebConfig {
         Credentials { basic, bearer }
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if let Some(b) = &self.basic_auth {
             match either_secret(&b.password, &b.password_file) {
-                Err(m) => return Err(("web.basic_auth.password".into(), m.into())),
+                Err(m) => return Err(FieldError::new("web.basic_auth.password", m)),
                 Ok(None) => {
-                    return Err((
-                        "web.basic_auth".into(),
-                        "basic_auth needs password or password_file".into(),
+                    return Err(FieldError::new(
+                        "web.basic_auth",
+                        "basic_auth needs password or password_file",
                     ))
                 }
                 Ok(Some(_)) => {}
             }
             if b.username.is_empty() || b.username.contains(':') {
-                return Err((
-                    "web.basic_auth.username".into(),
-                    "username must be non-empty and contain no ':'".into(),
+                return Err(FieldError::new(
+                    "web.basic_auth.username",
+                    "username must be non-empty and contain no ':'",
                 ));
             }
         }
         if let Err(m) = either_secret(&self.bearer_token, &self.bearer_token_file) {
-            return Err(("web.bearer_token".into(), m.into()));
+            return Err(FieldError::new("web.bearer_token", m));
         }
         if self.max_header_bytes < 8192 {
-            return Err((
-                "web.max_header_bytes".into(),
-                "must be at least 8192 (hyper's smallest read buffer)".into(),
+            return Err(FieldError::new(
+                "web.max_header_bytes",
+                "must be at least 8192 (hyper's smallest read buffer)",
             ));
         }
         if self.max_connections == 0 {
-            return Err(("web.max_connections".into(), "must be at least 1".into()));
+            return Err(FieldError::new("web.max_connections", "must be at least 1"));
         }
         for (key, d) in [
             ("web.header_read_timeout", self.header_read_timeout),
@@ -123,11 +124,11 @@ impl WebConfig {
             ("web.write_stall_timeout", self.write_stall_timeout),
         ] {
             if d.get() < std::time::Duration::from_millis(100) {
-                return Err((key.into(), "must be at least 100ms".into()));
+                return Err(FieldError::new(key, "must be at least 100ms"));
             }
         }
         if let Some(t) = &self.tls {
-            load_server_config(t).map_err(|e| ("web.tls".to_string(), e))?;
+            load_server_config(t).map_err(|e| FieldError::new("web.tls", e))?;
         }
         Ok(())
     }

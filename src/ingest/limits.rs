@@ -5,6 +5,7 @@
 
 use crate::metrics::registry::{CounterVec, HistogramVec, Registry};
 use parking_lot::Mutex;
+use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -93,7 +94,7 @@ impl Default for RateLimitConfig {
 }
 
 impl RateLimitConfig {
-    pub fn validate(&self, max_events_per_batch: usize) -> Result<(), (String, String)> {
+    pub fn validate(&self, max_events_per_batch: usize) -> Result<(), FieldError> {
         let field = |f: &str| format!("ingest.rate_limit.{f}");
         for (name, v) in [
             ("requests_per_second", self.requests_per_second),
@@ -102,20 +103,23 @@ impl RateLimitConfig {
             ("events_burst", self.events_burst),
         ] {
             if !v.is_finite() || v < 0.0 {
-                return Err((field(name), "must be a finite number >= 0".into()));
+                return Err(FieldError::new(field(name), "must be a finite number >= 0"));
             }
         }
         if self.requests_per_second > 0.0 && self.requests_burst < 1.0 {
-            return Err((field("requests_burst"), "must be at least 1".into()));
+            return Err(FieldError::new(
+                field("requests_burst"),
+                "must be at least 1",
+            ));
         }
         if self.events_per_second > 0.0 && self.events_burst < max_events_per_batch as f64 {
-            return Err((
+            return Err(FieldError::new(
                 field("events_burst"),
                 format!("must be at least ingest.max_events_per_batch ({max_events_per_batch})"),
             ));
         }
         if self.max_clients == 0 {
-            return Err((field("max_clients"), "must be at least 1".into()));
+            return Err(FieldError::new(field("max_clients"), "must be at least 1"));
         }
         Ok(())
     }
@@ -386,7 +390,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            c.validate(100).unwrap_err().0,
+            c.validate(100).unwrap_err().path,
             "ingest.rate_limit.events_burst"
         );
     }

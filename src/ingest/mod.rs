@@ -19,6 +19,7 @@ use crate::config::{either_secret, Dur, SecretFile, SecretString};
 use crate::metrics::registry::{CounterVec, Registry};
 use arc_swap::ArcSwap;
 use events::{Event, Kind, Outcome};
+use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -83,8 +84,8 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |f: &str, m: &str| Err((format!("ingest.{f}"), m.to_string()));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: &str, m: &str| Err(FieldError::new(format!("ingest.{f}"), m));
         if let Err(m) = either_secret(&self.token, &self.token_file) {
             return err("token", m);
         }
@@ -310,7 +311,7 @@ mod tests {
         let bad = |f: fn(&mut IngestConfig)| {
             let mut c = IngestConfig::default();
             f(&mut c);
-            c.validate().unwrap_err().0
+            c.validate().unwrap_err().path
         };
         assert!(IngestConfig::default().validate().is_ok());
         assert_eq!(

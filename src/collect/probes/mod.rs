@@ -29,6 +29,7 @@ mod tls;
 
 pub use client::ProbeResult;
 use client::{split_host_port, Target};
+use sentinel_base::config::FieldError;
 
 use super::{CollectError, Collector};
 use crate::metrics::MetricFamily;
@@ -182,17 +183,20 @@ impl ProbesConfig {
         super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         if self.targets.len() > MAX_TARGETS {
-            return Err(("targets".into(), format!("at most {MAX_TARGETS} targets")));
+            return Err(FieldError::new(
+                "targets",
+                format!("at most {MAX_TARGETS} targets"),
+            ));
         }
         let mut names = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             t.validate(Dur(self.timeout()))
-                .map_err(|(f, m)| (format!("targets[{i}].{f}"), m))?;
+                .map_err(|e| e.within(&format!("targets[{i}]")))?;
             if !names.insert(t.name.as_str()) {
-                return Err((
+                return Err(FieldError::new(
                     format!("targets[{i}].name"),
                     format!("duplicate target name {:?}", t.name),
                 ));
@@ -220,8 +224,8 @@ impl ProbesConfig {
 }
 
 impl ProbeTarget {
-    fn validate(&self, run_timeout: Dur) -> Result<(), (String, String)> {
-        let err = |f: &str, m: String| Err((f.to_string(), m));
+    fn validate(&self, run_timeout: Dur) -> Result<(), FieldError> {
+        let err = |f: &str, m: String| Err(FieldError::new(f, m));
         if self.name.is_empty() || self.name.len() > 128 {
             return err("name", "must be 1 to 128 characters".into());
         }
@@ -543,7 +547,7 @@ mod tests {
         ];
         for (yaml, want) in cases {
             let got = match serde_yaml_ng::from_str::<ProbesConfig>(yaml) {
-                Ok(c) => c.validate().map_err(|(p, _)| p),
+                Ok(c) => c.validate().map_err(|e| e.path),
                 Err(e) => Err(if e.to_string().contains("unknown field") {
                     "unknown".to_string()
                 } else {

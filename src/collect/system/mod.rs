@@ -29,6 +29,7 @@ use crate::metrics::MetricFamily;
 use parking_lot::Mutex;
 use regex::Regex;
 use sentinel_base::config::Dur;
+use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -163,7 +164,7 @@ impl SystemConfig {
             .unwrap_or_else(|| (self.timeout() / 2).min(std::time::Duration::from_secs(2)))
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         for (field, p) in [
             ("procfs_path", &self.procfs_path),
@@ -171,7 +172,7 @@ impl SystemConfig {
             ("rootfs_path", &self.rootfs_path),
         ] {
             if p.as_os_str().is_empty() {
-                return Err((field.into(), "must not be empty".into()));
+                return Err(FieldError::new(field, "must not be empty"));
             }
         }
         for (field, pattern) in [
@@ -186,19 +187,18 @@ impl SystemConfig {
             ("netdev.device_exclude", &self.netdev.device_exclude),
             ("netdev.device_include", &self.netdev.device_include),
         ] {
-            compile(pattern).map_err(|m| (field.to_string(), m))?;
+            compile(pattern).map_err(|m| FieldError::new(field, m))?;
         }
         if !self.netdev.device_include.is_empty() && !self.netdev.device_exclude.is_empty() {
-            return Err((
-                "netdev.device_include".into(),
-                "cannot be combined with a non-empty device_exclude (set device_exclude: \"\")"
-                    .into(),
+            return Err(FieldError::new(
+                "netdev.device_include",
+                "cannot be combined with a non-empty device_exclude (set device_exclude: \"\")",
             ));
         }
         let mt = self.mount_timeout();
         if mt.is_zero() || mt >= self.timeout() {
-            return Err((
-                "filesystem.mount_timeout".into(),
+            return Err(FieldError::new(
+                "filesystem.mount_timeout",
                 format!(
                     "must be more than 0s and less than the collector timeout ({})",
                     sentinel_base::config::format_duration(self.timeout())
@@ -513,7 +513,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn check(cfg: SystemConfig) -> Result<(), (String, String)> {
+    fn check(cfg: SystemConfig) -> Result<(), FieldError> {
         cfg.validate()
     }
 
@@ -573,7 +573,7 @@ mod tests {
         for (mutate, field) in cases {
             let mut c = SystemConfig::default();
             mutate(&mut c);
-            let (path, msg) = check(c).unwrap_err();
+            let FieldError { path, message: msg } = check(c).unwrap_err();
             assert_eq!(path, field, "{msg}");
         }
         // An include list is fine once the exclude list is emptied.
