@@ -10,6 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CriteriaFile {
+    /// The checks; the gate says go only when every one passes.
     pub criteria: Vec<Criterion>,
 }
 
@@ -17,6 +18,7 @@ pub struct CriteriaFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Criterion {
+    /// Shown in the report.
     pub name: String,
     /// PromQL expression evaluated at the current time.
     pub query: String,

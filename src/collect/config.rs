@@ -51,10 +51,15 @@ impl<'de> Deserialize<'de> for Toggle {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectorsConfig {
+    /// Host metrics with node_exporter's names (`system/`).
     pub system: system::SystemConfig,
+    /// NVIDIA GPUs through NVML (`gpu/`).
     pub gpu: gpu::GpuConfig,
+    /// Image checks on ComfyUI outputs (`quality/`).
     pub quality: quality::QualityConfig,
+    /// Reachability of HTTP(S)/TCP dependencies (`probes/`).
     pub probes: probes::ProbesConfig,
+    /// The ComfyUI server's queue, history and resources (`comfyui/`).
     pub comfyui: comfyui::ComfyuiConfig,
 }
 

@@ -40,3 +40,49 @@ pub fn build(cfg: &CollectorsConfig, ctx: &BuildContext) -> Vec<CollectorSpec> {
         .filter_map(|spec| spec(cfg, ctx))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(cfg: &CollectorsConfig) -> Vec<&'static str> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ctx = BuildContext {
+            registry: crate::metrics::registry::Registry::new(),
+            data_dir: dir.path().to_path_buf(),
+            outputs: OutputQueue::default(),
+        };
+        build(cfg, &ctx)
+            .iter()
+            .map(|s| s.collector.name())
+            .collect()
+    }
+
+    #[test]
+    fn process_collector_is_built_from_the_one_list() {
+        // It used to be pushed by `App` outside the list.
+        let mut cfg = CollectorsConfig::default();
+        cfg.system.enabled = false;
+        cfg.comfyui.enabled = false;
+        cfg.gpu.enabled = Toggle::Off;
+        cfg.quality.image_checks = false;
+        assert_eq!(names(&cfg), ["process"]);
+    }
+
+    #[test]
+    fn the_list_builds_each_enabled_collector_once_under_its_own_name() {
+        let cfg: CollectorsConfig = serde_yaml_ng::from_str(
+            "gpu: { enabled: false }\nprobes: { targets: [{ name: a, tcp: '127.0.0.1:1' }] }",
+        )
+        .expect("parses");
+        cfg.validate().expect("valid");
+        let mut got = names(&cfg);
+        for want in ["system", "comfyui", "probes", "process"] {
+            assert!(got.contains(&want), "{want} missing from {got:?}");
+        }
+        let n = got.len();
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len(), n, "a collector name appears twice");
+    }
+}

@@ -11,7 +11,7 @@ pub use sentinel_base::config::{
 pub mod auth;
 mod web;
 
-pub use web::{load_server_config, BasicAuthConfig, TlsConfig, WebConfig};
+pub use web::{load_server_config, BasicAuthConfig, TlsConfig, TlsError, WebConfig};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -32,14 +32,21 @@ pub struct Config {
     pub external_labels: BTreeMap<String, String>,
     /// URL under which this sidecar is reachable, used in alert links.
     pub external_url: Option<String>,
+    /// Log level and format.
     pub log: LogConfig,
+    /// TLS, authentication and connection limits of the HTTP server.
     pub web: WebConfig,
+    /// Hard caps that keep memory bounded.
     pub limits: LimitsConfig,
+    /// One section per collector.
     pub collectors: crate::collect::CollectorsConfig,
+    /// The events ingest API (`POST /api/v1/events`).
     pub ingest: crate::ingest::IngestConfig,
+    /// Rule files and the evaluation interval.
     pub rules: sentinel_rules::RulesConfig,
     /// Limits of every PromQL evaluation (query API, rules).
     pub query: sentinel_rules::eval::QueryConfig,
+    /// Routing, receivers, silences and inhibition of notifications.
     pub notify: sentinel_notify::NotifyConfig,
 }
 
@@ -367,7 +374,8 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             format!("invalid listen address {:?} (want host:port)", c.listen),
         ));
     }
-    validate_log_level(&c.log.level).map_err(|m| ConfigError::at(file, source, "log.level", m))?;
+    validate_log_level(&c.log.level)
+        .map_err(|m| ConfigError::at(file, source, "log.level", m.to_string()))?;
     if let Some(u) = &c.external_url {
         match url::Url::parse(u) {
             Ok(p) if matches!(p.scheme(), "http" | "https") => {}
@@ -423,13 +431,13 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
 /// `off`) or `tracing` directives (`info,comfy_sentinel=debug`). A bare word that is
 /// not a level (`verbose`) would be read as a target name and silence every log, so it
 /// is refused.
-pub fn validate_log_level(level: &str) -> Result<(), String> {
+pub fn validate_log_level(level: &str) -> Result<(), LogLevelError> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
     let want =
         "want trace, debug, info, warn, error, off, or directives like info,comfy_sentinel=debug";
     if level.trim().is_empty() {
-        return Err(format!("empty log level ({want})"));
+        return Err(LogLevelError::Empty(want));
     }
     for d in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let ok = match d.rsplit_once('=') {
@@ -437,13 +445,24 @@ pub fn validate_log_level(level: &str) -> Result<(), String> {
             None => d.contains('[') || is_level(d),
         };
         if !ok {
-            return Err(format!("invalid log level {d:?} ({want})"));
+            return Err(LogLevelError::Invalid(d.to_string(), want));
         }
     }
     tracing_subscriber::EnvFilter::builder()
         .parse(level)
         .map(|_| ())
-        .map_err(|e| format!("invalid log filter {level:?}: {e}"))
+        .map_err(|e| LogLevelError::Filter(level.to_string(), e.to_string()))
+}
+
+/// Why `log.level` cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogLevelError {
+    #[error("empty log level ({0})")]
+    Empty(&'static str),
+    #[error("invalid log level {0:?} ({1})")]
+    Invalid(String, &'static str),
+    #[error("invalid log filter {0:?}: {1}")]
+    Filter(String, String),
 }
 
 /// Builds, and drops, what `run` builds from the config beyond plain values: the

@@ -18,6 +18,7 @@ pub struct WebConfig {
     /// Require `Authorization: Bearer <token>` on every endpoint (accepted alongside
     /// basic auth when both are set).
     pub bearer_token: Option<SecretString>,
+    /// File holding the bearer token (instead of `bearer_token`).
     pub bearer_token_file: Option<SecretFile>,
     /// Largest request head (request line and headers) accepted; larger gets 431.
     pub max_header_bytes: usize,
@@ -55,16 +56,21 @@ impl Default for WebConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
+    /// PEM certificate chain, leaf first (relative to the config file's directory).
     pub cert_file: PathBuf,
+    /// PEM private key of the leaf certificate.
     pub key_file: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BasicAuthConfig {
+    /// The user name (non-empty, no `:`).
     pub username: String,
+    /// The password, inline (`${ENV}` references expand).
     #[serde(default)]
     pub password: Option<SecretString>,
+    /// File holding the password (instead of `password`).
     #[serde(default)]
     pub password_file: Option<SecretFile>,
 }
@@ -128,35 +134,68 @@ impl WebConfig {
             }
         }
         if let Some(t) = &self.tls {
-            load_server_config(t).map_err(|e| FieldError::new("web.tls", e))?;
+            load_server_config(t).map_err(|e| FieldError::new("web.tls", e.to_string()))?;
         }
         Ok(())
     }
 }
 
+/// Why the server's certificate and key cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {field} {}: {source}", path.display())]
+    Read {
+        field: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid PEM in {}: {source}", path.display())]
+    Pem {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no certificate in {}", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("no private key in {}", .0.display())]
+    NoKey(PathBuf),
+    #[error("{0}")]
+    Protocols(rustls::Error),
+    #[error("certificate and key do not match: {0}")]
+    Mismatch(rustls::Error),
+}
+
 /// Server-side TLS from PEM files (rustls, ring provider): read when the config is
 /// validated, so a bad certificate is a config error, and again when the server starts.
-pub fn load_server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, String> {
-    let cert_pem = std::fs::read(&t.cert_file)
-        .map_err(|e| format!("cannot read cert_file {}: {e}", t.cert_file.display()))?;
-    let key_pem = std::fs::read(&t.key_file)
-        .map_err(|e| format!("cannot read key_file {}: {e}", t.key_file.display()))?;
+pub fn load_server_config(t: &TlsConfig) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let read = |field, path: &PathBuf| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            field,
+            path: path.clone(),
+            source,
+        })
+    };
+    let cert_pem = read("cert_file", &t.cert_file)?;
+    let key_pem = read("key_file", &t.key_file)?;
+    let pem = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| TlsError::Pem { path, source }
+    };
     let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid PEM in {}: {e}", t.cert_file.display()))?;
+        .map_err(pem(&t.cert_file))?;
     if certs.is_empty() {
-        return Err(format!("no certificate in {}", t.cert_file.display()));
+        return Err(TlsError::NoCertificate(t.cert_file.clone()));
     }
     let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| format!("invalid PEM in {}: {e}", t.key_file.display()))?
-        .ok_or_else(|| format!("no private key in {}", t.key_file.display()))?;
+        .map_err(pem(&t.key_file))?
+        .ok_or_else(|| TlsError::NoKey(t.key_file.clone()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .map_err(TlsError::Protocols)?
         .with_no_client_auth()
         .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate and key do not match: {e}"))?;
+        .map_err(TlsError::Mismatch)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }

@@ -453,7 +453,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let acceptor = match &web.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-            crate::config::load_server_config(t).map_err(anyhow::Error::msg)?,
+            crate::config::load_server_config(t)?,
         )),
         None => None,
     };

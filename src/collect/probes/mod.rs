@@ -48,6 +48,7 @@ pub const MAX_TARGETS: usize = 100;
 pub struct ProbesConfig {
     /// Probe the targets (nothing runs while `targets` is empty).
     pub enabled: bool,
+    /// How often to probe every target.
     pub interval: Dur,
     /// Limit of one whole run; every target's own `timeout` must be shorter. Unset:
     /// `min(10s, interval)`.

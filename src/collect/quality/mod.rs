@@ -46,6 +46,7 @@ pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188";
 pub struct QualityConfig {
     /// Run the built-in checks on new ComfyUI output images.
     pub image_checks: bool,
+    /// How often to look for new images.
     pub interval: Dur,
     /// Limit of one run; images not reached stay queued for the next run. Unset:
     /// `min(9s, interval)`.
