@@ -405,9 +405,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             "must be at least 1",
         ));
     }
-    c.web.validate().map_err(|e| at(e.into()))?;
-    c.collectors.validate().map_err(|e| at(e.into()))?;
-    c.ingest.validate().map_err(|e| at(e.into()))?;
+    c.web.validate().map_err(at)?;
+    c.collectors.validate().map_err(at)?;
+    c.ingest.validate().map_err(at)?;
     // Rule files are YAML too: the same depth limit, before their parser sees them.
     if let Ok(sources) = c.rules.sources() {
         for (name, text) in &sources {
