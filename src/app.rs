@@ -100,6 +100,10 @@ impl App {
     /// changed since, such as a CA file, gets here): the sidecar never runs with
     /// notifications silently off. Must run inside a tokio runtime.
     pub fn try_start(config: Config, source: ConfigSource) -> Result<Arc<Self>, String> {
+        let credentials = config
+            .web
+            .credentials()
+            .map_err(|e| format!("invalid web: section: {e}"))?;
         let registry = Registry::new();
         let exposition = Exposition::new(registry.clone(), config.limits.max_series_per_family);
         registry
@@ -145,7 +149,7 @@ impl App {
         let pushed = PushedInputs::spawn(rules.clone(), exposition.clone());
         let app = Arc::new(App {
             rules,
-            credentials: ArcSwap::from_pointee(config.web.credentials()),
+            credentials: ArcSwap::from_pointee(credentials),
             config: ArcSwap::from_pointee(config),
             source,
             registry,
@@ -240,6 +244,14 @@ impl App {
                 }
                 // Checked when parsed; should it still fail, keep everything running
                 // as it was rather than run with part of the new config.
+                let credentials = match new.web.credentials() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.reload_ok.set(&[], 0.0);
+                        tracing::error!(error = %e, "config reload failed; keeping the running config");
+                        return Err(e.to_string());
+                    }
+                };
                 if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
                     self.reload_ok.set(&[], 0.0);
                     tracing::error!(error = %e, "config reload failed: notification receivers cannot be built; keeping the running config");
@@ -247,7 +259,7 @@ impl App {
                 }
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
-                self.credentials.store(Arc::new(new.web.credentials()));
+                self.credentials.store(Arc::new(credentials));
                 self.ingest.apply_config(&new.ingest);
                 self.config.store(Arc::new(new));
                 self.apply_collectors();

@@ -80,41 +80,37 @@ impl WebConfig {
         self.max_header_bytes
     }
 
-    pub fn credentials(&self) -> Credentials {
-        let basic = self.basic_auth.as_ref().and_then(|b| {
-            either_secret(&b.password, &b.password_file)
-                .ok()
-                .flatten()
-                .map(|p| (b.username.clone(), p))
-        });
+    /// The second stage of `web:` auth: the credentials the server checks, resolved once,
+    /// or the field that is wrong. [`WebConfig::validate`] runs it, so on a validated
+    /// config it cannot fail.
+    pub fn credentials(&self) -> Result<Credentials, FieldError> {
+        let basic = match &self.basic_auth {
+            None => None,
+            Some(b) => {
+                let password = either_secret(&b.password, &b.password_file)
+                    .map_err(|m| FieldError::new("web.basic_auth.password", m))?
+                    .ok_or_else(|| {
+                        FieldError::new(
+                            "web.basic_auth",
+                            "basic_auth needs password or password_file",
+                        )
+                    })?;
+                if b.username.is_empty() || b.username.contains(':') {
+                    return Err(FieldError::new(
+                        "web.basic_auth.username",
+                        "username must be non-empty and contain no ':'",
+                    ));
+                }
+                Some((b.username.clone(), password))
+            }
+        };
         let bearer = either_secret(&self.bearer_token, &self.bearer_token_file)
-            .ok()
-            .flatten();
-        Credentials { basic, bearer }
+            .map_err(|m| FieldError::new("web.bearer_token", m))?;
+        Ok(Credentials { basic, bearer })
     }
 
     pub fn validate(&self) -> Result<(), FieldError> {
-        if let Some(b) = &self.basic_auth {
-            match either_secret(&b.password, &b.password_file) {
-                Err(m) => return Err(FieldError::new("web.basic_auth.password", m)),
-                Ok(None) => {
-                    return Err(FieldError::new(
-                        "web.basic_auth",
-                        "basic_auth needs password or password_file",
-                    ))
-                }
-                Ok(Some(_)) => {}
-            }
-            if b.username.is_empty() || b.username.contains(':') {
-                return Err(FieldError::new(
-                    "web.basic_auth.username",
-                    "username must be non-empty and contain no ':'",
-                ));
-            }
-        }
-        if let Err(m) = either_secret(&self.bearer_token, &self.bearer_token_file) {
-            return Err(FieldError::new("web.bearer_token", m));
-        }
+        self.credentials()?;
         if self.max_header_bytes < 8192 {
             return Err(FieldError::new(
                 "web.max_header_bytes",
