@@ -9,6 +9,7 @@ pub use sentinel_base::config::{
 };
 
 pub mod auth;
+pub mod ingest;
 mod web;
 
 pub use web::{load_server_config, BasicAuthConfig, TlsConfig, TlsError, WebConfig};
@@ -41,7 +42,7 @@ pub struct Config {
     /// One section per collector.
     pub collectors: crate::collect::CollectorsConfig,
     /// The events ingest API (`POST /api/v1/events`).
-    pub ingest: crate::ingest::IngestConfig,
+    pub ingest: ingest::IngestConfig,
     /// Rule files and the evaluation interval.
     pub rules: sentinel_rules::RulesConfig,
     /// Limits of every PromQL evaluation (query API, rules).

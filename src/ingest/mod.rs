@@ -15,121 +15,25 @@ pub mod limits;
 pub mod quality;
 pub mod recovery;
 
-use crate::config::{either_secret, Dur, SecretFile, SecretString};
+use crate::config::either_secret;
 use crate::metrics::registry::{CounterVec, Registry};
 use arc_swap::ArcSwap;
 use events::{Event, Kind, Outcome};
-use sentinel_base::config::FieldError;
-use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use limits::RateLimitConfig;
+pub use crate::config::ingest::{IngestConfig, RateLimitConfig};
 
-/// `ingest:`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestConfig {
-    /// Serve `POST /api/v1/events` (404 when off).
-    pub enabled: bool,
-    /// Bearer token clients send as `Authorization: Bearer <token>`.
-    pub token: Option<SecretString>,
-    /// File holding the bearer token (instead of `token`).
-    pub token_file: Option<SecretFile>,
-    /// Key for `X-Sentinel-Signature: sha256=<hex HMAC-SHA256>` request signatures.
-    /// With neither a token nor an HMAC secret, the `web:` credentials apply, and with
-    /// none of those either, only loopback clients are accepted.
-    pub hmac_secret: Option<SecretString>,
-    /// File holding the HMAC key (instead of `hmac_secret`).
-    pub hmac_secret_file: Option<SecretFile>,
-    /// Refuse signatures without `X-Sentinel-Timestamp` (replay protection).
-    pub hmac_require_timestamp: bool,
-    /// Largest accepted distance between `X-Sentinel-Timestamp` and our clock.
-    pub hmac_max_skew: Dur,
-    /// Largest accepted request body (413 past it).
-    pub max_body_bytes: usize,
-    /// Most events in one request (413 past it).
-    pub max_events_per_batch: usize,
-    /// Longest accepted label value (operation, workflow, metric, breaker and heartbeat
-    /// names, error class), in characters; longer is a 400.
-    pub max_label_value_length: usize,
-    /// Distinct values kept per label; later values are folded into `other` and counted
-    /// in `sentinel_ingest_label_overflow_total{label}`.
-    pub max_values_per_label: usize,
-    /// Per-client rate limits (429 with `Retry-After`).
-    pub rate_limit: RateLimitConfig,
-    /// Bucket upper bounds of `quality_score` (ascending; `+Inf` is implied). Changes
-    /// take effect on restart.
-    pub quality_buckets: Vec<f64>,
-}
-
-impl Default for IngestConfig {
-    fn default() -> Self {
-        IngestConfig {
-            enabled: true,
-            token: None,
-            token_file: None,
-            hmac_secret: None,
-            hmac_secret_file: None,
-            hmac_require_timestamp: false,
-            hmac_max_skew: Dur::secs(300),
-            max_body_bytes: 1 << 20,
-            max_events_per_batch: 10_000,
-            max_label_value_length: 128,
-            max_values_per_label: 100,
-            rate_limit: RateLimitConfig::default(),
-            quality_buckets: quality::DEFAULT_BUCKETS.to_vec(),
-        }
-    }
-}
-
-impl IngestConfig {
-    pub fn validate(&self) -> Result<(), FieldError> {
-        let err = |f: &str, m: &str| Err(FieldError::new(format!("ingest.{f}"), m));
-        if let Err(m) = either_secret(&self.token, &self.token_file) {
-            return err("token", m);
-        }
-        if let Err(m) = either_secret(&self.hmac_secret, &self.hmac_secret_file) {
-            return err("hmac_secret", m);
-        }
-        if self.hmac_max_skew.get() < Duration::from_secs(1) {
-            return err("hmac_max_skew", "must be at least 1s");
-        }
-        if self.max_body_bytes < 1024 {
-            return err("max_body_bytes", "must be at least 1024");
-        }
-        if self.max_events_per_batch == 0 {
-            return err("max_events_per_batch", "must be at least 1");
-        }
-        if !(1..=1024).contains(&self.max_label_value_length) {
-            return err("max_label_value_length", "must be between 1 and 1024");
-        }
-        if !(1..=100_000).contains(&self.max_values_per_label) {
-            return err("max_values_per_label", "must be between 1 and 100000");
-        }
-        let b = &self.quality_buckets;
-        if b.is_empty() || b.len() > 64 {
-            return err("quality_buckets", "must hold between 1 and 64 bounds");
-        }
-        if b.iter().any(|v| !v.is_finite()) || b.windows(2).any(|w| w[0] >= w[1]) {
-            return err(
-                "quality_buckets",
-                "bounds must be finite and strictly ascending (+Inf is implied)",
-            );
-        }
-        self.rate_limit.validate(self.max_events_per_batch)
-    }
-
-    fn auth(&self) -> auth::IngestAuth {
-        auth::IngestAuth {
-            // Validated: at most one of each pair is set.
-            token: either_secret(&self.token, &self.token_file).ok().flatten(),
-            hmac_secret: either_secret(&self.hmac_secret, &self.hmac_secret_file)
-                .ok()
-                .flatten(),
-            require_timestamp: self.hmac_require_timestamp,
-            max_skew_seconds: self.hmac_max_skew.get().as_secs_f64(),
-        }
+/// The ingest credentials of a validated config.
+fn auth_of(c: &IngestConfig) -> auth::IngestAuth {
+    auth::IngestAuth {
+        // Validated: at most one of each pair is set.
+        token: either_secret(&c.token, &c.token_file).ok().flatten(),
+        hmac_secret: either_secret(&c.hmac_secret, &c.hmac_secret_file)
+            .ok()
+            .flatten(),
+        require_timestamp: c.hmac_require_timestamp,
+        max_skew_seconds: c.hmac_max_skew.get().as_secs_f64(),
     }
 }
 
@@ -146,7 +50,7 @@ impl Settings {
     fn resolve(c: &IngestConfig) -> Self {
         Settings {
             enabled: c.enabled,
-            auth: c.auth(),
+            auth: auth_of(c),
             max_body_bytes: c.max_body_bytes,
             max_events: c.max_events_per_batch,
             max_label_value_length: c.max_label_value_length,
@@ -300,49 +204,4 @@ pub fn changed_families(events: &[Event<'_>]) -> Vec<&'static str> {
     out.sort_unstable();
     out.dedup();
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_validation_names_the_field() {
-        let bad = |f: fn(&mut IngestConfig)| {
-            let mut c = IngestConfig::default();
-            f(&mut c);
-            c.validate().unwrap_err().path
-        };
-        assert!(IngestConfig::default().validate().is_ok());
-        assert_eq!(
-            bad(|c| c.max_events_per_batch = 0),
-            "ingest.max_events_per_batch"
-        );
-        assert_eq!(
-            bad(|c| c.quality_buckets = vec![1.0, 0.5]),
-            "ingest.quality_buckets"
-        );
-        assert_eq!(
-            bad(|c| c.quality_buckets = vec![]),
-            "ingest.quality_buckets"
-        );
-        assert_eq!(
-            bad(|c| c.max_values_per_label = 0),
-            "ingest.max_values_per_label"
-        );
-        assert_eq!(
-            bad(|c| c.max_events_per_batch = 50_000),
-            "ingest.rate_limit.events_burst"
-        );
-        assert_eq!(
-            bad(|c| {
-                c.token = Some(SecretString(crate::config::Secret::new("a")));
-                c.token_file = Some(SecretFile {
-                    path: "/x".into(),
-                    secret: crate::config::Secret::new("b"),
-                });
-            }),
-            "ingest.token"
-        );
-    }
 }
