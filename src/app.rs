@@ -5,7 +5,7 @@
 
 use crate::collect::{self, BuildContext, Runner};
 use crate::config::auth::Credentials;
-use crate::config::{self, Config, ConfigSource};
+use crate::config::{self, Config, ConfigSource, FieldError};
 use crate::metrics::exposition::Exposition;
 use crate::metrics::registry::{GaugeVec, Registry};
 use arc_swap::ArcSwap;
@@ -34,7 +34,7 @@ pub struct App {
     /// Notifications: the rule engine's `AlertSink`, and state for the HTTP API.
     pub notifier: Arc<sentinel_notify::Notifier>,
     /// When the last reload was tried and how it ended (for the status page).
-    last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), String>)>>,
+    last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), ReloadError>)>>,
 }
 
 fn unix_now() -> f64 {
@@ -99,11 +99,8 @@ impl App {
     /// receivers cannot be built (parsing built them once already, so only a file that
     /// changed since, such as a CA file, gets here): the sidecar never runs with
     /// notifications silently off. Must run inside a tokio runtime.
-    pub fn try_start(config: Config, source: ConfigSource) -> Result<Arc<Self>, String> {
-        let credentials = config
-            .web
-            .credentials()
-            .map_err(|e| format!("invalid web: section: {e}"))?;
+    pub fn try_start(config: Config, source: ConfigSource) -> Result<Arc<Self>, StartError> {
+        let credentials = config.web.credentials().map_err(StartError::Web)?;
         let registry = Registry::new();
         let exposition = Exposition::new(registry.clone(), config.limits.max_series_per_family);
         registry
@@ -134,7 +131,7 @@ impl App {
         let runner = Runner::new(exposition.clone());
         let notifier =
             sentinel_notify::Notifier::new(&notify_config(&config), &config.data_dir, &registry)
-                .map_err(|e| format!("cannot build the notification receivers: {e}"))?;
+                .map_err(StartError::Receivers)?;
         notifier.start();
         let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
         let store = Arc::new(sentinel_rules::store::Store::default());
@@ -214,28 +211,28 @@ impl App {
     }
 
     /// The last reload attempt since start: when, and its error if it failed.
-    pub fn last_reload(&self) -> Option<(SystemTime, Result<(), String>)> {
+    pub fn last_reload(&self) -> Option<(SystemTime, Result<(), ReloadError>)> {
         self.last_reload.lock().clone()
     }
 
     /// Re-reads the config. On error the running config stays and the reason is returned.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let _guard = self.reload_lock.lock().await;
         let result = self.reload_locked().await;
         *self.last_reload.lock() = Some((SystemTime::now(), result.clone()));
         result
     }
 
-    async fn reload_locked(&self) -> Result<(), String> {
+    async fn reload_locked(&self) -> Result<(), ReloadError> {
         let source = self.source.clone();
         let parsed = tokio::task::spawn_blocking(move || config::reload(&source))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ReloadError::Task(e.to_string()))?;
         match parsed {
             Err(e) => {
                 self.reload_ok.set(&[], 0.0);
                 tracing::error!(error = %e, "config reload failed; keeping the running config");
-                Err(e.to_string())
+                Err(ReloadError::Config(e))
             }
             Ok(new) => {
                 let old = self.config();
@@ -249,13 +246,13 @@ impl App {
                     Err(e) => {
                         self.reload_ok.set(&[], 0.0);
                         tracing::error!(error = %e, "config reload failed; keeping the running config");
-                        return Err(e.to_string());
+                        return Err(ReloadError::Web(e));
                     }
                 };
                 if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
                     self.reload_ok.set(&[], 0.0);
                     tracing::error!(error = %e, "config reload failed: notification receivers cannot be built; keeping the running config");
-                    return Err(e.to_string());
+                    return Err(ReloadError::Receivers(e));
                 }
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
@@ -275,8 +272,8 @@ impl App {
 
     /// Ready once the config is loaded (it is, or we would not exist), every
     /// collector has completed a run, and the notification outbox can persist.
-    pub fn readiness(&self) -> Result<(), String> {
-        self.notifier.readiness()?;
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        self.notifier.readiness().map_err(NotReady::Outbox)?;
         let pending: Vec<&str> = self
             .runner
             .statuses()
@@ -287,9 +284,48 @@ impl App {
         if pending.is_empty() {
             Ok(())
         } else {
-            Err(format!("collectors not yet run: {}", pending.join(", ")))
+            Err(NotReady::Collectors(pending.join(", ")))
         }
     }
+}
+
+/// Why [`App::try_start`] could not build the sidecar.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A `web:` secret could not be resolved (it changed since the config was checked).
+    #[error("invalid web: section: {0}")]
+    Web(FieldError),
+    /// A receiver could not be built (a CA file changed since the config was checked).
+    #[error("cannot build the notification receivers: {0}")]
+    Receivers(String),
+}
+
+/// Why a reload was refused; the running config stays.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config is invalid, located in its file.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A `web:` secret of the new config could not be resolved.
+    #[error("{0}")]
+    Web(FieldError),
+    /// The new notification receivers cannot be built.
+    #[error("{0}")]
+    Receivers(String),
+    /// The reload task itself failed.
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Why `/readyz` answers 503.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The notification outbox cannot persist.
+    #[error("{0}")]
+    Outbox(String),
+    /// Collectors that have not completed a run yet (comma-separated).
+    #[error("collectors not yet run: {0}")]
+    Collectors(String),
 }
 
 /// The notify section with the top-level `external_url` filled in.

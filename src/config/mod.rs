@@ -114,7 +114,7 @@ impl Default for LimitsConfig {
 }
 
 /// A configuration problem, located in its file.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}:{line}:{column}: {path}{sep}{message}", sep = if path.is_empty() { "" } else { ": " })]
 pub struct ConfigError {
     pub file: String,

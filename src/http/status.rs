@@ -118,7 +118,9 @@ impl StatusSnapshot {
                     .to_string(),
                 started: Some(app.started),
                 config_source: app.config_source().display_name(),
-                last_reload: app.last_reload(),
+                last_reload: app
+                    .last_reload()
+                    .map(|(at, r)| (at, r.map_err(|e| e.to_string()))),
             },
             collectors: app
                 .runner
