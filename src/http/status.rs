@@ -804,12 +804,41 @@ mod tests {
         };
         let app = App::start(config, crate::config::ConfigSource::Embedded);
         let s = StatusSnapshot::gather(&app);
-        assert_eq!(
-            (s.alerts, s.notifications, s.outbox_depth),
-            (Some(vec![]), Some(vec![]), Some(0))
-        );
+        // Read, never "unknown" (the default rules may already have fired the Watchdog).
+        assert!(s.alerts.is_some() && s.notifications.is_some());
+        assert_eq!(s.outbox_depth, Some(0), "no receivers, nothing queued");
         assert_eq!(s.build.config_source, "<embedded default config>");
         assert!(s.build.last_reload.is_none());
+
+        // An alert handed to the notifier (as the rule engine does) shows on the page
+        // with nothing registered in between: there is no provider to forget.
+        use sentinel_base::alert::AlertSink;
+        let now = chrono::Utc::now();
+        app.notifier.send(vec![sentinel_base::alert::Alert {
+            labels: [
+                ("alertname".to_string(), "GpuHot".to_string()),
+                ("severity".to_string(), "critical".to_string()),
+            ]
+            .into(),
+            annotations: Default::default(),
+            starts_at: now,
+            ends_at: now + chrono::Duration::hours(1),
+            generator_url: String::new(),
+        }]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let hot = loop {
+            let a = StatusSnapshot::gather(&app).alerts.unwrap_or_default();
+            let hot = a.into_iter().find(|a| a.name == "GpuHot");
+            if hot.is_some() || std::time::Instant::now() > deadline {
+                break hot;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let hot = hot.expect("the notifier's alert reaches the page within 5 s");
+        assert_eq!(
+            (hot.severity.as_str(), hot.state.as_str()),
+            ("critical", "firing")
+        );
         app.runner.stop_all();
     }
 
