@@ -23,36 +23,121 @@ pub(super) const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(5);
 /// The body is read (to time the transfer) up to this many bytes, then dropped.
 const MAX_BODY_BYTES: usize = 16 << 20;
 
+/// Why an address in the config is not usable (`tcp:` targets, URL hosts).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("{0:?} is not host:port")]
+    NotHostPort(String),
+    #[error("{0:?}: invalid port {1:?}")]
+    BadPort(String, String),
+    #[error("{0:?}: unclosed [")]
+    UnclosedBracket(String),
+    #[error("{0:?}: write an IPv6 address as [addr]:port")]
+    BareIpv6(String),
+    #[error("{0:?} needs a host and a non-zero port")]
+    NoHostOrPort(String),
+    #[error("URL without host")]
+    UrlWithoutHost,
+}
+
+/// Why one probe failed. Shown as the target's last error (`ProbeResult::error`) and
+/// in the log; the phase it names is where the probe stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error("URL without port")]
+    UrlWithoutPort,
+    #[error("resolving {host}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("{0} resolved to no address")]
+    NoAddress(String),
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    /// The target's TLS settings could not be built (an unreadable CA file) or its
+    /// host is not a valid TLS server name.
+    #[error("{0}")]
+    TlsSetup(String),
+    #[error("TLS handshake with {host}: {source}")]
+    TlsHandshake {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("HTTP handshake: {0}")]
+    HttpHandshake(hyper::Error),
+    #[error("building request: {0}")]
+    BuildRequest(http::Error),
+    #[error("HTTP request: {0}")]
+    Request(hyper::Error),
+    #[error("reading body: {0}")]
+    Body(hyper::Error),
+    #[error("stopped after {MAX_REDIRECTS} redirects")]
+    TooManyRedirects,
+    #[error("bad redirect location {location:?}: {source}")]
+    BadRedirect {
+        location: String,
+        source: url::ParseError,
+    },
+    #[error("redirect to unsupported scheme {0}")]
+    RedirectScheme(String),
+    #[error("unexpected status {0}")]
+    UnexpectedStatus(u16),
+}
+
+/// Why a configured target cannot be turned into a [`Target`] (validation has already
+/// refused these, so only a bug gets here).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(transparent)]
+    Address(#[from] AddressError),
+    #[error(transparent)]
+    Url(#[from] url::ParseError),
+    #[error(transparent)]
+    HeaderName(#[from] http::header::InvalidHeaderName),
+    #[error(transparent)]
+    HeaderValue(#[from] http::header::InvalidHeaderValue),
+    #[error(transparent)]
+    Method(#[from] http::method::InvalidMethod),
+    #[error("no address")]
+    NoAddress,
+}
+
 /// `host:port`, with the IPv6 brackets removed from the host.
-pub(super) fn split_host_port(s: &str) -> Result<(String, u16), String> {
+pub(super) fn split_host_port(s: &str) -> Result<(String, u16), AddressError> {
     let (host, port) = s
         .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not host:port"))?;
+        .ok_or_else(|| AddressError::NotHostPort(s.to_string()))?;
     let port: u16 = port
         .parse()
-        .map_err(|_| format!("{s:?}: invalid port {port:?}"))?;
+        .map_err(|_| AddressError::BadPort(s.to_string(), port.to_string()))?;
     let host = if let Some(h) = host.strip_prefix('[') {
         h.strip_suffix(']')
-            .ok_or_else(|| format!("{s:?}: unclosed ["))?
+            .ok_or_else(|| AddressError::UnclosedBracket(s.to_string()))?
     } else if host.contains(':') {
-        return Err(format!("{s:?}: write an IPv6 address as [addr]:port"));
+        return Err(AddressError::BareIpv6(s.to_string()));
     } else {
         host
     };
     if host.is_empty() || port == 0 {
-        return Err(format!("{s:?} needs a host and a non-zero port"));
+        return Err(AddressError::NoHostOrPort(s.to_string()));
     }
     Ok((host.to_string(), port))
 }
 
 /// The host to resolve or connect to: `host_str` keeps the brackets of an IPv6
 /// literal, which neither the resolver nor `IpAddr` parsing accept.
-pub(super) fn connect_host(url: &url::Url) -> Result<String, String> {
+pub(super) fn connect_host(url: &url::Url) -> Result<String, AddressError> {
     match url.host() {
         Some(url::Host::Ipv6(a)) => Ok(a.to_string()),
         Some(url::Host::Ipv4(a)) => Ok(a.to_string()),
         Some(url::Host::Domain(d)) => Ok(d.to_string()),
-        None => Err("URL without host".to_string()),
+        None => Err(AddressError::UrlWithoutHost),
     }
 }
 
@@ -102,30 +187,27 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 impl Target {
-    pub(super) fn new(cfg: &ProbeTarget, run_timeout: Duration) -> Result<Self, String> {
+    pub(super) fn new(cfg: &ProbeTarget, run_timeout: Duration) -> Result<Self, TargetError> {
         let (kind, alpn) = match (&cfg.http, &cfg.tcp) {
-            (Some(u), _) => (
-                Kind::Http(url::Url::parse(u).map_err(|e| e.to_string())?),
-                Some(&b"http/1.1"[..]),
-            ),
+            (Some(u), _) => (Kind::Http(url::Url::parse(u)?), Some(&b"http/1.1"[..])),
             (None, Some(a)) => {
                 let (h, p) = split_host_port(a)?;
                 (Kind::Tcp(h, p), None)
             }
-            (None, None) => return Err("no address".into()),
+            (None, None) => return Err(TargetError::NoAddress),
         };
         let headers = cfg
             .headers
             .iter()
             .map(|(k, v)| {
                 Ok((
-                    http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?,
-                    http::HeaderValue::from_str(v.0.expose()).map_err(|e| e.to_string())?,
+                    http::HeaderName::from_bytes(k.as_bytes())?,
+                    http::HeaderValue::from_str(v.0.expose())?,
                 ))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, TargetError>>()?;
         Ok(Target {
-            method: http::Method::from_bytes(cfg.method.as_bytes()).map_err(|e| e.to_string())?,
+            method: http::Method::from_bytes(cfg.method.as_bytes())?,
             headers,
             tls: tls::client_config(cfg.tls_ca_file.as_deref(), cfg.insecure_skip_verify, alpn),
             kind,
@@ -154,7 +236,7 @@ impl Target {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 r.success = false;
-                r.error = Some(e);
+                r.error = Some(e.to_string());
             }
             Err(_) => {
                 r.success = false;
@@ -173,14 +255,17 @@ impl Target {
         port: u16,
         use_tls: bool,
         r: &mut ProbeResult,
-    ) -> Result<Box<dyn Io>, String> {
+    ) -> Result<Box<dyn Io>, ProbeError> {
         let t = Instant::now();
-        let addrs: Result<Vec<SocketAddr>, String> = match host.parse::<std::net::IpAddr>() {
+        let addrs: Result<Vec<SocketAddr>, ProbeError> = match host.parse::<std::net::IpAddr>() {
             Ok(ip) => Ok(vec![SocketAddr::new(ip, port)]),
             Err(_) => tokio::net::lookup_host((host, port))
                 .await
                 .map(Iterator::collect)
-                .map_err(|e| format!("resolving {host}: {e}")),
+                .map_err(|source| ProbeError::Resolve {
+                    host: host.to_string(),
+                    source,
+                }),
         };
         let resolve = t.elapsed().as_secs_f64();
         r.resolve += resolve;
@@ -188,7 +273,7 @@ impl Target {
         r.dns.get_or_insert(resolve);
         let addrs = addrs?;
         let t = Instant::now();
-        let mut last_err = format!("{host} resolved to no address");
+        let mut last_err = ProbeError::NoAddress(host.to_string());
         let mut stream = None;
         // Each address in turn, as most clients do: `localhost` may list ::1 first for
         // a server that listens on 127.0.0.1 only.
@@ -200,7 +285,7 @@ impl Target {
                     stream = Some(s);
                     break;
                 }
-                Err(e) => last_err = format!("connecting to {a}: {e}"),
+                Err(source) => last_err = ProbeError::Connect { addr: a, source },
             }
         }
         r.connect += t.elapsed().as_secs_f64();
@@ -209,14 +294,17 @@ impl Target {
         if !use_tls {
             return Ok(Box::new(stream));
         }
-        let cfg = self.tls.clone()?;
-        let name = tls::server_name(host)?;
+        let cfg = self.tls.clone().map_err(ProbeError::TlsSetup)?;
+        let name = tls::server_name(host).map_err(ProbeError::TlsSetup)?;
         let t = Instant::now();
         let handshake = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, stream)
             .await;
         r.tls += t.elapsed().as_secs_f64();
-        let s = handshake.map_err(|e| format!("TLS handshake with {host}: {e}"))?;
+        let s = handshake.map_err(|source| ProbeError::TlsHandshake {
+            host: host.to_string(),
+            source,
+        })?;
         let conn = s.get_ref().1;
         if let Some(chain) = conn.peer_certificates() {
             r.cert_expiry = tls::earliest_expiry(chain);
@@ -225,25 +313,32 @@ impl Target {
         Ok(Box::new(s))
     }
 
-    async fn probe_tcp(&self, host: &str, port: u16, r: &mut ProbeResult) -> Result<(), String> {
+    async fn probe_tcp(
+        &self,
+        host: &str,
+        port: u16,
+        r: &mut ProbeResult,
+    ) -> Result<(), ProbeError> {
         self.connect(host, port, self.cfg.tls, r).await?;
         r.success = true;
         Ok(())
     }
 
-    async fn probe_http(&self, first: &url::Url, r: &mut ProbeResult) -> Result<(), String> {
+    async fn probe_http(&self, first: &url::Url, r: &mut ProbeResult) -> Result<(), ProbeError> {
         let mut url = first.clone();
         let mut redirects = 0u32;
         r.redirects = Some(0);
         loop {
             let https = url.scheme() == "https";
             let host = connect_host(&url)?;
-            let port = url.port_or_known_default().ok_or("URL without port")?;
+            let port = url
+                .port_or_known_default()
+                .ok_or(ProbeError::UrlWithoutPort)?;
             let io = self.connect(&host, port, https, r).await?;
             r.ssl = Some(https);
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
-                .map_err(|e| format!("HTTP handshake: {e}"))?;
+                .map_err(ProbeError::HttpHandshake)?;
             let conn = tokio::spawn(conn);
             let result = self.exchange(&mut sender, &url, first, r).await;
             conn.abort();
@@ -252,13 +347,14 @@ impl Target {
             match location {
                 Some(loc) if self.cfg.follow_redirects && (300..400).contains(&status) => {
                     if redirects >= MAX_REDIRECTS {
-                        return Err(format!("stopped after {MAX_REDIRECTS} redirects"));
+                        return Err(ProbeError::TooManyRedirects);
                     }
-                    url = url
-                        .join(&loc)
-                        .map_err(|e| format!("bad redirect location {loc:?}: {e}"))?;
+                    url = url.join(&loc).map_err(|source| ProbeError::BadRedirect {
+                        location: loc.clone(),
+                        source,
+                    })?;
                     if !matches!(url.scheme(), "http" | "https") {
-                        return Err(format!("redirect to unsupported scheme {}", url.scheme()));
+                        return Err(ProbeError::RedirectScheme(url.scheme().to_string()));
                     }
                     redirects += 1;
                     r.redirects = Some(redirects);
@@ -273,7 +369,7 @@ impl Target {
             self.cfg.expect_status.iter().any(|m| m.matches(status))
         };
         if !r.success {
-            return Err(format!("unexpected status {status}"));
+            return Err(ProbeError::UnexpectedStatus(status));
         }
         Ok(())
     }
@@ -285,7 +381,7 @@ impl Target {
         url: &url::Url,
         first: &url::Url,
         r: &mut ProbeResult,
-    ) -> Result<Option<String>, String> {
+    ) -> Result<Option<String>, ProbeError> {
         let host_header = match url.port() {
             Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
             None => url.host_str().unwrap_or_default().to_string(),
@@ -313,11 +409,11 @@ impl Target {
         }
         let req = req
             .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("building request: {e}"))?;
+            .map_err(ProbeError::BuildRequest)?;
         let t = Instant::now();
         let resp = sender.send_request(req).await;
         r.processing += t.elapsed().as_secs_f64();
-        let resp = resp.map_err(|e| format!("HTTP request: {e}"))?;
+        let resp = resp.map_err(ProbeError::Request)?;
         r.status = Some(resp.status().as_u16());
         r.http_version = match resp.version() {
             http::Version::HTTP_09 => Some(0.9),
@@ -344,7 +440,7 @@ impl Target {
                 None => break,
                 Some(Ok(f)) => read += f.data_ref().map_or(0, |d| d.len()),
                 Some(Err(e)) => {
-                    outcome = Err(format!("reading body: {e}"));
+                    outcome = Err(ProbeError::Body(e));
                     break;
                 }
             }

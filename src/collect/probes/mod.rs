@@ -242,7 +242,7 @@ impl ProbeTarget {
             }
             (None, Some(a)) => {
                 if let Err(e) = split_host_port(a) {
-                    return err("tcp", e);
+                    return err("tcp", e.to_string());
                 }
                 if !self.tls && (self.tls_ca_file.is_some() || self.insecure_skip_verify) {
                     return err("tls", "TLS options are set but tls is false".into());
