@@ -63,7 +63,7 @@ pub enum ProbeError {
     /// The target's TLS settings could not be built (an unreadable CA file) or its
     /// host is not a valid TLS server name.
     #[error("{0}")]
-    TlsSetup(String),
+    TlsSetup(Arc<tls::TlsSetupError>),
     #[error("TLS handshake with {host}: {source}")]
     TlsHandshake {
         host: String,
@@ -180,7 +180,7 @@ pub(super) struct Target {
     method: http::Method,
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Built when the collector is; an error (unreadable CA file) fails every probe.
-    tls: Result<Arc<rustls::ClientConfig>, String>,
+    tls: Result<Arc<rustls::ClientConfig>, Arc<tls::TlsSetupError>>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -209,7 +209,8 @@ impl Target {
         Ok(Target {
             method: http::Method::from_bytes(cfg.method.as_bytes())?,
             headers,
-            tls: tls::client_config(cfg.tls_ca_file.as_deref(), cfg.insecure_skip_verify, alpn),
+            tls: tls::client_config(cfg.tls_ca_file.as_deref(), cfg.insecure_skip_verify, alpn)
+                .map_err(Arc::new),
             kind,
             timeout: cfg
                 .timeout
@@ -295,7 +296,7 @@ impl Target {
             return Ok(Box::new(stream));
         }
         let cfg = self.tls.clone().map_err(ProbeError::TlsSetup)?;
-        let name = tls::server_name(host).map_err(ProbeError::TlsSetup)?;
+        let name = tls::server_name(host).map_err(|e| ProbeError::TlsSetup(Arc::new(e)))?;
         let t = Instant::now();
         let handshake = tokio_rustls::TlsConnector::from(cfg)
             .connect(name, stream)

@@ -273,7 +273,7 @@ impl ProbeTarget {
         }
         if let Some(p) = &self.tls_ca_file {
             if let Err(e) = tls::load_ca_file(p) {
-                return err("tls_ca_file", e);
+                return err("tls_ca_file", e.to_string());
             }
         }
         Ok(())
