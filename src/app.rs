@@ -133,7 +133,9 @@ impl App {
             sentinel_notify::Notifier::new(&notify_config(&config), &config.data_dir, &registry)
                 .map_err(StartError::Receivers)?;
         notifier.start();
-        let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
+        let ingest = Arc::new(
+            crate::ingest::Ingest::new(&registry, &config.ingest).map_err(StartError::Ingest)?,
+        );
         let store = Arc::new(sentinel_rules::store::Store::default());
         exposition.add_sink(store.clone());
         let rules = sentinel_rules::engine::RuleEngine::new(
@@ -241,12 +243,16 @@ impl App {
                 }
                 // Checked when parsed; should it still fail, keep everything running
                 // as it was rather than run with part of the new config.
-                let credentials = match new.web.credentials() {
-                    Ok(c) => c,
+                let resolved = new
+                    .web
+                    .credentials()
+                    .and_then(|c| Ok((c, crate::ingest::Settings::resolve(&new.ingest)?)));
+                let (credentials, ingest_settings) = match resolved {
+                    Ok(r) => r,
                     Err(e) => {
                         self.reload_ok.set(&[], 0.0);
                         tracing::error!(error = %e, "config reload failed; keeping the running config");
-                        return Err(ReloadError::Web(e));
+                        return Err(ReloadError::Secrets(e));
                     }
                 };
                 if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
@@ -257,7 +263,7 @@ impl App {
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
                 self.credentials.store(Arc::new(credentials));
-                self.ingest.apply_config(&new.ingest);
+                self.ingest.apply_config(ingest_settings, &new.ingest);
                 self.config.store(Arc::new(new));
                 self.apply_collectors();
                 load_rules(&self.rules, &self.config());
@@ -295,6 +301,9 @@ pub enum StartError {
     /// A `web:` secret could not be resolved (it changed since the config was checked).
     #[error("invalid web: section: {0}")]
     Web(FieldError),
+    /// An `ingest:` secret could not be resolved.
+    #[error("invalid ingest: section: {0}")]
+    Ingest(FieldError),
     /// A receiver could not be built (a CA file changed since the config was checked).
     #[error("cannot build the notification receivers: {0}")]
     Receivers(String),
@@ -306,9 +315,9 @@ pub enum ReloadError {
     /// The new config is invalid, located in its file.
     #[error(transparent)]
     Config(#[from] config::ConfigError),
-    /// A `web:` secret of the new config could not be resolved.
+    /// A `web:` or `ingest:` secret of the new config could not be resolved.
     #[error("{0}")]
-    Web(FieldError),
+    Secrets(FieldError),
     /// The new notification receivers cannot be built.
     #[error("{0}")]
     Receivers(String),

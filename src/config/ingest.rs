@@ -2,9 +2,16 @@
 //! handler `http/ingest.rs`). Kept under config so that the domain imports its config
 //! and the config never imports the domain.
 
-use super::{either_secret, Dur, FieldError, SecretFile, SecretString};
+use super::{either_secret, Dur, FieldError, Secret, SecretFile, SecretString};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// The resolved ingest credentials (see [`IngestConfig::secrets`]).
+#[derive(Debug, Clone, Default)]
+pub struct IngestSecrets {
+    pub token: Option<Secret>,
+    pub hmac_secret: Option<Secret>,
+}
 
 /// Default bucket bounds of `quality_score`.
 pub const DEFAULT_QUALITY_BUCKETS: &[f64] = &[
@@ -69,14 +76,21 @@ impl Default for IngestConfig {
 }
 
 impl IngestConfig {
+    /// The second stage of the ingest credentials: the bearer token and the HMAC key,
+    /// each from its inline value or its file, or the field that is wrong.
+    /// [`IngestConfig::validate`] runs it, so on a validated config it cannot fail.
+    pub fn secrets(&self) -> Result<IngestSecrets, FieldError> {
+        Ok(IngestSecrets {
+            token: either_secret(&self.token, &self.token_file)
+                .map_err(|m| FieldError::new("ingest.token", m))?,
+            hmac_secret: either_secret(&self.hmac_secret, &self.hmac_secret_file)
+                .map_err(|m| FieldError::new("ingest.hmac_secret", m))?,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), FieldError> {
         let err = |f: &str, m: &str| Err(FieldError::new(format!("ingest.{f}"), m));
-        if let Err(m) = either_secret(&self.token, &self.token_file) {
-            return err("token", m);
-        }
-        if let Err(m) = either_secret(&self.hmac_secret, &self.hmac_secret_file) {
-            return err("hmac_secret", m);
-        }
+        self.secrets()?;
         if self.hmac_max_skew.get() < Duration::from_secs(1) {
             return err("hmac_max_skew", "must be at least 1s");
         }

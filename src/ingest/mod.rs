@@ -15,7 +15,7 @@ pub mod limits;
 pub mod quality;
 pub mod recovery;
 
-use crate::config::either_secret;
+use crate::config::FieldError;
 use crate::metrics::registry::{CounterVec, Registry};
 use arc_swap::ArcSwap;
 use events::{Event, Kind, Outcome};
@@ -25,16 +25,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use crate::config::ingest::{IngestConfig, RateLimitConfig};
 
 /// The ingest credentials of a validated config.
-fn auth_of(c: &IngestConfig) -> auth::IngestAuth {
-    auth::IngestAuth {
-        // Validated: at most one of each pair is set.
-        token: either_secret(&c.token, &c.token_file).ok().flatten(),
-        hmac_secret: either_secret(&c.hmac_secret, &c.hmac_secret_file)
-            .ok()
-            .flatten(),
+fn auth_of(c: &IngestConfig) -> Result<auth::IngestAuth, FieldError> {
+    let secrets = c.secrets()?;
+    Ok(auth::IngestAuth {
+        token: secrets.token,
+        hmac_secret: secrets.hmac_secret,
         require_timestamp: c.hmac_require_timestamp,
         max_skew_seconds: c.hmac_max_skew.get().as_secs_f64(),
-    }
+    })
 }
 
 /// The parts of the config a request needs, resolved once per (re)load.
@@ -47,14 +45,15 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    fn resolve(c: &IngestConfig) -> Self {
-        Settings {
+    /// Resolves the settings of a config, or says which field is wrong.
+    pub(crate) fn resolve(c: &IngestConfig) -> Result<Self, FieldError> {
+        Ok(Settings {
             enabled: c.enabled,
-            auth: auth_of(c),
+            auth: auth_of(c)?,
             max_body_bytes: c.max_body_bytes,
             max_events: c.max_events_per_batch,
             max_label_value_length: c.max_label_value_length,
-        }
+        })
     }
 }
 
@@ -82,7 +81,8 @@ pub(crate) fn unix_now() -> f64 {
 }
 
 impl Ingest {
-    pub fn new(registry: &Registry, config: &IngestConfig) -> Self {
+    pub fn new(registry: &Registry, config: &IngestConfig) -> Result<Self, FieldError> {
+        let settings = Settings::resolve(config)?;
         let requests = registry.counter_vec(
             "sentinel_ingest_requests_total",
             "Requests to the events ingest API by HTTP status code.",
@@ -101,8 +101,8 @@ impl Ingest {
                 events.touch_series(&[k.as_str(), r]);
             }
         }
-        Ingest {
-            settings: ArcSwap::from_pointee(Settings::resolve(config)),
+        Ok(Ingest {
+            settings: ArcSwap::from_pointee(settings),
             limiter: limits::RateLimiter::new(config.rate_limit.clone()),
             caps: limits::LabelCaps::new(registry, config.max_values_per_label),
             recovery: recovery::RecoveryMetrics::register(registry),
@@ -110,12 +110,13 @@ impl Ingest {
             heartbeat: heartbeat::HeartbeatMetrics::register(registry),
             requests,
             events,
-        }
+        })
     }
 
-    /// Takes a reloaded config into use.
-    pub fn apply_config(&self, config: &IngestConfig) {
-        self.settings.store(Arc::new(Settings::resolve(config)));
+    /// Takes a reloaded config into use, with its settings resolved beforehand (so a
+    /// reload can refuse the whole new config before it changes anything).
+    pub(crate) fn apply_config(&self, settings: Settings, config: &IngestConfig) {
+        self.settings.store(Arc::new(settings));
         self.limiter.reconfigure(config.rate_limit.clone());
         self.caps.set_max_values(config.max_values_per_label);
         if config.quality_buckets != self.quality.buckets() {

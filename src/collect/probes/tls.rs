@@ -1,7 +1,7 @@
 //! TLS for the dependency probes: the client config a target asks for (the bundled web
 //! PKI roots, or only its own CA file, or no verification at all), and what a probe
 //! reads from the peer's certificate chain (the earliest `notAfter`, blackbox_exporter's
-//! `probe_ssl_earliest_cert_expiry`). `probes.rs` does the connecting and the metrics.
+//! `probe_ssl_earliest_cert_expiry`). `client.rs` does the connecting, `mod.rs` the metrics.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
