@@ -209,6 +209,45 @@ impl SystemConfig {
     }
 }
 
+/// Why a procfs/sysfs file's text is not in the format its parser expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A line or item that is not what it should be (`bad cpu line "..."`).
+    #[error("bad {what} {text:?}")]
+    Bad { what: &'static str, text: String },
+    #[error("bad value {value:?} in {line:?}")]
+    BadValueIn { value: String, line: String },
+    #[error("bad line {line:?}: {reason}")]
+    BadLine { line: String, reason: String },
+    #[error("short cpu line {0:?}")]
+    ShortCpuLine(String),
+    #[error("more than {0} cpus")]
+    TooManyCpus(u64),
+    #[error("expected {want} fields, got {got}")]
+    FieldCount { want: usize, got: usize },
+    #[error("fewer than three fields")]
+    FewerThanThreeFields,
+    #[error("malformed mount line {0:?}")]
+    MalformedMount(String),
+    #[error("no value in {0:?}")]
+    NoValue(String),
+    /// Nothing the parser looks for is there (`no meminfo lines`).
+    #[error("no {0}")]
+    Missing(&'static str),
+    /// The procfs crate's own parser refused the text.
+    #[error("{0}")]
+    Procfs(String),
+}
+
+impl ParseError {
+    fn bad(what: &'static str, text: &str) -> Self {
+        ParseError::Bad {
+            what,
+            text: text.to_string(),
+        }
+    }
+}
+
 /// Why one area produced no families.
 #[derive(Debug, thiserror::Error)]
 pub enum AreaError {
@@ -226,10 +265,10 @@ pub enum AreaError {
 }
 
 impl AreaError {
-    fn parse(path: &Path, message: impl Into<String>) -> Self {
+    fn parse(path: &Path, message: impl std::fmt::Display) -> Self {
         AreaError::Parse {
             path: path.to_path_buf(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }
