@@ -1,4 +1,4 @@
-//! `ingest:`: the events ingest API's section (the API itself is `crate::ingest`, its
+//! `ingest:`: the events ingest API's section (the API itself is `src/ingest/`, its
 //! handler `http/ingest.rs`). Kept under config so that the domain imports its config
 //! and the config never imports the domain.
 
