@@ -4,13 +4,11 @@
 //! `sentinel_config_last_reload_successful` says which happened.
 
 use crate::collect::{self, BuildContext, Runner};
-use crate::config::{self, Config, ConfigSource};
-use crate::http::config::Credentials;
-use crate::http::status::StatusProvider;
+use crate::config::auth::Credentials;
+use crate::config::{self, Config, ConfigSource, FieldError};
 use crate::metrics::exposition::Exposition;
 use crate::metrics::registry::{GaugeVec, Registry};
 use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -36,9 +34,7 @@ pub struct App {
     /// Notifications: the rule engine's `AlertSink`, and state for the HTTP API.
     pub notifier: Arc<sentinel_notify::Notifier>,
     /// When the last reload was tried and how it ended (for the status page).
-    last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), String>)>>,
-    /// State the status page shows from later stages (rule engine, dispatcher), by key.
-    status_providers: ArcSwap<BTreeMap<&'static str, Arc<dyn StatusProvider>>>,
+    last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), ReloadError>)>>,
 }
 
 fn unix_now() -> f64 {
@@ -104,7 +100,8 @@ impl App {
     /// receivers cannot be built (parsing built them once already, so only a file that
     /// changed since, such as a CA file, gets here): the sidecar never runs with
     /// notifications silently off. Must run inside a tokio runtime.
-    pub fn try_start(config: Config, source: ConfigSource) -> Result<Arc<Self>, String> {
+    pub fn try_start(config: Config, source: ConfigSource) -> Result<Arc<Self>, StartError> {
+        let credentials = config.web.credentials().map_err(StartError::Web)?;
         let registry = Registry::new();
         let exposition = Exposition::new(registry.clone(), config.limits.max_series_per_family);
         registry
@@ -135,9 +132,11 @@ impl App {
         let runner = Runner::new(exposition.clone());
         let notifier =
             sentinel_notify::Notifier::new(&notify_config(&config), &config.data_dir, &registry)
-                .map_err(|e| format!("cannot build the notification receivers: {e}"))?;
+                .map_err(|e| StartError::Receivers(e.to_string()))?;
         notifier.start();
-        let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
+        let ingest = Arc::new(
+            crate::ingest::Ingest::new(&registry, &config.ingest).map_err(StartError::Ingest)?,
+        );
         let store = Arc::new(sentinel_rules::store::Store::default());
         exposition.add_sink(store.clone());
         let rules = sentinel_rules::engine::RuleEngine::new(
@@ -150,7 +149,7 @@ impl App {
         let pushed = PushedInputs::spawn(rules.clone(), exposition.clone());
         let app = Arc::new(App {
             rules,
-            credentials: ArcSwap::from_pointee(config.web.credentials()),
+            credentials: ArcSwap::from_pointee(credentials),
             config: ArcSwap::from_pointee(config),
             source,
             registry,
@@ -166,13 +165,8 @@ impl App {
             pushed,
             notifier,
             last_reload: parking_lot::Mutex::new(None),
-            status_providers: ArcSwap::from_pointee(BTreeMap::new()),
         });
         app.apply_collectors();
-        app.set_status_provider(
-            "notify",
-            Arc::new(NotifierStatus(app.notifier.clone(), app.rules.clone())),
-        );
         Ok(app)
     }
 
@@ -186,14 +180,8 @@ impl App {
 
     fn apply_collectors(&self) {
         let cfg = self.config();
-        let mut specs = collect::build(&cfg, &self.build_context());
-        specs.push(collect::CollectorSpec::new(
-            crate::collect::process::ProcessCollector::new(),
-            &"process",
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(4),
-        ));
-        self.runner.apply(specs);
+        self.runner
+            .apply(collect::build(&cfg.collectors, &self.build_context()));
     }
 
     /// Requests a re-encode of the snapshot soon (coalesced; see `refresh_requests`).
@@ -226,42 +214,28 @@ impl App {
     }
 
     /// The last reload attempt since start: when, and its error if it failed.
-    pub fn last_reload(&self) -> Option<(SystemTime, Result<(), String>)> {
+    pub fn last_reload(&self) -> Option<(SystemTime, Result<(), ReloadError>)> {
         self.last_reload.lock().clone()
     }
 
-    /// Registers (or replaces, on the same key) what the status page shows for a later
-    /// stage, e.g. `app.set_status_provider("rules", engine.clone())`.
-    pub fn set_status_provider(&self, key: &'static str, provider: Arc<dyn StatusProvider>) {
-        self.status_providers.rcu(|m| {
-            let mut m = BTreeMap::clone(m);
-            m.insert(key, provider.clone());
-            m
-        });
-    }
-
-    pub fn status_providers(&self) -> Arc<BTreeMap<&'static str, Arc<dyn StatusProvider>>> {
-        self.status_providers.load_full()
-    }
-
     /// Re-reads the config. On error the running config stays and the reason is returned.
-    pub async fn reload(&self) -> Result<(), String> {
+    pub async fn reload(&self) -> Result<(), ReloadError> {
         let _guard = self.reload_lock.lock().await;
         let result = self.reload_locked().await;
         *self.last_reload.lock() = Some((SystemTime::now(), result.clone()));
         result
     }
 
-    async fn reload_locked(&self) -> Result<(), String> {
+    async fn reload_locked(&self) -> Result<(), ReloadError> {
         let source = self.source.clone();
         let parsed = tokio::task::spawn_blocking(move || config::reload(&source))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| ReloadError::Task(e.to_string()))?;
         match parsed {
             Err(e) => {
                 self.reload_ok.set(&[], 0.0);
                 tracing::error!(error = %e, "config reload failed; keeping the running config");
-                Err(e.to_string())
+                Err(ReloadError::Config(e))
             }
             Ok(new) => {
                 let old = self.config();
@@ -270,15 +244,27 @@ impl App {
                 }
                 // Checked when parsed; should it still fail, keep everything running
                 // as it was rather than run with part of the new config.
+                let resolved = new
+                    .web
+                    .credentials()
+                    .and_then(|c| Ok((c, crate::ingest::Settings::resolve(&new.ingest)?)));
+                let (credentials, ingest_settings) = match resolved {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.reload_ok.set(&[], 0.0);
+                        tracing::error!(error = %e, "config reload failed; keeping the running config");
+                        return Err(ReloadError::Secrets(e));
+                    }
+                };
                 if let Err(e) = self.notifier.reconfigure(&notify_config(&new)) {
                     self.reload_ok.set(&[], 0.0);
                     tracing::error!(error = %e, "config reload failed: notification receivers cannot be built; keeping the running config");
-                    return Err(e.to_string());
+                    return Err(ReloadError::Receivers(e.to_string()));
                 }
                 self.exposition
                     .set_max_series_per_family(new.limits.max_series_per_family);
-                self.credentials.store(Arc::new(new.web.credentials()));
-                self.ingest.apply_config(&new.ingest);
+                self.credentials.store(Arc::new(credentials));
+                self.ingest.apply_config(ingest_settings, &new.ingest);
                 self.config.store(Arc::new(new));
                 self.apply_collectors();
                 load_rules(&self.rules, &self.config());
@@ -293,8 +279,10 @@ impl App {
 
     /// Ready once the config is loaded (it is, or we would not exist), every
     /// collector has completed a run, and the notification outbox can persist.
-    pub fn readiness(&self) -> Result<(), String> {
-        self.notifier.readiness()?;
+    pub fn readiness(&self) -> Result<(), NotReady> {
+        self.notifier
+            .readiness()
+            .map_err(|e| NotReady::Outbox(e.to_string()))?;
         let pending: Vec<&str> = self
             .runner
             .statuses()
@@ -305,9 +293,51 @@ impl App {
         if pending.is_empty() {
             Ok(())
         } else {
-            Err(format!("collectors not yet run: {}", pending.join(", ")))
+            Err(NotReady::Collectors(pending.join(", ")))
         }
     }
+}
+
+/// Why [`App::try_start`] could not build the sidecar.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A `web:` secret could not be resolved (it changed since the config was checked).
+    #[error("invalid web: section: {0}")]
+    Web(FieldError),
+    /// An `ingest:` secret could not be resolved.
+    #[error("invalid ingest: section: {0}")]
+    Ingest(FieldError),
+    /// A receiver could not be built (a CA file changed since the config was checked).
+    #[error("cannot build the notification receivers: {0}")]
+    Receivers(String),
+}
+
+/// Why a reload was refused; the running config stays.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ReloadError {
+    /// The new config is invalid, located in its file.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// A `web:` or `ingest:` secret of the new config could not be resolved.
+    #[error("{0}")]
+    Secrets(FieldError),
+    /// The new notification receivers cannot be built.
+    #[error("{0}")]
+    Receivers(String),
+    /// The reload task itself failed.
+    #[error("{0}")]
+    Task(String),
+}
+
+/// Why `/readyz` answers 503.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// The notification outbox cannot persist.
+    #[error("{0}")]
+    Outbox(String),
+    /// Collectors that have not completed a run yet (comma-separated).
+    #[error("collectors not yet run: {0}")]
+    Collectors(String),
 }
 
 /// The notify section with the top-level `external_url` filled in.
@@ -317,91 +347,6 @@ fn notify_config(c: &Config) -> sentinel_notify::NotifyConfig {
         n.external_url = c.external_url.clone().unwrap_or_default();
     }
     n
-}
-
-/// Shows the dispatcher's view on the status page: active alerts with their silenced and
-/// inhibited marks, recent delivery attempts and dead letters, and the outbox depth.
-/// The rule engine supplies each alert's value at its last evaluation.
-struct NotifierStatus(
-    Arc<sentinel_notify::Notifier>,
-    Arc<sentinel_rules::engine::RuleEngine>,
-);
-
-impl StatusProvider for NotifierStatus {
-    fn alerts(&self) -> Option<Vec<crate::http::status::AlertView>> {
-        let values = self.1.alert_values();
-        let views = self
-            .0
-            .alerts()
-            .into_iter()
-            .map(|a| crate::http::status::AlertView {
-                name: a.alert.name().to_string(),
-                severity: a.alert.labels.get("severity").cloned().unwrap_or_default(),
-                state: a.status.to_string(),
-                labels: a.alert.labels.clone(),
-                annotations: a.alert.annotations.clone(),
-                value: values.get(&a.alert.fingerprint()).copied(),
-                active_since: Some(a.alert.starts_at.into()),
-                silenced: !a.silenced_by.is_empty(),
-                inhibited: a.inhibited,
-            })
-            .collect();
-        Some(views)
-    }
-
-    fn notifications(&self) -> Option<Vec<crate::http::status::NotificationView>> {
-        let (attempts, pending, dead) = self.0.notifications();
-        let mut out: Vec<crate::http::status::NotificationView> = attempts
-            .into_iter()
-            .map(|a| crate::http::status::NotificationView {
-                at: Some(a.at.into()),
-                receiver: format!("{} ({})", a.receiver, a.integration),
-                group: a.group_key,
-                status: String::new(),
-                result: a.result.to_string(),
-                attempts: a.attempt,
-                error: a.error,
-            })
-            .collect();
-        let status = |n: &sentinel_notify::notification::Notification| {
-            if n.firing().next().is_some() {
-                "firing"
-            } else {
-                "resolved"
-            }
-            .to_string()
-        };
-        out.extend(
-            pending
-                .into_iter()
-                .map(|e| crate::http::status::NotificationView {
-                    at: Some(e.next_at.into()),
-                    receiver: format!("{} ({})", e.receiver, e.integration),
-                    group: e.notification.group_key.clone(),
-                    status: status(&e.notification),
-                    result: "queued".into(),
-                    attempts: e.attempts,
-                    error: e.last_error,
-                }),
-        );
-        out.extend(
-            dead.into_iter()
-                .map(|d| crate::http::status::NotificationView {
-                    at: Some(d.at.into()),
-                    receiver: format!("{} ({})", d.entry.receiver, d.entry.integration),
-                    group: d.entry.notification.group_key.clone(),
-                    status: status(&d.entry.notification),
-                    result: "dead".into(),
-                    attempts: d.entry.attempts,
-                    error: Some(d.reason),
-                }),
-        );
-        Some(out)
-    }
-
-    fn outbox_depth(&self) -> Option<u64> {
-        Some(self.0.outbox().depth() as u64)
-    }
 }
 
 /// Brings pushed events to `/metrics` and the rules at once instead of at the next tick

@@ -10,6 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CriteriaFile {
+    /// The checks; the gate says go only when every one passes.
     pub criteria: Vec<Criterion>,
 }
 
@@ -17,6 +18,7 @@ pub struct CriteriaFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Criterion {
+    /// Shown in the report.
     pub name: String,
     /// PromQL expression evaluated at the current time.
     pub query: String,
@@ -58,18 +60,70 @@ pub struct Verdict {
     pub reason: String,
 }
 
+/// Why a criteria file is unusable (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum CriteriaError {
+    /// Not the criteria shape; located when the parser knows where.
+    #[error("{file}:{line}:{column}: {source}")]
+    Syntax {
+        file: String,
+        line: usize,
+        column: usize,
+        source: serde_yaml_ng::Error,
+    },
+    #[error("{file}: {source}")]
+    Unlocated {
+        file: String,
+        source: serde_yaml_ng::Error,
+    },
+    /// A criterion that could never fail.
+    #[error("{file}: criteria[{index}] ({name}): set min, max, or expect: empty")]
+    NoBound {
+        file: String,
+        index: usize,
+        name: String,
+    },
+}
+
+/// Why one criterion's query gave no values to judge (the criterion fails).
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{url}: {source}")]
+    Transport { url: String, source: reqwest::Error },
+    #[error("{url}: invalid response: {source}")]
+    Response { url: String, source: reqwest::Error },
+    /// The server answered with Prometheus's error shape.
+    #[error("query failed ({status}{}): {error}", kind.as_deref().map(|k| format!(", {k}")).unwrap_or_default())]
+    Failed {
+        status: reqwest::StatusCode,
+        kind: Option<String>,
+        error: String,
+    },
+    #[error("unsupported result type {0:?}")]
+    ResultType(Option<String>),
+}
+
 /// Parses the criteria file, with file:line:column on errors.
-pub fn parse_criteria(file: &str, text: &str) -> Result<CriteriaFile, String> {
-    let c: CriteriaFile = serde_yaml_ng::from_str(text).map_err(|e| match e.location() {
-        Some(l) => format!("{file}:{}:{}: {e}", l.line(), l.column()),
-        None => format!("{file}: {e}"),
+pub fn parse_criteria(file: &str, text: &str) -> Result<CriteriaFile, CriteriaError> {
+    let c: CriteriaFile = serde_yaml_ng::from_str(text).map_err(|source| {
+        let file = file.to_string();
+        match source.location() {
+            Some(l) => CriteriaError::Syntax {
+                file,
+                line: l.line(),
+                column: l.column(),
+                source,
+            },
+            None => CriteriaError::Unlocated { file, source },
+        }
     })?;
-    for (i, cr) in c.criteria.iter().enumerate() {
+    for (index, cr) in c.criteria.iter().enumerate() {
         if cr.min.is_none() && cr.max.is_none() && cr.expect.is_none() {
-            return Err(format!(
-                "{file}: criteria[{i}] ({}): set min, max, or expect: empty",
-                cr.name
-            ));
+            return Err(CriteriaError::NoBound {
+                file: file.to_string(),
+                index,
+                name: cr.name.clone(),
+            });
         }
     }
     Ok(c)
@@ -143,24 +197,30 @@ async fn query(
     base: &str,
     expr: &str,
     auth: Option<&str>,
-) -> Result<Vec<(String, f64)>, String> {
+) -> Result<Vec<(String, f64)>, QueryError> {
     let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
     let mut req = client.get(&url).query(&[("query", expr)]);
     if let Some(a) = auth {
         req = req.header(reqwest::header::AUTHORIZATION, a);
     }
-    let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let resp = req.send().await.map_err(|source| QueryError::Transport {
+        url: url.clone(),
+        source,
+    })?;
     let status = resp.status();
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("{url}: invalid response: {e}"))?;
+    let body: serde_json::Value = resp.json().await.map_err(|source| QueryError::Response {
+        url: url.clone(),
+        source,
+    })?;
     if !status.is_success() || body["status"] != "success" {
         // Prometheus's error shape; a query limit says which (`execution`, `timeout`...).
-        let err = body["error"].as_str().unwrap_or("unknown error");
-        return Err(match body["errorType"].as_str() {
-            Some(kind) => format!("query failed ({status}, {kind}): {err}"),
-            None => format!("query failed ({status}): {err}"),
+        return Err(QueryError::Failed {
+            status,
+            kind: body["errorType"].as_str().map(str::to_string),
+            error: body["error"]
+                .as_str()
+                .unwrap_or("unknown error")
+                .to_string(),
         });
     }
     let data = &body["data"];
@@ -201,7 +261,7 @@ async fn query(
             })
             .unwrap_or_default()),
         Some("scalar") => Ok(vec![(String::new(), parse_value(&data["result"]))]),
-        other => Err(format!("unsupported result type {other:?}")),
+        other => Err(QueryError::ResultType(other.map(str::to_string))),
     }
 }
 
@@ -251,7 +311,7 @@ pub fn run(
                     name: c.name.clone(),
                     value: "(error)".into(),
                     pass: false,
-                    reason: e,
+                    reason: e.to_string(),
                 },
             };
             out.push(v);
@@ -339,7 +399,7 @@ mod tests {
     fn criteria_files_are_validated() {
         assert!(parse_criteria("f", "criteria:\n  - name: x\n    query: up\n").is_err());
         let e = parse_criteria("f", "criteria:\n  - name: x\n    qurey: up\n").unwrap_err();
-        assert!(e.starts_with("f:3:"), "{e}");
+        assert!(e.to_string().starts_with("f:3:"), "{e}");
         let shipped =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gate.yaml"))
                 .unwrap();

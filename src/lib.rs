@@ -1,6 +1,9 @@
 //! comfy-sentinel: a Prometheus exporter and alerting sidecar for GPU generative-workflow
 //! servers such as ComfyUI. Data flows one way: collect → store → rules → notify; the
 //! HTTP layer only reads snapshots and state.
+//!
+//! Modules import downward only: `config` ← `collect`, `ingest` ← `app` ← `http` ←
+//! `main` (see `docs/architecture.md` for the map and the one named exception).
 
 // `deny`, not `forbid` (which an inner `allow` cannot lift): the FFI calls are allowed
 // item by item, each with a SAFETY comment. The documented exceptions are the NVML

@@ -286,7 +286,7 @@ async fn serve(cfg: Config, source: config::ConfigSource) -> anyhow::Result<()> 
         tls = web.tls.is_some(),
         "comfy-sentinel starting"
     );
-    let app = App::try_start(cfg, source).map_err(anyhow::Error::msg)?;
+    let app = App::try_start(cfg, source)?;
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(app.clone(), shutdown.clone())?;
     spawn_refresher(app.clone(), shutdown.clone());

@@ -15,6 +15,7 @@ mod support {
 mod collector_timeouts;
 mod comfyui;
 mod config_doc;
+mod config_rejected;
 mod dashboards;
 mod delivery_latency;
 mod deploy;

@@ -81,3 +81,16 @@ impl Collector for ProcessCollector {
             .map_err(CollectError::Failed)
     }
 }
+
+/// The list's entry for this collector (see `collect::COLLECTORS`): always on, every 5 s.
+pub fn spec(
+    _c: &super::CollectorsConfig,
+    _ctx: &super::BuildContext,
+) -> Option<super::CollectorSpec> {
+    Some(super::CollectorSpec::new(
+        ProcessCollector::new(),
+        &"process",
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(4),
+    ))
+}

@@ -4,8 +4,15 @@
 //! the top level, shared value types (durations, secrets) and loading.
 
 pub use sentinel_base::config::{
-    either_secret, format_duration, locate, parse_duration, Dur, Secret, SecretFile, SecretString,
+    either_secret, format_duration, locate, parse_duration, Dur, FieldError, Secret, SecretFile,
+    SecretString,
 };
+
+pub mod auth;
+pub mod ingest;
+mod web;
+
+pub use web::{load_server_config, BasicAuthConfig, TlsConfig, TlsError, WebConfig};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,14 +33,21 @@ pub struct Config {
     pub external_labels: BTreeMap<String, String>,
     /// URL under which this sidecar is reachable, used in alert links.
     pub external_url: Option<String>,
+    /// Log level and format.
     pub log: LogConfig,
-    pub web: crate::http::WebConfig,
+    /// TLS, authentication and connection limits of the HTTP server.
+    pub web: WebConfig,
+    /// Hard caps that keep memory bounded.
     pub limits: LimitsConfig,
+    /// One section per collector.
     pub collectors: crate::collect::CollectorsConfig,
-    pub ingest: crate::ingest::IngestConfig,
+    /// The events ingest API (`POST /api/v1/events`).
+    pub ingest: ingest::IngestConfig,
+    /// Rule files and the evaluation interval.
     pub rules: sentinel_rules::RulesConfig,
     /// Limits of every PromQL evaluation (query API, rules).
     pub query: sentinel_rules::eval::QueryConfig,
+    /// Routing, receivers, silences and inhibition of notifications.
     pub notify: sentinel_notify::NotifyConfig,
 }
 
@@ -100,7 +114,7 @@ impl Default for LimitsConfig {
 }
 
 /// A configuration problem, located in its file.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("{file}:{line}:{column}: {path}{sep}{message}", sep = if path.is_empty() { "" } else { ": " })]
 pub struct ConfigError {
     pub file: String,
@@ -203,6 +217,10 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
         // (an unknown field is best shown at its key).
         let value_pos = if message.starts_with("unknown field") {
             None
+        } else if is_secret_error(&message) {
+            // Read while the enclosing mapping is deserialized, so serde points at that
+            // mapping's first key; the path names the secret's own field.
+            locate::locate(source, &path).map(|p| (p.line, p.column))
         } else {
             locate::locate(source, &path)
                 .filter(|p| serde_pos.is_none_or(|(l, _)| l == p.line))
@@ -228,6 +246,19 @@ pub fn parse(file: &str, source: &str) -> Result<Config, ConfigError> {
     config.collectors.resolve_timeouts();
     check_build(&config, file, source)?;
     Ok(config)
+}
+
+/// Whether a parse error came from reading a secret (a `*_file` or a `${ENV}`
+/// reference; see `sentinel_base::config::SecretFile`).
+fn is_secret_error(message: &str) -> bool {
+    [
+        "secret file ",
+        "cannot read secret file ",
+        "environment variable ",
+        "unterminated ${",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p))
 }
 
 /// Makes the relative paths of files the config reads (TLS certificate and key, CA
@@ -333,6 +364,9 @@ fn strip_path_prefix(msg: &str, path: &str) -> String {
 
 /// Checks that need the whole parsed config (cross-field rules, address syntax).
 fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
+    // Sections report a field path and a reason; located here in the file. (The rules,
+    // query and notify sections still report `(path, message)` pairs.)
+    let at = |e: FieldError| ConfigError::at(file, source, &e.path, e.message);
     if c.listen.parse::<std::net::SocketAddr>().is_err() {
         return Err(ConfigError::at(
             file,
@@ -341,7 +375,8 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             format!("invalid listen address {:?} (want host:port)", c.listen),
         ));
     }
-    validate_log_level(&c.log.level).map_err(|m| ConfigError::at(file, source, "log.level", m))?;
+    validate_log_level(&c.log.level)
+        .map_err(|m| ConfigError::at(file, source, "log.level", m.to_string()))?;
     if let Some(u) = &c.external_url {
         match url::Url::parse(u) {
             Ok(p) if matches!(p.scheme(), "http" | "https") => {}
@@ -371,15 +406,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             "must be at least 1",
         ));
     }
-    c.web
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.collectors
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.ingest
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    c.web.validate().map_err(at)?;
+    c.collectors.validate().map_err(at)?;
+    c.ingest.validate().map_err(at)?;
     // Rule files are YAML too: the same depth limit, before their parser sees them.
     if let Ok(sources) = c.rules.sources() {
         for (name, text) in &sources {
@@ -393,15 +422,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    c.rules
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.query
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
-    c.notify
-        .validate()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    c.rules.validate().map_err(|e| at(e.into()))?;
+    c.query.validate().map_err(|e| at(e.into()))?;
+    c.notify.validate().map_err(|e| at(e.into()))?;
     Ok(())
 }
 
@@ -409,13 +432,13 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
 /// `off`) or `tracing` directives (`info,comfy_sentinel=debug`). A bare word that is
 /// not a level (`verbose`) would be read as a target name and silence every log, so it
 /// is refused.
-pub fn validate_log_level(level: &str) -> Result<(), String> {
+pub fn validate_log_level(level: &str) -> Result<(), LogLevelError> {
     const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
     let is_level = |l: &str| LEVELS.contains(&l.trim().to_ascii_lowercase().as_str());
     let want =
         "want trace, debug, info, warn, error, off, or directives like info,comfy_sentinel=debug";
     if level.trim().is_empty() {
-        return Err(format!("empty log level ({want})"));
+        return Err(LogLevelError::Empty(want));
     }
     for d in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let ok = match d.rsplit_once('=') {
@@ -423,13 +446,24 @@ pub fn validate_log_level(level: &str) -> Result<(), String> {
             None => d.contains('[') || is_level(d),
         };
         if !ok {
-            return Err(format!("invalid log level {d:?} ({want})"));
+            return Err(LogLevelError::Invalid(d.to_string(), want));
         }
     }
     tracing_subscriber::EnvFilter::builder()
         .parse(level)
         .map(|_| ())
-        .map_err(|e| format!("invalid log filter {level:?}: {e}"))
+        .map_err(|e| LogLevelError::Filter(level.to_string(), e.to_string()))
+}
+
+/// Why `log.level` cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogLevelError {
+    #[error("empty log level ({0})")]
+    Empty(&'static str),
+    #[error("invalid log level {0:?} ({1})")]
+    Invalid(String, &'static str),
+    #[error("invalid log filter {0:?}: {1}")]
+    Filter(String, String),
 }
 
 /// Builds, and drops, what `run` builds from the config beyond plain values: the
@@ -437,9 +471,8 @@ pub fn validate_log_level(level: &str) -> Result<(), String> {
 /// ComfyUI request headers. What `run` could not build is an error here, so `check`
 /// refuses it and a reload keeps the running config.
 fn check_build(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
-    c.notify
-        .check_build()
-        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    let at = |e: FieldError| ConfigError::at(file, source, &e.path, e.message);
+    c.notify.check_build().map_err(|e| at(e.into()))?;
     let comfy = &c.collectors.comfyui;
     if comfy.enabled {
         let token = either_secret(&comfy.bearer_token, &comfy.bearer_token_file)

@@ -9,7 +9,7 @@
 //! - `/api/v2/alerts`, `/api/v2/silences`, `/api/v2/silence/{id}`, ... — Alertmanager's
 //!   API v2 (`am_api`)
 //! - `/api/v1/alerts/history`, `/api/v1/notifications` — see `notify_api`
-//! - `POST /api/v1/events` — the events ingest API (`crate::ingest`), with its own auth
+//! - `POST /api/v1/events` — the events ingest API (`ingest.rs`; domain in `crate::ingest`), with its own auth
 //!
 //! Every route sits behind optional basic/bearer auth and optional TLS (`web:`). Without
 //! `web:` credentials, the routes that change state (silences, reload) answer loopback
@@ -22,18 +22,17 @@
 //! to the TLS port.
 
 mod am_api;
-pub mod config;
 mod conns;
+mod ingest;
 mod notify_api;
 mod prom_api;
 pub mod status;
-mod tls;
-
-pub use config::WebConfig;
 
 pub use conns::{is_body_timeout, BodyTimeout};
 
 use crate::app::App;
+use crate::config::auth::{authorized, is_loopback};
+use crate::config::WebConfig;
 use crate::metrics::encode::{OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE};
 use crate::metrics::registry::Registry;
 use axum::body::Body;
@@ -43,7 +42,6 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
-use base64::Engine;
 use hyper::body::Body as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
@@ -112,9 +110,9 @@ fn core_routes() -> Vec<Route> {
 fn ingest_routes() -> Vec<Route> {
     vec![Route::new(
         "POST",
-        crate::ingest::PATH,
+        ingest::PATH,
         "events ingest (its own auth: ingest.tokens)",
-        post(crate::ingest::handle),
+        post(ingest::handle),
     )]
 }
 
@@ -197,7 +195,7 @@ fn is_mutating(method: &Method, path: &str) -> bool {
 fn from_loopback(req: &Request) -> bool {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .is_some_and(|c| crate::ingest::auth::is_loopback(c.0.ip()))
+        .is_some_and(|c| is_loopback(c.0.ip()))
 }
 
 /// Checks basic or bearer credentials (constant-time) when the config asks for them;
@@ -229,39 +227,6 @@ async fn auth(State(app): State<Arc<App>>, req: Request, next: Next) -> Response
         HeaderValue::from_static(challenge),
     );
     resp
-}
-
-pub(crate) fn authorized(creds: &config::Credentials, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    let rest = rest.trim();
-    if scheme.eq_ignore_ascii_case("bearer") {
-        return creds
-            .bearer
-            .as_ref()
-            .is_some_and(|t| t.ct_eq(rest.as_bytes()));
-    }
-    if scheme.eq_ignore_ascii_case("basic") {
-        let Some((user, pass)) = creds.basic.as_ref() else {
-            return false;
-        };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest) else {
-            return false;
-        };
-        let Some(i) = decoded.iter().position(|b| *b == b':') else {
-            return false;
-        };
-        // Compare both parts, always, so timing does not reveal which one was wrong.
-        let user_ok = crate::config::Secret::new(user.clone()).ct_eq(&decoded[..i]);
-        let pass_ok = pass.ct_eq(&decoded[i + 1..]);
-        return user_ok & pass_ok;
-    }
-    false
 }
 
 /// A q-value as RFC 9110 writes it (`0`, `0.5`, `1.000`, ...); anything else is
@@ -495,7 +460,7 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let acceptor = match &web.tls {
         Some(t) => Some(tokio_rustls::TlsAcceptor::from(
-            tls::load_server_config(t).map_err(anyhow::Error::msg)?,
+            crate::config::load_server_config(t)?,
         )),
         None => None,
     };
@@ -740,30 +705,6 @@ mod tests {
             HeaderValue::from_static("gzip;q=0"),
         );
         assert!(!accepts_gzip(&h));
-    }
-
-    #[test]
-    fn basic_and_bearer_credentials() {
-        let creds = config::Credentials {
-            basic: Some(("u".into(), crate::config::Secret::new("p"))),
-            bearer: Some(crate::config::Secret::new("t")),
-        };
-        let mut h = HeaderMap::new();
-        assert!(!authorized(&creds, &h));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Basic dTpw"),
-        ); // u:p
-        assert!(authorized(&creds, &h));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Basic dTpx"),
-        ); // u:q
-        assert!(!authorized(&creds, &h));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
-        assert!(authorized(&creds, &h));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer tt"));
-        assert!(!authorized(&creds, &h));
     }
 }
 

@@ -3,11 +3,12 @@
 //! `<style>` is the one thing it allows).
 //!
 //! It shows build info, each collector's last run (from `Runner::statuses()`), the active
-//! alerts and the recent notifications, the outbox depth and the endpoints. Alerts and
-//! notifications live in the rule engine and the dispatcher, which this crate must not
-//! import from the HTTP layer's side of the data flow; they hand their state over through
-//! [`StatusProvider`], registered on [`App`] under a key (`App::set_status_provider`).
-//! With none registered, their sections say "none".
+//! alerts and the recent notifications, the outbox depth and the endpoints. The HTTP layer
+//! stands after the rule engine and the dispatcher in the data flow, so [`StatusSnapshot::gather`]
+//! reads them directly: alerts with their silenced/inhibited marks, delivery attempts,
+//! queued and dead notifications and the outbox depth from the notifier
+//! (`sentinel_notify::Notifier`), and each alert's value at its last evaluation from the
+//! rule engine. Rendering ([`render`]) is pure over that snapshot.
 //!
 //! Every value that came from outside (label values, annotations, collector errors, config
 //! paths) goes through [`escape`], which is safe in text and in double-quoted attributes;
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-/// One alert as the page shows it (the rule engine fills these).
+/// One alert as the page shows it (read from the notifier, valued by the rule engine).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertView {
     /// The `alertname`.
@@ -39,7 +40,7 @@ pub struct AlertView {
     pub inhibited: bool,
 }
 
-/// One notification attempt series as the page shows it (the dispatcher fills these).
+/// One notification attempt series as the page shows it (read from the notifier).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NotificationView {
     /// When the notification was last attempted (or queued).
@@ -53,24 +54,6 @@ pub struct NotificationView {
     pub result: String,
     pub attempts: u32,
     pub error: Option<String>,
-}
-
-/// What the rule engine and the dispatcher expose to the status page. Each implements the
-/// parts it owns; the rest keep their defaults. Called on every page load, so answers
-/// must come from memory (a snapshot), never from I/O.
-pub trait StatusProvider: Send + Sync {
-    /// Active (pending or firing) alerts.
-    fn alerts(&self) -> Option<Vec<AlertView>> {
-        None
-    }
-    /// Recent notifications, any order (the page sorts newest first).
-    fn notifications(&self) -> Option<Vec<NotificationView>> {
-        None
-    }
-    /// Notifications waiting in the durable outbox.
-    fn outbox_depth(&self) -> Option<u64> {
-        None
-    }
 }
 
 /// Most alert rows shown; the rest are counted.
@@ -117,9 +100,9 @@ pub struct BuildView {
 pub struct StatusSnapshot {
     pub build: BuildView,
     pub collectors: Vec<(String, CollectorStatus)>,
-    /// None: no provider serves alerts.
+    /// None: not known (a snapshot built without a notifier, as in tests).
     pub alerts: Option<Vec<AlertView>>,
-    /// None: no provider serves notifications.
+    /// None: not known.
     pub notifications: Option<Vec<NotificationView>>,
     pub outbox_depth: Option<u64>,
 }
@@ -127,20 +110,6 @@ pub struct StatusSnapshot {
 impl StatusSnapshot {
     /// Reads the running sidecar's state.
     pub fn gather(app: &App) -> StatusSnapshot {
-        let mut alerts: Option<Vec<AlertView>> = None;
-        let mut notifications: Option<Vec<NotificationView>> = None;
-        let mut outbox: Option<u64> = None;
-        for p in app.status_providers().values() {
-            if let Some(a) = p.alerts() {
-                alerts.get_or_insert_with(Vec::new).extend(a);
-            }
-            if let Some(n) = p.notifications() {
-                notifications.get_or_insert_with(Vec::new).extend(n);
-            }
-            if let Some(d) = p.outbox_depth() {
-                outbox = Some(outbox.unwrap_or(0).saturating_add(d));
-            }
-        }
         StatusSnapshot {
             build: BuildView {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -149,7 +118,9 @@ impl StatusSnapshot {
                     .to_string(),
                 started: Some(app.started),
                 config_source: app.config_source().display_name(),
-                last_reload: app.last_reload(),
+                last_reload: app
+                    .last_reload()
+                    .map(|(at, r)| (at, r.map_err(|e| e.to_string()))),
             },
             collectors: app
                 .runner
@@ -157,11 +128,80 @@ impl StatusSnapshot {
                 .into_iter()
                 .map(|(n, s)| (n.to_string(), s))
                 .collect(),
-            alerts,
-            notifications,
-            outbox_depth: outbox,
+            alerts: Some(alert_views(&app.notifier, &app.rules)),
+            notifications: Some(notification_views(&app.notifier)),
+            outbox_depth: Some(app.notifier.outbox().depth() as u64),
         }
     }
+}
+
+/// Active alerts as the dispatcher sees them (silenced and inhibited marks), with the
+/// value each had at the rule engine's last evaluation.
+fn alert_views(
+    notifier: &sentinel_notify::Notifier,
+    rules: &sentinel_rules::engine::RuleEngine,
+) -> Vec<AlertView> {
+    let values = rules.alert_values();
+    notifier
+        .alerts()
+        .into_iter()
+        .map(|a| AlertView {
+            name: a.alert.name().to_string(),
+            severity: a.alert.labels.get("severity").cloned().unwrap_or_default(),
+            state: a.status.to_string(),
+            labels: a.alert.labels.clone(),
+            annotations: a.alert.annotations.clone(),
+            value: values.get(&a.alert.fingerprint()).copied(),
+            active_since: Some(a.alert.starts_at.into()),
+            silenced: !a.silenced_by.is_empty(),
+            inhibited: a.inhibited,
+        })
+        .collect()
+}
+
+/// Recent delivery attempts, then the notifications waiting in the outbox, then the dead
+/// letters (the page sorts them newest first).
+fn notification_views(notifier: &sentinel_notify::Notifier) -> Vec<NotificationView> {
+    let (attempts, pending, dead) = notifier.notifications();
+    let status = |n: &sentinel_notify::notification::Notification| {
+        if n.firing().next().is_some() {
+            "firing"
+        } else {
+            "resolved"
+        }
+        .to_string()
+    };
+    let mut out: Vec<NotificationView> = attempts
+        .into_iter()
+        .map(|a| NotificationView {
+            at: Some(a.at.into()),
+            receiver: format!("{} ({})", a.receiver, a.integration),
+            group: a.group_key,
+            status: String::new(),
+            result: a.result.to_string(),
+            attempts: a.attempt,
+            error: a.error,
+        })
+        .collect();
+    out.extend(pending.into_iter().map(|e| NotificationView {
+        at: Some(e.next_at.into()),
+        receiver: format!("{} ({})", e.receiver, e.integration),
+        group: e.notification.group_key.clone(),
+        status: status(&e.notification),
+        result: "queued".into(),
+        attempts: e.attempts,
+        error: e.last_error,
+    }));
+    out.extend(dead.into_iter().map(|d| NotificationView {
+        at: Some(d.at.into()),
+        receiver: format!("{} ({})", d.entry.receiver, d.entry.integration),
+        group: d.entry.notification.group_key.clone(),
+        status: status(&d.entry.notification),
+        result: "dead".into(),
+        attempts: d.entry.attempts,
+        error: Some(d.reason),
+    }));
+    out
 }
 
 /// The page for the running sidecar.
@@ -749,53 +789,50 @@ mod tests {
         assert!(html.contains("bad &lt;addr&gt;"));
     }
 
-    struct Rules(Vec<AlertView>);
-    impl StatusProvider for Rules {
-        fn alerts(&self) -> Option<Vec<AlertView>> {
-            Some(self.0.clone())
-        }
-    }
-    struct Dispatcher(u64);
-    impl StatusProvider for Dispatcher {
-        fn notifications(&self) -> Option<Vec<NotificationView>> {
-            Some(Vec::new())
-        }
-        fn outbox_depth(&self) -> Option<u64> {
-            Some(self.0)
-        }
-    }
-
     #[tokio::test]
-    async fn providers_on_the_app_are_merged_and_replaced_by_key() {
+    async fn status_page_reads_alerts_and_outbox_from_the_notifier() {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = crate::config::Config {
             data_dir: dir.path().to_path_buf(),
             ..Default::default()
         };
         let app = App::start(config, crate::config::ConfigSource::Embedded);
-        // The dispatcher registers its view when the app starts.
         let s = StatusSnapshot::gather(&app);
-        assert_eq!(
-            (s.alerts, s.notifications, s.outbox_depth),
-            (Some(vec![]), Some(vec![]), Some(0))
-        );
+        // Read, never "unknown" (the default rules may already have fired the Watchdog).
+        assert!(s.alerts.is_some() && s.notifications.is_some());
+        assert_eq!(s.outbox_depth, Some(0), "no receivers, nothing queued");
         assert_eq!(s.build.config_source, "<embedded default config>");
         assert!(s.build.last_reload.is_none());
 
-        let alert = AlertView {
-            name: "GpuHot".into(),
-            state: "firing".into(),
-            ..Default::default()
+        // An alert handed to the notifier (as the rule engine does) shows on the page
+        // with nothing registered in between: there is no provider to forget.
+        use sentinel_base::alert::AlertSink;
+        let now = chrono::Utc::now();
+        app.notifier.send(vec![sentinel_base::alert::Alert {
+            labels: [
+                ("alertname".to_string(), "GpuHot".to_string()),
+                ("severity".to_string(), "critical".to_string()),
+            ]
+            .into(),
+            annotations: Default::default(),
+            starts_at: now,
+            ends_at: now + chrono::Duration::hours(1),
+            generator_url: String::new(),
+        }]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let hot = loop {
+            let a = StatusSnapshot::gather(&app).alerts.unwrap_or_default();
+            let hot = a.into_iter().find(|a| a.name == "GpuHot");
+            if hot.is_some() || std::time::Instant::now() > deadline {
+                break hot;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        app.set_status_provider("rules", std::sync::Arc::new(Rules(vec![alert.clone()])));
-        app.set_status_provider("notify", std::sync::Arc::new(Dispatcher(3)));
-        let s = StatusSnapshot::gather(&app);
-        assert_eq!(s.alerts, Some(vec![alert]));
-        assert_eq!(s.notifications, Some(vec![]));
-        assert_eq!(s.outbox_depth, Some(3));
-        // A rebuilt engine registers again under its key and replaces the old one.
-        app.set_status_provider("rules", std::sync::Arc::new(Rules(vec![])));
-        assert_eq!(StatusSnapshot::gather(&app).alerts, Some(vec![]));
+        let hot = hot.expect("the notifier's alert reaches the page within 5 s");
+        assert_eq!(
+            (hot.severity.as_str(), hot.state.as_str()),
+            ("critical", "firing")
+        );
         app.runner.stop_all();
     }
 

@@ -9,14 +9,15 @@
 //!    unconfigured sidecar cannot be fed fake metrics from the network.
 //!
 //! The `/api/v1/events` route sits outside the `web:` auth middleware (see
-//! `http::router`) because a client has only one `Authorization` header to spend.
+//! `http::router`, handler in `http/ingest.rs`) because a client has only one `Authorization` header to spend.
 
+pub use crate::config::auth::is_loopback;
+use crate::config::auth::{authorized, Credentials};
 use crate::config::Secret;
-use crate::http::config::Credentials;
 use axum::http::{header, HeaderMap};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 pub const SIGNATURE_HEADER: &str = "x-sentinel-signature";
 pub const TIMESTAMP_HEADER: &str = "x-sentinel-timestamp";
@@ -46,15 +47,6 @@ pub enum Verdict {
     Allow,
     /// The signature must be checked against the body once it is read.
     CheckSignature,
-}
-
-pub fn is_loopback(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-    }
 }
 
 impl IngestAuth {
@@ -89,7 +81,7 @@ impl IngestAuth {
             ));
         }
         if web.required() {
-            return if crate::http::authorized(web, headers) {
+            return if authorized(web, headers) {
                 Ok(Verdict::Allow)
             } else {
                 Err(AuthError::Unauthorized("send the web: credentials"))

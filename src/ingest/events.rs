@@ -313,7 +313,7 @@ fn parse_stream<'a>(body: &'a [u8], limits: &Limits) -> Result<Vec<Event<'a>>, B
         let kind = raw.kind;
         match raw.validate(limits) {
             Ok(event) => events.push(event),
-            Err(reason) => return Err(failed(Some(kind), reason)),
+            Err(reason) => return Err(failed(Some(kind), reason.to_string())),
         }
     }
     Ok(events)
@@ -373,7 +373,7 @@ impl<'l, 'a> Visitor<'a> for ArraySeed<'l, 'a> {
                     *self.failure = Some(BatchError::Invalid {
                         index,
                         kind: Some(kind),
-                        reason,
+                        reason: reason.to_string(),
                         preceding: [0; 4],
                     });
                     return Err(de::Error::custom("invalid event"));
@@ -518,7 +518,7 @@ impl<'a> RawEvent<'a> {
         .map(|(n, _)| n)
     }
 
-    fn validate(self, limits: &Limits) -> Result<Event<'a>, String> {
+    fn validate(self, limits: &Limits) -> Result<Event<'a>, EventError> {
         let allowed: &[&str] = match self.kind {
             Kind::Operation => &[
                 "operation",
@@ -535,22 +535,22 @@ impl<'a> RawEvent<'a> {
             Kind::Heartbeat => &["name", "status", "timestamp"],
         };
         if let Some(f) = self.present().find(|f| !allowed.contains(f)) {
-            return Err(format!(
-                "field `{f}` is not allowed for type `{}`",
-                self.kind.as_str()
-            ));
+            return Err(EventError::NotAllowed {
+                field: f,
+                kind: self.kind.as_str(),
+            });
         }
-        let label = |field: &str, v: Option<Text<'a>>| -> Result<Cow<'a, str>, String> {
-            let v = v.ok_or_else(|| format!("missing field `{field}`"))?.0;
-            check_label(field, &v, limits.max_label_value_length)?;
-            Ok(v)
-        };
-        let optional_label = |field: &str, v: Option<Text<'a>>| match v {
+        let label =
+            |field: &'static str, v: Option<Text<'a>>| -> Result<Cow<'a, str>, EventError> {
+                let v = v.ok_or(EventError::Missing(field))?.0;
+                check_label(field, &v, limits.max_label_value_length)?;
+                Ok(v)
+            };
+        let optional_label = |field: &'static str, v: Option<Text<'a>>| match v {
             None => Ok(None),
             Some(t) => check_label(field, &t.0, limits.max_label_value_length).map(|()| Some(t.0)),
         };
-        let required =
-            |field: &str, v: Option<f64>| v.ok_or_else(|| format!("missing field `{field}`"));
+        let required = |field: &'static str, v: Option<f64>| v.ok_or(EventError::Missing(field));
         Ok(match self.kind {
             Kind::Operation => {
                 let operation = label("operation", self.operation)?;
@@ -564,11 +564,9 @@ impl<'a> RawEvent<'a> {
                 };
                 let attempts = self.attempts.map_or(1, |c| c.0);
                 if !(1..=MAX_ATTEMPTS).contains(&attempts) {
-                    return Err(format!("`attempts` must be between 1 and {MAX_ATTEMPTS}"));
+                    return Err(EventError::Attempts);
                 }
-                let outcome = self
-                    .outcome
-                    .ok_or_else(|| "missing field `outcome`".to_string())?;
+                let outcome = self.outcome.ok_or(EventError::Missing("outcome"))?;
                 Event::Operation(OperationEvent {
                     operation,
                     duration_seconds,
@@ -588,9 +586,7 @@ impl<'a> RawEvent<'a> {
             }
             Kind::CircuitBreaker => Event::CircuitBreaker(BreakerEvent {
                 name: label("name", self.name)?,
-                state: self
-                    .state
-                    .ok_or_else(|| "missing field `state`".to_string())?,
+                state: self.state.ok_or(EventError::Missing("state"))?,
                 from: self.from,
                 timestamp: self
                     .timestamp
@@ -609,9 +605,7 @@ impl<'a> RawEvent<'a> {
             }
             Kind::Heartbeat => Event::Heartbeat(HeartbeatEvent {
                 name: label("name", self.name)?,
-                status: self
-                    .status
-                    .ok_or_else(|| "missing field `status`".to_string())?,
+                status: self.status.ok_or(EventError::Missing("status"))?,
                 timestamp: self
                     .timestamp
                     .map(|t| timestamp(t, limits.now))
@@ -621,42 +615,71 @@ impl<'a> RawEvent<'a> {
     }
 }
 
-fn check_label(field: &str, v: &str, max_len: usize) -> Result<(), String> {
+/// Why one event of a batch is refused; the batch answer quotes it with the event's
+/// index. Messages name the field as the client wrote it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EventError {
+    #[error("field `{field}` is not allowed for type `{kind}`")]
+    NotAllowed {
+        field: &'static str,
+        kind: &'static str,
+    },
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("`{0}` must not be empty")]
+    Empty(&'static str),
+    #[error("`{field}` is longer than {max_len} characters")]
+    TooLong { field: &'static str, max_len: usize },
+    #[error("`attempts` must be between 1 and {MAX_ATTEMPTS}")]
+    Attempts,
+    #[error("`{0}` must be a finite number of seconds >= 0")]
+    Seconds(&'static str),
+    #[error("`{field}` {} exceeds the cap of {MAX_SECONDS} (7 days)", number(*.value))]
+    SecondsOverCap { field: &'static str, value: f64 },
+    #[error("`value` must be a finite number")]
+    ValueNotFinite,
+    #[error("`value` {} exceeds the cap of {MAX_QUALITY_ABS}", number(*.0))]
+    ValueAboveCap(f64),
+    #[error("`value` {} is below the cap of {}", number(*.0), -MAX_QUALITY_ABS)]
+    ValueBelowCap(f64),
+    #[error("`timestamp` must be Unix seconds > 0")]
+    Timestamp,
+    #[error("`timestamp` lies more than {MAX_FUTURE_SKEW_SECONDS} s in the future (Unix seconds expected, not milliseconds)")]
+    FutureTimestamp,
+}
+
+fn check_label(field: &'static str, v: &str, max_len: usize) -> Result<(), EventError> {
     if v.is_empty() {
-        return Err(format!("`{field}` must not be empty"));
+        return Err(EventError::Empty(field));
     }
     // Counted in characters, as JSON Schema's maxLength counts them.
     if v.chars().count() > max_len {
-        return Err(format!("`{field}` is longer than {max_len} characters"));
+        return Err(EventError::TooLong { field, max_len });
     }
     Ok(())
 }
 
-fn seconds(field: &str, v: f64) -> Result<f64, String> {
+fn seconds(field: &'static str, v: f64) -> Result<f64, EventError> {
     // JSON has no NaN or Infinity, but a number too large for f64 must not slip through.
     if !v.is_finite() || v < 0.0 {
-        return Err(format!("`{field}` must be a finite number of seconds >= 0"));
+        return Err(EventError::Seconds(field));
     }
     if v > MAX_SECONDS {
-        return Err(format!(
-            "`{field}` {} exceeds the cap of {MAX_SECONDS} (7 days)",
-            number(v)
-        ));
+        return Err(EventError::SecondsOverCap { field, value: v });
     }
     Ok(v)
 }
 
-fn quality_value(v: f64) -> Result<f64, String> {
+fn quality_value(v: f64) -> Result<f64, EventError> {
     if !v.is_finite() {
-        return Err("`value` must be a finite number".into());
+        return Err(EventError::ValueNotFinite);
     }
     if v.abs() > MAX_QUALITY_ABS {
-        let (side, cap) = if v > 0.0 {
-            ("exceeds the cap of", MAX_QUALITY_ABS)
+        return Err(if v > 0.0 {
+            EventError::ValueAboveCap(v)
         } else {
-            ("is below the cap of", -MAX_QUALITY_ABS)
-        };
-        return Err(format!("`value` {} {side} {cap}", number(v)));
+            EventError::ValueBelowCap(v)
+        });
     }
     Ok(v)
 }
@@ -671,14 +694,12 @@ fn number(v: f64) -> String {
     }
 }
 
-fn timestamp(t: f64, now: f64) -> Result<f64, String> {
+fn timestamp(t: f64, now: f64) -> Result<f64, EventError> {
     if !t.is_finite() || t <= 0.0 {
-        return Err("`timestamp` must be Unix seconds > 0".into());
+        return Err(EventError::Timestamp);
     }
     if t > now + MAX_FUTURE_SKEW_SECONDS {
-        return Err(format!(
-            "`timestamp` lies more than {MAX_FUTURE_SKEW_SECONDS} s in the future (Unix seconds expected, not milliseconds)"
-        ));
+        return Err(EventError::FutureTimestamp);
     }
     Ok(t)
 }

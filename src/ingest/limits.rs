@@ -5,12 +5,13 @@
 
 use crate::metrics::registry::{CounterVec, HistogramVec, Registry};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+pub use crate::config::ingest::RateLimitConfig;
 
 /// The value that stands for every value past a label's cap.
 pub const OTHER: &str = "other";
@@ -59,65 +60,6 @@ impl LabelCaps {
         drop(seen);
         self.overflow.inc(&[label]);
         OTHER
-    }
-}
-
-/// `ingest.rate_limit`: per-client token buckets, keyed by the client's IP address.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Requests per second each client may sustain; 0 turns the request limit off.
-    pub requests_per_second: f64,
-    /// Requests a client may send at once after being idle.
-    pub requests_burst: f64,
-    /// Events per second each client may sustain; 0 turns the event limit off.
-    pub events_per_second: f64,
-    /// Events a client may send at once; at least `max_events_per_batch`, or a full
-    /// batch could never pass.
-    pub events_burst: f64,
-    /// Clients tracked at once; past it, idle clients are forgotten first, then the
-    /// longest unseen.
-    pub max_clients: usize,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        RateLimitConfig {
-            requests_per_second: 200.0,
-            requests_burst: 400.0,
-            events_per_second: 20_000.0,
-            events_burst: 40_000.0,
-            max_clients: 1024,
-        }
-    }
-}
-
-impl RateLimitConfig {
-    pub fn validate(&self, max_events_per_batch: usize) -> Result<(), (String, String)> {
-        let field = |f: &str| format!("ingest.rate_limit.{f}");
-        for (name, v) in [
-            ("requests_per_second", self.requests_per_second),
-            ("requests_burst", self.requests_burst),
-            ("events_per_second", self.events_per_second),
-            ("events_burst", self.events_burst),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err((field(name), "must be a finite number >= 0".into()));
-            }
-        }
-        if self.requests_per_second > 0.0 && self.requests_burst < 1.0 {
-            return Err((field("requests_burst"), "must be at least 1".into()));
-        }
-        if self.events_per_second > 0.0 && self.events_burst < max_events_per_batch as f64 {
-            return Err((
-                field("events_burst"),
-                format!("must be at least ingest.max_events_per_batch ({max_events_per_batch})"),
-            ));
-        }
-        if self.max_clients == 0 {
-            return Err((field("max_clients"), "must be at least 1".into()));
-        }
-        Ok(())
     }
 }
 
@@ -386,7 +328,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            c.validate(100).unwrap_err().0,
+            c.validate(100).unwrap_err().path,
             "ingest.rate_limit.events_burst"
         );
     }

@@ -10,9 +10,7 @@ use crate::metrics::registry::{HistogramVec, Registry};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
-pub const DEFAULT_BUCKETS: &[f64] = &[
-    0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.5, 5.0, 7.5, 10.0, 25.0, 50.0, 75.0, 100.0,
-];
+pub use crate::config::ingest::DEFAULT_QUALITY_BUCKETS as DEFAULT_BUCKETS;
 
 pub struct QualityMetrics {
     score: Arc<HistogramVec>,

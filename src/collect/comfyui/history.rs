@@ -9,7 +9,7 @@
 //! forgotten first.
 
 use super::api::{EntryHead, HistoryPage, Outcome};
-use crate::collect::{OutputImage, OutputQueue};
+use super::output::{OutputImage, OutputQueue};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::Path;

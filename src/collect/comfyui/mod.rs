@@ -3,7 +3,7 @@
 //! duration, node counts and errors, RAM/VRAM and version info. Shapes follow ComfyUI
 //! 0.3.64; `api.rs` parses them, `history.rs` decides what is new and keeps the counters
 //! in `data_dir` across restarts. New output images go to the quality collector through
-//! [`OutputQueue`](crate::collect::OutputQueue).
+//! [`OutputQueue`] (`output.rs`).
 //!
 //! ComfyUI being down is a state, not a collector failure: the run succeeds with
 //! `comfyui_up 0`, the counters keep their values and unread gauges are left out.
@@ -11,11 +11,14 @@
 
 pub mod api;
 pub mod history;
+pub mod output;
 
-use super::{BuildContext, CollectError, Collector, OutputQueue};
-use crate::config::{Dur, SecretFile, SecretString};
+use super::{BuildContext, CollectError, Collector};
 use crate::metrics::{labels, HistogramSnapshot, MetricFamily, DEFAULT_BUCKETS};
 use history::{Tracker, FAILURE_CLASSES};
+use output::OutputQueue;
+use sentinel_base::config::FieldError;
+use sentinel_base::config::{Dur, SecretFile, SecretString};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -87,48 +90,51 @@ impl ComfyuiConfig {
         super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         match url::Url::parse(&self.url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
-            Ok(_) => return Err(("url".into(), "must be an http:// or https:// URL".into())),
-            Err(e) => return Err(("url".into(), format!("invalid URL: {e}"))),
+            Ok(_) => return Err(FieldError::new("url", "must be an http:// or https:// URL")),
+            Err(e) => return Err(FieldError::new("url", format!("invalid URL: {e}"))),
         }
         if self.history_page_size == 0 {
-            return Err(("history_page_size".into(), "must be at least 1".into()));
+            return Err(FieldError::new("history_page_size", "must be at least 1"));
         }
         if self.history_max_items < self.history_page_size {
-            return Err((
-                "history_max_items".into(),
-                "must be at least history_page_size".into(),
+            return Err(FieldError::new(
+                "history_max_items",
+                "must be at least history_page_size",
             ));
         }
         if self.max_body_bytes < 1024 {
-            return Err(("max_body_bytes".into(), "must be at least 1024".into()));
+            return Err(FieldError::new("max_body_bytes", "must be at least 1024"));
         }
         if self.max_node_error_series == 0 {
-            return Err(("max_node_error_series".into(), "must be at least 1".into()));
+            return Err(FieldError::new(
+                "max_node_error_series",
+                "must be at least 1",
+            ));
         }
         crate::metrics::validate_buckets(&self.duration_buckets)
-            .map_err(|m| ("duration_buckets".to_string(), m))?;
+            .map_err(|m| FieldError::new("duration_buckets", m))?;
         if self.duration_buckets.len() > MAX_DURATION_BUCKETS {
-            return Err((
-                "duration_buckets".into(),
+            return Err(FieldError::new(
+                "duration_buckets",
                 format!("must list at most {MAX_DURATION_BUCKETS} bounds"),
             ));
         }
-        crate::config::either_secret(&self.bearer_token, &self.bearer_token_file)
-            .map_err(|m| ("bearer_token".to_string(), m.to_string()))?;
+        sentinel_base::config::either_secret(&self.bearer_token, &self.bearer_token_file)
+            .map_err(|m| FieldError::new("bearer_token", m))?;
         for (name, value) in &self.headers {
             let path = format!("headers.{name}");
             let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| (path.clone(), "invalid header name".to_string()))?;
+                .map_err(|_| FieldError::new(path.clone(), "invalid header name"))?;
             if n == reqwest::header::ORIGIN {
                 // ComfyUI refuses a request whose Origin differs from its Host (403).
-                return Err((path, "Origin must not be sent to ComfyUI".into()));
+                return Err(FieldError::new(path, "Origin must not be sent to ComfyUI"));
             }
             reqwest::header::HeaderValue::from_str(value.0.expose())
-                .map_err(|_| (path, "invalid header value".to_string()))?;
+                .map_err(|_| FieldError::new(path, "invalid header value"))?;
         }
         Ok(())
     }
@@ -238,7 +244,7 @@ impl ComfyuiCollector {
     pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
         pin_mmap_threshold();
         let mut headers = reqwest::header::HeaderMap::new();
-        let token = crate::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
+        let token = sentinel_base::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
             .map_err(|m| anyhow::anyhow!(m))?;
         if let Some(t) = token {
             let mut v = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose()))?;
@@ -837,4 +843,17 @@ pub fn build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<ComfyuiCollector
 /// paging stops before twice the interval); this only catches the unexpected.
 pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
     cfg.interval.get() * 2 + cfg.timeout()
+}
+
+/// The list's entry for this collector (see `collect::COLLECTORS`).
+pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
+    let cfg = &c.comfyui;
+    build(cfg, ctx).map(|comfyui| {
+        super::CollectorSpec::new(
+            comfyui,
+            &fingerprint(cfg),
+            cfg.interval.get(),
+            run_timeout(cfg),
+        )
+    })
 }

@@ -23,10 +23,11 @@ mod nvml;
 pub use backend::{BackendError, GpuBackend};
 
 use super::{BuildContext, CollectError, Collector, Toggle};
-use crate::config::Dur;
 use crate::metrics::{MetricFamily, MetricType};
 use backend::{DeviceReading, MemoryReading, SystemReading, Want, XidEvent};
 use parking_lot::Mutex;
+use sentinel_base::config::Dur;
+use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -97,18 +98,18 @@ impl GpuConfig {
         super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         let retry = self.init_retry_interval.get();
         if retry < Duration::from_secs(1) || retry > Duration::from_secs(86_400) {
-            return Err((
-                "init_retry_interval".into(),
-                "must be between 1s and 24h".into(),
+            return Err(FieldError::new(
+                "init_retry_interval",
+                "must be between 1s and 24h",
             ));
         }
         if self.max_processes_per_gpu == 0 || self.max_processes_per_gpu > MAX_PROCESSES_LIMIT {
-            return Err((
-                "max_processes_per_gpu".into(),
+            return Err(FieldError::new(
+                "max_processes_per_gpu",
                 format!("must be between 1 and {MAX_PROCESSES_LIMIT}"),
             ));
         }
@@ -117,13 +118,13 @@ impl GpuConfig {
             .as_ref()
             .is_some_and(|p| p.as_os_str().is_empty())
         {
-            return Err((
-                "library_path".into(),
-                "must not be empty (leave it unset for the default)".into(),
+            return Err(FieldError::new(
+                "library_path",
+                "must not be empty (leave it unset for the default)",
             ));
         }
         if self.procfs_path.as_os_str().is_empty() {
-            return Err(("procfs_path".into(), "must not be empty".into()));
+            return Err(FieldError::new("procfs_path", "must not be empty"));
         }
         Ok(())
     }
@@ -351,7 +352,7 @@ impl State {
             return;
         }
         self.absent_logged = true;
-        let retry = crate::config::format_duration(self.settings.retry);
+        let retry = sentinel_base::config::format_duration(self.settings.retry);
         if self.settings.toggle == Toggle::On {
             tracing::warn!(error = %e, retry_every = %retry, "GPU collector enabled but NVML is unavailable; reporting gpu_nvml_up 0");
         } else {
@@ -365,7 +366,7 @@ impl State {
         self.next_init = Some(now + self.settings.retry);
         // A driver that goes away under a running sidecar is worth a warning whatever
         // the toggle; the retries that follow stay quiet like a start-up absence.
-        tracing::warn!(error = %e, retry_every = %crate::config::format_duration(self.settings.retry), "NVML stopped answering; reporting gpu_nvml_up 0");
+        tracing::warn!(error = %e, retry_every = %sentinel_base::config::format_duration(self.settings.retry), "NVML stopped answering; reporting gpu_nvml_up 0");
         self.absent_logged = true;
     }
 
@@ -849,6 +850,13 @@ pub fn process_name(procfs: &Path, pid: u32) -> String {
         }
         Err(_) => "unknown".to_string(),
     }
+}
+
+/// The list's entry for this collector (see `collect::COLLECTORS`).
+pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
+    let cfg = &c.gpu;
+    GpuCollector::from_config(cfg, ctx)
+        .map(|g| super::CollectorSpec::new(g, cfg, cfg.interval.get(), cfg.timeout()))
 }
 
 #[cfg(test)]

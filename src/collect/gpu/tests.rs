@@ -728,7 +728,7 @@ fn config_defaults_validate_and_bad_values_are_named() {
         ),
     ];
     for (field, cfg) in cases {
-        assert_eq!(cfg.validate().map_err(|(p, _)| p), Err(field.to_string()));
+        assert_eq!(cfg.validate().map_err(|e| e.path), Err(field.to_string()));
     }
     let yaml = "enabled: true\ninterval: 10s\nlibrary_path: /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1\ninit_retry_interval: 1m\nprocesses: false\nmax_processes_per_gpu: 8\nprocfs_path: /host/proc\nxid_events: false\npcie_throughput: false\n";
     let cfg: GpuConfig = serde_yaml_ng::from_str(yaml).expect("parses");

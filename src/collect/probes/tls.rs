@@ -1,23 +1,59 @@
 //! TLS for the dependency probes: the client config a target asks for (the bundled web
 //! PKI roots, or only its own CA file, or no verification at all), and what a probe
 //! reads from the peer's certificate chain (the earliest `notAfter`, blackbox_exporter's
-//! `probe_ssl_earliest_cert_expiry`). `probes.rs` does the connecting and the metrics.
+//! `probe_ssl_earliest_cert_expiry`). `client.rs` does the connecting, `mod.rs` the metrics.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Why a target's TLS settings cannot be used: built once per target when the
+/// collector is, and reported by every probe of that target.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read {}: {source}", path.display())]
+    ReadCa {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse {}: {source}", path.display())]
+    ParseCa {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} holds no PEM certificate", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("{}: {source}", path.display())]
+    BadCa {
+        path: PathBuf,
+        source: rustls::Error,
+    },
+    #[error("{0}")]
+    Protocols(rustls::Error),
+    #[error("invalid TLS server name {host:?}: {source}")]
+    ServerName {
+        host: String,
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
+}
+
 /// Reads every certificate of a PEM file; an empty result is an error.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let data = std::fs::read(path).map_err(|source| TlsSetupError::ReadCa {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot parse {}: {e}", path.display()))?;
+        .map_err(|source| TlsSetupError::ParseCa {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
+        return Err(TlsSetupError::NoCertificate(path.to_path_buf()));
     }
     Ok(certs)
 }
@@ -32,11 +68,11 @@ pub fn client_config(
     ca_file: Option<&Path>,
     insecure_skip_verify: bool,
     alpn: Option<&[u8]>,
-) -> Result<Arc<ClientConfig>, String> {
+) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
+        .map_err(TlsSetupError::Protocols)?;
     let mut cfg = if insecure_skip_verify {
         builder
             .dangerous()
@@ -51,9 +87,10 @@ pub fn client_config(
             // the public roots rather than adding to them.
             Some(path) => {
                 for c in load_ca_file(path)? {
-                    roots
-                        .add(c)
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    roots.add(c).map_err(|source| TlsSetupError::BadCa {
+                        path: path.to_path_buf(),
+                        source,
+                    })?;
                 }
             }
             None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -67,13 +104,15 @@ pub fn client_config(
 }
 
 /// The server name to present and verify: an IP literal is verified as an IP address.
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+pub fn server_name(host: &str) -> Result<ServerName<'static>, TlsSetupError> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<std::net::IpAddr>() {
         return Ok(ServerName::IpAddress(ip.into()));
     }
-    ServerName::try_from(bare.to_string())
-        .map_err(|e| format!("invalid TLS server name {host:?}: {e}"))
+    ServerName::try_from(bare.to_string()).map_err(|source| TlsSetupError::ServerName {
+        host: host.to_string(),
+        source,
+    })
 }
 
 /// Accepts any certificate (for `insecure_skip_verify`) but still checks that the

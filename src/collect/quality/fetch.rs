@@ -5,7 +5,7 @@
 //! path, a symlink pointing outside) is refused, on both paths. `quality/mod.rs`
 //! decides what to fetch and when; this file only reads.
 
-use crate::collect::OutputImage;
+use crate::collect::comfyui::output::OutputImage;
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;

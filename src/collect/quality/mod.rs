@@ -25,12 +25,14 @@
 pub mod analyze;
 pub mod fetch;
 
-use super::{BuildContext, CollectError, Collector, OutputImage, OutputQueue};
-use crate::config::Dur;
+use super::comfyui::output::{OutputImage, OutputQueue};
+use super::{BuildContext, CollectError, Collector};
 use crate::metrics::{HistogramSnapshot, MetricFamily};
 use analyze::{Check, DecodeError, Thresholds, Tone};
 use fetch::{FetchError, ViewClient};
 use parking_lot::Mutex;
+use sentinel_base::config::Dur;
+use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -44,6 +46,7 @@ pub const DEFAULT_COMFYUI_URL: &str = "http://127.0.0.1:8188";
 pub struct QualityConfig {
     /// Run the built-in checks on new ComfyUI output images.
     pub image_checks: bool,
+    /// How often to look for new images.
     pub interval: Dur,
     /// Limit of one run; images not reached stay queued for the next run. Unset:
     /// `min(9s, interval)`.
@@ -122,48 +125,56 @@ impl QualityConfig {
             .unwrap_or_else(|| Self::DEFAULT_FETCH_TIMEOUT.min(self.timeout()))
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         let fetch = self.fetch_timeout();
         if fetch.is_zero() || fetch > self.timeout() {
-            return Err((
-                "fetch_timeout".into(),
+            return Err(FieldError::new(
+                "fetch_timeout",
                 format!(
                     "must be more than 0s and at most timeout ({})",
-                    crate::config::format_duration(self.timeout())
+                    sentinel_base::config::format_duration(self.timeout())
                 ),
             ));
         }
         if let Some(u) = &self.comfyui_url {
             match url::Url::parse(u) {
                 Ok(p) if matches!(p.scheme(), "http" | "https") => {}
-                _ => return Err(("comfyui_url".into(), format!("{u:?} is not an http(s) URL"))),
+                _ => {
+                    return Err(FieldError::new(
+                        "comfyui_url",
+                        format!("{u:?} is not an http(s) URL"),
+                    ))
+                }
             }
         }
         if self.max_images_per_run == 0 || self.max_images_per_run > OutputQueue::CAPACITY {
-            return Err((
-                "max_images_per_run".into(),
+            return Err(FieldError::new(
+                "max_images_per_run",
                 format!("must be between 1 and {}", OutputQueue::CAPACITY),
             ));
         }
         if self.max_bytes_per_image == 0 {
-            return Err(("max_bytes_per_image".into(), "must be more than 0".into()));
+            return Err(FieldError::new(
+                "max_bytes_per_image",
+                "must be more than 0",
+            ));
         }
         if self.max_bytes_per_run < self.max_bytes_per_image {
-            return Err((
-                "max_bytes_per_run".into(),
-                "must be at least max_bytes_per_image".into(),
+            return Err(FieldError::new(
+                "max_bytes_per_run",
+                "must be at least max_bytes_per_image",
             ));
         }
         if self.max_pixels == 0 {
-            return Err(("max_pixels".into(), "must be more than 0".into()));
+            return Err(FieldError::new("max_pixels", "must be more than 0"));
         }
         for (field, v) in [
             ("blank_max_stddev", self.blank_max_stddev),
             ("min_sharpness", self.min_sharpness),
         ] {
             if !v.is_finite() || v < 0.0 {
-                return Err((field.into(), "must be a number ≥ 0".into()));
+                return Err(FieldError::new(field, "must be a number ≥ 0"));
             }
         }
         Ok(())
@@ -508,4 +519,14 @@ impl Collector for QualityCollector {
         }
         Ok(self.stats.lock().families(self.outputs.dropped()))
     }
+}
+
+/// The list's entry for this collector (see `collect::COLLECTORS`). The image checks
+/// fetch from the workflow collector's ComfyUI unless told otherwise.
+pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
+    let cfg = &c.quality;
+    let comfyui_url = c.comfyui.url.as_str();
+    QualityCollector::from_config(cfg, ctx, comfyui_url).map(|q| {
+        super::CollectorSpec::new(q, &(cfg, comfyui_url), cfg.interval.get(), cfg.timeout())
+    })
 }

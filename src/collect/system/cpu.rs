@@ -9,6 +9,7 @@
 //! kernels let idle/iowait step backwards): a value lower than the last one reported is
 //! held, and an idle drop of 3 s or more is taken as a CPU hot-plug and resets that CPU.
 
+use super::ParseError;
 use crate::metrics::MetricFamily;
 use std::collections::BTreeMap;
 
@@ -44,7 +45,7 @@ pub struct CpuTicks {
 }
 
 /// Parses the per-CPU lines of `/proc/stat` (the `cpu ` total line is skipped).
-pub fn parse_cpu_stat(text: &str) -> Result<Vec<CpuTicks>, String> {
+pub fn parse_cpu_stat(text: &str) -> Result<Vec<CpuTicks>, ParseError> {
     let mut out = Vec::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
@@ -56,24 +57,24 @@ pub fn parse_cpu_stat(text: &str) -> Result<Vec<CpuTicks>, String> {
         }
         let cpu: u32 = id
             .parse()
-            .map_err(|_| format!("bad cpu line {:?}", truncate(line)))?;
+            .map_err(|_| ParseError::bad("cpu line", truncate(line)))?;
         let mut ticks = [None; 10];
         for (slot, f) in ticks.iter_mut().zip(fields) {
-            *slot = Some(
-                f.parse()
-                    .map_err(|_| format!("bad value {f:?} in {:?}", truncate(line)))?,
-            );
+            *slot = Some(f.parse().map_err(|_| ParseError::BadValueIn {
+                value: f.to_string(),
+                line: truncate(line).to_string(),
+            })?);
         }
         if ticks[IDLE].is_none() {
-            return Err(format!("short cpu line {:?}", truncate(line)));
+            return Err(ParseError::ShortCpuLine(truncate(line).to_string()));
         }
         if out.len() >= MAX_CPUS {
-            return Err(format!("more than {MAX_CPUS} cpus"));
+            return Err(ParseError::TooManyCpus(MAX_CPUS as u64));
         }
         out.push(CpuTicks { cpu, ticks });
     }
     if out.is_empty() {
-        return Err("no cpuN lines".into());
+        return Err(ParseError::Missing("cpuN lines"));
     }
     Ok(out)
 }

@@ -6,7 +6,7 @@
 //! each core and package is read once (from its first CPU), and a CPU without topology
 //! files is skipped. No sysfs CPU directory at all is "no data".
 
-use super::{read_file, AreaError};
+use super::{read_file, AreaError, ParseError};
 use crate::metrics::MetricFamily;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,7 +24,7 @@ pub struct CpuThrottle {
 }
 
 /// Parses a kernel CPU list (`0-3,8,10-11`, possibly empty).
-pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {
+pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, ParseError> {
     let mut out = Vec::new();
     for part in text.trim().split(',').filter(|p| !p.is_empty()) {
         let (lo, hi) = match part.split_once('-') {
@@ -34,11 +34,11 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<u32>, String> {
         let num = |s: &str| {
             s.trim()
                 .parse::<u32>()
-                .map_err(|_| format!("bad cpu {s:?}"))
+                .map_err(|_| ParseError::bad("cpu", s))
         };
         let (lo, hi) = (num(lo)?, num(hi)?);
         if lo > hi || hi >= MAX_CPUS {
-            return Err(format!("bad cpu range {part:?}"));
+            return Err(ParseError::bad("cpu range", part));
         }
         out.extend(lo..=hi);
     }

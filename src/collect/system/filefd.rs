@@ -1,18 +1,22 @@
 //! `node_filefd_allocated` and `node_filefd_maximum` from `/proc/sys/fs/file-nr`
 //! (`allocated  unused  maximum`), gauges as in node_exporter's filefd collector.
 
+use super::ParseError;
 use crate::metrics::MetricFamily;
 
 /// (allocated, maximum).
-pub fn parse_file_nr(text: &str) -> Result<(f64, f64), String> {
+pub fn parse_file_nr(text: &str) -> Result<(f64, f64), ParseError> {
     let f: Vec<&str> = text.split_whitespace().collect();
     if f.len() < 3 {
-        return Err(format!("expected 3 fields, got {}", f.len()));
+        return Err(ParseError::FieldCount {
+            want: 3,
+            got: f.len(),
+        });
     }
     let num = |s: &str| {
         s.parse::<u64>()
             .map(|v| v as f64)
-            .map_err(|_| format!("bad value {s:?}"))
+            .map_err(|_| ParseError::bad("value", s))
     };
     Ok((num(f[0])?, num(f[2])?))
 }

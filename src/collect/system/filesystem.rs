@@ -13,7 +13,7 @@
 //! unescapes only `\040` and `\011` in mount points, and `procfs`'s parser does not
 //! unescape `\040` at all.
 
-use super::{read_file, AreaError};
+use super::{read_file, AreaError, ParseError};
 use crate::metrics::MetricFamily;
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -39,7 +39,7 @@ pub struct MountLabels {
 }
 
 /// Parses `/proc/<pid>/mounts` (fstab format).
-pub fn parse_mounts(text: &str, rootfs: &Path) -> Result<Vec<MountLabels>, String> {
+pub fn parse_mounts(text: &str, rootfs: &Path) -> Result<Vec<MountLabels>, ParseError> {
     let mut out = Vec::new();
     for line in text.lines() {
         let parts: Vec<&str> = line.split_whitespace().collect();
@@ -47,7 +47,7 @@ pub fn parse_mounts(text: &str, rootfs: &Path) -> Result<Vec<MountLabels>, Strin
             continue;
         }
         if parts.len() < 4 {
-            return Err(format!("malformed mount line {line:?}"));
+            return Err(ParseError::MalformedMount(line.to_string()));
         }
         if out.len() >= MAX_MOUNTS {
             tracing::warn!(kept = MAX_MOUNTS, "mount table too long; ignoring the rest");

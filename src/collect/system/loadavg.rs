@@ -2,15 +2,16 @@
 //! loadavg collector reports them. Parsed by hand because `procfs::LoadAverage` keeps
 //! the values as `f32`, which would print 0.32 as 0.3199999928474426.
 
+use super::ParseError;
 use crate::metrics::MetricFamily;
 
 /// The 1, 5 and 15 minute load averages.
-pub fn parse_loadavg(text: &str) -> Result<[f64; 3], String> {
+pub fn parse_loadavg(text: &str) -> Result<[f64; 3], ParseError> {
     let mut it = text.split_whitespace();
     let mut out = [0.0; 3];
     for slot in &mut out {
-        let f = it.next().ok_or("fewer than three fields")?;
-        *slot = f.parse().map_err(|_| format!("bad load value {f:?}"))?;
+        let f = it.next().ok_or(ParseError::FewerThanThreeFields)?;
+        *slot = f.parse().map_err(|_| ParseError::bad("load value", f))?;
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@
 //! is node_exporter's rule too. Parsed by hand because `procfs::Meminfo` has a fixed
 //! set of fields and we want every line the kernel prints.
 
+use super::ParseError;
 use crate::metrics::MetricFamily;
 
 /// Most lines we accept (the kernel prints about 60).
@@ -12,7 +13,7 @@ const MAX_LINES: usize = 1024;
 
 /// (mangled key, value in base units) in file order. A malformed line is skipped;
 /// a file with no usable line is an error.
-pub fn parse_meminfo(text: &str) -> Result<Vec<(String, f64)>, String> {
+pub fn parse_meminfo(text: &str) -> Result<Vec<(String, f64)>, ParseError> {
     let mut out: Vec<(String, f64)> = Vec::new();
     for line in text.lines().take(MAX_LINES) {
         let parts: Vec<&str> = line.split_whitespace().collect();
@@ -38,7 +39,7 @@ pub fn parse_meminfo(text: &str) -> Result<Vec<(String, f64)>, String> {
         }
     }
     if out.is_empty() {
-        return Err("no meminfo lines".into());
+        return Err(ParseError::Missing("meminfo lines"));
     }
     Ok(out)
 }

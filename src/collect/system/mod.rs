@@ -25,10 +25,11 @@ mod pressure;
 mod stat;
 
 use super::{CollectError, Collector};
-use crate::config::Dur;
 use crate::metrics::MetricFamily;
 use parking_lot::Mutex;
 use regex::Regex;
+use sentinel_base::config::Dur;
+use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -163,7 +164,7 @@ impl SystemConfig {
             .unwrap_or_else(|| (self.timeout() / 2).min(std::time::Duration::from_secs(2)))
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         for (field, p) in [
             ("procfs_path", &self.procfs_path),
@@ -171,7 +172,7 @@ impl SystemConfig {
             ("rootfs_path", &self.rootfs_path),
         ] {
             if p.as_os_str().is_empty() {
-                return Err((field.into(), "must not be empty".into()));
+                return Err(FieldError::new(field, "must not be empty"));
             }
         }
         for (field, pattern) in [
@@ -186,26 +187,64 @@ impl SystemConfig {
             ("netdev.device_exclude", &self.netdev.device_exclude),
             ("netdev.device_include", &self.netdev.device_include),
         ] {
-            compile(pattern).map_err(|m| (field.to_string(), m))?;
+            compile(pattern).map_err(|m| FieldError::new(field, m))?;
         }
         if !self.netdev.device_include.is_empty() && !self.netdev.device_exclude.is_empty() {
-            return Err((
-                "netdev.device_include".into(),
-                "cannot be combined with a non-empty device_exclude (set device_exclude: \"\")"
-                    .into(),
+            return Err(FieldError::new(
+                "netdev.device_include",
+                "cannot be combined with a non-empty device_exclude (set device_exclude: \"\")",
             ));
         }
         let mt = self.mount_timeout();
         if mt.is_zero() || mt >= self.timeout() {
-            return Err((
-                "filesystem.mount_timeout".into(),
+            return Err(FieldError::new(
+                "filesystem.mount_timeout",
                 format!(
                     "must be more than 0s and less than the collector timeout ({})",
-                    crate::config::format_duration(self.timeout())
+                    sentinel_base::config::format_duration(self.timeout())
                 ),
             ));
         }
         Ok(())
+    }
+}
+
+/// Why a procfs/sysfs file's text is not in the format its parser expects.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// A line or item that is not what it should be (`bad cpu line "..."`).
+    #[error("bad {what} {text:?}")]
+    Bad { what: &'static str, text: String },
+    #[error("bad value {value:?} in {line:?}")]
+    BadValueIn { value: String, line: String },
+    #[error("bad line {line:?}: {reason}")]
+    BadLine { line: String, reason: String },
+    #[error("short cpu line {0:?}")]
+    ShortCpuLine(String),
+    #[error("more than {0} cpus")]
+    TooManyCpus(u64),
+    #[error("expected {want} fields, got {got}")]
+    FieldCount { want: usize, got: usize },
+    #[error("fewer than three fields")]
+    FewerThanThreeFields,
+    #[error("malformed mount line {0:?}")]
+    MalformedMount(String),
+    #[error("no value in {0:?}")]
+    NoValue(String),
+    /// Nothing the parser looks for is there (`no meminfo lines`).
+    #[error("no {0}")]
+    Missing(&'static str),
+    /// The procfs crate's own parser refused the text.
+    #[error("{0}")]
+    Procfs(String),
+}
+
+impl ParseError {
+    fn bad(what: &'static str, text: &str) -> Self {
+        ParseError::Bad {
+            what,
+            text: text.to_string(),
+        }
     }
 }
 
@@ -226,10 +265,10 @@ pub enum AreaError {
 }
 
 impl AreaError {
-    fn parse(path: &Path, message: impl Into<String>) -> Self {
+    fn parse(path: &Path, message: impl std::fmt::Display) -> Self {
         AreaError::Parse {
             path: path.to_path_buf(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }
@@ -492,12 +531,28 @@ impl Collector for SystemCollector {
     }
 }
 
+/// The list's entry for this collector (see `collect::COLLECTORS`).
+pub fn spec(
+    c: &super::CollectorsConfig,
+    _ctx: &super::BuildContext,
+) -> Option<super::CollectorSpec> {
+    let cfg = &c.system;
+    cfg.enabled.then(|| {
+        super::CollectorSpec::new(
+            SystemCollector::new(cfg),
+            cfg,
+            cfg.interval.get(),
+            cfg.timeout(),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn check(cfg: SystemConfig) -> Result<(), (String, String)> {
+    fn check(cfg: SystemConfig) -> Result<(), FieldError> {
         cfg.validate()
     }
 
@@ -557,7 +612,7 @@ mod tests {
         for (mutate, field) in cases {
             let mut c = SystemConfig::default();
             mutate(&mut c);
-            let (path, msg) = check(c).unwrap_err();
+            let FieldError { path, message: msg } = check(c).unwrap_err();
             assert_eq!(path, field, "{msg}");
         }
         // An include list is fine once the exclude list is emptied.

@@ -5,6 +5,7 @@
 //! parsed by `procfs`'s `InterfaceDeviceStatus`. The device filter is applied here:
 //! `device_exclude` (default: container and bridge interfaces) or `device_include`.
 
+use super::ParseError;
 use crate::metrics::MetricFamily;
 use procfs::net::{DeviceStatus, InterfaceDeviceStatus};
 use procfs::FromBufRead;
@@ -14,9 +15,9 @@ use regex::Regex;
 const MAX_DEVICES: usize = 4096;
 
 /// The interfaces in the file, sorted by name.
-pub fn parse_net_dev(text: &str) -> Result<Vec<DeviceStatus>, String> {
-    let parsed =
-        InterfaceDeviceStatus::from_buf_read(text.as_bytes()).map_err(|e| e.to_string())?;
+pub fn parse_net_dev(text: &str) -> Result<Vec<DeviceStatus>, ParseError> {
+    let parsed = InterfaceDeviceStatus::from_buf_read(text.as_bytes())
+        .map_err(|e| ParseError::Procfs(e.to_string()))?;
     let mut devices: Vec<DeviceStatus> = parsed.0.into_values().collect();
     devices.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(devices)

@@ -6,7 +6,7 @@
 //! whole-file parsers because they require a `full` line, which the CPU file lacks
 //! before Linux 5.13.
 
-use super::{read_file, AreaError};
+use super::{read_file, AreaError, ParseError};
 use crate::metrics::MetricFamily;
 use std::path::Path;
 
@@ -17,13 +17,16 @@ pub struct Pressure {
     pub full_us: Option<u64>,
 }
 
-pub fn parse_pressure(text: &str) -> Result<Pressure, String> {
+pub fn parse_pressure(text: &str) -> Result<Pressure, ParseError> {
     let mut p = Pressure::default();
     for line in text.lines() {
         let rec = || {
             procfs::parse_pressure_record(line)
                 .map(|r| r.total)
-                .map_err(|e| format!("bad line {line:?}: {e}"))
+                .map_err(|e| ParseError::BadLine {
+                    line: line.to_string(),
+                    reason: e.to_string(),
+                })
         };
         if line.starts_with("some ") {
             p.some_us = Some(rec()?);
@@ -32,7 +35,7 @@ pub fn parse_pressure(text: &str) -> Result<Pressure, String> {
         }
     }
     if p.some_us.is_none() {
-        return Err("no \"some\" line".into());
+        return Err(ParseError::Missing("\"some\" line"));
     }
     Ok(p)
 }

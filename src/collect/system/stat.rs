@@ -4,6 +4,7 @@
 //! `node_procs_blocked`. `cpu` reads the per-CPU lines of the same file; `mod.rs` reads
 //! it once for both. A line the kernel does not print is left out.
 
+use super::ParseError;
 use crate::metrics::MetricFamily;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct Stat {
     pub procs_blocked: Option<u64>,
 }
 
-pub fn parse_stat(text: &str) -> Result<Stat, String> {
+pub fn parse_stat(text: &str) -> Result<Stat, ParseError> {
     let mut s = Stat::default();
     for line in text.lines() {
         let mut it = line.split_whitespace();
@@ -31,11 +32,13 @@ pub fn parse_stat(text: &str) -> Result<Stat, String> {
             Some("procs_blocked") => &mut s.procs_blocked,
             _ => continue,
         };
-        let v = it.next().ok_or_else(|| format!("no value in {line:?}"))?;
-        *slot = Some(v.parse().map_err(|_| format!("bad value {v:?}"))?);
+        let v = it
+            .next()
+            .ok_or_else(|| ParseError::NoValue(line.to_string()))?;
+        *slot = Some(v.parse().map_err(|_| ParseError::bad("value", v))?);
     }
     if s == Stat::default() {
-        return Err("no btime/intr/ctxt/processes/procs lines".into());
+        return Err(ParseError::Missing("btime/intr/ctxt/processes/procs lines"));
     }
     Ok(s)
 }

@@ -61,18 +61,15 @@ impl<'de> Deserialize<'de> for SecretString {
 }
 
 /// Replaces every `${NAME}` with the environment variable's value.
-fn expand_env(raw: &str) -> Result<String, String> {
+fn expand_env(raw: &str) -> Result<String, SecretError> {
     let mut out = String::new();
     let mut rest = raw;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| "unterminated ${...} reference".to_string())?;
+        let end = after.find('}').ok_or(SecretError::Unterminated)?;
         let name = &after[..end];
-        let value =
-            std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))?;
+        let value = std::env::var(name).map_err(|_| SecretError::EnvUnset(name.to_string()))?;
         out.push_str(&value);
         rest = &after[end + 1..];
     }
@@ -135,33 +132,62 @@ fn file_kind(ft: std::fs::FileType) -> &'static str {
     }
 }
 
+/// Why a `*_file` secret or a `${ENV}` reference cannot be read. The messages start
+/// with [`SECRET_ERROR_PREFIXES`], which the config loader uses to point at the
+/// secret's own key.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read secret file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("secret file {} is {kind}; it must be a regular file", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    #[error("secret file {} is larger than {MAX_SECRET_FILE_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    #[error("secret file {} is not UTF-8 text", path.display())]
+    NotUtf8 { path: PathBuf },
+    #[error("secret file {} is empty", path.display())]
+    Empty { path: PathBuf },
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("unterminated ${{...}} reference")]
+    Unterminated,
+}
+
+/// How every [`SecretError`] message begins.
+pub const SECRET_ERROR_PREFIXES: &[&str] = &[
+    "cannot read secret file ",
+    "secret file ",
+    "environment variable ",
+    "unterminated ${",
+];
+
 /// Reads a secret file: a regular file of at most [`MAX_SECRET_FILE_BYTES`], UTF-8.
 /// Opened non-blocking, so a FIFO without a writer cannot hang the load; its type is
 /// checked on the opened descriptor before a byte is read.
-pub fn read_secret_file(path: &Path) -> Result<String, String> {
+pub fn read_secret_file(path: &Path) -> Result<String, SecretError> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
+    let read_err = |source| SecretError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+        .map_err(read_err)?;
+    let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
-        return Err(format!(
-            "secret file {} is {}; it must be a regular file",
-            path.display(),
-            file_kind(meta.file_type())
-        ));
+        return Err(SecretError::NotRegular {
+            path: path.to_path_buf(),
+            kind: file_kind(meta.file_type()),
+        });
     }
-    let too_big = || {
-        format!(
-            "secret file {} is larger than {} bytes",
-            path.display(),
-            MAX_SECRET_FILE_BYTES
-        )
+    let too_big = || SecretError::TooLarge {
+        path: path.to_path_buf(),
     };
     if meta.len() > MAX_SECRET_FILE_BYTES {
         return Err(too_big());
@@ -170,11 +196,13 @@ pub fn read_secret_file(path: &Path) -> Result<String, String> {
     // The file may grow between stat and read: one byte more tells.
     file.take(MAX_SECRET_FILE_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+        .map_err(read_err)?;
     if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
         return Err(too_big());
     }
-    String::from_utf8(buf).map_err(|_| format!("secret file {} is not UTF-8 text", path.display()))
+    String::from_utf8(buf).map_err(|_| SecretError::NotUtf8 {
+        path: path.to_path_buf(),
+    })
 }
 
 /// A `*_file` secret: the path (resolved against the config file's directory) is kept
@@ -204,10 +232,7 @@ impl<'de> Deserialize<'de> for SecretFile {
         let content = read_secret_file(&path).map_err(serde::de::Error::custom)?;
         let value = content.trim_end_matches(['\n', '\r']).to_string();
         if value.is_empty() {
-            return Err(serde::de::Error::custom(format!(
-                "secret file {} is empty",
-                path.display()
-            )));
+            return Err(serde::de::Error::custom(SecretError::Empty { path }));
         }
         Ok(SecretFile {
             path,
@@ -255,7 +280,9 @@ mod tests {
 
     #[test]
     fn dev_zero_secret_file_is_refused_as_not_a_regular_file() {
-        let e = read_secret_file(Path::new("/dev/zero")).unwrap_err();
+        let e = read_secret_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("/dev/zero") && e.contains("character device"),
             "{e}"
@@ -269,9 +296,9 @@ mod tests {
         let fifo = dir.join("token");
         let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let e = read_secret_file(&fifo).unwrap_err();
+        let e = read_secret_file(&fifo).unwrap_err().to_string();
         assert!(e.contains("FIFO"), "{e}");
-        let e = read_secret_file(&dir).unwrap_err();
+        let e = read_secret_file(&dir).unwrap_err().to_string();
         assert!(e.contains("directory"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -280,7 +307,7 @@ mod tests {
     fn oversized_secret_file_is_refused() {
         let p = std::env::temp_dir().join(format!("sb-big-{}", std::process::id()));
         std::fs::write(&p, vec![b'a'; MAX_SECRET_FILE_BYTES as usize + 1]).unwrap();
-        let e = read_secret_file(&p).unwrap_err();
+        let e = read_secret_file(&p).unwrap_err().to_string();
         assert!(e.contains("larger than 65536 bytes"), "{e}");
         std::fs::write(&p, b"tok\n").unwrap();
         assert_eq!(read_secret_file(&p).unwrap(), "tok\n");

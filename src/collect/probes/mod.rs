@@ -3,9 +3,9 @@
 //! targets at once, each under its own timeout, so a hung target never delays another;
 //! a run ends when the slowest target's timeout does at the latest.
 //!
-//! The HTTP client is hand-assembled (resolve, `TcpStream`, `tokio-rustls`, hyper's
-//! HTTP/1.1 connection) rather than a high-level client, so that each phase can be
-//! timed and the peer's certificate chain read. `probes/tls.rs` holds the TLS parts.
+//! This file holds the `collectors.probes` config, the collector and its families. The
+//! hand-assembled HTTP/TCP client that times each phase is `client.rs`; the TLS parts
+//! (client configs, certificate expiry) are `tls.rs`.
 //!
 //! Metrics use blackbox_exporter's names and meanings, with a `target` label (the
 //! target's `name`) since one sidecar probes many targets:
@@ -24,32 +24,23 @@
 //!
 //! A value the probe did not get (no response, no TLS) is left out, not reported as 0.
 
+mod client;
 mod tls;
 
+pub use client::ProbeResult;
+use client::{split_host_port, Target};
+use sentinel_base::config::FieldError;
+
 use super::{CollectError, Collector};
-use crate::config::{Dur, SecretString};
 use crate::metrics::MetricFamily;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use sentinel_base::config::{Dur, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 /// Most targets in one config: each costs a task and a connection per run.
 pub const MAX_TARGETS: usize = 100;
-/// Most redirects followed, as Go's HTTP client (and so blackbox_exporter).
-const MAX_REDIRECTS: u32 = 10;
-/// A target's timeout when it sets none (and the run's allows).
-const DEFAULT_TARGET_TIMEOUT: Duration = Duration::from_secs(5);
-/// The body is read (to time the transfer) up to this many bytes, then dropped.
-const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// `collectors.probes`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -57,6 +48,7 @@ const MAX_BODY_BYTES: usize = 16 << 20;
 pub struct ProbesConfig {
     /// Probe the targets (nothing runs while `targets` is empty).
     pub enabled: bool,
+    /// How often to probe every target.
     pub interval: Dur,
     /// Limit of one whole run; every target's own `timeout` must be shorter. Unset:
     /// `min(10s, interval)`.
@@ -184,39 +176,6 @@ impl<'de> Deserialize<'de> for StatusMatch {
     }
 }
 
-/// `host:port`, with the IPv6 brackets removed from the host.
-fn split_host_port(s: &str) -> Result<(String, u16), String> {
-    let (host, port) = s
-        .rsplit_once(':')
-        .ok_or_else(|| format!("{s:?} is not host:port"))?;
-    let port: u16 = port
-        .parse()
-        .map_err(|_| format!("{s:?}: invalid port {port:?}"))?;
-    let host = if let Some(h) = host.strip_prefix('[') {
-        h.strip_suffix(']')
-            .ok_or_else(|| format!("{s:?}: unclosed ["))?
-    } else if host.contains(':') {
-        return Err(format!("{s:?}: write an IPv6 address as [addr]:port"));
-    } else {
-        host
-    };
-    if host.is_empty() || port == 0 {
-        return Err(format!("{s:?} needs a host and a non-zero port"));
-    }
-    Ok((host.to_string(), port))
-}
-
-/// The host to resolve or connect to: `host_str` keeps the brackets of an IPv6
-/// literal, which neither the resolver nor `IpAddr` parsing accept.
-fn connect_host(url: &url::Url) -> Result<String, String> {
-    match url.host() {
-        Some(url::Host::Ipv6(a)) => Ok(a.to_string()),
-        Some(url::Host::Ipv4(a)) => Ok(a.to_string()),
-        Some(url::Host::Domain(d)) => Ok(d.to_string()),
-        None => Err("URL without host".to_string()),
-    }
-}
-
 impl ProbesConfig {
     pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -225,17 +184,20 @@ impl ProbesConfig {
         super::resolve_timeout(self.timeout, Self::DEFAULT_TIMEOUT, self.interval.get())
     }
 
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         super::validate_schedule(self.interval.get(), self.timeout, Self::DEFAULT_TIMEOUT)?;
         if self.targets.len() > MAX_TARGETS {
-            return Err(("targets".into(), format!("at most {MAX_TARGETS} targets")));
+            return Err(FieldError::new(
+                "targets",
+                format!("at most {MAX_TARGETS} targets"),
+            ));
         }
         let mut names = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
             t.validate(Dur(self.timeout()))
-                .map_err(|(f, m)| (format!("targets[{i}].{f}"), m))?;
+                .map_err(|e| e.within(&format!("targets[{i}]")))?;
             if !names.insert(t.name.as_str()) {
-                return Err((
+                return Err(FieldError::new(
                     format!("targets[{i}].name"),
                     format!("duplicate target name {:?}", t.name),
                 ));
@@ -263,8 +225,8 @@ impl ProbesConfig {
 }
 
 impl ProbeTarget {
-    fn validate(&self, run_timeout: Dur) -> Result<(), (String, String)> {
-        let err = |f: &str, m: String| Err((f.to_string(), m));
+    fn validate(&self, run_timeout: Dur) -> Result<(), FieldError> {
+        let err = |f: &str, m: String| Err(FieldError::new(f, m));
         if self.name.is_empty() || self.name.len() > 128 {
             return err("name", "must be 1 to 128 characters".into());
         }
@@ -280,7 +242,7 @@ impl ProbeTarget {
             }
             (None, Some(a)) => {
                 if let Err(e) = split_host_port(a) {
-                    return err("tcp", e);
+                    return err("tcp", e.to_string());
                 }
                 if !self.tls && (self.tls_ca_file.is_some() || self.insecure_skip_verify) {
                     return err("tls", "TLS options are set but tls is false".into());
@@ -311,309 +273,10 @@ impl ProbeTarget {
         }
         if let Some(p) = &self.tls_ca_file {
             if let Err(e) = tls::load_ca_file(p) {
-                return err("tls_ca_file", e);
+                return err("tls_ca_file", e.to_string());
             }
         }
         Ok(())
-    }
-}
-
-/// Everything one probe found out; `None` is "not measured".
-#[derive(Debug, Default, Clone)]
-pub struct ProbeResult {
-    pub success: bool,
-    pub duration: f64,
-    pub dns: Option<f64>,
-    pub resolve: f64,
-    pub connect: f64,
-    pub tls: f64,
-    pub processing: f64,
-    pub transfer: f64,
-    pub status: Option<u16>,
-    pub content_length: Option<u64>,
-    /// Body bytes read of the last response (up to the read cap).
-    pub body_length: Option<u64>,
-    /// HTTP version of the last response as blackbox_exporter writes it (1.1).
-    pub http_version: Option<f64>,
-    /// 4 or 6: the address family of the last connection.
-    pub ip_protocol: Option<u8>,
-    pub redirects: Option<u32>,
-    pub ssl: Option<bool>,
-    pub cert_expiry: Option<f64>,
-    pub tls_version: Option<&'static str>,
-    pub error: Option<String>,
-}
-
-enum Kind {
-    Http(url::Url),
-    Tcp(String, u16),
-}
-
-/// A target ready to probe: parsed address and TLS config built once.
-struct Target {
-    cfg: ProbeTarget,
-    timeout: Duration,
-    kind: Kind,
-    method: http::Method,
-    headers: Vec<(http::HeaderName, http::HeaderValue)>,
-    /// Built when the collector is; an error (unreadable CA file) fails every probe.
-    tls: Result<Arc<rustls::ClientConfig>, String>,
-}
-
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-impl Target {
-    fn new(cfg: &ProbeTarget, run_timeout: Duration) -> Result<Self, String> {
-        let (kind, alpn) = match (&cfg.http, &cfg.tcp) {
-            (Some(u), _) => (
-                Kind::Http(url::Url::parse(u).map_err(|e| e.to_string())?),
-                Some(&b"http/1.1"[..]),
-            ),
-            (None, Some(a)) => {
-                let (h, p) = split_host_port(a)?;
-                (Kind::Tcp(h, p), None)
-            }
-            (None, None) => return Err("no address".into()),
-        };
-        let headers = cfg
-            .headers
-            .iter()
-            .map(|(k, v)| {
-                Ok((
-                    http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| e.to_string())?,
-                    http::HeaderValue::from_str(v.0.expose()).map_err(|e| e.to_string())?,
-                ))
-            })
-            .collect::<Result<_, String>>()?;
-        Ok(Target {
-            method: http::Method::from_bytes(cfg.method.as_bytes()).map_err(|e| e.to_string())?,
-            headers,
-            tls: tls::client_config(cfg.tls_ca_file.as_deref(), cfg.insecure_skip_verify, alpn),
-            kind,
-            timeout: cfg
-                .timeout
-                .map(Dur::get)
-                .unwrap_or_else(|| DEFAULT_TARGET_TIMEOUT.min(run_timeout.mul_f64(0.9))),
-            cfg: cfg.clone(),
-        })
-    }
-
-    /// Probes once under this target's timeout. The partial result survives a
-    /// timeout, so a hung server still shows how far the probe got.
-    async fn probe(&self) -> ProbeResult {
-        let started = Instant::now();
-        let mut r = ProbeResult::default();
-        let outcome = tokio::time::timeout(self.timeout, async {
-            match &self.kind {
-                Kind::Http(u) => self.probe_http(u, &mut r).await,
-                Kind::Tcp(h, p) => self.probe_tcp(h, *p, &mut r).await,
-            }
-        })
-        .await;
-        r.duration = started.elapsed().as_secs_f64();
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                r.success = false;
-                r.error = Some(e);
-            }
-            Err(_) => {
-                r.success = false;
-                r.error = Some(format!(
-                    "timed out after {}",
-                    crate::config::format_duration(self.timeout)
-                ));
-            }
-        }
-        r
-    }
-
-    async fn connect(
-        &self,
-        host: &str,
-        port: u16,
-        use_tls: bool,
-        r: &mut ProbeResult,
-    ) -> Result<Box<dyn Io>, String> {
-        let t = Instant::now();
-        let addrs: Result<Vec<SocketAddr>, String> = match host.parse::<std::net::IpAddr>() {
-            Ok(ip) => Ok(vec![SocketAddr::new(ip, port)]),
-            Err(_) => tokio::net::lookup_host((host, port))
-                .await
-                .map(Iterator::collect)
-                .map_err(|e| format!("resolving {host}: {e}")),
-        };
-        let resolve = t.elapsed().as_secs_f64();
-        r.resolve += resolve;
-        // The first lookup only, as blackbox_exporter; redirects add to the resolve phase.
-        r.dns.get_or_insert(resolve);
-        let addrs = addrs?;
-        let t = Instant::now();
-        let mut last_err = format!("{host} resolved to no address");
-        let mut stream = None;
-        // Each address in turn, as most clients do: `localhost` may list ::1 first for
-        // a server that listens on 127.0.0.1 only.
-        for a in addrs {
-            // Set before connecting, as blackbox_exporter does: known once resolved.
-            r.ip_protocol = Some(if a.is_ipv4() { 4 } else { 6 });
-            match TcpStream::connect(a).await {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last_err = format!("connecting to {a}: {e}"),
-            }
-        }
-        r.connect += t.elapsed().as_secs_f64();
-        let stream = stream.ok_or(last_err)?;
-        let _ = stream.set_nodelay(true);
-        if !use_tls {
-            return Ok(Box::new(stream));
-        }
-        let cfg = self.tls.clone()?;
-        let name = tls::server_name(host)?;
-        let t = Instant::now();
-        let handshake = tokio_rustls::TlsConnector::from(cfg)
-            .connect(name, stream)
-            .await;
-        r.tls += t.elapsed().as_secs_f64();
-        let s = handshake.map_err(|e| format!("TLS handshake with {host}: {e}"))?;
-        let conn = s.get_ref().1;
-        if let Some(chain) = conn.peer_certificates() {
-            r.cert_expiry = tls::earliest_expiry(chain);
-        }
-        r.tls_version = conn.protocol_version().map(tls::version_name);
-        Ok(Box::new(s))
-    }
-
-    async fn probe_tcp(&self, host: &str, port: u16, r: &mut ProbeResult) -> Result<(), String> {
-        self.connect(host, port, self.cfg.tls, r).await?;
-        r.success = true;
-        Ok(())
-    }
-
-    async fn probe_http(&self, first: &url::Url, r: &mut ProbeResult) -> Result<(), String> {
-        let mut url = first.clone();
-        let mut redirects = 0u32;
-        r.redirects = Some(0);
-        loop {
-            let https = url.scheme() == "https";
-            let host = connect_host(&url)?;
-            let port = url.port_or_known_default().ok_or("URL without port")?;
-            let io = self.connect(&host, port, https, r).await?;
-            r.ssl = Some(https);
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-                .await
-                .map_err(|e| format!("HTTP handshake: {e}"))?;
-            let conn = tokio::spawn(conn);
-            let result = self.exchange(&mut sender, &url, first, r).await;
-            conn.abort();
-            let location = result?;
-            let status = r.status.unwrap_or(0);
-            match location {
-                Some(loc) if self.cfg.follow_redirects && (300..400).contains(&status) => {
-                    if redirects >= MAX_REDIRECTS {
-                        return Err(format!("stopped after {MAX_REDIRECTS} redirects"));
-                    }
-                    url = url
-                        .join(&loc)
-                        .map_err(|e| format!("bad redirect location {loc:?}: {e}"))?;
-                    if !matches!(url.scheme(), "http" | "https") {
-                        return Err(format!("redirect to unsupported scheme {}", url.scheme()));
-                    }
-                    redirects += 1;
-                    r.redirects = Some(redirects);
-                }
-                _ => break,
-            }
-        }
-        let status = r.status.unwrap_or(0);
-        r.success = if self.cfg.expect_status.is_empty() {
-            (200..300).contains(&status)
-        } else {
-            self.cfg.expect_status.iter().any(|m| m.matches(status))
-        };
-        if !r.success {
-            return Err(format!("unexpected status {status}"));
-        }
-        Ok(())
-    }
-
-    /// One request/response on an open connection; returns the `Location` header.
-    async fn exchange(
-        &self,
-        sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
-        url: &url::Url,
-        first: &url::Url,
-        r: &mut ProbeResult,
-    ) -> Result<Option<String>, String> {
-        let host_header = match url.port() {
-            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
-        };
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        let mut req = http::Request::builder()
-            .method(self.method.clone())
-            .uri(path)
-            .header(http::header::HOST, host_header)
-            .header(
-                http::header::USER_AGENT,
-                concat!("comfy-sentinel/", env!("CARGO_PKG_VERSION")),
-            );
-        // Credentials go to the configured origin only, as browsers and Go do. A
-        // configured header replaces ours (a `Host` for a virtual host, say).
-        if url.origin() == first.origin() {
-            if let Some(h) = req.headers_mut() {
-                for (k, v) in &self.headers {
-                    h.insert(k, v.clone());
-                }
-            }
-        }
-        let req = req
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("building request: {e}"))?;
-        let t = Instant::now();
-        let resp = sender.send_request(req).await;
-        r.processing += t.elapsed().as_secs_f64();
-        let resp = resp.map_err(|e| format!("HTTP request: {e}"))?;
-        r.status = Some(resp.status().as_u16());
-        r.http_version = match resp.version() {
-            http::Version::HTTP_09 => Some(0.9),
-            http::Version::HTTP_10 => Some(1.0),
-            http::Version::HTTP_11 => Some(1.1),
-            _ => None,
-        };
-        r.content_length = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        let location = resp
-            .headers()
-            .get(http::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let t = Instant::now();
-        let mut body = resp.into_body();
-        let mut read = 0usize;
-        let mut outcome = Ok(());
-        while read < MAX_BODY_BYTES {
-            match body.frame().await {
-                None => break,
-                Some(Ok(f)) => read += f.data_ref().map_or(0, |d| d.len()),
-                Some(Err(e)) => {
-                    outcome = Err(format!("reading body: {e}"));
-                    break;
-                }
-            }
-        }
-        r.transfer += t.elapsed().as_secs_f64();
-        r.body_length = Some(read as u64);
-        outcome.map(|()| location)
     }
 }
 
@@ -796,9 +459,22 @@ impl Collector for ProbesCollector {
     }
 }
 
+/// The list's entry for this collector (see `collect::COLLECTORS`).
+pub fn spec(
+    c: &super::CollectorsConfig,
+    _ctx: &super::BuildContext,
+) -> Option<super::CollectorSpec> {
+    let cfg = &c.probes;
+    ProbesCollector::from_config(cfg).map(|p| {
+        super::CollectorSpec::new(p, &cfg.fingerprint(), cfg.interval.get(), cfg.timeout())
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use super::client::{connect_host, DEFAULT_TARGET_TIMEOUT};
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn host_port_forms() {
@@ -872,7 +548,7 @@ mod tests {
         ];
         for (yaml, want) in cases {
             let got = match serde_yaml_ng::from_str::<ProbesConfig>(yaml) {
-                Ok(c) => c.validate().map_err(|(p, _)| p),
+                Ok(c) => c.validate().map_err(|e| e.path),
                 Err(e) => Err(if e.to_string().contains("unknown field") {
                     "unknown".to_string()
                 } else {
