@@ -17,6 +17,7 @@ mod hardening_config;
 mod hardening_http;
 mod hardening_ingest;
 mod hardening_query;
+mod history_store;
 mod ingest;
 mod metrics_doc;
 mod notify;
