@@ -354,8 +354,7 @@ mod tests {
 
     fn same(a: &[(i64, f64)], b: &[(i64, f64)]) -> bool {
         a.len() == b.len()
-            && a
-                .iter()
+            && a.iter()
                 .zip(b)
                 .all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
     }

@@ -304,7 +304,11 @@ impl History {
             let Some(std::cmp::Reverse((_, name, labels))) = heap.pop() else {
                 break;
             };
-            let Some(s) = inner.by_name.get_mut(&name).and_then(|f| f.get_mut(&labels)) else {
+            let Some(s) = inner
+                .by_name
+                .get_mut(&name)
+                .and_then(|f| f.get_mut(&labels))
+            else {
                 continue;
             };
             if s.chunks.is_empty() {

@@ -80,9 +80,16 @@ pub fn import(
     }
     report.outside_retention = openmetrics_count(text) - report.samples;
     h.set_limits(retention_ms, max_bytes);
-    let before = h.stats.evicted_samples.load(std::sync::atomic::Ordering::Relaxed);
+    let before = h
+        .stats
+        .evicted_samples
+        .load(std::sync::atomic::Ordering::Relaxed);
     h.maintain(now_ms);
-    report.evicted = h.stats.evicted_samples.load(std::sync::atomic::Ordering::Relaxed) - before;
+    report.evicted = h
+        .stats
+        .evicted_samples
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
     p.write_full(&h)
         .map_err(|e| ImportError::Persist(persist::PersistError::Io(dir.to_path_buf(), e)))?;
     Ok(report)

@@ -120,11 +120,18 @@ impl<'a> Line<'a> {
 
 fn parse_float(tok: &[u8]) -> Option<f64> {
     let s = std::str::from_utf8(tok).ok()?;
-    match s {
-        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ if s.bytes().all(|c| c.is_ascii_digit() || b"+-.eE".contains(&c)) => s.parse().ok(),
+    // Go's ParseFloat: inf/infinity/nan in any case, with an optional sign on inf.
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ if s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || b"+-.eE".contains(&c)) =>
+        {
+            s.parse().ok()
+        }
         _ => None,
     }
 }
@@ -134,6 +141,8 @@ pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut out: Parsed = Vec::new();
     let mut eof = false;
+    let mut last_prefix: &[u8] = &[];
+    let mut last_idx = 0usize;
     let mut lines = text.split(|c| *c == b'\n').enumerate().peekable();
     while let Some((i, raw)) = lines.next() {
         let mut l = Line {
@@ -189,30 +198,20 @@ pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
             }
             continue;
         }
-        let name = l.name("metric name")?;
-        let mut pairs: Vec<(String, String)> = vec![(METRIC_NAME.to_string(), name.to_string())];
-        if l.peek() == Some(b'{') {
-            l.pos += 1;
-            loop {
-                if l.peek() == Some(b'}') {
-                    l.pos += 1;
-                    break;
-                }
-                let ln = l.name("label name")?;
-                l.expect(b'=')?;
-                let v = l.quoted()?;
-                if pairs.iter().any(|(k, _)| k == ln) {
-                    l.pos -= 1;
-                    return l.err(format!("duplicate label {ln:?}"));
-                }
-                pairs.push((ln.to_string(), v));
-                match l.peek() {
-                    Some(b',') => l.pos += 1,
-                    Some(b'}') => {}
-                    _ => return l.err("expected \",\" or \"}\""),
-                }
-            }
-        }
+        // A file lists a series' samples one after the other: the same name and labels
+        // as the line before (already checked) are not parsed again.
+        let idx = if !last_prefix.is_empty()
+            && raw.starts_with(last_prefix)
+            && raw.get(last_prefix.len()) == Some(&b' ')
+        {
+            l.pos = last_prefix.len();
+            last_idx
+        } else {
+            let idx = series_of(&mut l, &mut index, &mut out)?;
+            last_prefix = &raw[..l.pos];
+            last_idx = idx;
+            idx
+        };
         l.expect(b' ')?;
         let vpos = l.pos;
         let v = match parse_float(l.token()) {
@@ -238,11 +237,6 @@ pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
             return l.err("unexpected text after the timestamp");
         }
         let t_ms = (ts * 1000.0).round() as i64;
-        let labels = Labels::from_pairs(pairs);
-        let idx = *index.entry(labels.clone()).or_insert_with(|| {
-            out.push((labels, Vec::new()));
-            out.len() - 1
-        });
         let series = &mut out[idx].1;
         if series.last().is_some_and(|(last, _)| *last >= t_ms) {
             l.pos = tpos;
@@ -259,6 +253,43 @@ pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
         });
     }
     Ok(out)
+}
+
+/// Parses a series' name and labels; returns its index in `out`.
+fn series_of(
+    l: &mut Line<'_>,
+    index: &mut HashMap<Labels, usize>,
+    out: &mut Parsed,
+) -> Result<usize, ParseError> {
+    let name = l.name("metric name")?;
+    let mut pairs: Vec<(String, String)> = vec![(METRIC_NAME.to_string(), name.to_string())];
+    if l.peek() == Some(b'{') {
+        l.pos += 1;
+        loop {
+            if l.peek() == Some(b'}') {
+                l.pos += 1;
+                break;
+            }
+            let ln = l.name("label name")?;
+            l.expect(b'=')?;
+            let v = l.quoted()?;
+            if pairs.iter().any(|(k, _)| k == ln) {
+                l.pos -= 1;
+                return l.err(format!("duplicate label {ln:?}"));
+            }
+            pairs.push((ln.to_string(), v));
+            match l.peek() {
+                Some(b',') => l.pos += 1,
+                Some(b'}') => {}
+                _ => return l.err("expected \",\" or \"}\""),
+            }
+        }
+    }
+    let labels = Labels::from_pairs(pairs);
+    Ok(*index.entry(labels.clone()).or_insert_with(|| {
+        out.push((labels, Vec::new()));
+        out.len() - 1
+    }))
 }
 
 fn format_float(v: f64) -> String {
@@ -360,7 +391,11 @@ mod tests {
         ];
         for (text, want) in cases {
             let e = parse(text).unwrap_err().to_string();
-            assert!(e.starts_with(want), "{:?}: {e}", String::from_utf8_lossy(text));
+            assert!(
+                e.starts_with(want),
+                "{:?}: {e}",
+                String::from_utf8_lossy(text)
+            );
         }
     }
 
@@ -369,7 +404,11 @@ mod tests {
         let series = vec![
             (
                 Labels::from_pairs([(METRIC_NAME, "a"), ("l", "x\n\"\\")]),
-                vec![(-1500, 1.5), (0, f64::INFINITY), (1_700_000_000_001, -2e-300)],
+                vec![
+                    (-1500, 1.5),
+                    (0, f64::INFINITY),
+                    (1_700_000_000_001, -2e-300),
+                ],
             ),
             (
                 Labels::from_pairs([(METRIC_NAME, "b")]),
@@ -380,6 +419,10 @@ mod tests {
         assert_eq!(write(&series, &mut buf).unwrap(), 4);
         let back = parse(&buf).unwrap();
         assert_eq!(back[0], series[0]);
-        assert_eq!(back[1].1, vec![(5000, 0.1)], "stale markers are not exported");
+        assert_eq!(
+            back[1].1,
+            vec![(5000, 0.1)],
+            "stale markers are not exported"
+        );
     }
 }

@@ -131,7 +131,11 @@ pub(crate) type Record = (Labels, Vec<Chunk>);
 
 fn encode_file(kind: u8, records: &[Record]) -> Vec<u8> {
     let mut out = Vec::with_capacity(
-        HEADER_LEN + records.iter().map(|r| 64 + r.1.iter().map(|c| c.data.len() + 16).sum::<usize>()).sum::<usize>(),
+        HEADER_LEN
+            + records
+                .iter()
+                .map(|r| 64 + r.1.iter().map(|c| c.data.len() + 16).sum::<usize>())
+                .sum::<usize>(),
     );
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -454,7 +458,11 @@ fn mark_flushed(h: &History, marks: Vec<(Labels, i64)>) {
     let mut inner = h.inner.lock();
     for (labels, t) in marks {
         let name = labels.get(crate::labels::METRIC_NAME).to_string();
-        if let Some(s) = inner.by_name.get_mut(&name).and_then(|f| f.get_mut(&labels)) {
+        if let Some(s) = inner
+            .by_name
+            .get_mut(&name)
+            .and_then(|f| f.get_mut(&labels))
+        {
             s.flushed_t = s.flushed_t.max(t);
         }
     }
@@ -504,7 +512,8 @@ mod tests {
         assert_eq!(got.len(), want.len());
         for (a, b) in got.iter().zip(&want) {
             assert_eq!(a.0, b.0);
-            let bits = |s: &[(i64, f64)]| s.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>();
+            let bits =
+                |s: &[(i64, f64)]| s.iter().map(|(t, v)| (*t, v.to_bits())).collect::<Vec<_>>();
             assert_eq!(bits(&a.1), bits(&b.1));
         }
         assert_eq!(got[0].1.last().unwrap().1.to_bits(), STALE_NAN_BITS);
@@ -562,7 +571,10 @@ mod tests {
         fs::write(f, &b).unwrap();
         let (_, r) = reload(dir.path());
         let e = r.unwrap_err();
-        assert!(matches!(e, PersistError::UnsupportedVersion { version: 7, .. }));
+        assert!(matches!(
+            e,
+            PersistError::UnsupportedVersion { version: 7, .. }
+        ));
         assert!(e.to_string().contains("version 7 is not supported"), "{e}");
         // The file is left alone.
         assert_eq!(fs::read(f).unwrap(), b);
