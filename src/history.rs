@@ -9,9 +9,9 @@ use sentinel_base::metrics::registry::{GaugeVec, Registry};
 use sentinel_store::history::History;
 use sentinel_store::persist::Persist;
 use sentinel_store::store::Store;
+use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
-use std::io::Write;
 
 pub struct Running {
     pub history: Arc<History>,
@@ -217,4 +217,3 @@ pub fn export(config: &Config, out: Option<&std::path::Path>) -> Result<u64, Str
     sink.flush().map_err(|e| e.to_string())?;
     Ok(n)
 }
-

@@ -28,7 +28,10 @@ fn history(cfg: &Path, args: &[&str]) -> Output {
 }
 
 fn now_s() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// Sample lines as (series text, value bits, timestamp ms), sorted.
@@ -57,7 +60,10 @@ fn generated(now: u64) -> String {
     let mut text = String::from("# HELP queue_depth Queue depth.\n# TYPE queue_depth gauge\n");
     for (series, scale) in [
         ("queue_depth{instance=\"a\",job=\"comfyui\"}", 1.0),
-        ("queue_depth{instance=\"b \\\"q\\\"\",job=\"comfyui\"}", 0.25),
+        (
+            "queue_depth{instance=\"b \\\"q\\\"\",job=\"comfyui\"}",
+            0.25,
+        ),
     ] {
         for k in 0..240u64 {
             let t = now - 3600 + k * 15;
@@ -67,7 +73,10 @@ fn generated(now: u64) -> String {
     text.push_str("# TYPE gpu_temp_celsius gauge\n");
     for k in 0..240u64 {
         let t = now - 3600 + k * 15;
-        text.push_str(&format!("gpu_temp_celsius{{gpu=\"0\"}} {} {t}.250\n", 40 + k % 30));
+        text.push_str(&format!(
+            "gpu_temp_celsius{{gpu=\"0\"}} {} {t}.250\n",
+            40 + k % 30
+        ));
     }
     text.push_str("# EOF\n");
     text
@@ -159,7 +168,11 @@ fn promtool_creates_blocks_from_our_export() {
         .success());
     let exported = dir.path().join("export.om");
     let out = history(&cfg, &["export", "--out", exported.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = Command::new(promtool)
         .args(["tsdb", "create-blocks-from", "openmetrics"])
         .arg(&exported)
@@ -216,7 +229,10 @@ fn history_survives_sigkill_losing_at_most_the_flush_interval() {
     );
     std::thread::sleep(Duration::from_secs(6));
     s.signal("KILL");
-    let killed_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let killed_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     drop(s);
     let export = String::from_utf8(history(&cfg, &["export"]).stdout).unwrap();
     let times = build_info_times(&export);

@@ -105,6 +105,9 @@ pub struct HistoryStats {
     pub flush_errors: AtomicU64,
 }
 
+/// Receives one selected series and its samples.
+pub type Visit<'a> = dyn FnMut(&Labels, Vec<(i64, f64)>) + 'a;
+
 pub struct History {
     pub(crate) inner: Mutex<Inner>,
     retention_ms: AtomicU64,
@@ -367,7 +370,7 @@ impl History {
         keep: &mut dyn FnMut(&Labels) -> bool,
         mint: i64,
         maxt: i64,
-        visit: &mut dyn FnMut(&Labels, Vec<(i64, f64)>),
+        visit: &mut Visit<'_>,
     ) {
         let inner = self.inner.lock();
         let families: Vec<&BTreeMap<Labels, HSeries>> = match name {
