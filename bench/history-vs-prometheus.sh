@@ -57,7 +57,9 @@ else
   bash -c "$prom" >/dev/null; t2=$(date +%s.%N)
   T_OURS=$(echo "$t1 - $t0" | bc); T_PROM=$(echo "$t2 - $t1" | bc)
 fi
-bash -c "$ours" 2>&1 | tail -1
+IMPORT_MSG=$(bash -c "$ours" 2>&1 | tail -1)
+echo "$IMPORT_MSG"
+MEM_BYTES=$(echo "$IMPORT_MSG" | sed -n 's/.* in \([0-9]*\) bytes of memory.*/\1/p')
 bash -c "$prom" > "$work/blocks.txt"
 # promtool's own count of what it wrote (column 5 of its table).
 PSAMPLES=$(awk 'NR>1 {s+=$5} END {print s}' "$work/blocks.txt")
@@ -65,14 +67,15 @@ PSAMPLES=$(awk 'NR>1 {s+=$5} END {print s}' "$work/blocks.txt")
 # 4. Bytes per sample on disk.
 B_OURS=$(du -sb "$work/imp-data/history" | cut -f1)
 B_PROM=$(du -sb "$work/blocks" | cut -f1)
-python3 - "$SAMPLES" "$PSAMPLES" "$B_OURS" "$B_PROM" "$T_OURS" "$T_PROM" <<'PY'
+python3 - "$SAMPLES" "$PSAMPLES" "$B_OURS" "$B_PROM" "$T_OURS" "$T_PROM" "$MEM_BYTES" <<'PY'
 import sys
-n, pn, bo, bp, to, tp = sys.argv[1:]
-n, pn, bo, bp, to, tp = int(n), int(pn), int(bo), int(bp), float(to), float(tp)
+n, pn, bo, bp, to, tp, mem = sys.argv[1:]
+n, pn, bo, bp, to, tp, mem = int(n), int(pn), int(bo), int(bp), float(to), float(tp), int(mem)
 print(f"{'':24}{'comfy-sentinel':>16}{'prometheus':>16}{'ratio':>10}")
 print(f"{'samples':24}{n:>16}{pn:>16}")
 print(f"{'bytes on disk':24}{bo:>16}{bp:>16}{bo/bp:>10.2f}")
 print(f"{'bytes/sample':24}{bo/n:>16.3f}{bp/pn:>16.3f}{(bo/n)/(bp/pn):>10.2f}")
+print(f"{'bytes/sample in memory':24}{mem/n:>16.3f}{'-':>16}")
 print(f"{'import seconds':24}{to:>16.2f}{tp:>16.2f}{to/tp:>10.2f}")
 print(f"{'import samples/s':24}{n/to:>16.0f}{pn/tp:>16.0f}{(n/to)/(pn/tp):>10.2f}")
 PY

@@ -194,13 +194,15 @@ pub fn import(config: &Config, file: &std::path::Path) -> Result<String, String>
         e => e.to_string(),
     })?;
     Ok(format!(
-        "imported {} samples of {} series into {}; {} samples outside the retention ({}) skipped; {} samples evicted by history.max_bytes",
+        "imported {} samples of {} series into {}; {} samples outside the retention ({}) skipped; {} samples evicted by history.max_bytes; the history holds {} samples in {} bytes of memory",
         r.samples,
         r.series,
         dir.display(),
         r.outside_retention,
         crate::config::format_duration(config.history.retention.get()),
         r.evicted,
+        r.total_samples,
+        r.total_bytes,
     ))
 }
 

@@ -34,6 +34,9 @@ pub struct ImportReport {
     pub outside_retention: u64,
     /// Samples the byte budget evicted after the import (the oldest data).
     pub evicted: u64,
+    /// What the whole history (old and imported) holds: samples, and bytes in memory.
+    pub total_samples: u64,
+    pub total_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -90,6 +93,8 @@ pub fn import(
         .evicted_samples
         .load(std::sync::atomic::Ordering::Relaxed)
         - before;
+    report.total_samples = h.sample_count();
+    report.total_bytes = h.bytes();
     p.write_full(&h)
         .map_err(|e| ImportError::Persist(persist::PersistError::Io(dir.to_path_buf(), e)))?;
     Ok(report)
