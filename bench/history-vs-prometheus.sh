@@ -7,8 +7,11 @@
 #   3. `comfy-sentinel history import` and `promtool tsdb create-blocks-from openmetrics`
 #      on the same file, each timed (hyperfine when installed, RUNS runs, else once);
 #   4. bytes per sample on disk (du -sb of data_dir/history and of the block directory,
-#      over the sample count) and the ratios.
-# Needs: cargo, promtool, python3 (hyperfine optional).
+#      over the sample count) and the ratios;
+#   5. RSS holding the day: the sidecar started on the imported data_dir, Prometheus on
+#      the blocks (no scrape targets), each measured (VmRSS) once loaded and again after
+#      the same query touching every sample (absent_over_time({__name__=~".+"}[1d])).
+# Needs: cargo, promtool, prometheus, curl, python3 (hyperfine optional).
 # Usage: bench/history-vs-prometheus.sh   (HOURS=24 INTERVAL=5 RUNS=3 to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +24,8 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 cargo build --release --quiet --bin comfy-sentinel
 BIN=$(realpath "$TARGET_DIR/release/comfy-sentinel")
 work=$(mktemp -d)
-trap 'kill $S_PID 2>/dev/null || true; rm -rf "$work"' EXIT
+S_PID=; P_PID=
+trap 'kill $S_PID $P_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # 1. The default series set: the default config, its data_dir in the work dir.
 cat > "$work/run.yaml" <<YAML
@@ -78,4 +82,42 @@ print(f"{'bytes/sample':24}{bo/n:>16.3f}{bp/pn:>16.3f}{(bo/n)/(bp/pn):>10.2f}")
 print(f"{'bytes/sample in memory':24}{mem/n:>16.3f}{'-':>16}")
 print(f"{'import seconds':24}{to:>16.2f}{tp:>16.2f}{to/tp:>10.2f}")
 print(f"{'import samples/s':24}{n/to:>16.0f}{pn/tp:>16.0f}{(n/to)/(pn/tp):>10.2f}")
+PY
+
+# 5. RSS holding the day.
+command -v prometheus >/dev/null || { echo "no prometheus: RSS not measured" >&2; exit 0; }
+cat >> "$work/imp.yaml" <<YAML
+query:
+  max_samples: 50000000
+  timeout: 2m
+YAML
+rss() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
+Q='absent_over_time({__name__=~".+"}[1d])'
+"$BIN" run --config "$work/imp.yaml" --listen 127.0.0.1:$PORT 2>"$work/run2.log" &
+S_PID=$!
+for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break; sleep 0.2; done
+sleep 5
+S_IDLE=$(rss $S_PID)
+S_ANS=$(curl -fsS --get --data-urlencode "query=$Q" "http://127.0.0.1:$PORT/api/v1/query" || echo failed)
+S_QUERY=$(rss $S_PID)
+kill $S_PID; wait $S_PID 2>/dev/null || true; S_PID=
+printf 'global: {}\n' > "$work/prom.yml"
+prometheus --config.file="$work/prom.yml" --storage.tsdb.path="$work/blocks" \
+  --storage.tsdb.retention.time=30d --web.listen-address=127.0.0.1:$((PORT + 1)) \
+  >"$work/prom.log" 2>&1 &
+P_PID=$!
+for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 1))/-/ready" 2>/dev/null && break; sleep 0.2; done
+sleep 5
+P_IDLE=$(rss $P_PID)
+P_ANS=$(curl -fsS --get --data-urlencode "query=$Q" "http://127.0.0.1:$((PORT + 1))/api/v1/query" || echo failed)
+P_QUERY=$(rss $P_PID)
+kill $P_PID; wait $P_PID 2>/dev/null || true; P_PID=
+echo "answers: sidecar $S_ANS"
+echo "         prometheus $P_ANS"
+python3 - "$S_IDLE" "$P_IDLE" "$S_QUERY" "$P_QUERY" <<'PY'
+import sys
+si, pi, sq, pq = map(int, sys.argv[1:])
+m = 1 << 20
+print(f"{'RSS loaded (MiB)':24}{si/m:>16.1f}{pi/m:>16.1f}{si/pi:>10.2f}")
+print(f"{'RSS after query (MiB)':24}{sq/m:>16.1f}{pq/m:>16.1f}{sq/pq:>10.2f}")
 PY
