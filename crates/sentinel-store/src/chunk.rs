@@ -419,6 +419,16 @@ mod tests {
         }
 
         #[test]
+        fn arbitrary_chunk_bytes_decode_or_fail_without_panicking(
+            data in proptest::collection::vec(any::<u8>(), 0..300),
+            n in any::<u16>(),
+        ) {
+            if let Ok(s) = decode(&data, n) {
+                prop_assert_eq!(s.len(), n as usize);
+            }
+        }
+
+        #[test]
         fn near_regular_series_round_trip(
             jitter in proptest::collection::vec(-3000i64..3000, 1..300),
             vals in proptest::collection::vec(prop_oneof![Just(0.0), Just(1.0), -1e6f64..1e6, Just(f64::from_bits(STALE_NAN_BITS))], 300),

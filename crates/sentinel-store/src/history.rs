@@ -164,8 +164,13 @@ impl History {
     /// Appends one sample of a live series: ignored when not newer than the series'
     /// newest, or closer than `min_spacing_ms` to it (stale markers always kept).
     pub fn append(&self, labels: &Labels, t: i64, v: f64) {
+        self.append_spaced(labels, t, v, self.min_spacing_ms);
+    }
+
+    /// [`Self::append`] with another spacing (0: every newer sample is kept).
+    pub fn append_spaced(&self, labels: &Labels, t: i64, v: f64, spacing_ms: i64) {
         let mut inner = self.inner.lock();
-        self.append_locked(&mut inner, labels, t, v, self.min_spacing_ms);
+        self.append_locked(&mut inner, labels, t, v, spacing_ms);
         if inner.bytes as u64 > self.max_bytes() {
             self.evict_locked(&mut inner);
         }

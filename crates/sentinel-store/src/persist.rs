@@ -588,4 +588,34 @@ mod tests {
         assert!(matches!(e, PersistError::Locked(_)));
         assert!(e.to_string().contains("in use"));
     }
+
+    proptest::proptest! {
+        /// A file that passes the checksum but holds garbage (a bug or a hostile writer)
+        /// is an error or loads what decodes, never a panic.
+        #[test]
+        fn garbage_with_a_valid_checksum_never_panics(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            count in 0u32..8,
+        ) {
+            let mut b = Vec::new();
+            b.extend_from_slice(MAGIC);
+            b.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+            b.extend_from_slice(&[KIND_DELTA, 0, 0, 0]);
+            b.extend_from_slice(&body);
+            b.extend_from_slice(&count.to_le_bytes());
+            let crc = crc32fast::hash(&b);
+            b.extend_from_slice(&crc.to_le_bytes());
+            if let Ok((_, records)) = decode_file(&b) {
+                for (_, chunks) in records {
+                    for c in chunks {
+                        let _ = c.decode();
+                    }
+                }
+            }
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(format!("{:020}.hist", 1)), &b).unwrap();
+            let h = History::new(i64::MAX / 4, u64::MAX);
+            let _ = read_dir_into(dir.path(), &h);
+        }
+    }
 }

@@ -135,10 +135,13 @@ impl Store {
         self.history.get()
     }
 
-    fn record(&self, labels: &Labels, t: i64, v: f64) {
+    /// Hands an accepted sample to the history; `exact` keeps it whatever its spacing
+    /// (a creation zero and the sample right after it).
+    fn record(&self, labels: &Labels, t: i64, v: f64, exact: bool) {
         self.newest_ms.fetch_max(t, Ordering::Relaxed);
         if let Some(h) = self.history.get() {
-            h.append(labels, t, v);
+            let spacing = if exact { 0 } else { h.min_spacing_ms };
+            h.append_spaced(labels, t, v, spacing);
         }
     }
 
@@ -243,12 +246,12 @@ impl Store {
             let head = series.samples[n - 1];
             if !is_stale(head.1) && head.0 - prev < self.snapshot_spacing_ms {
                 series.samples[n - 1] = (t, v);
-                self.record(labels, t, v);
+                self.record(labels, t, v, false);
                 return;
             }
         }
         series.samples.push_back((t, v));
-        self.record(labels, t, v);
+        self.record(labels, t, v, !float);
         let cutoff = t.saturating_sub(retention);
         while series.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
             series.samples.pop_front();
@@ -495,7 +498,7 @@ impl Store {
                     let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
                     if !last_stale && t_ms > last_t {
                         s.samples.push_back((t_ms, stale_nan()));
-                        self.record(labels, t_ms, stale_nan());
+                        self.record(labels, t_ms, stale_nan(), true);
                     }
                 }
             }
@@ -709,5 +712,20 @@ mod tests {
         // The sample bound holds across both.
         assert!(s.select_bounded(&name("g"), 0, newest, 100).is_none());
         assert!(s.select_bounded(&name("g"), 0, newest, 1000).is_some());
+    }
+
+    #[test]
+    fn history_keeps_the_creation_zero_and_the_first_sample_after_it() {
+        let s = Store::new(600_000, 1000);
+        s.attach_history(Arc::new(History::new(3_600_000, u64::MAX)));
+        s.ingest(&[gauge(1.0)], 1_000);
+        // Born at 1.9995 s, first seen at 2 s with 1: the zero lands 1 ms before.
+        s.ingest(&[gauge(1.0), counter(1.0, Some(1.9995))], 2_000);
+        let h = s.history().unwrap().dump();
+        let ops = h
+            .iter()
+            .find(|(l, _)| l.get(METRIC_NAME) == "ops_total")
+            .unwrap();
+        assert_eq!(ops.1, vec![(1_999, 0.0), (2_000, 1.0)]);
     }
 }
