@@ -227,7 +227,7 @@ fn history_survives_sigkill_losing_at_most_the_flush_interval() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(10));
     s.signal("KILL");
     let killed_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -236,11 +236,12 @@ fn history_survives_sigkill_losing_at_most_the_flush_interval() {
     drop(s);
     let export = String::from_utf8(history(&cfg, &["export"]).stdout).unwrap();
     let times = build_info_times(&export);
-    assert!(times.len() >= 3, "{export}");
-    // At most the flush interval (1 s) is lost, plus a refresh period and slack.
+    assert!(times.len() >= 5, "{export}");
+    // At most the flush interval (1 s) is lost, plus a refresh period and slack for a
+    // loaded machine (a flush only at start or at shutdown would be 9 s or more behind).
     let newest = *times.last().unwrap();
     assert!(
-        killed_ms - newest <= 4_000,
+        killed_ms - newest <= 5_000,
         "newest persisted sample {} ms before the kill",
         killed_ms - newest
     );
