@@ -263,3 +263,24 @@ fn history_survives_sigkill_losing_at_most_the_flush_interval() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_clean_stop_flushes_what_the_interval_has_not_written_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    // No periodic flush happens within this test: only the one at shutdown.
+    let cfg = config(dir.path(), "history:\n  flush_interval: 10m\n");
+    let mut s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
+    s.wait_ready();
+    std::thread::sleep(Duration::from_secs(3));
+    s.signal("TERM");
+    let stopped_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let export = String::from_utf8(history(&cfg, &["export"]).stdout).unwrap();
+    let times = build_info_times(&export);
+    assert!(!times.is_empty(), "nothing flushed at shutdown: {export}");
+    assert!(stopped_ms - times.last().unwrap() <= 3_000, "{times:?}");
+}
