@@ -228,9 +228,36 @@ impl History {
             .map(|s| s.last_t)
             .unwrap_or(i64::MIN);
         if sorted && samples[0].0 > last_t {
+            // Appending after what is there: the series is looked up once.
+            let family = match inner.by_name.get_mut(name) {
+                Some(f) => f,
+                None => inner.by_name.entry(name.to_string()).or_default(),
+            };
+            let (s, before) = match family.get_mut(labels) {
+                Some(s) => {
+                    let b = s.bytes(labels);
+                    (s, b)
+                }
+                None => {
+                    // A series never starts with a stale marker.
+                    let live = samples.iter().position(|(_, v)| !is_stale(*v));
+                    if live.is_none() {
+                        return;
+                    }
+                    (
+                        family.entry(labels.clone()).or_insert_with(HSeries::new),
+                        0,
+                    )
+                }
+            };
             for &(t, v) in samples {
-                self.append_locked(inner, labels, t, v, 0);
+                if s.last_t == i64::MIN && is_stale(v) {
+                    continue;
+                }
+                s.push(t, v);
             }
+            let after = s.bytes(labels);
+            inner.bytes = (inner.bytes + after).saturating_sub(before);
             return;
         }
         // Merge: rebuild the series from both sample sets.
@@ -482,5 +509,31 @@ mod tests {
             h.dump()[0].1,
             vec![(5, 0.5), (10, 1.0), (20, 2.0), (30, 4.0)]
         );
+    }
+
+    #[test]
+    fn byte_count_matches_what_the_series_hold_after_every_kind_of_change() {
+        let h = History::new(200_000, u64::MAX);
+        let recount = |h: &History| -> usize {
+            let inner = h.inner.lock();
+            inner
+                .by_name
+                .values()
+                .flat_map(|f| f.iter())
+                .map(|(l, s)| s.bytes(l))
+                .sum()
+        };
+        let batch: Vec<(i64, f64)> = (0..500).map(|k| (k * 1000, k as f64)).collect();
+        h.insert(&l("a", 0), &batch);
+        assert_eq!(h.bytes(), recount(&h));
+        for k in 500..700 {
+            h.append(&l("a", 0), k * 1000, 1.0);
+            h.append(&l("b", 1), k * 1000, 2.0);
+        }
+        assert_eq!(h.bytes(), recount(&h));
+        h.insert(&l("a", 0), &[(1500, 7.0)]); // merge
+        assert_eq!(h.bytes(), recount(&h));
+        h.maintain(700_000);
+        assert_eq!(h.bytes(), recount(&h));
     }
 }
