@@ -273,7 +273,10 @@ fn a_clean_stop_flushes_what_the_interval_has_not_written_yet() {
     s.wait_ready();
     std::thread::sleep(Duration::from_secs(3));
     s.signal("TERM");
-    let stopped_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+    let stopped_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let deadline = Instant::now() + Duration::from_secs(20);
     while s.child.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "no exit after SIGTERM");

@@ -244,10 +244,7 @@ impl History {
                     if live.is_none() {
                         return;
                     }
-                    (
-                        family.entry(labels.clone()).or_insert_with(HSeries::new),
-                        0,
-                    )
+                    (family.entry(labels.clone()).or_insert_with(HSeries::new), 0)
                 }
             };
             for &(t, v) in samples {
