@@ -321,17 +321,19 @@ impl History {
     /// oldest) until the history holds at most 90% of `max_bytes`.
     fn evict_locked(&self, inner: &mut Inner) {
         let target = (self.max_bytes() / 10 * 9) as usize;
-        let mut candidates: Vec<(i64, String, Labels)> = inner
-            .by_name
-            .iter()
-            .flat_map(|(n, f)| f.iter().map(move |(l, s)| (n, l, s)))
-            .filter_map(|(n, l, s)| s.chunks.first().map(|c| (c.maxt, n.clone(), l.clone())))
-            .collect();
-        let mut samples = 0u64;
-        let mut bytes = 0usize;
         // Repeatedly take the oldest first chunk (a min-heap over the series' first chunks).
         let mut heap: std::collections::BinaryHeap<std::cmp::Reverse<(i64, String, Labels)>> =
-            candidates.drain(..).map(std::cmp::Reverse).collect();
+            inner
+                .by_name
+                .iter()
+                .flat_map(|(n, f)| f.iter().map(move |(l, s)| (n, l, s)))
+                .filter_map(|(n, l, s)| {
+                    let c = s.chunks.first()?;
+                    Some(std::cmp::Reverse((c.maxt, n.clone(), l.clone())))
+                })
+                .collect();
+        let mut samples = 0u64;
+        let mut bytes = 0usize;
         while inner.bytes > target {
             let Some(std::cmp::Reverse((_, name, labels))) = heap.pop() else {
                 break;
