@@ -287,3 +287,22 @@ fn a_clean_stop_flushes_what_the_interval_has_not_written_yet() {
     assert!(!times.is_empty(), "nothing flushed at shutdown: {export}");
     assert!(stopped_ms - times.last().unwrap() <= 3_000, "{times:?}");
 }
+
+#[test]
+fn history_limits_out_of_range_are_located_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, field) in [
+        ("history:\n  max_bytes: 1000\n", "history.max_bytes"),
+        ("history:\n  retention: 10s\n", "history.retention"),
+        ("history:\n  flush_interval: 1h\n", "history.flush_interval"),
+    ] {
+        let cfg = config(dir.path(), extra);
+        let out = Command::new(bin())
+            .args(["check", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(field), "{err}");
+    }
+}
