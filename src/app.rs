@@ -138,6 +138,7 @@ impl App {
             crate::ingest::Ingest::new(&registry, &config.ingest).map_err(StartError::Ingest)?,
         );
         let store = Arc::new(sentinel_rules::store::Store::default());
+        crate::history::start(&config, &store, &registry);
         exposition.add_sink(store.clone());
         let rules = sentinel_rules::engine::RuleEngine::new(
             store,

@@ -49,6 +49,8 @@ pub struct Config {
     pub query: sentinel_rules::eval::QueryConfig,
     /// Routing, receivers, silences and inhibition of notifications.
     pub notify: sentinel_notify::NotifyConfig,
+    /// Retention, budget and flushing of the on-disk history (docs/history.md).
+    pub history: HistoryConfig,
 }
 
 impl Default for Config {
@@ -66,6 +68,7 @@ impl Default for Config {
             rules: Default::default(),
             query: Default::default(),
             notify: Default::default(),
+            history: Default::default(),
         }
     }
 }
@@ -110,6 +113,47 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_series_per_family: 10_000,
         }
+    }
+}
+
+/// `history:` every series at full resolution, in compressed chunks in
+/// `data_dir/history/` (docs/history.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// How long samples are kept.
+    pub retention: Dur,
+    /// Budget of the history in memory (and so on disk); the oldest data is evicted
+    /// first and counted in `sentinel_history_evicted_samples_total`.
+    pub max_bytes: u64,
+    /// How often new samples are written to disk: a SIGKILL loses at most this much.
+    pub flush_interval: Dur,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            retention: Dur::secs(24 * 3600),
+            max_bytes: sentinel_store::history::DEFAULT_MAX_BYTES,
+            flush_interval: Dur::secs(30),
+        }
+    }
+}
+
+impl HistoryConfig {
+    fn validate(&self) -> Result<(), FieldError> {
+        let d = |f: &str, m: &str| Err(FieldError::new(format!("history.{f}"), m));
+        if self.retention.get() < std::time::Duration::from_secs(60) {
+            return d("retention", "must be at least 1m");
+        }
+        if self.max_bytes < 1 << 20 {
+            return d("max_bytes", "must be at least 1048576 (1 MiB)");
+        }
+        let f = self.flush_interval.get();
+        if f < std::time::Duration::from_secs(1) || f > std::time::Duration::from_secs(600) {
+            return d("flush_interval", "must be between 1s and 10m");
+        }
+        Ok(())
     }
 }
 
@@ -425,6 +469,7 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
     c.rules.validate().map_err(|e| at(e.into()))?;
     c.query.validate().map_err(|e| at(e.into()))?;
     c.notify.validate().map_err(|e| at(e.into()))?;
+    c.history.validate().map_err(at)?;
     Ok(())
 }
 
