@@ -26,8 +26,10 @@ pub mod config;
 mod conns;
 mod notify_api;
 mod prom_api;
+mod sparkline;
 pub mod status;
 mod tls;
+mod trends;
 
 pub use config::WebConfig;
 

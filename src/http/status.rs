@@ -166,7 +166,8 @@ impl StatusSnapshot {
 
 /// The page for the running sidecar.
 pub fn page(app: &App) -> String {
-    render(&StatusSnapshot::gather(app), SystemTime::now())
+    let now = SystemTime::now();
+    crate::http::trends::with_section(render(&StatusSnapshot::gather(app), now), app, now)
 }
 
 /// Escapes for HTML text and for double- or single-quoted attribute values.
