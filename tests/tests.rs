@@ -27,4 +27,5 @@ mod quality;
 mod rules;
 mod standalone_alerts;
 mod status_page;
+mod status_trends;
 mod system;
