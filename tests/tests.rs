@@ -14,6 +14,7 @@ mod foundation;
 mod fuzz;
 mod gate;
 mod gpu;
+mod grafana_sidecar;
 mod hardening_config;
 mod hardening_http;
 mod hardening_ingest;
