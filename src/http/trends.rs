@@ -2,9 +2,10 @@
 //! and the last 24 hours, and the alert timeline over the notifier's history retention.
 //!
 //! Every sparkline is a PromQL range query through the same evaluation as
-//! `/api/v1/query_range` (`prom_api::eval_range`), under the `query:` limits of the
-//! config (samples, label bytes, deadline), at a fixed [`POINTS`] points per line, so a
-//! page costs the same whatever the retention holds. Per-device panels show at most
+//! `/api/v1/query_range` (`prom_api::eval_range`), under one budget of the `query:`
+//! limits for the whole section (samples, label bytes, one deadline), at a fixed
+//! [`POINTS`] points per line: the work depends on the windows, not on how much
+//! history the store holds. Per-device panels show at most
 //! [`MAX_DEVICES`] lines. The section is cached for [`CACHE_FOR`] so a page left open
 //! in several tabs (it reloads itself) does not multiply the work.
 //!
@@ -190,29 +191,38 @@ fn ms(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// Runs one range query under the config's query limits.
-fn range(app: &App, text: &str, g: &Grid) -> Result<Vec<RangeSeries>, String> {
+/// Runs one range query under `budget` (the section's share of the `query:` limits).
+fn range(
+    app: &App,
+    text: &str,
+    g: &Grid,
+    budget: &Arc<Budget>,
+) -> Result<Vec<RangeSeries>, String> {
     let expr = sentinel_rules::eval::parse(text)?;
     sentinel_rules::eval::check(&expr)?;
-    let budget = Arc::new(Budget::new(app.config().query.limits()));
     super::prom_api::eval_range(
         app.rules.store(),
         &expr,
         g.start_ms,
         g.end_ms,
         g.step_ms,
-        &budget,
+        budget,
     )
     .map_err(|e| e.to_string())
 }
 
 /// A panel's lines over one window, and how many lines were left out; or why the query
 /// failed.
-fn panel_lines(app: &App, p: &Panel, g: &Grid) -> Result<(Vec<Line>, usize), String> {
+fn panel_lines(
+    app: &App,
+    p: &Panel,
+    g: &Grid,
+    budget: &Arc<Budget>,
+) -> Result<(Vec<Line>, usize), String> {
     let mut lines = Vec::new();
     let mut dropped = 0;
     for (legend, template) in p.queries {
-        let mut series = range(app, &g.query(template), g)?;
+        let mut series = range(app, &g.query(template), g, budget)?;
         if let Some(by) = p.by {
             // Numeric label values (GPU indexes) in numeric order.
             series.sort_by(|a, b| {
@@ -254,7 +264,9 @@ fn panel_lines(app: &App, p: &Panel, g: &Grid) -> Result<(Vec<Line>, usize), Str
 
 /// The HTML of the trends section for the running sidecar (cached for [`CACHE_FOR`]).
 pub fn section(app: &App, now: SystemTime) -> String {
-    static CACHE: Mutex<Option<((usize, SystemTime), Instant, String)>> = Mutex::new(None);
+    /// (app key, rendered at, html).
+    type Cached = ((usize, SystemTime), Instant, String);
+    static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
     // The app's address and start time: a later app at a reused address is not matched.
     let key = (app as *const App as usize, app.started);
     if let Some((k, at, html)) = &*CACHE.lock().unwrap_or_else(|e| e.into_inner()) {
@@ -304,6 +316,9 @@ fn render_section(app: &App, now: SystemTime) -> String {
     h.push_str("<h2 id=\"trends\">Trends</h2>\n");
     let now_ms = ms(now);
     let grids: Vec<Grid> = WINDOWS.iter().map(|(_, w)| Grid::new(*w, now_ms)).collect();
+    // One budget for the whole section: its deadline (`query.timeout`) bounds the page,
+    // and the panels left when it runs out say so instead of drawing.
+    let budget = Arc::new(Budget::new(app.config().query.limits()));
     h.push_str("<table class=\"trends\"><tr><th>series</th>");
     for ((name, _), g) in WINDOWS.iter().zip(&grids) {
         let _ = write!(
@@ -318,7 +333,7 @@ fn render_section(app: &App, now: SystemTime) -> String {
         let _ = write!(h, "<tr><td>{}</td>", escape(p.title));
         for ((wname, _), g) in WINDOWS.iter().zip(&grids) {
             h.push_str("<td>");
-            match panel_lines(app, p, g) {
+            match panel_lines(app, p, g, &budget) {
                 Ok((lines, dropped)) => {
                     let title = format!("{}, {wname}", p.title);
                     h.push_str(&sparkline::sparkline(&title, p.unit, &lines));
@@ -678,5 +693,36 @@ mod tests {
             !page.contains("style=\""),
             "no style attributes under the CSP"
         );
+    }
+
+    #[tokio::test]
+    async fn panel_over_the_query_sample_limit_says_unavailable_instead_of_drawing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        config.query.max_samples = 3;
+        let app = App::start(config, crate::config::ConfigSource::Embedded);
+        let now = SystemTime::now();
+        let g = Grid::new(Duration::from_secs(3600), ms(now));
+        let l = sentinel_rules::labels::Labels::from_pairs([
+            ("__name__", "gpu_temperature_celsius"),
+            ("gpu", "0"),
+        ]);
+        for i in 0..6 {
+            let ts = g.end_ms - (5 - i) * g.step_ms;
+            app.rules
+                .store()
+                .append(&l, ts, 60.0, sentinel_rules::store::Origin::Snapshot);
+        }
+        let html = render_section(&app, now);
+        app.runner.stop_all();
+        let row = html
+            .lines()
+            .find(|l| l.starts_with("<tr><td>GPU temperature</td>"))
+            .expect("GPU temperature row");
+        assert!(row.contains("<span class=\"err\">unavailable: "), "{row}");
+        assert!(!row.contains("<path"), "{row}");
     }
 }
