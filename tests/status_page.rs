@@ -398,7 +398,9 @@ fn page_tells_the_truth_about_comfyui_alert_values_and_endpoints() {
     );
     let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
-    let page = wait_page_contains(&s, "ComfyuiUnreachable");
+    // The active-alerts row (the alert timeline's row for it starts alike).
+    let active = "ComfyuiUnreachable</td><td class=\"bad\">critical</td>";
+    let page = wait_page_contains(&s, active);
     let row = page
         .lines()
         .find(|l| l.starts_with("<tr><td>comfyui</td>"))
@@ -406,10 +408,7 @@ fn page_tells_the_truth_about_comfyui_alert_values_and_endpoints() {
     assert!(row.contains("<td class=\"bad\">down</td>"), "{row}");
     assert!(row.contains("127.0.0.1:9"), "{row}");
     assert!(row.contains("/system_stats: connect"), "{row}");
-    let alert = page
-        .lines()
-        .find(|l| l.contains("ComfyuiUnreachable"))
-        .unwrap();
+    let alert = page.lines().find(|l| l.contains(active)).unwrap();
     assert!(alert.contains("<td>7</td>"), "the value, not —: {alert}");
     assert!(alert.contains("render-node-3"), "{alert}");
     assert!(
