@@ -222,6 +222,7 @@ fn panel_lines(
     let mut lines = Vec::new();
     let mut dropped = 0;
     for (legend, template) in p.queries {
+        let before = lines.len();
         let mut series = range(app, &g.query(template), g, budget)?;
         if let Some(by) = p.by {
             // Numeric label values (GPU indexes) in numeric order.
@@ -251,7 +252,7 @@ fn panel_lines(
                 points: g.slots(&s.points),
             });
         }
-        if lines.is_empty() && p.queries.len() > 1 {
+        if lines.len() == before && !legend.is_empty() {
             // Keep the legend of a named query with no data.
             lines.push(Line {
                 name: legend.to_string(),
@@ -701,6 +702,39 @@ mod tests {
             !page.contains("style=\""),
             "no style attributes under the CSP"
         );
+    }
+
+    #[tokio::test]
+    async fn named_query_without_data_keeps_its_legend_next_to_one_with_data() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = crate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let app = App::start(config, crate::config::ConfigSource::Embedded);
+        let now = SystemTime::now();
+        let g = Grid::new(Duration::from_secs(3600), ms(now));
+        let l = sentinel_rules::labels::Labels::from_pairs([("__name__", "comfyui_queue_pending")]);
+        for i in 0..3 {
+            let ts = g.end_ms - (2 - i) * g.step_ms;
+            app.rules
+                .store()
+                .append(&l, ts, 1.0, sentinel_rules::store::Origin::Snapshot);
+        }
+        let budget = Arc::new(Budget::new(app.config().query.limits()));
+        let queue = PANELS
+            .iter()
+            .find(|p| p.title == "ComfyUI queue depth")
+            .unwrap();
+        let (lines, dropped) = panel_lines(&app, queue, &g, &budget).expect("queue panel");
+        app.runner.stop_all();
+        assert_eq!(dropped, 0);
+        let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["pending", "running"]);
+        assert_eq!(lines[0].last(), Some(1.0));
+        assert_eq!(lines[0].points.len(), POINTS);
+        assert!(lines[1].points.iter().all(Option::is_none));
+        assert_eq!(lines[1].points.len(), POINTS);
     }
 
     #[tokio::test]
