@@ -18,7 +18,8 @@ use super::sparkline::{self, Bar, Line, Unit};
 use super::status::escape;
 use crate::app::App;
 use sentinel_notify::dispatch::{EventKind, HistoryEvent};
-use sentinel_rules::eval::{Budget, RangeSeries};
+use sentinel_rules::eval::{Budget, QueryLimits, RangeSeries};
+use sentinel_rules::store::Store;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
@@ -193,28 +194,21 @@ fn ms(t: SystemTime) -> i64 {
 
 /// Runs one range query under `budget` (the section's share of the `query:` limits).
 fn range(
-    app: &App,
+    store: &Store,
     text: &str,
     g: &Grid,
     budget: &Arc<Budget>,
 ) -> Result<Vec<RangeSeries>, String> {
     let expr = sentinel_rules::eval::parse(text)?;
     sentinel_rules::eval::check(&expr)?;
-    super::prom_api::eval_range(
-        app.rules.store(),
-        &expr,
-        g.start_ms,
-        g.end_ms,
-        g.step_ms,
-        budget,
-    )
-    .map_err(|e| e.to_string())
+    super::prom_api::eval_range(store, &expr, g.start_ms, g.end_ms, g.step_ms, budget)
+        .map_err(|e| e.to_string())
 }
 
 /// A panel's lines over one window, and how many lines were left out; or why the query
 /// failed.
 fn panel_lines(
-    app: &App,
+    store: &Store,
     p: &Panel,
     g: &Grid,
     budget: &Arc<Budget>,
@@ -223,7 +217,7 @@ fn panel_lines(
     let mut dropped = 0;
     for (legend, template) in p.queries {
         let before = lines.len();
-        let mut series = range(app, &g.query(template), g, budget)?;
+        let mut series = range(store, &g.query(template), g, budget)?;
         if let Some(by) = p.by {
             // Numeric label values (GPU indexes) in numeric order.
             series.sort_by(|a, b| {
@@ -321,13 +315,21 @@ svg.track .fired{fill:#d98880}svg.track .firing{fill:#b00020}\
 
 fn render_section(app: &App, now: SystemTime) -> String {
     let mut h = String::with_capacity(64 * 1024);
+    render_sparklines(&mut h, app.rules.store(), app.config().query.limits(), now);
+    let retention = app.config().notify.history_retention.get();
+    render_timeline(&mut h, &app.notifier.history(), retention, now);
+    h
+}
+
+/// The style and the table of sparklines, over `store` under `limits`.
+fn render_sparklines(h: &mut String, store: &Store, limits: QueryLimits, now: SystemTime) {
     h.push_str(STYLE);
     h.push_str("<h2 id=\"trends\">Trends</h2>\n");
     let now_ms = ms(now);
     let grids: Vec<Grid> = WINDOWS.iter().map(|(_, w)| Grid::new(*w, now_ms)).collect();
     // One budget for the whole section: its deadline (`query.timeout`) bounds the page,
     // and the panels left when it runs out say so instead of drawing.
-    let budget = Arc::new(Budget::new(app.config().query.limits()));
+    let budget = Arc::new(Budget::new(limits));
     h.push_str("<table class=\"trends\"><tr><th>series</th>");
     for ((name, _), g) in WINDOWS.iter().zip(&grids) {
         let _ = write!(
@@ -342,7 +344,7 @@ fn render_section(app: &App, now: SystemTime) -> String {
         let _ = write!(h, "<tr><td>{}</td>", escape(p.title));
         for ((wname, _), g) in WINDOWS.iter().zip(&grids) {
             h.push_str("<td>");
-            match panel_lines(app, p, g, &budget) {
+            match panel_lines(store, p, g, &budget) {
                 Ok((lines, dropped)) => {
                     let title = format!("{}, {wname}", p.title);
                     h.push_str(&sparkline::sparkline(&title, p.unit, &lines));
@@ -359,9 +361,6 @@ fn render_section(app: &App, now: SystemTime) -> String {
         h.push_str("</tr>\n");
     }
     h.push_str("</table>\n");
-    let retention = app.config().notify.history_retention.get();
-    render_timeline(&mut h, &app.notifier.history(), retention, now);
-    h
 }
 
 /// One alert's firing intervals (unix ms; `None` end: still firing).
@@ -704,6 +703,107 @@ mod tests {
         );
     }
 
+    /// A figure, not a check: the sparklines over a full day of a 16-CPU, 4-GPU box at a
+    /// 5 s interval, in a store that holds the day (as the 24 h history store will).
+    /// `cargo test --release --lib trends_render_time -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn trends_render_time_over_a_full_day() {
+        use sentinel_rules::labels::Labels;
+        use sentinel_rules::store::Origin;
+        let store = Store::unbounded();
+        let now = ms(SystemTime::now());
+        let start = now - 24 * 3600 * 1000;
+        let mut series: Vec<(Labels, f64)> = Vec::new();
+        for cpu in 0..16 {
+            for mode in [
+                "idle", "user", "system", "iowait", "irq", "softirq", "steal", "nice",
+            ] {
+                series.push((
+                    Labels::from_pairs([
+                        ("__name__", "node_cpu_seconds_total".to_string()),
+                        ("cpu", cpu.to_string()),
+                        ("mode", mode.to_string()),
+                    ]),
+                    0.6,
+                ));
+            }
+        }
+        for gpu in 0..4 {
+            for m in [
+                "gpu_utilization_ratio",
+                "gpu_memory_used_bytes",
+                "gpu_memory_total_bytes",
+                "gpu_temperature_celsius",
+            ] {
+                series.push((
+                    Labels::from_pairs([("__name__", m.to_string()), ("gpu", gpu.to_string())]),
+                    0.0,
+                ));
+            }
+        }
+        for m in [
+            "node_memory_MemAvailable_bytes",
+            "node_memory_MemTotal_bytes",
+            "comfyui_queue_pending",
+            "comfyui_queue_running",
+        ] {
+            series.push((Labels::from_pairs([("__name__", m)]), 0.0));
+        }
+        for outcome in ["success", "error", "interrupted"] {
+            series.push((
+                Labels::from_pairs([("__name__", "comfyui_prompts_total"), ("outcome", outcome)]),
+                0.01,
+            ));
+            for le in ["1", "5", "10", "30", "60", "120", "300", "600", "+Inf"] {
+                series.push((
+                    Labels::from_pairs([
+                        ("__name__", "comfyui_prompt_duration_seconds_bucket"),
+                        ("outcome", outcome),
+                        ("le", le),
+                    ]),
+                    0.01,
+                ));
+            }
+        }
+        let mut samples = 0u64;
+        let mut t = start;
+        let mut k = 0.0;
+        while t <= now {
+            for (l, slope) in &series {
+                let v = if *slope > 0.0 {
+                    k * slope
+                } else {
+                    50.0 + (k % 30.0)
+                };
+                store.append(l, t, v, Origin::Snapshot);
+                samples += 1;
+            }
+            t += 5_000;
+            k += 5.0;
+        }
+        let mut html = String::new();
+        let t0 = Instant::now();
+        let limits = sentinel_rules::eval::QueryConfig::default().limits();
+        render_sparklines(&mut html, &store, limits, SystemTime::now());
+        let took = t0.elapsed();
+        assert!(!html.contains("unavailable"), "{html}");
+        let cpu = html
+            .lines()
+            .find(|l| l.starts_with("<tr><td>CPU busy</td>"))
+            .expect("CPU row");
+        // The store held the whole day: both windows drawn from their left edge (24 h:
+        // or its second point, when the first one's rate window starts before the data).
+        let starts = cpu.matches("<path class=\"l0\" d=\"M0 ").count()
+            + cpu.matches("<path class=\"l0\" d=\"M2 ").count();
+        assert_eq!(starts, 2, "{cpu}");
+        eprintln!(
+            "trends sparklines over {} series, {samples} samples (24 h at 5 s): {took:?}, {} bytes of HTML",
+            series.len(),
+            html.len()
+        );
+    }
+
     #[tokio::test]
     async fn named_query_without_data_keeps_its_legend_next_to_one_with_data() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -726,7 +826,8 @@ mod tests {
             .iter()
             .find(|p| p.title == "ComfyUI queue depth")
             .unwrap();
-        let (lines, dropped) = panel_lines(&app, queue, &g, &budget).expect("queue panel");
+        let (lines, dropped) =
+            panel_lines(app.rules.store(), queue, &g, &budget).expect("queue panel");
         app.runner.stop_all();
         assert_eq!(dropped, 0);
         let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
