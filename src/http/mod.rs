@@ -26,7 +26,9 @@ mod conns;
 mod ingest;
 mod notify_api;
 mod prom_api;
+mod sparkline;
 pub mod status;
+mod trends;
 
 pub use conns::{is_body_timeout, BodyTimeout};
 

@@ -451,7 +451,7 @@ fn range_kind(e: &Expr) -> Option<&'static str> {
 /// Evaluates `expr` at every step from `start` to `end`, folding each step's vector
 /// into one series per label set, sorted by labels as Prometheus returns them. Each
 /// step's own values are released once folded in; the kept points are charged.
-fn eval_range(
+pub(crate) fn eval_range(
     store: &sentinel_rules::store::Store,
     expr: &Expr,
     start: i64,

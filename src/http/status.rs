@@ -206,7 +206,8 @@ fn notification_views(notifier: &sentinel_notify::Notifier) -> Vec<NotificationV
 
 /// The page for the running sidecar.
 pub fn page(app: &App) -> String {
-    render(&StatusSnapshot::gather(app), SystemTime::now())
+    let now = SystemTime::now();
+    crate::http::trends::with_section(render(&StatusSnapshot::gather(app), now), app, now)
 }
 
 /// Escapes for HTML text and for double- or single-quoted attribute values.

@@ -1,0 +1,193 @@
+//! The status page's trends (src/http/trends.rs, src/http/sparkline.rs) through the real
+//! binary in headless Chromium: after a fake ComfyUI reports a queue, the system collector
+//! runs and recovery events arrive through the ingest API, the sparklines of those series
+//! carry lines and values; the alert timeline shows a fired alert whose label holds
+//! markup, as text; the page loads with no console message and no CSP violation; a
+//! screenshot is saved. Neighbours: tests/status_page.rs (its Chromium helper and DOM
+//! scanner are reused here).
+
+use crate::fake_comfyui::FakeComfy;
+use crate::status_page::{assert_nothing_injected, assert_security_headers, Chromium};
+use crate::util::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Markup in a heartbeat name: it becomes the `name` label of a firing alert.
+const PAYLOAD: &str = "<img src=x onerror=alert(1)><svg onload=alert(2)>";
+
+fn post_events(s: &Sentinel, events: &serde_json::Value) {
+    let (status, _, body) = http_request(
+        "POST",
+        &s.url("/api/v1/events"),
+        &[("content-type", "application/json")],
+        events.to_string().as_bytes(),
+    )
+    .expect("POST /api/v1/events");
+    assert!(
+        (200..300).contains(&status),
+        "ingest refused: {status} {}",
+        String::from_utf8_lossy(&body)
+    );
+}
+
+fn recovery_events(n: usize) -> serde_json::Value {
+    let one = serde_json::json!({
+        "type": "operation", "operation": "load_model", "duration_seconds": 1.0,
+        "overhead_seconds": 0.05, "attempts": 2, "outcome": "recovered",
+        "recovery_seconds": 0.3, "error_class": "transient"
+    });
+    serde_json::Value::Array(vec![one; n])
+}
+
+/// The sparkline row of `panel` (its `<tr>` line) on `page`.
+fn row<'a>(page: &'a str, panel: &str) -> &'a str {
+    page.lines()
+        .find(|l| l.starts_with(&format!("<tr><td>{panel}</td><td><svg")))
+        .unwrap_or_else(|| panic!("no {panel} row:\n{page}"))
+}
+
+/// The page, once every needle is on it and each of `lined` panels draws a line (two
+/// neighbouring points: one 30 s step of the 1 h window after its data began).
+fn wait_page_with(s: &Sentinel, needles: &[&str], lined: &[&str], within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let (_, _, body) = http_get(&s.url("/"), &[]).expect("GET /");
+        let body = String::from_utf8(body).expect("utf-8 page");
+        let mut missing: Vec<String> = needles
+            .iter()
+            .filter(|n| !body.contains(**n))
+            .map(|n| n.to_string())
+            .collect();
+        if missing.is_empty() {
+            missing = lined
+                .iter()
+                .filter(|p| !row(&body, p).contains("<path class=\"l0\" d=\"M"))
+                .map(|p| format!("a line in {p}"))
+                .collect();
+        }
+        if missing.is_empty() {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "page never showed {missing:?}:\n{body}\nlog:\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
+    let Some(chromium) = Chromium::find() else {
+        return;
+    };
+    let comfy = FakeComfy::start();
+    comfy.set_queue_fixture("get_queue_running_and_pending.json");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules = temp_file(
+        dir.path(),
+        "heartbeat.yaml",
+        "groups:\n  - name: heartbeat\n    rules:\n      - alert: HeartbeatFailed\n        \
+         expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        \
+         labels: {severity: critical}\n",
+    );
+    let cfg = temp_file(
+        dir.path(),
+        "sentinel.yaml",
+        &format!(
+            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu: {{ enabled: false }}\n  \
+             comfyui:\n    url: \"{}\"\n    interval: 1s\n    timeout: 1s\n\
+             rules:\n  files: [{}]\n  evaluation_interval: 1s\n",
+            dir.path().join("data").display(),
+            comfy.url(),
+            rules.display()
+        ),
+    );
+    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
+    s.wait_ready();
+    // Two batches some seconds apart: the counters move, so their rates are not 0/0.
+    post_events(&s, &recovery_events(2));
+    std::thread::sleep(Duration::from_secs(3));
+    post_events(&s, &recovery_events(3));
+    post_events(
+        &s,
+        &serde_json::json!([{"type": "heartbeat", "name": PAYLOAD, "status": "failure"}]),
+    );
+
+    let page = wait_page_with(
+        &s,
+        &[
+            "<title>ComfyUI queue depth, last 1 h: min ",
+            "<title>CPU busy, last 1 h: min ",
+            "<title>Memory used, last 1 h: min ",
+            "<title>Recovery success ratio, last 1 h: min 100 %",
+            "<title>Recovery overhead ratio, last 1 h: min ",
+            "<title>HeartbeatFailed: fired 1 time, ",
+            "<title>CPU busy, last 24 h: min ",
+        ],
+        &[
+            "ComfyUI queue depth",
+            "CPU busy",
+            "Memory used",
+            "Recovery overhead ratio",
+            "Recovery success ratio",
+        ],
+        Duration::from_secs(150),
+    );
+    // Queue depth: the fixture's one running and its pending prompts, as two named lines.
+    assert!(page.contains("running last <b>1</b>"), "{page}");
+    assert!(page.contains("pending last <b>"), "{page}");
+    // No GPU collector: that panel has no line and says so.
+    assert!(
+        page.contains("<title>GPU temperature, last 1 h: no data</title>"),
+        "{page}"
+    );
+
+    let (status, h, _) = http_get(&s.url("/"), &[]).unwrap();
+    assert_eq!(status, 200);
+    assert_security_headers(&h);
+
+    let (dom, log) = chromium.run(&["--dump-dom"], &s.url("/"));
+    assert!(dom.contains("</html>"), "no DOM from chromium; log:\n{log}");
+    assert_nothing_injected(&dom);
+    assert!(
+        !log.contains("Content Security Policy"),
+        "CSP violation:\n{log}"
+    );
+    // A page without script logs nothing to its console; anything there is an error.
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(
+        console.is_empty(),
+        "console messages:\n{}",
+        console.join("\n")
+    );
+    // The sparklines survived parsing as SVG: 2 windows x 10 panels, with drawn lines.
+    assert_eq!(dom.matches("<svg class=\"spark\"").count(), 20, "{dom}");
+    assert!(
+        dom.matches("<path class=\"l0\" d=\"M").count() >= 5,
+        "{dom}"
+    );
+    assert!(dom.contains("<svg class=\"track\""), "{dom}");
+    // The hostile label value is text in the timeline (and in the active alerts).
+    let timeline = dom
+        .split("<h2 id=\"alert-timeline\">")
+        .nth(1)
+        .expect("timeline section in the DOM");
+    assert!(
+        timeline.contains("&lt;img src=x onerror=alert(1)&gt;&lt;svg onload=alert(2)&gt;"),
+        "{timeline}"
+    );
+
+    let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-trends.png");
+    let _ = std::fs::remove_file(&png);
+    // Tall enough for the whole page: the trends sit below the collectors and alerts.
+    let arg = format!("--screenshot={}", png.display());
+    let (_, log) = chromium.run(
+        &[&arg, "--window-size=1280,3200", "--hide-scrollbars"],
+        &s.url("/"),
+    );
+    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot ({e}); log:\n{log}"));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    eprintln!("status trends screenshot: {}", png.display());
+}
