@@ -139,6 +139,7 @@ impl App {
         notifier.start();
         let ingest = Arc::new(crate::ingest::Ingest::new(&registry, &config.ingest));
         let store = Arc::new(sentinel_rules::store::Store::default());
+        crate::history::start(&config, &store, &registry);
         exposition.add_sink(store.clone());
         let rules = sentinel_rules::engine::RuleEngine::new(
             store,

@@ -56,6 +56,11 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// The history in data_dir (docs/history.md): import OpenMetrics text, export it.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// Probe a running sidecar's /healthz (for container health checks; no shell needed).
     Healthcheck {
         /// URL to probe; defaults to /healthz on the configured listen port on loopback.
@@ -118,6 +123,24 @@ pub enum RulesCommand {
         /// ruleSelector matches (repeatable).
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HistoryCommand {
+    /// Read OpenMetrics text with timestamps (what `promtool tsdb create-blocks-from
+    /// openmetrics` reads) into the history in data_dir. Durable when it returns; a
+    /// malformed file imports nothing. Refused while a sidecar runs on the same data_dir.
+    Import {
+        /// The OpenMetrics file (ends with `# EOF`).
+        file: PathBuf,
+    },
+    /// Write the history in data_dir as OpenMetrics text, for `promtool tsdb
+    /// create-blocks-from openmetrics`; to stdout without --out.
+    Export {
+        /// Output file.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 

@@ -16,6 +16,7 @@ pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod gate;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub use sentinel_base::metrics;

@@ -5,7 +5,7 @@
 
 use clap::Parser;
 use comfy_sentinel::app::App;
-use comfy_sentinel::cli::{exit, Cli, Command, ExportFormat, RulesCommand};
+use comfy_sentinel::cli::{exit, Cli, Command, ExportFormat, HistoryCommand, RulesCommand};
 use comfy_sentinel::config::{self, Config, LogFormat};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,7 @@ fn main() {
         }
         Some(Command::Check { print }) => check(&cli, print),
         Some(Command::Rules { ref command }) => rules_command(&cli, command),
+        Some(Command::History { ref command }) => history_command(&cli, command),
         Some(Command::Healthcheck { ref url }) => healthcheck(&cli, url.clone()),
         Some(Command::Gate {
             ref url,
@@ -60,6 +61,28 @@ fn load(cli: &Cli) -> Result<(Config, config::ConfigSource), i32> {
         Err(e) => {
             eprintln!("error: invalid configuration: {e}");
             Err(exit::INVALID_CONFIG)
+        }
+    }
+}
+
+fn history_command(cli: &Cli, command: &HistoryCommand) -> i32 {
+    let cfg = match load(cli) {
+        Ok((c, _)) => c,
+        Err(code) => return code,
+    };
+    let result = match command {
+        HistoryCommand::Import { file } => comfy_sentinel::history::import(&cfg, file),
+        HistoryCommand::Export { out } => comfy_sentinel::history::export(&cfg, out.as_deref())
+            .map(|n| format!("exported {n} samples")),
+    };
+    match result {
+        Ok(msg) => {
+            eprintln!("{msg}");
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::RUNTIME
         }
     }
 }
@@ -293,6 +316,7 @@ async fn serve(cfg: Config, source: config::ConfigSource) -> anyhow::Result<()> 
     let router = comfy_sentinel::http::router(app.clone());
     comfy_sentinel::http::serve(listener, router, &web, &app.registry, shutdown.clone()).await?;
     app.runner.stop_all();
+    tokio::task::spawn_blocking(comfy_sentinel::history::final_flush).await?;
     tracing::info!("comfy-sentinel stopped");
     Ok(())
 }

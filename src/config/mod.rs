@@ -35,6 +35,7 @@ pub struct Config {
     /// Limits of every PromQL evaluation (query API, rules).
     pub query: sentinel_rules::eval::QueryConfig,
     pub notify: sentinel_notify::NotifyConfig,
+    pub history: HistoryConfig,
 }
 
 impl Default for Config {
@@ -52,6 +53,7 @@ impl Default for Config {
             rules: Default::default(),
             query: Default::default(),
             notify: Default::default(),
+            history: Default::default(),
         }
     }
 }
@@ -96,6 +98,47 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_series_per_family: 10_000,
         }
+    }
+}
+
+/// `history:` every series at full resolution, in compressed chunks in
+/// `data_dir/history/` (docs/history.md).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// How long samples are kept.
+    pub retention: Dur,
+    /// Budget of the history in memory (and so on disk); the oldest data is evicted
+    /// first and counted in `sentinel_history_evicted_samples_total`.
+    pub max_bytes: u64,
+    /// How often new samples are written to disk: a SIGKILL loses at most this much.
+    pub flush_interval: Dur,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            retention: Dur::secs(24 * 3600),
+            max_bytes: sentinel_store::history::DEFAULT_MAX_BYTES,
+            flush_interval: Dur::secs(30),
+        }
+    }
+}
+
+impl HistoryConfig {
+    fn validate(&self) -> Result<(), (String, String)> {
+        let d = |f: &str, m: &str| Err((format!("history.{f}"), m.to_string()));
+        if self.retention.get() < std::time::Duration::from_secs(60) {
+            return d("retention", "must be at least 1m");
+        }
+        if self.max_bytes < 1 << 20 {
+            return d("max_bytes", "must be at least 1048576 (1 MiB)");
+        }
+        let f = self.flush_interval.get();
+        if f < std::time::Duration::from_secs(1) || f > std::time::Duration::from_secs(600) {
+            return d("flush_interval", "must be between 1s and 10m");
+        }
+        Ok(())
     }
 }
 
@@ -400,6 +443,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
         .validate()
         .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
     c.notify
+        .validate()
+        .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
+    c.history
         .validate()
         .map_err(|(p, m)| ConfigError::at(file, source, &p, m))?;
     Ok(())

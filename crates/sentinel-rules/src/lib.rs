@@ -10,10 +10,11 @@ pub mod engine;
 pub mod eval;
 pub mod export_operator;
 pub mod group;
-pub mod labels;
 pub mod rulefile;
-pub mod store;
 pub mod template;
+
+/// The store and label sets live in their own crate; these paths stay for callers.
+pub use sentinel_store::{labels, store};
 pub mod unittest;
 
 use sentinel_base::config::Dur;

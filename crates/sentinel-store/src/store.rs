@@ -17,7 +17,14 @@
 //! no creation time, so a restart never looks like an increase. A zero older than the
 //! retention is dropped at once, so a series that comes back long after it went away
 //! is not counted again.
+//!
+//! History: with a [`History`] attached ([`Store::attach_history`]), every sample the
+//! store accepts is also kept there at full resolution for `history.retention`. A
+//! selection whose start lies before the store's own window (the newest sample minus
+//! the metric's retention) reads the history for the part older than the window, so the
+//! rules, whose windows the retention covers, see exactly what they saw without it.
 
+use crate::history::History;
 use crate::labels::{Labels, METRIC_NAME};
 use parking_lot::RwLock;
 use promql_parser::label::Matcher;
@@ -25,6 +32,7 @@ use sentinel_base::metrics::exposition::SnapshotSink;
 use sentinel_base::metrics::MetricFamily;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Prometheus's stale marker (`value.StaleNaN`).
@@ -80,6 +88,9 @@ pub struct Store {
     /// Time of the newest snapshot fed (`i64::MIN` before the first): series in the first
     /// snapshot existed at start and get no creation zero.
     last_snapshot_ms: AtomicI64,
+    /// Newest sample time accepted (`i64::MIN` before the first).
+    newest_ms: AtomicI64,
+    history: OnceLock<Arc<History>>,
 }
 
 impl Default for Store {
@@ -101,6 +112,8 @@ impl Store {
             dropped: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             last_snapshot_ms: AtomicI64::new(i64::MIN),
+            newest_ms: AtomicI64::new(i64::MIN),
+            history: OnceLock::new(),
         }
     }
 
@@ -110,6 +123,34 @@ impl Store {
             snapshot_spacing_ms: 0,
             ..Store::new(u64::MAX / 4, u64::MAX / 4)
         }
+    }
+
+    /// Keeps every accepted sample in `history` from now on (once; later calls are
+    /// ignored and return false).
+    pub fn attach_history(&self, history: Arc<History>) -> bool {
+        self.history.set(history).is_ok()
+    }
+
+    pub fn history(&self) -> Option<&Arc<History>> {
+        self.history.get()
+    }
+
+    fn record(&self, labels: &Labels, t: i64, v: f64) {
+        self.newest_ms.fetch_max(t, Ordering::Relaxed);
+        if let Some(h) = self.history.get() {
+            h.append(labels, t, v);
+        }
+    }
+
+    /// The history when a selection starting at `mint` reaches past the store's window.
+    fn history_for(&self, matchers: &[Matcher], mint: i64) -> Option<&History> {
+        let h = self.history.get()?;
+        let newest = self.newest_ms.load(Ordering::Relaxed);
+        let retention = self.retention_of(
+            &self.retention_by_name.read(),
+            name_eq(matchers).unwrap_or(""),
+        );
+        (mint < newest.saturating_sub(retention)).then_some(&**h)
     }
 
     pub fn set_retention_ms(&self, ms: u64) {
@@ -202,10 +243,12 @@ impl Store {
             let head = series.samples[n - 1];
             if !is_stale(head.1) && head.0 - prev < self.snapshot_spacing_ms {
                 series.samples[n - 1] = (t, v);
+                self.record(labels, t, v);
                 return;
             }
         }
         series.samples.push_back((t, v));
+        self.record(labels, t, v);
         let cutoff = t.saturating_sub(retention);
         while series.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
             series.samples.pop_front();
@@ -242,6 +285,14 @@ impl Store {
         mint: i64,
         maxt: i64,
     ) -> Vec<(Labels, (i64, f64))> {
+        if let Some(h) = self.history_for(matchers, mint) {
+            return self
+                .select_merged(h, matchers, mint, maxt, u64::MAX)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(l, s)| s.last().map(|last| (l, *last)))
+                .collect();
+        }
         self.walk_matching(matchers, |labels, series| {
             // Newest sample at or before maxt.
             let idx = series.samples.partition_point(|(t, _)| *t <= maxt);
@@ -253,6 +304,11 @@ impl Store {
     /// The series matching every matcher, with their samples in `[mint, maxt]`, sorted by
     /// labels (the order a TSDB returns them in, which decides ties in topk and friends).
     pub fn select(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<SelectedSeries> {
+        if let Some(h) = self.history_for(matchers, mint) {
+            return self
+                .select_merged(h, matchers, mint, maxt, u64::MAX)
+                .unwrap_or_default();
+        }
         self.walk_matching(matchers, |labels, series| {
             let lo = series.samples.partition_point(|(t, _)| *t < mint);
             let hi = series.samples.partition_point(|(t, _)| *t <= maxt);
@@ -272,6 +328,9 @@ impl Store {
         maxt: i64,
         max_samples: u64,
     ) -> Option<Vec<SelectedSeries>> {
+        if let Some(h) = self.history_for(matchers, mint) {
+            return self.select_merged(h, matchers, mint, maxt, max_samples);
+        }
         let mut used = 0u64;
         let mut over = false;
         let out = self.walk_matching(matchers, |labels, series| {
@@ -293,6 +352,53 @@ impl Store {
         (!over).then_some(out)
     }
 
+    /// A selection over the history (the part older than each series' oldest sample in
+    /// the store) and the store, sorted by labels; None past `max_samples`.
+    fn select_merged(
+        &self,
+        h: &History,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+        max_samples: u64,
+    ) -> Option<Vec<SelectedSeries>> {
+        let recent = self.walk_matching(matchers, |labels, series| {
+            let front = series.samples.front().map_or(i64::MAX, |s| s.0);
+            let lo = series.samples.partition_point(|(t, _)| *t < mint);
+            let hi = series.samples.partition_point(|(t, _)| *t <= maxt);
+            let got: Vec<(i64, f64)> = series.samples.range(lo..hi.max(lo)).copied().collect();
+            Some((labels.clone(), (front, got)))
+        });
+        let fronts: HashMap<&Labels, i64> = recent.iter().map(|(l, (f, _))| (l, *f)).collect();
+        let used = std::cell::Cell::new(0u64);
+        let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        h.select_with(
+            name_eq(matchers),
+            &mut |l| {
+                used.get() <= max_samples && matchers.iter().all(|m| m.is_match(l.get(&m.name)))
+            },
+            mint,
+            maxt,
+            &mut |l, mut s| {
+                let front = fronts.get(l).copied().unwrap_or(i64::MAX);
+                s.truncate(s.partition_point(|x| x.0 < front));
+                used.set(used.get().saturating_add(s.len() as u64 + 1));
+                if !s.is_empty() && used.get() <= max_samples {
+                    merged.insert(l.clone(), s);
+                }
+            },
+        );
+        let mut used = used.get();
+        for (l, (_, s)) in recent {
+            used = used.saturating_add(s.len() as u64 + 1);
+            if used > max_samples {
+                return None;
+            }
+            merged.entry(l).or_default().extend(s);
+        }
+        (used <= max_samples).then(|| merged.into_iter().collect())
+    }
+
     /// Applies `pick` to every series matching all matchers (only the named family when
     /// `__name__` is an equality) and returns the picks sorted by labels, the order a TSDB
     /// returns series in, which decides ties in topk and friends.
@@ -302,11 +408,7 @@ impl Store {
         mut pick: impl FnMut(&Labels, &Series) -> Option<(Labels, T)>,
     ) -> Vec<(Labels, T)> {
         let map = self.by_name.read();
-        let name_eq = matchers.iter().find_map(|m| {
-            (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
-                .then_some(m.value.as_str())
-        });
-        let families: Vec<&BTreeMap<Labels, Series>> = match name_eq {
+        let families: Vec<&BTreeMap<Labels, Series>> = match name_eq(matchers) {
             Some(n) => map.get(n).into_iter().collect(),
             None => map.values().collect(),
         };
@@ -387,17 +489,26 @@ impl Store {
             }
         }
         for family in map.values_mut() {
-            for s in family.values_mut() {
+            for (labels, s) in family.iter_mut() {
                 if s.origin == Origin::Snapshot && s.seen != generation {
                     let last_stale = s.samples.back().is_some_and(|(_, v)| is_stale(*v));
                     let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
                     if !last_stale && t_ms > last_t {
                         s.samples.push_back((t_ms, stale_nan()));
+                        self.record(labels, t_ms, stale_nan());
                     }
                 }
             }
         }
     }
+}
+
+/// The metric name of an equality `__name__` matcher.
+fn name_eq(matchers: &[Matcher]) -> Option<&str> {
+    matchers.iter().find_map(|m| {
+        (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
+            .then_some(m.value.as_str())
+    })
 }
 
 /// Whether the store has no live sample of the series: absent, or ended by a stale marker.
@@ -573,5 +684,30 @@ mod tests {
         }
         let per_series = s.heap_bytes() / n;
         assert!(per_series <= 2048, "{per_series} bytes per series");
+    }
+
+    #[test]
+    fn selections_past_the_window_read_the_history_and_rule_windows_do_not() {
+        let s = Store::new(60_000, 1000);
+        s.attach_history(Arc::new(History::new(3_600_000, u64::MAX)));
+        for k in 0..600i64 {
+            let g = MetricFamily::gauge("g", "g").with::<&str, &str>(&[], k as f64);
+            s.ingest(&[g], k * 5000);
+        }
+        let newest = 599 * 5000;
+        // Inside the store's window: the store alone, as before.
+        let recent = s.select(&name("g"), newest - 30_000, newest);
+        assert_eq!(recent[0].1.len(), 7);
+        // Past it: the whole hour from the history, then the store, no duplicates.
+        let all = s.select(&name("g"), 0, newest);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].1.len(), 600);
+        assert!(all[0].1.windows(2).all(|w| w[1].0 - w[0].0 == 5000));
+        // Instant selection at an old time.
+        let last = s.select_last(&name("g"), 100_000 - LOOKBACK_MS, 100_000);
+        assert_eq!(last[0].1, (100_000, 20.0));
+        // The sample bound holds across both.
+        assert!(s.select_bounded(&name("g"), 0, newest, 100).is_none());
+        assert!(s.select_bounded(&name("g"), 0, newest, 1000).is_some());
     }
 }

@@ -1,0 +1,428 @@
+//! OpenMetrics text with timestamps, the input of `promtool tsdb
+//! create-blocks-from openmetrics`: `history import` reads it and `history export`
+//! writes it.
+//!
+//! Read: `# HELP`, `# TYPE`, `# UNIT` lines (skipped), sample lines
+//! `name{label="value",...} value timestamp` (timestamp in seconds, required; an
+//! exemplar after ` # ` is ignored), and a final `# EOF`. Anything else is an error at
+//! its line and column, and nothing is imported.
+//!
+//! Written: series one after the other, each in time order, no metadata, `# EOF` last.
+//! Stale markers are not written (the text format has no way to tell them from NaN).
+
+use crate::labels::{Labels, METRIC_NAME};
+use crate::store::is_stale;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Write};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The samples of a whole file, grouped by series (in order of first appearance).
+pub type Parsed = Vec<(Labels, Vec<(i64, f64)>)>;
+
+struct Line<'a> {
+    s: &'a [u8],
+    pos: usize,
+    line: usize,
+}
+
+impl<'a> Line<'a> {
+    fn err<T>(&self, message: impl Into<String>) -> Result<T, ParseError> {
+        Err(ParseError {
+            line: self.line,
+            column: self.pos + 1,
+            message: message.into(),
+        })
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.pos).copied()
+    }
+
+    fn name(&mut self, what: &str) -> Result<&'a str, ParseError> {
+        let start = self.pos;
+        while let Some(c) = self.peek() {
+            let ok = c.is_ascii_alphabetic()
+                || c == b'_'
+                || c == b':'
+                || (self.pos > start && c.is_ascii_digit());
+            if !ok {
+                break;
+            }
+            self.pos += 1;
+        }
+        if self.pos == start {
+            return self.err(format!("expected a {what}"));
+        }
+        // ASCII only, so this is valid UTF-8.
+        Ok(std::str::from_utf8(&self.s[start..self.pos]).unwrap_or_default())
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), ParseError> {
+        if self.peek() != Some(c) {
+            return self.err(format!("expected {:?}", c as char));
+        }
+        self.pos += 1;
+        Ok(())
+    }
+
+    fn quoted(&mut self) -> Result<String, ParseError> {
+        self.expect(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.peek() {
+                None => return self.err("unterminated label value"),
+                Some(b'"') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    match self.peek() {
+                        Some(b'\\') => out.push(b'\\'),
+                        Some(b'"') => out.push(b'"'),
+                        Some(b'n') => out.push(b'\n'),
+                        _ => return self.err("invalid escape in label value"),
+                    }
+                    self.pos += 1;
+                }
+                Some(c) => {
+                    out.push(c);
+                    self.pos += 1;
+                }
+            }
+        }
+        String::from_utf8(out).or_else(|_| self.err("label value is not valid UTF-8"))
+    }
+
+    fn token(&mut self) -> &'a [u8] {
+        let start = self.pos;
+        while self.peek().is_some_and(|c| c != b' ') {
+            self.pos += 1;
+        }
+        &self.s[start..self.pos]
+    }
+}
+
+fn parse_float(tok: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(tok).ok()?;
+    // Go's ParseFloat: inf/infinity/nan in any case, with an optional sign on inf.
+    let lower = s.to_ascii_lowercase();
+    match lower.as_str() {
+        "+inf" | "inf" | "+infinity" | "infinity" => Some(f64::INFINITY),
+        "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ if s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || b"+-.eE".contains(&c)) =>
+        {
+            s.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// Parses a whole file; the first error stops it (nothing is returned then).
+pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Parsed = Vec::new();
+    let mut eof = false;
+    let mut last_prefix: &[u8] = &[];
+    let mut last_idx = 0usize;
+    let mut lines = text.split(|c| *c == b'\n').enumerate().peekable();
+    while let Some((i, raw)) = lines.next() {
+        let mut l = Line {
+            s: raw,
+            pos: 0,
+            line: i + 1,
+        };
+        if eof {
+            // Only the final newline may follow `# EOF`.
+            if raw.is_empty() && lines.peek().is_none() {
+                break;
+            }
+            return l.err("content after # EOF");
+        }
+        if raw.is_empty() {
+            if lines.peek().is_none() {
+                break;
+            }
+            return l.err("empty line");
+        }
+        if raw[0] == b'#' {
+            if raw == b"# EOF" {
+                eof = true;
+                continue;
+            }
+            l.pos = 1;
+            l.expect(b' ')?;
+            let kw = l.token();
+            if !matches!(kw, b"HELP" | b"TYPE" | b"UNIT") {
+                l.pos = 2;
+                return l.err("expected HELP, TYPE, UNIT or EOF after #");
+            }
+            l.expect(b' ')?;
+            l.name("metric name")?;
+            if kw == b"TYPE" {
+                l.expect(b' ')?;
+                let start = l.pos;
+                let t = l.token();
+                if !matches!(
+                    t,
+                    b"counter"
+                        | b"gauge"
+                        | b"histogram"
+                        | b"gaugehistogram"
+                        | b"summary"
+                        | b"info"
+                        | b"stateset"
+                        | b"unknown"
+                ) {
+                    l.pos = start;
+                    return l.err("unknown metric type");
+                }
+            }
+            continue;
+        }
+        // A file lists a series' samples one after the other: the same name and labels
+        // as the line before (already checked) are not parsed again.
+        let idx = if !last_prefix.is_empty()
+            && raw.starts_with(last_prefix)
+            && raw.get(last_prefix.len()) == Some(&b' ')
+        {
+            l.pos = last_prefix.len();
+            last_idx
+        } else {
+            let idx = series_of(&mut l, &mut index, &mut out)?;
+            last_prefix = &raw[..l.pos];
+            last_idx = idx;
+            idx
+        };
+        l.expect(b' ')?;
+        let vpos = l.pos;
+        let v = match parse_float(l.token()) {
+            Some(v) => v,
+            None => {
+                l.pos = vpos;
+                return l.err("invalid sample value");
+            }
+        };
+        if l.peek() != Some(b' ') {
+            return l.err("sample has no timestamp (history import needs one per sample)");
+        }
+        l.pos += 1;
+        let tpos = l.pos;
+        let ts = match parse_float(l.token()) {
+            Some(t) if t.is_finite() && t.abs() < 9.2e15 => t,
+            _ => {
+                l.pos = tpos;
+                return l.err("invalid timestamp");
+            }
+        };
+        if l.peek().is_some() && !raw[l.pos..].starts_with(b" # ") {
+            return l.err("unexpected text after the timestamp");
+        }
+        let t_ms = (ts * 1000.0).round() as i64;
+        let series = &mut out[idx].1;
+        if series.last().is_some_and(|(last, _)| *last >= t_ms) {
+            l.pos = tpos;
+            return l.err("timestamp not after the previous sample of this series");
+        }
+        series.push((t_ms, v));
+    }
+    if !eof {
+        let n = text.split(|c| *c == b'\n').count();
+        return Err(ParseError {
+            line: n.max(1),
+            column: 1,
+            message: "missing # EOF at the end".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Parses a series' name and labels; returns its index in `out`.
+fn series_of(
+    l: &mut Line<'_>,
+    index: &mut HashMap<Labels, usize>,
+    out: &mut Parsed,
+) -> Result<usize, ParseError> {
+    let name = l.name("metric name")?;
+    let mut pairs: Vec<(String, String)> = vec![(METRIC_NAME.to_string(), name.to_string())];
+    if l.peek() == Some(b'{') {
+        l.pos += 1;
+        loop {
+            if l.peek() == Some(b'}') {
+                l.pos += 1;
+                break;
+            }
+            let ln = l.name("label name")?;
+            l.expect(b'=')?;
+            let v = l.quoted()?;
+            if pairs.iter().any(|(k, _)| k == ln) {
+                l.pos -= 1;
+                return l.err(format!("duplicate label {ln:?}"));
+            }
+            pairs.push((ln.to_string(), v));
+            match l.peek() {
+                Some(b',') => l.pos += 1,
+                Some(b'}') => {}
+                _ => return l.err("expected \",\" or \"}\""),
+            }
+        }
+    }
+    let labels = Labels::from_pairs(pairs);
+    Ok(*index.entry(labels.clone()).or_insert_with(|| {
+        out.push((labels, Vec::new()));
+        out.len() - 1
+    }))
+}
+
+fn format_float(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v:?}")
+    }
+}
+
+fn escape(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Writes series (each in time order) as OpenMetrics text; returns the samples written.
+pub fn write(series: &[(Labels, Vec<(i64, f64)>)], w: &mut dyn Write) -> io::Result<u64> {
+    let mut n = 0u64;
+    let mut line = String::new();
+    for (labels, samples) in series {
+        let mut prefix = String::from(labels.get(METRIC_NAME));
+        let rest: Vec<(&str, &str)> = labels.iter().filter(|(k, _)| *k != METRIC_NAME).collect();
+        if !rest.is_empty() {
+            prefix.push('{');
+            for (i, (k, v)) in rest.iter().enumerate() {
+                if i > 0 {
+                    prefix.push(',');
+                }
+                prefix.push_str(k);
+                prefix.push_str("=\"");
+                escape(v, &mut prefix);
+                prefix.push('"');
+            }
+            prefix.push('}');
+        }
+        for &(t, v) in samples {
+            if is_stale(v) {
+                continue;
+            }
+            line.clear();
+            line.push_str(&prefix);
+            line.push(' ');
+            line.push_str(&format_float(v));
+            line.push(' ');
+            if t < 0 {
+                line.push('-');
+            }
+            let (sec, ms) = (t.unsigned_abs() / 1000, t.unsigned_abs() % 1000);
+            if ms == 0 {
+                line.push_str(&sec.to_string());
+            } else {
+                line.push_str(&format!("{sec}.{ms:03}"));
+            }
+            line.push('\n');
+            w.write_all(line.as_bytes())?;
+            n += 1;
+        }
+    }
+    w.write_all(b"# EOF\n")?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_samples_metadata_and_eof() {
+        let text = b"# HELP up Up.\n# TYPE up gauge\nup{job=\"a\",instance=\"x\\\"y\"} 1 1700000000.5\nup{job=\"a\",instance=\"x\\\"y\"} NaN 1700000001\nhttp_requests_total 3e2 1700000000 # {trace_id=\"1\"} 1 1700000000\n# EOF\n";
+        let p = parse(text).unwrap();
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].0.get("instance"), "x\"y");
+        assert_eq!(p[0].1[0], (1_700_000_000_500, 1.0));
+        assert!(p[0].1[1].1.is_nan());
+        assert_eq!(p[1].1, vec![(1_700_000_000_000, 300.0)]);
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"up 1 5\nup{a=1} 2 6\n# EOF\n", "2:6:"),
+            (b"up 1\n# EOF\n", "1:5:"),
+            (b"up 1 5\n", "2:1: missing # EOF"),
+            (b"up x 5\n# EOF\n", "1:4:"),
+            (b"up 1 5\n# EOF\nup 1 6\n", "3:1:"),
+            (b"# FOO up\n# EOF\n", "1:3:"),
+            (b"up 1 6\nup 2 5\n# EOF\n", "2:6:"),
+            (b"\nup 1 5\n# EOF\n", "1:1: empty line"),
+        ];
+        for (text, want) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(want),
+                "{:?}: {e}",
+                String::from_utf8_lossy(text)
+            );
+        }
+    }
+
+    #[test]
+    fn written_text_parses_back_to_the_same_samples() {
+        let series = vec![
+            (
+                Labels::from_pairs([(METRIC_NAME, "a"), ("l", "x\n\"\\")]),
+                vec![
+                    (-1500, 1.5),
+                    (0, f64::INFINITY),
+                    (1_700_000_000_001, -2e-300),
+                ],
+            ),
+            (
+                Labels::from_pairs([(METRIC_NAME, "b")]),
+                vec![(5000, 0.1), (6000, crate::store::stale_nan())],
+            ),
+        ];
+        let mut buf = Vec::new();
+        assert_eq!(write(&series, &mut buf).unwrap(), 4);
+        let back = parse(&buf).unwrap();
+        assert_eq!(back[0], series[0]);
+        assert_eq!(
+            back[1].1,
+            vec![(5000, 0.1)],
+            "stale markers are not exported"
+        );
+    }
+}

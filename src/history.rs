@@ -1,0 +1,221 @@
+//! The history at run time (docs/history.md): built beside the store, loaded from
+//! `data_dir/history/`, flushed every `history.flush_interval` and once more at
+//! shutdown; and the `history import` / `history export` commands. The logic lives in
+//! the `sentinel-store` crate; this is wiring.
+
+use crate::config::Config;
+use parking_lot::Mutex;
+use sentinel_base::metrics::registry::{GaugeVec, Registry};
+use sentinel_store::history::History;
+use sentinel_store::persist::Persist;
+use sentinel_store::store::Store;
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+pub struct Running {
+    pub history: Arc<History>,
+    /// None when the directory could not be used (locked, unknown version, I/O): the
+    /// history then lives in memory only and nothing on disk is touched.
+    persist: Mutex<Option<Persist>>,
+    /// Gauges and counters, each with the reading it exports.
+    metrics: Vec<(Arc<GaugeVec>, Reading)>,
+}
+
+type Reading = fn(&History) -> f64;
+
+static RUNNING: OnceLock<Arc<Running>> = OnceLock::new();
+
+/// Builds the history, loads what `data_dir` holds, attaches it to `store` and starts
+/// the flush task. Must run inside a tokio runtime.
+pub fn start(config: &Config, store: &Store, registry: &Registry) {
+    let h = &config.history;
+    let history = Arc::new(History::new(
+        h.retention.get().as_millis() as i64,
+        h.max_bytes,
+    ));
+    let dir = sentinel_store::history_dir(&config.data_dir);
+    let persist = match Persist::open(&dir) {
+        Ok(mut p) => match p.load_into(&history) {
+            Ok(r) => {
+                history.maintain(now_ms());
+                tracing::info!(
+                    dir = %dir.display(),
+                    files = r.files,
+                    corrupt_files = r.corrupt_files,
+                    series = r.series,
+                    samples = r.samples,
+                    "history loaded"
+                );
+                if r.files > 1 {
+                    if let Err(e) = p.write_full(&history) {
+                        tracing::warn!(error = %e, "history: cannot compact the loaded files");
+                    }
+                }
+                Some(p)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "history: cannot load; kept in memory only, files left untouched");
+                None
+            }
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "history: cannot open its directory; kept in memory only");
+            None
+        }
+    };
+    store.attach_history(history.clone());
+    let running = Arc::new(Running {
+        history,
+        persist: Mutex::new(persist),
+        metrics: register(registry),
+    });
+    running.export_metrics();
+    if RUNNING.set(running.clone()).is_err() {
+        return;
+    }
+    let every = h.flush_interval.get();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let r = running.clone();
+            let _ = tokio::task::spawn_blocking(move || r.flush()).await;
+        }
+    });
+}
+
+/// The last flush, at shutdown.
+pub fn final_flush() {
+    if let Some(r) = RUNNING.get() {
+        r.flush();
+    }
+}
+
+fn now_ms() -> i64 {
+    sentinel_store::store::system_time_ms(std::time::SystemTime::now())
+}
+
+impl Running {
+    fn flush(&self) {
+        self.history.maintain(now_ms());
+        if let Some(p) = self.persist.lock().as_mut() {
+            let start = std::time::Instant::now();
+            match p.flush(&self.history) {
+                Ok(n) => tracing::debug!(
+                    samples = n,
+                    ms = start.elapsed().as_millis() as u64,
+                    "history flushed"
+                ),
+                Err(e) => {
+                    self.history
+                        .stats
+                        .flush_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, dir = %p.dir().display(), "history: flush failed");
+                }
+            }
+        }
+        self.export_metrics();
+    }
+
+    fn export_metrics(&self) {
+        for (m, read) in &self.metrics {
+            m.set(&[], read(&self.history));
+        }
+    }
+}
+
+fn register(r: &Registry) -> Vec<(Arc<GaugeVec>, Reading)> {
+    let g = |name: &str, help: &str| r.gauge_vec(name, help, &[]);
+    let c = |name: &str, help: &str| r.counter_vec(name, help, &[]);
+    vec![
+        (
+            g(
+                "sentinel_history_bytes",
+                "Bytes the history holds in memory (compressed chunks, labels, overhead).",
+            ),
+            |h| h.bytes() as f64,
+        ),
+        (
+            g("sentinel_history_series", "Series in the history."),
+            |h| h.series_count() as f64,
+        ),
+        (
+            c(
+                "sentinel_history_evicted_samples_total",
+                "Samples evicted (oldest first) to keep the history within history.max_bytes.",
+            ),
+            |h| h.stats.evicted_samples.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            c(
+                "sentinel_history_evicted_bytes_total",
+                "Bytes evicted to keep the history within history.max_bytes.",
+            ),
+            |h| h.stats.evicted_bytes.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            c(
+                "sentinel_history_expired_samples_total",
+                "Samples dropped from the history because they were older than history.retention.",
+            ),
+            |h| h.stats.expired_samples.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            c(
+                "sentinel_history_corrupt_files_total",
+                "History files found corrupt or truncated at load and skipped.",
+            ),
+            |h| h.stats.corrupt_files.load(Ordering::Relaxed) as f64,
+        ),
+        (
+            c(
+                "sentinel_history_flush_errors_total",
+                "Failed writes of the history to data_dir.",
+            ),
+            |h| h.stats.flush_errors.load(Ordering::Relaxed) as f64,
+        ),
+    ]
+}
+
+/// `history import FILE`: prints what was imported; errors as a message.
+pub fn import(config: &Config, file: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let dir = sentinel_store::history_dir(&config.data_dir);
+    let r = sentinel_store::import(
+        &dir,
+        &text,
+        now_ms(),
+        config.history.retention.get().as_millis() as i64,
+        config.history.max_bytes,
+    )
+    .map_err(|e| match e {
+        sentinel_store::ImportError::Parse(p) => format!("{}:{p}", file.display()),
+        e => e.to_string(),
+    })?;
+    Ok(format!(
+        "imported {} samples of {} series into {}; {} samples outside the retention ({}) skipped; {} samples evicted by history.max_bytes; the history holds {} samples in {} bytes of memory",
+        r.samples,
+        r.series,
+        dir.display(),
+        r.outside_retention,
+        crate::config::format_duration(config.history.retention.get()),
+        r.evicted,
+        r.total_samples,
+        r.total_bytes,
+    ))
+}
+
+/// `history export [--out FILE]`.
+pub fn export(config: &Config, out: Option<&std::path::Path>) -> Result<u64, String> {
+    let dir = sentinel_store::history_dir(&config.data_dir);
+    let mut sink: Box<dyn std::io::Write> = match out {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let n = sentinel_store::export(&dir, &mut sink).map_err(|e| e.to_string())?;
+    sink.flush().map_err(|e| e.to_string())?;
+    Ok(n)
+}
