@@ -121,7 +121,8 @@ fn selected_metrics(queries: &[String]) -> BTreeSet<String> {
                 continue;
             }
             let mut j = i;
-            while j > 0 && (b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_' || b[j - 1] == b':')
+            while j > 0
+                && (b[j - 1].is_ascii_alphanumeric() || b[j - 1] == b'_' || b[j - 1] == b':')
             {
                 j -= 1;
             }
@@ -168,7 +169,11 @@ fn dims(base: &str) -> Vec<(&'static str, &'static [&'static str])> {
     match base {
         "gpu_clocks_event_reason_active" => d.push((
             "reason",
-            &["sw_thermal_slowdown", "hw_slowdown", "hw_power_brake_slowdown"],
+            &[
+                "sw_thermal_slowdown",
+                "hw_slowdown",
+                "hw_power_brake_slowdown",
+            ],
         )),
         "gpu_info" => d.push(("name", &["NVIDIA H100 80GB HBM3"])),
         "gpu_process_memory_used_bytes" => d.push(("pid", &["4242", "other"])),
@@ -642,6 +647,17 @@ fn diff_answers(ours: &(u16, Value), theirs: &(u16, Value)) -> Option<String> {
             od["resultType"], td["resultType"]
         ));
     }
+    if matches!(td["resultType"].as_str(), Some("scalar" | "string")) {
+        let (o, t) = (&od["result"], &td["result"]);
+        let same = o[0].as_f64() == t[0].as_f64()
+            && match td["resultType"].as_str() {
+                Some("scalar") => {
+                    floats_equal(o[1].as_str().unwrap_or(""), t[1].as_str().unwrap_or(""))
+                }
+                _ => o[1] == t[1],
+            };
+        return (!same).then(|| format!("{o} vs prometheus {t}"));
+    }
     let index = |d: &Value| -> BTreeMap<String, Vec<Value>> {
         d["result"]
             .as_array()
@@ -697,10 +713,7 @@ fn diff_answers(ours: &(u16, Value), theirs: &(u16, Value)) -> Option<String> {
             ));
         }
         if let Some((a, b)) = op.iter().zip(&tp).find(|(a, b)| !floats_equal(&a.1, &b.1)) {
-            return Some(format!(
-                "{k} @{}: value {} vs prometheus {}",
-                a.0, a.1, b.1
-            ));
+            return Some(format!("{k} @{}: value {} vs prometheus {}", a.0, a.1, b.1));
         }
     }
     None
@@ -708,9 +721,8 @@ fn diff_answers(ours: &(u16, Value), theirs: &(u16, Value)) -> Option<String> {
 
 fn get_json(url: &str) -> (u16, Value) {
     let (status, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let v = serde_json::from_slice(&body).unwrap_or_else(|e| {
-        panic!("GET {url}: {e}: {}", String::from_utf8_lossy(&body))
-    });
+    let v = serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("GET {url}: {e}: {}", String::from_utf8_lossy(&body)));
     (status, v)
 }
 
@@ -819,11 +831,18 @@ fn compare_ranges(p: &Pair, queries: &[String]) -> Vec<String> {
     let mut diffs = Vec::new();
     for q in queries {
         let (o, t) = p.both(&range_path(q, start, end));
-        if t.1["status"] == "success" && t.1["data"]["result"].as_array().is_some_and(|a| a.is_empty()) {
+        if t.1["status"] == "success"
+            && t.1["data"]["result"]
+                .as_array()
+                .is_some_and(|a| a.is_empty())
+        {
             // Every compared query must select something on Prometheus too, or the
-            // comparison would prove nothing (absent() of a present series aside).
-            if !q.starts_with("absent") {
-                diffs.push(format!("{q}: prometheus returns nothing; the generator misses it"));
+            // comparison would prove nothing (absent() of a present series, and `@ start()`
+            // which is 5 minutes before the data, aside).
+            if !q.starts_with("absent") && !q.contains("@ start()") {
+                diffs.push(format!(
+                    "{q}: prometheus returns nothing; the generator misses it"
+                ));
             }
         }
         if let Some(d) = diff_answers(&o, &t) {
@@ -838,10 +857,6 @@ fn dashboard_and_general_queries_equal_prometheus_on_imported_history() {
     let Some(p) = Pair::start() else {
         return;
     };
-    if std::env::var("DIFF_DEBUG").is_ok() {
-        eprintln!("DEBUG ours {} prom {} range {:?} data {} {}", p.ours.url(""), p.prom.url, p.range(), p.start_ms, p.end_ms);
-        std::thread::sleep(std::time::Duration::from_secs(600));
-    }
     let mut diffs = compare_ranges(&p, &p.queries);
     let (start, end) = p.range();
     let mid = (start + end) / 2;
@@ -884,7 +899,11 @@ fn series_set(v: &Value) -> Vec<String> {
 fn strings(v: &Value) -> Vec<String> {
     let mut s: Vec<String> = v["data"]
         .as_array()
-        .map(|a| a.iter().map(|x| x.as_str().unwrap_or("").to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or("").to_string())
+                .collect()
+        })
         .unwrap_or_default();
     s.sort();
     s
@@ -934,10 +953,33 @@ fn series_labels_and_label_values_equal_prometheus_on_imported_history() {
                     strings(&t.1)
                 ));
             }
+            // Prometheus's own exact answer for the window: the values among the series
+            // its /series returns (chunk-exact; compared equal above).
+            let (_, prom_series) = get_json(&format!(
+                "{}/api/v1/series?start={s}&end={e}{m}",
+                p.prom.url
+            ));
             for name in ["__name__", "instance", "outcome", "le", "gpu", "fstype"] {
                 let path = format!("/api/v1/label/{name}/values?start={s}&end={e}{m}");
                 let (o, t) = p.both(&path);
-                if o.0 != t.0 || strings(&o.1) != strings(&t.1) {
+                // The one listed difference (docs/api.md, "Differential test"): with
+                // match[], Prometheus 2.42 reads label values from the index of every
+                // block overlapping the window, so it also names values of series
+                // without samples in the window (here the series born late, in the
+                // same 2 h block); the sidecar answers exactly. Accepted only when the
+                // window is partial, ours is a subset of Prometheus's, and ours is
+                // exactly the values of the series Prometheus's /series returns.
+                let exact: BTreeSet<String> = prom_series["data"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|l| l[name].as_str().map(str::to_string))
+                    .collect();
+                let (ov, tv) = (strings(&o.1), strings(&t.1));
+                let block_granular = e != end
+                    && ov.iter().all(|v| tv.contains(v))
+                    && ov.iter().cloned().collect::<BTreeSet<_>>() == exact;
+                if o.0 != t.0 || (ov != tv && !block_granular) {
                     diffs.push(format!(
                         "label {name} values {ms:?} [{s},{e}]: {:?} vs prometheus {:?}",
                         strings(&o.1),
@@ -1049,7 +1091,13 @@ fn promtool_query_range_answers_the_same_from_the_sidecar_and_prometheus() {
     ] {
         let with = |server: &str| -> Vec<String> {
             args.iter()
-                .map(|a| if a == "URL" { server.to_string() } else { a.clone() })
+                .map(|a| {
+                    if a == "URL" {
+                        server.to_string()
+                    } else {
+                        a.clone()
+                    }
+                })
                 .collect()
         };
         let o = promtool_query(&p.promtool, &with(&ours));
