@@ -737,7 +737,12 @@ mod tests {
     fn history_loaded_before_start_is_read_inside_the_store_window() {
         let h = Arc::new(History::new(3_600_000, u64::MAX));
         let l = Labels::from_pairs([(crate::labels::METRIC_NAME, "g")]);
-        h.insert(&l, &(0..100i64).map(|k| (k * 5000, k as f64)).collect::<Vec<_>>());
+        h.insert(
+            &l,
+            &(0..100i64)
+                .map(|k| (k * 5000, k as f64))
+                .collect::<Vec<_>>(),
+        );
         let s = Store::new(600_000, 1000);
         s.attach_history(h);
         // A live sample of another series after start moves the store's newest time.
