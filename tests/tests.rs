@@ -30,6 +30,7 @@ mod hardening_config;
 mod hardening_http;
 mod hardening_ingest;
 mod hardening_query;
+mod history_differential;
 mod history_store;
 mod ingest;
 mod metric_contract;

@@ -91,6 +91,10 @@ pub struct Store {
     /// Newest sample time accepted (`i64::MIN` before the first).
     newest_ms: AtomicI64,
     history: OnceLock<Arc<History>>,
+    /// Newest sample time the history held when it was attached (loaded from disk or
+    /// imported): the store never saw those samples, so a selection reaching back to
+    /// them reads the history even inside the store's window.
+    history_loaded_ms: AtomicI64,
 }
 
 impl Default for Store {
@@ -114,6 +118,7 @@ impl Store {
             last_snapshot_ms: AtomicI64::new(i64::MIN),
             newest_ms: AtomicI64::new(i64::MIN),
             history: OnceLock::new(),
+            history_loaded_ms: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -128,7 +133,19 @@ impl Store {
     /// Keeps every accepted sample in `history` from now on (once; later calls are
     /// ignored and return false).
     pub fn attach_history(&self, history: Arc<History>) -> bool {
-        self.history.set(history).is_ok()
+        let loaded = history
+            .inner
+            .lock()
+            .by_name
+            .values()
+            .flat_map(|f| f.values().map(|s| s.last_t))
+            .max()
+            .unwrap_or(i64::MIN);
+        let attached = self.history.set(history).is_ok();
+        if attached {
+            self.history_loaded_ms.store(loaded, Ordering::Relaxed);
+        }
+        attached
     }
 
     pub fn history(&self) -> Option<&Arc<History>> {
@@ -153,7 +170,9 @@ impl Store {
             &self.retention_by_name.read(),
             name_eq(matchers).unwrap_or(""),
         );
-        (mint < newest.saturating_sub(retention)).then_some(&**h)
+        (mint < newest.saturating_sub(retention)
+            || mint <= self.history_loaded_ms.load(Ordering::Relaxed))
+        .then_some(&**h)
     }
 
     pub fn set_retention_ms(&self, ms: u64) {
@@ -727,5 +746,30 @@ mod tests {
             .find(|(l, _)| l.get(METRIC_NAME) == "ops_total")
             .unwrap();
         assert_eq!(ops.1, vec![(1_999, 0.0), (2_000, 1.0)]);
+    }
+
+    /// Regression (issue 11 differential test): after `history import` or a restart,
+    /// the history holds samples up to just before the start that the store never saw;
+    /// a selection inside the store's window of the live samples must still read them.
+    #[test]
+    fn history_loaded_before_start_is_read_inside_the_store_window() {
+        let h = Arc::new(History::new(3_600_000, u64::MAX));
+        let l = Labels::from_pairs([(crate::labels::METRIC_NAME, "g")]);
+        h.insert(
+            &l,
+            &(0..100i64)
+                .map(|k| (k * 5000, k as f64))
+                .collect::<Vec<_>>(),
+        );
+        let s = Store::new(600_000, 1000);
+        s.attach_history(h);
+        // A live sample of another series after start moves the store's newest time.
+        let other = MetricFamily::gauge("other", "o").with::<&str, &str>(&[], 1.0);
+        s.ingest(&[other], 100 * 5000);
+        let last = s.select_last(&name("g"), 99 * 5000 - LOOKBACK_MS, 99 * 5000);
+        assert_eq!(last.len(), 1, "the imported sample is visible");
+        assert_eq!(last[0].1, (99 * 5000, 99.0));
+        let sel = s.select(&name("g"), 90 * 5000, 100 * 5000);
+        assert_eq!(sel[0].1.len(), 10);
     }
 }
