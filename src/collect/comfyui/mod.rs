@@ -159,28 +159,6 @@ fn release_freed_memory() {
     }
 }
 
-/// Allocations of at least this size get their own mapping, returned to the OS on free.
-const MMAP_THRESHOLD_BYTES: i32 = 1 << 20;
-
-/// Pins glibc's mmap threshold (once per process). By default glibc raises it to the
-/// size of the largest mapping freed so far (up to 32 MiB): after the first big
-/// `/history` body, the next ones land in a thread's heap, whose top `malloc_trim`
-/// does not return, so every tokio worker that ever read a big page kept one body's
-/// worth of memory. A fixed threshold also keeps the trim threshold at its default, so
-/// freed heap tops are returned on free. Large allocations are rare (bodies, big
-/// scrapes), so the extra mmap calls cost nothing measurable.
-#[allow(unsafe_code)] // FFI, see the crate root
-fn pin_mmap_threshold() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only changes allocator tunables; it is thread-safe.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-        }
-    });
-}
-
 /// The endpoints polled, as used in the `endpoint` label.
 const ENDPOINTS: [&str; 3] = ["system_stats", "queue", "history"];
 
@@ -242,7 +220,6 @@ pub struct ComfyuiCollector {
 
 impl ComfyuiCollector {
     pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
-        pin_mmap_threshold();
         let mut headers = reqwest::header::HeaderMap::new();
         let token = sentinel_base::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
             .map_err(|m| anyhow::anyhow!(m))?;
