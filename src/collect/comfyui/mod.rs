@@ -116,7 +116,7 @@ impl ComfyuiConfig {
             ));
         }
         crate::metrics::validate_buckets(&self.duration_buckets)
-            .map_err(|m| FieldError::new("duration_buckets", m))?;
+            .map_err(|m| FieldError::new("duration_buckets", m.to_string()))?;
         if self.duration_buckets.len() > MAX_DURATION_BUCKETS {
             return Err(FieldError::new(
                 "duration_buckets",

@@ -11,4 +11,4 @@ pub use secret::{
     either as either_secret, read_secret_file, with_base_dir as with_secret_base_dir, Secret,
     SecretError, SecretFile, SecretString, MAX_SECRET_FILE_BYTES, SECRET_ERROR_PREFIXES,
 };
-pub use types::{format_duration, parse_duration, Dur};
+pub use types::{format_duration, parse_duration, Dur, DurationError};
