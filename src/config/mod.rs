@@ -4,8 +4,8 @@
 //! the top level, shared value types (durations, secrets) and loading.
 
 pub use sentinel_base::config::{
-    either_secret, format_duration, locate, parse_duration, Dur, DurationError, FieldError, Secret,
-    SecretFile, SecretString,
+    either_secret, either_secret_at, format_duration, locate, parse_duration, Dur, DurationError,
+    FieldError, Secret, SecretFile, SecretString,
 };
 
 pub mod auth;
@@ -475,8 +475,12 @@ fn check_build(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> 
     c.notify.check_build().map_err(at)?;
     let comfy = &c.collectors.comfyui;
     if comfy.enabled {
-        let token = either_secret(&comfy.bearer_token, &comfy.bearer_token_file)
-            .map_err(|m| ConfigError::at(file, source, "collectors.comfyui.bearer_token", m))?;
+        let token = either_secret_at(
+            &comfy.bearer_token,
+            &comfy.bearer_token_file,
+            "collectors.comfyui.bearer_token",
+        )
+        .map_err(at)?;
         if let Some(t) = token {
             if reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose())).is_err() {
                 let p = if comfy.bearer_token_file.is_some() {

@@ -375,4 +375,21 @@ receivers:
         }
         assert!(serde_yaml_ng::from_str::<NotifyConfig>("bogus: 1").is_err());
     }
+
+    #[test]
+    fn unreadable_webhook_secret_file_is_a_validation_error_at_its_key() {
+        // Deserializing no longer reads the file; validate() does, and names the key.
+        let c = parse(
+            "route: {receiver: a}\nreceivers: [{name: a, webhooks: [{url: 'http://x', secret_file: /nonexistent/whsec}]}]",
+        );
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.path, "notify.receivers[0].webhooks[0].secret_file");
+        assert!(e.message.contains("/nonexistent/whsec"), "{e}");
+        let c = parse(
+            "route: {receiver: a}\nreceivers: [{name: a, emails: [{to: [x@y.z], from: a@b.c, smarthost: 'h:25', auth_password_file: /dev/null}]}]",
+        );
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.path, "notify.receivers[0].emails[0].auth_password_file");
+        assert!(e.message.contains("character device"), "{e}");
+    }
 }

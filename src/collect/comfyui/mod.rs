@@ -123,8 +123,11 @@ impl ComfyuiConfig {
                 format!("must list at most {MAX_DURATION_BUCKETS} bounds"),
             ));
         }
-        sentinel_base::config::either_secret(&self.bearer_token, &self.bearer_token_file)
-            .map_err(|m| FieldError::new("bearer_token", m))?;
+        sentinel_base::config::either_secret_at(
+            &self.bearer_token,
+            &self.bearer_token_file,
+            "bearer_token",
+        )?;
         for (name, value) in &self.headers {
             let path = format!("headers.{name}");
             let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -784,9 +787,12 @@ pub struct Fingerprint<'a> {
 pub fn fingerprint(cfg: &ComfyuiConfig) -> Fingerprint<'_> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    // The file's content, not its path: a rotated token file changes the fingerprint.
+    // The config was validated, so the file was readable a moment ago.
+    let from_file = cfg.bearer_token_file.as_ref().and_then(|f| f.read().ok());
     for s in [
         cfg.bearer_token.as_ref().map(|t| t.0.expose()),
-        cfg.bearer_token_file.as_ref().map(|f| f.secret.expose()),
+        from_file.as_ref().map(|s| s.expose()),
     ]
     .into_iter()
     .flatten()

@@ -12,7 +12,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use sentinel_base::config::{either_secret, Dur, FieldError, SecretFile, SecretString};
+use sentinel_base::config::{
+    either_secret, either_secret_at, Dur, FieldError, SecretFile, SecretString,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -81,8 +83,11 @@ impl EmailConfig {
         })?;
         self.host_port()
             .map_err(|e| FieldError::new("smarthost".to_string(), e.to_string()))?;
-        either_secret(&self.auth_password, &self.auth_password_file)
-            .map_err(|e| FieldError::new("auth_password".to_string(), e.to_string()))?;
+        either_secret_at(
+            &self.auth_password,
+            &self.auth_password_file,
+            "auth_password",
+        )?;
         if self.timeout.get().is_zero() {
             return Err(FieldError::new("timeout", "must be > 0"));
         }

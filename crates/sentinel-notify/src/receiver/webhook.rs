@@ -7,7 +7,9 @@ use super::{
 };
 use crate::sign::{sign_headers, WebhookKey};
 use crate::webhook::payload::Message;
-use sentinel_base::config::{either_secret, Dur, FieldError, SecretFile, SecretString};
+use sentinel_base::config::{
+    either_secret, either_secret_at, Dur, FieldError, SecretFile, SecretString,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -70,6 +72,8 @@ impl WebhookConfig {
         if !matches!(u.scheme(), "http" | "https") {
             return Err(FieldError::new("url", "must be http:// or https://"));
         }
+        // An unreadable `secret_file` is reported at its own key, a bad key list at `secret`.
+        either_secret_at(&self.secret, &self.secret_file, "secret")?;
         self.keys()
             .map_err(|e| FieldError::new("secret".to_string(), e.to_string()))?;
         for (k, v) in &self.headers {
