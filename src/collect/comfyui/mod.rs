@@ -222,7 +222,22 @@ pub struct ComfyuiCollector {
 }
 
 impl ComfyuiCollector {
-    pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
+    /// The collector when enabled; a client that cannot be built is logged and leaves
+    /// the collector off (validation has already checked the inputs).
+    pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<Self> {
+        if !cfg.enabled {
+            return None;
+        }
+        match Self::try_build(cfg, ctx) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the ComfyUI collector");
+                None
+            }
+        }
+    }
+
+    fn try_build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         let token = sentinel_base::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
             .map_err(|m| anyhow::anyhow!(m))?;
@@ -807,21 +822,6 @@ pub fn fingerprint(cfg: &ComfyuiConfig) -> Fingerprint<'_> {
     }
 }
 
-/// Builds the collector when enabled; a client that cannot be built is logged and
-/// leaves the collector off (validation has already checked the inputs).
-pub fn build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<ComfyuiCollector> {
-    if !cfg.enabled {
-        return None;
-    }
-    match ComfyuiCollector::from_config(cfg, ctx) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the ComfyUI collector");
-            None
-        }
-    }
-}
-
 /// The runner's limit for one poll. The poll bounds itself (each request by `timeout`,
 /// paging stops before twice the interval); this only catches the unexpected.
 pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
@@ -831,7 +831,7 @@ pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
 /// The list's entry for this collector (see `collect::COLLECTORS`).
 pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
     let cfg = &c.comfyui;
-    build(cfg, ctx).map(|comfyui| {
+    ComfyuiCollector::from_config(cfg, ctx).map(|comfyui| {
         super::CollectorSpec::new(
             comfyui,
             &fingerprint(cfg),
