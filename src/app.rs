@@ -55,14 +55,11 @@ pub fn alert_instance(cfg: &Config) -> String {
 }
 
 /// This host's name (`uname -n`), or `localhost` when it cannot be read.
-#[allow(unsafe_code)] // FFI, see the crate root
 pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is writable for `buf.len()` bytes, and gethostname writes no more.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
-    if rc != 0 || name.is_empty() {
+    let name = nix::unistd::gethostname()
+        .map(|n| n.to_string_lossy().trim().to_string())
+        .unwrap_or_default();
+    if name.is_empty() {
         "localhost".to_string()
     } else {
         name
@@ -410,5 +407,18 @@ impl PushedInputs {
     fn mark(&self, prefixes: &[&'static str]) {
         self.changed.lock().extend(prefixes.iter().copied());
         self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod host_name_tests {
+    #[test]
+    fn host_name_matches_the_kernel_hostname_via_the_safe_wrapper() {
+        let name = super::host_name();
+        assert!(!name.is_empty());
+        if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let k = k.trim();
+            assert_eq!(name, if k.is_empty() { "localhost" } else { k });
+        }
     }
 }

@@ -90,7 +90,7 @@ pub enum Command {
     },
 }
 
-fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
+fn parse_dur(s: &str) -> Result<std::time::Duration, crate::config::DurationError> {
     crate::config::parse_duration(s)
 }
 

@@ -3,6 +3,7 @@
 //! (`GET /api/v1/query`, Prometheus's response shape, so a Prometheus URL works too)
 //! and prints a table of each criterion, its value and verdict.
 
+use sentinel_base::text::{format_trimmed, go_g};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -180,14 +181,14 @@ pub fn judge(c: &Criterion, values: &[(String, f64)]) -> Verdict {
     verdict(true, "within bounds".into())
 }
 
+/// A value in the verdict table: up to four decimals for everyday magnitudes, Go's
+/// shortest `%g` (`1e+06`, `2e-05`, `NaN`, `+Inf`) outside them. Both spellings come
+/// from the workspace's one float formatter.
 fn fmt(v: f64) -> String {
     if v.abs() >= 1e-3 && v.abs() < 1e6 || v == 0.0 {
-        format!("{:.4}", v)
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
+        format_trimmed(v, 4)
     } else {
-        format!("{v:e}")
+        go_g(v, -1)
     }
 }
 
@@ -404,5 +405,16 @@ mod tests {
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/gate.yaml"))
                 .unwrap();
         assert!(parse_criteria("deploy/gate.yaml", &shipped).is_ok());
+    }
+
+    #[test]
+    fn verdict_values_use_the_shared_float_formatter() {
+        assert_eq!(fmt(0.5), "0.5");
+        assert_eq!(fmt(12.345678), "12.3457");
+        assert_eq!(fmt(0.0), "0");
+        assert_eq!(fmt(2e6), "2e+06");
+        assert_eq!(fmt(1e-5), "1e-05");
+        assert_eq!(fmt(f64::NAN), "NaN");
+        assert_eq!(fmt(f64::INFINITY), "+Inf");
     }
 }

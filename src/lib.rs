@@ -7,13 +7,12 @@
 
 // `deny`, not `forbid` (which an inner `allow` cannot lift): the FFI calls are allowed
 // item by item, each with a SAFETY comment. The documented exceptions are the NVML
-// boundary (`collect::gpu::nvml::mig_instance_ids`, symbols the wrapper does not cover)
-// and glibc's `malloc_trim`/`mallopt` in `collect::comfyui`. `gethostname` in
-// `app::host_name` and `getrlimit` in `http::conns::effective_max` are allowed too until
-// they move to nix's safe wrappers (its `hostname` and `resource` features).
+// boundary (`collect::gpu::nvml::mig_instance_ids`, symbols the wrapper does not cover),
+// glibc's `mallopt` in `alloc::tune` and its `malloc_trim` in `collect::comfyui`.
 // Nothing else may use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod alloc;
 pub mod app;
 pub mod cli;
 pub mod collect;

@@ -271,6 +271,8 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn run(cli: &Cli) -> i32 {
+    // Allocator settings first, before any thread or large allocation exists.
+    comfy_sentinel::alloc::tune();
     let (cfg, source) = match load(cli) {
         Ok(x) => x,
         Err(code) => return code,

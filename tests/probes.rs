@@ -87,7 +87,12 @@ fn config(yaml: &str) -> ProbesConfig {
 async fn run(yaml: &str) -> (Vec<ProbeResult>, Vec<MetricFamily>) {
     let cfg = config(yaml);
     let names: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
-    let c = ProbesCollector::from_config(&cfg).expect("targets configured");
+    let ctx = comfy_sentinel::collect::BuildContext {
+        registry: comfy_sentinel::metrics::registry::Registry::new(),
+        data_dir: std::env::temp_dir(),
+        outputs: Default::default(),
+    };
+    let c = ProbesCollector::from_config(&cfg, &ctx).expect("targets configured");
     let results = c.probe_all().await;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let fams = families(&refs, &results);

@@ -82,6 +82,11 @@ impl Collector for ProcessCollector {
     }
 }
 
+/// What a reload compares: the collector has no config, so it never restarts.
+pub fn fingerprint() -> &'static str {
+    "process"
+}
+
 /// The list's entry for this collector (see `collect::COLLECTORS`): always on, every 5 s.
 pub fn spec(
     _c: &super::CollectorsConfig,
@@ -89,7 +94,7 @@ pub fn spec(
 ) -> Option<super::CollectorSpec> {
     Some(super::CollectorSpec::new(
         ProcessCollector::new(),
-        &"process",
+        &fingerprint(),
         std::time::Duration::from_secs(5),
         std::time::Duration::from_secs(4),
     ))

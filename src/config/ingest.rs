@@ -2,7 +2,7 @@
 //! handler `http/ingest.rs`). Kept under config so that the domain imports its config
 //! and the config never imports the domain.
 
-use super::{either_secret, Dur, FieldError, Secret, SecretFile, SecretString};
+use super::{either_secret_at, Dur, FieldError, Secret, SecretFile, SecretString};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -81,10 +81,12 @@ impl IngestConfig {
     /// [`IngestConfig::validate`] runs it, so on a validated config it cannot fail.
     pub fn secrets(&self) -> Result<IngestSecrets, FieldError> {
         Ok(IngestSecrets {
-            token: either_secret(&self.token, &self.token_file)
-                .map_err(|m| FieldError::new("ingest.token", m))?,
-            hmac_secret: either_secret(&self.hmac_secret, &self.hmac_secret_file)
-                .map_err(|m| FieldError::new("ingest.hmac_secret", m))?,
+            token: either_secret_at(&self.token, &self.token_file, "ingest.token")?,
+            hmac_secret: either_secret_at(
+                &self.hmac_secret,
+                &self.hmac_secret_file,
+                "ingest.hmac_secret",
+            )?,
         })
     }
 
@@ -217,10 +219,7 @@ mod tests {
         assert_eq!(
             bad(|c| {
                 c.token = Some(SecretString(crate::config::Secret::new("a")));
-                c.token_file = Some(SecretFile {
-                    path: "/x".into(),
-                    secret: crate::config::Secret::new("b"),
-                });
+                c.token_file = Some(SecretFile::new("/x"));
             }),
             "ingest.token"
         );

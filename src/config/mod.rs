@@ -4,8 +4,8 @@
 //! the top level, shared value types (durations, secrets) and loading.
 
 pub use sentinel_base::config::{
-    either_secret, format_duration, locate, parse_duration, Dur, FieldError, Secret, SecretFile,
-    SecretString,
+    either_secret, either_secret_at, format_duration, locate, parse_duration, Dur, DurationError,
+    FieldError, Secret, SecretFile, SecretString,
 };
 
 pub mod auth;
@@ -466,9 +466,9 @@ fn validate(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
             }
         }
     }
-    c.rules.validate().map_err(|e| at(e.into()))?;
-    c.query.validate().map_err(|e| at(e.into()))?;
-    c.notify.validate().map_err(|e| at(e.into()))?;
+    c.rules.validate().map_err(at)?;
+    c.query.validate().map_err(at)?;
+    c.notify.validate().map_err(at)?;
     c.history.validate().map_err(at)?;
     Ok(())
 }
@@ -517,11 +517,15 @@ pub enum LogLevelError {
 /// refuses it and a reload keeps the running config.
 fn check_build(c: &Config, file: &str, source: &str) -> Result<(), ConfigError> {
     let at = |e: FieldError| ConfigError::at(file, source, &e.path, e.message);
-    c.notify.check_build().map_err(|e| at(e.into()))?;
+    c.notify.check_build().map_err(at)?;
     let comfy = &c.collectors.comfyui;
     if comfy.enabled {
-        let token = either_secret(&comfy.bearer_token, &comfy.bearer_token_file)
-            .map_err(|m| ConfigError::at(file, source, "collectors.comfyui.bearer_token", m))?;
+        let token = either_secret_at(
+            &comfy.bearer_token,
+            &comfy.bearer_token_file,
+            "collectors.comfyui.bearer_token",
+        )
+        .map_err(at)?;
         if let Some(t) = token {
             if reqwest::header::HeaderValue::from_str(&format!("Bearer {}", t.expose())).is_err() {
                 let p = if comfy.bearer_token_file.is_some() {

@@ -2,7 +2,7 @@
 //! that applies them is `http/`; the credentials it checks are [`super::auth`].
 
 use super::auth::Credentials;
-use super::{either_secret, Dur, SecretFile, SecretString};
+use super::{either_secret_at, Dur, SecretFile, SecretString};
 use sentinel_base::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -87,14 +87,14 @@ impl WebConfig {
         let basic = match &self.basic_auth {
             None => None,
             Some(b) => {
-                let password = either_secret(&b.password, &b.password_file)
-                    .map_err(|m| FieldError::new("web.basic_auth.password", m))?
-                    .ok_or_else(|| {
-                        FieldError::new(
-                            "web.basic_auth",
-                            "basic_auth needs password or password_file",
-                        )
-                    })?;
+                let password =
+                    either_secret_at(&b.password, &b.password_file, "web.basic_auth.password")?
+                        .ok_or_else(|| {
+                            FieldError::new(
+                                "web.basic_auth",
+                                "basic_auth needs password or password_file",
+                            )
+                        })?;
                 if b.username.is_empty() || b.username.contains(':') {
                     return Err(FieldError::new(
                         "web.basic_auth.username",
@@ -104,8 +104,11 @@ impl WebConfig {
                 Some((b.username.clone(), password))
             }
         };
-        let bearer = either_secret(&self.bearer_token, &self.bearer_token_file)
-            .map_err(|m| FieldError::new("web.bearer_token", m))?;
+        let bearer = either_secret_at(
+            &self.bearer_token,
+            &self.bearer_token_file,
+            "web.bearer_token",
+        )?;
         Ok(Credentials { basic, bearer })
     }
 

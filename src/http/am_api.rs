@@ -273,23 +273,36 @@ fn valid_label_name(s: &str) -> bool {
         && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
 }
 
+/// Why a posted alert is refused (Alertmanager's messages, answered with 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum AlertError {
+    #[error("at least one label pair required")]
+    NoLabels,
+    #[error("more than {MAX_ALERT_LABELS} labels or annotations on one alert")]
+    TooManyLabels,
+    #[error("invalid label set: invalid name {0:?}")]
+    LabelName(String),
+    #[error("invalid label set: invalid value for {0:?}")]
+    LabelValue(String),
+    #[error("start time must be before end time")]
+    EndsBeforeStart,
+}
+
 /// Alertmanager's `Alert.Validate` and its defaults: `startsAt` now (or `endsAt`),
 /// `endsAt` now + resolve_timeout.
-fn accept(a: PostableAlert, now: DateTime<Utc>) -> Result<Alert, String> {
+fn accept(a: PostableAlert, now: DateTime<Utc>) -> Result<Alert, AlertError> {
     if a.labels.is_empty() {
-        return Err("at least one label pair required".into());
+        return Err(AlertError::NoLabels);
     }
     if a.labels.len() > MAX_ALERT_LABELS || a.annotations.len() > MAX_ALERT_LABELS {
-        return Err(format!(
-            "more than {MAX_ALERT_LABELS} labels or annotations on one alert"
-        ));
+        return Err(AlertError::TooManyLabels);
     }
     for (k, v) in &a.labels {
         if !valid_label_name(k) {
-            return Err(format!("invalid label set: invalid name {k:?}"));
+            return Err(AlertError::LabelName(k.clone()));
         }
         if v.is_empty() {
-            return Err(format!("invalid label set: invalid value for {k:?}"));
+            return Err(AlertError::LabelValue(k.clone()));
         }
     }
     let (starts_at, ends_at) = match (a.starts_at, a.ends_at) {
@@ -299,7 +312,7 @@ fn accept(a: PostableAlert, now: DateTime<Utc>) -> Result<Alert, String> {
         (None, None) => (now, now + RESOLVE_TIMEOUT),
     };
     if ends_at < starts_at {
-        return Err("start time must be before end time".into());
+        return Err(AlertError::EndsBeforeStart);
     }
     Ok(Alert {
         labels: a.labels,
@@ -339,7 +352,7 @@ async fn post_alerts(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
     for a in posted {
         match accept(a, now) {
             Ok(a) => alerts.push(a),
-            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
     app.notifier.send(alerts);
@@ -602,15 +615,20 @@ mod tests {
     fn posted_alert_is_validated_as_alertmanager_does() {
         let now = Utc::now();
         assert_eq!(
-            accept(postable(&[]), now).unwrap_err(),
+            accept(postable(&[]), now).unwrap_err().to_string(),
             "at least one label pair required"
         );
-        assert!(accept(postable(&[("1x", "v")]), now).is_err());
+        assert_eq!(
+            accept(postable(&[("1x", "v")]), now)
+                .unwrap_err()
+                .to_string(),
+            "invalid label set: invalid name \"1x\""
+        );
         let mut a = postable(&[("alertname", "X")]);
         a.starts_at = Some(now);
         a.ends_at = Some(now - chrono::Duration::minutes(1));
         assert_eq!(
-            accept(a, now).unwrap_err(),
+            accept(a, now).unwrap_err().to_string(),
             "start time must be before end time"
         );
     }

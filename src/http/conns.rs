@@ -155,22 +155,15 @@ fn open_fds() -> u64 {
 /// The connection cap to enforce: `configured`, lowered so that the connections, the
 /// descriptors open now and [`FD_RESERVE`] fit under the soft `RLIMIT_NOFILE` (never
 /// below 8).
-#[allow(unsafe_code)] // FFI, see the crate root
 pub(crate) fn effective_max(configured: usize) -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let soft = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _hard)) if soft != RLIM_INFINITY => soft,
+        _ => return configured,
     };
-    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
-    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0;
-    if !ok || lim.rlim_cur == libc::RLIM_INFINITY {
-        return configured;
-    }
     // rlim_t is not u64 everywhere.
     #[allow(clippy::unnecessary_cast)]
-    let fit = (lim.rlim_cur as u64)
-        .saturating_sub(open_fds() + FD_RESERVE)
-        .max(8);
+    let fit = (soft as u64).saturating_sub(open_fds() + FD_RESERVE).max(8);
     configured.min(usize::try_from(fit).unwrap_or(usize::MAX))
 }
 

@@ -226,21 +226,33 @@ fn json_body(body: Vec<u8>) -> Response {
 const MIN_TIME_SECS: f64 = -62_167_219_200.0;
 const MAX_TIME_SECS: f64 = 253_402_300_799.999;
 
+/// Why a time or duration parameter cannot be read (Prometheus's messages).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ParamError {
+    #[error("cannot parse {0:?} to a valid timestamp")]
+    Time(String),
+    #[error("cannot parse {0:?} to a valid timestamp: out of range (years 0000 to 9999)")]
+    TimeOutOfRange(String),
+    #[error("cannot parse {0:?} to a valid duration. It overflows int64")]
+    DurationOverflow(String),
+    #[error("cannot parse {0:?} to a valid duration")]
+    Duration(String),
+}
+
 /// Prometheus's `parseTime`: Unix seconds (fractions allowed) or RFC 3339, to ms.
-fn parse_time(s: &str) -> Result<i64, String> {
-    let bad = |why: &str| format!("cannot parse {s:?} to a valid timestamp{why}");
+fn parse_time(s: &str) -> Result<i64, ParamError> {
     if let Ok(secs) = s.parse::<f64>() {
         if !secs.is_finite() {
-            return Err(bad(""));
+            return Err(ParamError::Time(s.to_string()));
         }
         if !(MIN_TIME_SECS..=MAX_TIME_SECS).contains(&secs) {
-            return Err(bad(": out of range (years 0000 to 9999)"));
+            return Err(ParamError::TimeOutOfRange(s.to_string()));
         }
         return Ok((secs * 1000.0).round() as i64);
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| t.timestamp_millis())
-        .map_err(|_| bad(""))
+        .map_err(|_| ParamError::Time(s.to_string()))
 }
 
 /// Prometheus's `parseTimeParam`: `default` when absent, else [`parse_time`] with its
@@ -254,20 +266,18 @@ fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, Response> {
 }
 
 /// Prometheus's `parseDuration`: float seconds or a duration (`1m`, `1h30m`), to ms.
-fn parse_duration(s: &str) -> Result<i64, String> {
+fn parse_duration(s: &str) -> Result<i64, ParamError> {
     if let Ok(secs) = s.parse::<f64>() {
         let ms = secs * 1000.0;
         if !ms.is_finite() || ms.abs() > i64::MAX as f64 / 1e6 {
-            return Err(format!(
-                "cannot parse {s:?} to a valid duration. It overflows int64"
-            ));
+            return Err(ParamError::DurationOverflow(s.to_string()));
         }
         return Ok(ms.round() as i64);
     }
     promql_parser::util::parse_duration(s)
         .ok()
         .and_then(|d| i64::try_from(d.as_millis()).ok())
-        .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
+        .ok_or_else(|| ParamError::Duration(s.to_string()))
 }
 
 fn now_ms() -> i64 {
@@ -1106,10 +1116,17 @@ mod tests {
         assert_eq!(parse_duration("1m"), Ok(60_000));
         assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
         assert_eq!(
-            parse_duration("x"),
-            Err("cannot parse \"x\" to a valid duration".into())
+            parse_duration("x").unwrap_err().to_string(),
+            "cannot parse \"x\" to a valid duration"
         );
-        assert!(parse_duration("1e300").is_err());
+        assert_eq!(
+            parse_duration("1e300").unwrap_err().to_string(),
+            "cannot parse \"1e300\" to a valid duration. It overflows int64"
+        );
+        assert_eq!(
+            parse_time("1e12").unwrap_err().to_string(),
+            "cannot parse \"1e12\" to a valid timestamp: out of range (years 0000 to 9999)"
+        );
     }
 
     #[test]
@@ -1190,7 +1207,7 @@ mod tests {
     fn huge_time_is_refused_not_clamped() {
         let e = parse_time("1e300").unwrap_err();
         assert_eq!(
-            e,
+            e.to_string(),
             "cannot parse \"1e300\" to a valid timestamp: out of range (years 0000 to 9999)"
         );
         assert!(parse_time("-1e300").is_err());

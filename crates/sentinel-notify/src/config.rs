@@ -10,7 +10,7 @@ use crate::receiver::alertmanager::AlertmanagerConfig;
 use crate::receiver::email::EmailConfig;
 use crate::receiver::webhook::WebhookConfig;
 use crate::retry::Backoff;
-use sentinel_base::config::Dur;
+use sentinel_base::config::{Dur, FieldError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
@@ -154,17 +154,12 @@ impl OutboxConfig {
     }
 }
 
-type VResult = Result<(), (String, String)>;
-
-fn at(prefix: &str, (p, m): (String, String)) -> (String, String) {
-    (format!("{prefix}.{p}"), m)
-}
+type VResult = Result<(), FieldError>;
 
 impl NotifyConfig {
     /// Errors name the full path (`notify.receivers[0].webhooks[1].url`).
     pub fn validate(&self) -> VResult {
-        self.validate_inner()
-            .map_err(|(p, m)| (format!("notify.{p}"), m))
+        self.validate_inner().map_err(|e| e.within("notify"))
     }
 
     fn validate_inner(&self) -> VResult {
@@ -172,56 +167,62 @@ impl NotifyConfig {
         for (i, r) in self.receivers.iter().enumerate() {
             let p = format!("receivers[{i}]");
             if r.name.is_empty() {
-                return Err((format!("{p}.name"), "a receiver needs a name".into()));
+                return Err(FieldError::new(
+                    format!("{p}.name"),
+                    "a receiver needs a name",
+                ));
             }
             if !names.insert(r.name.as_str()) {
-                return Err((
+                return Err(FieldError::new(
                     format!("{p}.name"),
                     format!("duplicate receiver {:?}", r.name),
                 ));
             }
             for (j, w) in r.webhooks.iter().enumerate() {
                 w.validate()
-                    .map_err(|e| at(&format!("{p}.webhooks[{j}]"), e))?;
+                    .map_err(|e| e.within(&format!("{p}.webhooks[{j}]")))?;
             }
             for (j, w) in r.emails.iter().enumerate() {
                 w.validate()
-                    .map_err(|e| at(&format!("{p}.emails[{j}]"), e))?;
+                    .map_err(|e| e.within(&format!("{p}.emails[{j}]")))?;
             }
             for (j, w) in r.alertmanagers.iter().enumerate() {
                 w.validate()
-                    .map_err(|e| at(&format!("{p}.alertmanagers[{j}]"), e))?;
+                    .map_err(|e| e.within(&format!("{p}.alertmanagers[{j}]")))?;
             }
         }
         if !self.receivers.is_empty() && self.route.receiver.is_none() {
-            return Err((
-                "route.receiver".into(),
-                "the root route needs a receiver".into(),
+            return Err(FieldError::new(
+                "route.receiver",
+                "the root route needs a receiver",
             ));
         }
         validate_route(&self.route, "route", &names)?;
         for (i, r) in self.inhibit_rules.iter().enumerate() {
             let p = format!("inhibit_rules[{i}]");
-            matcher::parse_list(&r.source_matchers)
-                .map_err(|(j, e)| (format!("{p}.source_matchers[{j}]"), e.to_string()))?;
-            matcher::parse_list(&r.target_matchers)
-                .map_err(|(j, e)| (format!("{p}.target_matchers[{j}]"), e.to_string()))?;
+            matcher::parse_list(&r.source_matchers).map_err(|(j, e)| {
+                FieldError::new(format!("{p}.source_matchers[{j}]"), e.to_string())
+            })?;
+            matcher::parse_list(&r.target_matchers).map_err(|(j, e)| {
+                FieldError::new(format!("{p}.target_matchers[{j}]"), e.to_string())
+            })?;
         }
         self.outbox
             .backoff()
-            .map_err(|e| ("outbox".to_string(), e.to_string()))?;
+            .map_err(|e| FieldError::new("outbox".to_string(), e.to_string()))?;
         if self.outbox.max_attempts == 0 {
-            return Err(("outbox.max_attempts".into(), "must be >= 1".into()));
+            return Err(FieldError::new("outbox.max_attempts", "must be >= 1"));
         }
         if self.outbox.max_pending == 0 {
-            return Err(("outbox.max_pending".into(), "must be >= 1".into()));
+            return Err(FieldError::new("outbox.max_pending", "must be >= 1"));
         }
         if self.outbox.concurrency == 0 {
-            return Err(("outbox.concurrency".into(), "must be >= 1".into()));
+            return Err(FieldError::new("outbox.concurrency", "must be >= 1"));
         }
         if !self.external_url.is_empty() {
-            url::Url::parse(&self.external_url)
-                .map_err(|e| ("external_url".to_string(), format!("invalid URL: {e}")))?;
+            url::Url::parse(&self.external_url).map_err(|e| {
+                FieldError::new("external_url".to_string(), format!("invalid URL: {e}"))
+            })?;
         }
         Ok(())
     }
@@ -237,14 +238,17 @@ impl NotifyConfig {
         for (ri, r) in self.receivers.iter().enumerate() {
             let p = format!("notify.receivers[{ri}]");
             for (i, w) in r.webhooks.iter().enumerate() {
-                Webhook::check(w).map_err(|e| (format!("{p}.webhooks[{i}]"), e.to_string()))?;
+                Webhook::check(w)
+                    .map_err(|e| FieldError::new(format!("{p}.webhooks[{i}]"), e.to_string()))?;
             }
             for (i, w) in r.emails.iter().enumerate() {
-                Email::check(w).map_err(|e| (format!("{p}.emails[{i}]"), e.to_string()))?;
+                Email::check(w)
+                    .map_err(|e| FieldError::new(format!("{p}.emails[{i}]"), e.to_string()))?;
             }
             for (i, w) in r.alertmanagers.iter().enumerate() {
-                Alertmanager::new(w.clone())
-                    .map_err(|e| (format!("{p}.alertmanagers[{i}]"), e.to_string()))?;
+                Alertmanager::new(w.clone()).map_err(|e| {
+                    FieldError::new(format!("{p}.alertmanagers[{i}]"), e.to_string())
+                })?;
             }
         }
         Ok(())
@@ -254,27 +258,33 @@ impl NotifyConfig {
 fn validate_route(r: &RouteConfig, path: &str, names: &BTreeSet<&str>) -> VResult {
     if let Some(name) = &r.receiver {
         if !names.contains(name.as_str()) {
-            return Err((
+            return Err(FieldError::new(
                 format!("{path}.receiver"),
                 format!("receiver {name:?} is not defined in notify.receivers"),
             ));
         }
     }
     matcher::parse_list(&r.matchers)
-        .map_err(|(j, e)| (format!("{path}.matchers[{j}]"), e.to_string()))?;
+        .map_err(|(j, e)| FieldError::new(format!("{path}.matchers[{j}]"), e.to_string()))?;
     if let Some(g) = &r.group_by {
         if g.iter().any(|l| l == "...") && g.len() > 1 {
-            return Err((
+            return Err(FieldError::new(
                 format!("{path}.group_by"),
-                "'...' groups by every label and cannot be combined with names".into(),
+                "'...' groups by every label and cannot be combined with names",
             ));
         }
     }
     if r.group_interval.is_some_and(|d| d.get().is_zero()) {
-        return Err((format!("{path}.group_interval"), "must be > 0".into()));
+        return Err(FieldError::new(
+            format!("{path}.group_interval"),
+            "must be > 0",
+        ));
     }
     if r.repeat_interval.is_some_and(|d| d.get().is_zero()) {
-        return Err((format!("{path}.repeat_interval"), "must be > 0".into()));
+        return Err(FieldError::new(
+            format!("{path}.repeat_interval"),
+            "must be > 0",
+        ));
     }
     for (i, c) in r.routes.iter().enumerate() {
         validate_route(c, &format!("{path}.routes[{i}]"), names)?;
@@ -330,7 +340,7 @@ receivers:
             "route: {receiver: a}\nreceivers: [{name: a, emails: [{to: [x@y.z], from: a@b.c, smarthost: 'h:25', ca_file: /nonexistent/ca.pem}]}]",
         );
         assert_eq!(c.validate(), Ok(()));
-        let (path, msg) = c.check_build().unwrap_err();
+        let FieldError { path, message: msg } = c.check_build().unwrap_err();
         assert_eq!(path, "notify.receivers[0].emails[0]");
         assert!(msg.contains("/nonexistent/ca.pem"), "{msg}");
     }
@@ -356,8 +366,30 @@ receivers:
         ];
         for (yaml, path) in cases {
             let err = parse(yaml).validate().expect_err(yaml);
-            assert_eq!(err.0, format!("notify.{path}"), "{yaml}: {}", err.1);
+            assert_eq!(
+                err.path,
+                format!("notify.{path}"),
+                "{yaml}: {}",
+                err.message
+            );
         }
         assert!(serde_yaml_ng::from_str::<NotifyConfig>("bogus: 1").is_err());
+    }
+
+    #[test]
+    fn unreadable_webhook_secret_file_is_a_validation_error_at_its_key() {
+        // Deserializing no longer reads the file; validate() does, and names the key.
+        let c = parse(
+            "route: {receiver: a}\nreceivers: [{name: a, webhooks: [{url: 'http://x', secret_file: /nonexistent/whsec}]}]",
+        );
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.path, "notify.receivers[0].webhooks[0].secret_file");
+        assert!(e.message.contains("/nonexistent/whsec"), "{e}");
+        let c = parse(
+            "route: {receiver: a}\nreceivers: [{name: a, emails: [{to: [x@y.z], from: a@b.c, smarthost: 'h:25', auth_password_file: /dev/null}]}]",
+        );
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.path, "notify.receivers[0].emails[0].auth_password_file");
+        assert!(e.message.contains("character device"), "{e}");
     }
 }

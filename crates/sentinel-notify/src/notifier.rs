@@ -24,6 +24,7 @@ use crate::retry::Backoff;
 use chrono::{DateTime, Utc};
 use parking_lot::{Mutex, RwLock};
 use sentinel_base::alert::{Alert, AlertSink};
+use sentinel_base::config::FieldError;
 use sentinel_base::metrics::registry::Registry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -111,7 +112,7 @@ fn build_runtime(
     cfg: &NotifyConfig,
 ) -> Result<(Runtime, BTreeMap<String, ReceiverInfo>), BuildError> {
     cfg.validate()
-        .map_err(|(path, message)| BuildError::Invalid { path, message })?;
+        .map_err(|FieldError { path, message }| BuildError::Invalid { path, message })?;
     let mut integrations = BTreeMap::new();
     let mut infos = BTreeMap::new();
     for (ri, r) in cfg.receivers.iter().enumerate() {

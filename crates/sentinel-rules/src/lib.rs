@@ -17,7 +17,7 @@ pub mod template;
 pub use sentinel_store::{labels, store};
 pub mod unittest;
 
-use sentinel_base::config::Dur;
+use sentinel_base::config::{Dur, FieldError};
 use serde::{Deserialize, Serialize};
 
 /// `rules:`.
@@ -49,19 +49,19 @@ pub const DEFAULT_RULES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/d
 
 impl RulesConfig {
     /// Checks that the globs match readable files and that every rule loads.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.evaluation_interval.get().is_zero() {
-            return Err((
-                "rules.evaluation_interval".into(),
-                "must be greater than 0".into(),
+            return Err(FieldError::new(
+                "rules.evaluation_interval",
+                "must be greater than 0",
             ));
         }
         let sources = self
             .sources()
-            .map_err(|e| ("rules.files".to_string(), e.to_string()))?;
+            .map_err(|e| FieldError::new("rules.files", e.to_string()))?;
         for (name, text) in &sources {
             rulefile::parse_rule_file(text, name)
-                .map_err(|e| ("rules.files".to_string(), e.to_string()))?;
+                .map_err(|e| FieldError::new("rules.files", e.to_string()))?;
         }
         Ok(())
     }

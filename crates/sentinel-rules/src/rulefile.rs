@@ -478,7 +478,7 @@ pub fn parse_rule_file(
                     match v {
                         None => Duration::ZERO,
                         Some(s) => parse_duration(s).unwrap_or_else(|e| {
-                            fail(field, e);
+                            fail(field, e.to_string());
                             Duration::ZERO
                         }),
                     }

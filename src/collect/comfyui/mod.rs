@@ -116,15 +116,18 @@ impl ComfyuiConfig {
             ));
         }
         crate::metrics::validate_buckets(&self.duration_buckets)
-            .map_err(|m| FieldError::new("duration_buckets", m))?;
+            .map_err(|m| FieldError::new("duration_buckets", m.to_string()))?;
         if self.duration_buckets.len() > MAX_DURATION_BUCKETS {
             return Err(FieldError::new(
                 "duration_buckets",
                 format!("must list at most {MAX_DURATION_BUCKETS} bounds"),
             ));
         }
-        sentinel_base::config::either_secret(&self.bearer_token, &self.bearer_token_file)
-            .map_err(|m| FieldError::new("bearer_token", m))?;
+        sentinel_base::config::either_secret_at(
+            &self.bearer_token,
+            &self.bearer_token_file,
+            "bearer_token",
+        )?;
         for (name, value) in &self.headers {
             let path = format!("headers.{name}");
             let n = reqwest::header::HeaderName::from_bytes(name.as_bytes())
@@ -157,28 +160,6 @@ fn release_freed_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Allocations of at least this size get their own mapping, returned to the OS on free.
-const MMAP_THRESHOLD_BYTES: i32 = 1 << 20;
-
-/// Pins glibc's mmap threshold (once per process). By default glibc raises it to the
-/// size of the largest mapping freed so far (up to 32 MiB): after the first big
-/// `/history` body, the next ones land in a thread's heap, whose top `malloc_trim`
-/// does not return, so every tokio worker that ever read a big page kept one body's
-/// worth of memory. A fixed threshold also keeps the trim threshold at its default, so
-/// freed heap tops are returned on free. Large allocations are rare (bodies, big
-/// scrapes), so the extra mmap calls cost nothing measurable.
-#[allow(unsafe_code)] // FFI, see the crate root
-fn pin_mmap_threshold() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        #[cfg(all(target_os = "linux", target_env = "gnu"))]
-        // SAFETY: mallopt only changes allocator tunables; it is thread-safe.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES);
-        }
-    });
 }
 
 /// The endpoints polled, as used in the `endpoint` label.
@@ -241,8 +222,22 @@ pub struct ComfyuiCollector {
 }
 
 impl ComfyuiCollector {
-    pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
-        pin_mmap_threshold();
+    /// The collector when enabled; a client that cannot be built is logged and leaves
+    /// the collector off (validation has already checked the inputs).
+    pub fn from_config(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<Self> {
+        if !cfg.enabled {
+            return None;
+        }
+        match Self::try_build(cfg, ctx) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the ComfyUI collector");
+                None
+            }
+        }
+    }
+
+    fn try_build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> anyhow::Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         let token = sentinel_base::config::either_secret(&cfg.bearer_token, &cfg.bearer_token_file)
             .map_err(|m| anyhow::anyhow!(m))?;
@@ -807,9 +802,12 @@ pub struct Fingerprint<'a> {
 pub fn fingerprint(cfg: &ComfyuiConfig) -> Fingerprint<'_> {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
+    // The file's content, not its path: a rotated token file changes the fingerprint.
+    // The config was validated, so the file was readable a moment ago.
+    let from_file = cfg.bearer_token_file.as_ref().and_then(|f| f.read().ok());
     for s in [
         cfg.bearer_token.as_ref().map(|t| t.0.expose()),
-        cfg.bearer_token_file.as_ref().map(|f| f.secret.expose()),
+        from_file.as_ref().map(|s| s.expose()),
     ]
     .into_iter()
     .flatten()
@@ -824,21 +822,6 @@ pub fn fingerprint(cfg: &ComfyuiConfig) -> Fingerprint<'_> {
     }
 }
 
-/// Builds the collector when enabled; a client that cannot be built is logged and
-/// leaves the collector off (validation has already checked the inputs).
-pub fn build(cfg: &ComfyuiConfig, ctx: &BuildContext) -> Option<ComfyuiCollector> {
-    if !cfg.enabled {
-        return None;
-    }
-    match ComfyuiCollector::from_config(cfg, ctx) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot build the ComfyUI collector");
-            None
-        }
-    }
-}
-
 /// The runner's limit for one poll. The poll bounds itself (each request by `timeout`,
 /// paging stops before twice the interval); this only catches the unexpected.
 pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
@@ -848,7 +831,7 @@ pub fn run_timeout(cfg: &ComfyuiConfig) -> Duration {
 /// The list's entry for this collector (see `collect::COLLECTORS`).
 pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
     let cfg = &c.comfyui;
-    build(cfg, ctx).map(|comfyui| {
+    ComfyuiCollector::from_config(cfg, ctx).map(|comfyui| {
         super::CollectorSpec::new(
             comfyui,
             &fingerprint(cfg),

@@ -852,11 +852,16 @@ pub fn process_name(procfs: &Path, pid: u32) -> String {
     }
 }
 
+/// What a reload compares: the section (it holds no secrets).
+pub fn fingerprint(cfg: &GpuConfig) -> &GpuConfig {
+    cfg
+}
+
 /// The list's entry for this collector (see `collect::COLLECTORS`).
 pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
     let cfg = &c.gpu;
     GpuCollector::from_config(cfg, ctx)
-        .map(|g| super::CollectorSpec::new(g, cfg, cfg.interval.get(), cfg.timeout()))
+        .map(|g| super::CollectorSpec::new(g, &fingerprint(cfg), cfg.interval.get(), cfg.timeout()))
 }
 
 #[cfg(test)]

@@ -288,7 +288,8 @@ pub struct ProbesCollector {
 }
 
 impl ProbesCollector {
-    pub fn from_config(cfg: &ProbesConfig) -> Option<Self> {
+    /// The collector when enabled with at least one target.
+    pub fn from_config(cfg: &ProbesConfig, _ctx: &super::BuildContext) -> Option<Self> {
         if !cfg.enabled || cfg.targets.is_empty() {
             return None;
         }
@@ -459,15 +460,19 @@ impl Collector for ProbesCollector {
     }
 }
 
+/// What a reload compares (see [`ProbesConfig::fingerprint`]).
+pub fn fingerprint(cfg: &ProbesConfig) -> impl Serialize + '_ {
+    cfg.fingerprint()
+}
+
 /// The list's entry for this collector (see `collect::COLLECTORS`).
 pub fn spec(
     c: &super::CollectorsConfig,
-    _ctx: &super::BuildContext,
+    ctx: &super::BuildContext,
 ) -> Option<super::CollectorSpec> {
     let cfg = &c.probes;
-    ProbesCollector::from_config(cfg).map(|p| {
-        super::CollectorSpec::new(p, &cfg.fingerprint(), cfg.interval.get(), cfg.timeout())
-    })
+    ProbesCollector::from_config(cfg, ctx)
+        .map(|p| super::CollectorSpec::new(p, &fingerprint(cfg), cfg.interval.get(), cfg.timeout()))
 }
 
 #[cfg(test)]

@@ -521,12 +521,23 @@ impl Collector for QualityCollector {
     }
 }
 
+/// What a reload compares: the section and the ComfyUI URL it falls back to (it holds
+/// no secrets).
+pub fn fingerprint<'a>(cfg: &'a QualityConfig, comfyui_url: &'a str) -> impl Serialize + 'a {
+    (cfg, comfyui_url)
+}
+
 /// The list's entry for this collector (see `collect::COLLECTORS`). The image checks
 /// fetch from the workflow collector's ComfyUI unless told otherwise.
 pub fn spec(c: &super::CollectorsConfig, ctx: &BuildContext) -> Option<super::CollectorSpec> {
     let cfg = &c.quality;
     let comfyui_url = c.comfyui.url.as_str();
     QualityCollector::from_config(cfg, ctx, comfyui_url).map(|q| {
-        super::CollectorSpec::new(q, &(cfg, comfyui_url), cfg.interval.get(), cfg.timeout())
+        super::CollectorSpec::new(
+            q,
+            &fingerprint(cfg, comfyui_url),
+            cfg.interval.get(),
+            cfg.timeout(),
+        )
     })
 }

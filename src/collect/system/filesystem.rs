@@ -142,8 +142,8 @@ pub async fn stat_all(
 }
 
 /// statvfs(3) in node_exporter's units: block counts × `f_bsize`, as its statfs does.
-fn statvfs(path: &Path) -> Result<FsStats, String> {
-    let st = nix::sys::statvfs::statvfs(path).map_err(|e| e.to_string())?;
+fn statvfs(path: &Path) -> Result<FsStats, nix::Error> {
+    let st = nix::sys::statvfs::statvfs(path)?;
     let bsize = st.block_size() as f64;
     Ok(FsStats {
         size: st.blocks() as f64 * bsize,
@@ -154,7 +154,7 @@ fn statvfs(path: &Path) -> Result<FsStats, String> {
     })
 }
 
-type StatFn = fn(&Path) -> Result<FsStats, String>;
+type StatFn = fn(&Path) -> Result<FsStats, nix::Error>;
 
 async fn stat_all_with(
     mounts: Vec<MountLabels>,
@@ -376,7 +376,7 @@ server:/export /srv/nfs nfs4 rw,vers=4.2 0 0
     async fn a_hung_mount_is_skipped_until_its_call_returns() {
         // A statvfs that hangs for 1.5 s on one mount and answers at once elsewhere.
         static NFS_CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        fn slow(path: &Path) -> Result<FsStats, String> {
+        fn slow(path: &Path) -> Result<FsStats, nix::Error> {
             if path.ends_with("srv/nfs") {
                 NFS_CALLS.fetch_add(1, Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(1500));

@@ -398,7 +398,12 @@ pub struct SystemCollector {
 }
 
 impl SystemCollector {
-    pub fn new(cfg: &SystemConfig) -> Self {
+    /// The collector when enabled.
+    pub fn from_config(cfg: &SystemConfig, _ctx: &super::BuildContext) -> Option<Self> {
+        cfg.enabled.then(|| Self::new(cfg))
+    }
+
+    fn new(cfg: &SystemConfig) -> Self {
         SystemCollector {
             procfs: Arc::new(ProcfsReader {
                 procfs_path: cfg.procfs_path.clone(),
@@ -531,20 +536,19 @@ impl Collector for SystemCollector {
     }
 }
 
+/// What a reload compares: the section (it holds no secrets).
+pub fn fingerprint(cfg: &SystemConfig) -> &SystemConfig {
+    cfg
+}
+
 /// The list's entry for this collector (see `collect::COLLECTORS`).
 pub fn spec(
     c: &super::CollectorsConfig,
-    _ctx: &super::BuildContext,
+    ctx: &super::BuildContext,
 ) -> Option<super::CollectorSpec> {
     let cfg = &c.system;
-    cfg.enabled.then(|| {
-        super::CollectorSpec::new(
-            SystemCollector::new(cfg),
-            cfg,
-            cfg.interval.get(),
-            cfg.timeout(),
-        )
-    })
+    SystemCollector::from_config(cfg, ctx)
+        .map(|s| super::CollectorSpec::new(s, &fingerprint(cfg), cfg.interval.get(), cfg.timeout()))
 }
 
 #[cfg(test)]

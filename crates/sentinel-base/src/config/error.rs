@@ -36,13 +36,6 @@ impl FieldError {
     }
 }
 
-/// Sections of crates that still report `(path, message)` pairs.
-impl From<(String, String)> for FieldError {
-    fn from((path, message): (String, String)) -> Self {
-        FieldError { path, message }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,5 @@
-//! Secrets in the config: inline, `${ENV}` references, or `*_file` paths read at load
-//! time (and re-read on reload). Their `Debug`, `Display` and `Serialize` never show the
+//! Secrets in the config: inline, `${ENV}` references, or `*_file` paths read by the
+//! section's `validate()` at load time (and re-read on reload). Their `Debug`, `Display` and `Serialize` never show the
 //! value, so neither logs nor `check --print` can leak one.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -205,13 +205,35 @@ pub fn read_secret_file(path: &Path) -> Result<String, SecretError> {
     })
 }
 
-/// A `*_file` secret: the path (resolved against the config file's directory) is kept
-/// for display, the content (trailing newline removed) is read when the config is
-/// loaded, so a missing file fails the load.
+/// A `*_file` secret as written in the config: only the path, resolved against the
+/// config file's directory while parsing. Nothing is read while deserializing; the
+/// section's `validate()` reads it ([`SecretFile::read`], through [`either_at`]), so a
+/// missing, oversized or non-regular file fails the load with an error located at the
+/// `*_file` key, and the runtime value built from the config holds the secret itself.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretFile {
     pub path: PathBuf,
-    pub secret: Secret,
+}
+
+impl SecretFile {
+    /// A secret file at `path` (taken as given, not resolved).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SecretFile { path: path.into() }
+    }
+
+    /// Reads the secret with the checks of [`read_secret_file`] (regular file, at most
+    /// [`MAX_SECRET_FILE_BYTES`], UTF-8, opened non-blocking); the trailing newline is
+    /// removed and an empty secret is refused.
+    pub fn read(&self) -> Result<Secret, SecretError> {
+        let content = read_secret_file(&self.path)?;
+        let value = content.trim_end_matches(['\n', '\r']);
+        if value.is_empty() {
+            return Err(SecretError::Empty {
+                path: self.path.clone(),
+            });
+        }
+        Ok(Secret::new(value))
+    }
 }
 
 impl fmt::Debug for SecretFile {
@@ -228,31 +250,48 @@ impl Serialize for SecretFile {
 
 impl<'de> Deserialize<'de> for SecretFile {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let path = resolve(PathBuf::from(String::deserialize(d)?));
-        let content = read_secret_file(&path).map_err(serde::de::Error::custom)?;
-        let value = content.trim_end_matches(['\n', '\r']).to_string();
-        if value.is_empty() {
-            return Err(serde::de::Error::custom(SecretError::Empty { path }));
-        }
         Ok(SecretFile {
-            path,
-            secret: Secret::new(value),
+            path: resolve(PathBuf::from(String::deserialize(d)?)),
         })
     }
 }
 
-/// Picks the secret from an inline value or a file; both set is an error the caller
-/// reports against its field path.
+/// Why an inline-or-file secret pair cannot give a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum EitherError {
+    /// Both the value and its `*_file` are set.
+    #[error("set either the value or the *_file, not both")]
+    Both,
+    /// The `*_file` cannot be read.
+    #[error(transparent)]
+    File(#[from] SecretError),
+}
+
+/// Picks the secret from an inline value or a file (reading the file now); both set is
+/// an error the caller reports against its field path.
 pub fn either(
     inline: &Option<SecretString>,
     file: &Option<SecretFile>,
-) -> Result<Option<Secret>, &'static str> {
+) -> Result<Option<Secret>, EitherError> {
     match (inline, file) {
-        (Some(_), Some(_)) => Err("set either the value or the *_file, not both"),
+        (Some(_), Some(_)) => Err(EitherError::Both),
         (Some(s), None) => Ok(Some(s.0.clone())),
-        (None, Some(f)) => Ok(Some(f.secret.clone())),
+        (None, Some(f)) => Ok(Some(f.read()?)),
         (None, None) => Ok(None),
     }
+}
+
+/// [`either`] for a `validate()`: both set is an error at `key`, an unreadable file one
+/// at `{key}_file` (the key the loader then locates in the file).
+pub fn either_at(
+    inline: &Option<SecretString>,
+    file: &Option<SecretFile>,
+    key: &str,
+) -> Result<Option<Secret>, super::FieldError> {
+    either(inline, file).map_err(|e| match e {
+        EitherError::Both => super::FieldError::new(key, e.to_string()),
+        EitherError::File(_) => super::FieldError::new(format!("{key}_file"), e.to_string()),
+    })
 }
 
 #[cfg(test)]
@@ -322,10 +361,40 @@ mod tests {
         let f: SecretFile = with_base_dir(Some(&dir), || {
             serde_json::from_str::<SecretFile>("\"tok\"").unwrap()
         });
-        assert_eq!(f.secret.expose(), "s3cret");
+        assert_eq!(f.read().unwrap().expose(), "s3cret");
         assert_eq!(f.path, dir.join("tok"));
         // Outside with_base_dir, the same relative path is the current directory's.
-        assert!(serde_json::from_str::<SecretFile>("\"tok\"").is_err());
+        let f = serde_json::from_str::<SecretFile>("\"tok\"").unwrap();
+        assert_eq!(f.path, Path::new("tok"));
+        assert!(f.read().is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secret_file_is_read_by_validation_not_while_deserializing() {
+        // Parsing only resolves the path: a missing file is not an error yet.
+        let f: SecretFile = serde_json::from_str("\"/nonexistent/sentinel-token\"").unwrap();
+        assert_eq!(f.path, Path::new("/nonexistent/sentinel-token"));
+        // Validation reads it and names the `*_file` key.
+        let e = either_at(&None, &Some(f.clone()), "ingest.token").unwrap_err();
+        assert_eq!(e.path, "ingest.token_file");
+        assert!(
+            e.message
+                .starts_with("cannot read secret file /nonexistent/sentinel-token"),
+            "{e}"
+        );
+        // Both set is reported at the value's key.
+        let inline = Some(SecretString(Secret::new("x")));
+        let e = either_at(&inline, &Some(f), "ingest.token").unwrap_err();
+        assert_eq!(e.path, "ingest.token");
+        // The character-device check still applies when validation reads.
+        let e = either_at(
+            &None,
+            &Some(SecretFile::new("/dev/zero")),
+            "web.bearer_token",
+        )
+        .unwrap_err();
+        assert_eq!(e.path, "web.bearer_token_file");
+        assert!(e.message.contains("character device"), "{e}");
     }
 }

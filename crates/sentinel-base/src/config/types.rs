@@ -15,12 +15,32 @@ const UNITS: &[(&str, u64)] = &[
     ("ms", 1),
 ];
 
+/// Why a duration string was refused. Every message but [`DurationError::Empty`]
+/// quotes the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("invalid duration {0:?}: expected a number")]
+    ExpectedNumber(String),
+    #[error("invalid duration {0:?}: number too large")]
+    NumberTooLarge(String),
+    #[error("invalid duration {input:?}: expected a unit (ms, s, m, h, d, w, y) after {number}")]
+    ExpectedUnit { input: String, number: u64 },
+    #[error("invalid duration {input:?}: unknown unit {unit:?} (use ms, s, m, h, d, w, y)")]
+    UnknownUnit { input: String, unit: String },
+    #[error("invalid duration {0:?}: units must be in descending order")]
+    UnitOrder(String),
+    #[error("invalid duration {0:?}: too large")]
+    TooLarge(String),
+}
+
 /// Parses a Prometheus-style duration: one or more `<number><unit>` with units
 /// `ms s m h d w y` in descending order (`5s`, `1m30s`, `250ms`, `0s`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
     let s = s.trim();
     if s.is_empty() {
-        return Err("empty duration".to_string());
+        return Err(DurationError::Empty);
     }
     if s == "0" {
         return Ok(Duration::ZERO);
@@ -31,34 +51,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     while !rest.is_empty() {
         let digits = rest.bytes().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
-            return Err(format!("invalid duration {s:?}: expected a number"));
+            return Err(DurationError::ExpectedNumber(s.to_string()));
         }
         let n: u64 = rest[..digits]
             .parse()
-            .map_err(|_| format!("invalid duration {s:?}: number too large"))?;
+            .map_err(|_| DurationError::NumberTooLarge(s.to_string()))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(|b| b.is_ascii_alphabetic()).count();
         let unit = &rest[..unit_len];
         if unit.is_empty() {
-            return Err(format!(
-                "invalid duration {s:?}: expected a unit (ms, s, m, h, d, w, y) after {n}"
-            ));
+            return Err(DurationError::ExpectedUnit {
+                input: s.to_string(),
+                number: n,
+            });
         }
         let Some(rank) = UNITS.iter().position(|(u, _)| *u == unit) else {
-            return Err(format!(
-                "invalid duration {s:?}: unknown unit {unit:?} (use ms, s, m, h, d, w, y)"
-            ));
+            return Err(DurationError::UnknownUnit {
+                input: s.to_string(),
+                unit: unit.to_string(),
+            });
         };
         if last_rank.is_some_and(|r| rank <= r) {
-            return Err(format!(
-                "invalid duration {s:?}: units must be in descending order"
-            ));
+            return Err(DurationError::UnitOrder(s.to_string()));
         }
         last_rank = Some(rank);
         total_ms = n
             .checked_mul(UNITS[rank].1)
             .and_then(|v| total_ms.checked_add(v))
-            .ok_or_else(|| format!("invalid duration {s:?}: too large"))?;
+            .ok_or_else(|| DurationError::TooLarge(s.to_string()))?;
         rest = &rest[unit_len..];
     }
     Ok(Duration::from_millis(total_ms))
@@ -150,5 +170,33 @@ mod tests {
         for bad in ["", "5", "5x", "s", "1s1m", "-1s", "1.5s"] {
             assert!(parse_duration(bad).is_err(), "{bad} must be rejected");
         }
+    }
+
+    #[test]
+    fn duration_errors_are_typed_with_the_same_messages() {
+        let msg = |s: &str| parse_duration(s).unwrap_err().to_string();
+        assert_eq!(parse_duration(" "), Err(DurationError::Empty));
+        assert_eq!(msg(""), "empty duration");
+        assert_eq!(msg("s"), r#"invalid duration "s": expected a number"#);
+        assert_eq!(
+            msg("99999999999999999999s"),
+            r#"invalid duration "99999999999999999999s": number too large"#
+        );
+        assert_eq!(
+            msg("5"),
+            r#"invalid duration "5": expected a unit (ms, s, m, h, d, w, y) after 5"#
+        );
+        assert_eq!(
+            msg("5x"),
+            r#"invalid duration "5x": unknown unit "x" (use ms, s, m, h, d, w, y)"#
+        );
+        assert_eq!(
+            msg("1s1m"),
+            r#"invalid duration "1s1m": units must be in descending order"#
+        );
+        assert_eq!(
+            msg("99999999999y"),
+            r#"invalid duration "99999999999y": too large"#
+        );
     }
 }

@@ -210,26 +210,45 @@ pub fn unix_seconds_now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Why a list of histogram bucket bounds was refused; the message says which bound.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BucketError {
+    #[error("must list at least one bucket bound")]
+    Empty,
+    #[error("bound {index} ({}) must be a finite number above 0", encode::format_value(*.value))]
+    NotPositive { index: usize, value: f64 },
+    #[error(
+        "bounds must be strictly increasing: bound {index} ({}) is not above bound {} ({})",
+        encode::format_value(*.value),
+        .index - 1,
+        encode::format_value(*.previous)
+    )]
+    NotIncreasing {
+        index: usize,
+        value: f64,
+        previous: f64,
+    },
+}
+
 /// Checks histogram bucket bounds: at least one, each finite and above zero, strictly
-/// increasing. The message says which bound is wrong.
-pub fn validate_buckets(bounds: &[f64]) -> Result<(), String> {
+/// increasing. The error says which bound is wrong.
+pub fn validate_buckets(bounds: &[f64]) -> Result<(), BucketError> {
     if bounds.is_empty() {
-        return Err("must list at least one bucket bound".into());
+        return Err(BucketError::Empty);
     }
     for (i, b) in bounds.iter().enumerate() {
         if !b.is_finite() || *b <= 0.0 {
-            return Err(format!(
-                "bound {i} ({}) must be a finite number above 0",
-                encode::format_value(*b)
-            ));
+            return Err(BucketError::NotPositive {
+                index: i,
+                value: *b,
+            });
         }
         if i > 0 && *b <= bounds[i - 1] {
-            return Err(format!(
-                "bounds must be strictly increasing: bound {i} ({}) is not above bound {} ({})",
-                encode::format_value(*b),
-                i - 1,
-                encode::format_value(bounds[i - 1])
-            ));
+            return Err(BucketError::NotIncreasing {
+                index: i,
+                value: *b,
+                previous: bounds[i - 1],
+            });
         }
     }
     Ok(())
@@ -288,6 +307,28 @@ impl fmt::Display for MetricType {
 
 #[cfg(test)]
 mod tests {
+    use super::{validate_buckets, BucketError};
+
+    #[test]
+    fn bucket_errors_are_typed_with_the_same_messages() {
+        assert_eq!(validate_buckets(&[]), Err(BucketError::Empty));
+        assert_eq!(
+            validate_buckets(&[]).unwrap_err().to_string(),
+            "must list at least one bucket bound"
+        );
+        assert_eq!(
+            validate_buckets(&[1.0, f64::INFINITY])
+                .unwrap_err()
+                .to_string(),
+            "bound 1 (+Inf) must be a finite number above 0"
+        );
+        assert_eq!(
+            validate_buckets(&[0.5, 2.0, 2.0]).unwrap_err().to_string(),
+            "bounds must be strictly increasing: bound 2 (2) is not above bound 1 (2)"
+        );
+        assert_eq!(validate_buckets(&[0.1, 1.0]), Ok(()));
+    }
+
     use super::*;
 
     #[test]

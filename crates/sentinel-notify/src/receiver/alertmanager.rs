@@ -6,7 +6,7 @@
 use super::{
     check_response, http_client, transport_error, Delivery, Notify, NotifyError, ReceiverError,
 };
-use sentinel_base::config::Dur;
+use sentinel_base::config::{Dur, FieldError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -36,15 +36,19 @@ impl Default for AlertmanagerConfig {
 }
 
 impl AlertmanagerConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.urls.is_empty() {
-            return Err(("urls".into(), "at least one URL is required".into()));
+            return Err(FieldError::new("urls", "at least one URL is required"));
         }
         for (i, u) in self.urls.iter().enumerate() {
-            let p = url::Url::parse(u)
-                .map_err(|e| (format!("urls[{i}]"), format!("invalid URL {u:?}: {e}")))?;
+            let p = url::Url::parse(u).map_err(|e| {
+                FieldError::new(format!("urls[{i}]"), format!("invalid URL {u:?}: {e}"))
+            })?;
             if !matches!(p.scheme(), "http" | "https") {
-                return Err((format!("urls[{i}]"), "must be http:// or https://".into()));
+                return Err(FieldError::new(
+                    format!("urls[{i}]"),
+                    "must be http:// or https://",
+                ));
             }
         }
         Ok(())

@@ -12,7 +12,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
-use sentinel_base::config::{either_secret, Dur, SecretFile, SecretString};
+use sentinel_base::config::{
+    either_secret, either_secret_at, Dur, FieldError, SecretFile, SecretString,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -64,26 +66,30 @@ impl Default for EmailConfig {
 }
 
 impl EmailConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.to.is_empty() {
-            return Err(("to".into(), "at least one recipient is required".into()));
+            return Err(FieldError::new("to", "at least one recipient is required"));
         }
         for (i, t) in self.to.iter().enumerate() {
-            t.parse::<Mailbox>()
-                .map_err(|e| (format!("to[{i}]"), format!("invalid address {t:?}: {e}")))?;
+            t.parse::<Mailbox>().map_err(|e| {
+                FieldError::new(format!("to[{i}]"), format!("invalid address {t:?}: {e}"))
+            })?;
         }
         self.from.parse::<Mailbox>().map_err(|e| {
-            (
+            FieldError::new(
                 "from".to_string(),
                 format!("invalid address {:?}: {e}", self.from),
             )
         })?;
         self.host_port()
-            .map_err(|e| ("smarthost".to_string(), e.to_string()))?;
-        either_secret(&self.auth_password, &self.auth_password_file)
-            .map_err(|e| ("auth_password".to_string(), e.to_string()))?;
+            .map_err(|e| FieldError::new("smarthost".to_string(), e.to_string()))?;
+        either_secret_at(
+            &self.auth_password,
+            &self.auth_password_file,
+            "auth_password",
+        )?;
         if self.timeout.get().is_zero() {
-            return Err(("timeout".into(), "must be > 0".into()));
+            return Err(FieldError::new("timeout", "must be > 0"));
         }
         Ok(())
     }

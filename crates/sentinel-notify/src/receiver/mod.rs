@@ -164,9 +164,12 @@ pub enum ReceiverError {
 }
 
 impl ReceiverError {
-    /// A validation error `(field, message)`.
-    pub(crate) fn invalid((field, message): (String, String)) -> Self {
-        ReceiverError::Invalid { field, message }
+    /// A validation error of the receiver's config.
+    pub(crate) fn invalid(e: sentinel_base::config::FieldError) -> Self {
+        ReceiverError::Invalid {
+            field: e.path,
+            message: e.message,
+        }
     }
 }
 

@@ -7,7 +7,9 @@ use super::{
 };
 use crate::sign::{sign_headers, WebhookKey};
 use crate::webhook::payload::Message;
-use sentinel_base::config::{either_secret, Dur, SecretFile, SecretString};
+use sentinel_base::config::{
+    either_secret, either_secret_at, Dur, FieldError, SecretFile, SecretString,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -60,30 +62,32 @@ impl Default for WebhookConfig {
 }
 
 impl WebhookConfig {
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         let u = url::Url::parse(&self.url).map_err(|e| {
-            (
+            FieldError::new(
                 "url".to_string(),
                 format!("invalid URL {:?}: {e}", self.url),
             )
         })?;
         if !matches!(u.scheme(), "http" | "https") {
-            return Err(("url".into(), "must be http:// or https://".into()));
+            return Err(FieldError::new("url", "must be http:// or https://"));
         }
+        // An unreadable `secret_file` is reported at its own key, a bad key list at `secret`.
+        either_secret_at(&self.secret, &self.secret_file, "secret")?;
         self.keys()
-            .map_err(|e| ("secret".to_string(), e.to_string()))?;
+            .map_err(|e| FieldError::new("secret".to_string(), e.to_string()))?;
         for (k, v) in &self.headers {
             if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
                 || reqwest::header::HeaderValue::from_str(v.0.expose()).is_err()
             {
-                return Err((
+                return Err(FieldError::new(
                     format!("headers.{k}"),
-                    "invalid header name or value".into(),
+                    "invalid header name or value",
                 ));
             }
         }
         if self.timeout.get().is_zero() {
-            return Err(("timeout".into(), "must be > 0".into()));
+            return Err(FieldError::new("timeout", "must be > 0"));
         }
         Ok(())
     }

@@ -12,7 +12,7 @@
 
 use super::EvalError;
 use crate::labels::Labels;
-use sentinel_base::config::Dur;
+use sentinel_base::config::{Dur, FieldError};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -100,8 +100,13 @@ impl QueryConfig {
     }
 
     /// Every limit must be positive: a zero would refuse every query.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let zero = |k: &str| Err((format!("query.{k}"), "must be greater than 0".to_string()));
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let zero = |k: &str| {
+            Err(FieldError::new(
+                format!("query.{k}"),
+                "must be greater than 0",
+            ))
+        };
         if self.max_samples == 0 {
             return zero("max_samples");
         }
