@@ -7,10 +7,10 @@
 //! scanner are reused here).
 
 use crate::fake_comfyui::FakeComfy;
-use crate::status_page::{assert_nothing_injected, assert_security_headers, Chromium};
+use crate::status_page::{assert_nothing_injected, assert_security_headers, wait_page, Chromium};
 use crate::util::*;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Markup in a heartbeat name: it becomes the `name` label of a firing alert.
 const PAYLOAD: &str = "<img src=x onerror=alert(1)><svg onload=alert(2)>";
@@ -49,32 +49,21 @@ fn row<'a>(page: &'a str, panel: &str) -> &'a str {
 /// The page, once every needle is on it and each of `lined` panels draws a line (two
 /// neighbouring points: one 30 s step of the 1 h window after its data began).
 fn wait_page_with(s: &Sentinel, needles: &[&str], lined: &[&str], within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, _, body) = http_get(&s.url("/"), &[]).expect("GET /");
-        let body = String::from_utf8(body).expect("utf-8 page");
-        let mut missing: Vec<String> = needles
+    wait_page(s, within, |body| {
+        let missing: Vec<String> = needles
             .iter()
             .filter(|n| !body.contains(**n))
             .map(|n| n.to_string())
             .collect();
-        if missing.is_empty() {
-            missing = lined
-                .iter()
-                .filter(|p| !row(&body, p).contains("<path class=\"l0\" d=\"M"))
-                .map(|p| format!("a line in {p}"))
-                .collect();
+        if !missing.is_empty() {
+            return missing;
         }
-        if missing.is_empty() {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "page never showed {missing:?}:\n{body}\nlog:\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        lined
+            .iter()
+            .filter(|p| !row(body, p).contains("<path class=\"l0\" d=\"M"))
+            .map(|p| format!("a line in {p}"))
+            .collect()
+    })
 }
 
 #[test]

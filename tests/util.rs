@@ -286,6 +286,30 @@ fn http_client_returns_redirects_and_encodings_as_sent() {
     assert!(!heads[1].contains("accept-encoding"), "{}", heads[1]);
 }
 
+/// GET `url`: the status, the body as JSON (`Null` when it is not JSON) and as text.
+pub fn get_json(url: &str) -> (u16, serde_json::Value, String) {
+    let (st, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let text = String::from_utf8_lossy(&body).to_string();
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    (st, v, text)
+}
+
+/// The value's shape: objects keep their keys (each value's shape), arrays their first
+/// element's shape, scalars their JSON type.
+pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), json_shape(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.first().map(json_shape).into_iter().collect()),
+        Value::String(_) => Value::String("string".into()),
+        Value::Number(_) => Value::String("number".into()),
+        Value::Bool(_) => Value::String("bool".into()),
+        Value::Null => Value::Null,
+    }
+}
+
 /// Every byte but the unreserved ones percent-encoded, for a query parameter.
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::new();
