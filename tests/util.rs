@@ -286,6 +286,18 @@ fn http_client_returns_redirects_and_encodings_as_sent() {
     assert!(!heads[1].contains("accept-encoding"), "{}", heads[1]);
 }
 
+/// `comfy-sentinel check --config cfg` on a config it must refuse: asserts exit code 2
+/// and returns its stderr.
+pub fn check_refuses(cfg: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["check", "--config", cfg.to_str().expect("utf-8 path")])
+        .output()
+        .expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 /// GET `url`: the status, the body as JSON (`Null` when it is not JSON) and as text.
 pub fn get_json(url: &str) -> (u16, serde_json::Value, String) {
     let (st, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
