@@ -232,8 +232,7 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         "/api/v2/status",
         "/api/v2/alerts/groups",
     ] {
-        let (so, o, _) = get_json(&format!("{ours}{path}"));
-        let (sp, p, _) = get_json(&format!("{theirs}{path}"));
+        let [(so, o, _), (sp, p, _)] = get_pair(&ours, &theirs, path);
         assert_eq!(
             (so, json_shape(&o)),
             (sp, json_shape(&p)),
@@ -248,8 +247,7 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
     // Muted on both; hidden on both when silenced ones are not asked for.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, o, _) = get_json(&format!("{ours}/api/v2/alerts?silenced=false"));
-        let (_, p, _) = get_json(&format!("{theirs}/api/v2/alerts?silenced=false"));
+        let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, "/api/v2/alerts?silenced=false");
         if o == p || Instant::now() > deadline {
             assert_eq!(o, p);
             break;
@@ -262,8 +260,7 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         "/api/v2/silence/xyz".to_string(),
         format!("/api/v2/silence/{zero}"),
     ] {
-        let (so, _, o) = get_json(&format!("{ours}{path}"));
-        let (sp, _, p) = get_json(&format!("{theirs}{path}"));
+        let [(so, _, o), (sp, _, p)] = get_pair(&ours, &theirs, &path);
         assert_eq!((so, o), (sp, p), "{path}");
     }
     for body in [
@@ -274,8 +271,7 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         let p = post(&format!("{theirs}/api/v2/alerts"), body);
         assert_eq!(o, p, "{body}");
     }
-    let (so, _, _) = get_json(&format!("{ours}/api/v2/alerts?filter=foo"));
-    let (sp, _, _) = get_json(&format!("{theirs}/api/v2/alerts?filter=foo"));
+    let [(so, _, _), (sp, _, _)] = get_pair(&ours, &theirs, "/api/v2/alerts?filter=foo");
     assert_eq!(so, sp);
     // Expiring: both 200, and the silence reads as expired.
     for (base, id) in [(&ours, &ids[0]), (&theirs, &ids[1])] {

@@ -117,8 +117,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/query_exemplars?query=up&start=x".into(),
     ];
     for path in &exact {
-        let (st_o, _, body_o) = get_json(&format!("{ours}{path}"));
-        let (st_t, _, body_t) = get_json(&format!("{theirs}{path}"));
+        let [(st_o, _, body_o), (st_t, _, body_t)] = get_pair(&ours, &theirs, path);
         assert_eq!(
             (st_o, &body_o),
             (st_t, &body_t),
@@ -132,8 +131,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/query_range?query=sum(&start=1&end=2&step=1",
         "/api/v1/query_range?query=timestamp(vector(1)%20@%20start())&start=1&end=2&step=1",
     ] {
-        let (st_o, v_o, _) = get_json(&format!("{ours}{path}"));
-        let (st_t, v_t, _) = get_json(&format!("{theirs}{path}"));
+        let [(st_o, v_o, _), (st_t, v_t, _)] = get_pair(&ours, &theirs, path);
         assert_eq!(st_o, st_t, "{path}");
         assert_eq!(v_o["errorType"], v_t["errorType"], "{path}");
         assert_eq!(json_shape(&v_o), json_shape(&v_t), "{path}");
@@ -172,8 +170,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
     // Rules and alerts: the same shapes and the same rule definitions and states.
     wait_for_firing(&ours);
     wait_for_firing(&theirs);
-    let (_, o, _) = get_json(&format!("{ours}/api/v1/rules"));
-    let (_, p, _) = get_json(&format!("{theirs}/api/v1/rules"));
+    let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, "/api/v1/rules");
     let og = &o["data"]["groups"]
         .as_array()
         .unwrap()
@@ -219,8 +216,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
             }
         }
     }
-    let (_, o, _) = get_json(&format!("{ours}/api/v1/alerts"));
-    let (_, p, _) = get_json(&format!("{theirs}/api/v1/alerts"));
+    let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, "/api/v1/alerts");
     assert_eq!(json_shape(&o), json_shape(&p), "{o}\n{p}");
     let find = |v: &Value, name: &str| {
         v["data"]["alerts"]
@@ -244,8 +240,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/label/__name__/values?match[]=api:one",
         "/api/v1/query?query=api:one",
     ] {
-        let (st_o, o, _) = get_json(&format!("{ours}{path}"));
-        let (st_t, p, _) = get_json(&format!("{theirs}{path}"));
+        let [(st_o, o, _), (st_t, p, _)] = get_pair(&ours, &theirs, path);
         assert_eq!(
             (st_o, json_shape(&o)),
             (st_t, json_shape(&p)),
@@ -257,8 +252,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
     }
     // Build info and metadata: the same keys.
     for path in ["/api/v1/status/buildinfo", "/api/v1/metadata?metric=up"] {
-        let (_, o, _) = get_json(&format!("{ours}{path}"));
-        let (_, p, _) = get_json(&format!("{theirs}{path}"));
+        let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, path);
         let keys = |v: &Value| -> Vec<String> {
             v["data"]
                 .as_object()

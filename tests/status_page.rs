@@ -223,6 +223,15 @@ pub fn wait_page(s: &Sentinel, within: Duration, missing: impl Fn(&str) -> Vec<S
     }
 }
 
+/// A rule file in `dir` whose `HeartbeatFailed` alert fires (critical) while a heartbeat
+/// has failed, its rule ending with the lines `extra`.
+pub fn heartbeat_rules(dir: &Path, extra: &str) -> PathBuf {
+    let rule = "groups:\n  - name: heartbeat\n    rules:\n      - alert: HeartbeatFailed\n        \
+         expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        \
+         labels: {severity: critical}\n";
+    temp_file(dir, "heartbeat.yaml", &format!("{rule}{extra}"))
+}
+
 fn wait_page_contains(s: &Sentinel, needle: &str) -> String {
     wait_page(s, Duration::from_secs(60), |body| {
         if body.contains(needle) {
@@ -328,13 +337,9 @@ fn firing_alert_with_a_malicious_label_stays_text_in_chromium() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = temp_file(
+    let rules = heartbeat_rules(
         dir.path(),
-        "heartbeat.yaml",
-        "groups:\n  - name: heartbeat\n    rules:\n      - alert: HeartbeatFailed\n        \
-         expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        \
-         labels: {severity: critical}\n        \
-         annotations: {summary: \"job {{ $labels.name }} failed\"}\n",
+        "        annotations: {summary: \"job {{ $labels.name }} failed\"}\n",
     );
     let cfg = temp_file(
         dir.path(),

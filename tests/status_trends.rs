@@ -7,7 +7,9 @@
 //! scanner are reused here).
 
 use crate::fake_comfyui::FakeComfy;
-use crate::status_page::{assert_nothing_injected, assert_security_headers, wait_page, Chromium};
+use crate::status_page::{
+    assert_nothing_injected, assert_security_headers, heartbeat_rules, wait_page, Chromium,
+};
 use crate::util::*;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -74,13 +76,7 @@ fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
     let comfy = FakeComfy::start();
     comfy.set_queue_fixture("get_queue_running_and_pending.json");
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = temp_file(
-        dir.path(),
-        "heartbeat.yaml",
-        "groups:\n  - name: heartbeat\n    rules:\n      - alert: HeartbeatFailed\n        \
-         expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        \
-         labels: {severity: critical}\n",
-    );
+    let rules = heartbeat_rules(dir.path(), "");
     let cfg = temp_file(
         dir.path(),
         "sentinel.yaml",

@@ -306,6 +306,15 @@ pub fn get_json(url: &str) -> (u16, serde_json::Value, String) {
     (st, v, text)
 }
 
+/// GET `path` from two servers, the sidecar (`ours`) and the real peer (`theirs`): both
+/// answers as [`get_json`] gives them.
+pub fn get_pair(ours: &str, theirs: &str, path: &str) -> [(u16, serde_json::Value, String); 2] {
+    [
+        get_json(&format!("{ours}{path}")),
+        get_json(&format!("{theirs}{path}")),
+    ]
+}
+
 /// The value's shape: objects keep their keys (each value's shape), arrays their first
 /// element's shape, scalars their JSON type.
 pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
