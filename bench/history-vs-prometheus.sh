@@ -93,25 +93,27 @@ query:
 YAML
 rss() { awk '/VmRSS/ {print $2 * 1024}' "/proc/$1/status"; }
 Q='absent_over_time({__name__=~".+"}[1d])'
+# measure BASE READY PID: once BASE answers on READY (and 5 s more), the RSS of PID
+# before and after the query Q and its answer, as IDLE, QUERY and ANS; then stops PID.
+measure() {
+  for _ in $(seq 1 300); do curl -fsS -o /dev/null "$1$2" 2>/dev/null && break; sleep 0.2; done
+  sleep 5
+  IDLE=$(rss "$3")
+  ANS=$(curl -fsS --get --data-urlencode "query=$Q" "$1/api/v1/query" || echo failed)
+  QUERY=$(rss "$3")
+  kill "$3"; wait "$3" 2>/dev/null || true
+}
 "$BIN" run --config "$work/imp.yaml" --listen 127.0.0.1:$PORT 2>"$work/run2.log" &
 S_PID=$!
-for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$PORT/readyz" 2>/dev/null && break; sleep 0.2; done
-sleep 5
-S_IDLE=$(rss $S_PID)
-S_ANS=$(curl -fsS --get --data-urlencode "query=$Q" "http://127.0.0.1:$PORT/api/v1/query" || echo failed)
-S_QUERY=$(rss $S_PID)
-kill $S_PID; wait $S_PID 2>/dev/null || true; S_PID=
+measure "http://127.0.0.1:$PORT" /readyz $S_PID; S_PID=
+S_IDLE=$IDLE S_ANS=$ANS S_QUERY=$QUERY
 printf 'global: {}\n' > "$work/prom.yml"
 prometheus --config.file="$work/prom.yml" --storage.tsdb.path="$work/blocks" \
   --storage.tsdb.retention.time=30d --web.listen-address=127.0.0.1:$((PORT + 1)) \
   >"$work/prom.log" 2>&1 &
 P_PID=$!
-for _ in $(seq 1 300); do curl -fsS -o /dev/null "http://127.0.0.1:$((PORT + 1))/-/ready" 2>/dev/null && break; sleep 0.2; done
-sleep 5
-P_IDLE=$(rss $P_PID)
-P_ANS=$(curl -fsS --get --data-urlencode "query=$Q" "http://127.0.0.1:$((PORT + 1))/api/v1/query" || echo failed)
-P_QUERY=$(rss $P_PID)
-kill $P_PID; wait $P_PID 2>/dev/null || true; P_PID=
+measure "http://127.0.0.1:$((PORT + 1))" /-/ready $P_PID; P_PID=
+P_IDLE=$IDLE P_ANS=$ANS P_QUERY=$QUERY
 echo "answers: sidecar $S_ANS"
 echo "         prometheus $P_ANS"
 python3 - "$S_IDLE" "$P_IDLE" "$S_QUERY" "$P_QUERY" <<'PY'

@@ -6,11 +6,11 @@
 use crate::config::Config;
 use parking_lot::Mutex;
 use sentinel_base::metrics::registry::{GaugeVec, Registry};
-use sentinel_store::history::History;
+use sentinel_store::history::{History, HistoryStats};
 use sentinel_store::persist::Persist;
 use sentinel_store::store::Store;
 use std::io::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 pub struct Running {
@@ -22,7 +22,7 @@ pub struct Running {
     metrics: Vec<(Arc<GaugeVec>, Reading)>,
 }
 
-type Reading = fn(&History) -> f64;
+type Reading = Box<dyn Fn(&History) -> f64 + Send + Sync>;
 
 static RUNNING: OnceLock<Arc<Running>> = OnceLock::new();
 
@@ -126,54 +126,50 @@ impl Running {
 }
 
 fn register(r: &Registry) -> Vec<(Arc<GaugeVec>, Reading)> {
-    let g = |name: &str, help: &str| r.gauge_vec(name, help, &[]);
-    let c = |name: &str, help: &str| r.counter_vec(name, help, &[]);
+    let gauge = |name: &str, help: &str, read: fn(&History) -> f64| -> (Arc<GaugeVec>, Reading) {
+        (r.gauge_vec(name, help, &[]), Box::new(read))
+    };
+    // A counter reads one of the history's own counts.
+    let counter = |name: &str,
+                   help: &str,
+                   count: fn(&HistoryStats) -> &AtomicU64|
+     -> (Arc<GaugeVec>, Reading) {
+        let read = move |h: &History| count(&h.stats).load(Ordering::Relaxed) as f64;
+        (r.counter_vec(name, help, &[]), Box::new(read))
+    };
     vec![
-        (
-            g(
-                "sentinel_history_bytes",
-                "Bytes the history holds in memory (compressed chunks, labels, overhead).",
-            ),
+        gauge(
+            "sentinel_history_bytes",
+            "Bytes the history holds in memory (compressed chunks, labels, overhead).",
             |h| h.bytes() as f64,
         ),
-        (
-            g("sentinel_history_series", "Series in the history."),
-            |h| h.series_count() as f64,
+        gauge("sentinel_history_series", "Series in the history.", |h| {
+            h.series_count() as f64
+        }),
+        counter(
+            "sentinel_history_evicted_samples_total",
+            "Samples evicted (oldest first) to keep the history within history.max_bytes.",
+            |s| &s.evicted_samples,
         ),
-        (
-            c(
-                "sentinel_history_evicted_samples_total",
-                "Samples evicted (oldest first) to keep the history within history.max_bytes.",
-            ),
-            |h| h.stats.evicted_samples.load(Ordering::Relaxed) as f64,
+        counter(
+            "sentinel_history_evicted_bytes_total",
+            "Bytes evicted to keep the history within history.max_bytes.",
+            |s| &s.evicted_bytes,
         ),
-        (
-            c(
-                "sentinel_history_evicted_bytes_total",
-                "Bytes evicted to keep the history within history.max_bytes.",
-            ),
-            |h| h.stats.evicted_bytes.load(Ordering::Relaxed) as f64,
+        counter(
+            "sentinel_history_expired_samples_total",
+            "Samples dropped from the history because they were older than history.retention.",
+            |s| &s.expired_samples,
         ),
-        (
-            c(
-                "sentinel_history_expired_samples_total",
-                "Samples dropped from the history because they were older than history.retention.",
-            ),
-            |h| h.stats.expired_samples.load(Ordering::Relaxed) as f64,
+        counter(
+            "sentinel_history_corrupt_files_total",
+            "History files found corrupt or truncated at load and skipped.",
+            |s| &s.corrupt_files,
         ),
-        (
-            c(
-                "sentinel_history_corrupt_files_total",
-                "History files found corrupt or truncated at load and skipped.",
-            ),
-            |h| h.stats.corrupt_files.load(Ordering::Relaxed) as f64,
-        ),
-        (
-            c(
-                "sentinel_history_flush_errors_total",
-                "Failed writes of the history to data_dir.",
-            ),
-            |h| h.stats.flush_errors.load(Ordering::Relaxed) as f64,
+        counter(
+            "sentinel_history_flush_errors_total",
+            "Failed writes of the history to data_dir.",
+            |s| &s.flush_errors,
         ),
     ]
 }

@@ -3,10 +3,11 @@
 //! (`tests/fixtures/alertmanager_v2/`), and side by side with a real Alertmanager 0.25
 //! (`prometheus-alertmanager` on 127.0.0.1) for the same alert and silence.
 
+use crate::support::alertmanager::Alertmanager;
 use crate::util::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const ALERT: &str = r#"[{"labels":{"alertname":"DiskFull","severity":"page"},"annotations":{"summary":"disk"},"generatorURL":"http://g/"}]"#;
@@ -15,12 +16,6 @@ fn silence_body(name: &str) -> String {
     format!(
         r#"{{"matchers":[{{"name":"alertname","value":"{name}","isRegex":false,"isEqual":true}}],"startsAt":"2020-01-01T00:00:00Z","endsAt":"2999-01-01T00:00:00Z","createdBy":"ops","comment":"maintenance"}}"#
     )
-}
-
-fn get(url: &str) -> (u16, Value, String) {
-    let (st, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
-    let text = String::from_utf8_lossy(&body).to_string();
-    (st, serde_json::from_str(&text).unwrap_or(Value::Null), text)
 }
 
 fn post(url: &str, body: &str) -> (u16, String) {
@@ -32,18 +27,6 @@ fn post(url: &str, body: &str) -> (u16, String) {
     )
     .unwrap_or_else(|e| panic!("{url}: {e}"));
     (st, String::from_utf8_lossy(&b).to_string())
-}
-
-/// Keys (recursively) and JSON types; arrays by their first element.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
-        Value::Array(a) => Value::Array(a.first().map(shape).into_iter().collect()),
-        Value::String(_) => Value::String("string".into()),
-        Value::Number(_) => Value::String("number".into()),
-        Value::Bool(_) => Value::String("bool".into()),
-        Value::Null => Value::Null,
-    }
 }
 
 /// A sidecar with one webhook receiver (`hook`, nowhere; groups by alertname, as the
@@ -77,7 +60,7 @@ fn post_alert(base: &str) -> Value {
     assert_eq!(st, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
-        let (_, v, _) = get(&format!("{base}/api/v2/alerts"));
+        let (_, v, _) = get_json(&format!("{base}/api/v2/alerts"));
         if let Some(a) = v
             .as_array()
             .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == "DiskFull"))
@@ -151,7 +134,7 @@ fn amtool_manages_silences_and_reads_alerts_on_the_sidecar() {
     assert_eq!(out.trim(), "");
     let out = run(&["silence", "query", "--expired", "-q"]);
     assert_eq!(out.trim(), id);
-    let (st, v, _) = get(&s.url(&format!("/api/v2/silence/{id}")));
+    let (st, v, _) = get_json(&s.url(&format!("/api/v2/silence/{id}")));
     assert_eq!(st, 200);
     assert_eq!(v["status"]["state"], "expired", "{v}");
     let out = run(&["alert", "query"]);
@@ -169,11 +152,15 @@ fn v2_answers_have_the_shapes_alertmanager_0_25_recorded() {
         serde_json::from_str(&text).unwrap()
     };
     // Before the silence: the recorded groups hold an active alert.
-    let (st, v, _) = get(&s.url("/api/v2/alerts/groups"));
+    let (st, v, _) = get_json(&s.url("/api/v2/alerts/groups"));
     assert_eq!(st, 200);
-    assert_eq!(shape(&v), shape(&recorded("groups")), "groups:\n{v}");
+    assert_eq!(
+        json_shape(&v),
+        json_shape(&recorded("groups")),
+        "groups:\n{v}"
+    );
     assert_eq!(v[0]["receiver"]["name"], "hook", "{v}");
-    let (_, v, _) = get(&s.url("/api/v2/alerts/groups?receiver=nomatch"));
+    let (_, v, _) = get_json(&s.url("/api/v2/alerts/groups?receiver=nomatch"));
     assert_eq!(v, serde_json::json!([]));
     let (st, body) = post(&s.url("/api/v2/silences"), &silence_body("DiskFull"));
     assert_eq!(st, 200, "{body}");
@@ -188,65 +175,25 @@ fn v2_answers_have_the_shapes_alertmanager_0_25_recorded() {
         ("/api/v2/receivers".to_string(), "receivers"),
         ("/api/v2/status".to_string(), "status"),
     ] {
-        let (st, v, _) = get(&s.url(&path));
+        let (st, v, _) = get_json(&s.url(&path));
         assert_eq!(st, 200, "{path}");
-        assert_eq!(shape(&v), shape(&recorded(name)), "{path}:\n{v}");
+        assert_eq!(json_shape(&v), json_shape(&recorded(name)), "{path}:\n{v}");
     }
-    let (_, v, _) = get(&s.url("/api/v2/alerts"));
+    let (_, v, _) = get_json(&s.url("/api/v2/alerts"));
     assert_eq!(v[0]["status"]["state"], "suppressed");
-    let (_, v, _) = get(&s.url("/api/v2/alerts?silenced=false"));
+    let (_, v, _) = get_json(&s.url("/api/v2/alerts?silenced=false"));
     assert_eq!(v, serde_json::json!([]));
 }
 
-/// A real Alertmanager 0.25 on 127.0.0.1, killed on drop.
-struct Alertmanager {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A real Alertmanager 0.25 on 127.0.0.1 with one webhook receiver (`hook`, nowhere;
+/// groups by alertname, as the sidecar); `None` when it is not installed and not CI.
 fn start_alertmanager(dir: &Path) -> Option<Alertmanager> {
     let bin = peer("prometheus-alertmanager").or_else(|| peer("alertmanager"))?;
-    let cfg = temp_file(
+    Some(Alertmanager::start(
+        &bin,
         dir,
-        "alertmanager.yml",
         "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1h\nreceivers:\n  - name: hook\n    webhook_configs: [{url: 'http://127.0.0.1:9/hook'}]\n",
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(bin)
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.path={}", dir.join("am-data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--cluster.listen-address=")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start alertmanager");
-    let am = Alertmanager {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if matches!(
-            http_get(&format!("{}/-/ready", am.url), &[]),
-            Ok((200, _, _))
-        ) {
-            return Some(am);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("alertmanager never became ready");
+    ))
 }
 
 #[test]
@@ -268,7 +215,7 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
     ] {
         assert_eq!(ao[k], ap[k], "{k}:\n{ao}\n{ap}");
     }
-    assert_eq!(shape(&ao), shape(&ap));
+    assert_eq!(json_shape(&ao), json_shape(&ap));
     let mut ids = Vec::new();
     for base in [&ours, &theirs] {
         let (st, body) = post(
@@ -285,20 +232,22 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         "/api/v2/status",
         "/api/v2/alerts/groups",
     ] {
-        let (so, o, _) = get(&format!("{ours}{path}"));
-        let (sp, p, _) = get(&format!("{theirs}{path}"));
-        assert_eq!((so, shape(&o)), (sp, shape(&p)), "{path}:\n{o}\n{p}");
+        let [(so, o, _), (sp, p, _)] = get_pair(&ours, &theirs, path);
+        assert_eq!(
+            (so, json_shape(&o)),
+            (sp, json_shape(&p)),
+            "{path}:\n{o}\n{p}"
+        );
     }
-    let (_, so, _) = get(&format!("{ours}/api/v2/silence/{}", ids[0]));
-    let (_, sp, _) = get(&format!("{theirs}/api/v2/silence/{}", ids[1]));
+    let (_, so, _) = get_json(&format!("{ours}/api/v2/silence/{}", ids[0]));
+    let (_, sp, _) = get_json(&format!("{theirs}/api/v2/silence/{}", ids[1]));
     for k in ["matchers", "comment", "createdBy", "status", "endsAt"] {
         assert_eq!(so[k], sp[k], "{k}:\n{so}\n{sp}");
     }
     // Muted on both; hidden on both when silenced ones are not asked for.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, o, _) = get(&format!("{ours}/api/v2/alerts?silenced=false"));
-        let (_, p, _) = get(&format!("{theirs}/api/v2/alerts?silenced=false"));
+        let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, "/api/v2/alerts?silenced=false");
         if o == p || Instant::now() > deadline {
             assert_eq!(o, p);
             break;
@@ -311,8 +260,7 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         "/api/v2/silence/xyz".to_string(),
         format!("/api/v2/silence/{zero}"),
     ] {
-        let (so, _, o) = get(&format!("{ours}{path}"));
-        let (sp, _, p) = get(&format!("{theirs}{path}"));
+        let [(so, _, o), (sp, _, p)] = get_pair(&ours, &theirs, &path);
         assert_eq!((so, o), (sp, p), "{path}");
     }
     for body in [
@@ -323,15 +271,14 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         let p = post(&format!("{theirs}/api/v2/alerts"), body);
         assert_eq!(o, p, "{body}");
     }
-    let (so, _, _) = get(&format!("{ours}/api/v2/alerts?filter=foo"));
-    let (sp, _, _) = get(&format!("{theirs}/api/v2/alerts?filter=foo"));
+    let [(so, _, _), (sp, _, _)] = get_pair(&ours, &theirs, "/api/v2/alerts?filter=foo");
     assert_eq!(so, sp);
     // Expiring: both 200, and the silence reads as expired.
     for (base, id) in [(&ours, &ids[0]), (&theirs, &ids[1])] {
         let (st, _, _) =
             http_request("DELETE", &format!("{base}/api/v2/silence/{id}"), &[], b"").unwrap();
         assert_eq!(st, 200, "{base}");
-        let (_, v, _) = get(&format!("{base}/api/v2/silence/{id}"));
+        let (_, v, _) = get_json(&format!("{base}/api/v2/silence/{id}"));
         assert_eq!(v["status"]["state"], "expired", "{base}");
     }
 }

@@ -18,18 +18,6 @@ fn yaml(rel: &str) -> serde_yaml_ng::Value {
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Grafana's variables as a dashboard showing "All" sends them.
 fn substitute(expr: &str) -> String {
     let re = regex::Regex::new(r"\$\{([A-Za-z0-9_]+)(?::[^}]*)?\}|\$([A-Za-z0-9_]+)")
@@ -81,7 +69,7 @@ fn calls(start: u64, end: u64) -> Vec<Call> {
                 let Some(expr) = t["expr"].as_str() else {
                     continue;
                 };
-                let q = enc(&substitute(expr));
+                let q = percent_encode(&substitute(expr));
                 let what = format!("{name}: {} {}", p["title"], t["refId"]);
                 if t["instant"] == true {
                     out.push(Call {
@@ -119,7 +107,7 @@ fn calls(start: u64, end: u64) -> Vec<Call> {
             let path = format!("/api/v1/label/{label}/values");
             let mut form = format!("start={start}&end={end}");
             if let Some(sel) = selector {
-                form.push_str(&format!("&match[]={}", enc(&sel)));
+                form.push_str(&format!("&match[]={}", percent_encode(&sel)));
             }
             out.push(Call { what, path, form });
         }

@@ -296,13 +296,7 @@ fn history_limits_out_of_range_are_located_config_errors() {
         ("history:\n  retention: 10s\n", "history.retention"),
         ("history:\n  flush_interval: 1h\n", "history.flush_interval"),
     ] {
-        let cfg = config(dir.path(), extra);
-        let out = Command::new(bin())
-            .args(["check", "--config", cfg.to_str().unwrap()])
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{err}");
+        let err = check_refuses(&config(dir.path(), extra));
         assert!(err.contains(field), "{err}");
     }
 }

@@ -493,6 +493,18 @@ struct QueryRun {
     queries: usize,
 }
 
+impl QueryRun {
+    fn assert_no_failures(&self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} queries failed:\n{}",
+            self.failures.len(),
+            self.queries,
+            self.failures.join("\n")
+        );
+    }
+}
+
 /// Sends every panel and variable query, variables substituted, to `prom`; an empty
 /// answer is a failure unless `may_be_empty` accepts the metric names the query reads.
 fn run_every_query(
@@ -565,13 +577,7 @@ fn every_panel_query_runs_in_prometheus() {
         "now served, drop from EXPECTED_EMPTY: {}",
         now_served.join(", ")
     );
-    assert!(
-        run.failures.is_empty(),
-        "{} of {} queries failed:\n{}",
-        run.failures.len(),
-        run.queries,
-        run.failures.join("\n")
-    );
+    run.assert_no_failures();
 }
 
 /// Serves `tests/fixtures/dashboards/contract.prom` over HTTP on 127.0.0.1, `N*k` values
@@ -632,13 +638,7 @@ fn every_panel_query_returns_data_on_the_contract_sample() {
     let prom = start_prometheus(&prometheus, dir.path(), &serve_contract_sample());
     wait_for_data(&prom);
     let run = run_every_query(&prom, |_| false);
-    assert!(
-        run.failures.is_empty(),
-        "{} of {} queries failed:\n{}",
-        run.failures.len(),
-        run.queries,
-        run.failures.join("\n")
-    );
+    run.assert_no_failures();
 }
 
 /// The sample holds contract metrics only, and all of them.

@@ -4,10 +4,11 @@
 //! get the same status codes, envelopes and shapes; constant PromQL (no stored data) and
 //! every error case must get byte-equal answers.
 
+use crate::support::prometheus::Prometheus;
 use crate::util::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The rule file loaded by both: one firing alert, one pending, one recording rule.
@@ -26,85 +27,15 @@ const RULES: &str = r#"groups:
         expr: vector(1)
 "#;
 
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn get(url: &str) -> (u16, Value, String) {
-    let (st, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
-    let text = String::from_utf8_lossy(&body).to_string();
-    let v = serde_json::from_str(&text).unwrap_or(Value::Null);
-    (st, v, text)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A real Prometheus on 127.0.0.1, killed on drop.
-struct Prometheus {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Prometheus {
-    fn start(dir: &Path, rules: &Path) -> Option<Prometheus> {
-        let bin = peer("prometheus")?;
-        let cfg = temp_file(
-            dir,
-            "prometheus.yml",
-            &format!(
-                "global: {{evaluation_interval: 1s}}\nrule_files: [{:?}]\n",
-                rules.display()
-            ),
-        );
-        let port = free_port();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("prom-data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let p = Prometheus {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if matches!(
-                http_get(&format!("{}/-/ready", p.url), &[]),
-                Ok((200, _, _))
-            ) {
-                return Some(p);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("prometheus never became ready");
-    }
+/// A real Prometheus that loads `rules` and evaluates them every second; `None` when it
+/// is not installed and not CI.
+fn start_prometheus(dir: &Path, rules: &Path) -> Option<Prometheus> {
+    let bin = peer("prometheus")?;
+    let config = format!(
+        "global: {{evaluation_interval: 1s}}\nrule_files: [{:?}]\n",
+        rules.display()
+    );
+    Some(Prometheus::start(&bin, dir, &config))
 }
 
 fn sidecar(dir: &Path, rules: &Path, extra: &str) -> Sentinel {
@@ -126,7 +57,7 @@ fn sidecar(dir: &Path, rules: &Path, extra: &str) -> Sentinel {
 fn wait_for_firing(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        let (_, v, _) = get(&format!("{base}/api/v1/alerts"));
+        let (_, v, _) = get_json(&format!("{base}/api/v1/alerts"));
         if v["data"]["alerts"]
             .as_array()
             .is_some_and(|a| a.iter().any(|x| x["state"] == "firing"))
@@ -138,24 +69,11 @@ fn wait_for_firing(base: &str) {
     panic!("{base}: AlwaysFiring never fired");
 }
 
-/// The value's shape: objects keep their keys (each value's shape), arrays their first
-/// element's shape, scalars their JSON type.
-fn shape(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
-        Value::Array(a) => Value::Array(a.first().map(shape).into_iter().collect()),
-        Value::String(_) => Value::String("string".into()),
-        Value::Number(_) => Value::String("number".into()),
-        Value::Bool(_) => Value::String("bool".into()),
-        Value::Null => Value::Null,
-    }
-}
-
 #[test]
 fn prometheus_api_answers_like_prometheus_2_42() {
     let dir = tempfile::tempdir().unwrap();
     let rules = temp_file(dir.path(), "rules.yml", RULES);
-    let Some(prom) = Prometheus::start(dir.path(), &rules) else {
+    let Some(prom) = start_prometheus(dir.path(), &rules) else {
         return;
     };
     let s = sidecar(dir.path(), &rules, "");
@@ -169,7 +87,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/query?query=vector(3)&time=2023-11-14T22:13:20Z".to_string(),
         format!(
             "/api/v1/query?query={}&time=1700000000",
-            enc(r#"label_replace(vector(1), "a", "b", "", "")"#)
+            percent_encode(r#"label_replace(vector(1), "a", "b", "", "")"#)
         ),
         "/api/v1/query_range?query=vector(1)&start=1700000000&end=1700000010&step=5".into(),
         "/api/v1/query_range?query=time()&start=1700000000&end=1700000002.5&step=500ms".into(),
@@ -177,7 +95,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
             .into(),
         format!(
             "/api/v1/query_range?query={}&start=1700000000&end=1700000300&step=60",
-            enc("count_over_time(vector(1)[2m:30s] @ end())")
+            percent_encode("count_over_time(vector(1)[2m:30s] @ end())")
         ),
         "/api/v1/query?query=up&time=soon".into(),
         "/api/v1/query_range?query=up".into(),
@@ -199,8 +117,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/query_exemplars?query=up&start=x".into(),
     ];
     for path in &exact {
-        let (st_o, _, body_o) = get(&format!("{ours}{path}"));
-        let (st_t, _, body_t) = get(&format!("{theirs}{path}"));
+        let [(st_o, _, body_o), (st_t, _, body_t)] = get_pair(&ours, &theirs, path);
         assert_eq!(
             (st_o, &body_o),
             (st_t, &body_t),
@@ -214,11 +131,10 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/query_range?query=sum(&start=1&end=2&step=1",
         "/api/v1/query_range?query=timestamp(vector(1)%20@%20start())&start=1&end=2&step=1",
     ] {
-        let (st_o, v_o, _) = get(&format!("{ours}{path}"));
-        let (st_t, v_t, _) = get(&format!("{theirs}{path}"));
+        let [(st_o, v_o, _), (st_t, v_t, _)] = get_pair(&ours, &theirs, path);
         assert_eq!(st_o, st_t, "{path}");
         assert_eq!(v_o["errorType"], v_t["errorType"], "{path}");
-        assert_eq!(shape(&v_o), shape(&v_t), "{path}");
+        assert_eq!(json_shape(&v_o), json_shape(&v_t), "{path}");
     }
     // POST (form) answers as GET does.
     let form = [("Content-Type", "application/x-www-form-urlencoded")];
@@ -254,8 +170,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
     // Rules and alerts: the same shapes and the same rule definitions and states.
     wait_for_firing(&ours);
     wait_for_firing(&theirs);
-    let (_, o, _) = get(&format!("{ours}/api/v1/rules"));
-    let (_, p, _) = get(&format!("{theirs}/api/v1/rules"));
+    let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, "/api/v1/rules");
     let og = &o["data"]["groups"]
         .as_array()
         .unwrap()
@@ -264,7 +179,7 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         .unwrap_or_else(|| panic!("{o}"))
         .clone();
     let pg = &p["data"]["groups"][0];
-    assert_eq!(shape(og), shape(pg), "group shape:\n{og}\n{pg}");
+    assert_eq!(json_shape(og), json_shape(pg), "group shape:\n{og}\n{pg}");
     for (ro, rp) in og["rules"]
         .as_array()
         .unwrap()
@@ -295,15 +210,14 @@ fn prometheus_api_answers_like_prometheus_2_42() {
             .flatten()
             .zip(rp["alerts"].as_array().into_iter().flatten())
         {
-            assert_eq!(shape(ao), shape(ap));
+            assert_eq!(json_shape(ao), json_shape(ap));
             for k in ["labels", "annotations", "state", "value"] {
                 assert_eq!(ao[k], ap[k], "{k} of\n{ao}\n{ap}");
             }
         }
     }
-    let (_, o, _) = get(&format!("{ours}/api/v1/alerts"));
-    let (_, p, _) = get(&format!("{theirs}/api/v1/alerts"));
-    assert_eq!(shape(&o), shape(&p), "{o}\n{p}");
+    let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, "/api/v1/alerts");
+    assert_eq!(json_shape(&o), json_shape(&p), "{o}\n{p}");
     let find = |v: &Value, name: &str| {
         v["data"]["alerts"]
             .as_array()
@@ -326,17 +240,19 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         "/api/v1/label/__name__/values?match[]=api:one",
         "/api/v1/query?query=api:one",
     ] {
-        let (st_o, o, _) = get(&format!("{ours}{path}"));
-        let (st_t, p, _) = get(&format!("{theirs}{path}"));
-        assert_eq!((st_o, shape(&o)), (st_t, shape(&p)), "{path}:\n{o}\n{p}");
+        let [(st_o, o, _), (st_t, p, _)] = get_pair(&ours, &theirs, path);
+        assert_eq!(
+            (st_o, json_shape(&o)),
+            (st_t, json_shape(&p)),
+            "{path}:\n{o}\n{p}"
+        );
         if !path.contains("query?") {
             assert_eq!(o, p, "{path}");
         }
     }
     // Build info and metadata: the same keys.
     for path in ["/api/v1/status/buildinfo", "/api/v1/metadata?metric=up"] {
-        let (_, o, _) = get(&format!("{ours}{path}"));
-        let (_, p, _) = get(&format!("{theirs}{path}"));
+        let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, path);
         let keys = |v: &Value| -> Vec<String> {
             v["data"]
                 .as_object()
@@ -410,14 +326,15 @@ fn query_limits_hold_for_range_series_and_labels() {
     );
     wait_for_firing(&s.url(""));
     // Resolution: the configured cap, in Prometheus's words.
-    let (st, v, _) = get(&s.url("/api/v1/query_range?query=vector(1)&start=0&end=1000&step=1"));
+    let (st, v, _) =
+        get_json(&s.url("/api/v1/query_range?query=vector(1)&start=0&end=1000&step=1"));
     assert_eq!(st, 400, "{v}");
     assert_eq!(
         v["error"],
         "exceeded maximum resolution of 100 points per timeseries. Try decreasing the query resolution (?step=XX)"
     );
     // Samples held by a range query.
-    let (st, v, _) = get(&s.url("/api/v1/query_range?query=vector(1)&start=0&end=99&step=1"));
+    let (st, v, _) = get_json(&s.url("/api/v1/query_range?query=vector(1)&start=0&end=99&step=1"));
     assert_eq!(st, 422, "{v}");
     assert_eq!(v["errorType"], "execution");
     // Series listed by series, labels and label values count against max_samples.
@@ -426,7 +343,7 @@ fn query_limits_hold_for_range_series_and_labels() {
         "/api/v1/labels",
         "/api/v1/label/__name__/values",
     ] {
-        let (st, v, _) = get(&s.url(path));
+        let (st, v, _) = get_json(&s.url(path));
         assert_eq!(st, 422, "{path}: {v}");
         assert_eq!(v["errorType"], "execution", "{path}");
         assert_eq!(
@@ -435,8 +352,8 @@ fn query_limits_hold_for_range_series_and_labels() {
         );
     }
     // Within the caps, the same calls answer.
-    let (st, v, _) = get(&s.url("/api/v1/series?match[]=api:one"));
+    let (st, v, _) = get_json(&s.url("/api/v1/series?match[]=api:one"));
     assert_eq!(st, 200, "{v}");
-    let (st, v, _) = get(&s.url("/api/v1/query_range?query=vector(1)&start=0&end=2&step=1"));
+    let (st, v, _) = get_json(&s.url("/api/v1/query_range?query=vector(1)&start=0&end=2&step=1"));
     assert_eq!(st, 200, "{v}");
 }

@@ -203,21 +203,43 @@ pub(crate) fn assert_security_headers(h: &[(String, String)]) {
     assert!(!csp.contains('*'), "no wildcard source: {csp}");
 }
 
-fn wait_page_contains(s: &Sentinel, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// The status page, once `missing(page)` finds nothing missing; fails after `within`
+/// with what is still missing, the page and the log.
+pub fn wait_page(s: &Sentinel, within: Duration, missing: impl Fn(&str) -> Vec<String>) -> String {
+    let deadline = Instant::now() + within;
     loop {
         let (_, _, body) = http_get(&s.url("/"), &[]).expect("GET /");
         let body = String::from_utf8(body).expect("utf-8 page");
-        if body.contains(needle) {
+        let missing = missing(&body);
+        if missing.is_empty() {
             return body;
         }
         assert!(
             Instant::now() < deadline,
-            "page never showed {needle:?}:\n{body}\nlog:\n{}",
+            "page never showed {missing:?}:\n{body}\nlog:\n{}",
             s.logs()
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A rule file in `dir` whose `HeartbeatFailed` alert fires (critical) while a heartbeat
+/// has failed, its rule ending with the lines `extra`.
+pub fn heartbeat_rules(dir: &Path, extra: &str) -> PathBuf {
+    let rule = "groups:\n  - name: heartbeat\n    rules:\n      - alert: HeartbeatFailed\n        \
+         expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        \
+         labels: {severity: critical}\n";
+    temp_file(dir, "heartbeat.yaml", &format!("{rule}{extra}"))
+}
+
+fn wait_page_contains(s: &Sentinel, needle: &str) -> String {
+    wait_page(s, Duration::from_secs(60), |body| {
+        if body.contains(needle) {
+            vec![]
+        } else {
+            vec![needle.to_string()]
+        }
+    })
 }
 
 /// Collector names as `/metrics` reports them.
@@ -315,13 +337,9 @@ fn firing_alert_with_a_malicious_label_stays_text_in_chromium() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = temp_file(
+    let rules = heartbeat_rules(
         dir.path(),
-        "heartbeat.yaml",
-        "groups:\n  - name: heartbeat\n    rules:\n      - alert: HeartbeatFailed\n        \
-         expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        \
-         labels: {severity: critical}\n        \
-         annotations: {summary: \"job {{ $labels.name }} failed\"}\n",
+        "        annotations: {summary: \"job {{ $labels.name }} failed\"}\n",
     );
     let cfg = temp_file(
         dir.path(),

@@ -7,10 +7,12 @@
 //! scanner are reused here).
 
 use crate::fake_comfyui::FakeComfy;
-use crate::status_page::{assert_nothing_injected, assert_security_headers, Chromium};
+use crate::status_page::{
+    assert_nothing_injected, assert_security_headers, heartbeat_rules, wait_page, Chromium,
+};
 use crate::util::*;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Markup in a heartbeat name: it becomes the `name` label of a firing alert.
 const PAYLOAD: &str = "<img src=x onerror=alert(1)><svg onload=alert(2)>";
@@ -49,32 +51,21 @@ fn row<'a>(page: &'a str, panel: &str) -> &'a str {
 /// The page, once every needle is on it and each of `lined` panels draws a line (two
 /// neighbouring points: one 30 s step of the 1 h window after its data began).
 fn wait_page_with(s: &Sentinel, needles: &[&str], lined: &[&str], within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let (_, _, body) = http_get(&s.url("/"), &[]).expect("GET /");
-        let body = String::from_utf8(body).expect("utf-8 page");
-        let mut missing: Vec<String> = needles
+    wait_page(s, within, |body| {
+        let missing: Vec<String> = needles
             .iter()
             .filter(|n| !body.contains(**n))
             .map(|n| n.to_string())
             .collect();
-        if missing.is_empty() {
-            missing = lined
-                .iter()
-                .filter(|p| !row(&body, p).contains("<path class=\"l0\" d=\"M"))
-                .map(|p| format!("a line in {p}"))
-                .collect();
+        if !missing.is_empty() {
+            return missing;
         }
-        if missing.is_empty() {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "page never showed {missing:?}:\n{body}\nlog:\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+        lined
+            .iter()
+            .filter(|p| !row(body, p).contains("<path class=\"l0\" d=\"M"))
+            .map(|p| format!("a line in {p}"))
+            .collect()
+    })
 }
 
 #[test]
@@ -85,13 +76,7 @@ fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
     let comfy = FakeComfy::start();
     comfy.set_queue_fixture("get_queue_running_and_pending.json");
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules = temp_file(
-        dir.path(),
-        "heartbeat.yaml",
-        "groups:\n  - name: heartbeat\n    rules:\n      - alert: HeartbeatFailed\n        \
-         expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        \
-         labels: {severity: critical}\n",
-    );
+    let rules = heartbeat_rules(dir.path(), "");
     let cfg = temp_file(
         dir.path(),
         "sentinel.yaml",

@@ -573,12 +573,7 @@ fn matches_real_node_exporter() {
 fn bad_filter_regex_is_refused_with_its_location() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(dir.path(), "    netdev:\n      device_exclude: \"veth(\"\n");
-    let out = Command::new(bin())
-        .args(["check", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = check_refuses(&cfg);
     assert!(
         err.contains("config.yaml:6:23: collectors.system.netdev.device_exclude: invalid regex"),
         "{err}"

@@ -4,8 +4,9 @@ mod util;
 
 mod am_api;
 /// Shared test kit: the exposition reader, the peer lookup, the kill-on-drop process
-/// wrapper, a real Prometheus.
+/// wrapper, a real Prometheus and a real Alertmanager.
 mod support {
+    pub mod alertmanager;
     pub mod exposition;
     pub mod peer;
     pub mod process;

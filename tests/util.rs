@@ -286,6 +286,51 @@ fn http_client_returns_redirects_and_encodings_as_sent() {
     assert!(!heads[1].contains("accept-encoding"), "{}", heads[1]);
 }
 
+/// `comfy-sentinel check --config cfg` on a config it must refuse: asserts exit code 2
+/// and returns its stderr.
+pub fn check_refuses(cfg: &Path) -> String {
+    let out = Command::new(bin())
+        .args(["check", "--config", cfg.to_str().expect("utf-8 path")])
+        .output()
+        .expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
+/// GET `url`: the status, the body as JSON (`Null` when it is not JSON) and as text.
+pub fn get_json(url: &str) -> (u16, serde_json::Value, String) {
+    let (st, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
+    let text = String::from_utf8_lossy(&body).to_string();
+    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+    (st, v, text)
+}
+
+/// GET `path` from two servers, the sidecar (`ours`) and the real peer (`theirs`): both
+/// answers as [`get_json`] gives them.
+pub fn get_pair(ours: &str, theirs: &str, path: &str) -> [(u16, serde_json::Value, String); 2] {
+    [
+        get_json(&format!("{ours}{path}")),
+        get_json(&format!("{theirs}{path}")),
+    ]
+}
+
+/// The value's shape: objects keep their keys (each value's shape), arrays their first
+/// element's shape, scalars their JSON type.
+pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), json_shape(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.first().map(json_shape).into_iter().collect()),
+        Value::String(_) => Value::String("string".into()),
+        Value::Number(_) => Value::String("number".into()),
+        Value::Bool(_) => Value::String("bool".into()),
+        Value::Null => Value::Null,
+    }
+}
+
 /// Every byte but the unreserved ones percent-encoded, for a query parameter.
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::new();

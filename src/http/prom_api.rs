@@ -29,7 +29,7 @@
 use super::Route;
 use crate::app::App;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -37,6 +37,7 @@ use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr};
 use sentinel_rules::eval::{Budget, EvalError, Evaluator, QueryLimits, RangeSeries, Value};
 use sentinel_rules::labels::Labels;
+use sentinel_rules::store::Store;
 use serde_json::{json, Map};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -138,8 +139,30 @@ pub fn routes() -> Vec<Route> {
 /// The request's parameters: the form body's (POST, form-encoded) first, then the URL's.
 struct Params(Vec<(String, String)>);
 
+/// A handler's parameters from the URL and, on a POST, from a form body.
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Params, Response> {
+        let (method, uri, headers) = (
+            req.method().clone(),
+            req.uri().clone(),
+            req.headers().clone(),
+        );
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Params::parse(&method, &uri, &headers, &body))
+    }
+}
+
 impl Params {
-    fn from_request(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
+    /// The parameters of a GET route: the URL's alone.
+    fn of_url(uri: &Uri) -> Params {
+        Params::parse(&Method::GET, uri, &HeaderMap::new(), &[])
+    }
+
+    fn parse(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
         let mut out = Vec::new();
         let is_form = headers
             .get(header::CONTENT_TYPE)
@@ -349,103 +372,74 @@ fn finish(end: JobEnd<Vec<u8>>) -> Response {
     }
 }
 
-async fn query(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &uri, &headers, &body);
-    let ts = match time_param(&p, "time", now_ms()) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let expr = match parse_query(&p) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
-    let expr = pin_start_end(expr, ts, ts);
-    let (slot, budget, cancel) = match admit(&app).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+/// Runs `work` over the store as an evaluation job: in a concurrency slot, under a fresh
+/// budget and the deadline, answered as [`finish`] says.
+async fn evaluate(
+    app: &App,
+    work: impl FnOnce(&Store, Arc<Budget>) -> Result<Vec<u8>, EvalError> + Send + 'static,
+) -> Result<Response, Response> {
+    let (slot, budget, cancel) = admit(app).await?;
     let wait = wait_for(budget.limits());
     let store = app.rules.store().clone();
-    finish(
-        run_job(slot, cancel, wait, move || {
-            let value = Evaluator::new(&store, ts).with_budget(budget).eval(&expr)?;
-            Ok(render(&value, ts))
-        })
-        .await,
-    )
+    Ok(finish(
+        run_job(slot, cancel, wait, move || work(&store, budget)).await,
+    ))
 }
 
-async fn query_range(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &uri, &headers, &body);
-    let start = match parse_time(p.get("start")) {
-        Ok(t) => t,
-        Err(e) => return bad_param("start", e),
+async fn query(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
+    let ts = time_param(&p, "time", now_ms())?;
+    let expr = pin_start_end(parse_query(&p)?, ts, ts);
+    evaluate(&app, move |store, budget| {
+        let value = Evaluator::new(store, ts).with_budget(budget).eval(&expr)?;
+        Ok(render(&value, ts))
+    })
+    .await
+}
+
+async fn query_range(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
+    let param = |name: &str, parse: fn(&str) -> Result<i64, String>| {
+        parse(p.get(name)).map_err(|e| bad_param(name, e))
     };
-    let end = match parse_time(p.get("end")) {
-        Ok(t) => t,
-        Err(e) => return bad_param("end", e),
-    };
+    let start = param("start", parse_time)?;
+    let end = param("end", parse_time)?;
     if end < start {
-        return bad_param("end", "end timestamp must not be before start time");
+        return Err(bad_param(
+            "end",
+            "end timestamp must not be before start time",
+        ));
     }
-    let step = match parse_duration(p.get("step")) {
-        Ok(s) => s,
-        Err(e) => return bad_param("step", e),
-    };
+    let step = param("step", parse_duration)?;
     if step <= 0 {
-        return bad_param(
+        return Err(bad_param(
             "step",
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
-        );
+        ));
     }
     let max_points = app.config().query.max_points_per_series;
     if ((end - start) / step) as u64 > max_points {
-        return error(
+        return Err(error(
             "bad_data",
             format!(
                 "exceeded maximum resolution of {} points per timeseries. Try decreasing the query resolution (?step=XX)",
                 sentinel_rules::eval::limits::thousands(max_points)
             ),
-        );
+        ));
     }
-    let expr = match parse_query_as(&p, false) {
-        Ok(e) => e,
-        Err(r) => return r,
-    };
+    let expr = parse_query_as(&p, false)?;
     if let Some(kind) = range_kind(&expr) {
-        return error(
+        return Err(error(
             "bad_data",
             format!(
                 "invalid expression type {kind:?} for range query, must be Scalar or instant Vector"
             ),
-        );
+        ));
     }
     let expr = pin_start_end(expr, start, end);
-    let (slot, budget, cancel) = match admit(&app).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let wait = wait_for(budget.limits());
-    let store = app.rules.store().clone();
-    finish(
-        run_job(slot, cancel, wait, move || {
-            let m = eval_range(&store, &expr, start, end, step, &budget)?;
-            Ok(render(&Value::Matrix(m), end))
-        })
-        .await,
-    )
+    evaluate(&app, move |store, budget| {
+        let m = eval_range(store, &expr, start, end, step, &budget)?;
+        Ok(render(&Value::Matrix(m), end))
+    })
+    .await
 }
 
 /// The kind of an expression a range query refuses ("range vector", "string"), or None.
@@ -610,17 +604,31 @@ fn str_json(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-fn write_labels(out: &mut Vec<u8>, l: &Labels) {
-    out.push(b'{');
-    for (i, (k, v)) in l.iter().enumerate() {
+/// `items` written by `each`, comma-separated, between `open` and `close`.
+fn write_list<T>(
+    out: &mut Vec<u8>,
+    (open, close): (u8, u8),
+    items: impl IntoIterator<Item = T>,
+    mut each: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
+        each(out, item);
+    }
+    out.push(close);
+}
+
+const ARRAY: (u8, u8) = (b'[', b']');
+
+fn write_labels(out: &mut Vec<u8>, l: &Labels) {
+    write_list(out, (b'{', b'}'), l.iter(), |out, (k, v)| {
         str_json(out, k);
         out.push(b':');
         str_json(out, v);
-    }
-    out.push(b'}');
+    });
 }
 
 /// The success answer of a query, written straight to bytes (no JSON tree per sample).
@@ -653,39 +661,20 @@ fn render(value: &Value, ts: i64) -> Vec<u8> {
             str_json(&mut out, s);
             out.push(b']');
         }
-        Value::Vector(samples) => {
-            out.push(b'[');
-            for (i, s) in samples.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"{\"metric\":");
-                write_labels(&mut out, &s.labels);
-                out.extend_from_slice(b",\"value\":");
-                point(&mut out, ts, s.v);
-                out.push(b'}');
-            }
-            out.push(b']');
-        }
-        Value::Matrix(series) => {
-            out.push(b'[');
-            for (i, s) in series.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"{\"metric\":");
-                write_labels(&mut out, &s.labels);
-                out.extend_from_slice(b",\"values\":[");
-                for (j, (pt, v)) in s.points.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    point(&mut out, *pt, *v);
-                }
-                out.extend_from_slice(b"]}");
-            }
-            out.push(b']');
-        }
+        Value::Vector(samples) => write_list(&mut out, ARRAY, samples, |out, s| {
+            out.extend_from_slice(b"{\"metric\":");
+            write_labels(out, &s.labels);
+            out.extend_from_slice(b",\"value\":");
+            point(out, ts, s.v);
+            out.push(b'}');
+        }),
+        Value::Matrix(series) => write_list(&mut out, ARRAY, series, |out, s| {
+            out.extend_from_slice(b"{\"metric\":");
+            write_labels(out, &s.labels);
+            out.extend_from_slice(b",\"values\":");
+            write_list(out, ARRAY, &s.points, |out, (pt, v)| point(out, *pt, *v));
+            out.push(b'}');
+        }),
     }
     out.extend_from_slice(b"}}");
     out
@@ -788,113 +777,73 @@ fn span(p: &Params) -> Result<(i64, i64), Response> {
     Ok((start, end))
 }
 
-async fn series(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &uri, &headers, &body);
-    if !p.has("match[]") {
-        return error("bad_data", "no match[] parameter provided");
+/// The series that `match[]`, `start` and `end` of `p` ask for, with `default` as the
+/// selector when `p` names none (all series when that is `None` too).
+fn find_series(
+    app: &App,
+    p: &Params,
+    default: Option<Vec<Matcher>>,
+) -> Result<BTreeSet<Labels>, Response> {
+    let (start, end) = span(p)?;
+    let mut sets = parse_matches(p)?;
+    if sets.is_empty() {
+        sets.extend(default);
     }
-    let (start, end) = match span(&p) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let sets = match parse_matches(&p) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let found = match matching_series(&app, &sets, start, end) {
-        Ok(f) => f,
-        Err(e) => return eval_error(&e),
-    };
-    let mut out = b"{\"status\":\"success\",\"data\":[".to_vec();
-    for (i, l) in found.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_labels(&mut out, l);
-    }
-    out.extend_from_slice(b"]}");
-    json_body(out)
+    matching_series(app, &sets, start, end).map_err(|e| eval_error(&e))
 }
 
-async fn labels(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let p = Params::from_request(&method, &uri, &headers, &body);
-    let (start, end) = match span(&p) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let sets = match parse_matches(&p) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let found = match matching_series(&app, &sets, start, end) {
-        Ok(f) => f,
-        Err(e) => return eval_error(&e),
-    };
+async fn series(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
+    if !p.has("match[]") {
+        return Err(error("bad_data", "no match[] parameter provided"));
+    }
+    let found = find_series(&app, &p, None)?;
+    let mut out = b"{\"status\":\"success\",\"data\":".to_vec();
+    write_list(&mut out, ARRAY, &found, write_labels);
+    out.push(b'}');
+    Ok(json_body(out))
+}
+
+async fn labels(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
+    let found = find_series(&app, &p, None)?;
     let names: BTreeSet<&str> = found
         .iter()
         .flat_map(|l| l.iter().map(|(k, _)| k))
         .collect();
-    success(json!(names))
+    Ok(success(json!(names)))
 }
 
-async fn label_values(State(app): State<Arc<App>>, Path(name): Path<String>, uri: Uri) -> Response {
-    let p = Params::from_request(&Method::GET, &uri, &HeaderMap::new(), &[]);
+async fn label_values(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, Response> {
+    let p = Params::of_url(&uri);
     if !sentinel_rules::labels::valid_label_name(&name) {
-        return error("bad_data", format!("invalid label name: {name:?}"));
+        return Err(error("bad_data", format!("invalid label name: {name:?}")));
     }
-    let (start, end) = match span(&p) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let mut sets = match parse_matches(&p) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    if sets.is_empty() {
-        // Only the series that carry the label.
-        sets.push(vec![Matcher::new(MatchOp::NotEqual, &name, "")]);
-    }
-    let found = match matching_series(&app, &sets, start, end) {
-        Ok(f) => f,
-        Err(e) => return eval_error(&e),
-    };
+    // Without a selector, only the series that carry the label.
+    let carry = vec![Matcher::new(MatchOp::NotEqual, &name, "")];
+    let found = find_series(&app, &p, Some(carry))?;
     let values: BTreeSet<&str> = found
         .iter()
         .map(|l| l.get(&name))
         .filter(|v| !v.is_empty())
         .collect();
-    success(json!(values))
+    Ok(success(json!(values)))
 }
 
 /// Prometheus's checks of `query`, `start` and `end`, then no exemplars: the store
 /// keeps none, and Grafana asks whenever a panel has exemplars switched on.
-async fn query_exemplars(method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let p = Params::from_request(&method, &uri, &headers, &body);
-    if let Err(r) = span(&p) {
-        return r;
-    }
-    if let Err(r) = parse_query(&p) {
-        return r;
-    }
-    success(json!([]))
+async fn query_exemplars(p: Params) -> Result<Response, Response> {
+    span(&p)?;
+    parse_query(&p)?;
+    Ok(success(json!([])))
 }
 
 // ---- metadata, build info ----
 
 async fn metadata(State(app): State<Arc<App>>, uri: Uri) -> Response {
-    let p = Params::from_request(&Method::GET, &uri, &HeaderMap::new(), &[]);
+    let p = Params::of_url(&uri);
     let limit = match p.get("limit") {
         "" => -1,
         s => match s.parse::<i64>() {
@@ -982,6 +931,13 @@ fn labels_json(l: &Labels) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// The active alerts of rule `r`, sorted by their labels.
+fn sorted_alerts(r: &sentinel_rules::group::Rule) -> Vec<&sentinel_rules::group::ActiveAlert> {
+    let mut alerts: Vec<_> = r.active_alerts().collect();
+    alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+    alerts
+}
+
 fn alert_json(a: &sentinel_rules::group::ActiveAlert) -> serde_json::Value {
     json!({
         "labels": labels_json(&a.labels),
@@ -994,7 +950,7 @@ fn alert_json(a: &sentinel_rules::group::ActiveAlert) -> serde_json::Value {
 
 async fn rules(State(app): State<Arc<App>>, uri: Uri) -> Response {
     use sentinel_rules::rulefile::RuleKind;
-    let p = Params::from_request(&Method::GET, &uri, &HeaderMap::new(), &[]);
+    let p = Params::of_url(&uri);
     let (want_alert, want_record) = match p.get("type").to_ascii_lowercase().as_str() {
         "" => (true, true),
         "alert" => (true, false),
@@ -1015,8 +971,7 @@ async fn rules(State(app): State<Arc<App>>, uri: Uri) -> Response {
             };
             let mut v = match r.def.kind {
                 RuleKind::Alerting if want_alert => {
-                    let mut alerts: Vec<_> = r.active_alerts().collect();
-                    alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
+                    let alerts = sorted_alerts(r);
                     let state = if alerts
                         .iter()
                         .any(|a| a.state == sentinel_rules::group::AlertState::Firing)
@@ -1083,9 +1038,7 @@ async fn alerts(State(app): State<Arc<App>>) -> Response {
     let mut out = Vec::new();
     app.rules.visit_groups(|g| {
         for r in &g.rules {
-            let mut alerts: Vec<_> = r.active_alerts().collect();
-            alerts.sort_by(|a, b| a.labels.cmp(&b.labels));
-            out.extend(alerts.into_iter().map(alert_json));
+            out.extend(sorted_alerts(r).into_iter().map(alert_json));
         }
     });
     success(json!({ "alerts": out }))

@@ -586,6 +586,22 @@ fn render_endpoints(h: &mut String) {
     h.push_str("</table>\n");
 }
 
+/// A started app with its data in a fresh temp dir (kept as long as the handle lives),
+/// its config the default one changed by `edit`; for the tests of the page's sections.
+#[cfg(test)]
+pub(crate) fn test_app(
+    edit: impl FnOnce(&mut crate::config::Config),
+) -> (tempfile::TempDir, std::sync::Arc<App>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = crate::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    edit(&mut config);
+    let app = App::start(config, crate::config::ConfigSource::Embedded);
+    (dir, app)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -792,12 +808,7 @@ mod tests {
 
     #[tokio::test]
     async fn status_page_reads_alerts_and_outbox_from_the_notifier() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = crate::config::Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        let app = App::start(config, crate::config::ConfigSource::Embedded);
+        let (_dir, app) = test_app(|_| {});
         let s = StatusSnapshot::gather(&app);
         // Read, never "unknown" (the default rules may already have fired the Watchdog).
         assert!(s.alerts.is_some() && s.notifications.is_some());

@@ -517,7 +517,20 @@ fn render_timeline(h: &mut String, events: &[HistoryEvent], retention: Duration,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::status::test_app;
     use chrono::TimeZone;
+
+    /// Appends `n` samples of series `l` to the app's store at the last `n` steps of
+    /// `g`, the i-th (oldest first) valued `v(i)`.
+    fn append_last_steps(app: &App, g: &Grid, l: &[(&str, &str)], n: i64, v: impl Fn(i64) -> f64) {
+        let l = sentinel_rules::labels::Labels::from_pairs(l.iter().copied());
+        for i in 0..n {
+            let ts = g.end_ms - (n - 1 - i) * g.step_ms;
+            app.rules
+                .store()
+                .append(&l, ts, v(i), sentinel_rules::store::Origin::Snapshot);
+        }
+    }
 
     fn ev(at_s: i64, kind: EventKind, fp: &str, name: &str) -> HistoryEvent {
         HistoryEvent {
@@ -644,29 +657,12 @@ mod tests {
 
     #[tokio::test]
     async fn section_draws_every_panel_and_its_gaps_on_a_fresh_sidecar() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = crate::config::Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        let app = App::start(config, crate::config::ConfigSource::Embedded);
-        let store = app.rules.store();
+        let (_dir, app) = test_app(|_| {});
         let now = SystemTime::now();
         let g = Grid::new(Duration::from_secs(3600), ms(now));
-        let l = sentinel_rules::labels::Labels::from_pairs([
-            ("__name__", "gpu_temperature_celsius"),
-            ("gpu", "0"),
-        ]);
         // Nothing, then the last six steps: a gap from the left edge, then a line.
-        for i in 0..6 {
-            let ts = g.end_ms - (5 - i) * g.step_ms;
-            store.append(
-                &l,
-                ts,
-                60.0 + i as f64,
-                sentinel_rules::store::Origin::Snapshot,
-            );
-        }
+        let l = [("__name__", "gpu_temperature_celsius"), ("gpu", "0")];
+        append_last_steps(&app, &g, &l, 6, |i| 60.0 + i as f64);
         let page = with_section(
             "<html><body><h2 id=\"endpoints\">E</h2></body></html>".into(),
             &app,
@@ -806,21 +802,16 @@ mod tests {
 
     #[tokio::test]
     async fn named_query_without_data_keeps_its_legend_next_to_one_with_data() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = crate::config::Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        let app = App::start(config, crate::config::ConfigSource::Embedded);
+        let (_dir, app) = test_app(|_| {});
         let now = SystemTime::now();
         let g = Grid::new(Duration::from_secs(3600), ms(now));
-        let l = sentinel_rules::labels::Labels::from_pairs([("__name__", "comfyui_queue_pending")]);
-        for i in 0..3 {
-            let ts = g.end_ms - (2 - i) * g.step_ms;
-            app.rules
-                .store()
-                .append(&l, ts, 1.0, sentinel_rules::store::Origin::Snapshot);
-        }
+        append_last_steps(
+            &app,
+            &g,
+            &[("__name__", "comfyui_queue_pending")],
+            3,
+            |_| 1.0,
+        );
         let budget = Arc::new(Budget::new(app.config().query.limits()));
         let queue = PANELS
             .iter()
@@ -840,25 +831,11 @@ mod tests {
 
     #[tokio::test]
     async fn panel_over_the_query_sample_limit_says_unavailable_instead_of_drawing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = crate::config::Config {
-            data_dir: dir.path().to_path_buf(),
-            ..Default::default()
-        };
-        config.query.max_samples = 3;
-        let app = App::start(config, crate::config::ConfigSource::Embedded);
+        let (_dir, app) = test_app(|c| c.query.max_samples = 3);
         let now = SystemTime::now();
         let g = Grid::new(Duration::from_secs(3600), ms(now));
-        let l = sentinel_rules::labels::Labels::from_pairs([
-            ("__name__", "gpu_temperature_celsius"),
-            ("gpu", "0"),
-        ]);
-        for i in 0..6 {
-            let ts = g.end_ms - (5 - i) * g.step_ms;
-            app.rules
-                .store()
-                .append(&l, ts, 60.0, sentinel_rules::store::Origin::Snapshot);
-        }
+        let l = [("__name__", "gpu_temperature_celsius"), ("gpu", "0")];
+        append_last_steps(&app, &g, &l, 6, |_| 60.0);
         let html = render_section(&app, now);
         app.runner.stop_all();
         let row = html

@@ -3,12 +3,11 @@
 
 #![allow(dead_code)]
 
-use super::process::{free_port, KillOnDrop};
+use super::process::{free_port, poll, KillOnDrop};
 use crate::util::{http_get, percent_encode};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct Prometheus {
     _child: KillOnDrop,
@@ -50,14 +49,8 @@ impl Prometheus {
 
     /// Polls `path` for 60 s until `ok(status, body)`; panics with the log otherwise.
     pub fn wait_for(&self, path: &str, ok: impl Fn(u16, &str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok((status, _, body)) = http_get(&format!("{}{path}", self.url), &[]) {
-                if ok(status, &String::from_utf8_lossy(&body)) {
-                    return;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(250));
+        if poll(&format!("{}{path}", self.url), ok) {
+            return;
         }
         panic!(
             "prometheus: {path} never became ready; log:\n{}",

@@ -292,15 +292,14 @@ fn series_of(
     }))
 }
 
+/// A sample value in the exposition spelling the scrape uses
+/// ([`sentinel_base::text::format_exposition`]: shortest round-trip digits), except that
+/// negative zero keeps its sign, so an export reads back bit for bit.
 fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+    if v == 0.0 && v.is_sign_negative() {
+        "-0".into()
     } else {
-        format!("{v:?}")
+        sentinel_base::text::format_exposition(v)
     }
 }
 
@@ -423,6 +422,42 @@ mod tests {
             back[1].1,
             vec![(5000, 0.1)],
             "stale markers are not exported"
+        );
+    }
+
+    #[test]
+    fn written_values_read_back_bit_for_bit_with_the_shared_formatter() {
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            -3.0,
+            0.1,
+            1e15,
+            123_456_789_012_345_680.0,
+            1e-7,
+            -2.5e-300,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            f64::NEG_INFINITY,
+        ];
+        let series = vec![(
+            Labels::from_pairs([(METRIC_NAME, "v")]),
+            values
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (i as i64, *v))
+                .collect(),
+        )];
+        let mut buf = Vec::new();
+        write(&series, &mut buf).unwrap();
+        let back = parse(&buf).unwrap();
+        let bits = |s: &[(i64, f64)]| s.iter().map(|(_, v)| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&back[0].1),
+            bits(&series[0].1),
+            "{}",
+            String::from_utf8_lossy(&buf)
         );
     }
 }

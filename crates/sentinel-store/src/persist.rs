@@ -486,19 +486,33 @@ mod tests {
         }
     }
 
+    /// A history that neither expires nor evicts.
+    fn unbounded() -> History {
+        History::new(i64::MAX / 4, u64::MAX)
+    }
+
+    /// A fresh directory, a history and its persistence, after [`fill`] and a flush for
+    /// each of `spans` (one file each).
+    fn flushed(spans: &[(i64, i64)]) -> (tempfile::TempDir, History, Persist) {
+        let dir = tempfile::tempdir().unwrap();
+        let h = unbounded();
+        let mut p = Persist::open(dir.path()).unwrap();
+        for &(from, to) in spans {
+            fill(&h, from, to);
+            p.flush(&h).unwrap();
+        }
+        (dir, h, p)
+    }
+
     fn reload(dir: &Path) -> (History, Result<LoadReport, PersistError>) {
-        let h = History::new(i64::MAX / 4, u64::MAX);
+        let h = unbounded();
         let r = Persist::open(dir).and_then(|mut p| p.load_into(&h));
         (h, r)
     }
 
     #[test]
     fn flushes_and_full_rewrites_load_back_everything() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::new(i64::MAX / 4, u64::MAX);
-        let mut p = Persist::open(dir.path()).unwrap();
-        fill(&h, 0, 300);
-        p.flush(&h).unwrap();
+        let (dir, h, mut p) = flushed(&[(0, 300)]);
         fill(&h, 300, 500);
         h.append(&l(0), 500_000, stale_nan());
         p.flush(&h).unwrap();
@@ -528,15 +542,7 @@ mod tests {
 
     #[test]
     fn truncated_and_corrupt_files_are_counted_and_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::new(i64::MAX / 4, u64::MAX);
-        let mut p = Persist::open(dir.path()).unwrap();
-        fill(&h, 0, 100);
-        p.flush(&h).unwrap();
-        fill(&h, 100, 200);
-        p.flush(&h).unwrap();
-        fill(&h, 200, 300);
-        p.flush(&h).unwrap();
+        let (dir, _, p) = flushed(&[(0, 100), (100, 200), (200, 300)]);
         drop(p);
         let files = list(dir.path()).unwrap();
         // Second file truncated, third with a flipped byte.
@@ -559,11 +565,7 @@ mod tests {
 
     #[test]
     fn unknown_format_version_is_refused_with_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let h = History::new(i64::MAX / 4, u64::MAX);
-        let mut p = Persist::open(dir.path()).unwrap();
-        fill(&h, 0, 10);
-        p.flush(&h).unwrap();
+        let (dir, _, p) = flushed(&[(0, 10)]);
         drop(p);
         let f = &list(dir.path()).unwrap()[0].1;
         let mut b = fs::read(f).unwrap();
@@ -614,7 +616,7 @@ mod tests {
             }
             let dir = tempfile::tempdir().unwrap();
             fs::write(dir.path().join(format!("{:020}.hist", 1)), &b).unwrap();
-            let h = History::new(i64::MAX / 4, u64::MAX);
+            let h = unbounded();
             let _ = read_dir_into(dir.path(), &h);
         }
     }
