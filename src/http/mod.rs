@@ -351,8 +351,20 @@ async fn reload(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn index(State(app): State<Arc<App>>) -> Html<String> {
-    Html(status::page(&app))
+async fn index(State(app): State<Arc<App>>) -> Response {
+    // The page runs the trend queries: CPU work bounded by `query.timeout`, kept off
+    // the runtime's workers so other requests are served meanwhile.
+    match tokio::task::spawn_blocking(move || status::page(&app)).await {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "status page rendering failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "status page rendering failed\n",
+            )
+                .into_response()
+        }
+    }
 }
 
 /// Reads and throws away a refused request's body (at most 8 MiB, for at most 2 s), so

@@ -397,7 +397,7 @@ async fn query(State(app): State<Arc<App>>, p: Params) -> Result<Response, Respo
 }
 
 async fn query_range(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
-    let param = |name: &str, parse: fn(&str) -> Result<i64, String>| {
+    let param = |name: &str, parse: fn(&str) -> Result<i64, ParamError>| {
         parse(p.get(name)).map_err(|e| bad_param(name, e))
     };
     let start = param("start", parse_time)?;

@@ -269,15 +269,9 @@ pub fn section(app: &App, now: SystemTime) -> String {
             return html.clone();
         }
     }
-    // The page handler runs on the async runtime; the queries are CPU work bounded by
-    // `query.timeout`. On the multi-threaded runtime (the server's), other tasks move off
-    // this worker meanwhile.
-    let html = match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(|| render_section(app, now))
-        }
-        _ => render_section(app, now),
-    };
+    // CPU work bounded by `query.timeout`; the page handler calls this on a blocking
+    // thread (`spawn_blocking` in `src/http/mod.rs`).
+    let html = render_section(app, now);
     *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, Instant::now(), html.clone()));
     html
 }
