@@ -481,9 +481,7 @@ impl Preload {
 
 #[derive(PartialEq, Eq, Hash)]
 struct PreloadKey {
-    matchers: String,
-    offset: i64,
-    at: Option<i64>,
+    selector: usize,
     range: i64,
 }
 
@@ -861,25 +859,21 @@ impl<'a> Evaluator<'a> {
     ) -> Option<Arc<Preloaded>> {
         let pre = self.preload.as_ref()?;
         let off = offset_ms(&vs.offset);
-        let (at, lo, hi) = match &vs.at {
+        let (lo, hi) = match &vs.at {
             Some(AtModifier::At(t)) => {
                 let rt = at_millis(t).saturating_sub(off);
-                (Some(rt), rt, rt)
+                (rt, rt)
             }
-            _ => (
-                None,
-                pre.start.saturating_sub(off),
-                pre.end.saturating_sub(off),
-            ),
+            _ => (pre.start.saturating_sub(off), pre.end.saturating_sub(off)),
         };
         let (pmint, pmaxt) = (lo.saturating_sub(range), hi);
         if mint < pmint || maxt > pmaxt {
             return None;
         }
+        // The query's syntax tree outlives the range query and is not changed while it
+        // runs: a selector node's address names it (its matchers, offset and @).
         let key = PreloadKey {
-            matchers: format!("{:?}", selector_matchers(vs)),
-            offset: off,
-            at,
+            selector: vs as *const VectorSelector as usize,
             range,
         };
         let mut cache = pre.cache.lock();
