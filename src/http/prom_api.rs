@@ -35,7 +35,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr};
-use sentinel_rules::eval::{Budget, EvalError, Evaluator, QueryLimits, RangeSeries, Value};
+use sentinel_rules::eval::{
+    Budget, EvalError, Evaluator, Preload, QueryLimits, RangeSeries, Value,
+};
 use sentinel_rules::labels::Labels;
 use sentinel_rules::store::Store;
 use serde_json::{json, Map};
@@ -464,12 +466,15 @@ pub(crate) fn eval_range(
     budget: &Arc<Budget>,
 ) -> Result<Vec<RangeSeries>, EvalError> {
     let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    // Each selector is selected once over the whole range, then sliced per step.
+    let preload = Arc::new(Preload::new(start, end));
     let mut t = start;
     while t <= end {
         budget.check()?;
         let mark = budget.mark();
         let v = Evaluator::new(store, t)
             .with_budget(budget.clone())
+            .with_preload(preload.clone())
             .eval_instant(expr)?;
         budget.release_to(mark);
         budget.charge_samples(v.len() as u64)?;

@@ -454,6 +454,97 @@ fn at_millis(t: &std::time::SystemTime) -> i64 {
     clamp_time(ms)
 }
 
+/// The selections of one range query: each vector selector is selected once over the
+/// widest window the query's steps need (decoding the history's chunks once), then every
+/// step slices its own window out of it by binary search.
+pub struct Preload {
+    start: i64,
+    end: i64,
+    cache: parking_lot::Mutex<HashMap<PreloadKey, Option<Arc<Preloaded>>>>,
+}
+
+impl Preload {
+    /// For a range query whose steps lie in `[start, end]`.
+    pub fn new(start: i64, end: i64) -> Self {
+        Preload {
+            start: clamp_time(start),
+            end: clamp_time(end),
+            cache: parking_lot::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How many selectors were selected over the whole range (not per step).
+    pub fn selections(&self) -> usize {
+        self.cache.lock().values().filter(|v| v.is_some()).count()
+    }
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct PreloadKey {
+    selector: usize,
+    range: i64,
+}
+
+/// One selector's series over the preloaded window, sorted by labels, samples by time
+/// (stale markers kept: an instant selection ends at one).
+struct Preloaded {
+    series: Vec<crate::store::SelectedSeries>,
+}
+
+impl Preloaded {
+    /// What `Store::select_last` over `[mint, maxt]` gives, stale samples dropped.
+    fn last_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for (labels, s) in &self.series {
+            let i = s.partition_point(|(t, _)| *t <= maxt);
+            let Some(&(t, v)) = i.checked_sub(1).and_then(|i| s.get(i)) else {
+                continue;
+            };
+            if t >= mint && !is_stale(v) {
+                out.push(Sample {
+                    labels: labels.clone(),
+                    t,
+                    v,
+                });
+            }
+        }
+        out
+    }
+
+    /// What `Store::select_bounded` over `[mint, maxt]` gives (series with no sample in
+    /// the window left out), stale samples dropped; the samples a step touches are
+    /// counted against `max_samples` as a selection of its own would be.
+    fn window(
+        &self,
+        mint: i64,
+        maxt: i64,
+        max_samples: u64,
+    ) -> Result<Vec<RangeSeries>, EvalError> {
+        let mut used = 0u64;
+        let mut out = Vec::new();
+        for (labels, s) in &self.series {
+            let lo = s.partition_point(|(t, _)| *t < mint);
+            let hi = s.partition_point(|(t, _)| *t <= maxt).max(lo);
+            if lo == hi {
+                continue;
+            }
+            used = used.saturating_add((hi - lo) as u64 + 1);
+            if used > max_samples {
+                return Err(EvalError::TooManySamples);
+            }
+            out.push(RangeSeries {
+                labels: labels.clone(),
+                points: s[lo..hi]
+                    .iter()
+                    .copied()
+                    .filter(|(_, v)| !is_stale(*v))
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+}
+
 /// Evaluates expressions at one instant, within a [`Budget`].
 pub struct Evaluator<'a> {
     pub store: &'a Store,
@@ -464,6 +555,8 @@ pub struct Evaluator<'a> {
     budget: Arc<Budget>,
     /// Product of the step counts of the subqueries this evaluation runs inside.
     nested_steps: u64,
+    /// Selections made once for a whole range query, sliced at each step.
+    preload: Option<Arc<Preload>>,
 }
 
 impl<'a> Evaluator<'a> {
@@ -475,7 +568,15 @@ impl<'a> Evaluator<'a> {
             subquery_step_ms: 60_000,
             budget: Arc::new(Budget::new(QueryLimits::default())),
             nested_steps: 1,
+            preload: None,
         }
+    }
+
+    /// Serves selections from `preload` (one range query's) where the window asked lies
+    /// inside what it holds.
+    pub fn with_preload(mut self, preload: Arc<Preload>) -> Self {
+        self.preload = Some(preload);
+        self
     }
 
     pub fn with_subquery_step(mut self, ms: i64) -> Self {
@@ -559,6 +660,7 @@ impl<'a> Evaluator<'a> {
                 subquery_step_ms: self.subquery_step_ms,
                 budget: self.budget.clone(),
                 nested_steps: total.max(1),
+                preload: self.preload.clone(),
             };
             // The step's own values are dropped once folded in: release them, then
             // charge the points (and new series) the subquery keeps.
@@ -692,6 +794,10 @@ impl<'a> Evaluator<'a> {
 
     pub fn vector_selector(&self, vs: &VectorSelector) -> Vec<Sample> {
         let rt = self.ref_time(vs);
+        let mint = rt.saturating_sub(LOOKBACK_MS);
+        if let Some(p) = self.preloaded(vs, LOOKBACK_MS, mint, rt) {
+            return p.last_in(mint, rt);
+        }
         let matchers = selector_matchers(vs);
         let mut out = Vec::new();
         for (labels, (t, v)) in
@@ -724,6 +830,9 @@ impl<'a> Evaluator<'a> {
     fn matrix_selector_limited(&self, m: &MatrixSelector) -> Result<Vec<RangeSeries>, EvalError> {
         let maxt = self.ref_time(&m.vs);
         let mint = maxt.saturating_sub(ms(&m.range));
+        if let Some(p) = self.preloaded(&m.vs, ms(&m.range), mint, maxt) {
+            return p.window(mint, maxt, self.budget.samples_left());
+        }
         let matchers = selector_matchers(&m.vs);
         let selected = self
             .store
@@ -736,6 +845,49 @@ impl<'a> Evaluator<'a> {
                 points: samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
             })
             .collect())
+    }
+
+    /// The range query's preloaded selection of `vs` with `range` before each reference
+    /// time, when it holds `[mint, maxt]`; filled on first use over the widest window
+    /// the range query's steps need.
+    fn preloaded(
+        &self,
+        vs: &VectorSelector,
+        range: i64,
+        mint: i64,
+        maxt: i64,
+    ) -> Option<Arc<Preloaded>> {
+        let pre = self.preload.as_ref()?;
+        let off = offset_ms(&vs.offset);
+        let (lo, hi) = match &vs.at {
+            Some(AtModifier::At(t)) => {
+                let rt = at_millis(t).saturating_sub(off);
+                (rt, rt)
+            }
+            _ => (pre.start.saturating_sub(off), pre.end.saturating_sub(off)),
+        };
+        let (pmint, pmaxt) = (lo.saturating_sub(range), hi);
+        if mint < pmint || maxt > pmaxt {
+            return None;
+        }
+        // The query's syntax tree outlives the range query and is not changed while it
+        // runs: a selector node's address names it (its matchers, offset and @).
+        let key = PreloadKey {
+            selector: vs as *const VectorSelector as usize,
+            range,
+        };
+        let mut cache = pre.cache.lock();
+        if let Some(hit) = cache.get(&key) {
+            return hit.clone();
+        }
+        // Capped at max_samples: a larger selection stays per step, as before.
+        let cap = self.budget.limits().max_samples;
+        let got = self
+            .store
+            .select_bounded(&selector_matchers(vs), pmint, pmaxt, cap)
+            .map(|series| Arc::new(Preloaded { series }));
+        cache.insert(key, got.clone());
+        got
     }
 
     fn scalar_of(&self, e: &Expr) -> Result<f64, EvalError> {

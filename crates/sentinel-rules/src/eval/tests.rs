@@ -409,3 +409,124 @@ fn function_table_lists_each_function_once_and_check_accepts_exactly_it() {
     }
     assert!(check(&parse("info(up)").unwrap()).is_err());
 }
+
+// --- Range queries select once (issue: each step decoded the history again) ---
+
+/// Every step of `q` over `[start, end]`, with one preload for the range or without.
+fn range_steps(
+    s: &Store,
+    q: &str,
+    (start, end, step): (i64, i64, i64),
+    preload: Option<&Arc<Preload>>,
+) -> Vec<String> {
+    let e = parse(q).unwrap();
+    check(&e).unwrap();
+    let mut out = Vec::new();
+    let mut t = start;
+    while t <= end {
+        let mut ev = Evaluator::new(s, t);
+        if let Some(p) = preload {
+            ev = ev.with_preload(p.clone());
+        }
+        let mut v = ev.eval_instant(&e).unwrap();
+        v.sort_by(|a, b| a.labels.cmp(&b.labels));
+        out.push(format!("{t}: {v:?}"));
+        t += step;
+    }
+    out
+}
+
+/// A store whose first hours lie in the history (chunks decoded on selection).
+fn store_with_history() -> Store {
+    use sentinel_base::metrics::MetricFamily;
+    let s = Store::new(600_000, 1000);
+    s.attach_history(Arc::new(sentinel_store::history::History::new(
+        4 * 3_600_000,
+        u64::MAX,
+    )));
+    for k in 0..(3 * 720i64) {
+        let t = k * 5000;
+        let mut fams = vec![
+            MetricFamily::gauge("g", "g").with(&[("i", "a")], (k % 17) as f64),
+            MetricFamily::counter("c_total", "c").with(&[("i", "a")], (k * 3) as f64),
+        ];
+        // A series that goes away for a while (stale markers) and comes back.
+        if !(800..1200).contains(&k) {
+            fams.push(MetricFamily::gauge("g", "g").with(&[("i", "b")], k as f64));
+        }
+        s.ingest(&fams, t);
+    }
+    s
+}
+
+#[test]
+fn range_query_selects_each_selector_once_not_once_per_step() {
+    let s = store_with_history();
+    let p = Arc::new(Preload::new(0, 3 * 3_600_000));
+    let steps = range_steps(
+        &s,
+        "sum(increase(c_total[1h])) + sum(g)",
+        (0, 3 * 3_600_000, 60_000),
+        Some(&p),
+    );
+    assert_eq!(steps.len(), 181);
+    // Two selectors, two selections for the 181 steps.
+    assert_eq!(p.selections(), 2);
+}
+
+#[test]
+fn preloaded_range_steps_answer_as_per_step_selection_does() {
+    let s = store_with_history();
+    let range = (0, 3 * 3_600_000, 60_000);
+    for q in [
+        "g",
+        "g offset 10m",
+        "g @ 5000",
+        "timestamp(g)",
+        "rate(c_total[75s])",
+        "sum(increase(c_total[1h]))",
+        "count_over_time(g[10m])",
+        "last_over_time(g[2m] offset 1h)",
+        "max_over_time(g[30m] @ 7200)",
+        "max_over_time(g[5m:1m])",
+        "absent_over_time(g{i=\"b\"}[1m])",
+        "g - g offset 1m",
+    ] {
+        let p = Arc::new(Preload::new(range.0, range.1));
+        assert_eq!(
+            range_steps(&s, q, range, Some(&p)),
+            range_steps(&s, q, range, None),
+            "{q}"
+        );
+    }
+}
+
+#[test]
+fn preloaded_range_steps_still_count_each_steps_samples() {
+    let s = store_with_history();
+    let limits = QueryLimits {
+        max_samples: 200,
+        ..QueryLimits::default()
+    };
+    let e = parse("count_over_time(c_total[30m])").unwrap();
+    // 361 samples in one step's window: over the cap with or without the preload.
+    for preload in [false, true] {
+        let mut ev = Evaluator::new(&s, 3 * 3_600_000).with_limits(limits);
+        if preload {
+            ev = ev.with_preload(Arc::new(Preload::new(0, 3 * 3_600_000)));
+        }
+        assert_eq!(ev.eval(&e).map(|_| ()), Err(EvalError::TooManySamples));
+    }
+    // 10 m windows fit; the preload of the whole range (over the cap) is not kept, the
+    // steps select for themselves.
+    let p = Arc::new(Preload::new(0, 3 * 3_600_000));
+    let e = parse("count_over_time(c_total[10m])").unwrap();
+    let ev = Evaluator::new(&s, 3 * 3_600_000)
+        .with_limits(limits)
+        .with_preload(p.clone());
+    let Value::Vector(v) = ev.eval(&e).unwrap() else {
+        panic!()
+    };
+    assert_eq!(v[0].v, 120.0);
+    assert_eq!(p.selections(), 0);
+}
