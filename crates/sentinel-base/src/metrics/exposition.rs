@@ -381,13 +381,21 @@ impl Exposition {
             return false;
         }
         *last = generation;
+        let start = std::time::Instant::now();
         let (families, text, om) = self.assemble();
+        let encode_us = start.elapsed().as_micros() as u64;
         let now = SystemTime::now();
         self.encoded.store(Arc::new(Encoded::new(text, om, now)));
         let sinks = self.sinks.lock().clone();
         for s in sinks {
             s.accept(&families, now);
         }
+        tracing::debug!(
+            families = families.len(),
+            encode_us,
+            sinks_us = start.elapsed().as_micros() as u64 - encode_us,
+            "snapshot refreshed"
+        );
         true
     }
 
