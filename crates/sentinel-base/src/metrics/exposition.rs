@@ -77,7 +77,11 @@ struct Piece {
 }
 
 impl Piece {
-    fn new(given: &MetricFamily) -> Arc<Piece> {
+    /// `unique`: the source guarantees distinct series (then nothing is deduplicated).
+    fn new(given: &MetricFamily, unique: bool) -> Arc<Piece> {
+        if unique {
+            return Piece::encode(given.clone(), true);
+        }
         let mut seen: HashSet<(Suffix, Vec<(String, String)>)> = HashSet::new();
         let mut family = MetricFamily {
             name: given.name.clone(),
@@ -93,6 +97,10 @@ impl Piece {
             }
         }
         let as_given = family.samples.len() == given.samples.len();
+        Piece::encode(family, as_given)
+    }
+
+    fn encode(family: MetricFamily, as_given: bool) -> Arc<Piece> {
         let mut text = String::new();
         encode_text_family(&family, &mut text);
         let mut openmetrics = String::new();
@@ -106,18 +114,18 @@ impl Piece {
     }
 
     /// The cached piece when `given` is what it was made from, else a new one.
-    fn reuse_or_new(old: Option<&Arc<Piece>>, given: &MetricFamily) -> Arc<Piece> {
+    fn reuse_or_new(old: Option<&Arc<Piece>>, given: &MetricFamily, unique: bool) -> Arc<Piece> {
         match old {
             Some(p) if p.as_given && p.family == *given => p.clone(),
-            _ => Piece::new(given),
+            _ => Piece::new(given, unique),
         }
     }
 
-    fn pieces(given: &[MetricFamily], old: &[Arc<Piece>]) -> Vec<Arc<Piece>> {
+    fn pieces(given: &[MetricFamily], old: &[Arc<Piece>], unique: bool) -> Vec<Arc<Piece>> {
         given
             .iter()
             .enumerate()
-            .map(|(i, f)| Piece::reuse_or_new(old.get(i), f))
+            .map(|(i, f)| Piece::reuse_or_new(old.get(i), f, unique))
             .collect()
     }
 }
@@ -300,7 +308,7 @@ impl Exposition {
                 old => {
                     let old = old.map(|c| c.pieces).unwrap_or_default();
                     CollectedPieces {
-                        pieces: Piece::pieces(&families, &old),
+                        pieces: Piece::pieces(&families, &old, false),
                         families,
                     }
                 }
@@ -328,7 +336,7 @@ impl Exposition {
             } else {
                 let mut families = Vec::new();
                 source.collect(&mut families);
-                Piece::pieces(&families, &old)
+                Piece::pieces(&families, &old, source.series_are_unique())
             };
             cache.registry.push(RegistryPieces {
                 source,

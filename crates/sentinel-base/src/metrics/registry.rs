@@ -27,6 +27,13 @@ pub trait FamilySource: Send + Sync {
     fn generation(&self) -> Option<u64> {
         None
     }
+
+    /// Whether no two samples that [`collect`](Self::collect) gives share a family, suffix
+    /// and label set, so the exposition can skip deduplicating them. `false` (the default)
+    /// when unsure.
+    fn series_are_unique(&self) -> bool {
+        false
+    }
 }
 
 /// Holds every long-lived metric source. Cheap to clone (shared).
@@ -601,6 +608,11 @@ impl FamilySource for MetricVec<f64> {
     fn generation(&self) -> Option<u64> {
         Some(self.generation.load(Ordering::SeqCst))
     }
+
+    /// One family, one series per label-value set.
+    fn series_are_unique(&self) -> bool {
+        true
+    }
 }
 
 impl FamilySource for MetricVec<HistogramSnapshot> {
@@ -618,6 +630,11 @@ impl FamilySource for MetricVec<HistogramSnapshot> {
 
     fn generation(&self) -> Option<u64> {
         Some(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// One family, one series per label-value set.
+    fn series_are_unique(&self) -> bool {
+        true
     }
 }
 
