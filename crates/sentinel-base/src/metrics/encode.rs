@@ -65,18 +65,24 @@ fn write_labels_and_value(out: &mut String, s: &Sample, value: f64) {
 /// Classic Prometheus text format (version 0.0.4).
 pub fn encode_text(families: &[MetricFamily], out: &mut String) {
     for f in families {
-        if f.samples.is_empty() {
-            continue;
-        }
-        out.push_str("# HELP ");
-        out.push_str(&f.name);
-        out.push(' ');
-        escape_help(out, &f.help, false);
-        out.push('\n');
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
-        for s in &f.samples {
-            write_sample(out, &f.name, s);
-        }
+        encode_text_family(f, out);
+    }
+}
+
+/// One family in the classic text format: what [`encode_text`] writes for it (nothing
+/// when it has no samples). A body is the concatenation of its families' pieces.
+pub fn encode_text_family(f: &MetricFamily, out: &mut String) {
+    if f.samples.is_empty() {
+        return;
+    }
+    out.push_str("# HELP ");
+    out.push_str(&f.name);
+    out.push(' ');
+    escape_help(out, &f.help, false);
+    out.push('\n');
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
+    for s in &f.samples {
+        write_sample(out, &f.name, s);
     }
 }
 
@@ -86,38 +92,47 @@ pub fn encode_text(families: &[MetricFamily], out: &mut String) {
 /// that ingests created timestamps records a zero there and counts the first event.
 pub fn encode_openmetrics(families: &[MetricFamily], out: &mut String) {
     for f in families {
-        if f.samples.is_empty() {
-            continue;
-        }
-        let meta_name = match f.kind {
-            MetricType::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name),
-            _ => &f.name,
+        encode_openmetrics_family(f, out);
+    }
+    out.push_str(OPENMETRICS_EOF);
+}
+
+/// The line that ends an OpenMetrics body.
+pub const OPENMETRICS_EOF: &str = "# EOF\n";
+
+/// One family in OpenMetrics: what [`encode_openmetrics`] writes for it, without the
+/// closing [`OPENMETRICS_EOF`] (nothing when it has no samples).
+pub fn encode_openmetrics_family(f: &MetricFamily, out: &mut String) {
+    if f.samples.is_empty() {
+        return;
+    }
+    let meta_name = match f.kind {
+        MetricType::Counter => f.name.strip_suffix("_total").unwrap_or(&f.name),
+        _ => &f.name,
+    };
+    let kind = match f.kind {
+        MetricType::Untyped => "unknown",
+        k => k.as_str(),
+    };
+    let _ = writeln!(out, "# TYPE {meta_name} {kind}");
+    out.push_str("# HELP ");
+    out.push_str(meta_name);
+    out.push(' ');
+    escape_help(out, &f.help, true);
+    out.push('\n');
+    for s in &f.samples {
+        write_sample(out, &f.name, s);
+        let last_of_point = match f.kind {
+            MetricType::Counter => s.suffix == Suffix::None,
+            MetricType::Histogram => s.suffix == Suffix::Count,
+            _ => false,
         };
-        let kind = match f.kind {
-            MetricType::Untyped => "unknown",
-            k => k.as_str(),
-        };
-        let _ = writeln!(out, "# TYPE {meta_name} {kind}");
-        out.push_str("# HELP ");
-        out.push_str(meta_name);
-        out.push(' ');
-        escape_help(out, &f.help, true);
-        out.push('\n');
-        for s in &f.samples {
-            write_sample(out, &f.name, s);
-            let last_of_point = match f.kind {
-                MetricType::Counter => s.suffix == Suffix::None,
-                MetricType::Histogram => s.suffix == Suffix::Count,
-                _ => false,
-            };
-            if let (true, Some(created)) = (last_of_point, s.created) {
-                out.push_str(meta_name);
-                out.push_str("_created");
-                write_labels_and_value(out, s, created);
-            }
+        if let (true, Some(created)) = (last_of_point, s.created) {
+            out.push_str(meta_name);
+            out.push_str("_created");
+            write_labels_and_value(out, s, created);
         }
     }
-    out.push_str("# EOF\n");
 }
 
 #[cfg(test)]

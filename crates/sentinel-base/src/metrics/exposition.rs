@@ -3,8 +3,8 @@
 //! encode both formats once, and the HTTP layer serves the bytes as they are. A scrape
 //! never triggers collection or encoding (gzip is compressed once per snapshot, lazily).
 
-use super::encode::{encode_openmetrics, encode_text};
-use super::registry::{CounterVec, Registry};
+use super::encode::{encode_openmetrics_family, encode_text_family, OPENMETRICS_EOF};
+use super::registry::{CounterVec, FamilySource, Registry};
 use super::{MetricFamily, Suffix};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -65,6 +65,120 @@ fn gzip_bytes(b: &[u8]) -> Bytes {
 /// Identifies one series while merging: family, suffix, sorted labels.
 type SeriesKey = (String, Suffix, Vec<(String, String)>);
 
+/// One family of one source as it goes into the snapshot: its series deduplicated
+/// (first one wins, as in [`Exposition::merged`]) and its encoding in both formats.
+/// Kept across refreshes while its source does not change.
+struct Piece {
+    family: MetricFamily,
+    /// Whether deduplication removed nothing (then `family` equals what the source gave).
+    as_given: bool,
+    text: String,
+    openmetrics: String,
+}
+
+impl Piece {
+    /// `unique`: the source guarantees distinct series (then nothing is deduplicated).
+    fn new(given: &MetricFamily, unique: bool) -> Arc<Piece> {
+        if unique {
+            return Piece::encode(given.clone(), true);
+        }
+        let mut seen: HashSet<(Suffix, Vec<(String, String)>)> = HashSet::new();
+        let mut family = MetricFamily {
+            name: given.name.clone(),
+            help: given.help.clone(),
+            kind: given.kind,
+            samples: Vec::with_capacity(given.samples.len()),
+        };
+        for s in &given.samples {
+            let mut key_labels = s.labels.clone();
+            key_labels.sort();
+            if seen.insert((s.suffix, key_labels)) {
+                family.samples.push(s.clone());
+            }
+        }
+        let as_given = family.samples.len() == given.samples.len();
+        Piece::encode(family, as_given)
+    }
+
+    fn encode(family: MetricFamily, as_given: bool) -> Arc<Piece> {
+        let mut text = String::new();
+        encode_text_family(&family, &mut text);
+        let mut openmetrics = String::new();
+        encode_openmetrics_family(&family, &mut openmetrics);
+        Arc::new(Piece {
+            family,
+            as_given,
+            text,
+            openmetrics,
+        })
+    }
+
+    /// The cached piece when `given` is what it was made from, else a new one.
+    fn reuse_or_new(old: Option<&Arc<Piece>>, given: &MetricFamily, unique: bool) -> Arc<Piece> {
+        match old {
+            Some(p) if p.as_given && p.family == *given => p.clone(),
+            _ => Piece::new(given, unique),
+        }
+    }
+
+    fn pieces(given: &[MetricFamily], old: &[Arc<Piece>], unique: bool) -> Vec<Arc<Piece>> {
+        given
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Piece::reuse_or_new(old.get(i), f, unique))
+            .collect()
+    }
+}
+
+/// The encoded pieces of one collector's families, valid while its `Arc` is the same.
+struct CollectedPieces {
+    families: Arc<Vec<MetricFamily>>,
+    pieces: Vec<Arc<Piece>>,
+}
+
+/// The encoded pieces of one registry source, valid while its generation is the same.
+struct RegistryPieces {
+    source: Arc<dyn FamilySource>,
+    generation: Option<u64>,
+    pieces: Vec<Arc<Piece>>,
+}
+
+/// What the last refresh encoded, per source, so the next one re-encodes only the
+/// families of sources that changed.
+#[derive(Default)]
+struct PieceCache {
+    collected: BTreeMap<String, CollectedPieces>,
+    registry: Vec<RegistryPieces>,
+}
+
+/// Joins same-name families given by several sources, exactly as [`Exposition::merged`]
+/// does: help and type from the first, a family of another type skipped, duplicate
+/// series removed (first one wins).
+fn join_families<'a>(parts: impl IntoIterator<Item = &'a MetricFamily>) -> Option<MetricFamily> {
+    let mut joined: Option<MetricFamily> = None;
+    let mut seen: HashSet<(Suffix, Vec<(String, String)>)> = HashSet::new();
+    for f in parts {
+        let entry = joined.get_or_insert_with(|| MetricFamily {
+            name: f.name.clone(),
+            help: f.help.clone(),
+            kind: f.kind,
+            samples: Vec::new(),
+        });
+        if entry.kind != f.kind {
+            tracing::warn!(family = %f.name, "family exported with two types; keeping the first");
+            continue;
+        }
+        for s in &f.samples {
+            let mut key_labels = s.labels.clone();
+            key_labels.sort();
+            if seen.insert((s.suffix, key_labels)) {
+                entry.samples.push(s.clone());
+            }
+        }
+    }
+    joined
+}
+
 pub struct Exposition {
     collected: Mutex<BTreeMap<String, Arc<Vec<MetricFamily>>>>,
     collected_generation: AtomicU64,
@@ -75,6 +189,8 @@ pub struct Exposition {
     sinks: Mutex<Vec<Arc<dyn SnapshotSink>>>,
     /// (collected, registry) generations of the current snapshot.
     encoded_generation: Mutex<(u64, u64)>,
+    /// Per-source encodings of the current snapshot (locked only by `refresh`).
+    pieces: Mutex<PieceCache>,
 }
 
 impl Exposition {
@@ -97,6 +213,7 @@ impl Exposition {
             )),
             sinks: Mutex::new(Vec::new()),
             encoded_generation: Mutex::new((0, 0)),
+            pieces: Mutex::new(PieceCache::default()),
         })
     }
 
@@ -170,6 +287,95 @@ impl Exposition {
         by_name.into_values().collect()
     }
 
+    /// Brings the per-source pieces up to date — re-encoding only the families of a
+    /// collector whose families were replaced and of a registry source whose generation
+    /// moved (or that has none), and only those that differ — then assembles the
+    /// snapshot from them. Returns the merged families (equal to [`merged`](Self::merged))
+    /// and both bodies (byte-identical to encoding them in full).
+    fn assemble(&self) -> (Vec<MetricFamily>, String, String) {
+        let sources: Vec<(String, Arc<Vec<MetricFamily>>)> = self
+            .collected
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let mut cache = self.pieces.lock();
+        let cache = &mut *cache;
+        let mut collected = BTreeMap::new();
+        for (name, families) in sources {
+            let entry = match cache.collected.remove(&name) {
+                Some(c) if Arc::ptr_eq(&c.families, &families) => c,
+                old => {
+                    let old = old.map(|c| c.pieces).unwrap_or_default();
+                    CollectedPieces {
+                        pieces: Piece::pieces(&families, &old, false),
+                        families,
+                    }
+                }
+            };
+            collected.insert(name, entry);
+        }
+        cache.collected = collected;
+
+        let own = self.registry.sources();
+        let mut old_registry = std::mem::take(&mut cache.registry);
+        for (i, source) in own.into_iter().enumerate() {
+            // Read before collecting: a change during the collection moves it again.
+            let generation = source.generation();
+            let old = old_registry
+                .get_mut(i)
+                .filter(|o| Arc::ptr_eq(&o.source, &source))
+                .map(|o| std::mem::take(&mut o.pieces))
+                .unwrap_or_default();
+            let fresh = old_registry
+                .get(i)
+                .is_some_and(|o| Arc::ptr_eq(&o.source, &source) && o.generation == generation)
+                && generation.is_some();
+            let pieces = if fresh {
+                old
+            } else {
+                let mut families = Vec::new();
+                source.collect(&mut families);
+                Piece::pieces(&families, &old, source.series_are_unique())
+            };
+            cache.registry.push(RegistryPieces {
+                source,
+                generation,
+                pieces,
+            });
+        }
+
+        // Same order as `merged`: collectors by source name, then the registry.
+        let mut by_name: BTreeMap<&str, Vec<&Arc<Piece>>> = BTreeMap::new();
+        let all = cache
+            .collected
+            .values()
+            .flat_map(|c| c.pieces.iter())
+            .chain(cache.registry.iter().flat_map(|r| r.pieces.iter()));
+        for p in all {
+            by_name.entry(&p.family.name).or_default().push(p);
+        }
+        let mut families = Vec::with_capacity(by_name.len());
+        let mut text = String::with_capacity(self.encoded.load().text.len() + 1024);
+        let mut om = String::with_capacity(self.encoded.load().openmetrics.len() + 1024);
+        for parts in by_name.into_values() {
+            if let [one] = parts[..] {
+                text.push_str(&one.text);
+                om.push_str(&one.openmetrics);
+                families.push(one.family.clone());
+                continue;
+            }
+            // A family given by more than one source: joined and encoded in full.
+            if let Some(f) = join_families(parts.iter().map(|p| &p.family)) {
+                encode_text_family(&f, &mut text);
+                encode_openmetrics_family(&f, &mut om);
+                families.push(f);
+            }
+        }
+        om.push_str(OPENMETRICS_EOF);
+        (families, text, om)
+    }
+
     /// Re-encodes if anything changed since the last snapshot. Returns whether it did.
     pub fn refresh(&self) -> bool {
         let generation = (
@@ -183,17 +389,21 @@ impl Exposition {
             return false;
         }
         *last = generation;
-        let families = self.merged();
+        let start = std::time::Instant::now();
+        let (families, text, om) = self.assemble();
+        let encode_us = start.elapsed().as_micros() as u64;
         let now = SystemTime::now();
-        let mut text = String::with_capacity(self.encoded.load().text.len() + 1024);
-        encode_text(&families, &mut text);
-        let mut om = String::with_capacity(text.len() + 1024);
-        encode_openmetrics(&families, &mut om);
         self.encoded.store(Arc::new(Encoded::new(text, om, now)));
         let sinks = self.sinks.lock().clone();
         for s in sinks {
             s.accept(&families, now);
         }
+        tracing::debug!(
+            families = families.len(),
+            encode_us,
+            sinks_us = start.elapsed().as_micros() as u64 - encode_us,
+            "snapshot refreshed"
+        );
         true
     }
 
@@ -239,6 +449,169 @@ mod tests {
         let g = merged.iter().find(|f| f.name == "g").unwrap();
         assert_eq!(g.samples.len(), 2);
         assert_eq!(g.samples[0].value, 1.0);
+    }
+
+    /// Records what the sinks receive.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<Vec<MetricFamily>>>);
+
+    impl SnapshotSink for Recorder {
+        fn accept(&self, families: &[MetricFamily], _at: SystemTime) {
+            self.0.lock().push(families.to_vec());
+        }
+    }
+
+    /// A registry source without a generation (collected on every refresh), like the
+    /// rule engine's alert families.
+    struct Ungenerated(Mutex<Vec<MetricFamily>>);
+
+    impl FamilySource for Ungenerated {
+        fn collect(&self, out: &mut Vec<MetricFamily>) {
+            out.extend(self.0.lock().iter().cloned());
+        }
+    }
+
+    /// Refreshes and checks the snapshot against a full merge and re-encode of the same
+    /// inputs, byte for byte, and what the sink got against `merged()`.
+    fn assert_matches_full_encode(e: &Exposition, sink: &Recorder, step: &str) {
+        assert!(e.refresh(), "{step}: something changed");
+        let full = e.merged();
+        let mut text = String::new();
+        super::super::encode::encode_text(&full, &mut text);
+        let mut om = String::new();
+        super::super::encode::encode_openmetrics(&full, &mut om);
+        let snap = e.current();
+        assert_eq!(
+            std::str::from_utf8(&snap.text).unwrap(),
+            text,
+            "{step}: text"
+        );
+        assert_eq!(
+            std::str::from_utf8(&snap.openmetrics).unwrap(),
+            om,
+            "{step}: openmetrics"
+        );
+        assert_eq!(
+            sink.0.lock().last().unwrap(),
+            &full,
+            "{step}: sink families"
+        );
+    }
+
+    #[test]
+    fn incremental_refresh_is_byte_identical_to_a_full_re_encode() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100);
+        let sink = Arc::new(Recorder::default());
+        e.add_sink(sink.clone());
+        let events = registry.counter_vec("ev_total", "Events.", &["kind"]);
+        let gauge = registry.gauge_vec("up_now", "Up.", &[]);
+        let hist = registry.histogram_vec("lat_seconds", "Latency.", &["op"], &[0.1, 1.0]);
+        let alerts = Arc::new(Ungenerated(Mutex::new(vec![MetricFamily::gauge(
+            "alerts", "Alerts.",
+        )
+        .with(&[("name", "a")], 1.0)])));
+        registry.register(alerts.clone());
+        let gpu = |v: f64, n: usize| {
+            let mut f = MetricFamily::gauge("gpu_util", "GPU \"util\".\nSecond line.");
+            for i in 0..n {
+                f.push(
+                    &[("gpu", i.to_string()), ("uuid", format!("u-{i}"))],
+                    v + i as f64,
+                );
+            }
+            vec![
+                f,
+                MetricFamily::counter("gpu_err_total", "Errors.").with(&[("gpu", "0")], v),
+            ]
+        };
+
+        events.inc(&["start"]);
+        gauge.set(&[], 1.0);
+        e.set("gpu", gpu(10.0, 2));
+        assert_matches_full_encode(&e, &sink, "first snapshot");
+
+        events.inc(&["start"]);
+        assert_matches_full_encode(&e, &sink, "registry increment");
+
+        events.inc(&["done"]);
+        hist.observe(&["run"], 0.5);
+        assert_matches_full_encode(&e, &sink, "new registry series");
+
+        e.set("gpu", gpu(11.0, 3));
+        assert_matches_full_encode(&e, &sink, "collector replaced, new series");
+
+        e.set("gpu", gpu(11.0, 1));
+        assert_matches_full_encode(&e, &sink, "collector replaced, series removed");
+
+        events.remove(&["start"]);
+        assert_matches_full_encode(&e, &sink, "registry series removed");
+
+        // A second source sharing a family name (and one series) with the first, with a
+        // duplicate series of its own and a family of another type under a used name.
+        e.set("gpu", gpu(12.0, 2));
+        e.set(
+            "another",
+            vec![
+                MetricFamily::gauge("gpu_util", "Other help.")
+                    .with(&[("gpu", "0"), ("uuid", "u-0")], 99.0)
+                    .with(&[("uuid", "u-7"), ("gpu", "7")], 7.0)
+                    .with(&[("gpu", "7"), ("uuid", "u-7")], 8.0),
+                MetricFamily::gauge("ev_total", "Clash.").with(&[("kind", "done")], 5.0),
+                MetricFamily::gauge("aaa_first", "Sorted first.").with::<&str, &str>(&[], 1.0),
+                MetricFamily::gauge("empty", "No samples."),
+            ],
+        );
+        assert_matches_full_encode(&e, &sink, "shared family names");
+
+        alerts.0.lock()[0].samples[0].value = 2.0;
+        registry.touch();
+        assert_matches_full_encode(&e, &sink, "ungenerated source changed");
+
+        gauge.series(&[]).set(3.0);
+        assert_matches_full_encode(&e, &sink, "series handle update");
+
+        e.clear("another");
+        assert_matches_full_encode(&e, &sink, "source cleared");
+
+        e.set("gpu", gpu(11.0, 1));
+        assert_matches_full_encode(&e, &sink, "collector replaced with equal families");
+        assert!(!e.refresh(), "nothing changed");
+    }
+
+    #[test]
+    fn unchanged_sources_are_not_re_encoded() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100);
+        let a = registry.counter_vec("a_total", "A.", &[]);
+        let b = registry.counter_vec("b_total", "B.", &[]);
+        a.inc(&[]);
+        b.inc(&[]);
+        e.set(
+            "c",
+            vec![MetricFamily::gauge("g", "G.").with(&[("x", "1")], 1.0)],
+        );
+        e.refresh();
+        let piece = |name: &str| {
+            let cache = e.pieces.lock();
+            cache
+                .collected
+                .values()
+                .flat_map(|c| c.pieces.iter())
+                .chain(cache.registry.iter().flat_map(|r| r.pieces.iter()))
+                .find(|p| p.family.name == name)
+                .unwrap()
+                .clone()
+        };
+        let (pa, pb, pg) = (piece("a_total"), piece("b_total"), piece("g"));
+        a.inc(&[]);
+        e.refresh();
+        assert!(
+            !Arc::ptr_eq(&pa, &piece("a_total")),
+            "changed family re-encoded"
+        );
+        assert!(Arc::ptr_eq(&pb, &piece("b_total")), "unchanged family kept");
+        assert!(Arc::ptr_eq(&pg, &piece("g")), "unchanged collector kept");
     }
 
     #[test]

@@ -20,6 +20,20 @@ use std::sync::Arc;
 /// Something that contributes families to the exposition at encode time.
 pub trait FamilySource: Send + Sync {
     fn collect(&self, out: &mut Vec<MetricFamily>);
+
+    /// A number that changes whenever what [`collect`](Self::collect) would return
+    /// changes, so the exposition can keep its encoding of an unchanged source; `None`
+    /// (the default) means unknown, and the source is collected on every refresh.
+    fn generation(&self) -> Option<u64> {
+        None
+    }
+
+    /// Whether no two samples that [`collect`](Self::collect) gives share a family, suffix
+    /// and label set, so the exposition can skip deduplicating them. `false` (the default)
+    /// when unsure.
+    fn series_are_unique(&self) -> bool {
+        false
+    }
 }
 
 /// Holds every long-lived metric source. Cheap to clone (shared).
@@ -47,15 +61,20 @@ impl Registry {
 
     /// Marks the registry as changed (for sources that update outside the vec types).
     pub fn touch(&self) {
-        self.inner.generation.fetch_add(1, Ordering::Relaxed);
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::Relaxed)
+        self.inner.generation.load(Ordering::SeqCst)
+    }
+
+    /// Every registered source, in registration order (the order of [`collect`](Self::collect)).
+    pub fn sources(&self) -> Vec<Arc<dyn FamilySource>> {
+        self.inner.sources.lock().clone()
     }
 
     pub fn collect(&self) -> Vec<MetricFamily> {
-        let sources = self.inner.sources.lock().clone();
+        let sources = self.sources();
         let mut out = Vec::new();
         for s in sources {
             s.collect(&mut out);
@@ -81,6 +100,7 @@ impl Registry {
             label_names: label_names.iter().map(|s| s.to_string()).collect(),
             series: RwLock::new(HashMap::new()),
             template,
+            generation: Arc::new(AtomicU64::new(1)),
             registry: self.clone(),
         });
         self.register(v.clone());
@@ -249,7 +269,16 @@ impl<C> SeriesData<C> {
 /// kept after [`MetricVec::remove`] updates a series that is no longer exported.
 pub struct Series<T: Value> {
     data: Arc<SeriesData<T::Cell>>,
+    /// The family's generation ([`FamilySource::generation`]).
+    generation: Arc<AtomicU64>,
     registry: Registry,
+}
+
+impl<T: Value> Series<T> {
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.registry.touch();
+    }
 }
 
 impl Series<f64> {
@@ -259,12 +288,12 @@ impl Series<f64> {
 
     pub fn add(&self, v: f64) {
         self.data.cell.add(v);
-        self.registry.touch();
+        self.changed();
     }
 
     pub fn set(&self, v: f64) {
         self.data.cell.set(v);
-        self.registry.touch();
+        self.changed();
     }
 
     pub fn get(&self) -> f64 {
@@ -275,7 +304,7 @@ impl Series<f64> {
 impl Series<HistogramSnapshot> {
     pub fn observe(&self, v: f64) {
         self.data.cell.observe(v);
-        self.registry.touch();
+        self.changed();
     }
 }
 
@@ -390,6 +419,8 @@ pub struct MetricVec<T: Value> {
     series: RwLock<SeriesMap<T::Cell>>,
     /// The zero state a new series starts from (holds the buckets for histograms).
     template: T,
+    /// Bumped (before the registry's) on every change to this family.
+    generation: Arc<AtomicU64>,
     registry: Registry,
 }
 
@@ -398,6 +429,13 @@ pub type GaugeVec = MetricVec<f64>;
 pub type HistogramVec = MetricVec<HistogramSnapshot>;
 
 impl<T: Value> MetricVec<T> {
+    /// Records a change: this family's generation first, then the registry's, so a
+    /// refresh that sees the registry's new generation sees this family's too.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.registry.touch();
+    }
+
     fn find(&self, label_values: &[&str]) -> Option<Arc<SeriesData<T::Cell>>> {
         let h = key_hash(label_values.iter().copied());
         self.series
@@ -420,13 +458,13 @@ impl<T: Value> MetricVec<T> {
             {
                 f(&s.cell);
                 drop(map);
-                self.registry.touch();
+                self.changed();
                 return;
             }
         }
         let s = self.insert(h, label_values);
         f(&s.cell);
-        self.registry.touch();
+        self.changed();
     }
 
     fn insert(&self, h: u64, label_values: &[&str]) -> Arc<SeriesData<T::Cell>> {
@@ -452,12 +490,13 @@ impl<T: Value> MetricVec<T> {
             Some(s) => s,
             None => {
                 let s = self.insert(key_hash(label_values.iter().copied()), label_values);
-                self.registry.touch();
+                self.changed();
                 s
             }
         };
         Series {
             data,
+            generation: self.generation.clone(),
             registry: self.registry.clone(),
         }
     }
@@ -488,7 +527,7 @@ impl<T: Value> MetricVec<T> {
             }
         }
         drop(map);
-        self.registry.touch();
+        self.changed();
     }
 
     /// When the series was created (Unix seconds), if it exists.
@@ -565,6 +604,15 @@ impl FamilySource for MetricVec<f64> {
         }
         out.push(f);
     }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// One family, one series per label-value set.
+    fn series_are_unique(&self) -> bool {
+        true
+    }
 }
 
 impl FamilySource for MetricVec<HistogramSnapshot> {
@@ -578,6 +626,15 @@ impl FamilySource for MetricVec<HistogramSnapshot> {
             );
         }
         out.push(f);
+    }
+
+    fn generation(&self) -> Option<u64> {
+        Some(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// One family, one series per label-value set.
+    fn series_are_unique(&self) -> bool {
+        true
     }
 }
 
