@@ -303,17 +303,6 @@ fn format_float(v: f64) -> String {
     }
 }
 
-fn escape(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Writes series (each in time order) as OpenMetrics text; returns the samples written.
 pub fn write(series: &[(Labels, Vec<(i64, f64)>)], w: &mut dyn Write) -> io::Result<u64> {
     let mut n = 0u64;
@@ -329,7 +318,7 @@ pub fn write(series: &[(Labels, Vec<(i64, f64)>)], w: &mut dyn Write) -> io::Res
                 }
                 prefix.push_str(k);
                 prefix.push_str("=\"");
-                escape(v, &mut prefix);
+                sentinel_base::metrics::encode::escape_label_value(&mut prefix, v);
                 prefix.push('"');
             }
             prefix.push('}');

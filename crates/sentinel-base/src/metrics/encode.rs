@@ -15,7 +15,8 @@ pub fn format_value(v: f64) -> String {
     crate::text::format_exposition(v)
 }
 
-fn escape_label_value(out: &mut String, v: &str) {
+/// Appends a label value escaped as both exposition formats (and OpenMetrics import) read it.
+pub fn escape_label_value(out: &mut String, v: &str) {
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
