@@ -62,9 +62,6 @@ fn gzip_bytes(b: &[u8]) -> Bytes {
     Bytes::from(e.finish().expect("writing to a Vec cannot fail"))
 }
 
-/// Identifies one series while merging: family, suffix, sorted labels.
-type SeriesKey = (String, Suffix, Vec<(String, String)>);
-
 /// One family of one source as it goes into the snapshot: its series deduplicated
 /// (first one wins, as in [`Exposition::merged`]) and its encoding in both formats.
 /// Kept across refreshes while its source does not change.
@@ -259,32 +256,12 @@ impl Exposition {
     pub fn merged(&self) -> Vec<MetricFamily> {
         let sources: Vec<Arc<Vec<MetricFamily>>> =
             self.collected.lock().values().cloned().collect();
-        let mut by_name: BTreeMap<String, MetricFamily> = BTreeMap::new();
-        let mut seen: HashSet<SeriesKey> = HashSet::new();
         let own = self.registry.collect();
-        let all = sources.iter().flat_map(|v| v.iter()).chain(own.iter());
-        for f in all {
-            let entry = by_name
-                .entry(f.name.clone())
-                .or_insert_with(|| MetricFamily {
-                    name: f.name.clone(),
-                    help: f.help.clone(),
-                    kind: f.kind,
-                    samples: Vec::new(),
-                });
-            if entry.kind != f.kind {
-                tracing::warn!(family = %f.name, "family exported with two types; keeping the first");
-                continue;
-            }
-            for s in &f.samples {
-                let mut key_labels = s.labels.clone();
-                key_labels.sort();
-                if seen.insert((f.name.clone(), s.suffix, key_labels)) {
-                    entry.samples.push(s.clone());
-                }
-            }
+        let mut by_name: BTreeMap<&str, Vec<&MetricFamily>> = BTreeMap::new();
+        for f in sources.iter().flat_map(|v| v.iter()).chain(own.iter()) {
+            by_name.entry(f.name.as_str()).or_default().push(f);
         }
-        by_name.into_values().collect()
+        by_name.into_values().filter_map(join_families).collect()
     }
 
     /// Brings the per-source pieces up to date — re-encoding only the families of a
