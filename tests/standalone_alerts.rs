@@ -31,6 +31,14 @@ const DOWN_RULE: &str = "groups:\n  - name: g\n    interval: 10s\n    rules:\n  
 /// Runs the two rules once on a store where `comfyui_up` is 0 and `gpu_hot` carries its
 /// own `instance`; returns what was sent and the exported `ALERTS` samples' labels.
 fn fire(defaults: BTreeMap<String, String>) -> (Vec<Alert>, Vec<BTreeMap<String, String>>) {
+    fire_with(defaults, BTreeMap::new())
+}
+
+/// [`fire`] with `external_labels` set as well.
+fn fire_with(
+    defaults: BTreeMap<String, String>,
+    external_labels: BTreeMap<String, String>,
+) -> (Vec<Alert>, Vec<BTreeMap<String, String>>) {
     let store = Arc::new(Store::new(600_000, 1000));
     let sink = Arc::new(Capture::default());
     let reg = Registry::new();
@@ -38,6 +46,7 @@ fn fire(defaults: BTreeMap<String, String>) -> (Vec<Alert>, Vec<BTreeMap<String,
     let settings = EngineSettings {
         evaluation_interval: Duration::from_secs(10),
         default_alert_labels: defaults,
+        external_labels,
         ..Default::default()
     };
     e.load(&[("r.yaml".into(), DOWN_RULE.into())], settings)
@@ -99,6 +108,37 @@ fn comfyui_down_alert_names_the_host_when_run_standalone() {
         .find(|l| l["alertname"] == "ComfyuiDown")
         .expect("ALERTS");
     assert!(!down_series.contains_key("instance"), "{down_series:?}");
+}
+
+/// Regression: `external_labels` other than `instance` were documented as added to every
+/// alert but were not sent. Prometheus adds them to the alerts it sends, where the alert
+/// lacks the label; `ALERTS` on `/metrics` stays without them.
+#[test]
+fn external_labels_are_added_to_sent_alerts_without_overriding_their_own() {
+    let external: BTreeMap<String, String> = [
+        ("cluster".to_string(), "gpu-east".to_string()),
+        ("instance".to_string(), "box-1".to_string()),
+        ("severity".to_string(), "page".to_string()),
+        ("empty".to_string(), String::new()),
+    ]
+    .into();
+    let (sent, alerts) = fire_with([("instance".to_string(), "box-1".into())].into(), external);
+    let down = sent.iter().find(|a| a.name() == "ComfyuiDown").unwrap();
+    assert_eq!(down.labels["cluster"], "gpu-east");
+    assert_eq!(down.labels["instance"], "box-1");
+    // The rule's own label wins over an external label of the same name.
+    assert_eq!(down.labels["severity"], "critical");
+    // An empty external label adds nothing.
+    assert!(!down.labels.contains_key("empty"), "{:?}", down.labels);
+    // The expression's instance wins too.
+    let gpu = sent.iter().find(|a| a.name() == "Gpu").unwrap();
+    assert_eq!(gpu.labels["instance"], "gpu-07:9400");
+    assert_eq!(gpu.labels["cluster"], "gpu-east");
+    let down_series = alerts
+        .iter()
+        .find(|l| l["alertname"] == "ComfyuiDown")
+        .expect("ALERTS");
+    assert!(!down_series.contains_key("cluster"), "{down_series:?}");
 }
 
 #[test]

@@ -257,6 +257,7 @@ impl RuleEngine {
             let inputs = GroupInputs::of(&d);
             let mut g = Group::new(d, settings.evaluation_interval);
             g.default_alert_labels = settings.default_alert_labels.clone();
+            g.external_alert_labels = settings.external_labels.clone();
             count += g.rules.len();
             let key = (g.file.clone(), g.name.clone(), String::new());
             if let Some(prev) = old.get_mut(&key) {

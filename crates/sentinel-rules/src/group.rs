@@ -181,6 +181,10 @@ pub struct Group {
     /// Labels an alert gets when neither its expression nor its rule sets them, also
     /// seen by its templates as `$labels` (the running sidecar's `instance`).
     pub default_alert_labels: BTreeMap<String, String>,
+    /// `external_labels`: added to each alert as it is sent, where the alert lacks the
+    /// label (as Prometheus adds them to alerts it sends to Alertmanager); templates see
+    /// them as `$externalLabels`, not in `$labels`.
+    pub external_alert_labels: BTreeMap<String, String>,
 }
 
 impl Group {
@@ -193,6 +197,7 @@ impl Group {
             rules: def.rules.into_iter().map(Rule::new).collect(),
             last_duration: Duration::ZERO,
             default_alert_labels: BTreeMap::new(),
+            external_alert_labels: BTreeMap::new(),
         }
     }
 
@@ -256,7 +261,11 @@ impl Group {
                 a.valid_until = ts + 4 * delta;
                 let ends = a.resolved_at.unwrap_or(a.valid_until);
                 out.push(Alert {
-                    labels: sent_labels(&a.labels, &self.default_alert_labels),
+                    labels: sent_labels(
+                        &a.labels,
+                        &self.default_alert_labels,
+                        &self.external_alert_labels,
+                    ),
                     annotations: a.annotations.clone(),
                     starts_at: ms_to_time(a.fired_at.unwrap_or(a.active_at)),
                     ends_at: ms_to_time(ends),
@@ -277,21 +286,32 @@ impl Group {
                 if a.state == AlertState::Inactive {
                     continue;
                 }
-                let labels = sent_labels(&a.labels, &self.default_alert_labels);
+                let labels = sent_labels(
+                    &a.labels,
+                    &self.default_alert_labels,
+                    &self.external_alert_labels,
+                );
                 out.insert(sentinel_base::alert::fingerprint(&labels), a.value);
             }
         }
     }
 }
 
-/// An alert's labels as sent: its own, plus each default label it lacks. The default
-/// labels stay out of `ALERTS` and the alert's identity here, so `/metrics` is unchanged.
-fn sent_labels(labels: &Labels, defaults: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+/// An alert's labels as sent: its own, plus each default and external label it lacks.
+/// These stay out of `ALERTS` and the alert's identity here, so `/metrics` is unchanged.
+fn sent_labels(
+    labels: &Labels,
+    defaults: &BTreeMap<String, String>,
+    external: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = labels
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    for (k, v) in defaults {
+    for (k, v) in defaults.iter().chain(external.iter()) {
+        if v.is_empty() {
+            continue;
+        }
         if out.get(k).is_none_or(|v| v.is_empty()) {
             out.insert(k.clone(), v.clone());
         }
