@@ -180,6 +180,11 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         .clone();
     let pg = &p["data"]["groups"][0];
     assert_eq!(json_shape(og), json_shape(pg), "group shape:\n{og}\n{pg}");
+    // zip stops at the shorter list: the counts must agree first, and be non-zero.
+    let rule_count = |g: &serde_json::Value| g["rules"].as_array().map_or(0, Vec::len);
+    assert_eq!(rule_count(og), rule_count(pg), "rules:\n{og}\n{pg}");
+    assert!(rule_count(og) > 0, "no rules compared:\n{og}");
+    let mut alerts_compared = 0;
     for (ro, rp) in og["rules"]
         .as_array()
         .unwrap()
@@ -204,18 +209,25 @@ fn prometheus_api_answers_like_prometheus_2_42() {
         ] {
             assert_eq!(ro.get(k), rp.get(k), "{k} of\n{ro}\n{rp}");
         }
+        let alert_count = |r: &serde_json::Value| r["alerts"].as_array().map_or(0, Vec::len);
+        assert_eq!(alert_count(ro), alert_count(rp), "alerts of\n{ro}\n{rp}");
         for (ao, ap) in ro["alerts"]
             .as_array()
             .into_iter()
             .flatten()
             .zip(rp["alerts"].as_array().into_iter().flatten())
         {
+            alerts_compared += 1;
             assert_eq!(json_shape(ao), json_shape(ap));
             for k in ["labels", "annotations", "state", "value"] {
                 assert_eq!(ao[k], ap[k], "{k} of\n{ao}\n{ap}");
             }
         }
     }
+    assert!(
+        alerts_compared > 0,
+        "no alert compared: the test rule must be firing on both"
+    );
     let [(_, o, _), (_, p, _)] = get_pair(&ours, &theirs, "/api/v1/alerts");
     assert_eq!(json_shape(&o), json_shape(&p), "{o}\n{p}");
     let find = |v: &Value, name: &str| {

@@ -750,14 +750,12 @@ fn parse_matches(p: &Params) -> Result<Vec<Vec<Matcher>>, Response> {
 /// `sets` is empty), deduplicated and sorted. Each series counts against `max_samples`
 /// and its labels against `max_label_bytes`.
 fn matching_series(
-    app: &App,
+    store: &Store,
+    budget: &Budget,
     sets: &[Vec<Matcher>],
     start: i64,
     end: i64,
 ) -> Result<BTreeSet<Labels>, EvalError> {
-    let limits = app.config().query.limits();
-    let budget = Budget::new(limits);
-    let store = app.rules.store();
     let all = [vec![Matcher::new(MatchOp::NotEqual, "__name__", "")]];
     let sets = if sets.is_empty() { &all[..] } else { sets };
     let mut out = BTreeSet::new();
@@ -783,8 +781,10 @@ fn span(p: &Params) -> Result<(i64, i64), Response> {
 }
 
 /// The series that `match[]`, `start` and `end` of `p` ask for, with `default` as the
-/// selector when `p` names none (all series when that is `None` too).
-fn find_series(
+/// selector when `p` names none (all series when that is `None` too). Runs as a query
+/// job: in a `query.max_concurrent` slot, under `query.timeout` and the sample budget,
+/// since a scan of the whole store costs as much as a query.
+async fn find_series(
     app: &App,
     p: &Params,
     default: Option<Vec<Matcher>>,
@@ -794,14 +794,23 @@ fn find_series(
     if sets.is_empty() {
         sets.extend(default);
     }
-    matching_series(app, &sets, start, end).map_err(|e| eval_error(&e))
+    let (slot, budget, cancel) = admit(app).await?;
+    let wait = wait_for(budget.limits());
+    let store = app.rules.store().clone();
+    let job = move || matching_series(&store, &budget, &sets, start, end);
+    match run_job(slot, cancel, wait, job).await {
+        JobEnd::Done(Ok(found)) => Ok(found),
+        JobEnd::Done(Err(e)) => Err(eval_error(&e)),
+        JobEnd::TimedOut => Err(eval_error(&EvalError::Timeout)),
+        JobEnd::Failed(e) => Err(error("internal", e)),
+    }
 }
 
 async fn series(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
     if !p.has("match[]") {
         return Err(error("bad_data", "no match[] parameter provided"));
     }
-    let found = find_series(&app, &p, None)?;
+    let found = find_series(&app, &p, None).await?;
     let mut out = b"{\"status\":\"success\",\"data\":".to_vec();
     write_list(&mut out, ARRAY, &found, write_labels);
     out.push(b'}');
@@ -809,7 +818,7 @@ async fn series(State(app): State<Arc<App>>, p: Params) -> Result<Response, Resp
 }
 
 async fn labels(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
-    let found = find_series(&app, &p, None)?;
+    let found = find_series(&app, &p, None).await?;
     let names: BTreeSet<&str> = found
         .iter()
         .flat_map(|l| l.iter().map(|(k, _)| k))
@@ -828,7 +837,7 @@ async fn label_values(
     }
     // Without a selector, only the series that carry the label.
     let carry = vec![Matcher::new(MatchOp::NotEqual, &name, "")];
-    let found = find_series(&app, &p, Some(carry))?;
+    let found = find_series(&app, &p, Some(carry)).await?;
     let values: BTreeSet<&str> = found
         .iter()
         .map(|l| l.get(&name))
