@@ -156,7 +156,11 @@ impl Outbox {
                 }
                 *guard = Some(db);
                 drop(guard);
-                self.ok();
+                // After a failed write, opening again proves nothing (a full disk still
+                // opens): only the next committed write marks the outbox persistent.
+                if self.last_error.lock().is_none() {
+                    self.ok();
+                }
                 true
             }
             Err(e) => {
@@ -552,6 +556,23 @@ mod tests {
             vec![("silence/1".to_string(), b"x".to_vec())]
         );
         assert_eq!(ob.stored_len(), Some(1));
+    }
+
+    #[test]
+    fn reopen_after_failed_write_is_not_persistent_until_a_write_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let ob = Outbox::open(dir.path());
+        assert!(ob.persistent());
+        // What `write` does when a commit fails (e.g. the disk is full): drop the
+        // database and record the error.
+        *ob.db.lock() = None;
+        ob.fail("No space left on device");
+        assert!(!ob.persistent());
+        assert!(ob.ensure_open(), "the file still opens");
+        assert!(!ob.persistent(), "an open is not a committed write");
+        assert!(ob.put(&[entry("a", Utc::now())]));
+        assert!(ob.persistent());
+        assert!(ob.last_error().is_none());
     }
 
     #[test]
