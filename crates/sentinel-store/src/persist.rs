@@ -978,6 +978,149 @@ mod tests {
         assert!(e.to_string().contains("in use"));
     }
 
+    fn bits(d: &[(Labels, Vec<(i64, f64)>)]) -> Vec<(Labels, Vec<(i64, u64)>)> {
+        d.iter()
+            .map(|(l, s)| (l.clone(), s.iter().map(|(t, v)| (*t, v.to_bits())).collect()))
+            .collect()
+    }
+
+    /// (sealed chunks in memory, sealed chunks on disk) over all series.
+    fn residence(h: &History) -> (usize, usize) {
+        let inner = h.inner.lock();
+        inner
+            .by_name
+            .values()
+            .flat_map(|f| f.values())
+            .fold((0, 0), |(m, d), s| (m + s.chunks.len(), d + s.disk.len()))
+    }
+
+    #[test]
+    fn sealed_chunks_are_read_from_disk_after_restart() {
+        let (dir, h, mut p) = flushed(&[(0, 1000)]);
+        fill(&h, 1000, 1030);
+        p.write_full(&h).unwrap();
+        let want = bits(&h.dump());
+        drop(p);
+        let (back, r) = reload(dir.path());
+        r.unwrap();
+        let (mem, disk) = residence(&back);
+        assert_eq!(mem, 0, "no sealed chunk is loaded into memory");
+        assert!(disk >= 3 * 8, "{disk}");
+        assert_eq!(bits(&back.dump()), want);
+        // The unfinished chunk is open again: appending continues it.
+        let inner = back.inner.lock();
+        let s = inner.by_name["m"].values().next().unwrap();
+        assert_eq!(s.head.len(), 1030 % SAMPLES_PER_CHUNK);
+        drop(inner);
+        // Memory holds the index, not the chunk bytes.
+        assert!(
+            back.memory_bytes() * 2 < back.bytes(),
+            "memory {} of {}",
+            back.memory_bytes(),
+            back.bytes()
+        );
+        // Queries over a part of the range read just that part.
+        let mut got = Vec::new();
+        back.select_with(
+            Some("m"),
+            &mut |l| l.get("i") == "1",
+            500_000,
+            600_000,
+            &mut |_, s| got = s,
+        );
+        assert_eq!(got.len(), 101);
+        assert_eq!(got[0], (500_000, 500.0));
+    }
+
+    #[test]
+    fn full_rewrite_keeps_chunks_readable() {
+        let (dir, h, mut p) = flushed(&[(0, 700)]);
+        p.write_full(&h).unwrap();
+        assert_eq!(residence(&h).0, 0, "the rewrite moved the sealed chunks to disk");
+        for round in 0..3 {
+            // New samples, a delta flush, then a rewrite that copies the chunks of the
+            // previous full file (already removed from the directory) into a new one.
+            fill(&h, 700 + round * 300, 1000 + round * 300);
+            p.flush(&h).unwrap();
+            p.write_full(&h).unwrap();
+            assert_eq!(list(dir.path()).unwrap().len(), 1);
+            assert_eq!(h.inner.lock().files.iter().flatten().count(), 1);
+        }
+        let want = bits(&h.dump());
+        assert_eq!(want[0].1.len(), 1600);
+        drop(p);
+        let (back, r) = reload(dir.path());
+        assert_eq!(r.unwrap().files, 1);
+        assert_eq!(bits(&back.dump()), want);
+    }
+
+    #[test]
+    fn retention_and_budget_drop_disk_chunks_and_the_next_rewrite_drops_them_from_disk() {
+        let (dir, h, mut p) = flushed(&[(0, 2000)]);
+        p.write_full(&h).unwrap();
+        let size = |dir: &Path| -> u64 {
+            list(dir)
+                .unwrap()
+                .iter()
+                .map(|(_, p)| fs::metadata(p).unwrap().len())
+                .sum()
+        };
+        let before = size(dir.path());
+        h.set_limits(1_000_000, u64::MAX);
+        h.maintain(2_000_000);
+        let d = h.dump();
+        assert!(d[0].1[0].0 >= 1_000_000 - 120_000, "{}", d[0].1[0].0);
+        assert!(h.stats.expired_samples.load(Ordering::Relaxed) > 0);
+        h.set_limits(i64::MAX / 4, (h.bytes() / 2) as u64);
+        h.maintain(2_000_000);
+        assert!(h.stats.evicted_samples.load(Ordering::Relaxed) > 0);
+        p.write_full(&h).unwrap();
+        assert!(size(dir.path()) * 3 < before, "{} vs {before}", size(dir.path()));
+        let want = bits(&h.dump());
+        drop(p);
+        assert_eq!(bits(&reload(dir.path()).0.dump()), want);
+    }
+
+    #[test]
+    fn overlapping_full_files_left_by_a_crash_are_merged() {
+        let (dir, h, mut p) = flushed(&[(0, 500)]);
+        p.write_full(&h).unwrap();
+        let first = fs::read(&list(dir.path()).unwrap()[0].1).unwrap();
+        fill(&h, 500, 800);
+        p.write_full(&h).unwrap();
+        let want = bits(&h.dump());
+        drop(p);
+        // A crash between the rename of the new full file and the removal of the old.
+        fs::write(dir.path().join(format!("{:020}.hist", 0)), first).unwrap();
+        let (back, r) = reload(dir.path());
+        assert_eq!(r.unwrap().files, 2);
+        assert_eq!(bits(&back.dump()), want);
+    }
+
+    #[test]
+    fn spilled_chunks_stay_readable_and_the_next_full_rewrite_removes_the_spill_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = unbounded();
+        let mut p = Persist::open(dir.path()).unwrap();
+        fill(&h, 0, 600);
+        p.spill(&h).unwrap();
+        assert_eq!(residence(&h).0, 0);
+        fill(&h, 600, 900);
+        p.spill(&h).unwrap();
+        let want = bits(&h.dump());
+        p.write_full(&h).unwrap();
+        assert_eq!(bits(&h.dump()), want);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "LOCK")
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(names[0].ends_with(".hist"));
+        drop(p);
+        assert_eq!(bits(&reload(dir.path()).0.dump()), want);
+    }
+
     proptest::proptest! {
         /// A file that passes the checksum but holds garbage (a bug or a hostile writer)
         /// is an error or loads what decodes, never a panic.
