@@ -328,6 +328,29 @@ impl History {
             .sum()
     }
 
+    /// Bytes of the sealed chunks held in memory (not yet in a full or spill file).
+    pub fn sealed_memory_bytes(&self) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .by_name
+            .values()
+            .flat_map(|f| f.values())
+            .flat_map(|s| s.chunks.iter())
+            .map(|c| c.data.len() + CHUNK_OVERHEAD)
+            .sum()
+    }
+
+    /// Sealed chunks held in memory (not yet in a full or spill file).
+    pub fn sealed_chunks_in_memory(&self) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .by_name
+            .values()
+            .flat_map(|f| f.values())
+            .map(|s| s.chunks.len())
+            .sum()
+    }
+
     pub fn series_count(&self) -> usize {
         self.inner.lock().by_name.values().map(|f| f.len()).sum()
     }

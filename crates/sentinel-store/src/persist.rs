@@ -658,7 +658,8 @@ impl Persist {
         Ok(n)
     }
 
-    fn remove_spills(&self) {
+    /// Removes the spill files (an import that failed leaves none behind).
+    pub fn remove_spills(&self) {
         if let Ok(entries) = fs::read_dir(&self.dir) {
             for e in entries.flatten() {
                 if e.path().extension().is_some_and(|x| x == "spill") {
@@ -980,7 +981,12 @@ mod tests {
 
     fn bits(d: &[(Labels, Vec<(i64, f64)>)]) -> Vec<(Labels, Vec<(i64, u64)>)> {
         d.iter()
-            .map(|(l, s)| (l.clone(), s.iter().map(|(t, v)| (*t, v.to_bits())).collect()))
+            .map(|(l, s)| {
+                (
+                    l.clone(),
+                    s.iter().map(|(t, v)| (*t, v.to_bits())).collect(),
+                )
+            })
             .collect()
     }
 
@@ -1036,7 +1042,11 @@ mod tests {
     fn full_rewrite_keeps_chunks_readable() {
         let (dir, h, mut p) = flushed(&[(0, 700)]);
         p.write_full(&h).unwrap();
-        assert_eq!(residence(&h).0, 0, "the rewrite moved the sealed chunks to disk");
+        assert_eq!(
+            residence(&h).0,
+            0,
+            "the rewrite moved the sealed chunks to disk"
+        );
         for round in 0..3 {
             // New samples, a delta flush, then a rewrite that copies the chunks of the
             // previous full file (already removed from the directory) into a new one.
@@ -1075,7 +1085,11 @@ mod tests {
         h.maintain(2_000_000);
         assert!(h.stats.evicted_samples.load(Ordering::Relaxed) > 0);
         p.write_full(&h).unwrap();
-        assert!(size(dir.path()) * 3 < before, "{} vs {before}", size(dir.path()));
+        assert!(
+            size(dir.path()) * 3 < before,
+            "{} vs {before}",
+            size(dir.path())
+        );
         let want = bits(&h.dump());
         drop(p);
         assert_eq!(bits(&reload(dir.path()).0.dump()), want);
