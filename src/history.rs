@@ -141,8 +141,13 @@ fn register(r: &Registry) -> Vec<(Arc<GaugeVec>, Reading)> {
     vec![
         gauge(
             "sentinel_history_bytes",
-            "Bytes the history holds in memory (compressed chunks, labels, overhead).",
+            "Bytes the history holds against history.max_bytes (compressed chunks on disk or in memory, their index, labels, overhead).",
             |h| h.bytes() as f64,
+        ),
+        gauge(
+            "sentinel_history_memory_bytes",
+            "Bytes of the history in memory (open chunks, sealed chunks not yet in a full file, the chunk index, labels, overhead).",
+            |h| h.memory_bytes() as f64,
         ),
         gauge("sentinel_history_series", "Series in the history.", |h| {
             h.series_count() as f64
