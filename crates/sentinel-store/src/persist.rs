@@ -223,6 +223,9 @@ pub(crate) struct ChunkRec {
     pub(crate) data: Option<Vec<u8>>,
 }
 
+/// The records of a file as read: labels and where each chunk is.
+type ReadRecords = Vec<(Labels, Vec<ChunkRec>)>;
+
 /// Checks the header and the checksum of a file of `len` bytes, streaming it through a
 /// small buffer; returns its kind.
 fn check_file<R: Read>(r: R, len: u64) -> Result<u8, DecodeError> {
@@ -279,7 +282,7 @@ fn read_records<R: BufRead>(
     len: u64,
     count: u32,
     want_data: &dyn Fn(u16, bool) -> bool,
-) -> Result<Vec<(Labels, Vec<ChunkRec>)>, DecodeError> {
+) -> Result<ReadRecords, DecodeError> {
     use DecodeError::Corrupt;
     let mut r = Reader {
         r,
@@ -330,7 +333,7 @@ fn read_records<R: BufRead>(
 
 /// Decodes a whole file held in memory (every chunk's bytes read).
 #[cfg(test)]
-pub(crate) fn decode_file(b: &[u8]) -> Result<(u8, Vec<(Labels, Vec<ChunkRec>)>), DecodeError> {
+pub(crate) fn decode_file(b: &[u8]) -> Result<(u8, ReadRecords), DecodeError> {
     let kind = check_file(b, b.len() as u64)?;
     let count = u32::from_le_bytes(b[b.len() - 8..b.len() - 4].try_into().unwrap());
     let records = read_records(&b[HEADER_LEN..], b.len() as u64, count, &|_, _| true)?;
@@ -1131,6 +1134,53 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
         assert!(names[0].ends_with(".hist"));
+        drop(p);
+        assert_eq!(bits(&reload(dir.path()).0.dump()), want);
+    }
+
+    #[test]
+    fn appends_and_eviction_during_full_rewrites_lose_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = std::sync::Arc::new(unbounded());
+        let mut p = Persist::open(dir.path()).unwrap();
+        fill(&h, 0, 2000);
+        p.write_full(&h).unwrap();
+        let writer = {
+            let h = h.clone();
+            std::thread::spawn(move || {
+                for k in 2000..20_000i64 {
+                    for i in 0..3 {
+                        h.append(&l(i), k * 1000, (k * i as i64) as f64);
+                    }
+                    if k % 500 == 0 {
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    if k % 3000 == 0 {
+                        // Retention drops old chunks at the front meanwhile.
+                        h.set_limits((20_000 - k) * 1000, u64::MAX);
+                        h.maintain(k * 1000);
+                    }
+                }
+            })
+        };
+        let mut rewrites = 0;
+        while !writer.is_finished() {
+            p.write_full(&h).unwrap();
+            p.flush(&h).unwrap();
+            rewrites += 1;
+        }
+        assert!(rewrites >= 2, "{rewrites}");
+        writer.join().unwrap();
+        p.write_full(&h).unwrap();
+        let want = bits(&h.dump());
+        for (_, s) in &want {
+            // Every sample after the oldest kept one is there, in order, none twice.
+            assert_eq!(s.last().unwrap().0, 19_999_000);
+            // Nothing the last retention pass (cutoff 16,000 s) dropped came back.
+            assert!(s[0].0 > 16_000_000 - 121_000, "{}", s[0].0);
+            assert!(s.windows(2).all(|w| w[1].0 - w[0].0 == 1000), "a gap");
+        }
+        assert_eq!(residence(&h).0, 0);
         drop(p);
         assert_eq!(bits(&reload(dir.path()).0.dump()), want);
     }
