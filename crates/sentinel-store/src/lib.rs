@@ -17,6 +17,8 @@ pub mod openmetrics;
 pub mod persist;
 pub mod store;
 
+pub use persist::release_freed_memory;
+
 use history::History;
 use std::path::Path;
 
