@@ -437,28 +437,36 @@ impl History {
                 Some(f) => f,
                 None => inner.by_name.entry(name.to_string()).or_default(),
             };
-            let (s, before) = match family.get_mut(labels) {
-                Some(s) => {
-                    let b = s.bytes(labels);
-                    (s, b)
-                }
+            // Bytes are counted by what changes (the head, the chunks sealed now), so a
+            // small batch costs the same whatever the series already holds.
+            let (s, added) = match family.get_mut(labels) {
+                Some(s) => (s, 0),
                 None => {
                     // A series never starts with a stale marker.
                     let live = samples.iter().position(|(_, v)| !is_stale(*v));
                     if live.is_none() {
                         return;
                     }
-                    (family.entry(labels.clone()).or_insert_with(HSeries::new), 0)
+                    (
+                        family.entry(labels.clone()).or_insert_with(HSeries::new),
+                        SERIES_OVERHEAD + labels.heap_bytes(),
+                    )
                 }
             };
+            let head_before = s.head.heap_bytes();
+            let sealed_before = s.chunks.len();
             for &(t, v) in samples {
                 if s.last_t == i64::MIN && is_stale(v) {
                     continue;
                 }
                 s.push(t, v);
             }
-            let after = s.bytes(labels);
-            inner.bytes = (inner.bytes + after).saturating_sub(before);
+            let sealed: usize = s.chunks[sealed_before..]
+                .iter()
+                .map(|c| c.data.len() + CHUNK_OVERHEAD)
+                .sum();
+            inner.bytes =
+                (inner.bytes + added + sealed + s.head.heap_bytes()).saturating_sub(head_before);
             return;
         }
         // Merge: rebuild the series from both sample sets (in memory; the next full

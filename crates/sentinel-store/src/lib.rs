@@ -68,6 +68,9 @@ impl std::error::Error for ImportError {}
 /// Sealed chunk bytes an import keeps in memory before it moves them to a spill file.
 pub const IMPORT_MEMORY_BYTES: usize = 32 << 20;
 
+/// Samples an import holds at most before handing them to the history (16 bytes each).
+const PENDING_SAMPLES: usize = 1 << 18;
+
 /// Imports OpenMetrics text held in memory; see [`import_from`].
 pub fn import(
     dir: &Path,
@@ -109,6 +112,12 @@ pub fn import_from<R: std::io::BufRead + std::io::Seek>(
     let cutoff = now_ms.saturating_sub(retention_ms);
     let mut report = ImportReport::default();
     let mut imported: std::collections::HashSet<labels::Labels> = Default::default();
+    // Samples wait per series (in file order, so in time order) and go to the history
+    // in batches: interleaved series cost one insert per batch, not per line.
+    let mut pending: std::collections::HashMap<labels::Labels, Vec<(i64, f64)>> =
+        Default::default();
+    let mut pending_n = 0usize;
+    let pending_cap = (memory_bytes / 16).clamp(4096, PENDING_SAMPLES);
     let mut cur: Option<labels::Labels> = None;
     let mut batch: Vec<(i64, f64)> = Vec::with_capacity(4096);
     let mut spill_error: Option<std::io::Error> = None;
@@ -116,6 +125,12 @@ pub fn import_from<R: std::io::BufRead + std::io::Seek>(
     // bytes, so the memory between two checks stays well below the cap.
     let check_every = (memory_bytes / 64).clamp(256, 1 << 16);
     let mut since_check = 0usize;
+    let flush_pending =
+        |pending: &mut std::collections::HashMap<labels::Labels, Vec<(i64, f64)>>| {
+            for (l, s) in pending.drain() {
+                h.insert(&l, &s);
+            }
+        };
     let second = openmetrics::parse_reader(&mut r, &mut |labels, t, v| {
         if t < cutoff {
             report.outside_retention += 1;
@@ -124,7 +139,13 @@ pub fn import_from<R: std::io::BufRead + std::io::Seek>(
         report.samples += 1;
         if cur.as_ref() != Some(labels) || batch.len() >= 4096 {
             if let Some(l) = &cur {
-                h.insert(l, &batch);
+                match pending.get_mut(l) {
+                    Some(p) => p.extend_from_slice(&batch),
+                    None => {
+                        pending.insert(l.clone(), batch.clone());
+                    }
+                }
+                pending_n += batch.len();
             }
             batch.clear();
             if cur.as_ref() != Some(labels) {
@@ -135,6 +156,10 @@ pub fn import_from<R: std::io::BufRead + std::io::Seek>(
             }
         }
         batch.push((t, v));
+        if pending_n >= pending_cap {
+            flush_pending(&mut pending);
+            pending_n = 0;
+        }
         since_check += 1;
         if since_check >= check_every && spill_error.is_none() {
             since_check = 0;
@@ -147,8 +172,12 @@ pub fn import_from<R: std::io::BufRead + std::io::Seek>(
         }
     });
     if let Some(l) = &cur {
-        h.insert(l, &batch);
+        pending
+            .entry(l.clone())
+            .or_default()
+            .extend_from_slice(&batch);
     }
+    flush_pending(&mut pending);
     let io = |e| ImportError::Persist(persist::PersistError::Io(dir.to_path_buf(), e));
     if let Err(e) = second {
         p.remove_spills();
