@@ -3,7 +3,7 @@
 //! `retention_ms` and within `max_bytes` (the oldest chunks are evicted first and counted).
 //! The [`crate::store::Store`] feeds it and reads it for selections reaching past its own
 //! short window; [`crate::persist`] writes it to disk. Once a full file holds them, sealed
-//! chunks live only there: memory keeps a [`DiskChunk`] index entry per chunk and reads
+//! chunks live only there: memory keeps a `DiskChunk` index entry per chunk and reads
 //! the bytes with `pread` when a selection reaches them.
 
 use crate::chunk::{Chunk, ChunkBuilder, ChunkIter, SAMPLES_PER_CHUNK};
