@@ -63,7 +63,7 @@ else
 fi
 IMPORT_MSG=$(bash -c "$ours" 2>&1 | tail -1)
 echo "$IMPORT_MSG"
-MEM_BYTES=$(echo "$IMPORT_MSG" | sed -n 's/.* in \([0-9]*\) bytes of memory.*/\1/p')
+MEM_BYTES=$(echo "$IMPORT_MSG" | sed -n 's/.*(\([0-9]*\) bytes of it in memory).*/\1/p')
 bash -c "$prom" > "$work/blocks.txt"
 # promtool's own count of what it wrote (column 5 of its table).
 PSAMPLES=$(awk 'NR>1 {s+=$5} END {print s}' "$work/blocks.txt")

@@ -47,7 +47,8 @@ pub fn start(config: &Config, store: &Store, registry: &Registry) {
                     samples = r.samples,
                     "history loaded"
                 );
-                if r.files > 1 {
+                // One full file, and every sealed chunk on disk rather than in memory.
+                if r.files > 1 || history.sealed_chunks_in_memory() > 0 {
                     if let Err(e) = p.write_full(&history) {
                         tracing::warn!(error = %e, "history: cannot compact the loaded files");
                     }
@@ -140,8 +141,13 @@ fn register(r: &Registry) -> Vec<(Arc<GaugeVec>, Reading)> {
     vec![
         gauge(
             "sentinel_history_bytes",
-            "Bytes the history holds in memory (compressed chunks, labels, overhead).",
+            "Bytes the history holds against history.max_bytes (compressed chunks on disk or in memory, their index, labels, overhead).",
             |h| h.bytes() as f64,
+        ),
+        gauge(
+            "sentinel_history_memory_bytes",
+            "Bytes of the history in memory (open chunks, sealed chunks not yet in a full file, the chunk index, labels, overhead).",
+            |h| h.memory_bytes() as f64,
         ),
         gauge("sentinel_history_series", "Series in the history.", |h| {
             h.series_count() as f64
@@ -174,23 +180,26 @@ fn register(r: &Registry) -> Vec<(Arc<GaugeVec>, Reading)> {
     ]
 }
 
-/// `history import FILE`: prints what was imported; errors as a message.
+/// `history import FILE`: prints what was imported; errors as a message. The file is
+/// read as a stream (twice: checked whole, then imported), never held in memory.
 pub fn import(config: &Config, file: &std::path::Path) -> Result<String, String> {
-    let text = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let input = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let dir = sentinel_store::history_dir(&config.data_dir);
-    let r = sentinel_store::import(
+    let r = sentinel_store::import_from(
         &dir,
-        &text,
+        std::io::BufReader::with_capacity(256 << 10, input),
         now_ms(),
         config.history.retention.get().as_millis() as i64,
         config.history.max_bytes,
+        sentinel_store::IMPORT_MEMORY_BYTES,
     )
     .map_err(|e| match e {
         sentinel_store::ImportError::Parse(p) => format!("{}:{p}", file.display()),
+        sentinel_store::ImportError::Read(e) => format!("{}: {e}", file.display()),
         e => e.to_string(),
     })?;
     Ok(format!(
-        "imported {} samples of {} series into {}; {} samples outside the retention ({}) skipped; {} samples evicted by history.max_bytes; the history holds {} samples in {} bytes of memory",
+        "imported {} samples of {} series into {}; {} samples outside the retention ({}) skipped; {} samples evicted by history.max_bytes; the history holds {} samples in {} bytes ({} bytes of it in memory)",
         r.samples,
         r.series,
         dir.display(),
@@ -199,6 +208,7 @@ pub fn import(config: &Config, file: &std::path::Path) -> Result<String, String>
         r.evicted,
         r.total_samples,
         r.total_bytes,
+        r.memory_bytes,
     ))
 }
 

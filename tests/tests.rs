@@ -28,6 +28,7 @@ mod gate;
 mod gpu;
 mod grafana_sidecar;
 mod hardening_config;
+mod hardening_history;
 mod hardening_http;
 mod hardening_ingest;
 mod hardening_query;

@@ -558,6 +558,10 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// An evaluation job running this long hands freed memory back to the OS when it ends
+/// (`malloc_trim`, a few milliseconds).
+const TRIM_AFTER: Duration = Duration::from_millis(100);
+
 /// How an evaluation job ended, as the handler sees it.
 enum JobEnd<T> {
     Done(Result<T, EvalError>),
@@ -580,7 +584,14 @@ async fn run_job<T: Send + 'static>(
     let _cancel_on_drop = CancelOnDrop(cancel);
     let job = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        work()
+        let start = std::time::Instant::now();
+        let r = work();
+        // A long evaluation (a day of history selected) freed large vectors: hand the
+        // memory back to the OS rather than keep the peak resident.
+        if start.elapsed() >= TRIM_AFTER {
+            sentinel_store::release_freed_memory();
+        }
+        r
     });
     match tokio::time::timeout(wait, job).await {
         Err(_) => JobEnd::TimedOut,

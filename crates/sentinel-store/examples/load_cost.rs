@@ -11,11 +11,12 @@ fn main() {
     let (report, _) =
         sentinel_store::persist::read_dir_into(std::path::Path::new(&dir), &h).expect("load");
     println!(
-        "{} samples of {} series from {} files in {:.2} s ({} bytes in memory)",
+        "{} samples of {} series from {} files in {:.2} s ({} bytes, {} of them in memory)",
         report.samples,
         report.series,
         report.files,
         start.elapsed().as_secs_f64(),
-        h.bytes()
+        h.bytes(),
+        h.memory_bytes()
     );
 }

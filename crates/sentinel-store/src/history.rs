@@ -2,14 +2,19 @@
 //! [`History::min_spacing_ms`], stale markers always kept) in compressed chunks, kept for
 //! `retention_ms` and within `max_bytes` (the oldest chunks are evicted first and counted).
 //! The [`crate::store::Store`] feeds it and reads it for selections reaching past its own
-//! short window; [`crate::persist`] writes it to disk.
+//! short window; [`crate::persist`] writes it to disk. Once a full file holds them, sealed
+//! chunks live only there: memory keeps a `DiskChunk` index entry per chunk and reads
+//! the bytes with `pread` when a selection reaches them.
 
-use crate::chunk::{Chunk, ChunkBuilder, SAMPLES_PER_CHUNK};
+use crate::chunk::{Chunk, ChunkBuilder, ChunkIter, SAMPLES_PER_CHUNK};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::store::is_stale;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// Default `history.retention`.
 pub const DEFAULT_RETENTION_MS: i64 = 24 * 3600 * 1000;
@@ -17,41 +22,118 @@ pub const DEFAULT_RETENTION_MS: i64 = 24 * 3600 * 1000;
 pub const DEFAULT_MAX_BYTES: u64 = 256 << 20;
 /// Fixed cost charged per series beside its chunks and labels.
 const SERIES_OVERHEAD: usize = 96;
+/// Cost charged per sealed chunk beside its bytes (its index entry or its struct).
+const CHUNK_OVERHEAD: usize = 40;
+
+/// A sealed chunk that lives in a history file: only this index entry is in memory,
+/// the bytes are read (`pread`, served by the page cache) when a query reaches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DiskChunk {
+    pub(crate) mint: i64,
+    pub(crate) maxt: i64,
+    /// Offset of the chunk's bytes in the file.
+    pub(crate) offset: u64,
+    pub(crate) len: u32,
+    /// Slot of the file in [`Inner::files`].
+    pub(crate) file: u16,
+    pub(crate) n: u16,
+}
+
+/// The open history files that disk chunks point into, by slot.
+pub(crate) type Files = Vec<Option<Arc<File>>>;
 
 #[derive(Debug, Default)]
 pub(crate) struct HSeries {
+    /// Sealed chunks on disk (older than every chunk in `chunks`).
+    pub(crate) disk: Vec<DiskChunk>,
+    /// Sealed chunks not yet written to a full file, in memory.
     pub(crate) chunks: Vec<Chunk>,
     pub(crate) head: ChunkBuilder,
     /// Newest sample time (i64::MIN when empty).
     pub(crate) last_t: i64,
     /// Newest sample time already written to disk.
     pub(crate) flushed_t: i64,
+    /// Identity of this series' chunk sequence: a rebuild (merge) gets a new one, so a
+    /// full rewrite that ran meanwhile does not re-point it.
+    pub(crate) id: u64,
 }
 
+static NEXT_SERIES_ID: AtomicU64 = AtomicU64::new(1);
+
 impl HSeries {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         HSeries {
             last_t: i64::MIN,
             flushed_t: i64::MIN,
+            id: NEXT_SERIES_ID.fetch_add(1, Ordering::Relaxed),
             ..Default::default()
         }
     }
 
-    fn bytes(&self, labels: &Labels) -> usize {
+    pub(crate) fn bytes(&self, labels: &Labels) -> usize {
         SERIES_OVERHEAD
             + labels.heap_bytes()
             + self.head.heap_bytes()
-            + self.chunks.iter().map(|c| c.data.len() + 40).sum::<usize>()
+            + self
+                .disk
+                .iter()
+                .map(|c| c.len as usize + CHUNK_OVERHEAD)
+                .sum::<usize>()
+            + self
+                .chunks
+                .iter()
+                .map(|c| c.data.len() + CHUNK_OVERHEAD)
+                .sum::<usize>()
     }
 
     fn mint(&self) -> Option<i64> {
+        if let Some(c) = self.disk.first() {
+            return Some(c.mint);
+        }
         match self.chunks.first() {
             Some(c) => Some(c.mint),
             None => (!self.head.is_empty()).then(|| self.head.mint()),
         }
     }
 
-    fn push(&mut self, t: i64, v: f64) {
+    /// The newest end of the oldest sealed chunk (disk first, then memory).
+    fn first_sealed_maxt(&self) -> Option<i64> {
+        self.disk
+            .first()
+            .map(|c| c.maxt)
+            .or_else(|| self.chunks.first().map(|c| c.maxt))
+    }
+
+    /// Drops the oldest sealed chunk; returns its samples and cost.
+    fn drop_first_sealed(&mut self) -> Option<(u64, usize)> {
+        if !self.disk.is_empty() {
+            let c = self.disk.remove(0);
+            return Some((c.n as u64, c.len as usize + CHUNK_OVERHEAD));
+        }
+        if !self.chunks.is_empty() {
+            let c = self.chunks.remove(0);
+            return Some((c.n as u64, c.data.len() + CHUNK_OVERHEAD));
+        }
+        None
+    }
+
+    /// Drops the sealed chunks that end before `cutoff`; returns their samples and cost.
+    fn drop_before(&mut self, cutoff: i64) -> (u64, usize) {
+        let (mut samples, mut bytes) = (0u64, 0usize);
+        let n = self.disk.partition_point(|c| c.maxt < cutoff);
+        for c in self.disk.drain(..n) {
+            samples += c.n as u64;
+            bytes += c.len as usize + CHUNK_OVERHEAD;
+        }
+        let n = self.chunks.partition_point(|c| c.maxt < cutoff);
+        for c in self.chunks.drain(..n) {
+            samples += c.n as u64;
+            bytes += c.data.len() + CHUNK_OVERHEAD;
+        }
+        (samples, bytes)
+    }
+
+    pub(crate) fn push(&mut self, t: i64, v: f64) {
         if self.head.len() >= SAMPLES_PER_CHUNK {
             let full = std::mem::take(&mut self.head);
             self.chunks.push(full.finish());
@@ -61,7 +143,15 @@ impl HSeries {
     }
 
     /// Samples in `[mint, maxt]`, in order.
-    pub(crate) fn range(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+    pub(crate) fn range(&self, files: &Files, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        let first = self.disk.partition_point(|c| c.maxt < mint);
+        let end = first + self.disk[first..].partition_point(|c| c.mint <= maxt);
+        let read = read_disk_chunks(files, &self.disk[first..end], &mut |c, data| {
+            out.extend(ChunkIter::new(data, c.n).filter(|(t, _)| *t >= mint && *t <= maxt));
+        });
+        if let Err(e) = read {
+            tracing::error!(error = %e, "history: cannot read chunks from disk; skipped");
+        }
         let first = self.chunks.partition_point(|c| c.maxt < mint);
         for c in &self.chunks[first..] {
             if c.mint > maxt {
@@ -71,27 +161,98 @@ impl HSeries {
         }
         if !self.head.is_empty() && self.head.maxt() >= mint && self.head.mint() <= maxt {
             out.extend(
-                crate::chunk::ChunkIter::new(self.head.bytes(), self.head.len())
+                ChunkIter::new(self.head.bytes(), self.head.len())
                     .filter(|(t, _)| *t >= mint && *t <= maxt),
             );
         }
     }
 
-    pub(crate) fn all(&self) -> Vec<(i64, f64)> {
+    pub(crate) fn all(&self, files: &Files) -> Vec<(i64, f64)> {
         let mut out = Vec::new();
-        self.range(i64::MIN, i64::MAX, &mut out);
+        self.range(files, i64::MIN, i64::MAX, &mut out);
         out
     }
 
     fn samples(&self) -> u64 {
-        self.chunks.iter().map(|c| c.n as u64).sum::<u64>() + self.head.len() as u64
+        self.disk.iter().map(|c| c.n as u64).sum::<u64>()
+            + self.chunks.iter().map(|c| c.n as u64).sum::<u64>()
+            + self.head.len() as u64
     }
+}
+
+/// Reads the bytes of `chunks` (one `pread` per run of chunks of one file) and hands
+/// each chunk with its bytes to `each`; stops at the first read error.
+pub(crate) fn read_disk_chunks(
+    files: &Files,
+    chunks: &[DiskChunk],
+    each: &mut dyn FnMut(&DiskChunk, &[u8]),
+) -> std::io::Result<()> {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < chunks.len() {
+        // A run: the same file, each chunk after the previous, at most 4 MiB.
+        let first = chunks[i];
+        let mut j = i + 1;
+        while j < chunks.len()
+            && chunks[j].file == first.file
+            && chunks[j].offset >= chunks[j - 1].offset + chunks[j - 1].len as u64
+            && chunks[j].offset + chunks[j].len as u64 - first.offset <= 4 << 20
+        {
+            j += 1;
+        }
+        let last = chunks[j - 1];
+        let span = (last.offset + last.len as u64 - first.offset) as usize;
+        buf.clear();
+        buf.resize(span, 0);
+        match files.get(first.file as usize).and_then(|f| f.as_ref()) {
+            Some(f) => f.read_exact_at(&mut buf, first.offset)?,
+            None => return Err(std::io::Error::other("history file slot is closed")),
+        }
+        for c in &chunks[i..j] {
+            let at = (c.offset - first.offset) as usize;
+            each(c, &buf[at..at + c.len as usize]);
+        }
+        i = j;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Inner {
     pub(crate) by_name: HashMap<String, BTreeMap<Labels, HSeries>>,
     pub(crate) bytes: usize,
+    pub(crate) files: Files,
+}
+
+impl Inner {
+    /// Puts `file` in a free slot; None when every slot is taken.
+    pub(crate) fn add_file(&mut self, file: Arc<File>) -> Option<u16> {
+        if let Some(i) = self.files.iter().position(|f| f.is_none()) {
+            self.files[i] = Some(file);
+            return u16::try_from(i).ok();
+        }
+        let i = u16::try_from(self.files.len()).ok()?;
+        self.files.push(Some(file));
+        Some(i)
+    }
+
+    /// Closes the file slots no disk chunk points into any more.
+    pub(crate) fn close_unused_files(&mut self) {
+        let mut used = vec![false; self.files.len()];
+        for s in self.by_name.values().flat_map(|f| f.values()) {
+            for c in &s.disk {
+                used[c.file as usize] = true;
+            }
+        }
+        for (slot, used) in self.files.iter_mut().zip(used) {
+            if !used {
+                *slot = None;
+            }
+        }
+        while self.files.last().is_some_and(|f| f.is_none()) {
+            self.files.pop();
+        }
+    }
 }
 
 /// Counters of what the history dropped (exported as `sentinel_history_*`).
@@ -142,9 +303,54 @@ impl History {
         self.max_bytes.load(Ordering::Relaxed)
     }
 
-    /// Approximate bytes held (chunks, labels, per-series overhead).
+    /// Bytes charged against `max_bytes`: the chunks (on disk or in memory), an index
+    /// entry per chunk, labels and a per-series overhead.
     pub fn bytes(&self) -> usize {
         self.inner.lock().bytes
+    }
+
+    /// Bytes of the history that live in memory (the open head chunks, the sealed chunks
+    /// not yet in a full file, the disk index, labels and per-series overhead).
+    pub fn memory_bytes(&self) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .by_name
+            .values()
+            .flat_map(|f| f.iter())
+            .map(|(l, s)| {
+                SERIES_OVERHEAD
+                    + l.heap_bytes()
+                    + s.head.heap_bytes()
+                    + s.disk.capacity() * std::mem::size_of::<DiskChunk>()
+                    + s.chunks
+                        .iter()
+                        .map(|c| c.data.len() + CHUNK_OVERHEAD)
+                        .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// Bytes of the sealed chunks held in memory (not yet in a full or spill file).
+    pub fn sealed_memory_bytes(&self) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .by_name
+            .values()
+            .flat_map(|f| f.values())
+            .flat_map(|s| s.chunks.iter())
+            .map(|c| c.data.len() + CHUNK_OVERHEAD)
+            .sum()
+    }
+
+    /// Sealed chunks held in memory (not yet in a full or spill file).
+    pub fn sealed_chunks_in_memory(&self) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .by_name
+            .values()
+            .flat_map(|f| f.values())
+            .map(|s| s.chunks.len())
+            .sum()
     }
 
     pub fn series_count(&self) -> usize {
@@ -203,7 +409,7 @@ impl History {
         s.push(t, v);
         let mut after = s.head.heap_bytes();
         if s.chunks.len() > chunks {
-            after += s.chunks.last().map_or(0, |c| c.data.len() + 40);
+            after += s.chunks.last().map_or(0, |c| c.data.len() + CHUNK_OVERHEAD);
         }
         inner.bytes = (inner.bytes + added + after).saturating_sub(before);
     }
@@ -233,38 +439,52 @@ impl History {
                 Some(f) => f,
                 None => inner.by_name.entry(name.to_string()).or_default(),
             };
-            let (s, before) = match family.get_mut(labels) {
-                Some(s) => {
-                    let b = s.bytes(labels);
-                    (s, b)
-                }
+            // Bytes are counted by what changes (the head, the chunks sealed now), so a
+            // small batch costs the same whatever the series already holds.
+            let (s, added) = match family.get_mut(labels) {
+                Some(s) => (s, 0),
                 None => {
                     // A series never starts with a stale marker.
                     let live = samples.iter().position(|(_, v)| !is_stale(*v));
                     if live.is_none() {
                         return;
                     }
-                    (family.entry(labels.clone()).or_insert_with(HSeries::new), 0)
+                    (
+                        family.entry(labels.clone()).or_insert_with(HSeries::new),
+                        SERIES_OVERHEAD + labels.heap_bytes(),
+                    )
                 }
             };
+            let head_before = s.head.heap_bytes();
+            let sealed_before = s.chunks.len();
             for &(t, v) in samples {
                 if s.last_t == i64::MIN && is_stale(v) {
                     continue;
                 }
                 s.push(t, v);
             }
-            let after = s.bytes(labels);
-            inner.bytes = (inner.bytes + after).saturating_sub(before);
+            let sealed: usize = s.chunks[sealed_before..]
+                .iter()
+                .map(|c| c.data.len() + CHUNK_OVERHEAD)
+                .sum();
+            inner.bytes =
+                (inner.bytes + added + sealed + s.head.heap_bytes()).saturating_sub(head_before);
             return;
         }
-        // Merge: rebuild the series from both sample sets.
+        // Merge: rebuild the series from both sample sets (in memory; the next full
+        // rewrite puts its sealed chunks on disk again).
         let mut merged: BTreeMap<i64, f64> = BTreeMap::new();
-        let family = inner.by_name.entry(name.to_string()).or_default();
+        let Inner {
+            by_name,
+            files,
+            bytes,
+        } = inner;
+        let family = by_name.entry(name.to_string()).or_default();
         let mut flushed_t = i64::MIN;
         if let Some(old) = family.remove(labels) {
-            inner.bytes = inner.bytes.saturating_sub(old.bytes(labels));
+            *bytes = bytes.saturating_sub(old.bytes(labels));
             flushed_t = old.flushed_t;
-            merged.extend(old.all());
+            merged.extend(old.all(files));
         }
         merged.extend(samples.iter().copied());
         // The rebuilt series must be written again in full at the next flush when new
@@ -282,8 +502,52 @@ impl History {
         if s.last_t == i64::MIN {
             return;
         }
-        inner.bytes += s.bytes(labels);
+        *bytes += s.bytes(labels);
         family.insert(labels.clone(), s);
+    }
+
+    /// Adds a series read from a full file: its sealed chunks stay on disk (`chunks`,
+    /// in time order, not overlapping), `head` becomes its open chunk. Returns false
+    /// (and adds nothing) when the series already holds samples or the chunks are out
+    /// of order: the caller then inserts the decoded samples instead.
+    pub(crate) fn add_disk_series(
+        &self,
+        labels: &Labels,
+        chunks: Vec<DiskChunk>,
+        head: &[(i64, f64)],
+    ) -> bool {
+        let ordered = chunks.windows(2).all(|w| w[0].maxt < w[1].mint)
+            && chunks.iter().all(|c| c.mint <= c.maxt && c.n > 0);
+        let head_after = match (chunks.last(), head.first()) {
+            (Some(c), Some(h)) => c.maxt < h.0,
+            _ => true,
+        };
+        let head_sorted = head.windows(2).all(|w| w[0].0 < w[1].0);
+        if !ordered || !head_after || !head_sorted || (chunks.is_empty() && head.is_empty()) {
+            return false;
+        }
+        let mut inner = self.inner.lock();
+        let name = labels.get(METRIC_NAME);
+        if inner
+            .by_name
+            .get(name)
+            .is_some_and(|f| f.contains_key(labels))
+        {
+            return false;
+        }
+        let mut s = HSeries::new();
+        s.last_t = chunks.last().map_or(i64::MIN, |c| c.maxt);
+        s.disk = chunks;
+        for &(t, v) in head {
+            s.push(t, v);
+        }
+        inner.bytes += s.bytes(labels);
+        inner
+            .by_name
+            .entry(name.to_string())
+            .or_default()
+            .insert(labels.clone(), s);
+        true
     }
 
     /// Drops what is older than the retention before `now_ms`, then evicts by bytes.
@@ -299,11 +563,9 @@ impl History {
                     freed += s.bytes(labels);
                     return false;
                 }
-                let n = s.chunks.partition_point(|c| c.maxt < cutoff);
-                for c in s.chunks.drain(..n) {
-                    expired += c.n as u64;
-                    freed += c.data.len() + 40;
-                }
+                let (n, b) = s.drop_before(cutoff);
+                expired += n;
+                freed += b;
                 true
             });
         }
@@ -328,8 +590,8 @@ impl History {
                 .iter()
                 .flat_map(|(n, f)| f.iter().map(move |(l, s)| (n, l, s)))
                 .filter_map(|(n, l, s)| {
-                    let c = s.chunks.first()?;
-                    Some(std::cmp::Reverse((c.maxt, n.clone(), l.clone())))
+                    let maxt = s.first_sealed_maxt()?;
+                    Some(std::cmp::Reverse((maxt, n.clone(), l.clone())))
                 })
                 .collect();
         let mut samples = 0u64;
@@ -345,16 +607,14 @@ impl History {
             else {
                 continue;
             };
-            if s.chunks.is_empty() {
+            let Some((n, freed)) = s.drop_first_sealed() else {
                 continue;
-            }
-            let c = s.chunks.remove(0);
-            samples += c.n as u64;
-            let freed = c.data.len() + 40;
+            };
+            samples += n;
             bytes += freed;
             inner.bytes = inner.bytes.saturating_sub(freed);
-            if let Some(next) = s.chunks.first() {
-                heap.push(std::cmp::Reverse((next.maxt, name, labels)));
+            if let Some(next) = s.first_sealed_maxt() {
+                heap.push(std::cmp::Reverse((next, name, labels)));
             }
         }
         if inner.bytes > target {
@@ -414,22 +674,44 @@ impl History {
                     continue;
                 }
                 let mut out = Vec::new();
-                s.range(mint, maxt, &mut out);
+                s.range(&inner.files, mint, maxt, &mut out);
                 visit(labels, out);
             }
         }
     }
 
+    /// Visits every series with all its samples, sorted by labels, one series at a
+    /// time (what `history export` writes without holding the whole history decoded).
+    pub fn for_each_sorted(&self, visit: &mut Visit<'_>) {
+        let mut all: Vec<Labels> = {
+            let inner = self.inner.lock();
+            inner
+                .by_name
+                .values()
+                .flat_map(|f| f.keys().cloned())
+                .collect()
+        };
+        all.sort();
+        for labels in all {
+            let samples = {
+                let inner = self.inner.lock();
+                let Some(s) = inner
+                    .by_name
+                    .get(labels.get(METRIC_NAME))
+                    .and_then(|f| f.get(&labels))
+                else {
+                    continue;
+                };
+                s.all(&inner.files)
+            };
+            visit(&labels, samples);
+        }
+    }
+
     /// Every series with all its samples, sorted by labels.
     pub fn dump(&self) -> Vec<(Labels, Vec<(i64, f64)>)> {
-        let inner = self.inner.lock();
-        let mut out: Vec<(Labels, Vec<(i64, f64)>)> = inner
-            .by_name
-            .values()
-            .flat_map(|f| f.iter())
-            .map(|(l, s)| (l.clone(), s.all()))
-            .collect();
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::new();
+        self.for_each_sorted(&mut |l, s| out.push((l.clone(), s)));
         out
     }
 }

@@ -136,37 +136,123 @@ fn parse_float(tok: &[u8]) -> Option<f64> {
     }
 }
 
+/// The longest line an import reads (a located error beyond it).
+pub const MAX_LINE_BYTES: usize = 64 << 10;
+/// The most labels (the name included) a series may have in an import.
+pub const MAX_LABELS: usize = 128;
+
 /// Parses a whole file; the first error stops it (nothing is returned then).
 pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut out: Parsed = Vec::new();
-    let mut eof = false;
-    let mut last_prefix: &[u8] = &[];
-    let mut last_idx = 0usize;
-    let mut lines = text.split(|c| *c == b'\n').enumerate().peekable();
-    while let Some((i, raw)) = lines.next() {
+    parse_reader(text, &mut |labels, t, v| {
+        let i = match index.get(labels) {
+            Some(i) => *i,
+            None => {
+                out.push((labels.clone(), Vec::new()));
+                index.insert(labels.clone(), out.len() - 1);
+                out.len() - 1
+            }
+        };
+        out[i].1.push((t, v));
+    })?;
+    Ok(out)
+}
+
+/// Parses OpenMetrics text line by line from `r` (no line longer than
+/// [`MAX_LINE_BYTES`] is read into memory), handing each sample to `on_sample` in file
+/// order; returns the sample count. Memory: one line, and the newest timestamp of each
+/// series (to check that a series' samples are in time order). On an error, samples
+/// already handed over must be discarded by the caller.
+pub fn parse_reader<R: std::io::BufRead>(
+    mut r: R,
+    on_sample: &mut dyn FnMut(&Labels, i64, f64),
+) -> Result<u64, ParseError> {
+    use std::io::BufRead as _;
+    let mut p = Parser {
+        cur_t: i64::MIN,
+        ..Parser::default()
+    };
+    let mut buf = Vec::with_capacity(256);
+    let mut line = 0usize;
+    let mut newline_last = true;
+    loop {
+        buf.clear();
+        let got = std::io::Read::take(&mut r, MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| ParseError {
+                line: line + 1,
+                column: 1,
+                message: format!("read error: {e}"),
+            })?;
+        if got == 0 {
+            break;
+        }
+        line += 1;
+        let raw = match buf.strip_suffix(b"\n") {
+            Some(raw) => raw,
+            None if buf.len() > MAX_LINE_BYTES => {
+                return Err(ParseError {
+                    line,
+                    column: MAX_LINE_BYTES + 1,
+                    message: format!("line longer than {MAX_LINE_BYTES} bytes"),
+                })
+            }
+            None => &buf[..],
+        };
+        p.line(raw, line, on_sample)?;
+        newline_last = buf.ends_with(b"\n");
+        if !newline_last {
+            break;
+        }
+    }
+    if !p.eof {
+        // The line after the last newline (or the last line) is where # EOF is missing.
+        let at = if newline_last { line + 1 } else { line };
+        return Err(ParseError {
+            line: at.max(1),
+            column: 1,
+            message: "missing # EOF at the end".into(),
+        });
+    }
+    Ok(p.samples)
+}
+
+#[derive(Default)]
+struct Parser {
+    /// Each series' newest timestamp so far.
+    newest: HashMap<Labels, i64>,
+    /// The previous sample line's name and labels, and its series.
+    last_prefix: Vec<u8>,
+    last: Option<Labels>,
+    /// The newest timestamp of `last` (kept here while its run of lines lasts).
+    cur_t: i64,
+    eof: bool,
+    samples: u64,
+}
+
+impl Parser {
+    fn line(
+        &mut self,
+        raw: &[u8],
+        line: usize,
+        on_sample: &mut dyn FnMut(&Labels, i64, f64),
+    ) -> Result<(), ParseError> {
         let mut l = Line {
             s: raw,
             pos: 0,
-            line: i + 1,
+            line,
         };
-        if eof {
-            // Only the final newline may follow `# EOF`.
-            if raw.is_empty() && lines.peek().is_none() {
-                break;
-            }
+        if self.eof {
             return l.err("content after # EOF");
         }
         if raw.is_empty() {
-            if lines.peek().is_none() {
-                break;
-            }
             return l.err("empty line");
         }
         if raw[0] == b'#' {
             if raw == b"# EOF" {
-                eof = true;
-                continue;
+                self.eof = true;
+                return Ok(());
             }
             l.pos = 1;
             l.expect(b' ')?;
@@ -196,22 +282,26 @@ pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
                     return l.err("unknown metric type");
                 }
             }
-            continue;
+            return Ok(());
         }
         // A file lists a series' samples one after the other: the same name and labels
         // as the line before (already checked) are not parsed again.
-        let idx = if !last_prefix.is_empty()
-            && raw.starts_with(last_prefix)
-            && raw.get(last_prefix.len()) == Some(&b' ')
-        {
-            l.pos = last_prefix.len();
-            last_idx
+        let same = self.last.is_some()
+            && raw.starts_with(&self.last_prefix)
+            && raw.get(self.last_prefix.len()) == Some(&b' ');
+        if same {
+            l.pos = self.last_prefix.len();
         } else {
-            let idx = series_of(&mut l, &mut index, &mut out)?;
-            last_prefix = &raw[..l.pos];
-            last_idx = idx;
-            idx
-        };
+            let labels = series_of(&mut l)?;
+            if let Some(prev) = self.last.take() {
+                self.newest.insert(prev, self.cur_t);
+            }
+            self.cur_t = self.newest.get(&labels).copied().unwrap_or(i64::MIN);
+            self.last_prefix.clear();
+            self.last_prefix.extend_from_slice(&raw[..l.pos]);
+            self.last = Some(labels);
+        }
+        let labels = self.last.as_ref().expect("set above");
         l.expect(b' ')?;
         let vpos = l.pos;
         let v = match parse_float(l.token()) {
@@ -237,30 +327,19 @@ pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
             return l.err("unexpected text after the timestamp");
         }
         let t_ms = (ts * 1000.0).round() as i64;
-        let series = &mut out[idx].1;
-        if series.last().is_some_and(|(last, _)| *last >= t_ms) {
+        if self.cur_t >= t_ms {
             l.pos = tpos;
             return l.err("timestamp not after the previous sample of this series");
         }
-        series.push((t_ms, v));
+        self.cur_t = t_ms;
+        self.samples += 1;
+        on_sample(labels, t_ms, v);
+        Ok(())
     }
-    if !eof {
-        let n = text.split(|c| *c == b'\n').count();
-        return Err(ParseError {
-            line: n.max(1),
-            column: 1,
-            message: "missing # EOF at the end".into(),
-        });
-    }
-    Ok(out)
 }
 
-/// Parses a series' name and labels; returns its index in `out`.
-fn series_of(
-    l: &mut Line<'_>,
-    index: &mut HashMap<Labels, usize>,
-    out: &mut Parsed,
-) -> Result<usize, ParseError> {
+/// Parses a series' name and labels.
+fn series_of(l: &mut Line<'_>) -> Result<Labels, ParseError> {
     let name = l.name("metric name")?;
     let mut pairs: Vec<(String, String)> = vec![(METRIC_NAME.to_string(), name.to_string())];
     if l.peek() == Some(b'{') {
@@ -277,6 +356,9 @@ fn series_of(
                 l.pos -= 1;
                 return l.err(format!("duplicate label {ln:?}"));
             }
+            if pairs.len() >= MAX_LABELS {
+                return l.err(format!("more than {MAX_LABELS} labels"));
+            }
             pairs.push((ln.to_string(), v));
             match l.peek() {
                 Some(b',') => l.pos += 1,
@@ -285,11 +367,7 @@ fn series_of(
             }
         }
     }
-    let labels = Labels::from_pairs(pairs);
-    Ok(*index.entry(labels.clone()).or_insert_with(|| {
-        out.push((labels, Vec::new()));
-        out.len() - 1
-    }))
+    Ok(Labels::from_pairs(pairs))
 }
 
 /// A sample value in the exposition spelling the scrape uses
@@ -306,8 +384,19 @@ fn format_float(v: f64) -> String {
 /// Writes series (each in time order) as OpenMetrics text; returns the samples written.
 pub fn write(series: &[(Labels, Vec<(i64, f64)>)], w: &mut dyn Write) -> io::Result<u64> {
     let mut n = 0u64;
-    let mut line = String::new();
     for (labels, samples) in series {
+        n += write_series(labels, samples, w)?;
+    }
+    w.write_all(b"# EOF\n")?;
+    Ok(n)
+}
+
+/// Writes one series' samples (in time order) without the final `# EOF`; returns the
+/// samples written.
+pub fn write_series(labels: &Labels, samples: &[(i64, f64)], w: &mut dyn Write) -> io::Result<u64> {
+    let mut n = 0u64;
+    let mut line = String::new();
+    {
         let mut prefix = String::from(labels.get(METRIC_NAME));
         let rest: Vec<(&str, &str)> = labels.iter().filter(|(k, _)| *k != METRIC_NAME).collect();
         if !rest.is_empty() {
@@ -346,7 +435,6 @@ pub fn write(series: &[(Labels, Vec<(i64, f64)>)], w: &mut dyn Write) -> io::Res
             n += 1;
         }
     }
-    w.write_all(b"# EOF\n")?;
     Ok(n)
 }
 
