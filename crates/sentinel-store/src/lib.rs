@@ -11,6 +11,7 @@
 //!   format of `history import` / `history export`.
 
 pub mod chunk;
+pub mod exposition;
 pub mod history;
 pub mod labels;
 pub mod openmetrics;

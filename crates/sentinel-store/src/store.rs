@@ -1,18 +1,31 @@
-//! Recent samples per series, fed by every merged `/metrics` snapshot (it is an
-//! [`SnapshotSink`]) and by the rule engine's own output (recording rules, `ALERTS`).
-//! The evaluator reads it through [`Store::select`]. Retention follows the loaded rules
-//! (longest range + offset + `for` + lookback), so memory stays proportional to what
-//! the rules can see; the series count is capped and overflow is dropped and counted.
+//! The samples of every series, written by their sources and read by every reader.
 //!
-//! Staleness follows Prometheus: a series missing from a snapshot gets a stale marker
-//! (a special NaN) so instant selectors stop returning it at once instead of after the
-//! 5 m lookback.
+//! Writers: each collector run and each change of the sidecar's own metrics is one
+//! [`Store::write`] of that source's families at one time (one scrape of that source, as
+//! Prometheus sees it); the rule engine appends its own output (recording rules,
+//! `ALERTS`) with [`Store::append`]. Readers: the evaluator and the query APIs through
+//! [`Store::select`] and friends; the `/metrics` exposition
+//! ([`crate::exposition::Exposition`]) is encoded from the same writes. Retention follows
+//! the loaded rules (longest range + offset + `for` + lookback), so memory stays
+//! proportional to what the rules can see; the series count is capped and overflow is
+//! dropped and counted.
+//!
+//! Sources: a write appends only that source's series. The store keeps, per source, the
+//! store-side labels of each series it gave (built once, when the series first appears),
+//! so a write builds no label set for a series it already knows. A series belongs to the
+//! source that wrote it first while it is live; another source giving the same series
+//! (same name and labels) is ignored for it, as the exposition keeps the first one.
+//!
+//! Staleness follows Prometheus: a series its source gave last time and not now gets a
+//! stale marker (a special NaN) so instant selectors stop returning it at once instead
+//! of after the 5 m lookback; so do all of a source's series when the source goes away
+//! ([`Store::forget_source`]).
 //!
 //! Creation: a counter or histogram series with a creation time
-//! ([`sentinel_base::metrics::Sample::created`]) that appears after the first snapshot
-//! was born from an event since. The store records a zero at its creation time before
+//! ([`sentinel_base::metrics::Sample::created`]) that appears after the first write was
+//! born from an event since. The store records a zero at its creation time before
 //! its first sample, so `increase()`/`rate()` count the event that created it (a series
-//! born at 1 would otherwise never show an increase). Series in the first snapshot the
+//! born at 1 would otherwise never show an increase). Series in the first write the
 //! store sees (they existed at start) get no zero, and series restored from disk carry
 //! no creation time, so a restart never looks like an increase. A zero older than the
 //! retention is dropped at once, so a series that comes back long after it went away
@@ -26,12 +39,11 @@
 
 use crate::history::History;
 use crate::labels::{Labels, METRIC_NAME};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use promql_parser::label::Matcher;
-use sentinel_base::metrics::exposition::SnapshotSink;
-use sentinel_base::metrics::MetricFamily;
+use sentinel_base::metrics::{MetricFamily, Sample};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,7 +61,8 @@ pub fn is_stale(v: f64) -> bool {
 /// Default lookback of instant selectors (`--query.lookback-delta`).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
-/// Where a series' samples come from; snapshot staleness only applies to its own source.
+/// Where a series' samples come from: a source's [`Store::write`] (staleness applies to
+/// the source's own series) or the rule engine's [`Store::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Snapshot,
@@ -59,15 +72,25 @@ pub enum Origin {
 #[derive(Debug)]
 struct Series {
     samples: VecDeque<(i64, f64)>,
-    origin: Origin,
-    /// Snapshot generation that last carried this series.
+    /// The write that last carried this series.
     seen: u64,
+    /// The source that writes this series (0: none, appended directly).
+    owner: u32,
+}
+
+/// What the store keeps of one source between its writes: the families of its last
+/// write and, by position, the store-side labels of each of their samples (built once,
+/// when the series first appears).
+struct SourceSeries {
+    id: u32,
+    families: Arc<Vec<MetricFamily>>,
+    labels: Vec<Vec<Labels>>,
 }
 
 /// One selected series: its labels and its samples in `[mint, maxt]` (stale markers kept).
 pub type SelectedSeries = (Labels, Vec<(i64, f64)>);
 
-/// Smallest spacing kept between two snapshot samples of a series (see `append_locked`).
+/// Smallest spacing kept between two written samples of a series (see `append_locked`).
 pub const SNAPSHOT_SPACING_MS: i64 = 1000;
 
 pub struct Store {
@@ -85,8 +108,11 @@ pub struct Store {
     series: AtomicU64,
     dropped: AtomicU64,
     generation: AtomicU64,
-    /// Time of the newest snapshot fed (`i64::MIN` before the first): series in the first
-    /// snapshot existed at start and get no creation zero.
+    /// Per source name, what its last write gave (see [`SourceSeries`]).
+    sources: Mutex<HashMap<String, SourceSeries>>,
+    next_source: AtomicU32,
+    /// Time of the newest write (`i64::MIN` before the first): series in the first
+    /// write existed at start and get no creation zero.
     last_snapshot_ms: AtomicI64,
     /// Newest sample time accepted (`i64::MIN` before the first).
     newest_ms: AtomicI64,
@@ -115,6 +141,8 @@ impl Store {
             series: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             generation: AtomicU64::new(0),
+            sources: Mutex::new(HashMap::new()),
+            next_source: AtomicU32::new(1),
             last_snapshot_ms: AtomicI64::new(i64::MIN),
             newest_ms: AtomicI64::new(i64::MIN),
             history: OnceLock::new(),
@@ -212,15 +240,17 @@ impl Store {
     /// head refuses them.
     pub fn append(&self, labels: &Labels, t: i64, v: f64, origin: Origin) {
         let mut map = self.by_name.write();
-        self.append_locked(&mut map, labels, (t, v), origin, 0, true);
+        self.append_locked(&mut map, labels, (t, v), (origin, 0), 0, true);
     }
 
+    /// `owner`: the writing source (0 for a direct append). A live series another source
+    /// writes is left to it.
     fn append_locked(
         &self,
         map: &mut HashMap<String, BTreeMap<Labels, Series>>,
         labels: &Labels,
         (t, v): (i64, f64),
-        origin: Origin,
+        (origin, owner): (Origin, u32),
         generation: u64,
         float: bool,
     ) {
@@ -243,11 +273,18 @@ impl Store {
                 self.series.fetch_add(1, Ordering::Relaxed);
                 family.entry(labels.clone()).or_insert(Series {
                     samples: VecDeque::with_capacity(4),
-                    origin,
                     seen: generation,
+                    owner,
                 })
             }
         };
+        if owner != 0 && series.owner != owner {
+            let live = series.samples.back().is_some_and(|(_, v)| !is_stale(*v));
+            if series.owner != 0 && live {
+                return;
+            }
+            series.owner = owner;
+        }
         series.seen = generation;
         if let Some((last, _)) = series.samples.back() {
             if t <= *last {
@@ -464,65 +501,185 @@ impl Store {
             .sum()
     }
 
-    /// Feeds one merged snapshot at `t_ms`: appends every sample, records a zero at the
-    /// creation time of each series born since the previous snapshot (see the module
-    /// docs), and writes a stale marker for each snapshot series that is no longer present.
-    pub fn ingest(&self, families: &[MetricFamily], t_ms: i64) {
+    /// One write of `source` at `t_ms` (one run of a collector, one change of a registry
+    /// source): appends each of its samples, records a zero at the creation time of each
+    /// series born since the previous write (see the module docs), and writes a stale
+    /// marker for each series the source gave last time and not now. Series of other
+    /// sources are not touched. `ALERTS` and `ALERTS_FOR_STATE` are skipped: the engine
+    /// writes them itself at evaluation time.
+    pub fn write(&self, source: &str, families: Arc<Vec<MetricFamily>>, t_ms: i64) {
+        let mut sources = self.sources.lock();
+        let src = match sources.get_mut(source) {
+            Some(s) => s,
+            None => sources
+                .entry(source.to_string())
+                .or_insert_with(|| SourceSeries {
+                    id: self.next_source.fetch_add(1, Ordering::Relaxed),
+                    families: Arc::new(Vec::new()),
+                    labels: Vec::new(),
+                }),
+        };
+        let (labels, same_series) = series_labels(&src.families, &src.labels, &families);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut map = self.by_name.write();
         let previous = self.last_snapshot_ms.fetch_max(t_ms, Ordering::Relaxed);
-        for f in families {
-            // The engine writes these itself at evaluation time.
-            if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
-                continue;
-            }
-            for s in &f.samples {
-                let mut pairs: Vec<(String, String)> = s.labels.clone();
-                pairs.push((
-                    METRIC_NAME.to_string(),
-                    format!("{}{}", f.name, s.suffix.as_str()),
-                ));
-                let labels = Labels::from_pairs(pairs);
+        for (f, ls) in families.iter().zip(&labels) {
+            for (s, labels) in f.samples.iter().zip(ls) {
                 let born =
-                    s.created.is_some() && previous != i64::MIN && is_new_or_stale(&map, &labels);
+                    s.created.is_some() && previous != i64::MIN && is_new_or_stale(&map, labels);
                 if born {
                     // Just before the first sample if the clock put creation at or
-                    // after the snapshot; never after it.
+                    // after the write; never after it.
                     let created_ms = (s.created.unwrap_or_default() * 1000.0) as i64;
                     let zero_at = created_ms.min(t_ms - 1);
                     self.append_locked(
                         &mut map,
-                        &labels,
+                        labels,
                         (zero_at, 0.0),
-                        Origin::Snapshot,
+                        (Origin::Snapshot, src.id),
                         generation,
                         false,
                     );
                 }
                 self.append_locked(
                     &mut map,
-                    &labels,
+                    labels,
                     (t_ms, s.value),
-                    Origin::Snapshot,
+                    (Origin::Snapshot, src.id),
                     generation,
                     // The first sample must not replace the zero before it.
                     !born,
                 );
             }
         }
-        for family in map.values_mut() {
-            for (labels, s) in family.iter_mut() {
-                if s.origin == Origin::Snapshot && s.seen != generation {
-                    let last_stale = s.samples.back().is_some_and(|(_, v)| is_stale(*v));
-                    let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
-                    if !last_stale && t_ms > last_t {
-                        s.samples.push_back((t_ms, stale_nan()));
-                        self.record(labels, t_ms, stale_nan(), true);
-                    }
-                }
+        // The same series at the same places: none went away.
+        if !same_series {
+            self.mark_stale(&mut map, src, generation, t_ms);
+        }
+        drop(map);
+        src.families = families;
+        src.labels = labels;
+        drop(sources);
+        // Writes can come many times a second; sweeping every series once a second is
+        // enough to honour the retention.
+        if t_ms - self.last_gc_ms.load(Ordering::Relaxed) as i64 >= 1000 {
+            self.last_gc_ms.store(t_ms as u64, Ordering::Relaxed);
+            self.gc(t_ms);
+        }
+    }
+
+    /// The source went away (its collector failed, gave no data or was disabled): each
+    /// of its series gets a stale marker at `t_ms`.
+    pub fn forget_source(&self, source: &str, t_ms: i64) {
+        let mut sources = self.sources.lock();
+        let Some(src) = sources.get_mut(source) else {
+            return;
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.mark_stale(&mut self.by_name.write(), src, generation, t_ms);
+        src.families = Arc::new(Vec::new());
+        src.labels = Vec::new();
+    }
+
+    /// A stale marker at `t_ms` for each live series of `src` that write `generation`
+    /// did not carry.
+    fn mark_stale(
+        &self,
+        map: &mut HashMap<String, BTreeMap<Labels, Series>>,
+        src: &SourceSeries,
+        generation: u64,
+        t_ms: i64,
+    ) {
+        for labels in src.labels.iter().flatten() {
+            let Some(s) = map
+                .get_mut(labels.get(METRIC_NAME))
+                .and_then(|f| f.get_mut(labels))
+            else {
+                continue;
+            };
+            if s.owner != src.id || s.seen == generation {
+                continue;
+            }
+            let last_stale = s.samples.back().is_some_and(|(_, v)| is_stale(*v));
+            let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
+            if !last_stale && t_ms > last_t {
+                s.samples.push_back((t_ms, stale_nan()));
+                self.record(labels, t_ms, stale_nan(), true);
             }
         }
     }
+
+    /// Feeds `families` as one write of a single unnamed source (the unit tests' and
+    /// benchmarks' shorthand for [`Store::write`]).
+    pub fn ingest(&self, families: &[MetricFamily], t_ms: i64) {
+        self.write("", Arc::new(families.to_vec()), t_ms);
+    }
+
+    /// The sources the store has seen written, with how many series each gave last.
+    pub fn sources(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = self
+            .sources
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.labels.iter().map(Vec::len).sum()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// The store-side labels of every sample of `families` (none for `ALERTS` and
+/// `ALERTS_FOR_STATE`), reusing those of the previous write where the sample at the same
+/// place has the same family name, suffix and labels; and whether every one was reused
+/// (then the write carries exactly the series of the previous one).
+fn series_labels(
+    prev: &[MetricFamily],
+    prev_labels: &[Vec<Labels>],
+    families: &[MetricFamily],
+) -> (Vec<Vec<Labels>>, bool) {
+    let mut same = families.len() == prev.len();
+    let out = families
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
+                return Vec::new();
+            }
+            let old = prev
+                .get(i)
+                .zip(prev_labels.get(i))
+                .filter(|(p, l)| p.name == f.name && p.samples.len() == l.len());
+            if old.is_none_or(|(p, _)| p.samples.len() != f.samples.len()) {
+                same = false;
+            }
+            f.samples
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    let reused = old.and_then(|(p, l)| {
+                        let o: &Sample = p.samples.get(j)?;
+                        (o.suffix == s.suffix && o.labels == s.labels).then(|| l[j].clone())
+                    });
+                    reused.unwrap_or_else(|| {
+                        same = false;
+                        sample_labels(&f.name, s)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    (out, same)
+}
+
+/// The store-side labels of one sample: its labels and `__name__` (family name and suffix).
+fn sample_labels(family: &str, s: &Sample) -> Labels {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + 1);
+    pairs.extend(s.labels.iter().cloned());
+    pairs.push((
+        METRIC_NAME.to_string(),
+        format!("{family}{}", s.suffix.as_str()),
+    ));
+    Labels::from_pairs(pairs)
 }
 
 /// The metric name of an equality `__name__` matcher.
@@ -545,19 +702,6 @@ pub fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),
-    }
-}
-
-impl SnapshotSink for Store {
-    fn accept(&self, families: &[MetricFamily], at: SystemTime) {
-        let t = system_time_ms(at);
-        self.ingest(families, t);
-        // Snapshots can arrive many times a second; sweeping every series once a second
-        // is enough to honour the retention.
-        if t - self.last_gc_ms.load(Ordering::Relaxed) as i64 >= 1000 {
-            self.last_gc_ms.store(t as u64, Ordering::Relaxed);
-            self.gc(t);
-        }
     }
 }
 
