@@ -657,4 +657,115 @@ mod tests {
         std::io::Read::read_to_string(&mut d, &mut s).unwrap();
         assert_eq!(s.as_bytes(), &snap.text[..]);
     }
+
+    fn store_samples(e: &Exposition, name: &str) -> Vec<(crate::labels::Labels, Vec<(i64, f64)>)> {
+        use promql_parser::label::{MatchOp, Matcher};
+        let m = [Matcher::new(
+            MatchOp::Equal,
+            crate::labels::METRIC_NAME,
+            name,
+        )];
+        e.store().select(&m, 0, i64::MAX / 2)
+    }
+
+    /// Regression (issue 11): the registry only reached the store with the whole
+    /// merged snapshot; it is written per source, and an unchanged counter is written
+    /// again at each self-scrape so the rules' windows keep fresh samples.
+    #[test]
+    fn registry_counter_is_resampled_while_unchanged() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
+        e.set_self_scrape_interval(Duration::from_secs(10));
+        let c = registry.counter_vec("ev_total", "Events.", &[]);
+        c.inc(&[]);
+        let t0 = 1_700_000_000_000;
+        assert!(e.refresh_at(t0));
+        assert!(!e.refresh_at(t0 + 5_000), "nothing changed, no scrape due");
+        assert!(!e.refresh_at(t0 + 10_000), "nothing changed, scrape due");
+        assert!(!e.refresh_at(t0 + 20_000));
+        let got = store_samples(&e, "ev_total");
+        assert_eq!(
+            got[0].1,
+            vec![(t0, 1.0), (t0 + 10_000, 1.0), (t0 + 20_000, 1.0)]
+        );
+    }
+
+    #[test]
+    fn a_registry_change_writes_only_the_changed_source() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
+        let a = registry.counter_vec("a_total", "A.", &[]);
+        let b = registry.counter_vec("b_total", "B.", &[]);
+        a.inc(&[]);
+        b.inc(&[]);
+        e.set_at(
+            "coll",
+            vec![MetricFamily::gauge("g", "G.").with(&[("x", "1")], 1.0)],
+            1_000_000,
+        );
+        let t0 = 1_000_000;
+        e.refresh_at(t0);
+        a.inc(&[]);
+        assert!(e.refresh_at(t0 + 2_000));
+        assert_eq!(
+            store_samples(&e, "a_total")[0].1,
+            vec![(t0, 1.0), (t0 + 2_000, 2.0)]
+        );
+        assert_eq!(store_samples(&e, "b_total")[0].1, vec![(t0, 1.0)]);
+        assert_eq!(
+            store_samples(&e, "g")[0].1,
+            vec![(t0, 1.0)],
+            "collector not re-written"
+        );
+    }
+
+    #[test]
+    fn a_collector_run_is_written_at_once_and_a_failed_one_marks_its_series_stale() {
+        let e = Exposition::new(Registry::new(), 100, Arc::new(Store::default()));
+        e.set_at(
+            "coll",
+            vec![MetricFamily::gauge("g", "G.").with(&[("x", "1")], 1.0)],
+            1_000,
+        );
+        // In the store before any refresh (the rules see it at once).
+        assert_eq!(store_samples(&e, "g")[0].1, vec![(1_000, 1.0)]);
+        e.clear("coll");
+        let got = &store_samples(&e, "g")[0].1;
+        assert_eq!(got.len(), 2);
+        assert!(crate::store::is_stale(got[1].1));
+    }
+
+    /// The cardinality cap applies before the store: capped series never reach it.
+    #[test]
+    fn capped_series_reach_neither_the_exposition_nor_the_store() {
+        let e = Exposition::new(Registry::new(), 2, Arc::new(Store::default()));
+        let mut f = MetricFamily::gauge("g", "h");
+        for i in 0..5 {
+            f.push(&[("i", i.to_string())], 1.0);
+        }
+        e.set_at("c", vec![f], 1_000);
+        assert_eq!(store_samples(&e, "g").len(), 2);
+    }
+
+    /// Issue 13 §2 through the write path: a counter born from an event after the
+    /// registry's first write gets its zero at its creation time.
+    #[test]
+    fn a_registry_counter_born_after_start_gets_its_creation_zero() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
+        let c = registry.counter_vec("ops_total", "Ops.", &["op"]);
+        c.inc(&["old"]);
+        let t0 = system_time_ms(SystemTime::now());
+        e.refresh_at(t0);
+        c.inc(&["new"]);
+        e.refresh_at(t0 + 60_000);
+        let got = store_samples(&e, "ops_total");
+        let old = &got.iter().find(|(l, _)| l.get("op") == "old").unwrap().1;
+        assert_eq!(old[0], (t0, 1.0), "present at the first write: no zero");
+        let new = &got.iter().find(|(l, _)| l.get("op") == "new").unwrap().1;
+        assert_eq!(new.len(), 2, "{new:?}");
+        assert_eq!(new[0].1, 0.0);
+        assert!(new[0].0 >= t0 - 1_000 && new[0].0 < t0 + 60_000, "{new:?}");
+        assert_eq!(new[1], (t0 + 60_000, 1.0));
+    }
 }

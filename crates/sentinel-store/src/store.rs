@@ -22,14 +22,14 @@
 //! ([`Store::forget_source`]).
 //!
 //! Creation: a counter or histogram series with a creation time
-//! ([`sentinel_base::metrics::Sample::created`]) that appears after the first write was
-//! born from an event since. The store records a zero at its creation time before
-//! its first sample, so `increase()`/`rate()` count the event that created it (a series
-//! born at 1 would otherwise never show an increase). Series in the first write the
-//! store sees (they existed at start) get no zero, and series restored from disk carry
-//! no creation time, so a restart never looks like an increase. A zero older than the
-//! retention is dropped at once, so a series that comes back long after it went away
-//! is not counted again.
+//! ([`sentinel_base::metrics::Sample::created`]) that appears after its source's first
+//! write was born from an event since. The store records a zero at its creation time
+//! before its first sample, so `increase()`/`rate()` count the event that created it (a
+//! series born at 1 would otherwise never show an increase). Series in a source's first
+//! write (they existed when the source started, as in a first scrape) get no zero, and
+//! series restored from disk carry no creation time, so a restart never looks like an
+//! increase. A zero older than the retention is dropped at once, so a series that comes
+//! back long after it went away is not counted again.
 //!
 //! History: with a [`History`] attached ([`Store::attach_history`]), every sample the
 //! store accepts is also kept there at full resolution for `history.retention`. A
@@ -111,9 +111,6 @@ pub struct Store {
     /// Per source name, what its last write gave (see [`SourceSeries`]).
     sources: Mutex<HashMap<String, SourceSeries>>,
     next_source: AtomicU32,
-    /// Time of the newest write (`i64::MIN` before the first): series in the first
-    /// write existed at start and get no creation zero.
-    last_snapshot_ms: AtomicI64,
     /// Newest sample time accepted (`i64::MIN` before the first).
     newest_ms: AtomicI64,
     history: OnceLock<Arc<History>>,
@@ -143,7 +140,6 @@ impl Store {
             generation: AtomicU64::new(0),
             sources: Mutex::new(HashMap::new()),
             next_source: AtomicU32::new(1),
-            last_snapshot_ms: AtomicI64::new(i64::MIN),
             newest_ms: AtomicI64::new(i64::MIN),
             history: OnceLock::new(),
             history_loaded_ms: AtomicI64::new(i64::MIN),
@@ -509,6 +505,8 @@ impl Store {
     /// writes them itself at evaluation time.
     pub fn write(&self, source: &str, families: Arc<Vec<MetricFamily>>, t_ms: i64) {
         let mut sources = self.sources.lock();
+        // A source's first write: its series existed when it started (no creation zero).
+        let first = !sources.contains_key(source);
         let src = match sources.get_mut(source) {
             Some(s) => s,
             None => sources
@@ -522,11 +520,9 @@ impl Store {
         let (labels, same_series) = series_labels(&src.families, &src.labels, &families);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut map = self.by_name.write();
-        let previous = self.last_snapshot_ms.fetch_max(t_ms, Ordering::Relaxed);
         for (f, ls) in families.iter().zip(&labels) {
             for (s, labels) in f.samples.iter().zip(ls) {
-                let born =
-                    s.created.is_some() && previous != i64::MIN && is_new_or_stale(&map, labels);
+                let born = s.created.is_some() && !first && is_new_or_stale(&map, labels);
                 if born {
                     // Just before the first sample if the clock put creation at or
                     // after the write; never after it.
@@ -915,5 +911,127 @@ mod tests {
         assert_eq!(last[0].1, (99 * 5000, 99.0));
         let sel = s.select(&name("g"), 90 * 5000, 100 * 5000);
         assert_eq!(sel[0].1.len(), 10);
+    }
+
+    fn g(name: &str, x: &str, v: f64) -> MetricFamily {
+        MetricFamily::gauge(name, "g").with(&[("x", x)], v)
+    }
+
+    fn samples(s: &Store, n: &str) -> Vec<(i64, f64)> {
+        let got = s.select(&name(n), 0, i64::MAX / 2);
+        assert!(got.len() <= 1, "{got:?}");
+        got.into_iter().flat_map(|(_, v)| v).collect()
+    }
+
+    fn stale_count(v: &[(i64, f64)]) -> usize {
+        v.iter().filter(|(_, v)| is_stale(*v)).count()
+    }
+
+    /// Regression (issue 11): every refresh re-appended every sample of every source;
+    /// a write now carries only its own source's series.
+    #[test]
+    fn a_collector_write_appends_only_its_own_series() {
+        let s = Store::new(600_000, 1000);
+        s.write("a", Arc::new(vec![g("ga", "1", 1.0)]), 1_000);
+        s.write("b", Arc::new(vec![g("gb", "1", 1.0)]), 1_000);
+        s.write("a", Arc::new(vec![g("ga", "1", 2.0)]), 3_000);
+        s.write("a", Arc::new(vec![g("ga", "1", 3.0)]), 5_000);
+        assert_eq!(
+            samples(&s, "ga"),
+            vec![(1_000, 1.0), (3_000, 2.0), (5_000, 3.0)]
+        );
+        assert_eq!(samples(&s, "gb"), vec![(1_000, 1.0)], "b untouched by a");
+        assert_eq!(s.sources(), vec![("a".into(), 1), ("b".into(), 1)]);
+    }
+
+    #[test]
+    fn series_dropped_by_a_source_gets_one_stale_marker() {
+        let s = Store::new(600_000, 1000);
+        let both = || Arc::new(vec![g("g", "1", 1.0).with(&[("x", "2")], 2.0)]);
+        let one = || Arc::new(vec![g("g", "1", 1.0)]);
+        s.write("a", both(), 1_000);
+        s.write("a", one(), 3_000);
+        s.write("a", one(), 5_000);
+        s.write("b", Arc::new(vec![g("other", "1", 1.0)]), 7_000);
+        let got = s.select(&name("g"), 0, 10_000);
+        let dropped = &got.iter().find(|(l, _)| l.get("x") == "2").unwrap().1;
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert_eq!(stale_count(dropped), 1);
+        assert_eq!(dropped[1].0, 3_000);
+        let kept = &got.iter().find(|(l, _)| l.get("x") == "1").unwrap().1;
+        assert_eq!(stale_count(kept), 0);
+        // It comes back: live again, and a later drop marks it again, once.
+        s.write("a", both(), 9_000);
+        s.write("a", one(), 11_000);
+        s.write("a", one(), 13_000);
+        let got = s.select(&name("g"), 0, 20_000);
+        let dropped = &got.iter().find(|(l, _)| l.get("x") == "2").unwrap().1;
+        assert_eq!(stale_count(dropped), 2, "{dropped:?}");
+    }
+
+    #[test]
+    fn a_forgotten_source_marks_each_of_its_series_stale_once() {
+        let s = Store::new(600_000, 1000);
+        s.write("a", Arc::new(vec![g("ga", "1", 1.0)]), 1_000);
+        s.write("b", Arc::new(vec![g("gb", "1", 1.0)]), 1_000);
+        s.forget_source("a", 2_000);
+        s.forget_source("a", 3_000);
+        s.forget_source("nobody", 3_000);
+        assert_eq!(samples(&s, "ga").len(), 2);
+        assert_eq!(stale_count(&samples(&s, "ga")), 1);
+        assert_eq!(samples(&s, "gb"), vec![(1_000, 1.0)]);
+    }
+
+    /// Two sources giving the same series: the exposition keeps the first one, and so
+    /// does the store (the first writer) while that series is live.
+    #[test]
+    fn a_series_given_by_two_sources_is_written_by_the_first_while_live() {
+        let s = Store::new(600_000, 1000);
+        s.write("a", Arc::new(vec![g("g", "1", 1.0)]), 1_000);
+        s.write("b", Arc::new(vec![g("g", "1", 9.0)]), 1_500);
+        s.write("a", Arc::new(vec![g("g", "1", 2.0)]), 3_000);
+        // b stops giving it: no stale marker, the series is a's.
+        s.write("b", Arc::new(vec![]), 3_500);
+        assert_eq!(samples(&s, "g"), vec![(1_000, 1.0), (3_000, 2.0)]);
+        // a stops: stale; then b's value takes over.
+        s.write("a", Arc::new(vec![]), 5_000);
+        s.write("b", Arc::new(vec![g("g", "1", 9.0)]), 7_000);
+        let got = samples(&s, "g");
+        assert_eq!(stale_count(&got), 1);
+        assert_eq!(got.last(), Some(&(7_000, 9.0)));
+    }
+
+    /// Regression (issue 11): each refresh rebuilt a label set per sample; a known
+    /// series keeps the one built when it first appeared.
+    #[test]
+    fn known_series_keep_their_store_labels_across_writes() {
+        let s = Store::new(600_000, 1000);
+        let fam = |v: f64| {
+            Arc::new(vec![
+                g("g", "1", v).with(&[("x", "2")], v),
+                MetricFamily::counter("c_total", "c").with(&[("k", "v")], v),
+            ])
+        };
+        s.write("a", fam(1.0), 1_000);
+        let before = s.sources.lock()["a"].labels.clone();
+        s.write("a", fam(2.0), 2_000);
+        let after = s.sources.lock()["a"].labels.clone();
+        for (b, a) in before.iter().flatten().zip(after.iter().flatten()) {
+            assert!(std::ptr::eq(b.pairs().as_ptr(), a.pairs().as_ptr()));
+        }
+        assert_eq!(after.iter().flatten().count(), 3);
+        // A changed series gets new labels; the others keep theirs.
+        s.write(
+            "a",
+            Arc::new(vec![g("g", "1", 3.0).with(&[("x", "3")], 3.0)]),
+            3_000,
+        );
+        let changed = s.sources.lock()["a"].labels.clone();
+        assert!(std::ptr::eq(
+            before[0][0].pairs().as_ptr(),
+            changed[0][0].pairs().as_ptr()
+        ));
+        assert_eq!(changed[0][1].get("x"), "3");
+        assert_eq!(changed.len(), 1);
     }
 }
