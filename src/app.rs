@@ -186,17 +186,8 @@ impl App {
 
     fn apply_collectors(&self) {
         let cfg = self.config();
-        let specs = collect::build(&cfg.collectors, &self.build_context());
-        // The sidecar's own series are resampled as often as the most frequent collector
-        // runs (at least every 15 s), so rules over them see fresh samples.
-        let every = specs
-            .iter()
-            .map(|s| s.interval)
-            .min()
-            .unwrap_or(sentinel_store::exposition::DEFAULT_SELF_SCRAPE_INTERVAL)
-            .min(sentinel_store::exposition::DEFAULT_SELF_SCRAPE_INTERVAL);
-        self.exposition.set_self_scrape_interval(every);
-        self.runner.apply(specs);
+        self.runner
+            .apply(collect::build(&cfg.collectors, &self.build_context()));
     }
 
     /// Requests a re-encode of the snapshot soon (coalesced; see `refresh_requests`).

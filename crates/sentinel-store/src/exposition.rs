@@ -5,8 +5,8 @@
 //! are read at each [`Exposition::refresh`]. Each write goes into the [`Store`] as one
 //! write of its source (only that source's series: see [`Store::write`]); a registry
 //! source is written when its generation moves, and every
-//! [`DEFAULT_SELF_SCRAPE_INTERVAL`] (or the interval set) even when unchanged, so an
-//! unchanged counter keeps fresh samples inside the rules' lookback. The latest families
+//! [`DEFAULT_SELF_SCRAPE_INTERVAL`] (1 s, or the interval set) even when unchanged, so
+//! an unchanged counter keeps fresh samples inside the rules' lookback. The latest families
 //! of every source are the latest-samples table: merged (same-name families joined,
 //! first one wins), capped per family, and encoded in both formats per family, once per
 //! change; the HTTP layer serves the bytes as they are. A scrape never triggers
@@ -30,8 +30,11 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 /// How often the registry's sources are written into the store when unchanged (the
-/// sidecar's self-scrape); the app lowers it to the shortest collector interval.
-pub const DEFAULT_SELF_SCRAPE_INTERVAL: Duration = Duration::from_secs(15);
+/// sidecar's self-scrape): at each tick of the once-a-second refresher, the resolution
+/// the store keeps anyway (see [`crate::store::SNAPSHOT_SPACING_MS`]), so the sidecar's
+/// own series have the same density as before writes went per source. A tick up to a
+/// tenth of the interval early still counts (the refresher's timer jitters).
+pub const DEFAULT_SELF_SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One encoded snapshot, in both formats; gzip variants are made on first request.
 pub struct Encoded {
@@ -426,8 +429,9 @@ impl Exposition {
         // stored snapshot includes everything that happened before the call.
         let mut last = self.encoded_generation.lock();
         let last_scrape = self.last_self_scrape_ms.load(Ordering::Relaxed);
-        let scrape = last_scrape == i64::MIN
-            || t_ms.saturating_sub(last_scrape) >= self.self_scrape_ms.load(Ordering::Relaxed);
+        let every = self.self_scrape_ms.load(Ordering::Relaxed);
+        let scrape =
+            last_scrape == i64::MIN || t_ms.saturating_sub(last_scrape) >= every - every / 10;
         if scrape {
             self.last_self_scrape_ms.store(t_ms, Ordering::Relaxed);
         }
@@ -694,6 +698,7 @@ mod tests {
     fn a_registry_change_writes_only_the_changed_source() {
         let registry = Registry::new();
         let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
+        e.set_self_scrape_interval(Duration::from_secs(60));
         let a = registry.counter_vec("a_total", "A.", &[]);
         let b = registry.counter_vec("b_total", "B.", &[]);
         a.inc(&[]);
