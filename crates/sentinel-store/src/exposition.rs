@@ -132,6 +132,19 @@ impl Piece {
         }
     }
 
+    /// [`pieces`](Self::pieces) of families the caller gives away (not copied).
+    fn pieces_owned(given: Vec<MetricFamily>, old: &[Arc<Piece>], unique: bool) -> Vec<Arc<Piece>> {
+        given
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| match old.get(i) {
+                Some(p) if p.as_given && p.family == f => p.clone(),
+                _ if unique => Piece::encode(f, true),
+                _ => Piece::new(&f, false),
+            })
+            .collect()
+    }
+
     fn pieces(given: &[MetricFamily], old: &[Arc<Piece>], unique: bool) -> Vec<Arc<Piece>> {
         given
             .iter()
@@ -147,13 +160,18 @@ struct CollectedPieces {
     pieces: Vec<Arc<Piece>>,
 }
 
-/// The encoded pieces of one registry source, valid while its generation is the same,
-/// and the families they were made from (written into the store at each self-scrape).
+/// The encoded pieces of one registry source, valid while its generation is the same
+/// (their families are what each self-scrape writes into the store again).
 struct RegistryPieces {
     source: Arc<dyn FamilySource>,
     generation: Option<u64>,
-    families: Arc<Vec<MetricFamily>>,
     pieces: Vec<Arc<Piece>>,
+}
+
+impl RegistryPieces {
+    fn families(&self) -> Vec<&MetricFamily> {
+        self.pieces.iter().map(|p| &p.family).collect()
+    }
 }
 
 /// What the last refresh encoded, per source, so the next one re-encodes only the
@@ -283,7 +301,7 @@ impl Exposition {
             .lock()
             .insert(source.to_string(), families.clone());
         self.collected_generation.fetch_add(1, Ordering::Relaxed);
-        self.store.write(source, families, t_ms);
+        self.store.write(source, &families[..], t_ms);
     }
 
     /// Forgets a source entirely (its collector failed or was disabled); its series in
@@ -353,34 +371,31 @@ impl Exposition {
                 && old_registry
                     .get(i)
                     .is_some_and(|o| o.generation == generation);
-            let (old_families, old_pieces) = match old_registry.get_mut(i) {
-                Some(o) if same_source => (
-                    std::mem::take(&mut o.families),
-                    std::mem::take(&mut o.pieces),
-                ),
-                _ => Default::default(),
+            let old_pieces = match old_registry.get_mut(i) {
+                Some(o) if same_source => std::mem::take(&mut o.pieces),
+                _ => Vec::new(),
             };
-            let (families, pieces) = if fresh {
-                if scrape {
-                    self.store
-                        .write(&registry_source(i), old_families.clone(), t_ms);
+            let entry = if fresh {
+                RegistryPieces {
+                    source,
+                    generation,
+                    pieces: old_pieces,
                 }
-                (old_families, old_pieces)
             } else {
                 let mut families = Vec::new();
                 source.collect(&mut families);
-                let pieces = Piece::pieces(&families, &old_pieces, source.series_are_unique());
-                let families = Arc::new(families);
-                self.store
-                    .write(&registry_source(i), families.clone(), t_ms);
-                (families, pieces)
+                let unique = source.series_are_unique();
+                RegistryPieces {
+                    source,
+                    generation,
+                    pieces: Piece::pieces_owned(families, &old_pieces, unique),
+                }
             };
-            cache.registry.push(RegistryPieces {
-                source,
-                generation,
-                families,
-                pieces,
-            });
+            if scrape || !fresh {
+                self.store
+                    .write(&registry_source(i), &entry.families(), t_ms);
+            }
+            cache.registry.push(entry);
         }
 
         // Same order as `merged`: collectors by source name, then the registry.
@@ -440,8 +455,7 @@ impl Exposition {
                 // Nothing changed: the same families again, as fresh samples.
                 let cache = self.pieces.lock();
                 for (i, r) in cache.registry.iter().enumerate() {
-                    self.store
-                        .write(&registry_source(i), r.families.clone(), t_ms);
+                    self.store.write(&registry_source(i), &r.families(), t_ms);
                 }
             }
             return false;

@@ -74,16 +74,17 @@ struct Series {
     samples: VecDeque<(i64, f64)>,
     /// The write that last carried this series.
     seen: u64,
+    /// Time of the last sample handed to the history (see `record`).
+    handed: i64,
     /// The source that writes this series (0: none, appended directly).
     owner: u32,
 }
 
-/// What the store keeps of one source between its writes: the families of its last
-/// write and, by position, the store-side labels of each of their samples (built once,
-/// when the series first appears).
+/// What the store keeps of one source between its writes: by position (family, then
+/// sample), the store-side labels of each sample of its last write, built once, when the
+/// series first appears.
 struct SourceSeries {
     id: u32,
-    families: Arc<Vec<MetricFamily>>,
     labels: Vec<Vec<Labels>>,
 }
 
@@ -177,12 +178,19 @@ impl Store {
     }
 
     /// Hands an accepted sample to the history; `exact` keeps it whatever its spacing
-    /// (a creation zero and the sample right after it).
-    fn record(&self, labels: &Labels, t: i64, v: f64, exact: bool) {
+    /// (a creation zero and the sample right after it, a stale marker). `handed`: the
+    /// series' last sample handed over; one closer than the history's spacing to it is
+    /// not handed at all (the history would refuse it), so writes many times a second
+    /// cost the history nothing.
+    fn record(&self, handed: &mut i64, labels: &Labels, t: i64, v: f64, exact: bool) {
         self.newest_ms.fetch_max(t, Ordering::Relaxed);
         if let Some(h) = self.history.get() {
             let spacing = if exact { 0 } else { h.min_spacing_ms };
+            if *handed != i64::MIN && t.saturating_sub(*handed) < spacing.max(1) {
+                return;
+            }
             h.append_spaced(labels, t, v, spacing);
+            *handed = t;
         }
     }
 
@@ -271,6 +279,7 @@ impl Store {
                     samples: VecDeque::with_capacity(4),
                     seen: generation,
                     owner,
+                    handed: i64::MIN,
                 })
             }
         };
@@ -298,12 +307,12 @@ impl Store {
             let head = series.samples[n - 1];
             if !is_stale(head.1) && head.0 - prev < self.snapshot_spacing_ms {
                 series.samples[n - 1] = (t, v);
-                self.record(labels, t, v, false);
+                self.record(&mut series.handed, labels, t, v, false);
                 return;
             }
         }
         series.samples.push_back((t, v));
-        self.record(labels, t, v, !float);
+        self.record(&mut series.handed, labels, t, v, !float);
         let cutoff = t.saturating_sub(retention);
         while series.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
             series.samples.pop_front();
@@ -503,7 +512,12 @@ impl Store {
     /// marker for each series the source gave last time and not now. Series of other
     /// sources are not touched. `ALERTS` and `ALERTS_FOR_STATE` are skipped: the engine
     /// writes them itself at evaluation time.
-    pub fn write(&self, source: &str, families: Arc<Vec<MetricFamily>>, t_ms: i64) {
+    pub fn write<F: std::borrow::Borrow<MetricFamily>>(
+        &self,
+        source: &str,
+        families: &[F],
+        t_ms: i64,
+    ) {
         let mut sources = self.sources.lock();
         // A source's first write: its series existed when it started (no creation zero).
         let first = !sources.contains_key(source);
@@ -513,15 +527,14 @@ impl Store {
                 .entry(source.to_string())
                 .or_insert_with(|| SourceSeries {
                     id: self.next_source.fetch_add(1, Ordering::Relaxed),
-                    families: Arc::new(Vec::new()),
                     labels: Vec::new(),
                 }),
         };
-        let (labels, same_series) = series_labels(&src.families, &src.labels, &families);
+        let (labels, same_series) = series_labels(&src.labels, families);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut map = self.by_name.write();
         for (f, ls) in families.iter().zip(&labels) {
-            for (s, labels) in f.samples.iter().zip(ls) {
+            for (s, labels) in f.borrow().samples.iter().zip(ls) {
                 let born = s.created.is_some() && !first && is_new_or_stale(&map, labels);
                 if born {
                     // Just before the first sample if the clock put creation at or
@@ -553,7 +566,6 @@ impl Store {
             self.mark_stale(&mut map, src, generation, t_ms);
         }
         drop(map);
-        src.families = families;
         src.labels = labels;
         drop(sources);
         // Writes can come many times a second; sweeping every series once a second is
@@ -573,7 +585,6 @@ impl Store {
         };
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         self.mark_stale(&mut self.by_name.write(), src, generation, t_ms);
-        src.families = Arc::new(Vec::new());
         src.labels = Vec::new();
     }
 
@@ -600,7 +611,7 @@ impl Store {
             let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
             if !last_stale && t_ms > last_t {
                 s.samples.push_back((t_ms, stale_nan()));
-                self.record(labels, t_ms, stale_nan(), true);
+                self.record(&mut s.handed, labels, t_ms, stale_nan(), true);
             }
         }
     }
@@ -608,7 +619,7 @@ impl Store {
     /// Feeds `families` as one write of a single unnamed source (the unit tests' and
     /// benchmarks' shorthand for [`Store::write`]).
     pub fn ingest(&self, families: &[MetricFamily], t_ms: i64) {
-        self.write("", Arc::new(families.to_vec()), t_ms);
+        self.write("", families, t_ms);
     }
 
     /// The sources the store has seen written, with how many series each gave last.
@@ -625,46 +636,67 @@ impl Store {
 }
 
 /// The store-side labels of every sample of `families` (none for `ALERTS` and
-/// `ALERTS_FOR_STATE`), reusing those of the previous write where the sample at the same
-/// place has the same family name, suffix and labels; and whether every one was reused
+/// `ALERTS_FOR_STATE`), reusing those of the previous write's sample at the same place
+/// where they are the labels this sample would get; and whether every one was reused
 /// (then the write carries exactly the series of the previous one).
-fn series_labels(
-    prev: &[MetricFamily],
-    prev_labels: &[Vec<Labels>],
-    families: &[MetricFamily],
+fn series_labels<F: std::borrow::Borrow<MetricFamily>>(
+    prev: &[Vec<Labels>],
+    families: &[F],
 ) -> (Vec<Vec<Labels>>, bool) {
     let mut same = families.len() == prev.len();
     let out = families
         .iter()
         .enumerate()
         .map(|(i, f)| {
+            let f = f.borrow();
             if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
                 return Vec::new();
             }
-            let old = prev
-                .get(i)
-                .zip(prev_labels.get(i))
-                .filter(|(p, l)| p.name == f.name && p.samples.len() == l.len());
-            if old.is_none_or(|(p, _)| p.samples.len() != f.samples.len()) {
+            let old = prev.get(i).map_or(&[][..], |v| &v[..]);
+            if old.len() != f.samples.len() {
                 same = false;
             }
             f.samples
                 .iter()
                 .enumerate()
-                .map(|(j, s)| {
-                    let reused = old.and_then(|(p, l)| {
-                        let o: &Sample = p.samples.get(j)?;
-                        (o.suffix == s.suffix && o.labels == s.labels).then(|| l[j].clone())
-                    });
-                    reused.unwrap_or_else(|| {
+                .map(|(j, s)| match old.get(j) {
+                    Some(l) if labels_are(l, &f.name, s) => l.clone(),
+                    _ => {
                         same = false;
                         sample_labels(&f.name, s)
-                    })
+                    }
                 })
                 .collect()
         })
         .collect();
     (out, same)
+}
+
+/// Whether `l` equals `sample_labels(family, s)`, without building it: the name is the
+/// family's and suffix, each given pair with a value is in `l` with that value and one
+/// with an empty value is not (an empty value deletes a label), and each label of `l`
+/// is given with a value.
+fn labels_are(l: &Labels, family: &str, s: &Sample) -> bool {
+    let name = l.get(METRIC_NAME);
+    let suffix = s.suffix.as_str();
+    if name.len() != family.len() + suffix.len()
+        || !name.starts_with(family)
+        || !name.ends_with(suffix)
+    {
+        return false;
+    }
+    let given = |k: &str, v: &str| {
+        k != METRIC_NAME
+            && if v.is_empty() {
+                !l.has(k)
+            } else {
+                l.get(k) == v
+            }
+    };
+    s.labels.iter().all(|(k, v)| given(k, v))
+        && l.pairs().iter().all(|(k, _)| {
+            k == METRIC_NAME || s.labels.iter().any(|(sk, sv)| sk == k && !sv.is_empty())
+        })
 }
 
 /// The store-side labels of one sample: its labels and `__name__` (family name and suffix).
@@ -705,7 +737,7 @@ pub fn system_time_ms(t: SystemTime) -> i64 {
 mod tests {
     use super::*;
     use promql_parser::label::MatchOp;
-    use sentinel_base::metrics::HistogramSnapshot;
+    use sentinel_base::metrics::{HistogramSnapshot, Suffix};
 
     fn name(n: &str) -> Vec<Matcher> {
         vec![Matcher::new(MatchOp::Equal, METRIC_NAME, n)]
@@ -932,10 +964,10 @@ mod tests {
     #[test]
     fn a_collector_write_appends_only_its_own_series() {
         let s = Store::new(600_000, 1000);
-        s.write("a", Arc::new(vec![g("ga", "1", 1.0)]), 1_000);
-        s.write("b", Arc::new(vec![g("gb", "1", 1.0)]), 1_000);
-        s.write("a", Arc::new(vec![g("ga", "1", 2.0)]), 3_000);
-        s.write("a", Arc::new(vec![g("ga", "1", 3.0)]), 5_000);
+        s.write("a", &[g("ga", "1", 1.0)], 1_000);
+        s.write("b", &[g("gb", "1", 1.0)], 1_000);
+        s.write("a", &[g("ga", "1", 2.0)], 3_000);
+        s.write("a", &[g("ga", "1", 3.0)], 5_000);
         assert_eq!(
             samples(&s, "ga"),
             vec![(1_000, 1.0), (3_000, 2.0), (5_000, 3.0)]
@@ -947,12 +979,12 @@ mod tests {
     #[test]
     fn series_dropped_by_a_source_gets_one_stale_marker() {
         let s = Store::new(600_000, 1000);
-        let both = || Arc::new(vec![g("g", "1", 1.0).with(&[("x", "2")], 2.0)]);
-        let one = || Arc::new(vec![g("g", "1", 1.0)]);
-        s.write("a", both(), 1_000);
-        s.write("a", one(), 3_000);
-        s.write("a", one(), 5_000);
-        s.write("b", Arc::new(vec![g("other", "1", 1.0)]), 7_000);
+        let both = || [g("g", "1", 1.0).with(&[("x", "2")], 2.0)];
+        let one = || [g("g", "1", 1.0)];
+        s.write("a", &both(), 1_000);
+        s.write("a", &one(), 3_000);
+        s.write("a", &one(), 5_000);
+        s.write("b", &[g("other", "1", 1.0)], 7_000);
         let got = s.select(&name("g"), 0, 10_000);
         let dropped = &got.iter().find(|(l, _)| l.get("x") == "2").unwrap().1;
         assert_eq!(dropped.len(), 2, "{dropped:?}");
@@ -961,9 +993,9 @@ mod tests {
         let kept = &got.iter().find(|(l, _)| l.get("x") == "1").unwrap().1;
         assert_eq!(stale_count(kept), 0);
         // It comes back: live again, and a later drop marks it again, once.
-        s.write("a", both(), 9_000);
-        s.write("a", one(), 11_000);
-        s.write("a", one(), 13_000);
+        s.write("a", &both(), 9_000);
+        s.write("a", &one(), 11_000);
+        s.write("a", &one(), 13_000);
         let got = s.select(&name("g"), 0, 20_000);
         let dropped = &got.iter().find(|(l, _)| l.get("x") == "2").unwrap().1;
         assert_eq!(stale_count(dropped), 2, "{dropped:?}");
@@ -972,8 +1004,8 @@ mod tests {
     #[test]
     fn a_forgotten_source_marks_each_of_its_series_stale_once() {
         let s = Store::new(600_000, 1000);
-        s.write("a", Arc::new(vec![g("ga", "1", 1.0)]), 1_000);
-        s.write("b", Arc::new(vec![g("gb", "1", 1.0)]), 1_000);
+        s.write("a", &[g("ga", "1", 1.0)], 1_000);
+        s.write("b", &[g("gb", "1", 1.0)], 1_000);
         s.forget_source("a", 2_000);
         s.forget_source("a", 3_000);
         s.forget_source("nobody", 3_000);
@@ -987,15 +1019,15 @@ mod tests {
     #[test]
     fn a_series_given_by_two_sources_is_written_by_the_first_while_live() {
         let s = Store::new(600_000, 1000);
-        s.write("a", Arc::new(vec![g("g", "1", 1.0)]), 1_000);
-        s.write("b", Arc::new(vec![g("g", "1", 9.0)]), 1_500);
-        s.write("a", Arc::new(vec![g("g", "1", 2.0)]), 3_000);
+        s.write("a", &[g("g", "1", 1.0)], 1_000);
+        s.write("b", &[g("g", "1", 9.0)], 1_500);
+        s.write("a", &[g("g", "1", 2.0)], 3_000);
         // b stops giving it: no stale marker, the series is a's.
-        s.write("b", Arc::new(vec![]), 3_500);
+        s.write::<MetricFamily>("b", &[], 3_500);
         assert_eq!(samples(&s, "g"), vec![(1_000, 1.0), (3_000, 2.0)]);
         // a stops: stale; then b's value takes over.
-        s.write("a", Arc::new(vec![]), 5_000);
-        s.write("b", Arc::new(vec![g("g", "1", 9.0)]), 7_000);
+        s.write::<MetricFamily>("a", &[], 5_000);
+        s.write("b", &[g("g", "1", 9.0)], 7_000);
         let got = samples(&s, "g");
         assert_eq!(stale_count(&got), 1);
         assert_eq!(got.last(), Some(&(7_000, 9.0)));
@@ -1007,25 +1039,21 @@ mod tests {
     fn known_series_keep_their_store_labels_across_writes() {
         let s = Store::new(600_000, 1000);
         let fam = |v: f64| {
-            Arc::new(vec![
+            vec![
                 g("g", "1", v).with(&[("x", "2")], v),
                 MetricFamily::counter("c_total", "c").with(&[("k", "v")], v),
-            ])
+            ]
         };
-        s.write("a", fam(1.0), 1_000);
+        s.write("a", &fam(1.0)[..], 1_000);
         let before = s.sources.lock()["a"].labels.clone();
-        s.write("a", fam(2.0), 2_000);
+        s.write("a", &fam(2.0)[..], 2_000);
         let after = s.sources.lock()["a"].labels.clone();
         for (b, a) in before.iter().flatten().zip(after.iter().flatten()) {
             assert!(std::ptr::eq(b.pairs().as_ptr(), a.pairs().as_ptr()));
         }
         assert_eq!(after.iter().flatten().count(), 3);
         // A changed series gets new labels; the others keep theirs.
-        s.write(
-            "a",
-            Arc::new(vec![g("g", "1", 3.0).with(&[("x", "3")], 3.0)]),
-            3_000,
-        );
+        s.write("a", &[g("g", "1", 3.0).with(&[("x", "3")], 3.0)], 3_000);
         let changed = s.sources.lock()["a"].labels.clone();
         assert!(std::ptr::eq(
             before[0][0].pairs().as_ptr(),
@@ -1033,5 +1061,79 @@ mod tests {
         ));
         assert_eq!(changed[0][1].get("x"), "3");
         assert_eq!(changed.len(), 1);
+    }
+
+    /// The reuse check must say "same labels" exactly when building them would give
+    /// the same set: later duplicates win, an empty value deletes the label.
+    #[test]
+    fn label_reuse_check_agrees_with_building_the_labels() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cases: Vec<Vec<(String, String)>> = vec![
+            pairs(&[]),
+            pairs(&[("a", "1")]),
+            pairs(&[("a", "1"), ("b", "2")]),
+            pairs(&[("b", "2"), ("a", "1")]),
+            pairs(&[("a", "1"), ("a", "1")]),
+            pairs(&[("a", "1"), ("a", "2")]),
+            pairs(&[("a", "1"), ("a", "")]),
+            pairs(&[("a", ""), ("a", "1")]),
+            pairs(&[("a", "")]),
+            pairs(&[("a", "1"), ("b", "")]),
+            pairs(&[("__name__", "x")]),
+        ];
+        for suffix in [Suffix::None, Suffix::Bucket] {
+            for given in &cases {
+                let sample = Sample {
+                    suffix,
+                    labels: given.clone(),
+                    value: 1.0,
+                    created: None,
+                };
+                for cached in &cases {
+                    let other = Sample {
+                        suffix: Suffix::None,
+                        labels: cached.clone(),
+                        value: 1.0,
+                        created: None,
+                    };
+                    let l = sample_labels("m", &other);
+                    let same = l == sample_labels("m", &sample);
+                    let reused = labels_are(&l, "m", &sample);
+                    // Reused only when the same; rebuilt (correct, only slower) when the
+                    // given pairs repeat a name or carry `__name__`.
+                    let plain = given.iter().all(|(k, _)| k != METRIC_NAME)
+                        && given
+                            .iter()
+                            .enumerate()
+                            .all(|(i, (k, _))| given[..i].iter().all(|(o, _)| o != k));
+                    assert!(
+                        reused == same || (!plain && !reused),
+                        "{given:?} against {cached:?}: reused {reused}, same {same}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes many times a second hand the history only what it keeps (one sample per
+    /// spacing, every stale marker), as it was when every sample was handed over.
+    #[test]
+    fn frequent_writes_hand_the_history_one_sample_per_spacing() {
+        let s = Store::new(600_000, 1000);
+        s.attach_history(Arc::new(History::new(3_600_000, u64::MAX)));
+        for i in 0..50i64 {
+            s.write("a", &[g("g", "1", i as f64)], 1_000 + i * 100);
+        }
+        s.write::<MetricFamily>("a", &[], 6_000);
+        let h = s.history().unwrap().dump();
+        let got = &h.iter().find(|(l, _)| l.get(METRIC_NAME) == "g").unwrap().1;
+        let times: Vec<i64> = got.iter().map(|(t, _)| *t).collect();
+        assert_eq!(times, vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000]);
+        assert_eq!(got[1], (2_000, 10.0));
+        assert!(is_stale(got[5].1));
     }
 }
