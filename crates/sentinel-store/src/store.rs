@@ -244,11 +244,13 @@ impl Store {
     /// head refuses them.
     pub fn append(&self, labels: &Labels, t: i64, v: f64, origin: Origin) {
         let mut map = self.by_name.write();
-        self.append_locked(&mut map, labels, (t, v), (origin, 0), 0, true);
+        self.append_locked(&mut map, labels, (t, v), (origin, 0), 0, (true, None));
     }
 
     /// `owner`: the writing source (0 for a direct append). A live series another source
-    /// writes is left to it.
+    /// writes is left to it. `float`: the sample may replace the newest one (see below);
+    /// `zero`: when the series is new or ended by a stale marker, it was born at this time
+    /// and gets a zero there before the sample (see the module docs).
     fn append_locked(
         &self,
         map: &mut HashMap<String, BTreeMap<Labels, Series>>,
@@ -256,7 +258,7 @@ impl Store {
         (t, v): (i64, f64),
         (origin, owner): (Origin, u32),
         generation: u64,
-        float: bool,
+        (float, zero): (bool, Option<i64>),
     ) {
         let name = labels.get(METRIC_NAME);
         let retention = self.retention_of(&self.retention_by_name.read(), name);
@@ -291,6 +293,17 @@ impl Store {
             series.owner = owner;
         }
         series.seen = generation;
+        let mut float = float;
+        if let Some(z) = zero {
+            if series.samples.back().is_none_or(|(_, v)| is_stale(*v)) {
+                if series.samples.back().is_none_or(|(last, _)| z > *last) {
+                    series.samples.push_back((z, 0.0));
+                    self.record(&mut series.handed, labels, z, 0.0, true);
+                }
+                // The first sample must not replace the zero before it.
+                float = false;
+            }
+        }
         if let Some((last, _)) = series.samples.back() {
             if t <= *last {
                 return;
@@ -535,29 +548,19 @@ impl Store {
         let mut map = self.by_name.write();
         for (f, ls) in families.iter().zip(&labels) {
             for (s, labels) in f.borrow().samples.iter().zip(ls) {
-                let born = s.created.is_some() && !first && is_new_or_stale(&map, labels);
-                if born {
-                    // Just before the first sample if the clock put creation at or
-                    // after the write; never after it.
-                    let created_ms = (s.created.unwrap_or_default() * 1000.0) as i64;
-                    let zero_at = created_ms.min(t_ms - 1);
-                    self.append_locked(
-                        &mut map,
-                        labels,
-                        (zero_at, 0.0),
-                        (Origin::Snapshot, src.id),
-                        generation,
-                        false,
-                    );
-                }
+                // Just before the first sample if the clock put creation at or after the
+                // write; never after it.
+                let zero = s
+                    .created
+                    .filter(|_| !first)
+                    .map(|c| ((c * 1000.0) as i64).min(t_ms - 1));
                 self.append_locked(
                     &mut map,
                     labels,
                     (t_ms, s.value),
                     (Origin::Snapshot, src.id),
                     generation,
-                    // The first sample must not replace the zero before it.
-                    !born,
+                    (true, zero),
                 );
             }
         }
@@ -716,14 +719,6 @@ fn name_eq(matchers: &[Matcher]) -> Option<&str> {
         (m.name == METRIC_NAME && matches!(m.op, promql_parser::label::MatchOp::Equal))
             .then_some(m.value.as_str())
     })
-}
-
-/// Whether the store has no live sample of the series: absent, or ended by a stale marker.
-fn is_new_or_stale(map: &HashMap<String, BTreeMap<Labels, Series>>, labels: &Labels) -> bool {
-    map.get(labels.get(METRIC_NAME))
-        .and_then(|f| f.get(labels))
-        .and_then(|s| s.samples.back())
-        .is_none_or(|(_, v)| is_stale(*v))
 }
 
 pub fn system_time_ms(t: SystemTime) -> i64 {
