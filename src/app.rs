@@ -6,9 +6,9 @@
 use crate::collect::{self, BuildContext, Runner};
 use crate::config::auth::Credentials;
 use crate::config::{self, Config, ConfigSource, FieldError};
-use crate::metrics::exposition::Exposition;
 use crate::metrics::registry::{GaugeVec, Registry};
 use arc_swap::ArcSwap;
+use sentinel_store::exposition::Exposition;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -100,7 +100,14 @@ impl App {
     pub fn try_start(config: Config, source: ConfigSource) -> Result<Arc<Self>, StartError> {
         let credentials = config.web.credentials().map_err(StartError::Web)?;
         let registry = Registry::new();
-        let exposition = Exposition::new(registry.clone(), config.limits.max_series_per_family);
+        // The one store: collectors and the registry write into it through the
+        // exposition; `/metrics`, the rules, the query APIs and the status page read it.
+        let store = Arc::new(sentinel_rules::store::Store::default());
+        let exposition = Exposition::new(
+            registry.clone(),
+            config.limits.max_series_per_family,
+            store.clone(),
+        );
         registry
             .gauge_vec(
                 "sentinel_build_info",
@@ -134,9 +141,7 @@ impl App {
         let ingest = Arc::new(
             crate::ingest::Ingest::new(&registry, &config.ingest).map_err(StartError::Ingest)?,
         );
-        let store = Arc::new(sentinel_rules::store::Store::default());
         crate::history::start(&config, &store, &registry);
-        exposition.add_sink(store.clone());
         let rules = sentinel_rules::engine::RuleEngine::new(
             store,
             notifier.clone() as Arc<dyn sentinel_base::alert::AlertSink>,
@@ -164,6 +169,9 @@ impl App {
             notifier,
             last_reload: parking_lot::Mutex::new(None),
         });
+        // The registry's first write: the sidecar's own series as they are at start
+        // (they get no creation zero), before any collector or event writes.
+        app.exposition.refresh();
         app.apply_collectors();
         Ok(app)
     }
@@ -349,7 +357,7 @@ fn notify_config(c: &Config) -> sentinel_notify::NotifyConfig {
 
 /// Brings pushed events to `/metrics` and the rules at once instead of at the next tick
 /// (up to an interval later). One task takes the changed families, refreshes the
-/// snapshot (which feeds the rule store) and calls
+/// snapshot (which writes the changed registry sources into the store) and calls
 /// [`sentinel_rules::engine::RuleEngine::evaluate_now`] for the groups that read them: an
 /// extra evaluation at the current time, so `for` still has to elapse before an alert
 /// fires. Off the request path; requests arriving while a round runs are coalesced into

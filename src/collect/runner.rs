@@ -1,14 +1,14 @@
 //! Runs each collector in its own task on its own interval. The framework, not the
 //! collector, times each run, enforces its timeout, records
-//! `sentinel_collector_success` / `_duration_seconds`, and hands the families to the
-//! exposition. One slow or failing collector never delays another. A reload hands
+//! `sentinel_collector_success` / `_duration_seconds`, and writes the families into the
+//! store (through the exposition, which encodes them for `/metrics`). One slow or failing collector never delays another. A reload hands
 //! [`Runner::apply`] the new list; collectors whose fingerprint did not change keep running.
 
 use super::{CollectError, CollectorSpec, TargetState};
-use crate::metrics::exposition::Exposition;
 use crate::metrics::registry::GaugeVec;
 use crate::metrics::MetricFamily;
 use parking_lot::Mutex;
+use sentinel_store::exposition::Exposition;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -268,7 +268,7 @@ mod tests {
     }
 
     async fn hung_collector_scenario() {
-        let exposition = Exposition::new(Registry::new(), 1000);
+        let exposition = Exposition::new(Registry::new(), 1000, Default::default());
         let runner = Runner::new(exposition.clone());
         runner.apply(vec![
             spec(Hangs, 100, 50),
@@ -310,7 +310,7 @@ mod tests {
 
     #[tokio::test]
     async fn apply_keeps_unchanged_collectors_running() {
-        let exposition = Exposition::new(Registry::new(), 1000);
+        let exposition = Exposition::new(Registry::new(), 1000, Default::default());
         let runner = Runner::new(exposition.clone());
         runner.apply(vec![spec(Counts(Default::default()), 100, 50)]);
         tokio::time::sleep(Duration::from_millis(350)).await;

@@ -2,6 +2,16 @@
 //! samples into it, the `/metrics` exposition, the rule engine, the query APIs and the
 //! status page read from it.
 //!
+//! ```text
+//! collectors (each run) ─┐                 ┌─▶ /metrics: exposition (latest samples)
+//! ingest API (registry) ─┼─▶ store::Store ─┼─▶ rule engine (writes ALERTS back)
+//!                        │                 ├─▶ query APIs (Prometheus HTTP API)
+//!                        │                 └─▶ status page (trends)
+//! ```
+//!
+//! - [`exposition::Exposition`]: the write side. A collector run or a change of the
+//!   sidecar's own metrics is one [`store::Store::write`] of that source; its latest
+//!   families are kept, merged and encoded per family for `/metrics`.
 //! - [`store::Store`]: the recent window the rules evaluate over (exactly the samples
 //!   they always saw), and the entry point of every read.
 //! - [`history::History`]: every series at full resolution for `history.retention`, in
@@ -11,6 +21,7 @@
 //!   format of `history import` / `history export`.
 
 pub mod chunk;
+pub mod exposition;
 pub mod history;
 pub mod labels;
 pub mod openmetrics;

@@ -1,22 +1,35 @@
-//! Recent samples per series, fed by every merged `/metrics` snapshot (it is an
-//! [`SnapshotSink`]) and by the rule engine's own output (recording rules, `ALERTS`).
-//! The evaluator reads it through [`Store::select`]. Retention follows the loaded rules
-//! (longest range + offset + `for` + lookback), so memory stays proportional to what
-//! the rules can see; the series count is capped and overflow is dropped and counted.
+//! The samples of every series, written by their sources and read by every reader.
 //!
-//! Staleness follows Prometheus: a series missing from a snapshot gets a stale marker
-//! (a special NaN) so instant selectors stop returning it at once instead of after the
-//! 5 m lookback.
+//! Writers: each collector run and each change of the sidecar's own metrics is one
+//! [`Store::write`] of that source's families at one time (one scrape of that source, as
+//! Prometheus sees it); the rule engine appends its own output (recording rules,
+//! `ALERTS`) with [`Store::append`]. Readers: the evaluator and the query APIs through
+//! [`Store::select`] and friends; the `/metrics` exposition
+//! ([`crate::exposition::Exposition`]) is encoded from the same writes. Retention follows
+//! the loaded rules (longest range + offset + `for` + lookback), so memory stays
+//! proportional to what the rules can see; the series count is capped and overflow is
+//! dropped and counted.
+//!
+//! Sources: a write appends only that source's series. The store keeps, per source, the
+//! store-side labels of each series it gave (built once, when the series first appears),
+//! so a write builds no label set for a series it already knows. A series belongs to the
+//! source that wrote it first while it is live; another source giving the same series
+//! (same name and labels) is ignored for it, as the exposition keeps the first one.
+//!
+//! Staleness follows Prometheus: a series its source gave last time and not now gets a
+//! stale marker (a special NaN) so instant selectors stop returning it at once instead
+//! of after the 5 m lookback; so do all of a source's series when the source goes away
+//! ([`Store::forget_source`]).
 //!
 //! Creation: a counter or histogram series with a creation time
-//! ([`sentinel_base::metrics::Sample::created`]) that appears after the first snapshot
-//! was born from an event since. The store records a zero at its creation time before
-//! its first sample, so `increase()`/`rate()` count the event that created it (a series
-//! born at 1 would otherwise never show an increase). Series in the first snapshot the
-//! store sees (they existed at start) get no zero, and series restored from disk carry
-//! no creation time, so a restart never looks like an increase. A zero older than the
-//! retention is dropped at once, so a series that comes back long after it went away
-//! is not counted again.
+//! ([`sentinel_base::metrics::Sample::created`]) that appears after its source's first
+//! write was born from an event since. The store records a zero at its creation time
+//! before its first sample, so `increase()`/`rate()` count the event that created it (a
+//! series born at 1 would otherwise never show an increase). Series in a source's first
+//! write (they existed when the source started, as in a first scrape) get no zero, and
+//! series restored from disk carry no creation time, so a restart never looks like an
+//! increase. A zero older than the retention is dropped at once, so a series that comes
+//! back long after it went away is not counted again.
 //!
 //! History: with a [`History`] attached ([`Store::attach_history`]), every sample the
 //! store accepts is also kept there at full resolution for `history.retention`. A
@@ -26,12 +39,11 @@
 
 use crate::history::History;
 use crate::labels::{Labels, METRIC_NAME};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 use promql_parser::label::Matcher;
-use sentinel_base::metrics::exposition::SnapshotSink;
-use sentinel_base::metrics::MetricFamily;
+use sentinel_base::metrics::{MetricFamily, Sample};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -49,7 +61,8 @@ pub fn is_stale(v: f64) -> bool {
 /// Default lookback of instant selectors (`--query.lookback-delta`).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
-/// Where a series' samples come from; snapshot staleness only applies to its own source.
+/// Where a series' samples come from: a source's [`Store::write`] (staleness applies to
+/// the source's own series) or the rule engine's [`Store::append`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     Snapshot,
@@ -59,15 +72,26 @@ pub enum Origin {
 #[derive(Debug)]
 struct Series {
     samples: VecDeque<(i64, f64)>,
-    origin: Origin,
-    /// Snapshot generation that last carried this series.
+    /// The write that last carried this series.
     seen: u64,
+    /// Time of the last sample handed to the history (see `record`).
+    handed: i64,
+    /// The source that writes this series (0: none, appended directly).
+    owner: u32,
+}
+
+/// What the store keeps of one source between its writes: by position (family, then
+/// sample), the store-side labels of each sample of its last write, built once, when the
+/// series first appears.
+struct SourceSeries {
+    id: u32,
+    labels: Vec<Vec<Labels>>,
 }
 
 /// One selected series: its labels and its samples in `[mint, maxt]` (stale markers kept).
 pub type SelectedSeries = (Labels, Vec<(i64, f64)>);
 
-/// Smallest spacing kept between two snapshot samples of a series (see `append_locked`).
+/// Smallest spacing kept between two written samples of a series (see `append_locked`).
 pub const SNAPSHOT_SPACING_MS: i64 = 1000;
 
 pub struct Store {
@@ -85,9 +109,9 @@ pub struct Store {
     series: AtomicU64,
     dropped: AtomicU64,
     generation: AtomicU64,
-    /// Time of the newest snapshot fed (`i64::MIN` before the first): series in the first
-    /// snapshot existed at start and get no creation zero.
-    last_snapshot_ms: AtomicI64,
+    /// Per source name, what its last write gave (see [`SourceSeries`]).
+    sources: Mutex<HashMap<String, SourceSeries>>,
+    next_source: AtomicU32,
     /// Newest sample time accepted (`i64::MIN` before the first).
     newest_ms: AtomicI64,
     history: OnceLock<Arc<History>>,
@@ -115,7 +139,8 @@ impl Store {
             series: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             generation: AtomicU64::new(0),
-            last_snapshot_ms: AtomicI64::new(i64::MIN),
+            sources: Mutex::new(HashMap::new()),
+            next_source: AtomicU32::new(1),
             newest_ms: AtomicI64::new(i64::MIN),
             history: OnceLock::new(),
             history_loaded_ms: AtomicI64::new(i64::MIN),
@@ -153,12 +178,19 @@ impl Store {
     }
 
     /// Hands an accepted sample to the history; `exact` keeps it whatever its spacing
-    /// (a creation zero and the sample right after it).
-    fn record(&self, labels: &Labels, t: i64, v: f64, exact: bool) {
+    /// (a creation zero and the sample right after it, a stale marker). `handed`: the
+    /// series' last sample handed over; one closer than the history's spacing to it is
+    /// not handed at all (the history would refuse it), so writes many times a second
+    /// cost the history nothing.
+    fn record(&self, handed: &mut i64, labels: &Labels, t: i64, v: f64, exact: bool) {
         self.newest_ms.fetch_max(t, Ordering::Relaxed);
         if let Some(h) = self.history.get() {
             let spacing = if exact { 0 } else { h.min_spacing_ms };
+            if *handed != i64::MIN && t.saturating_sub(*handed) < spacing.max(1) {
+                return;
+            }
             h.append_spaced(labels, t, v, spacing);
+            *handed = t;
         }
     }
 
@@ -212,17 +244,21 @@ impl Store {
     /// head refuses them.
     pub fn append(&self, labels: &Labels, t: i64, v: f64, origin: Origin) {
         let mut map = self.by_name.write();
-        self.append_locked(&mut map, labels, (t, v), origin, 0, true);
+        self.append_locked(&mut map, labels, (t, v), (origin, 0), 0, (true, None));
     }
 
+    /// `owner`: the writing source (0 for a direct append). A live series another source
+    /// writes is left to it. `float`: the sample may replace the newest one (see below);
+    /// `zero`: when the series is new or ended by a stale marker, it was born at this time
+    /// and gets a zero there before the sample (see the module docs).
     fn append_locked(
         &self,
         map: &mut HashMap<String, BTreeMap<Labels, Series>>,
         labels: &Labels,
         (t, v): (i64, f64),
-        origin: Origin,
+        (origin, owner): (Origin, u32),
         generation: u64,
-        float: bool,
+        (float, zero): (bool, Option<i64>),
     ) {
         let name = labels.get(METRIC_NAME);
         let retention = self.retention_of(&self.retention_by_name.read(), name);
@@ -243,12 +279,31 @@ impl Store {
                 self.series.fetch_add(1, Ordering::Relaxed);
                 family.entry(labels.clone()).or_insert(Series {
                     samples: VecDeque::with_capacity(4),
-                    origin,
                     seen: generation,
+                    owner,
+                    handed: i64::MIN,
                 })
             }
         };
+        if owner != 0 && series.owner != owner {
+            let live = series.samples.back().is_some_and(|(_, v)| !is_stale(*v));
+            if series.owner != 0 && live {
+                return;
+            }
+            series.owner = owner;
+        }
         series.seen = generation;
+        let mut float = float;
+        if let Some(z) = zero {
+            if series.samples.back().is_none_or(|(_, v)| is_stale(*v)) {
+                if series.samples.back().is_none_or(|(last, _)| z > *last) {
+                    series.samples.push_back((z, 0.0));
+                    self.record(&mut series.handed, labels, z, 0.0, true);
+                }
+                // The first sample must not replace the zero before it.
+                float = false;
+            }
+        }
         if let Some((last, _)) = series.samples.back() {
             if t <= *last {
                 return;
@@ -265,12 +320,12 @@ impl Store {
             let head = series.samples[n - 1];
             if !is_stale(head.1) && head.0 - prev < self.snapshot_spacing_ms {
                 series.samples[n - 1] = (t, v);
-                self.record(labels, t, v, false);
+                self.record(&mut series.handed, labels, t, v, false);
                 return;
             }
         }
         series.samples.push_back((t, v));
-        self.record(labels, t, v, !float);
+        self.record(&mut series.handed, labels, t, v, !float);
         let cutoff = t.saturating_sub(retention);
         while series.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
             series.samples.pop_front();
@@ -464,65 +519,198 @@ impl Store {
             .sum()
     }
 
-    /// Feeds one merged snapshot at `t_ms`: appends every sample, records a zero at the
-    /// creation time of each series born since the previous snapshot (see the module
-    /// docs), and writes a stale marker for each snapshot series that is no longer present.
-    pub fn ingest(&self, families: &[MetricFamily], t_ms: i64) {
+    /// One write of `source` at `t_ms` (one run of a collector, one change of a registry
+    /// source): appends each of its samples, records a zero at the creation time of each
+    /// series born since the previous write (see the module docs), and writes a stale
+    /// marker for each series the source gave last time and not now. Series of other
+    /// sources are not touched. `ALERTS` and `ALERTS_FOR_STATE` are skipped: the engine
+    /// writes them itself at evaluation time.
+    pub fn write<F: std::borrow::Borrow<MetricFamily>>(
+        &self,
+        source: &str,
+        families: &[F],
+        t_ms: i64,
+    ) {
+        let mut sources = self.sources.lock();
+        // A source's first write: its series existed when it started (no creation zero).
+        let first = !sources.contains_key(source);
+        let src = match sources.get_mut(source) {
+            Some(s) => s,
+            None => sources
+                .entry(source.to_string())
+                .or_insert_with(|| SourceSeries {
+                    id: self.next_source.fetch_add(1, Ordering::Relaxed),
+                    labels: Vec::new(),
+                }),
+        };
+        let (labels, same_series) = series_labels(&src.labels, families);
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let mut map = self.by_name.write();
-        let previous = self.last_snapshot_ms.fetch_max(t_ms, Ordering::Relaxed);
-        for f in families {
-            // The engine writes these itself at evaluation time.
-            if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
-                continue;
-            }
-            for s in &f.samples {
-                let mut pairs: Vec<(String, String)> = s.labels.clone();
-                pairs.push((
-                    METRIC_NAME.to_string(),
-                    format!("{}{}", f.name, s.suffix.as_str()),
-                ));
-                let labels = Labels::from_pairs(pairs);
-                let born =
-                    s.created.is_some() && previous != i64::MIN && is_new_or_stale(&map, &labels);
-                if born {
-                    // Just before the first sample if the clock put creation at or
-                    // after the snapshot; never after it.
-                    let created_ms = (s.created.unwrap_or_default() * 1000.0) as i64;
-                    let zero_at = created_ms.min(t_ms - 1);
-                    self.append_locked(
-                        &mut map,
-                        &labels,
-                        (zero_at, 0.0),
-                        Origin::Snapshot,
-                        generation,
-                        false,
-                    );
-                }
+        for (f, ls) in families.iter().zip(&labels) {
+            for (s, labels) in f.borrow().samples.iter().zip(ls) {
+                // Just before the first sample if the clock put creation at or after the
+                // write; never after it.
+                let zero = s
+                    .created
+                    .filter(|_| !first)
+                    .map(|c| ((c * 1000.0) as i64).min(t_ms - 1));
                 self.append_locked(
                     &mut map,
-                    &labels,
+                    labels,
                     (t_ms, s.value),
-                    Origin::Snapshot,
+                    (Origin::Snapshot, src.id),
                     generation,
-                    // The first sample must not replace the zero before it.
-                    !born,
+                    (true, zero),
                 );
             }
         }
-        for family in map.values_mut() {
-            for (labels, s) in family.iter_mut() {
-                if s.origin == Origin::Snapshot && s.seen != generation {
-                    let last_stale = s.samples.back().is_some_and(|(_, v)| is_stale(*v));
-                    let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
-                    if !last_stale && t_ms > last_t {
-                        s.samples.push_back((t_ms, stale_nan()));
-                        self.record(labels, t_ms, stale_nan(), true);
-                    }
-                }
+        // The same series at the same places: none went away.
+        if !same_series {
+            self.mark_stale(&mut map, src, generation, t_ms);
+        }
+        drop(map);
+        src.labels = labels;
+        drop(sources);
+        // Writes can come many times a second; sweeping every series once a second is
+        // enough to honour the retention.
+        if t_ms - self.last_gc_ms.load(Ordering::Relaxed) as i64 >= 1000 {
+            self.last_gc_ms.store(t_ms as u64, Ordering::Relaxed);
+            self.gc(t_ms);
+        }
+    }
+
+    /// The source went away (its collector failed, gave no data or was disabled): each
+    /// of its series gets a stale marker at `t_ms`.
+    pub fn forget_source(&self, source: &str, t_ms: i64) {
+        let mut sources = self.sources.lock();
+        let Some(src) = sources.get_mut(source) else {
+            return;
+        };
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.mark_stale(&mut self.by_name.write(), src, generation, t_ms);
+        src.labels = Vec::new();
+    }
+
+    /// A stale marker at `t_ms` for each live series of `src` that write `generation`
+    /// did not carry.
+    fn mark_stale(
+        &self,
+        map: &mut HashMap<String, BTreeMap<Labels, Series>>,
+        src: &SourceSeries,
+        generation: u64,
+        t_ms: i64,
+    ) {
+        for labels in src.labels.iter().flatten() {
+            let Some(s) = map
+                .get_mut(labels.get(METRIC_NAME))
+                .and_then(|f| f.get_mut(labels))
+            else {
+                continue;
+            };
+            if s.owner != src.id || s.seen == generation {
+                continue;
+            }
+            let last_stale = s.samples.back().is_some_and(|(_, v)| is_stale(*v));
+            let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
+            if !last_stale && t_ms > last_t {
+                s.samples.push_back((t_ms, stale_nan()));
+                self.record(&mut s.handed, labels, t_ms, stale_nan(), true);
             }
         }
     }
+
+    /// Feeds `families` as one write of a single unnamed source (the unit tests' and
+    /// benchmarks' shorthand for [`Store::write`]).
+    pub fn ingest(&self, families: &[MetricFamily], t_ms: i64) {
+        self.write("", families, t_ms);
+    }
+
+    /// The sources the store has seen written, with how many series each gave last.
+    pub fn sources(&self) -> Vec<(String, usize)> {
+        let mut out: Vec<(String, usize)> = self
+            .sources
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.labels.iter().map(Vec::len).sum()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// The store-side labels of every sample of `families` (none for `ALERTS` and
+/// `ALERTS_FOR_STATE`), reusing those of the previous write's sample at the same place
+/// where they are the labels this sample would get; and whether every one was reused
+/// (then the write carries exactly the series of the previous one).
+fn series_labels<F: std::borrow::Borrow<MetricFamily>>(
+    prev: &[Vec<Labels>],
+    families: &[F],
+) -> (Vec<Vec<Labels>>, bool) {
+    let mut same = families.len() == prev.len();
+    let out = families
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = f.borrow();
+            if f.name == "ALERTS" || f.name == "ALERTS_FOR_STATE" {
+                return Vec::new();
+            }
+            let old = prev.get(i).map_or(&[][..], |v| &v[..]);
+            if old.len() != f.samples.len() {
+                same = false;
+            }
+            f.samples
+                .iter()
+                .enumerate()
+                .map(|(j, s)| match old.get(j) {
+                    Some(l) if labels_are(l, &f.name, s) => l.clone(),
+                    _ => {
+                        same = false;
+                        sample_labels(&f.name, s)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    (out, same)
+}
+
+/// Whether `l` equals `sample_labels(family, s)`, without building it: the name is the
+/// family's and suffix, each given pair with a value is in `l` with that value and one
+/// with an empty value is not (an empty value deletes a label), and each label of `l`
+/// is given with a value.
+fn labels_are(l: &Labels, family: &str, s: &Sample) -> bool {
+    let name = l.get(METRIC_NAME);
+    let suffix = s.suffix.as_str();
+    if name.len() != family.len() + suffix.len()
+        || !name.starts_with(family)
+        || !name.ends_with(suffix)
+    {
+        return false;
+    }
+    let given = |k: &str, v: &str| {
+        k != METRIC_NAME
+            && if v.is_empty() {
+                !l.has(k)
+            } else {
+                l.get(k) == v
+            }
+    };
+    s.labels.iter().all(|(k, v)| given(k, v))
+        && l.pairs().iter().all(|(k, _)| {
+            k == METRIC_NAME || s.labels.iter().any(|(sk, sv)| sk == k && !sv.is_empty())
+        })
+}
+
+/// The store-side labels of one sample: its labels and `__name__` (family name and suffix).
+fn sample_labels(family: &str, s: &Sample) -> Labels {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(s.labels.len() + 1);
+    pairs.extend(s.labels.iter().cloned());
+    pairs.push((
+        METRIC_NAME.to_string(),
+        format!("{family}{}", s.suffix.as_str()),
+    ));
+    Labels::from_pairs(pairs)
 }
 
 /// The metric name of an equality `__name__` matcher.
@@ -533,14 +721,6 @@ fn name_eq(matchers: &[Matcher]) -> Option<&str> {
     })
 }
 
-/// Whether the store has no live sample of the series: absent, or ended by a stale marker.
-fn is_new_or_stale(map: &HashMap<String, BTreeMap<Labels, Series>>, labels: &Labels) -> bool {
-    map.get(labels.get(METRIC_NAME))
-        .and_then(|f| f.get(labels))
-        .and_then(|s| s.samples.back())
-        .is_none_or(|(_, v)| is_stale(*v))
-}
-
 pub fn system_time_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
@@ -548,24 +728,11 @@ pub fn system_time_ms(t: SystemTime) -> i64 {
     }
 }
 
-impl SnapshotSink for Store {
-    fn accept(&self, families: &[MetricFamily], at: SystemTime) {
-        let t = system_time_ms(at);
-        self.ingest(families, t);
-        // Snapshots can arrive many times a second; sweeping every series once a second
-        // is enough to honour the retention.
-        if t - self.last_gc_ms.load(Ordering::Relaxed) as i64 >= 1000 {
-            self.last_gc_ms.store(t as u64, Ordering::Relaxed);
-            self.gc(t);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use promql_parser::label::MatchOp;
-    use sentinel_base::metrics::HistogramSnapshot;
+    use sentinel_base::metrics::{HistogramSnapshot, Suffix};
 
     fn name(n: &str) -> Vec<Matcher> {
         vec![Matcher::new(MatchOp::Equal, METRIC_NAME, n)]
@@ -771,5 +938,197 @@ mod tests {
         assert_eq!(last[0].1, (99 * 5000, 99.0));
         let sel = s.select(&name("g"), 90 * 5000, 100 * 5000);
         assert_eq!(sel[0].1.len(), 10);
+    }
+
+    fn g(name: &str, x: &str, v: f64) -> MetricFamily {
+        MetricFamily::gauge(name, "g").with(&[("x", x)], v)
+    }
+
+    fn samples(s: &Store, n: &str) -> Vec<(i64, f64)> {
+        let got = s.select(&name(n), 0, i64::MAX / 2);
+        assert!(got.len() <= 1, "{got:?}");
+        got.into_iter().flat_map(|(_, v)| v).collect()
+    }
+
+    fn stale_count(v: &[(i64, f64)]) -> usize {
+        v.iter().filter(|(_, v)| is_stale(*v)).count()
+    }
+
+    /// Regression (issue 11): every refresh re-appended every sample of every source;
+    /// a write now carries only its own source's series.
+    #[test]
+    fn a_collector_write_appends_only_its_own_series() {
+        let s = Store::new(600_000, 1000);
+        s.write("a", &[g("ga", "1", 1.0)], 1_000);
+        s.write("b", &[g("gb", "1", 1.0)], 1_000);
+        s.write("a", &[g("ga", "1", 2.0)], 3_000);
+        s.write("a", &[g("ga", "1", 3.0)], 5_000);
+        assert_eq!(
+            samples(&s, "ga"),
+            vec![(1_000, 1.0), (3_000, 2.0), (5_000, 3.0)]
+        );
+        assert_eq!(samples(&s, "gb"), vec![(1_000, 1.0)], "b untouched by a");
+        assert_eq!(s.sources(), vec![("a".into(), 1), ("b".into(), 1)]);
+    }
+
+    #[test]
+    fn series_dropped_by_a_source_gets_one_stale_marker() {
+        let s = Store::new(600_000, 1000);
+        let both = || [g("g", "1", 1.0).with(&[("x", "2")], 2.0)];
+        let one = || [g("g", "1", 1.0)];
+        s.write("a", &both(), 1_000);
+        s.write("a", &one(), 3_000);
+        s.write("a", &one(), 5_000);
+        s.write("b", &[g("other", "1", 1.0)], 7_000);
+        let got = s.select(&name("g"), 0, 10_000);
+        let dropped = &got.iter().find(|(l, _)| l.get("x") == "2").unwrap().1;
+        assert_eq!(dropped.len(), 2, "{dropped:?}");
+        assert_eq!(stale_count(dropped), 1);
+        assert_eq!(dropped[1].0, 3_000);
+        let kept = &got.iter().find(|(l, _)| l.get("x") == "1").unwrap().1;
+        assert_eq!(stale_count(kept), 0);
+        // It comes back: live again, and a later drop marks it again, once.
+        s.write("a", &both(), 9_000);
+        s.write("a", &one(), 11_000);
+        s.write("a", &one(), 13_000);
+        let got = s.select(&name("g"), 0, 20_000);
+        let dropped = &got.iter().find(|(l, _)| l.get("x") == "2").unwrap().1;
+        assert_eq!(stale_count(dropped), 2, "{dropped:?}");
+    }
+
+    #[test]
+    fn a_forgotten_source_marks_each_of_its_series_stale_once() {
+        let s = Store::new(600_000, 1000);
+        s.write("a", &[g("ga", "1", 1.0)], 1_000);
+        s.write("b", &[g("gb", "1", 1.0)], 1_000);
+        s.forget_source("a", 2_000);
+        s.forget_source("a", 3_000);
+        s.forget_source("nobody", 3_000);
+        assert_eq!(samples(&s, "ga").len(), 2);
+        assert_eq!(stale_count(&samples(&s, "ga")), 1);
+        assert_eq!(samples(&s, "gb"), vec![(1_000, 1.0)]);
+    }
+
+    /// Two sources giving the same series: the exposition keeps the first one, and so
+    /// does the store (the first writer) while that series is live.
+    #[test]
+    fn a_series_given_by_two_sources_is_written_by_the_first_while_live() {
+        let s = Store::new(600_000, 1000);
+        s.write("a", &[g("g", "1", 1.0)], 1_000);
+        s.write("b", &[g("g", "1", 9.0)], 1_500);
+        s.write("a", &[g("g", "1", 2.0)], 3_000);
+        // b stops giving it: no stale marker, the series is a's.
+        s.write::<MetricFamily>("b", &[], 3_500);
+        assert_eq!(samples(&s, "g"), vec![(1_000, 1.0), (3_000, 2.0)]);
+        // a stops: stale; then b's value takes over.
+        s.write::<MetricFamily>("a", &[], 5_000);
+        s.write("b", &[g("g", "1", 9.0)], 7_000);
+        let got = samples(&s, "g");
+        assert_eq!(stale_count(&got), 1);
+        assert_eq!(got.last(), Some(&(7_000, 9.0)));
+    }
+
+    /// Regression (issue 11): each refresh rebuilt a label set per sample; a known
+    /// series keeps the one built when it first appeared.
+    #[test]
+    fn known_series_keep_their_store_labels_across_writes() {
+        let s = Store::new(600_000, 1000);
+        let fam = |v: f64| {
+            vec![
+                g("g", "1", v).with(&[("x", "2")], v),
+                MetricFamily::counter("c_total", "c").with(&[("k", "v")], v),
+            ]
+        };
+        s.write("a", &fam(1.0)[..], 1_000);
+        let before = s.sources.lock()["a"].labels.clone();
+        s.write("a", &fam(2.0)[..], 2_000);
+        let after = s.sources.lock()["a"].labels.clone();
+        for (b, a) in before.iter().flatten().zip(after.iter().flatten()) {
+            assert!(std::ptr::eq(b.pairs().as_ptr(), a.pairs().as_ptr()));
+        }
+        assert_eq!(after.iter().flatten().count(), 3);
+        // A changed series gets new labels; the others keep theirs.
+        s.write("a", &[g("g", "1", 3.0).with(&[("x", "3")], 3.0)], 3_000);
+        let changed = s.sources.lock()["a"].labels.clone();
+        assert!(std::ptr::eq(
+            before[0][0].pairs().as_ptr(),
+            changed[0][0].pairs().as_ptr()
+        ));
+        assert_eq!(changed[0][1].get("x"), "3");
+        assert_eq!(changed.len(), 1);
+    }
+
+    /// The reuse check must say "same labels" exactly when building them would give
+    /// the same set: later duplicates win, an empty value deletes the label.
+    #[test]
+    fn label_reuse_check_agrees_with_building_the_labels() {
+        let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+            p.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let cases: Vec<Vec<(String, String)>> = vec![
+            pairs(&[]),
+            pairs(&[("a", "1")]),
+            pairs(&[("a", "1"), ("b", "2")]),
+            pairs(&[("b", "2"), ("a", "1")]),
+            pairs(&[("a", "1"), ("a", "1")]),
+            pairs(&[("a", "1"), ("a", "2")]),
+            pairs(&[("a", "1"), ("a", "")]),
+            pairs(&[("a", ""), ("a", "1")]),
+            pairs(&[("a", "")]),
+            pairs(&[("a", "1"), ("b", "")]),
+            pairs(&[("__name__", "x")]),
+        ];
+        for suffix in [Suffix::None, Suffix::Bucket] {
+            for given in &cases {
+                let sample = Sample {
+                    suffix,
+                    labels: given.clone(),
+                    value: 1.0,
+                    created: None,
+                };
+                for cached in &cases {
+                    let other = Sample {
+                        suffix: Suffix::None,
+                        labels: cached.clone(),
+                        value: 1.0,
+                        created: None,
+                    };
+                    let l = sample_labels("m", &other);
+                    let same = l == sample_labels("m", &sample);
+                    let reused = labels_are(&l, "m", &sample);
+                    // Reused only when the same; rebuilt (correct, only slower) when the
+                    // given pairs repeat a name or carry `__name__`.
+                    let plain = given.iter().all(|(k, _)| k != METRIC_NAME)
+                        && given
+                            .iter()
+                            .enumerate()
+                            .all(|(i, (k, _))| given[..i].iter().all(|(o, _)| o != k));
+                    assert!(
+                        reused == same || (!plain && !reused),
+                        "{given:?} against {cached:?}: reused {reused}, same {same}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Writes many times a second hand the history only what it keeps (one sample per
+    /// spacing, every stale marker), as it was when every sample was handed over.
+    #[test]
+    fn frequent_writes_hand_the_history_one_sample_per_spacing() {
+        let s = Store::new(600_000, 1000);
+        s.attach_history(Arc::new(History::new(3_600_000, u64::MAX)));
+        for i in 0..50i64 {
+            s.write("a", &[g("g", "1", i as f64)], 1_000 + i * 100);
+        }
+        s.write::<MetricFamily>("a", &[], 6_000);
+        let h = s.history().unwrap().dump();
+        let got = &h.iter().find(|(l, _)| l.get(METRIC_NAME) == "g").unwrap().1;
+        let times: Vec<i64> = got.iter().map(|(t, _)| *t).collect();
+        assert_eq!(times, vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000]);
+        assert_eq!(got[1], (2_000, 10.0));
+        assert!(is_stale(got[5].1));
     }
 }

@@ -1,12 +1,12 @@
 //! The metric data model shared by every stage: collectors produce [`MetricFamily`]s,
-//! the exposition layer merges and encodes them, the rule engine reads their samples.
+//! the store (`sentinel-store`) keeps their samples, and its exposition merges and
+//! encodes the latest ones for `/metrics`.
 //!
 //! We keep our own small model rather than a client library's because the same samples
 //! feed both `/metrics` and the rule store, and collectors build fresh families each run
 //! (node_exporter's "const metrics" style) instead of mutating long-lived ones.
 
 pub mod encode;
-pub mod exposition;
 pub mod registry;
 
 use std::fmt;

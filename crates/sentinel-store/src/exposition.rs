@@ -1,26 +1,40 @@
-//! The pre-encoded `/metrics` snapshot. Collectors hand their latest families here after
-//! each run; we merge them with the sidecar's own metrics, apply the cardinality guard,
-//! encode both formats once, and the HTTP layer serves the bytes as they are. A scrape
-//! never triggers collection or encoding (gzip is compressed once per snapshot, lazily).
+//! The store's write side and its latest samples, encoded as the `/metrics` snapshot.
+//!
+//! Collectors write their families here after each run ([`Exposition::set`]); the
+//! sidecar's own metrics (the [`Registry`]: collector health, pushed event counters, ...)
+//! are read at each [`Exposition::refresh`]. Each write goes into the [`Store`] as one
+//! write of its source (only that source's series: see [`Store::write`]); a registry
+//! source is written when its generation moves, and every
+//! [`DEFAULT_SELF_SCRAPE_INTERVAL`] (1 s, or the interval set) even when unchanged, so
+//! an unchanged counter keeps fresh samples inside the rules' lookback. The latest families
+//! of every source are the latest-samples table: merged (same-name families joined,
+//! first one wins), capped per family, and encoded in both formats per family, once per
+//! change; the HTTP layer serves the bytes as they are. A scrape never triggers
+//! collection or encoding (gzip is compressed once per snapshot, lazily).
 
-use super::encode::{encode_openmetrics_family, encode_text_family, OPENMETRICS_EOF};
-use super::registry::{CounterVec, FamilySource, Registry};
-use super::{MetricFamily, Suffix};
+use crate::store::{system_time_ms, Store};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use parking_lot::Mutex;
+use sentinel_base::metrics::encode::{
+    encode_openmetrics_family, encode_text_family, OPENMETRICS_EOF,
+};
+use sentinel_base::metrics::registry::{CounterVec, FamilySource, Registry};
+use sentinel_base::metrics::{MetricFamily, Suffix};
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-/// Receives every merged snapshot (the rule engine's sample store is one).
-pub trait SnapshotSink: Send + Sync {
-    fn accept(&self, families: &[MetricFamily], at: SystemTime);
-}
+/// How often the registry's sources are written into the store when unchanged (the
+/// sidecar's self-scrape): at each tick of the once-a-second refresher, the resolution
+/// the store keeps anyway (see [`crate::store::SNAPSHOT_SPACING_MS`]), so the sidecar's
+/// own series have the same density as before writes went per source. A tick up to a
+/// tenth of the interval early still counts (the refresher's timer jitters).
+pub const DEFAULT_SELF_SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One encoded snapshot, in both formats; gzip variants are made on first request.
 pub struct Encoded {
@@ -118,6 +132,19 @@ impl Piece {
         }
     }
 
+    /// [`pieces`](Self::pieces) of families the caller gives away (not copied).
+    fn pieces_owned(given: Vec<MetricFamily>, old: &[Arc<Piece>], unique: bool) -> Vec<Arc<Piece>> {
+        given
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| match old.get(i) {
+                Some(p) if p.as_given && p.family == f => p.clone(),
+                _ if unique => Piece::encode(f, true),
+                _ => Piece::new(&f, false),
+            })
+            .collect()
+    }
+
     fn pieces(given: &[MetricFamily], old: &[Arc<Piece>], unique: bool) -> Vec<Arc<Piece>> {
         given
             .iter()
@@ -133,11 +160,18 @@ struct CollectedPieces {
     pieces: Vec<Arc<Piece>>,
 }
 
-/// The encoded pieces of one registry source, valid while its generation is the same.
+/// The encoded pieces of one registry source, valid while its generation is the same
+/// (their families are what each self-scrape writes into the store again).
 struct RegistryPieces {
     source: Arc<dyn FamilySource>,
     generation: Option<u64>,
     pieces: Vec<Arc<Piece>>,
+}
+
+impl RegistryPieces {
+    fn families(&self) -> Vec<&MetricFamily> {
+        self.pieces.iter().map(|p| &p.family).collect()
+    }
 }
 
 /// What the last refresh encoded, per source, so the next one re-encodes only the
@@ -176,6 +210,11 @@ fn join_families<'a>(parts: impl IntoIterator<Item = &'a MetricFamily>) -> Optio
     joined
 }
 
+/// The store name of the `i`-th registry source.
+fn registry_source(i: usize) -> String {
+    format!("registry/{i}")
+}
+
 pub struct Exposition {
     collected: Mutex<BTreeMap<String, Arc<Vec<MetricFamily>>>>,
     collected_generation: AtomicU64,
@@ -183,7 +222,10 @@ pub struct Exposition {
     max_series_per_family: AtomicUsize,
     dropped: Arc<CounterVec>,
     encoded: ArcSwap<Encoded>,
-    sinks: Mutex<Vec<Arc<dyn SnapshotSink>>>,
+    store: Arc<Store>,
+    self_scrape_ms: AtomicI64,
+    /// When the registry was last written whole (`i64::MIN` before the first refresh).
+    last_self_scrape_ms: AtomicI64,
     /// (collected, registry) generations of the current snapshot.
     encoded_generation: Mutex<(u64, u64)>,
     /// Per-source encodings of the current snapshot (locked only by `refresh`).
@@ -191,7 +233,8 @@ pub struct Exposition {
 }
 
 impl Exposition {
-    pub fn new(registry: Registry, max_series_per_family: usize) -> Arc<Self> {
+    /// Writes go into `store`.
+    pub fn new(registry: Registry, max_series_per_family: usize, store: Arc<Store>) -> Arc<Self> {
         let dropped = registry.counter_vec(
             "sentinel_series_dropped_total",
             "Series dropped by the per-family cardinality cap.",
@@ -208,7 +251,9 @@ impl Exposition {
                 "# EOF\n".to_string(),
                 SystemTime::now(),
             )),
-            sinks: Mutex::new(Vec::new()),
+            store,
+            self_scrape_ms: AtomicI64::new(DEFAULT_SELF_SCRAPE_INTERVAL.as_millis() as i64),
+            last_self_scrape_ms: AtomicI64::new(i64::MIN),
             encoded_generation: Mutex::new((0, 0)),
             pieces: Mutex::new(PieceCache::default()),
         })
@@ -222,13 +267,26 @@ impl Exposition {
         self.max_series_per_family.store(n, Ordering::Relaxed);
     }
 
-    pub fn add_sink(&self, sink: Arc<dyn SnapshotSink>) {
-        self.sinks.lock().push(sink);
+    /// The store every write goes into.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
-    /// Replaces the families of one source (a collector). The cardinality cap applies
-    /// here, once per collection, so a steady overflow is counted once per run.
-    pub fn set(&self, source: &str, mut families: Vec<MetricFamily>) {
+    /// How often unchanged registry sources are written into the store anyway.
+    pub fn set_self_scrape_interval(&self, every: Duration) {
+        self.self_scrape_ms
+            .store(every.as_millis().max(1) as i64, Ordering::Relaxed);
+    }
+
+    /// Replaces the families of one source (a collector) and writes them into the store
+    /// now. The cardinality cap applies here, once per collection, so a steady overflow
+    /// is counted once per run.
+    pub fn set(&self, source: &str, families: Vec<MetricFamily>) {
+        self.set_at(source, families, system_time_ms(SystemTime::now()));
+    }
+
+    /// [`set`](Self::set) at `t_ms`.
+    pub fn set_at(&self, source: &str, mut families: Vec<MetricFamily>, t_ms: i64) {
         let cap = self.max_series_per_family.load(Ordering::Relaxed);
         for f in &mut families {
             if f.samples.len() > cap {
@@ -238,16 +296,21 @@ impl Exposition {
                 tracing::warn!(family = %f.name, dropped = over, cap, "series cap reached");
             }
         }
+        let families = Arc::new(families);
         self.collected
             .lock()
-            .insert(source.to_string(), Arc::new(families));
+            .insert(source.to_string(), families.clone());
         self.collected_generation.fetch_add(1, Ordering::Relaxed);
+        self.store.write(source, &families[..], t_ms);
     }
 
-    /// Forgets a source entirely (its collector failed or was disabled).
+    /// Forgets a source entirely (its collector failed or was disabled); its series in
+    /// the store get stale markers.
     pub fn clear(&self, source: &str) {
         if self.collected.lock().remove(source).is_some() {
             self.collected_generation.fetch_add(1, Ordering::Relaxed);
+            self.store
+                .forget_source(source, system_time_ms(SystemTime::now()));
         }
     }
 
@@ -267,9 +330,10 @@ impl Exposition {
     /// Brings the per-source pieces up to date — re-encoding only the families of a
     /// collector whose families were replaced and of a registry source whose generation
     /// moved (or that has none), and only those that differ — then assembles the
-    /// snapshot from them. Returns the merged families (equal to [`merged`](Self::merged))
-    /// and both bodies (byte-identical to encoding them in full).
-    fn assemble(&self) -> (Vec<MetricFamily>, String, String) {
+    /// snapshot from them. Returns the number of merged families and both bodies
+    /// (byte-identical to encoding [`merged`](Self::merged) in full). Each registry source
+    /// collected anew is written into the store at `t_ms`; with `scrape`, every one is.
+    fn assemble(&self, t_ms: i64, scrape: bool) -> (usize, String, String) {
         let sources: Vec<(String, Arc<Vec<MetricFamily>>)> = self
             .collected
             .lock()
@@ -299,27 +363,39 @@ impl Exposition {
         for (i, source) in own.into_iter().enumerate() {
             // Read before collecting: a change during the collection moves it again.
             let generation = source.generation();
-            let old = old_registry
-                .get_mut(i)
-                .filter(|o| Arc::ptr_eq(&o.source, &source))
-                .map(|o| std::mem::take(&mut o.pieces))
-                .unwrap_or_default();
-            let fresh = old_registry
+            let same_source = old_registry
                 .get(i)
-                .is_some_and(|o| Arc::ptr_eq(&o.source, &source) && o.generation == generation)
-                && generation.is_some();
-            let pieces = if fresh {
-                old
+                .is_some_and(|o| Arc::ptr_eq(&o.source, &source));
+            let fresh = same_source
+                && generation.is_some()
+                && old_registry
+                    .get(i)
+                    .is_some_and(|o| o.generation == generation);
+            let old_pieces = match old_registry.get_mut(i) {
+                Some(o) if same_source => std::mem::take(&mut o.pieces),
+                _ => Vec::new(),
+            };
+            let entry = if fresh {
+                RegistryPieces {
+                    source,
+                    generation,
+                    pieces: old_pieces,
+                }
             } else {
                 let mut families = Vec::new();
                 source.collect(&mut families);
-                Piece::pieces(&families, &old, source.series_are_unique())
+                let unique = source.series_are_unique();
+                RegistryPieces {
+                    source,
+                    generation,
+                    pieces: Piece::pieces_owned(families, &old_pieces, unique),
+                }
             };
-            cache.registry.push(RegistryPieces {
-                source,
-                generation,
-                pieces,
-            });
+            if scrape || !fresh {
+                self.store
+                    .write(&registry_source(i), &entry.families(), t_ms);
+            }
+            cache.registry.push(entry);
         }
 
         // Same order as `merged`: collectors by source name, then the registry.
@@ -332,29 +408,34 @@ impl Exposition {
         for p in all {
             by_name.entry(&p.family.name).or_default().push(p);
         }
-        let mut families = Vec::with_capacity(by_name.len());
+        let families = by_name.len();
         let mut text = String::with_capacity(self.encoded.load().text.len() + 1024);
         let mut om = String::with_capacity(self.encoded.load().openmetrics.len() + 1024);
         for parts in by_name.into_values() {
             if let [one] = parts[..] {
                 text.push_str(&one.text);
                 om.push_str(&one.openmetrics);
-                families.push(one.family.clone());
                 continue;
             }
             // A family given by more than one source: joined and encoded in full.
             if let Some(f) = join_families(parts.iter().map(|p| &p.family)) {
                 encode_text_family(&f, &mut text);
                 encode_openmetrics_family(&f, &mut om);
-                families.push(f);
             }
         }
         om.push_str(OPENMETRICS_EOF);
         (families, text, om)
     }
 
-    /// Re-encodes if anything changed since the last snapshot. Returns whether it did.
+    /// Re-encodes if anything changed since the last snapshot, writing the registry
+    /// sources that changed into the store (all of them when the self-scrape interval
+    /// has passed). Returns whether it re-encoded.
     pub fn refresh(&self) -> bool {
+        self.refresh_at(system_time_ms(SystemTime::now()))
+    }
+
+    /// [`refresh`](Self::refresh) at `t_ms`.
+    pub fn refresh_at(&self, t_ms: i64) -> bool {
         let generation = (
             self.collected_generation.load(Ordering::Relaxed),
             self.registry.generation(),
@@ -362,25 +443,30 @@ impl Exposition {
         // Held for the whole refresh: refreshes are serialized, so when this returns the
         // stored snapshot includes everything that happened before the call.
         let mut last = self.encoded_generation.lock();
+        let last_scrape = self.last_self_scrape_ms.load(Ordering::Relaxed);
+        let every = self.self_scrape_ms.load(Ordering::Relaxed);
+        let scrape =
+            last_scrape == i64::MIN || t_ms.saturating_sub(last_scrape) >= every - every / 10;
+        if scrape {
+            self.last_self_scrape_ms.store(t_ms, Ordering::Relaxed);
+        }
         if *last == generation {
+            if scrape {
+                // Nothing changed: the same families again, as fresh samples.
+                let cache = self.pieces.lock();
+                for (i, r) in cache.registry.iter().enumerate() {
+                    self.store.write(&registry_source(i), &r.families(), t_ms);
+                }
+            }
             return false;
         }
         *last = generation;
         let start = std::time::Instant::now();
-        let (families, text, om) = self.assemble();
+        let (families, text, om) = self.assemble(t_ms, scrape);
         let encode_us = start.elapsed().as_micros() as u64;
-        let now = SystemTime::now();
-        self.encoded.store(Arc::new(Encoded::new(text, om, now)));
-        let sinks = self.sinks.lock().clone();
-        for s in sinks {
-            s.accept(&families, now);
-        }
-        tracing::debug!(
-            families = families.len(),
-            encode_us,
-            sinks_us = start.elapsed().as_micros() as u64 - encode_us,
-            "snapshot refreshed"
-        );
+        let at = std::time::UNIX_EPOCH + Duration::from_millis(t_ms.max(0) as u64);
+        self.encoded.store(Arc::new(Encoded::new(text, om, at)));
+        tracing::debug!(families, encode_us, "snapshot refreshed");
         true
     }
 
@@ -396,7 +482,7 @@ mod tests {
 
     #[test]
     fn cap_drops_and_counts_overflow() {
-        let e = Exposition::new(Registry::new(), 2);
+        let e = Exposition::new(Registry::new(), 2, Arc::new(Store::default()));
         let mut f = MetricFamily::gauge("g", "h");
         for i in 0..5 {
             f.push(&[("i", i.to_string())], 1.0);
@@ -411,7 +497,7 @@ mod tests {
 
     #[test]
     fn same_family_from_two_sources_is_joined_and_deduplicated() {
-        let e = Exposition::new(Registry::new(), 100);
+        let e = Exposition::new(Registry::new(), 100, Arc::new(Store::default()));
         e.set(
             "a",
             vec![MetricFamily::gauge("g", "h").with(&[("x", "1")], 1.0)],
@@ -428,16 +514,6 @@ mod tests {
         assert_eq!(g.samples[0].value, 1.0);
     }
 
-    /// Records what the sinks receive.
-    #[derive(Default)]
-    struct Recorder(Mutex<Vec<Vec<MetricFamily>>>);
-
-    impl SnapshotSink for Recorder {
-        fn accept(&self, families: &[MetricFamily], _at: SystemTime) {
-            self.0.lock().push(families.to_vec());
-        }
-    }
-
     /// A registry source without a generation (collected on every refresh), like the
     /// rule engine's alert families.
     struct Ungenerated(Mutex<Vec<MetricFamily>>);
@@ -449,14 +525,14 @@ mod tests {
     }
 
     /// Refreshes and checks the snapshot against a full merge and re-encode of the same
-    /// inputs, byte for byte, and what the sink got against `merged()`.
-    fn assert_matches_full_encode(e: &Exposition, sink: &Recorder, step: &str) {
+    /// inputs, byte for byte.
+    fn assert_matches_full_encode(e: &Exposition, step: &str) {
         assert!(e.refresh(), "{step}: something changed");
         let full = e.merged();
         let mut text = String::new();
-        super::super::encode::encode_text(&full, &mut text);
+        sentinel_base::metrics::encode::encode_text(&full, &mut text);
         let mut om = String::new();
-        super::super::encode::encode_openmetrics(&full, &mut om);
+        sentinel_base::metrics::encode::encode_openmetrics(&full, &mut om);
         let snap = e.current();
         assert_eq!(
             std::str::from_utf8(&snap.text).unwrap(),
@@ -468,19 +544,12 @@ mod tests {
             om,
             "{step}: openmetrics"
         );
-        assert_eq!(
-            sink.0.lock().last().unwrap(),
-            &full,
-            "{step}: sink families"
-        );
     }
 
     #[test]
     fn incremental_refresh_is_byte_identical_to_a_full_re_encode() {
         let registry = Registry::new();
-        let e = Exposition::new(registry.clone(), 100);
-        let sink = Arc::new(Recorder::default());
-        e.add_sink(sink.clone());
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
         let events = registry.counter_vec("ev_total", "Events.", &["kind"]);
         let gauge = registry.gauge_vec("up_now", "Up.", &[]);
         let hist = registry.histogram_vec("lat_seconds", "Latency.", &["op"], &[0.1, 1.0]);
@@ -506,23 +575,23 @@ mod tests {
         events.inc(&["start"]);
         gauge.set(&[], 1.0);
         e.set("gpu", gpu(10.0, 2));
-        assert_matches_full_encode(&e, &sink, "first snapshot");
+        assert_matches_full_encode(&e, "first snapshot");
 
         events.inc(&["start"]);
-        assert_matches_full_encode(&e, &sink, "registry increment");
+        assert_matches_full_encode(&e, "registry increment");
 
         events.inc(&["done"]);
         hist.observe(&["run"], 0.5);
-        assert_matches_full_encode(&e, &sink, "new registry series");
+        assert_matches_full_encode(&e, "new registry series");
 
         e.set("gpu", gpu(11.0, 3));
-        assert_matches_full_encode(&e, &sink, "collector replaced, new series");
+        assert_matches_full_encode(&e, "collector replaced, new series");
 
         e.set("gpu", gpu(11.0, 1));
-        assert_matches_full_encode(&e, &sink, "collector replaced, series removed");
+        assert_matches_full_encode(&e, "collector replaced, series removed");
 
         events.remove(&["start"]);
-        assert_matches_full_encode(&e, &sink, "registry series removed");
+        assert_matches_full_encode(&e, "registry series removed");
 
         // A second source sharing a family name (and one series) with the first, with a
         // duplicate series of its own and a family of another type under a used name.
@@ -539,27 +608,27 @@ mod tests {
                 MetricFamily::gauge("empty", "No samples."),
             ],
         );
-        assert_matches_full_encode(&e, &sink, "shared family names");
+        assert_matches_full_encode(&e, "shared family names");
 
         alerts.0.lock()[0].samples[0].value = 2.0;
         registry.touch();
-        assert_matches_full_encode(&e, &sink, "ungenerated source changed");
+        assert_matches_full_encode(&e, "ungenerated source changed");
 
         gauge.series(&[]).set(3.0);
-        assert_matches_full_encode(&e, &sink, "series handle update");
+        assert_matches_full_encode(&e, "series handle update");
 
         e.clear("another");
-        assert_matches_full_encode(&e, &sink, "source cleared");
+        assert_matches_full_encode(&e, "source cleared");
 
         e.set("gpu", gpu(11.0, 1));
-        assert_matches_full_encode(&e, &sink, "collector replaced with equal families");
+        assert_matches_full_encode(&e, "collector replaced with equal families");
         assert!(!e.refresh(), "nothing changed");
     }
 
     #[test]
     fn unchanged_sources_are_not_re_encoded() {
         let registry = Registry::new();
-        let e = Exposition::new(registry.clone(), 100);
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
         let a = registry.counter_vec("a_total", "A.", &[]);
         let b = registry.counter_vec("b_total", "B.", &[]);
         a.inc(&[]);
@@ -593,7 +662,7 @@ mod tests {
 
     #[test]
     fn gzip_round_trips() {
-        let e = Exposition::new(Registry::new(), 100);
+        let e = Exposition::new(Registry::new(), 100, Arc::new(Store::default()));
         e.set(
             "a",
             vec![MetricFamily::gauge("g", "h").with::<&str, &str>(&[], 1.0)],
@@ -605,5 +674,117 @@ mod tests {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut d, &mut s).unwrap();
         assert_eq!(s.as_bytes(), &snap.text[..]);
+    }
+
+    fn store_samples(e: &Exposition, name: &str) -> Vec<(crate::labels::Labels, Vec<(i64, f64)>)> {
+        use promql_parser::label::{MatchOp, Matcher};
+        let m = [Matcher::new(
+            MatchOp::Equal,
+            crate::labels::METRIC_NAME,
+            name,
+        )];
+        e.store().select(&m, 0, i64::MAX / 2)
+    }
+
+    /// Regression (issue 11): the registry only reached the store with the whole
+    /// merged snapshot; it is written per source, and an unchanged counter is written
+    /// again at each self-scrape so the rules' windows keep fresh samples.
+    #[test]
+    fn registry_counter_is_resampled_while_unchanged() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
+        e.set_self_scrape_interval(Duration::from_secs(10));
+        let c = registry.counter_vec("ev_total", "Events.", &[]);
+        c.inc(&[]);
+        let t0 = 1_700_000_000_000;
+        assert!(e.refresh_at(t0));
+        assert!(!e.refresh_at(t0 + 5_000), "nothing changed, no scrape due");
+        assert!(!e.refresh_at(t0 + 10_000), "nothing changed, scrape due");
+        assert!(!e.refresh_at(t0 + 20_000));
+        let got = store_samples(&e, "ev_total");
+        assert_eq!(
+            got[0].1,
+            vec![(t0, 1.0), (t0 + 10_000, 1.0), (t0 + 20_000, 1.0)]
+        );
+    }
+
+    #[test]
+    fn a_registry_change_writes_only_the_changed_source() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
+        e.set_self_scrape_interval(Duration::from_secs(60));
+        let a = registry.counter_vec("a_total", "A.", &[]);
+        let b = registry.counter_vec("b_total", "B.", &[]);
+        a.inc(&[]);
+        b.inc(&[]);
+        e.set_at(
+            "coll",
+            vec![MetricFamily::gauge("g", "G.").with(&[("x", "1")], 1.0)],
+            1_000_000,
+        );
+        let t0 = 1_000_000;
+        e.refresh_at(t0);
+        a.inc(&[]);
+        assert!(e.refresh_at(t0 + 2_000));
+        assert_eq!(
+            store_samples(&e, "a_total")[0].1,
+            vec![(t0, 1.0), (t0 + 2_000, 2.0)]
+        );
+        assert_eq!(store_samples(&e, "b_total")[0].1, vec![(t0, 1.0)]);
+        assert_eq!(
+            store_samples(&e, "g")[0].1,
+            vec![(t0, 1.0)],
+            "collector not re-written"
+        );
+    }
+
+    #[test]
+    fn a_collector_run_is_written_at_once_and_a_failed_one_marks_its_series_stale() {
+        let e = Exposition::new(Registry::new(), 100, Arc::new(Store::default()));
+        e.set_at(
+            "coll",
+            vec![MetricFamily::gauge("g", "G.").with(&[("x", "1")], 1.0)],
+            1_000,
+        );
+        // In the store before any refresh (the rules see it at once).
+        assert_eq!(store_samples(&e, "g")[0].1, vec![(1_000, 1.0)]);
+        e.clear("coll");
+        let got = &store_samples(&e, "g")[0].1;
+        assert_eq!(got.len(), 2);
+        assert!(crate::store::is_stale(got[1].1));
+    }
+
+    /// The cardinality cap applies before the store: capped series never reach it.
+    #[test]
+    fn capped_series_reach_neither_the_exposition_nor_the_store() {
+        let e = Exposition::new(Registry::new(), 2, Arc::new(Store::default()));
+        let mut f = MetricFamily::gauge("g", "h");
+        for i in 0..5 {
+            f.push(&[("i", i.to_string())], 1.0);
+        }
+        e.set_at("c", vec![f], 1_000);
+        assert_eq!(store_samples(&e, "g").len(), 2);
+    }
+
+    /// Issue 13 §2 through the write path: a counter born from an event after the
+    /// registry's first write gets its zero at its creation time.
+    #[test]
+    fn a_registry_counter_born_after_start_gets_its_creation_zero() {
+        let registry = Registry::new();
+        let e = Exposition::new(registry.clone(), 100, Arc::new(Store::default()));
+        let c = registry.counter_vec("ops_total", "Ops.", &["op"]);
+        c.inc(&["old"]);
+        let t0 = system_time_ms(SystemTime::now());
+        e.refresh_at(t0);
+        c.inc(&["new"]);
+        e.refresh_at(t0 + 60_000);
+        let got = store_samples(&e, "ops_total");
+        let old = &got.iter().find(|(l, _)| l.get("op") == "old").unwrap().1;
+        assert_eq!(old[0], (t0, 1.0), "present at the first write: no zero");
+        let new = &got.iter().find(|(l, _)| l.get("op") == "new").unwrap().1;
+        assert_eq!(new.len(), 2, "{new:?}");
+        assert_eq!(new[0].1, 0.0);
+        assert!(new[0].0 >= t0 - 1_000 && new[0].0 < t0 + 60_000, "{new:?}");
+        assert_eq!(new[1], (t0 + 60_000, 1.0));
     }
 }
