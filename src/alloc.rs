@@ -13,7 +13,7 @@ const MMAP_THRESHOLD_BYTES: i32 = 1 << 20;
 /// (plus short-lived blocking threads), so two arenas avoid lock contention between
 /// them while the rest share. Measured on the release build: `MALLOC_ARENA_MAX=1` or `2`
 /// cut idle anonymous RSS from about 4.5 MB to 3.5-4.0 MB.
-const ARENA_MAX: i32 = 2;
+const ARENA_MAX: i32 = 1;
 
 /// Sets the allocator tunables (once per process; later calls do nothing).
 ///
