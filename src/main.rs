@@ -345,7 +345,7 @@ fn spawn_refresher(app: Arc<App>, shutdown: CancellationToken) {
 }
 
 /// Once the sidecar is up (ready, or after at most a minute) and a few more seconds have
-/// let the first rule evaluations and collections run, drops the pages only start-up
+/// passed (`STARTUP_RELEASE_DELAY`), drops the pages only start-up
 /// needed (`alloc::release_startup_pages`; off with `COMFY_SENTINEL_RELEASE_STARTUP_PAGES=0`).
 fn spawn_startup_release(app: Arc<App>) {
     if !release_enabled() {
@@ -363,9 +363,10 @@ fn spawn_startup_release(app: Arc<App>) {
     });
 }
 
-/// From readiness to the release of start-up pages: the first rule evaluations (5 s
-/// interval by default) and collections run before it.
-const STARTUP_RELEASE_DELAY: Duration = Duration::from_secs(6);
+/// From readiness (every collector ran once) to the release of start-up pages: time for
+/// the work that follows start-up at once (the first refreshes and rule evaluations).
+/// Whatever runs later for the first time maps its code back in on use.
+const STARTUP_RELEASE_DELAY: Duration = Duration::from_secs(3);
 
 fn release_enabled() -> bool {
     let v = std::env::var(comfy_sentinel::alloc::RELEASE_PAGES_ENV).ok();

@@ -81,7 +81,10 @@ fn sidecar_scrapes_ingests_evaluates_and_reloads_after_releasing_startup_pages()
     // Rule evaluation goes on (5 s default interval).
     let deadline = Instant::now() + Duration::from_secs(20);
     while total(&scrape(&s), "sentinel_rule_evaluations_total") <= evals {
-        assert!(Instant::now() < deadline, "no rule evaluation after the release");
+        assert!(
+            Instant::now() < deadline,
+            "no rule evaluation after the release"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     // A reload parses and compiles again, then releases again.
@@ -106,7 +109,7 @@ fn startup_page_release_is_off_with_its_environment_switch() {
         ],
     );
     s.wait_ready();
-    // Past the point where the release runs (ready + 6 s), with margin.
+    // Past the point where the release runs (ready + 3 s), with margin.
     std::thread::sleep(Duration::from_secs(9));
     assert!(scrape(&s).contains("sentinel_rule_evaluations_total"));
     assert!(
