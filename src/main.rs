@@ -315,6 +315,7 @@ async fn serve(cfg: Config, source: config::ConfigSource) -> anyhow::Result<()> 
     let shutdown = CancellationToken::new();
     spawn_signal_handlers(app.clone(), shutdown.clone())?;
     spawn_refresher(app.clone(), shutdown.clone());
+    spawn_startup_release(app.clone());
     let router = comfy_sentinel::http::router(app.clone());
     comfy_sentinel::http::serve(listener, router, &web, &app.registry, shutdown.clone()).await?;
     app.runner.stop_all();
@@ -343,6 +344,52 @@ fn spawn_refresher(app: Arc<App>, shutdown: CancellationToken) {
     });
 }
 
+/// Once the sidecar is up (ready, or after at most a minute) and a few more seconds have
+/// passed (`STARTUP_RELEASE_DELAY`), drops the pages only start-up
+/// needed (`alloc::release_startup_pages`; off with `COMFY_SENTINEL_RELEASE_STARTUP_PAGES=0`).
+fn spawn_startup_release(app: Arc<App>) {
+    if !release_enabled() {
+        return;
+    }
+    tokio::spawn(async move {
+        for _ in 0..60 {
+            if app.readiness().is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        tokio::time::sleep(STARTUP_RELEASE_DELAY).await;
+        release_pages("start-up").await;
+    });
+}
+
+/// From readiness (every collector ran once) to the release of start-up pages: time for
+/// the work that follows start-up at once (the first refreshes and rule evaluations).
+/// Whatever runs later for the first time maps its code back in on use.
+const STARTUP_RELEASE_DELAY: Duration = Duration::from_secs(3);
+
+fn release_enabled() -> bool {
+    let v = std::env::var(comfy_sentinel::alloc::RELEASE_PAGES_ENV).ok();
+    comfy_sentinel::alloc::release_pages_enabled(v.as_deref())
+}
+
+async fn release_pages(after: &'static str) {
+    match tokio::task::spawn_blocking(comfy_sentinel::alloc::release_startup_pages).await {
+        Ok(Ok(r)) => tracing::debug!(
+            after,
+            mappings = r.mappings,
+            bytes = r.bytes,
+            rss_file_kb_before = r.rss_file_kb_before,
+            rss_file_kb_after = r.rss_file_kb_after,
+            rss_anon_kb_before = r.rss_anon_kb_before,
+            rss_anon_kb_after = r.rss_anon_kb_after,
+            "released start-up pages"
+        ),
+        Ok(Err(e)) => tracing::debug!(after, error = %e, "cannot release start-up pages"),
+        Err(e) => tracing::debug!(after, error = %e, "cannot release start-up pages"),
+    }
+}
+
 fn spawn_signal_handlers(app: Arc<App>, shutdown: CancellationToken) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup())?;
@@ -352,6 +399,10 @@ fn spawn_signal_handlers(app: Arc<App>, shutdown: CancellationToken) -> anyhow::
         while hup.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading config");
             let _ = app.reload().await;
+            // A reload parses and compiles like start-up did.
+            if release_enabled() {
+                release_pages("reload").await;
+            }
         }
     });
     tokio::spawn(async move {

@@ -22,6 +22,7 @@ mod delivery_latency;
 mod deploy;
 mod fake_comfyui;
 mod first_event;
+mod footprint_release;
 mod foundation;
 mod fuzz;
 mod gate;
