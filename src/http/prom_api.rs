@@ -454,9 +454,7 @@ fn range_kind(e: &Expr) -> Option<&'static str> {
     }
 }
 
-/// Evaluates `expr` at every step from `start` to `end`, folding each step's vector
-/// into one series per label set, sorted by labels as Prometheus returns them. Each
-/// step's own values are released once folded in; the kept points are charged.
+/// Evaluates `expr` at every step from `start` to `end` (the engine's range evaluation).
 pub(crate) fn eval_range(
     store: &sentinel_rules::store::Store,
     expr: &Expr,
@@ -465,37 +463,7 @@ pub(crate) fn eval_range(
     step: i64,
     budget: &Arc<Budget>,
 ) -> Result<Vec<RangeSeries>, EvalError> {
-    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    // Each selector is selected once over the whole range, then sliced per step.
-    let preload = Arc::new(Preload::new(start, end));
-    let mut t = start;
-    while t <= end {
-        budget.check()?;
-        let mark = budget.mark();
-        let v = Evaluator::new(store, t)
-            .with_budget(budget.clone())
-            .with_preload(preload.clone())
-            .eval_instant(expr)?;
-        budget.release_to(mark);
-        budget.charge_samples(v.len() as u64)?;
-        for s in v {
-            match series.get_mut(&s.labels) {
-                Some(points) => points.push((t, s.v)),
-                None => {
-                    budget.charge_label_bytes(s.labels.heap_bytes() as u64)?;
-                    series.insert(s.labels, vec![(t, s.v)]);
-                }
-            }
-        }
-        let Some(next) = t.checked_add(step) else {
-            break;
-        };
-        t = next;
-    }
-    Ok(series
-        .into_iter()
-        .map(|(labels, points)| RangeSeries { labels, points })
-        .collect())
+    sentinel_rules::eval::eval_range(store, expr, start, end, step, budget)
 }
 
 /// Replaces `@ start()` and `@ end()` by the query's start and end, as Prometheus's

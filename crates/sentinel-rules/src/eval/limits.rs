@@ -136,6 +136,9 @@ pub struct Budget {
     label_bytes: AtomicU64,
     peak_samples: AtomicU64,
     peak_label_bytes: AtomicU64,
+    /// Label bytes held for the whole query (label sets a range query builds once and
+    /// reuses at every step): charged in `label_bytes` too, never released.
+    pinned_label_bytes: AtomicU64,
 }
 
 /// A point to release a budget back to (see [`Budget::mark`]).
@@ -143,6 +146,7 @@ pub struct Budget {
 pub struct Mark {
     samples: u64,
     label_bytes: u64,
+    pinned_label_bytes: u64,
 }
 
 impl Budget {
@@ -156,6 +160,7 @@ impl Budget {
             label_bytes: AtomicU64::new(0),
             peak_samples: AtomicU64::new(0),
             peak_label_bytes: AtomicU64::new(0),
+            pinned_label_bytes: AtomicU64::new(0),
         }
     }
 
@@ -227,17 +232,31 @@ impl Budget {
         Ok(())
     }
 
+    /// Charges `n` bytes of label sets held until the query ends (no [`Self::release_to`]
+    /// gives them back). Never fails: the next charge or [`Self::label_bytes_fit`] does
+    /// when the cap is passed.
+    pub fn pin_label_bytes(&self, n: u64) {
+        self.pinned_label_bytes.fetch_add(n, Ordering::Relaxed);
+        let now = self.label_bytes.load(Ordering::Relaxed).saturating_add(n);
+        self.label_bytes.store(now, Ordering::Relaxed);
+        self.peak_label_bytes.fetch_max(now, Ordering::Relaxed);
+    }
+
     pub fn mark(&self) -> Mark {
         Mark {
             samples: self.samples.load(Ordering::Relaxed),
             label_bytes: self.label_bytes.load(Ordering::Relaxed),
+            pinned_label_bytes: self.pinned_label_bytes.load(Ordering::Relaxed),
         }
     }
 
-    /// Releases what was charged since `m` (the values it paid for were dropped).
+    /// Releases what was charged since `m` (the values it paid for were dropped), except
+    /// what was pinned since.
     pub fn release_to(&self, m: Mark) {
+        let pinned = self.pinned_label_bytes.load(Ordering::Relaxed) - m.pinned_label_bytes;
         self.samples.store(m.samples, Ordering::Relaxed);
-        self.label_bytes.store(m.label_bytes, Ordering::Relaxed);
+        self.label_bytes
+            .store(m.label_bytes.saturating_add(pinned), Ordering::Relaxed);
     }
 
     /// The most samples held at once so far.
@@ -296,6 +315,25 @@ mod tests {
         b.charge_samples(10).unwrap();
         assert_eq!(b.charge_samples(1), Err(EvalError::TooManySamples));
         assert_eq!(b.peak_samples(), 11);
+    }
+
+    #[test]
+    fn pinned_label_bytes_outlive_release_and_trip_the_cap() {
+        let b = Budget::new(QueryLimits {
+            max_label_bytes: 100,
+            ..QueryLimits::unlimited()
+        });
+        let m = b.mark();
+        b.charge_label_bytes(30).unwrap();
+        b.pin_label_bytes(60);
+        b.release_to(m);
+        assert_eq!(b.label_bytes_fit(40), Ok(()));
+        assert_eq!(
+            b.label_bytes_fit(41),
+            Err(EvalError::TooManyLabelBytes(100))
+        );
+        b.pin_label_bytes(50);
+        assert_eq!(b.label_bytes_fit(0), Err(EvalError::TooManyLabelBytes(100)));
     }
 
     #[test]

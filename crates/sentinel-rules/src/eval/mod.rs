@@ -7,6 +7,8 @@
 mod functions;
 pub use functions::{FunctionKind, FUNCTIONS};
 pub mod limits;
+mod range;
+pub use range::eval_range;
 
 pub use limits::{Budget, QueryConfig, QueryLimits};
 
@@ -21,6 +23,18 @@ use promql_parser::parser::{
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
+
+/// Hash maps keyed by label sets and small integers within one evaluation: a fast
+/// non-cryptographic hasher (the keys come from the store and the query, and every map
+/// is dropped with the evaluation).
+pub(crate) type FxMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+pub(crate) type FxSet<K> = std::collections::HashSet<K, rustc_hash::FxBuildHasher>;
+
+/// What [`Evaluator::derive`] derives a label set for: these constants, or the address
+/// of the syntax node whose fixed parameters (grouping, matching) decide it.
+pub(crate) const DERIVE_WITHOUT_NAME: usize = 0;
+/// `histogram_quantile`'s group key (`le` and `__name__` dropped) and the bucket bound.
+pub(crate) const DERIVE_BUCKET: usize = 1;
 
 /// One element of an instant vector. `t` is the sample's own timestamp for selector
 /// output (needed by `timestamp()`), the evaluation time otherwise.
@@ -461,6 +475,19 @@ pub struct Preload {
     start: i64,
     end: i64,
     cache: parking_lot::Mutex<HashMap<PreloadKey, Option<Arc<Preloaded>>>>,
+    /// Label sets derived from a source label set (name dropped, grouping key, match
+    /// signature), built once per query instead of once per step: keyed by the source
+    /// set's identity (its shared buffer, kept alive here, so an address is never
+    /// reused while cached) and what was derived.
+    derived: parking_lot::Mutex<FxMap<(usize, usize), Derived>>,
+}
+
+/// A cached derivation: the source (kept alive), the derived set and a number that
+/// comes with it (a bucket's upper bound).
+struct Derived {
+    _source: Labels,
+    labels: Labels,
+    extra: Option<f64>,
 }
 
 impl Preload {
@@ -470,6 +497,7 @@ impl Preload {
             start: clamp_time(start),
             end: clamp_time(end),
             cache: parking_lot::Mutex::new(HashMap::new()),
+            derived: parking_lot::Mutex::new(FxMap::default()),
         }
     }
 
@@ -509,6 +537,22 @@ impl Preloaded {
             }
         }
         out
+    }
+
+    /// The samples of each series in `[mint, maxt]` (stale markers included), series
+    /// with none left out, as slices of the preloaded selection; `used` is what a
+    /// selection of its own would count against `max_samples` (points plus one per
+    /// series), and `None` stops the walk.
+    fn windows<'p>(
+        &'p self,
+        mint: i64,
+        maxt: i64,
+    ) -> impl Iterator<Item = (&'p Labels, &'p [(i64, f64)])> + 'p {
+        self.series.iter().filter_map(move |(labels, s)| {
+            let lo = s.partition_point(|(t, _)| *t < mint);
+            let hi = s.partition_point(|(t, _)| *t <= maxt).max(lo);
+            (lo < hi).then(|| (labels, &s[lo..hi]))
+        })
     }
 
     /// What `Store::select_bounded` over `[mint, maxt]` gives (series with no sample in
@@ -723,9 +767,53 @@ impl<'a> Evaluator<'a> {
         Ok(v)
     }
 
+    /// `f(src)`: in a range query computed once per source label set and `what`
+    /// ([`DERIVE_WITHOUT_NAME`], [`DERIVE_BUCKET`] or a syntax node's address), with its
+    /// bytes charged once for the whole query; otherwise computed now (and charged with
+    /// the value that holds it).
+    pub(crate) fn derive(
+        &self,
+        src: &Labels,
+        what: usize,
+        f: impl FnOnce(&Labels) -> (Labels, Option<f64>),
+    ) -> (Labels, Option<f64>) {
+        let Some(pre) = &self.preload else {
+            return f(src);
+        };
+        let key = (src.pairs().as_ptr() as usize, what);
+        let mut cache = pre.derived.lock();
+        if let Some(d) = cache.get(&key) {
+            return (d.labels.clone(), d.extra);
+        }
+        let (labels, extra) = f(src);
+        if labels.is_unshared() {
+            self.budget.pin_label_bytes(labels.heap_bytes() as u64);
+        }
+        cache.insert(
+            key,
+            Derived {
+                _source: src.clone(),
+                labels: labels.clone(),
+                extra,
+            },
+        );
+        (labels, extra)
+    }
+
+    /// `src` without `__name__`, derived once per range query.
+    pub(crate) fn without_name(&self, src: &Labels) -> Labels {
+        if !src.has(METRIC_NAME) {
+            return src.clone();
+        }
+        self.derive(src, DERIVE_WITHOUT_NAME, |l| (l.without_name(), None))
+            .0
+    }
+
     /// Charges a value held from now on: its samples or points, and the label sets it
     /// owns alone (those the query built).
     fn charge(&self, v: &Value) -> Result<(), EvalError> {
+        // Label sets built once for the whole query count too.
+        self.budget.label_bytes_fit(0)?;
         match v {
             Value::Scalar(_) => Ok(()),
             Value::String(s) => self.budget.charge_label_bytes(s.len() as u64),
@@ -760,7 +848,7 @@ impl<'a> Evaluator<'a> {
                     let out: Vec<Sample> = vec
                         .into_iter()
                         .map(|s| Sample {
-                            labels: s.labels.without_name(),
+                            labels: self.without_name(&s.labels),
                             t: self.ts,
                             v: -s.v,
                         })
@@ -927,22 +1015,27 @@ impl<'a> Evaluator<'a> {
                     Some(LabelModifier::Exclude(ls)) => (false, ls.labels.clone()),
                     None => (false, Vec::new()),
                 };
+                let mut dropped = names.clone();
+                dropped.push(METRIC_NAME.to_string());
+                // The match signature, once per series and node in a range query.
+                let node = b as *const BinaryExpr as usize;
                 let sig = |lb: &Labels| -> Labels {
-                    if on {
-                        lb.keep(&names)
-                    } else {
-                        let mut n = names.clone();
-                        n.push(METRIC_NAME.to_string());
-                        lb.drop_names(&n)
-                    }
+                    self.derive(lb, node, |lb| {
+                        let l = if on {
+                            lb.keep(&names)
+                        } else {
+                            lb.drop_names(&dropped)
+                        };
+                        (l, None)
+                    })
+                    .0
                 };
                 let out = match op {
                     token::T_LAND => {
                         if l.is_empty() || r.is_empty() {
                             Vec::new()
                         } else {
-                            let rs: std::collections::HashSet<Labels> =
-                                r.iter().map(|s| sig(&s.labels)).collect();
+                            let rs: FxSet<Labels> = r.iter().map(|s| sig(&s.labels)).collect();
                             l.into_iter()
                                 .filter(|s| rs.contains(&sig(&s.labels)))
                                 .collect()
@@ -954,8 +1047,7 @@ impl<'a> Evaluator<'a> {
                         } else if r.is_empty() {
                             l
                         } else {
-                            let ls: std::collections::HashSet<Labels> =
-                                l.iter().map(|s| sig(&s.labels)).collect();
+                            let ls: FxSet<Labels> = l.iter().map(|s| sig(&s.labels)).collect();
                             let mut out = l;
                             out.extend(r.into_iter().filter(|s| !ls.contains(&sig(&s.labels))));
                             out
@@ -965,8 +1057,7 @@ impl<'a> Evaluator<'a> {
                         if l.is_empty() || r.is_empty() {
                             l
                         } else {
-                            let rs: std::collections::HashSet<Labels> =
-                                r.iter().map(|s| sig(&s.labels)).collect();
+                            let rs: FxSet<Labels> = r.iter().map(|s| sig(&s.labels)).collect();
                             l.into_iter()
                                 .filter(|s| !rs.contains(&sig(&s.labels)))
                                 .collect()
@@ -978,7 +1069,7 @@ impl<'a> Evaluator<'a> {
                             .as_ref()
                             .map(|m| m.card.clone())
                             .unwrap_or(VectorMatchCardinality::OneToOne);
-                        self.vector_binop(op, l, r, &card, on, &names, return_bool, &sig)?
+                        self.vector_binop(op, l, r, &card, on, &names, return_bool, &sig, node)?
                     }
                 };
                 check_dupes(&out)?;
@@ -1010,7 +1101,7 @@ impl<'a> Evaluator<'a> {
             }
             if keep {
                 let labels = if drops_name(op) || return_bool {
-                    s.labels.without_name()
+                    self.without_name(&s.labels)
                 } else {
                     s.labels
                 };
@@ -1035,6 +1126,7 @@ impl<'a> Evaluator<'a> {
         matching: &[String],
         return_bool: bool,
         sig: &dyn Fn(&Labels) -> Labels,
+        node: usize,
     ) -> Result<Vec<Sample>, EvalError> {
         if lhs.is_empty() || rhs.is_empty() {
             return Ok(Vec::new());
@@ -1044,7 +1136,8 @@ impl<'a> Evaluator<'a> {
             std::mem::swap(&mut lhs, &mut rhs);
         }
         let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
-        let mut right: HashMap<Labels, &Sample> = HashMap::with_capacity(rhs.len());
+        let mut right: FxMap<Labels, &Sample> = FxMap::default();
+        right.reserve(rhs.len());
         for rs in &rhs {
             let s = sig(&rs.labels);
             if let Some(dup) = right.get(&s) {
@@ -1063,8 +1156,7 @@ impl<'a> Evaluator<'a> {
             }
             right.insert(s, rs);
         }
-        let mut matched: HashMap<Labels, Option<std::collections::HashSet<Labels>>> =
-            HashMap::new();
+        let mut matched: FxMap<Labels, Option<FxSet<Labels>>> = FxMap::default();
         let mut out = Vec::new();
         for ls in &lhs {
             let s = sig(&ls.labels);
@@ -1079,17 +1171,24 @@ impl<'a> Evaluator<'a> {
             } else if !keep {
                 continue;
             }
-            let mut metric = ls.labels.clone();
-            if drops_name(op) {
-                metric.del(METRIC_NAME);
-            }
-            if matches!(card, VectorMatchCardinality::OneToOne) {
-                metric = if on {
-                    metric.keep(matching)
-                } else {
-                    metric.drop_names(matching)
-                };
-            }
+            // The result's labels before group_x copies any: once per series and node
+            // in a range query.
+            let mut metric = self
+                .derive(&ls.labels, node | 1, |l| {
+                    let mut metric = l.clone();
+                    if drops_name(op) {
+                        metric.del(METRIC_NAME);
+                    }
+                    if matches!(card, VectorMatchCardinality::OneToOne) {
+                        metric = if on {
+                            metric.keep(matching)
+                        } else {
+                            metric.drop_names(matching)
+                        };
+                    }
+                    (metric, None)
+                })
+                .0;
             for ln in &include {
                 metric.set(ln.clone(), rs.labels.get(ln).to_string());
             }
@@ -1169,18 +1268,25 @@ impl<'a> Evaluator<'a> {
             heap: Vec<Sample>,
         }
         let mut order: Vec<Labels> = Vec::new();
-        let mut groups: HashMap<Labels, Group> = HashMap::new();
+        let mut groups: FxMap<Labels, Group> = FxMap::default();
         let mut without_names = grouping.clone();
         without_names.push(METRIC_NAME.to_string());
-        for s in vec {
-            let mut metric = s.labels.clone();
-            if op == token::T_COUNT_VALUES {
-                metric.set(value_label.clone(), format_go_float(s.v));
-            }
-            let key = if without {
+        let group_key = |metric: &Labels| {
+            if without {
                 metric.drop_names(&without_names)
             } else {
                 metric.keep(&grouping)
+            }
+        };
+        let node = a as *const AggregateExpr as usize;
+        for s in vec {
+            let key = if op == token::T_COUNT_VALUES {
+                let mut metric = s.labels.clone();
+                metric.set(value_label.clone(), format_go_float(s.v));
+                group_key(&metric)
+            } else {
+                // Once per series and node in a range query.
+                self.derive(&s.labels, node, |l| (group_key(l), None)).0
             };
             let Some(g) = groups.get_mut(&key) else {
                 let mut g = Group {
@@ -1457,7 +1563,8 @@ pub(crate) fn check_dupes(v: &[Sample]) -> Result<(), EvalError> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    let mut seen = FxSet::default();
+    seen.reserve(v.len());
     for s in v {
         if !seen.insert(&s.labels) {
             return err("vector cannot contain metrics with the same labelset");
