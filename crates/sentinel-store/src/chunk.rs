@@ -64,19 +64,34 @@ impl<'a> BitReader<'a> {
         Some(bit)
     }
 
+    /// The next `n` bits (at most 64), most significant first; None when the bytes end
+    /// before them. Reads whole bytes at a time: one 64-bit load for up to 57 bits.
     fn read_bits(&mut self, n: u8) -> Option<u64> {
-        let mut v = 0u64;
-        let mut n = n;
-        while n > 0 {
-            let byte = *self.bytes.get(self.pos / 8)? as u64;
-            let off = (self.pos % 8) as u8;
-            let avail = 8 - off;
-            let take = avail.min(n);
-            let bits = (byte >> (avail - take)) & ((1u64 << take) - 1);
-            v = (v << take) | bits;
-            self.pos += take as usize;
-            n -= take;
+        if n == 0 {
+            return Some(0);
         }
+        if n > 56 {
+            let hi = self.read_bits(n - 32)?;
+            let lo = self.read_bits(32)?;
+            return Some((hi << 32) | lo);
+        }
+        let end = self.pos.checked_add(n as usize)?;
+        if end > self.bytes.len() * 8 {
+            return None;
+        }
+        let i = self.pos / 8;
+        let word = match self.bytes.get(i..i + 8) {
+            Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut b = [0u8; 8];
+                let tail = &self.bytes[i..];
+                b[..tail.len()].copy_from_slice(tail);
+                u64::from_be_bytes(b)
+            }
+        };
+        // `pos % 8 + n <= 63`: the bits lie within the word.
+        let v = (word << (self.pos % 8)) >> (64 - n as u32);
+        self.pos = end;
         Some(v)
     }
 }
@@ -357,6 +372,28 @@ mod tests {
             && a.iter()
                 .zip(b)
                 .all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
+    }
+
+    #[test]
+    fn bit_reader_reads_any_width_at_any_offset_as_bit_by_bit_does() {
+        let bytes: Vec<u8> = (0..23u32).map(|i| (i * 97 + 13) as u8).collect();
+        let bit = |p: usize| (bytes[p / 8] >> (7 - p % 8)) & 1 == 1;
+        for start in 0..bytes.len() * 8 {
+            for n in 0..=64u8 {
+                let mut r = BitReader {
+                    bytes: &bytes,
+                    pos: start,
+                };
+                let got = r.read_bits(n);
+                if start + n as usize > bytes.len() * 8 {
+                    assert_eq!(got, None, "{start} {n}");
+                    continue;
+                }
+                let want = (start..start + n as usize).fold(0u64, |v, p| (v << 1) | bit(p) as u64);
+                assert_eq!(got, Some(want), "{start} {n}");
+                assert_eq!(r.pos, start + n as usize);
+            }
+        }
     }
 
     #[test]

@@ -152,8 +152,9 @@ const TRIM_AFTER_BYTES: usize = 1 << 20;
 /// the next big body lands on the heap too): without this a single 25 MB page left the
 /// process about 200 MB larger for good. `malloc_trim` walks every arena and returns
 /// whole free pages; it costs a few milliseconds and runs only after such a page.
+/// Also called after a query that held many samples (`http::prom_api`).
 #[allow(unsafe_code)] // FFI, see the crate root
-fn release_freed_memory() {
+pub(crate) fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only inspects and shrinks the allocator's own free lists; it
     // has no preconditions and is safe to call from any thread at any time.

@@ -139,6 +139,11 @@ pub struct Budget {
     /// Label bytes held for the whole query (label sets a range query builds once and
     /// reuses at every step): charged in `label_bytes` too, never released.
     pinned_label_bytes: AtomicU64,
+    /// Calls of [`Self::check`]: the clock is read at every 16th.
+    checks: AtomicU64,
+    /// Samples a range query's selections hold for its whole run (capped on their own
+    /// at `max_samples` each, not charged): what the caller may give back afterwards.
+    preloaded: AtomicU64,
 }
 
 /// A point to release a budget back to (see [`Budget::mark`]).
@@ -161,6 +166,8 @@ impl Budget {
             peak_samples: AtomicU64::new(0),
             peak_label_bytes: AtomicU64::new(0),
             pinned_label_bytes: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
+            preloaded: AtomicU64::new(0),
         }
     }
 
@@ -183,10 +190,15 @@ impl Budget {
         &self.limits
     }
 
-    /// Stops on cancellation or a passed deadline.
+    /// Stops on cancellation or a passed deadline. The clock is read at the first call
+    /// and every 16th after it (a range query checks at every node of every step; the
+    /// work between two reads stays far below a millisecond).
     pub fn check(&self) -> Result<(), EvalError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(EvalError::Canceled);
+        }
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 16 != 0 {
+            return Ok(());
         }
         if let Some(d) = self.deadline {
             if Instant::now() >= d {
@@ -262,6 +274,16 @@ impl Budget {
     /// The most samples held at once so far.
     pub fn peak_samples(&self) -> u64 {
         self.peak_samples.load(Ordering::Relaxed)
+    }
+
+    /// Notes `n` samples selected once for a whole range query.
+    pub fn note_preloaded(&self, n: u64) {
+        self.preloaded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The samples selected once for a whole range query so far.
+    pub fn preloaded_samples(&self) -> u64 {
+        self.preloaded.load(Ordering::Relaxed)
     }
 
     /// The most label bytes held at once so far.

@@ -21,6 +21,7 @@ use promql_parser::parser::{
     SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -517,14 +518,35 @@ struct PreloadKey {
 /// (stale markers kept: an instant selection ends at one).
 struct Preloaded {
     series: Vec<crate::store::SelectedSeries>,
+    /// Per series, where the last step's window began: steps move forward, so the next
+    /// window is searched from there instead of from scratch.
+    hints: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+/// `s.partition_point(|x| x.0 < t)` (`x.0 <= t` when `inclusive`), searched forward in
+/// doubling strides from `from` when the answer lies at or after it, else by bisection.
+fn seek(s: &[(i64, f64)], from: usize, t: i64, inclusive: bool) -> usize {
+    let before = |x: &(i64, f64)| if inclusive { x.0 <= t } else { x.0 < t };
+    let from = from.min(s.len());
+    if from > 0 && !before(&s[from - 1]) {
+        return s[..from].partition_point(before);
+    }
+    let (mut lo, mut stride) = (from, 1);
+    while lo + stride <= s.len() && before(&s[lo + stride - 1]) {
+        lo += stride;
+        stride *= 2;
+    }
+    let hi = (lo + stride).min(s.len());
+    lo + s[lo..hi].partition_point(before)
 }
 
 impl Preloaded {
     /// What `Store::select_last` over `[mint, maxt]` gives, stale samples dropped.
     fn last_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
         let mut out = Vec::new();
-        for (labels, s) in &self.series {
-            let i = s.partition_point(|(t, _)| *t <= maxt);
+        for ((labels, s), hint) in self.series.iter().zip(&self.hints) {
+            let i = seek(s, hint.load(Relaxed), maxt, true);
+            hint.store(i, Relaxed);
             let Some(&(t, v)) = i.checked_sub(1).and_then(|i| s.get(i)) else {
                 continue;
             };
@@ -548,11 +570,15 @@ impl Preloaded {
         mint: i64,
         maxt: i64,
     ) -> impl Iterator<Item = (&'p Labels, &'p [(i64, f64)])> + 'p {
-        self.series.iter().filter_map(move |(labels, s)| {
-            let lo = s.partition_point(|(t, _)| *t < mint);
-            let hi = s.partition_point(|(t, _)| *t <= maxt).max(lo);
-            (lo < hi).then(|| (labels, &s[lo..hi]))
-        })
+        self.series
+            .iter()
+            .zip(&self.hints)
+            .filter_map(move |((labels, s), hint)| {
+                let lo = seek(s, hint.load(Relaxed), mint, false);
+                hint.store(lo, Relaxed);
+                let hi = seek(s, lo, maxt, true).max(lo);
+                (lo < hi).then(|| (labels, &s[lo..hi]))
+            })
     }
 
     /// What `Store::select_bounded` over `[mint, maxt]` gives (series with no sample in
@@ -566,9 +592,10 @@ impl Preloaded {
     ) -> Result<Vec<RangeSeries>, EvalError> {
         let mut used = 0u64;
         let mut out = Vec::new();
-        for (labels, s) in &self.series {
-            let lo = s.partition_point(|(t, _)| *t < mint);
-            let hi = s.partition_point(|(t, _)| *t <= maxt).max(lo);
+        for ((labels, s), hint) in self.series.iter().zip(&self.hints) {
+            let lo = seek(s, hint.load(Relaxed), mint, false);
+            hint.store(lo, Relaxed);
+            let hi = seek(s, lo, maxt, true).max(lo);
             if lo == hi {
                 continue;
             }
@@ -928,9 +955,9 @@ impl<'a> Evaluator<'a> {
             .ok_or(EvalError::TooManySamples)?;
         Ok(selected
             .into_iter()
-            .map(|(labels, samples)| RangeSeries {
-                labels,
-                points: samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
+            .map(|(labels, mut points)| {
+                points.retain(|(_, v)| !is_stale(*v));
+                RangeSeries { labels, points }
             })
             .collect())
     }
@@ -973,7 +1000,12 @@ impl<'a> Evaluator<'a> {
         let got = self
             .store
             .select_bounded(&selector_matchers(vs), pmint, pmaxt, cap)
-            .map(|series| Arc::new(Preloaded { series }));
+            .map(|series| {
+                self.budget
+                    .note_preloaded(series.iter().map(|(_, s)| s.len() as u64).sum());
+                let hints = series.iter().map(|_| Default::default()).collect();
+                Arc::new(Preloaded { series, hints })
+            });
         cache.insert(key, got.clone());
         got
     }
