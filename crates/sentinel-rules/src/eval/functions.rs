@@ -192,6 +192,33 @@ fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    // The value before each reset, in order.
+    let bases = points
+        .windows(2)
+        .filter(|w| w[1].1 < w[0].1)
+        .map(|w| w[0].1);
+    extrapolated_rate_with(
+        points,
+        bases,
+        range_start,
+        range_end,
+        range_secs,
+        is_counter,
+        is_rate,
+    )
+}
+
+/// `extrapolatedRate` with the counter resets given: `bases` are the values before
+/// each reset, in order (added back to the difference one by one, as Prometheus does).
+fn extrapolated_rate_with(
+    points: &[(i64, f64)],
+    bases: impl Iterator<Item = f64>,
+    range_start: i64,
+    range_end: i64,
+    range_secs: f64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
@@ -199,12 +226,8 @@ fn extrapolated_rate(
     let last = points[points.len() - 1];
     let mut result = last.1 - first.1;
     if is_counter {
-        let mut prev = first.1;
-        for p in &points[1..] {
-            if p.1 < prev {
-                result += prev;
-            }
-            prev = p.1;
+        for prev in bases {
+            result += prev;
         }
     }
     let mut to_start = (first.0 - range_start) as f64 / 1000.0;
@@ -803,13 +826,16 @@ fn range_call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
                 let (mut used, mut held) = (0u64, 0u64);
                 let mut failed = None;
                 let mut fresh: Vec<(i64, f64)> = Vec::new();
-                for (labels, w) in pre.windows(mint, maxt) {
+                let counter = matches!(name, "rate" | "increase");
+                for win in pre.windows(mint, maxt) {
+                    let w = win.samples;
                     // Counted as a selection of this step's own would be.
                     used = used.saturating_add(w.len() as u64 + 1);
                     if used > left {
                         return Err(EvalError::TooManySamples);
                     }
-                    let p = if w.iter().any(|(_, v)| is_stale(*v)) {
+                    let stale = win.stale && w.iter().any(|(_, v)| is_stale(*v));
+                    let p = if stale {
                         fresh.clear();
                         fresh.extend(w.iter().filter(|(_, v)| !is_stale(*v)));
                         &fresh[..]
@@ -820,8 +846,24 @@ fn range_call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
                     if p.is_empty() || failed.is_some() {
                         continue;
                     }
-                    match range_value(name, p, &at, &scalars) {
-                        Ok(v) => emit(labels, v),
+                    let v = if counter && !stale {
+                        // The resets of the window from the series' index, not a walk
+                        // over every sample of a long window: the same additions in
+                        // the same order.
+                        Ok(extrapolated_rate_with(
+                            p,
+                            win.reset_bases(),
+                            at.start,
+                            at.end,
+                            at.secs,
+                            true,
+                            name == "rate",
+                        ))
+                    } else {
+                        range_value(name, p, &at, &scalars)
+                    };
+                    match v {
+                        Ok(v) => emit(win.labels, v),
                         Err(e) => failed = Some(e),
                     }
                 }

@@ -518,9 +518,63 @@ struct PreloadKey {
 /// (stale markers kept: an instant selection ends at one).
 struct Preloaded {
     series: Vec<crate::store::SelectedSeries>,
-    /// Per series, where the last step's window began: steps move forward, so the next
+    /// Per series, what the steps reuse (same order as `series`).
+    aux: Vec<SeriesAux>,
+}
+
+/// What the steps of a range query keep about one preloaded series.
+struct SeriesAux {
+    /// Where the last step's window began and ended: steps move forward, so the next
     /// window is searched from there instead of from scratch.
-    hints: Vec<std::sync::atomic::AtomicUsize>,
+    lo: std::sync::atomic::AtomicUsize,
+    hi: std::sync::atomic::AtomicUsize,
+    /// Whether the series holds a stale marker (its windows are then filtered first).
+    stale: bool,
+    /// Counter resets, built on first use: every index `i` whose value is below the one
+    /// before it, in order.
+    resets: std::sync::OnceLock<Vec<u32>>,
+}
+
+impl SeriesAux {
+    fn new(s: &[(i64, f64)]) -> Self {
+        SeriesAux {
+            lo: Default::default(),
+            hi: Default::default(),
+            stale: s.iter().any(|(_, v)| is_stale(*v)),
+            resets: Default::default(),
+        }
+    }
+}
+
+/// One series' window at one step of a range query: a slice of its preloaded samples.
+pub(crate) struct Window<'p> {
+    pub labels: &'p Labels,
+    /// The samples in the window, stale markers included.
+    pub samples: &'p [(i64, f64)],
+    /// Whether `samples` may hold a stale marker.
+    pub stale: bool,
+    all: &'p [(i64, f64)],
+    lo: usize,
+    aux: &'p SeriesAux,
+}
+
+impl<'p> Window<'p> {
+    /// The values before each counter reset in the window (where a value is below the
+    /// previous one, both inside the window), in order: what `rate` adds back. Only for
+    /// windows without stale markers.
+    pub fn reset_bases(&self) -> impl Iterator<Item = f64> + 'p {
+        let all = self.all;
+        let resets = self.aux.resets.get_or_init(|| {
+            (1..all.len())
+                .filter(|&i| all[i].1 < all[i - 1].1)
+                .map(|i| i as u32)
+                .collect()
+        });
+        let (lo, hi) = (self.lo as u32, (self.lo + self.samples.len()) as u32);
+        let from = resets.partition_point(|&i| i <= lo);
+        let to = resets.partition_point(|&i| i < hi);
+        resets[from..to].iter().map(move |&i| all[i as usize - 1].1)
+    }
 }
 
 /// `s.partition_point(|x| x.0 < t)` (`x.0 <= t` when `inclusive`), searched forward in
@@ -544,9 +598,9 @@ impl Preloaded {
     /// What `Store::select_last` over `[mint, maxt]` gives, stale samples dropped.
     fn last_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
         let mut out = Vec::new();
-        for ((labels, s), hint) in self.series.iter().zip(&self.hints) {
-            let i = seek(s, hint.load(Relaxed), maxt, true);
-            hint.store(i, Relaxed);
+        for ((labels, s), aux) in self.series.iter().zip(&self.aux) {
+            let i = seek(s, aux.hi.load(Relaxed), maxt, true);
+            aux.hi.store(i, Relaxed);
             let Some(&(t, v)) = i.checked_sub(1).and_then(|i| s.get(i)) else {
                 continue;
             };
@@ -561,23 +615,25 @@ impl Preloaded {
         out
     }
 
-    /// The samples of each series in `[mint, maxt]` (stale markers included), series
-    /// with none left out, as slices of the preloaded selection; `used` is what a
-    /// selection of its own would count against `max_samples` (points plus one per
-    /// series), and `None` stops the walk.
-    fn windows<'p>(
-        &'p self,
-        mint: i64,
-        maxt: i64,
-    ) -> impl Iterator<Item = (&'p Labels, &'p [(i64, f64)])> + 'p {
+    /// The window of each series in `[mint, maxt]` (stale markers included), series with
+    /// none left out, as slices of the preloaded selection.
+    fn windows(&self, mint: i64, maxt: i64) -> impl Iterator<Item = Window<'_>> + '_ {
         self.series
             .iter()
-            .zip(&self.hints)
-            .filter_map(move |((labels, s), hint)| {
-                let lo = seek(s, hint.load(Relaxed), mint, false);
-                hint.store(lo, Relaxed);
-                let hi = seek(s, lo, maxt, true).max(lo);
-                (lo < hi).then(|| (labels, &s[lo..hi]))
+            .zip(&self.aux)
+            .filter_map(move |((labels, s), aux)| {
+                let lo = seek(s, aux.lo.load(Relaxed), mint, false);
+                aux.lo.store(lo, Relaxed);
+                let hi = seek(s, aux.hi.load(Relaxed).max(lo), maxt, true).max(lo);
+                aux.hi.store(hi, Relaxed);
+                (lo < hi).then(|| Window {
+                    labels,
+                    samples: &s[lo..hi],
+                    stale: aux.stale,
+                    all: s,
+                    lo,
+                    aux,
+                })
             })
     }
 
@@ -592,10 +648,11 @@ impl Preloaded {
     ) -> Result<Vec<RangeSeries>, EvalError> {
         let mut used = 0u64;
         let mut out = Vec::new();
-        for ((labels, s), hint) in self.series.iter().zip(&self.hints) {
-            let lo = seek(s, hint.load(Relaxed), mint, false);
-            hint.store(lo, Relaxed);
-            let hi = seek(s, lo, maxt, true).max(lo);
+        for ((labels, s), aux) in self.series.iter().zip(&self.aux) {
+            let lo = seek(s, aux.lo.load(Relaxed), mint, false);
+            aux.lo.store(lo, Relaxed);
+            let hi = seek(s, aux.hi.load(Relaxed).max(lo), maxt, true).max(lo);
+            aux.hi.store(hi, Relaxed);
             if lo == hi {
                 continue;
             }
@@ -640,6 +697,23 @@ impl<'a> Evaluator<'a> {
             budget: Arc::new(Budget::new(QueryLimits::default())),
             nested_steps: 1,
             preload: None,
+        }
+    }
+
+    /// An evaluator of one range query's step: its budget and preload, no fresh budget.
+    pub(crate) fn for_step(
+        store: &'a Store,
+        ts: i64,
+        budget: Arc<Budget>,
+        preload: Arc<Preload>,
+    ) -> Self {
+        Evaluator {
+            store,
+            ts: clamp_time(ts),
+            subquery_step_ms: 60_000,
+            budget,
+            nested_steps: 1,
+            preload: Some(preload),
         }
     }
 
@@ -1003,8 +1077,8 @@ impl<'a> Evaluator<'a> {
             .map(|series| {
                 self.budget
                     .note_preloaded(series.iter().map(|(_, s)| s.len() as u64).sum());
-                let hints = series.iter().map(|_| Default::default()).collect();
-                Arc::new(Preloaded { series, hints })
+                let aux = series.iter().map(|(_, s)| SeriesAux::new(s)).collect();
+                Arc::new(Preloaded { series, aux })
             });
         cache.insert(key, got.clone());
         got

@@ -28,10 +28,8 @@ pub fn eval_range(
     while t <= end {
         budget.check()?;
         let mark = budget.mark();
-        let v = Evaluator::new(store, t)
-            .with_budget(budget.clone())
-            .with_preload(preload.clone())
-            .eval_instant(expr)?;
+        let v =
+            Evaluator::for_step(store, t, budget.clone(), preload.clone()).eval_instant(expr)?;
         budget.release_to(mark);
         budget.charge_samples(v.len() as u64)?;
         for s in v {

@@ -538,7 +538,9 @@ fn preloaded_range_steps_still_count_each_steps_samples() {
 /// markers) and come back; deterministic for `seed`.
 fn store_with_random_history(seed: u64) -> Store {
     use sentinel_base::metrics::MetricFamily;
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     let mut rnd = move |n: u64| {
         x = x
             .wrapping_mul(6364136223846793005)
@@ -557,7 +559,11 @@ fn store_with_random_history(seed: u64) -> Store {
         let t = k * 5000 + rnd(3) as i64;
         let mut c = MetricFamily::counter("c_total", "c");
         for (i, v) in counters.iter_mut().enumerate() {
-            *v = if rnd(200) == 0 { 0.0 } else { *v + rnd(5) as f64 };
+            *v = if rnd(200) == 0 {
+                0.0
+            } else {
+                *v + rnd(5) as f64
+            };
             // Series 3 is away for a while: stale, then back.
             if i == 3 && (700..900).contains(&k) {
                 continue;
