@@ -56,7 +56,7 @@ fn main() -> anyhow::Result<()> {
         let (mut te, mut tf) = (Vec::new(), Vec::new());
         let mut n = 0;
         for _ in 0..runs {
-            let budget = Arc::new(Budget::new(limits.clone()));
+            let budget = Arc::new(Budget::new(limits));
             let t = Instant::now();
             let m = eval_range(&store, &expr, start, end, step, &budget);
             te.push(t.elapsed().as_secs_f64() * 1e3);
