@@ -197,7 +197,11 @@ impl Budget {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(EvalError::Canceled);
         }
-        if !self.checks.fetch_add(1, Ordering::Relaxed).is_multiple_of(16) {
+        if !self
+            .checks
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(16)
+        {
             return Ok(());
         }
         if let Some(d) = self.deadline {

@@ -702,3 +702,20 @@ fn seek_finds_what_partition_point_finds_from_any_hint() {
         }
     }
 }
+
+#[test]
+fn range_query_notes_its_preloaded_samples_for_the_memory_release() {
+    // The API hands memory back after a query that held many samples; a range query's
+    // selections (made once, not charged per step) must count there too.
+    let s = store_with_random_history(2);
+    let e = parse("sum(rate(c_total[5m]))").unwrap();
+    let budget = Arc::new(Budget::new(QueryLimits::default()));
+    eval_range(&s, &e, 0, 3 * 3_600_000, 60_000, &budget).unwrap();
+    // Four series over three hours and five minutes at 5 s.
+    assert!(
+        budget.preloaded_samples() >= 4 * 2160,
+        "{}",
+        budget.preloaded_samples()
+    );
+    assert!(budget.peak_samples() < budget.preloaded_samples());
+}
