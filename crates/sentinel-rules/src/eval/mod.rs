@@ -475,7 +475,7 @@ fn at_millis(t: &std::time::SystemTime) -> i64 {
 pub struct Preload {
     start: i64,
     end: i64,
-    cache: parking_lot::Mutex<HashMap<PreloadKey, Option<Arc<Preloaded>>>>,
+    cache: parking_lot::Mutex<FxMap<PreloadKey, Option<Arc<Preloaded>>>>,
     /// Label sets derived from a source label set (name dropped, grouping key, match
     /// signature), built once per query instead of once per step: keyed by the source
     /// set's identity (its shared buffer, kept alive here, so an address is never
@@ -497,7 +497,7 @@ impl Preload {
         Preload {
             start: clamp_time(start),
             end: clamp_time(end),
-            cache: parking_lot::Mutex::new(HashMap::new()),
+            cache: parking_lot::Mutex::new(FxMap::default()),
             derived: parking_lot::Mutex::new(FxMap::default()),
         }
     }
