@@ -57,6 +57,8 @@ struct BitReader<'a> {
 }
 
 impl<'a> BitReader<'a> {
+    /// One bit (the tests' reference reader; decoding reads words).
+    #[cfg(test)]
     fn read_bit(&mut self) -> Option<bool> {
         let byte = *self.bytes.get(self.pos / 8)?;
         let bit = byte & (0x80 >> (self.pos % 8)) != 0;
@@ -79,6 +81,13 @@ impl<'a> BitReader<'a> {
         if end > self.bytes.len() * 8 {
             return None;
         }
+        let v = self.peek(n);
+        self.pos = end;
+        Some(v)
+    }
+
+    /// The next `n` bits (1 to 56), all of which exist, without consuming them.
+    fn peek(&self, n: u8) -> u64 {
         let i = self.pos / 8;
         let word = match self.bytes.get(i..i + 8) {
             Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
@@ -90,9 +99,28 @@ impl<'a> BitReader<'a> {
             }
         };
         // `pos % 8 + n <= 63`: the bits lie within the word.
-        let v = (word << (self.pos % 8)) >> (64 - n as u32);
-        self.pos = end;
-        Some(v)
+        (word << (self.pos % 8)) >> (64 - n as u32)
+    }
+
+    /// Reads one bits up to `max` (at most 8) and the zero bit that ends them when fewer:
+    /// the count, as reading bit by bit while a bit is one and the count is below `max`
+    /// gives; None when the bytes end first.
+    fn read_ones(&mut self, max: u8) -> Option<u8> {
+        let left = (self.bytes.len() * 8).saturating_sub(self.pos);
+        let n = (max as usize + 1).min(left) as u8;
+        if n == 0 {
+            return None;
+        }
+        let ones = ((self.peek(n) << (64 - n as u32)).leading_ones() as u8).min(n);
+        if ones >= max {
+            self.pos += max as usize;
+            return Some(max);
+        }
+        if ones == n {
+            return None;
+        }
+        self.pos += ones as usize + 1;
+        Some(ones)
     }
 }
 
@@ -308,10 +336,7 @@ impl<'a> ChunkIter<'a> {
             self.v = self.r.read_bits(64)?;
             return Some((self.t, f64::from_bits(self.v)));
         }
-        let mut ones = 0;
-        while ones < 4 && self.r.read_bit()? {
-            ones += 1;
-        }
+        let ones = self.r.read_ones(4)?;
         let dod = match ones {
             0 => 0,
             1 => sign_extend(self.r.read_bits(14)?, 14),
@@ -321,8 +346,10 @@ impl<'a> ChunkIter<'a> {
         };
         self.delta = self.delta.wrapping_add(dod);
         self.t = self.t.wrapping_add(self.delta);
-        if self.r.read_bit()? {
-            if self.r.read_bit()? {
+        // `0`: same value; `10`: the previous window; `11`: a new window.
+        let control = self.r.read_ones(2)?;
+        if control > 0 {
+            if control == 2 {
                 self.leading = self.r.read_bits(5)? as u8;
                 let mut sig = self.r.read_bits(6)? as u8;
                 if sig == 0 {
@@ -392,6 +419,34 @@ mod tests {
                 let want = (start..start + n as usize).fold(0u64, |v, p| (v << 1) | bit(p) as u64);
                 assert_eq!(got, Some(want), "{start} {n}");
                 assert_eq!(r.pos, start + n as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn bit_reader_counts_ones_as_bit_by_bit_reading_does() {
+        let bytes: Vec<u8> = vec![0xff, 0xf0, 0x7b, 0xde, 0x01, 0xfe];
+        for start in 0..=bytes.len() * 8 {
+            for max in 1..=8u8 {
+                let mut fast = BitReader {
+                    bytes: &bytes,
+                    pos: start,
+                };
+                let mut slow = BitReader {
+                    bytes: &bytes,
+                    pos: start,
+                };
+                let want = (|| {
+                    let mut ones = 0;
+                    while ones < max && slow.read_bit()? {
+                        ones += 1;
+                    }
+                    Some(ones)
+                })();
+                assert_eq!(fast.read_ones(max), want, "{start} {max}");
+                if want.is_some() {
+                    assert_eq!(fast.pos, slow.pos, "{start} {max}");
+                }
             }
         }
     }
