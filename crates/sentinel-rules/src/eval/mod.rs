@@ -881,6 +881,12 @@ impl<'a> Evaluator<'a> {
         let Some(pre) = &self.preload else {
             return f(src);
         };
+        // A label set held by nothing else was built by this step (label_replace, a
+        // subquery's series): it will not come back at the next step, so caching it
+        // would only grow the cache by one entry per step.
+        if src.is_unshared() {
+            return f(src);
+        }
         let key = (src.pairs().as_ptr() as usize, what);
         let mut cache = pre.derived.lock();
         if let Some(d) = cache.get(&key) {

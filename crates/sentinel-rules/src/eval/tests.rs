@@ -719,3 +719,24 @@ fn range_query_notes_its_preloaded_samples_for_the_memory_release() {
     );
     assert!(budget.peak_samples() < budget.preloaded_samples());
 }
+
+#[test]
+fn label_sets_built_at_each_step_are_not_cached_for_the_whole_range() {
+    // label_replace builds new label sets at every step; caching what is derived from
+    // them (the group key of `sum by`) would keep one entry per step and series and
+    // charge them all to the label cap for the whole query.
+    let s = store_with_random_history(3);
+    let e = parse(r#"sum by (x) (label_replace(c_total, "x", "$1", "i", "(.*)"))"#).unwrap();
+    let limits = QueryLimits {
+        max_label_bytes: 64 << 10,
+        ..QueryLimits::default()
+    };
+    let budget = Arc::new(Budget::new(limits));
+    let m = eval_range(&s, &e, 0, 3 * 3_600_000, 5_000, &budget).unwrap();
+    assert_eq!(m.len(), 4);
+    assert!(
+        budget.peak_label_bytes() < 64 << 10,
+        "{}",
+        budget.peak_label_bytes()
+    );
+}
