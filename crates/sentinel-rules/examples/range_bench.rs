@@ -52,7 +52,9 @@ fn main() -> anyhow::Result<()> {
         if !filter.is_empty() && !q.contains(&filter) {
             continue;
         }
+        let t = Instant::now();
         let expr = sentinel_rules::eval::parse(q).map_err(|e| anyhow::anyhow!("{q}: {e}"))?;
+        let parse_ms = t.elapsed().as_secs_f64() * 1e3;
         let (mut te, mut tf) = (Vec::new(), Vec::new());
         let mut n = 0;
         for _ in 0..runs {
@@ -89,6 +91,9 @@ fn main() -> anyhow::Result<()> {
         total_eval += e;
         total_fmt += f;
         println!("{e:<9.2} {f:<9.2} {n:<6} {q}");
+        if std::env::var_os("PARSE_MS").is_some() {
+            println!("  parse {parse_ms:.3} ms");
+        }
     }
     println!("total eval {total_eval:.1} ms, format {total_fmt:.1} ms");
     Ok(())

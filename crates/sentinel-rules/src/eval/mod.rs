@@ -170,14 +170,31 @@ pub fn parse(text: &str) -> Result<Expr, QueryError> {
             ),
         ]);
     });
+    // Dashboards send the same texts again at every refresh: parsing (and compiling
+    // the regular expressions of the matchers) can cost more than evaluating a small
+    // range query, so recent accepted texts are kept, parsed.
+    static PARSED: std::sync::LazyLock<parking_lot::Mutex<FxMap<String, Expr>>> =
+        std::sync::LazyLock::new(Default::default);
+    if let Some(e) = PARSED.lock().get(text) {
+        return Ok(e.clone());
+    }
     check_durations(text)?;
     let expr = promql_parser::parser::parse(text).map_err(QueryError::Parse)?;
     let depth = ast_depth(&expr);
     if depth > MAX_DEPTH {
         return Err(QueryError::TooDeep { depth });
     }
+    let mut parsed = PARSED.lock();
+    if parsed.len() >= PARSED_TEXTS {
+        parsed.clear();
+    }
+    parsed.insert(text.to_string(), expr.clone());
     Ok(expr)
 }
+
+/// Most query texts [`parse`] keeps parsed (all are dropped when it is full): a few
+/// dashboards' panels. Texts are at most 4 KiB where the API takes them.
+const PARSED_TEXTS: usize = 512;
 
 /// Deepest expression nesting `parse` accepts. The evaluator recurses once per level;
 /// 64 levels stay far inside the 2 MiB stack of the threads that evaluate, where a

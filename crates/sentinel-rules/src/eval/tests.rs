@@ -740,3 +740,19 @@ fn label_sets_built_at_each_step_are_not_cached_for_the_whole_range() {
         budget.peak_label_bytes()
     );
 }
+
+#[test]
+fn a_text_parsed_again_gives_the_same_tree_and_errors_stay_errors() {
+    let q = r#"sum by (x) (rate(parse_cache_test_total{a=~"b|c"}[5m])) > 1"#;
+    let first = parse(q).unwrap();
+    let again = parse(q).unwrap();
+    assert_eq!(format!("{first:?}"), format!("{again:?}"));
+    assert_eq!(first.to_string(), again.to_string());
+    for _ in 0..2 {
+        assert!(parse("rate(parse_cache_test_total[5m]").is_err());
+        assert!(matches!(
+            parse("x[300y]"),
+            Err(QueryError::DurationOutOfRange { .. })
+        ));
+    }
+}
