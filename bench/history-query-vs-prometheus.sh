@@ -14,7 +14,10 @@
 #      ratio ours/prometheus (< 1: the sidecar is faster). The answers' result counts are
 #      printed too, so a panel that selects nothing on one side shows.
 # No timing is asserted anywhere. Needs: cargo, promtool, prometheus, python3, curl.
-# Usage: bench/history-query-vs-prometheus.sh   (HOURS=24 INTERVAL=5 RUNS=5 to change)
+# Usage: bench/history-query-vs-prometheus.sh   (HOURS=24 INTERVAL=5 RUNS=5 to change;
+#   BIN=path uses that binary instead of building one; KEEP=dir keeps the generated day
+#   (day.om), the queries (queries.txt) and the rows (rows.txt) there, for the engine's
+#   own example: cargo run --release -p sentinel-rules --example range_bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 HOURS=${HOURS:-24}
@@ -26,8 +29,12 @@ for t in promtool prometheus python3 curl; do
   command -v $t >/dev/null || { echo "needs $t" >&2; exit 2; }
 done
 TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release --quiet --bin comfy-sentinel
-BIN=$(realpath "$TARGET_DIR/release/comfy-sentinel")
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin comfy-sentinel
+  BIN=$TARGET_DIR/release/comfy-sentinel
+fi
+BIN=$(realpath "$BIN")
+KEEP=${KEEP:-}
 work=$(mktemp -d)
 S_PID=; P_PID=
 trap 'kill $S_PID $P_PID 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -89,7 +96,7 @@ YAML
 "$BIN" history import --config "$work/imp.yaml" "$work/day.om" >&2
 promtool tsdb create-blocks-from openmetrics "$work/day.om" "$work/prom/data" > /dev/null
 END=$(tail -2 "$work/day.om" | head -1 | awk '{print $NF}' | cut -d. -f1)
-rm -f "$work/day.om"
+if [ -n "$KEEP" ]; then mkdir -p "$KEEP"; mv "$work/day.om" "$KEEP/day.om"; else rm -f "$work/day.om"; fi
 
 # 3. Both servers.
 printf 'global: {}\n' > "$work/prom/prometheus.yml"
@@ -151,8 +158,12 @@ python3 - "$work/rows.txt" <<'PY'
 import math, sys
 rows = [l.split(None, 5) for l in open(sys.argv[1])]
 o = [float(r[0]) for r in rows]; p = [float(r[1]) for r in rows]; ratio = [float(r[2]) for r in rows]
+srt = sorted(ratio)
+med = (srt[(len(srt) - 1) // 2] + srt[len(srt) // 2]) / 2
 geo = math.exp(sum(math.log(max(x, 1e-9)) for x in ratio) / len(ratio))
 print(f"queries: {len(rows)}  total ms ours {sum(o):.1f}  prometheus {sum(p):.1f}  "
       f"ratio of totals {sum(o) / sum(p):.2f}  geometric mean of ratios {geo:.2f}  "
-      f"slower than prometheus: {sum(1 for x in ratio if x > 1)}  worst ratio {max(ratio):.2f}")
+      f"median ratio {med:.2f}  slower than prometheus: {sum(1 for x in ratio if x > 1)}  "
+      f"worst ratio {max(ratio):.2f}")
 PY
+if [ -n "$KEEP" ]; then cp "$work/queries.txt" "$work/rows.txt" "$KEEP/"; echo "$START $END" > "$KEEP/range.txt"; fi

@@ -1,7 +1,7 @@
 //! Memory footprint: allocator tuning at process start ([`tune`]) and the release of the
 //! pages only start-up needed ([`release_startup_pages`]). The documented `unsafe`
-//! exceptions besides the NVML boundary and `malloc_trim` in `collect::comfyui`: glibc's
-//! `mallopt` and `malloc_trim` and the kernel's `madvise` have no safe wrapper. [`tune`]
+//! exceptions besides the NVML boundary: glibc's `mallopt` and the kernel's `madvise`
+//! have no safe wrapper (`malloc_trim` is `sentinel_store::release_freed_memory`). [`tune`]
 //! runs first thing in `main`'s `run()`, before the async runtime and its threads exist,
 //! so every arena and every thread sees the same settings.
 
@@ -189,12 +189,7 @@ pub fn release_startup_pages() -> std::io::Result<Released> {
         }
         let (file_after, _) = rss_kb();
         done.rss_file_kb_after = file_after;
-        #[cfg(target_env = "gnu")]
-        // SAFETY: malloc_trim only inspects and shrinks the allocator's own free lists;
-        // it takes no pointers and is thread-safe.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        sentinel_store::release_freed_memory();
         done.rss_anon_kb_after = rss_kb().1;
         if let Some(e) = first_error {
             return Err(e);

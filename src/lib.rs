@@ -8,8 +8,8 @@
 // `deny`, not `forbid` (which an inner `allow` cannot lift): the FFI calls are allowed
 // item by item, each with a SAFETY comment. The documented exceptions are the NVML
 // boundary (`collect::gpu::nvml::mig_instance_ids`, symbols the wrapper does not cover),
-// glibc's `mallopt` in `alloc::tune`, `madvise` and `malloc_trim` in
-// `alloc::release_startup_pages` and `malloc_trim` in `collect::comfyui`.
+// glibc's `mallopt` in `alloc::tune` and `madvise` in `alloc::release_startup_pages`
+// (`malloc_trim` is called through `sentinel_store::release_freed_memory`).
 // Nothing else may use `unsafe`.
 #![deny(unsafe_code)]
 

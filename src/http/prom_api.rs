@@ -35,13 +35,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr};
-use sentinel_rules::eval::{
-    Budget, EvalError, Evaluator, Preload, QueryLimits, RangeSeries, Value,
-};
+use sentinel_rules::eval::{Budget, EvalError, Evaluator, QueryLimits, RangeSeries, Value};
 use sentinel_rules::labels::Labels;
 use sentinel_rules::store::Store;
 use serde_json::{json, Map};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -384,9 +382,26 @@ async fn evaluate(
     let wait = wait_for(budget.limits());
     let store = app.rules.store().clone();
     Ok(finish(
-        run_job(slot, cancel, wait, move || work(&store, budget)).await,
+        run_job(slot, cancel, wait, move || {
+            let answer = work(&store, budget.clone());
+            // The selections are dropped by now: after a large one, give the freed
+            // memory back before answering (glibc keeps it otherwise).
+            if budget
+                .peak_samples()
+                .saturating_add(budget.preloaded_samples())
+                >= TRIM_AFTER_SAMPLES
+            {
+                sentinel_store::release_freed_memory();
+            }
+            answer
+        })
+        .await,
     ))
 }
+
+/// A query that held at least this many samples (selected, in ranges or answered) has
+/// the memory they took handed back to the OS when it ends: about 16 MB of samples.
+const TRIM_AFTER_SAMPLES: u64 = 1_000_000;
 
 async fn query(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
     let ts = time_param(&p, "time", now_ms())?;
@@ -454,9 +469,7 @@ fn range_kind(e: &Expr) -> Option<&'static str> {
     }
 }
 
-/// Evaluates `expr` at every step from `start` to `end`, folding each step's vector
-/// into one series per label set, sorted by labels as Prometheus returns them. Each
-/// step's own values are released once folded in; the kept points are charged.
+/// Evaluates `expr` at every step from `start` to `end` (the engine's range evaluation).
 pub(crate) fn eval_range(
     store: &sentinel_rules::store::Store,
     expr: &Expr,
@@ -465,37 +478,7 @@ pub(crate) fn eval_range(
     step: i64,
     budget: &Arc<Budget>,
 ) -> Result<Vec<RangeSeries>, EvalError> {
-    let mut series: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    // Each selector is selected once over the whole range, then sliced per step.
-    let preload = Arc::new(Preload::new(start, end));
-    let mut t = start;
-    while t <= end {
-        budget.check()?;
-        let mark = budget.mark();
-        let v = Evaluator::new(store, t)
-            .with_budget(budget.clone())
-            .with_preload(preload.clone())
-            .eval_instant(expr)?;
-        budget.release_to(mark);
-        budget.charge_samples(v.len() as u64)?;
-        for s in v {
-            match series.get_mut(&s.labels) {
-                Some(points) => points.push((t, s.v)),
-                None => {
-                    budget.charge_label_bytes(s.labels.heap_bytes() as u64)?;
-                    series.insert(s.labels, vec![(t, s.v)]);
-                }
-            }
-        }
-        let Some(next) = t.checked_add(step) else {
-            break;
-        };
-        t = next;
-    }
-    Ok(series
-        .into_iter()
-        .map(|(labels, points)| RangeSeries { labels, points })
-        .collect())
+    sentinel_rules::eval::eval_range(store, expr, start, end, step, budget)
 }
 
 /// Replaces `@ start()` and `@ end()` by the query's start and end, as Prometheus's
@@ -647,6 +630,24 @@ fn write_labels(out: &mut Vec<u8>, l: &Labels) {
     });
 }
 
+/// A sample value as a JSON string, as `format_go_float` spells it (Go's
+/// `FormatFloat(v, 'f', -1, 64)`), written in place: no string per point, and nothing
+/// to escape in digits, signs, `.`, `NaN` and `Inf`.
+fn write_value(out: &mut Vec<u8>, v: f64) {
+    use std::io::Write;
+    out.push(b'"');
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v == f64::INFINITY {
+        out.extend_from_slice(b"+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.extend_from_slice(b"-Inf");
+    } else {
+        let _ = write!(out, "{v}");
+    }
+    out.push(b'"');
+}
+
 /// The success answer of a query, written straight to bytes (no JSON tree per sample).
 fn render(value: &Value, ts: i64) -> Vec<u8> {
     use std::io::Write;
@@ -654,7 +655,7 @@ fn render(value: &Value, ts: i64) -> Vec<u8> {
         out.push(b'[');
         write_ts(out, t);
         out.push(b',');
-        str_json(out, &sentinel_rules::eval::format_go_float(v));
+        write_value(out, v);
         out.push(b']');
     }
     let mut out = Vec::with_capacity(256);
@@ -1242,6 +1243,32 @@ mod tests {
         let budget = Arc::new(Budget::new(limits));
         let e = eval_range(&store, &expr, 0, 100_000, 10_000, &budget).unwrap_err();
         assert_eq!(e, EvalError::TooManySamples);
+    }
+
+    #[test]
+    fn values_written_in_place_equal_the_go_float_formatter() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            0.1,
+            1e21,
+            1e-7,
+            123456789.125,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            sentinel_rules::store::stale_nan(),
+        ] {
+            let mut out = Vec::new();
+            write_value(&mut out, v);
+            let want = format!("{:?}", sentinel_rules::eval::format_go_float(v));
+            assert_eq!(String::from_utf8(out).unwrap(), want, "{v}");
+        }
     }
 
     #[test]

@@ -57,6 +57,8 @@ struct BitReader<'a> {
 }
 
 impl<'a> BitReader<'a> {
+    /// One bit (the tests' reference reader; decoding reads words).
+    #[cfg(test)]
     fn read_bit(&mut self) -> Option<bool> {
         let byte = *self.bytes.get(self.pos / 8)?;
         let bit = byte & (0x80 >> (self.pos % 8)) != 0;
@@ -64,20 +66,61 @@ impl<'a> BitReader<'a> {
         Some(bit)
     }
 
+    /// The next `n` bits (at most 64), most significant first; None when the bytes end
+    /// before them. Reads whole bytes at a time: one 64-bit load for up to 57 bits.
     fn read_bits(&mut self, n: u8) -> Option<u64> {
-        let mut v = 0u64;
-        let mut n = n;
-        while n > 0 {
-            let byte = *self.bytes.get(self.pos / 8)? as u64;
-            let off = (self.pos % 8) as u8;
-            let avail = 8 - off;
-            let take = avail.min(n);
-            let bits = (byte >> (avail - take)) & ((1u64 << take) - 1);
-            v = (v << take) | bits;
-            self.pos += take as usize;
-            n -= take;
+        if n == 0 {
+            return Some(0);
         }
+        if n > 56 {
+            let hi = self.read_bits(n - 32)?;
+            let lo = self.read_bits(32)?;
+            return Some((hi << 32) | lo);
+        }
+        let end = self.pos.checked_add(n as usize)?;
+        if end > self.bytes.len() * 8 {
+            return None;
+        }
+        let v = self.peek(n);
+        self.pos = end;
         Some(v)
+    }
+
+    /// The next `n` bits (1 to 56), all of which exist, without consuming them.
+    fn peek(&self, n: u8) -> u64 {
+        let i = self.pos / 8;
+        let word = match self.bytes.get(i..i + 8) {
+            Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut b = [0u8; 8];
+                let tail = &self.bytes[i..];
+                b[..tail.len()].copy_from_slice(tail);
+                u64::from_be_bytes(b)
+            }
+        };
+        // `pos % 8 + n <= 63`: the bits lie within the word.
+        (word << (self.pos % 8)) >> (64 - n as u32)
+    }
+
+    /// Reads one bits up to `max` (at most 8) and the zero bit that ends them when fewer:
+    /// the count, as reading bit by bit while a bit is one and the count is below `max`
+    /// gives; None when the bytes end first.
+    fn read_ones(&mut self, max: u8) -> Option<u8> {
+        let left = (self.bytes.len() * 8).saturating_sub(self.pos);
+        let n = (max as usize + 1).min(left) as u8;
+        if n == 0 {
+            return None;
+        }
+        let ones = ((self.peek(n) << (64 - n as u32)).leading_ones() as u8).min(n);
+        if ones >= max {
+            self.pos += max as usize;
+            return Some(max);
+        }
+        if ones == n {
+            return None;
+        }
+        self.pos += ones as usize + 1;
+        Some(ones)
     }
 }
 
@@ -293,10 +336,7 @@ impl<'a> ChunkIter<'a> {
             self.v = self.r.read_bits(64)?;
             return Some((self.t, f64::from_bits(self.v)));
         }
-        let mut ones = 0;
-        while ones < 4 && self.r.read_bit()? {
-            ones += 1;
-        }
+        let ones = self.r.read_ones(4)?;
         let dod = match ones {
             0 => 0,
             1 => sign_extend(self.r.read_bits(14)?, 14),
@@ -306,8 +346,10 @@ impl<'a> ChunkIter<'a> {
         };
         self.delta = self.delta.wrapping_add(dod);
         self.t = self.t.wrapping_add(self.delta);
-        if self.r.read_bit()? {
-            if self.r.read_bit()? {
+        // `0`: same value; `10`: the previous window; `11`: a new window.
+        let control = self.r.read_ones(2)?;
+        if control > 0 {
+            if control == 2 {
                 self.leading = self.r.read_bits(5)? as u8;
                 let mut sig = self.r.read_bits(6)? as u8;
                 if sig == 0 {
@@ -357,6 +399,56 @@ mod tests {
             && a.iter()
                 .zip(b)
                 .all(|(x, y)| x.0 == y.0 && x.1.to_bits() == y.1.to_bits())
+    }
+
+    #[test]
+    fn bit_reader_reads_any_width_at_any_offset_as_bit_by_bit_does() {
+        let bytes: Vec<u8> = (0..23u32).map(|i| (i * 97 + 13) as u8).collect();
+        let bit = |p: usize| (bytes[p / 8] >> (7 - p % 8)) & 1 == 1;
+        for start in 0..bytes.len() * 8 {
+            for n in 0..=64u8 {
+                let mut r = BitReader {
+                    bytes: &bytes,
+                    pos: start,
+                };
+                let got = r.read_bits(n);
+                if start + n as usize > bytes.len() * 8 {
+                    assert_eq!(got, None, "{start} {n}");
+                    continue;
+                }
+                let want = (start..start + n as usize).fold(0u64, |v, p| (v << 1) | bit(p) as u64);
+                assert_eq!(got, Some(want), "{start} {n}");
+                assert_eq!(r.pos, start + n as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn bit_reader_counts_ones_as_bit_by_bit_reading_does() {
+        let bytes: Vec<u8> = vec![0xff, 0xf0, 0x7b, 0xde, 0x01, 0xfe];
+        for start in 0..=bytes.len() * 8 {
+            for max in 1..=8u8 {
+                let mut fast = BitReader {
+                    bytes: &bytes,
+                    pos: start,
+                };
+                let mut slow = BitReader {
+                    bytes: &bytes,
+                    pos: start,
+                };
+                let want = (|| {
+                    let mut ones = 0;
+                    while ones < max && slow.read_bit()? {
+                        ones += 1;
+                    }
+                    Some(ones)
+                })();
+                assert_eq!(fast.read_ones(max), want, "{start} {max}");
+                if want.is_some() {
+                    assert_eq!(fast.pos, slow.pos, "{start} {max}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -152,14 +152,8 @@ const TRIM_AFTER_BYTES: usize = 1 << 20;
 /// the next big body lands on the heap too): without this a single 25 MB page left the
 /// process about 200 MB larger for good. `malloc_trim` walks every arena and returns
 /// whole free pages; it costs a few milliseconds and runs only after such a page.
-#[allow(unsafe_code)] // FFI, see the crate root
 fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only inspects and shrinks the allocator's own free lists; it
-    // has no preconditions and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    sentinel_store::release_freed_memory();
 }
 
 /// The endpoints polled, as used in the `endpoint` label.

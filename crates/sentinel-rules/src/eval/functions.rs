@@ -5,6 +5,7 @@ use super::{
     check_dupes, err, ms, unwrap_parens, EvalError, Evaluator, RangeSeries, Sample, Value,
 };
 use crate::labels::{valid_label_name, Labels, METRIC_NAME};
+use crate::store::is_stale;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{Call, Expr};
 
@@ -191,6 +192,33 @@ fn extrapolated_rate(
     is_counter: bool,
     is_rate: bool,
 ) -> Option<f64> {
+    // The value before each reset, in order.
+    let bases = points
+        .windows(2)
+        .filter(|w| w[1].1 < w[0].1)
+        .map(|w| w[0].1);
+    extrapolated_rate_with(
+        points,
+        bases,
+        range_start,
+        range_end,
+        range_secs,
+        is_counter,
+        is_rate,
+    )
+}
+
+/// `extrapolatedRate` with the counter resets given: `bases` are the values before
+/// each reset, in order (added back to the difference one by one, as Prometheus does).
+fn extrapolated_rate_with(
+    points: &[(i64, f64)],
+    bases: impl Iterator<Item = f64>,
+    range_start: i64,
+    range_end: i64,
+    range_secs: f64,
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if points.len() < 2 {
         return None;
     }
@@ -198,12 +226,8 @@ fn extrapolated_rate(
     let last = points[points.len() - 1];
     let mut result = last.1 - first.1;
     if is_counter {
-        let mut prev = first.1;
-        for p in &points[1..] {
-            if p.1 < prev {
-                result += prev;
-            }
-            prev = p.1;
+        for prev in bases {
+            result += prev;
         }
     }
     let mut to_start = (first.0 - range_start) as f64 / 1000.0;
@@ -408,7 +432,7 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
         let out: Vec<Sample> = v
             .into_iter()
             .map(|s| Sample {
-                labels: s.labels.without_name(),
+                labels: ev.without_name(&s.labels),
                 t: ev.ts,
                 v: f(s.v),
             })
@@ -456,7 +480,7 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
             let out: Vec<Sample> = v
                 .into_iter()
                 .map(|s| Sample {
-                    labels: s.labels.without_name(),
+                    labels: ev.without_name(&s.labels),
                     t: ev.ts,
                     v: (s.v * inv + 0.5).floor() / inv,
                 })
@@ -486,7 +510,7 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
                         (None, None) => s.v,
                     };
                     Sample {
-                        labels: s.labels.without_name(),
+                        labels: ev.without_name(&s.labels),
                         t: ev.ts,
                         v,
                     }
@@ -504,7 +528,7 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
                 .map(|s| {
                     let t = if is_selector { s.t } else { ev.ts };
                     Sample {
-                        labels: s.labels.without_name(),
+                        labels: ev.without_name(&s.labels),
                         t: ev.ts,
                         v: t as f64 / 1000.0,
                     }
@@ -556,14 +580,19 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
             let q = scalar_arg(0)?;
             let v = ev.vector_of(&args[1])?;
             let mut order: Vec<Labels> = Vec::new();
-            let mut groups: std::collections::HashMap<Labels, Vec<(f64, f64)>> = Default::default();
+            let mut groups: super::FxMap<Labels, Vec<(f64, f64)>> = Default::default();
             for s in v {
-                let Some(ub) = parse_go_float(s.labels.get("le")) else {
+                // The group and the bound, once per series in a range query.
+                let (key, ub) = ev.derive(&s.labels, super::DERIVE_BUCKET, |l| {
+                    let ub = parse_go_float(l.get("le"));
+                    let mut key = l.clone();
+                    key.del("le");
+                    key.del(METRIC_NAME);
+                    (key, ub)
+                });
+                let Some(ub) = ub else {
                     continue;
                 };
-                let mut key = s.labels.clone();
-                key.del("le");
-                key.del(METRIC_NAME);
                 groups
                     .entry(key.clone())
                     .or_insert_with(|| {
@@ -709,7 +738,7 @@ pub(super) fn call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
             let out: Vec<Sample> = v
                 .into_iter()
                 .map(|s| Sample {
-                    labels: s.labels.without_name(),
+                    labels: ev.without_name(&s.labels),
                     t: ev.ts,
                     v: f(go_f64_to_i64(s.v)),
                 })
@@ -763,12 +792,92 @@ fn range_call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
             scalars.push(ev.scalar_of(a)?);
         }
     }
+    let mut out = Vec::new();
+    let mut emit = |labels: &Labels, v: Option<f64>| {
+        if let Some(v) = v {
+            let labels = if name == "last_over_time" {
+                labels.clone()
+            } else {
+                ev.without_name(labels)
+            };
+            out.push(Sample {
+                labels,
+                t: ev.ts,
+                v,
+            });
+        }
+    };
     let (offset, range, range_dur, mat) = match unwrap_parens(&args[idx]) {
         Expr::MatrixSelector(sel) => {
+            let maxt = ev.ref_time(&sel.vs);
+            let range = ms(&sel.range);
+            let mint = maxt.saturating_sub(range);
+            if let Some(pre) = ev.preloaded(&sel.vs, range, mint, maxt) {
+                // A range query's step: the function over each series' window of the
+                // selection made once for the whole range, no copy of the window.
+                let at = RangeAt {
+                    start: maxt - range,
+                    end: maxt,
+                    secs: sel.range.as_secs_f64(),
+                    ts: ev.ts,
+                };
+                ev.budget().check()?;
+                let left = ev.budget().samples_left();
+                let (mut used, mut held) = (0u64, 0u64);
+                let mut failed = None;
+                let mut fresh: Vec<(i64, f64)> = Vec::new();
+                let counter = matches!(name, "rate" | "increase");
+                for win in pre.windows(mint, maxt) {
+                    let w = win.samples;
+                    // Counted as a selection of this step's own would be.
+                    used = used.saturating_add(w.len() as u64 + 1);
+                    if used > left {
+                        return Err(EvalError::TooManySamples);
+                    }
+                    let stale = win.stale && w.iter().any(|(_, v)| is_stale(*v));
+                    let p = if stale {
+                        fresh.clear();
+                        fresh.extend(w.iter().filter(|(_, v)| !is_stale(*v)));
+                        &fresh[..]
+                    } else {
+                        w
+                    };
+                    held += p.len() as u64 + 1;
+                    if p.is_empty() || failed.is_some() {
+                        continue;
+                    }
+                    let v = if counter && !stale {
+                        // The resets of the window from the series' index, not a walk
+                        // over every sample of a long window: the same additions in
+                        // the same order.
+                        Ok(extrapolated_rate_with(
+                            p,
+                            win.reset_bases(),
+                            at.start,
+                            at.end,
+                            at.secs,
+                            true,
+                            name == "rate",
+                        ))
+                    } else {
+                        range_value(name, p, &at, &scalars)
+                    };
+                    match v {
+                        Ok(v) => emit(win.labels, v),
+                        Err(e) => failed = Some(e),
+                    }
+                }
+                // What the selection's matrix would have held while the function ran.
+                ev.budget().charge_samples(held)?;
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                return finish_range(ev, name, args, out);
+            }
             let Value::Matrix(mat) = ev.eval(&args[idx])? else {
                 return err("expected a range vector");
             };
-            (ev.ts - ev.ref_time(&sel.vs), ms(&sel.range), sel.range, mat)
+            (ev.ts - maxt, range, sel.range, mat)
         }
         Expr::Subquery(sq) => {
             let off = super::offset_ms(&sq.offset);
@@ -777,136 +886,37 @@ fn range_call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
         _ => return err("expected a range vector"),
     };
     let range_end = ev.ts - offset;
-    let range_start = range_end - range;
-    let range_secs = range_dur.as_secs_f64();
-    let mut out = Vec::new();
-    for RangeSeries { labels, points } in mat {
+    let at = RangeAt {
+        start: range_end - range,
+        end: range_end,
+        secs: range_dur.as_secs_f64(),
+        ts: ev.ts,
+    };
+    for RangeSeries { labels, points } in &mat {
         if points.is_empty() {
             continue;
         }
-        let p = &points[..];
-        let v: Option<f64> = match name {
-            "rate" => extrapolated_rate(p, range_start, range_end, range_secs, true, true),
-            "increase" => extrapolated_rate(p, range_start, range_end, range_secs, true, false),
-            "delta" => extrapolated_rate(p, range_start, range_end, range_secs, false, false),
-            "holt_winters" => {
-                let (sf, tf) = (scalars[0], scalars[1]);
-                if sf <= 0.0 || sf >= 1.0 {
-                    return err(format!(
-                        "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
-                    ));
-                }
-                if tf <= 0.0 || tf >= 1.0 {
-                    return err(format!(
-                        "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
-                    ));
-                }
-                holt_winters(p, sf, tf)
-            }
-            "irate" => instant_value(p, true),
-            "idelta" => instant_value(p, false),
-            "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
-            "predict_linear" => (p.len() >= 2).then(|| {
-                let (slope, intercept) = linear_regression(p, ev.ts);
-                slope * scalars[0] + intercept
-            }),
-            "avg_over_time" => {
-                let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
-                for (_, v) in p {
-                    count += 1.0;
-                    if mean.is_infinite() {
-                        if v.is_infinite() && (mean > 0.0) == (*v > 0.0) {
-                            continue;
-                        }
-                        if !v.is_infinite() && !v.is_nan() {
-                            continue;
-                        }
-                    }
-                    (mean, c) = kahan_inc(v / count - mean / count, mean, c);
-                }
-                Some(if mean.is_infinite() { mean } else { mean + c })
-            }
-            "count_over_time" => Some(p.len() as f64),
-            "last_over_time" => Some(p[p.len() - 1].1),
-            "present_over_time" | "absent_over_time" => Some(1.0),
-            "max_over_time" => {
-                let mut m = p[0].1;
-                for (_, v) in p {
-                    if *v > m || m.is_nan() {
-                        m = *v;
-                    }
-                }
-                Some(m)
-            }
-            "min_over_time" => {
-                let mut m = p[0].1;
-                for (_, v) in p {
-                    if *v < m || m.is_nan() {
-                        m = *v;
-                    }
-                }
-                Some(m)
-            }
-            "sum_over_time" => {
-                let (mut s, mut c) = (0.0, 0.0);
-                for (_, v) in p {
-                    (s, c) = kahan_inc(*v, s, c);
-                }
-                Some(if f64::is_infinite(s) { s } else { s + c })
-            }
-            "quantile_over_time" => Some(quantile(scalars[0], p.iter().map(|x| x.1).collect())),
-            "stddev_over_time" | "stdvar_over_time" => {
-                let (mut count, mut mean, mut cm, mut aux, mut ca) = (0.0, 0.0, 0.0, 0.0, 0.0);
-                for (_, v) in p {
-                    count += 1.0;
-                    let delta = v - (mean + cm);
-                    (mean, cm) = kahan_inc(delta / count, mean, cm);
-                    (aux, ca) = kahan_inc(delta * (v - (mean + cm)), aux, ca);
-                }
-                let var = (aux + ca) / count;
-                Some(if name == "stddev_over_time" {
-                    var.sqrt()
-                } else {
-                    var
-                })
-            }
-            "changes" => {
-                let mut n = 0;
-                let mut prev = p[0].1;
-                for (_, cur) in &p[1..] {
-                    if *cur != prev && !(cur.is_nan() && prev.is_nan()) {
-                        n += 1;
-                    }
-                    prev = *cur;
-                }
-                Some(n as f64)
-            }
-            "resets" => {
-                let mut n = 0;
-                let mut prev = p[0].1;
-                for (_, cur) in &p[1..] {
-                    if *cur < prev {
-                        n += 1;
-                    }
-                    prev = *cur;
-                }
-                Some(n as f64)
-            }
-            other => return err(format!("unsupported function {other}()")),
-        };
-        if let Some(v) = v {
-            let labels = if name == "last_over_time" {
-                labels
-            } else {
-                labels.without_name()
-            };
-            out.push(Sample {
-                labels,
-                t: ev.ts,
-                v,
-            });
-        }
+        let v = range_value(name, points, &at, &scalars)?;
+        emit(labels, v);
     }
+    finish_range(ev, name, args, out)
+}
+
+/// The window a range function's step covers, and the step's time.
+struct RangeAt {
+    start: i64,
+    end: i64,
+    secs: f64,
+    ts: i64,
+}
+
+/// `absent_over_time`'s answer, or the vector checked for duplicate label sets.
+fn finish_range(
+    ev: &Evaluator,
+    name: &str,
+    args: &[Box<Expr>],
+    out: Vec<Sample>,
+) -> Result<Value, EvalError> {
     if name == "absent_over_time" {
         if out.is_empty() {
             return Ok(Value::Vector(vec![Sample {
@@ -919,4 +929,122 @@ fn range_call(ev: &Evaluator, c: &Call) -> Result<Value, EvalError> {
     }
     check_dupes(&out)?;
     Ok(Value::Vector(out))
+}
+
+/// A range function's value over one series' points in one window (None: no value).
+fn range_value(
+    name: &str,
+    p: &[(i64, f64)],
+    at: &RangeAt,
+    scalars: &[f64],
+) -> Result<Option<f64>, EvalError> {
+    Ok(match name {
+        "rate" => extrapolated_rate(p, at.start, at.end, at.secs, true, true),
+        "increase" => extrapolated_rate(p, at.start, at.end, at.secs, true, false),
+        "delta" => extrapolated_rate(p, at.start, at.end, at.secs, false, false),
+        "holt_winters" => {
+            let (sf, tf) = (scalars[0], scalars[1]);
+            if sf <= 0.0 || sf >= 1.0 {
+                return err(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:.6}"
+                ));
+            }
+            if tf <= 0.0 || tf >= 1.0 {
+                return err(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
+                ));
+            }
+            holt_winters(p, sf, tf)
+        }
+        "irate" => instant_value(p, true),
+        "idelta" => instant_value(p, false),
+        "deriv" => (p.len() >= 2).then(|| linear_regression(p, p[0].0).0),
+        "predict_linear" => (p.len() >= 2).then(|| {
+            let (slope, intercept) = linear_regression(p, at.ts);
+            slope * scalars[0] + intercept
+        }),
+        "avg_over_time" => {
+            let (mut mean, mut count, mut c) = (0.0f64, 0.0f64, 0.0f64);
+            for (_, v) in p {
+                count += 1.0;
+                if mean.is_infinite() {
+                    if v.is_infinite() && (mean > 0.0) == (*v > 0.0) {
+                        continue;
+                    }
+                    if !v.is_infinite() && !v.is_nan() {
+                        continue;
+                    }
+                }
+                (mean, c) = kahan_inc(v / count - mean / count, mean, c);
+            }
+            Some(if mean.is_infinite() { mean } else { mean + c })
+        }
+        "count_over_time" => Some(p.len() as f64),
+        "last_over_time" => Some(p[p.len() - 1].1),
+        "present_over_time" | "absent_over_time" => Some(1.0),
+        "max_over_time" => {
+            let mut m = p[0].1;
+            for (_, v) in p {
+                if *v > m || m.is_nan() {
+                    m = *v;
+                }
+            }
+            Some(m)
+        }
+        "min_over_time" => {
+            let mut m = p[0].1;
+            for (_, v) in p {
+                if *v < m || m.is_nan() {
+                    m = *v;
+                }
+            }
+            Some(m)
+        }
+        "sum_over_time" => {
+            let (mut s, mut c) = (0.0, 0.0);
+            for (_, v) in p {
+                (s, c) = kahan_inc(*v, s, c);
+            }
+            Some(if f64::is_infinite(s) { s } else { s + c })
+        }
+        "quantile_over_time" => Some(quantile(scalars[0], p.iter().map(|x| x.1).collect())),
+        "stddev_over_time" | "stdvar_over_time" => {
+            let (mut count, mut mean, mut cm, mut aux, mut ca) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for (_, v) in p {
+                count += 1.0;
+                let delta = v - (mean + cm);
+                (mean, cm) = kahan_inc(delta / count, mean, cm);
+                (aux, ca) = kahan_inc(delta * (v - (mean + cm)), aux, ca);
+            }
+            let var = (aux + ca) / count;
+            Some(if name == "stddev_over_time" {
+                var.sqrt()
+            } else {
+                var
+            })
+        }
+        "changes" => {
+            let mut n = 0;
+            let mut prev = p[0].1;
+            for (_, cur) in &p[1..] {
+                if *cur != prev && !(cur.is_nan() && prev.is_nan()) {
+                    n += 1;
+                }
+                prev = *cur;
+            }
+            Some(n as f64)
+        }
+        "resets" => {
+            let mut n = 0;
+            let mut prev = p[0].1;
+            for (_, cur) in &p[1..] {
+                if *cur < prev {
+                    n += 1;
+                }
+                prev = *cur;
+            }
+            Some(n as f64)
+        }
+        other => return err(format!("unsupported function {other}()")),
+    })
 }

@@ -136,6 +136,14 @@ pub struct Budget {
     label_bytes: AtomicU64,
     peak_samples: AtomicU64,
     peak_label_bytes: AtomicU64,
+    /// Label bytes held for the whole query (label sets a range query builds once and
+    /// reuses at every step): charged in `label_bytes` too, never released.
+    pinned_label_bytes: AtomicU64,
+    /// Calls of [`Self::check`]: the clock is read at every 16th.
+    checks: AtomicU64,
+    /// Samples a range query's selections hold for its whole run (capped on their own
+    /// at `max_samples` each, not charged): what the caller may give back afterwards.
+    preloaded: AtomicU64,
 }
 
 /// A point to release a budget back to (see [`Budget::mark`]).
@@ -143,6 +151,7 @@ pub struct Budget {
 pub struct Mark {
     samples: u64,
     label_bytes: u64,
+    pinned_label_bytes: u64,
 }
 
 impl Budget {
@@ -156,6 +165,9 @@ impl Budget {
             label_bytes: AtomicU64::new(0),
             peak_samples: AtomicU64::new(0),
             peak_label_bytes: AtomicU64::new(0),
+            pinned_label_bytes: AtomicU64::new(0),
+            checks: AtomicU64::new(0),
+            preloaded: AtomicU64::new(0),
         }
     }
 
@@ -178,10 +190,19 @@ impl Budget {
         &self.limits
     }
 
-    /// Stops on cancellation or a passed deadline.
+    /// Stops on cancellation or a passed deadline. The clock is read at the first call
+    /// and every 16th after it (a range query checks at every node of every step; the
+    /// work between two reads stays far below a millisecond).
     pub fn check(&self) -> Result<(), EvalError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(EvalError::Canceled);
+        }
+        // One evaluation checks from one thread at a time: a plain load and store
+        // (a lost count under a race only moves the next clock read).
+        let n = self.checks.load(Ordering::Relaxed);
+        self.checks.store(n.wrapping_add(1), Ordering::Relaxed);
+        if !n.is_multiple_of(16) {
+            return Ok(());
         }
         if let Some(d) = self.deadline {
             if Instant::now() >= d {
@@ -227,22 +248,46 @@ impl Budget {
         Ok(())
     }
 
+    /// Charges `n` bytes of label sets held until the query ends (no [`Self::release_to`]
+    /// gives them back). Never fails: the next charge or [`Self::label_bytes_fit`] does
+    /// when the cap is passed.
+    pub fn pin_label_bytes(&self, n: u64) {
+        self.pinned_label_bytes.fetch_add(n, Ordering::Relaxed);
+        let now = self.label_bytes.load(Ordering::Relaxed).saturating_add(n);
+        self.label_bytes.store(now, Ordering::Relaxed);
+        self.peak_label_bytes.fetch_max(now, Ordering::Relaxed);
+    }
+
     pub fn mark(&self) -> Mark {
         Mark {
             samples: self.samples.load(Ordering::Relaxed),
             label_bytes: self.label_bytes.load(Ordering::Relaxed),
+            pinned_label_bytes: self.pinned_label_bytes.load(Ordering::Relaxed),
         }
     }
 
-    /// Releases what was charged since `m` (the values it paid for were dropped).
+    /// Releases what was charged since `m` (the values it paid for were dropped), except
+    /// what was pinned since.
     pub fn release_to(&self, m: Mark) {
+        let pinned = self.pinned_label_bytes.load(Ordering::Relaxed) - m.pinned_label_bytes;
         self.samples.store(m.samples, Ordering::Relaxed);
-        self.label_bytes.store(m.label_bytes, Ordering::Relaxed);
+        self.label_bytes
+            .store(m.label_bytes.saturating_add(pinned), Ordering::Relaxed);
     }
 
     /// The most samples held at once so far.
     pub fn peak_samples(&self) -> u64 {
         self.peak_samples.load(Ordering::Relaxed)
+    }
+
+    /// Notes `n` samples selected once for a whole range query.
+    pub fn note_preloaded(&self, n: u64) {
+        self.preloaded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The samples selected once for a whole range query so far.
+    pub fn preloaded_samples(&self) -> u64 {
+        self.preloaded.load(Ordering::Relaxed)
     }
 
     /// The most label bytes held at once so far.
@@ -296,6 +341,25 @@ mod tests {
         b.charge_samples(10).unwrap();
         assert_eq!(b.charge_samples(1), Err(EvalError::TooManySamples));
         assert_eq!(b.peak_samples(), 11);
+    }
+
+    #[test]
+    fn pinned_label_bytes_outlive_release_and_trip_the_cap() {
+        let b = Budget::new(QueryLimits {
+            max_label_bytes: 100,
+            ..QueryLimits::unlimited()
+        });
+        let m = b.mark();
+        b.charge_label_bytes(30).unwrap();
+        b.pin_label_bytes(60);
+        b.release_to(m);
+        assert_eq!(b.label_bytes_fit(40), Ok(()));
+        assert_eq!(
+            b.label_bytes_fit(41),
+            Err(EvalError::TooManyLabelBytes(100))
+        );
+        b.pin_label_bytes(50);
+        assert_eq!(b.label_bytes_fit(0), Err(EvalError::TooManyLabelBytes(100)));
     }
 
     #[test]

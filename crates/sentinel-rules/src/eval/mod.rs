@@ -7,6 +7,8 @@
 mod functions;
 pub use functions::{FunctionKind, FUNCTIONS};
 pub mod limits;
+mod range;
+pub use range::eval_range;
 
 pub use limits::{Budget, QueryConfig, QueryLimits};
 
@@ -19,8 +21,21 @@ use promql_parser::parser::{
     SubqueryExpr, VectorMatchCardinality, VectorSelector,
 };
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
+
+/// Hash maps keyed by label sets and small integers within one evaluation: a fast
+/// non-cryptographic hasher (the keys come from the store and the query, and every map
+/// is dropped with the evaluation).
+pub(crate) type FxMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+pub(crate) type FxSet<K> = std::collections::HashSet<K, rustc_hash::FxBuildHasher>;
+
+/// What [`Evaluator::derive`] derives a label set for: these constants, or the address
+/// of the syntax node whose fixed parameters (grouping, matching) decide it.
+pub(crate) const DERIVE_WITHOUT_NAME: usize = 0;
+/// `histogram_quantile`'s group key (`le` and `__name__` dropped) and the bucket bound.
+pub(crate) const DERIVE_BUCKET: usize = 1;
 
 /// One element of an instant vector. `t` is the sample's own timestamp for selector
 /// output (needed by `timestamp()`), the evaluation time otherwise.
@@ -155,14 +170,31 @@ pub fn parse(text: &str) -> Result<Expr, QueryError> {
             ),
         ]);
     });
+    // Dashboards send the same texts again at every refresh: parsing (and compiling
+    // the regular expressions of the matchers) can cost more than evaluating a small
+    // range query, so recent accepted texts are kept, parsed.
+    static PARSED: std::sync::LazyLock<parking_lot::Mutex<FxMap<String, Expr>>> =
+        std::sync::LazyLock::new(Default::default);
+    if let Some(e) = PARSED.lock().get(text) {
+        return Ok(e.clone());
+    }
     check_durations(text)?;
     let expr = promql_parser::parser::parse(text).map_err(QueryError::Parse)?;
     let depth = ast_depth(&expr);
     if depth > MAX_DEPTH {
         return Err(QueryError::TooDeep { depth });
     }
+    let mut parsed = PARSED.lock();
+    if parsed.len() >= PARSED_TEXTS {
+        parsed.clear();
+    }
+    parsed.insert(text.to_string(), expr.clone());
     Ok(expr)
 }
+
+/// Most query texts [`parse`] keeps parsed (all are dropped when it is full): a few
+/// dashboards' panels. Texts are at most 4 KiB where the API takes them.
+const PARSED_TEXTS: usize = 512;
 
 /// Deepest expression nesting `parse` accepts. The evaluator recurses once per level;
 /// 64 levels stay far inside the 2 MiB stack of the threads that evaluate, where a
@@ -460,7 +492,20 @@ fn at_millis(t: &std::time::SystemTime) -> i64 {
 pub struct Preload {
     start: i64,
     end: i64,
-    cache: parking_lot::Mutex<HashMap<PreloadKey, Option<Arc<Preloaded>>>>,
+    cache: parking_lot::Mutex<FxMap<PreloadKey, Option<Arc<Preloaded>>>>,
+    /// Label sets derived from a source label set (name dropped, grouping key, match
+    /// signature), built once per query instead of once per step: keyed by the source
+    /// set's identity (its shared buffer, kept alive here, so an address is never
+    /// reused while cached) and what was derived.
+    derived: parking_lot::Mutex<FxMap<(usize, usize), Derived>>,
+}
+
+/// A cached derivation: the source (kept alive), the derived set and a number that
+/// comes with it (a bucket's upper bound).
+struct Derived {
+    _source: Labels,
+    labels: Labels,
+    extra: Option<f64>,
 }
 
 impl Preload {
@@ -469,7 +514,8 @@ impl Preload {
         Preload {
             start: clamp_time(start),
             end: clamp_time(end),
-            cache: parking_lot::Mutex::new(HashMap::new()),
+            cache: parking_lot::Mutex::new(FxMap::default()),
+            derived: parking_lot::Mutex::new(FxMap::default()),
         }
     }
 
@@ -489,14 +535,89 @@ struct PreloadKey {
 /// (stale markers kept: an instant selection ends at one).
 struct Preloaded {
     series: Vec<crate::store::SelectedSeries>,
+    /// Per series, what the steps reuse (same order as `series`).
+    aux: Vec<SeriesAux>,
+}
+
+/// What the steps of a range query keep about one preloaded series.
+struct SeriesAux {
+    /// Where the last step's window began and ended: steps move forward, so the next
+    /// window is searched from there instead of from scratch.
+    lo: std::sync::atomic::AtomicUsize,
+    hi: std::sync::atomic::AtomicUsize,
+    /// Whether the series holds a stale marker (its windows are then filtered first).
+    stale: bool,
+    /// Counter resets, built on first use: every index `i` whose value is below the one
+    /// before it, in order.
+    resets: std::sync::OnceLock<Vec<u32>>,
+}
+
+impl SeriesAux {
+    fn new(s: &[(i64, f64)]) -> Self {
+        SeriesAux {
+            lo: Default::default(),
+            hi: Default::default(),
+            stale: s.iter().any(|(_, v)| is_stale(*v)),
+            resets: Default::default(),
+        }
+    }
+}
+
+/// One series' window at one step of a range query: a slice of its preloaded samples.
+pub(crate) struct Window<'p> {
+    pub labels: &'p Labels,
+    /// The samples in the window, stale markers included.
+    pub samples: &'p [(i64, f64)],
+    /// Whether `samples` may hold a stale marker.
+    pub stale: bool,
+    all: &'p [(i64, f64)],
+    lo: usize,
+    aux: &'p SeriesAux,
+}
+
+impl<'p> Window<'p> {
+    /// The values before each counter reset in the window (where a value is below the
+    /// previous one, both inside the window), in order: what `rate` adds back. Only for
+    /// windows without stale markers.
+    pub fn reset_bases(&self) -> impl Iterator<Item = f64> + 'p {
+        let all = self.all;
+        let resets = self.aux.resets.get_or_init(|| {
+            (1..all.len())
+                .filter(|&i| all[i].1 < all[i - 1].1)
+                .map(|i| i as u32)
+                .collect()
+        });
+        let (lo, hi) = (self.lo as u32, (self.lo + self.samples.len()) as u32);
+        let from = resets.partition_point(|&i| i <= lo);
+        let to = resets.partition_point(|&i| i < hi);
+        resets[from..to].iter().map(move |&i| all[i as usize - 1].1)
+    }
+}
+
+/// `s.partition_point(|x| x.0 < t)` (`x.0 <= t` when `inclusive`), searched forward in
+/// doubling strides from `from` when the answer lies at or after it, else by bisection.
+fn seek(s: &[(i64, f64)], from: usize, t: i64, inclusive: bool) -> usize {
+    let before = |x: &(i64, f64)| if inclusive { x.0 <= t } else { x.0 < t };
+    let from = from.min(s.len());
+    if from > 0 && !before(&s[from - 1]) {
+        return s[..from].partition_point(before);
+    }
+    let (mut lo, mut stride) = (from, 1);
+    while lo + stride <= s.len() && before(&s[lo + stride - 1]) {
+        lo += stride;
+        stride *= 2;
+    }
+    let hi = (lo + stride).min(s.len());
+    lo + s[lo..hi].partition_point(before)
 }
 
 impl Preloaded {
     /// What `Store::select_last` over `[mint, maxt]` gives, stale samples dropped.
     fn last_in(&self, mint: i64, maxt: i64) -> Vec<Sample> {
         let mut out = Vec::new();
-        for (labels, s) in &self.series {
-            let i = s.partition_point(|(t, _)| *t <= maxt);
+        for ((labels, s), aux) in self.series.iter().zip(&self.aux) {
+            let i = seek(s, aux.hi.load(Relaxed), maxt, true);
+            aux.hi.store(i, Relaxed);
             let Some(&(t, v)) = i.checked_sub(1).and_then(|i| s.get(i)) else {
                 continue;
             };
@@ -511,6 +632,28 @@ impl Preloaded {
         out
     }
 
+    /// The window of each series in `[mint, maxt]` (stale markers included), series with
+    /// none left out, as slices of the preloaded selection.
+    fn windows(&self, mint: i64, maxt: i64) -> impl Iterator<Item = Window<'_>> + '_ {
+        self.series
+            .iter()
+            .zip(&self.aux)
+            .filter_map(move |((labels, s), aux)| {
+                let lo = seek(s, aux.lo.load(Relaxed), mint, false);
+                aux.lo.store(lo, Relaxed);
+                let hi = seek(s, aux.hi.load(Relaxed).max(lo), maxt, true).max(lo);
+                aux.hi.store(hi, Relaxed);
+                (lo < hi).then(|| Window {
+                    labels,
+                    samples: &s[lo..hi],
+                    stale: aux.stale,
+                    all: s,
+                    lo,
+                    aux,
+                })
+            })
+    }
+
     /// What `Store::select_bounded` over `[mint, maxt]` gives (series with no sample in
     /// the window left out), stale samples dropped; the samples a step touches are
     /// counted against `max_samples` as a selection of its own would be.
@@ -522,9 +665,11 @@ impl Preloaded {
     ) -> Result<Vec<RangeSeries>, EvalError> {
         let mut used = 0u64;
         let mut out = Vec::new();
-        for (labels, s) in &self.series {
-            let lo = s.partition_point(|(t, _)| *t < mint);
-            let hi = s.partition_point(|(t, _)| *t <= maxt).max(lo);
+        for ((labels, s), aux) in self.series.iter().zip(&self.aux) {
+            let lo = seek(s, aux.lo.load(Relaxed), mint, false);
+            aux.lo.store(lo, Relaxed);
+            let hi = seek(s, aux.hi.load(Relaxed).max(lo), maxt, true).max(lo);
+            aux.hi.store(hi, Relaxed);
             if lo == hi {
                 continue;
             }
@@ -569,6 +714,23 @@ impl<'a> Evaluator<'a> {
             budget: Arc::new(Budget::new(QueryLimits::default())),
             nested_steps: 1,
             preload: None,
+        }
+    }
+
+    /// An evaluator of one range query's step: its budget and preload, no fresh budget.
+    pub(crate) fn for_step(
+        store: &'a Store,
+        ts: i64,
+        budget: Arc<Budget>,
+        preload: Arc<Preload>,
+    ) -> Self {
+        Evaluator {
+            store,
+            ts: clamp_time(ts),
+            subquery_step_ms: 60_000,
+            budget,
+            nested_steps: 1,
+            preload: Some(preload),
         }
     }
 
@@ -723,9 +885,59 @@ impl<'a> Evaluator<'a> {
         Ok(v)
     }
 
+    /// `f(src)`: in a range query computed once per source label set and `what`
+    /// ([`DERIVE_WITHOUT_NAME`], [`DERIVE_BUCKET`] or a syntax node's address), with its
+    /// bytes charged once for the whole query; otherwise computed now (and charged with
+    /// the value that holds it).
+    pub(crate) fn derive(
+        &self,
+        src: &Labels,
+        what: usize,
+        f: impl FnOnce(&Labels) -> (Labels, Option<f64>),
+    ) -> (Labels, Option<f64>) {
+        let Some(pre) = &self.preload else {
+            return f(src);
+        };
+        // A label set held by nothing else was built by this step (label_replace, a
+        // subquery's series): it will not come back at the next step, so caching it
+        // would only grow the cache by one entry per step.
+        if src.is_unshared() {
+            return f(src);
+        }
+        let key = (src.pairs().as_ptr() as usize, what);
+        let mut cache = pre.derived.lock();
+        if let Some(d) = cache.get(&key) {
+            return (d.labels.clone(), d.extra);
+        }
+        let (labels, extra) = f(src);
+        if labels.is_unshared() {
+            self.budget.pin_label_bytes(labels.heap_bytes() as u64);
+        }
+        cache.insert(
+            key,
+            Derived {
+                _source: src.clone(),
+                labels: labels.clone(),
+                extra,
+            },
+        );
+        (labels, extra)
+    }
+
+    /// `src` without `__name__`, derived once per range query.
+    pub(crate) fn without_name(&self, src: &Labels) -> Labels {
+        if !src.has(METRIC_NAME) {
+            return src.clone();
+        }
+        self.derive(src, DERIVE_WITHOUT_NAME, |l| (l.without_name(), None))
+            .0
+    }
+
     /// Charges a value held from now on: its samples or points, and the label sets it
     /// owns alone (those the query built).
     fn charge(&self, v: &Value) -> Result<(), EvalError> {
+        // Label sets built once for the whole query count too.
+        self.budget.label_bytes_fit(0)?;
         match v {
             Value::Scalar(_) => Ok(()),
             Value::String(s) => self.budget.charge_label_bytes(s.len() as u64),
@@ -760,7 +972,7 @@ impl<'a> Evaluator<'a> {
                     let out: Vec<Sample> = vec
                         .into_iter()
                         .map(|s| Sample {
-                            labels: s.labels.without_name(),
+                            labels: self.without_name(&s.labels),
                             t: self.ts,
                             v: -s.v,
                         })
@@ -840,9 +1052,9 @@ impl<'a> Evaluator<'a> {
             .ok_or(EvalError::TooManySamples)?;
         Ok(selected
             .into_iter()
-            .map(|(labels, samples)| RangeSeries {
-                labels,
-                points: samples.into_iter().filter(|(_, v)| !is_stale(*v)).collect(),
+            .map(|(labels, mut points)| {
+                points.retain(|(_, v)| !is_stale(*v));
+                RangeSeries { labels, points }
             })
             .collect())
     }
@@ -885,7 +1097,12 @@ impl<'a> Evaluator<'a> {
         let got = self
             .store
             .select_bounded(&selector_matchers(vs), pmint, pmaxt, cap)
-            .map(|series| Arc::new(Preloaded { series }));
+            .map(|series| {
+                self.budget
+                    .note_preloaded(series.iter().map(|(_, s)| s.len() as u64).sum());
+                let aux = series.iter().map(|(_, s)| SeriesAux::new(s)).collect();
+                Arc::new(Preloaded { series, aux })
+            });
         cache.insert(key, got.clone());
         got
     }
@@ -927,22 +1144,27 @@ impl<'a> Evaluator<'a> {
                     Some(LabelModifier::Exclude(ls)) => (false, ls.labels.clone()),
                     None => (false, Vec::new()),
                 };
+                let mut dropped = names.clone();
+                dropped.push(METRIC_NAME.to_string());
+                // The match signature, once per series and node in a range query.
+                let node = b as *const BinaryExpr as usize;
                 let sig = |lb: &Labels| -> Labels {
-                    if on {
-                        lb.keep(&names)
-                    } else {
-                        let mut n = names.clone();
-                        n.push(METRIC_NAME.to_string());
-                        lb.drop_names(&n)
-                    }
+                    self.derive(lb, node, |lb| {
+                        let l = if on {
+                            lb.keep(&names)
+                        } else {
+                            lb.drop_names(&dropped)
+                        };
+                        (l, None)
+                    })
+                    .0
                 };
                 let out = match op {
                     token::T_LAND => {
                         if l.is_empty() || r.is_empty() {
                             Vec::new()
                         } else {
-                            let rs: std::collections::HashSet<Labels> =
-                                r.iter().map(|s| sig(&s.labels)).collect();
+                            let rs: FxSet<Labels> = r.iter().map(|s| sig(&s.labels)).collect();
                             l.into_iter()
                                 .filter(|s| rs.contains(&sig(&s.labels)))
                                 .collect()
@@ -954,8 +1176,7 @@ impl<'a> Evaluator<'a> {
                         } else if r.is_empty() {
                             l
                         } else {
-                            let ls: std::collections::HashSet<Labels> =
-                                l.iter().map(|s| sig(&s.labels)).collect();
+                            let ls: FxSet<Labels> = l.iter().map(|s| sig(&s.labels)).collect();
                             let mut out = l;
                             out.extend(r.into_iter().filter(|s| !ls.contains(&sig(&s.labels))));
                             out
@@ -965,8 +1186,7 @@ impl<'a> Evaluator<'a> {
                         if l.is_empty() || r.is_empty() {
                             l
                         } else {
-                            let rs: std::collections::HashSet<Labels> =
-                                r.iter().map(|s| sig(&s.labels)).collect();
+                            let rs: FxSet<Labels> = r.iter().map(|s| sig(&s.labels)).collect();
                             l.into_iter()
                                 .filter(|s| !rs.contains(&sig(&s.labels)))
                                 .collect()
@@ -978,7 +1198,7 @@ impl<'a> Evaluator<'a> {
                             .as_ref()
                             .map(|m| m.card.clone())
                             .unwrap_or(VectorMatchCardinality::OneToOne);
-                        self.vector_binop(op, l, r, &card, on, &names, return_bool, &sig)?
+                        self.vector_binop(op, l, r, &card, on, &names, return_bool, &sig, node)?
                     }
                 };
                 check_dupes(&out)?;
@@ -1010,7 +1230,7 @@ impl<'a> Evaluator<'a> {
             }
             if keep {
                 let labels = if drops_name(op) || return_bool {
-                    s.labels.without_name()
+                    self.without_name(&s.labels)
                 } else {
                     s.labels
                 };
@@ -1035,6 +1255,7 @@ impl<'a> Evaluator<'a> {
         matching: &[String],
         return_bool: bool,
         sig: &dyn Fn(&Labels) -> Labels,
+        node: usize,
     ) -> Result<Vec<Sample>, EvalError> {
         if lhs.is_empty() || rhs.is_empty() {
             return Ok(Vec::new());
@@ -1044,7 +1265,8 @@ impl<'a> Evaluator<'a> {
             std::mem::swap(&mut lhs, &mut rhs);
         }
         let include: Vec<String> = card.labels().map(|l| l.labels.clone()).unwrap_or_default();
-        let mut right: HashMap<Labels, &Sample> = HashMap::with_capacity(rhs.len());
+        let mut right: FxMap<Labels, &Sample> = FxMap::default();
+        right.reserve(rhs.len());
         for rs in &rhs {
             let s = sig(&rs.labels);
             if let Some(dup) = right.get(&s) {
@@ -1063,8 +1285,7 @@ impl<'a> Evaluator<'a> {
             }
             right.insert(s, rs);
         }
-        let mut matched: HashMap<Labels, Option<std::collections::HashSet<Labels>>> =
-            HashMap::new();
+        let mut matched: FxMap<Labels, Option<FxSet<Labels>>> = FxMap::default();
         let mut out = Vec::new();
         for ls in &lhs {
             let s = sig(&ls.labels);
@@ -1079,17 +1300,24 @@ impl<'a> Evaluator<'a> {
             } else if !keep {
                 continue;
             }
-            let mut metric = ls.labels.clone();
-            if drops_name(op) {
-                metric.del(METRIC_NAME);
-            }
-            if matches!(card, VectorMatchCardinality::OneToOne) {
-                metric = if on {
-                    metric.keep(matching)
-                } else {
-                    metric.drop_names(matching)
-                };
-            }
+            // The result's labels before group_x copies any: once per series and node
+            // in a range query.
+            let mut metric = self
+                .derive(&ls.labels, node | 1, |l| {
+                    let mut metric = l.clone();
+                    if drops_name(op) {
+                        metric.del(METRIC_NAME);
+                    }
+                    if matches!(card, VectorMatchCardinality::OneToOne) {
+                        metric = if on {
+                            metric.keep(matching)
+                        } else {
+                            metric.drop_names(matching)
+                        };
+                    }
+                    (metric, None)
+                })
+                .0;
             for ln in &include {
                 metric.set(ln.clone(), rs.labels.get(ln).to_string());
             }
@@ -1169,18 +1397,25 @@ impl<'a> Evaluator<'a> {
             heap: Vec<Sample>,
         }
         let mut order: Vec<Labels> = Vec::new();
-        let mut groups: HashMap<Labels, Group> = HashMap::new();
+        let mut groups: FxMap<Labels, Group> = FxMap::default();
         let mut without_names = grouping.clone();
         without_names.push(METRIC_NAME.to_string());
-        for s in vec {
-            let mut metric = s.labels.clone();
-            if op == token::T_COUNT_VALUES {
-                metric.set(value_label.clone(), format_go_float(s.v));
-            }
-            let key = if without {
+        let group_key = |metric: &Labels| {
+            if without {
                 metric.drop_names(&without_names)
             } else {
                 metric.keep(&grouping)
+            }
+        };
+        let node = a as *const AggregateExpr as usize;
+        for s in vec {
+            let key = if op == token::T_COUNT_VALUES {
+                let mut metric = s.labels.clone();
+                metric.set(value_label.clone(), format_go_float(s.v));
+                group_key(&metric)
+            } else {
+                // Once per series and node in a range query.
+                self.derive(&s.labels, node, |l| (group_key(l), None)).0
             };
             let Some(g) = groups.get_mut(&key) else {
                 let mut g = Group {
@@ -1457,7 +1692,8 @@ pub(crate) fn check_dupes(v: &[Sample]) -> Result<(), EvalError> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen = std::collections::HashSet::with_capacity(v.len());
+    let mut seen = FxSet::default();
+    seen.reserve(v.len());
     for s in v {
         if !seen.insert(&s.labels) {
             return err("vector cannot contain metrics with the same labelset");

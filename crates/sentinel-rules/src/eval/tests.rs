@@ -530,3 +530,229 @@ fn preloaded_range_steps_still_count_each_steps_samples() {
     assert_eq!(v[0].v, 120.0);
     assert_eq!(p.selections(), 0);
 }
+
+// --- Range queries: windows sliced from the preload, label sets derived once ---
+
+/// Three hours of random data, the first ones in the history: counters that reset,
+/// histogram buckets, gauges with NaNs, and series that go away for a while (stale
+/// markers) and come back; deterministic for `seed`.
+fn store_with_random_history(seed: u64) -> Store {
+    use sentinel_base::metrics::MetricFamily;
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut rnd = move |n: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % n
+    };
+    let s = Store::new(600_000, 1000);
+    s.attach_history(Arc::new(sentinel_store::history::History::new(
+        4 * 3_600_000,
+        u64::MAX,
+    )));
+    let mut counters = [0.0f64; 4];
+    let mut buckets = [0.0f64; 4];
+    let les = ["0.1", "1", "10", "+Inf"];
+    for k in 0..(3 * 720i64) {
+        let t = k * 5000 + rnd(3) as i64;
+        let mut c = MetricFamily::counter("c_total", "c");
+        for (i, v) in counters.iter_mut().enumerate() {
+            *v = if rnd(200) == 0 {
+                0.0
+            } else {
+                *v + rnd(5) as f64
+            };
+            // Series 3 is away for a while: stale, then back.
+            if i == 3 && (700..900).contains(&k) {
+                continue;
+            }
+            c = c.with(&[("i", ["a", "b", "c", "d"][i]), ("job", "j")], *v);
+        }
+        let mut h = MetricFamily::gauge("h_bucket", "h");
+        let mut acc = 0.0;
+        for (i, v) in buckets.iter_mut().enumerate() {
+            *v += rnd(3) as f64;
+            acc += *v;
+            h = h.with(&[("le", les[i]), ("job", "j")], acc);
+        }
+        let g = rnd(50) as f64 - 10.0;
+        let mut gf = MetricFamily::gauge("g", "g").with(&[("i", "a")], g);
+        if rnd(100) == 0 {
+            gf = gf.with(&[("i", "n")], f64::NAN);
+        } else if !(1200..1300).contains(&k) {
+            gf = gf.with(&[("i", "n")], g * 2.5);
+        }
+        s.ingest(&[c, h, gf], t);
+    }
+    s
+}
+
+#[test]
+fn range_functions_over_preloaded_windows_equal_per_step_slices_on_random_data() {
+    let range = (0, 3 * 3_600_000, 60_000);
+    for seed in 0..3 {
+        let s = store_with_random_history(seed);
+        for q in [
+            "rate(c_total[75s])",
+            "increase(c_total[10m])",
+            "irate(c_total[1m])",
+            "resets(c_total[30m])",
+            "changes(g[15m])",
+            "delta(g[5m])",
+            "idelta(g[5m])",
+            "deriv(g[10m])",
+            "predict_linear(g[10m], 600)",
+            "avg_over_time(g[7m])",
+            "min_over_time(g[7m])",
+            "max_over_time(g[7m])",
+            "sum_over_time(g[7m])",
+            "count_over_time(c_total[2m])",
+            "quantile_over_time(0.9, g[20m])",
+            "stddev_over_time(g[20m])",
+            "stdvar_over_time(g[20m])",
+            "last_over_time(c_total[1m])",
+            "present_over_time(c_total{i=\"d\"}[1m])",
+            "absent_over_time(c_total{i=\"d\"}[1m])",
+            "holt_winters(g[10m], 0.5, 0.5)",
+            "rate(c_total[5m] offset 30m)",
+            "increase(c_total[1h] @ 7200)",
+            "rate((c_total[5m]))",
+        ] {
+            let p = Arc::new(Preload::new(range.0, range.1));
+            assert_eq!(
+                range_steps(&s, q, range, Some(&p)),
+                range_steps(&s, q, range, None),
+                "seed {seed}: {q}"
+            );
+            assert!(p.selections() >= 1, "{q} was not preloaded");
+        }
+    }
+}
+
+#[test]
+fn derived_label_sets_are_built_once_per_query_and_equal_per_step_ones() {
+    let range = (0, 3 * 3_600_000, 60_000);
+    let s = store_with_random_history(7);
+    for q in [
+        "sum by (job) (rate(c_total[5m]))",
+        "sum without (i) (rate(c_total[5m]))",
+        "avg by (i) (c_total)",
+        "count_values(\"v\", round(g / 10))",
+        "topk(2, rate(c_total[5m]))",
+        "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
+        "histogram_quantile(0.5, rate(h_bucket[10m]))",
+        "rate(c_total[5m]) / on (i) group_left () c_total",
+        "c_total / ignoring (job) c_total",
+        "sum by (job) (rate(c_total[5m])) / on (job) sum by (job) (c_total)",
+        "c_total > bool 10",
+        "-c_total",
+        "abs(g) and on (i) c_total",
+        "g or c_total",
+        "c_total unless on (i) g",
+        "sort_desc(sum by (i) (increase(c_total[1h])) > 0)",
+        "max_over_time(rate(c_total[2m])[10m:1m])",
+    ] {
+        let p = Arc::new(Preload::new(range.0, range.1));
+        assert_eq!(
+            range_steps(&s, q, range, Some(&p)),
+            range_steps(&s, q, range, None),
+            "{q}"
+        );
+    }
+}
+
+#[test]
+fn range_query_charges_derived_label_sets_against_the_label_cap() {
+    let s = store_with_random_history(1);
+    let e = parse("rate(c_total[5m])").unwrap();
+    // Four result label sets without their name, built once for the query: a cap below
+    // their size stops the range query as it stops each step of an instant one.
+    let limits = QueryLimits {
+        max_label_bytes: 64,
+        ..QueryLimits::default()
+    };
+    let budget = Arc::new(Budget::new(limits));
+    let got = eval_range(&s, &e, 0, 3_600_000, 60_000, &budget);
+    assert!(
+        matches!(got, Err(EvalError::TooManyLabelBytes(64))),
+        "{got:?}"
+    );
+    let instant = Evaluator::new(&s, 3_600_000).with_limits(limits).eval(&e);
+    assert!(matches!(instant, Err(EvalError::TooManyLabelBytes(64))));
+}
+
+#[test]
+fn seek_finds_what_partition_point_finds_from_any_hint() {
+    let s: Vec<(i64, f64)> = [1, 3, 3, 3, 7, 8, 8, 20, 21, 22, 40]
+        .iter()
+        .map(|t| (*t as i64, 0.0))
+        .collect();
+    for t in -1..45 {
+        for from in 0..=s.len() + 2 {
+            for inclusive in [false, true] {
+                let want = if inclusive {
+                    s.partition_point(|x| x.0 <= t)
+                } else {
+                    s.partition_point(|x| x.0 < t)
+                };
+                assert_eq!(seek(&s, from, t, inclusive), want, "{t} {from} {inclusive}");
+            }
+        }
+    }
+}
+
+#[test]
+fn range_query_notes_its_preloaded_samples_for_the_memory_release() {
+    // The API hands memory back after a query that held many samples; a range query's
+    // selections (made once, not charged per step) must count there too.
+    let s = store_with_random_history(2);
+    let e = parse("sum(rate(c_total[5m]))").unwrap();
+    let budget = Arc::new(Budget::new(QueryLimits::default()));
+    eval_range(&s, &e, 0, 3 * 3_600_000, 60_000, &budget).unwrap();
+    // Four series over three hours at 5 s (one away for 200 samples).
+    assert!(
+        budget.preloaded_samples() >= 3 * 2160 + 1900,
+        "{}",
+        budget.preloaded_samples()
+    );
+    assert!(budget.peak_samples() < budget.preloaded_samples());
+}
+
+#[test]
+fn label_sets_built_at_each_step_are_not_cached_for_the_whole_range() {
+    // label_replace builds new label sets at every step; caching what is derived from
+    // them (the group key of `sum by`) would keep one entry per step and series and
+    // charge them all to the label cap for the whole query.
+    let s = store_with_random_history(3);
+    let e = parse(r#"sum by (x) (label_replace(c_total, "x", "$1", "i", "(.*)"))"#).unwrap();
+    let limits = QueryLimits {
+        max_label_bytes: 64 << 10,
+        ..QueryLimits::default()
+    };
+    let budget = Arc::new(Budget::new(limits));
+    let m = eval_range(&s, &e, 0, 3 * 3_600_000, 5_000, &budget).unwrap();
+    assert_eq!(m.len(), 4);
+    assert!(
+        budget.peak_label_bytes() < 64 << 10,
+        "{}",
+        budget.peak_label_bytes()
+    );
+}
+
+#[test]
+fn a_text_parsed_again_gives_the_same_tree_and_errors_stay_errors() {
+    let q = r#"sum by (x) (rate(parse_cache_test_total{a=~"b|c"}[5m])) > 1"#;
+    let first = parse(q).unwrap();
+    let again = parse(q).unwrap();
+    assert_eq!(format!("{first:?}"), format!("{again:?}"));
+    assert_eq!(first.to_string(), again.to_string());
+    for _ in 0..2 {
+        assert!(parse("rate(parse_cache_test_total[5m]").is_err());
+        assert!(matches!(
+            parse("x[300y]"),
+            Err(QueryError::DurationOutOfRange { .. })
+        ));
+    }
+}
