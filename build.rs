@@ -41,9 +41,23 @@ fn main() {
     println!("cargo:rustc-link-arg-bin=comfy-sentinel=-Wl,--no-warn-symbol-ordering");
 }
 
-/// Rust 1.90 and later link x86_64-unknown-linux-gnu with its bundled LLD by default.
+/// Rust 1.90 and later link x86_64-unknown-linux-gnu with its bundled LLD by default,
+/// when the toolchain ships it (distribution builds of rustc may not, and then link
+/// with the system linker, which does not know the option).
 fn rustc_links_with_lld() -> bool {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(sysroot) = std::process::Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+    else {
+        return false;
+    };
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
+    let bundled = std::path::Path::new(&sysroot)
+        .join("lib/rustlib/x86_64-unknown-linux-gnu/bin/gcc-ld/ld.lld");
+    if !bundled.is_file() {
+        return false;
+    }
     let Ok(out) = std::process::Command::new(rustc).arg("-V").output() else {
         return false;
     };

@@ -144,14 +144,19 @@ impl HSeries {
 
     /// Samples in `[mint, maxt]`, in order.
     pub(crate) fn range(&self, files: &Files, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+        read_disk_range(files, self.disk_in(mint, maxt), mint, maxt, out);
+        self.range_in_memory(mint, maxt, out);
+    }
+
+    /// The sealed chunks on disk that overlap `[mint, maxt]`.
+    fn disk_in(&self, mint: i64, maxt: i64) -> &[DiskChunk] {
         let first = self.disk.partition_point(|c| c.maxt < mint);
         let end = first + self.disk[first..].partition_point(|c| c.mint <= maxt);
-        let read = read_disk_chunks(files, &self.disk[first..end], &mut |c, data| {
-            out.extend(ChunkIter::new(data, c.n).filter(|(t, _)| *t >= mint && *t <= maxt));
-        });
-        if let Err(e) = read {
-            tracing::error!(error = %e, "history: cannot read chunks from disk; skipped");
-        }
+        &self.disk[first..end]
+    }
+
+    /// Samples in `[mint, maxt]` of the chunks in memory (all newer than those on disk).
+    fn range_in_memory(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
         let first = self.chunks.partition_point(|c| c.maxt < mint);
         for c in &self.chunks[first..] {
             if c.mint > maxt {
@@ -177,6 +182,23 @@ impl HSeries {
         self.disk.iter().map(|c| c.n as u64).sum::<u64>()
             + self.chunks.iter().map(|c| c.n as u64).sum::<u64>()
             + self.head.len() as u64
+    }
+}
+
+/// Appends the samples in `[mint, maxt]` of the disk `chunks`; a read error is logged
+/// and the chunks it hit are skipped.
+fn read_disk_range(
+    files: &Files,
+    chunks: &[DiskChunk],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<(i64, f64)>,
+) {
+    let read = read_disk_chunks(files, chunks, &mut |c, data| {
+        out.extend(ChunkIter::new(data, c.n).filter(|(t, _)| *t >= mint && *t <= maxt));
+    });
+    if let Err(e) = read {
+        tracing::error!(error = %e, "history: cannot read chunks from disk; skipped");
     }
 }
 
@@ -663,20 +685,48 @@ impl History {
         maxt: i64,
         visit: &mut Visit<'_>,
     ) {
-        let inner = self.inner.lock();
-        let families: Vec<&BTreeMap<Labels, HSeries>> = match name {
-            Some(n) => inner.by_name.get(n).into_iter().collect(),
-            None => inner.by_name.values().collect(),
-        };
-        for f in families {
-            for (labels, s) in f {
-                if s.last_t < mint || s.mint().is_none_or(|t| t > maxt) || !keep(labels) {
-                    continue;
+        // Under the lock only what memory holds is read: the index entries of the disk
+        // chunks, the files they point into (an `Arc` keeps a file readable even if a
+        // full rewrite replaces it meanwhile) and the samples of the in-memory chunks.
+        // The `pread`s run after the lock is released, so a query reading a day from a
+        // cold page cache never holds up appends (collector writes, refreshes).
+        struct Planned {
+            labels: Labels,
+            disk: Vec<DiskChunk>,
+            memory: Vec<(i64, f64)>,
+        }
+        let (files, planned) = {
+            let inner = self.inner.lock();
+            let families: Vec<&BTreeMap<Labels, HSeries>> = match name {
+                Some(n) => inner.by_name.get(n).into_iter().collect(),
+                None => inner.by_name.values().collect(),
+            };
+            let mut planned = Vec::new();
+            for f in families {
+                for (labels, s) in f {
+                    if s.last_t < mint || s.mint().is_none_or(|t| t > maxt) || !keep(labels) {
+                        continue;
+                    }
+                    let mut memory = Vec::new();
+                    s.range_in_memory(mint, maxt, &mut memory);
+                    planned.push(Planned {
+                        labels: labels.clone(),
+                        disk: s.disk_in(mint, maxt).to_vec(),
+                        memory,
+                    });
                 }
-                let mut out = Vec::new();
-                s.range(&inner.files, mint, maxt, &mut out);
-                visit(labels, out);
             }
+            (inner.files.clone(), planned)
+        };
+        for p in planned {
+            let mut out = Vec::new();
+            read_disk_range(&files, &p.disk, mint, maxt, &mut out);
+            if out.is_empty() {
+                out = p.memory;
+            } else {
+                out.extend(p.memory);
+            }
+            visit(&p.labels, out);
         }
     }
 

@@ -38,6 +38,8 @@ const KIND_FULL: u8 = 2;
 const HEADER_LEN: usize = 16;
 /// Flushes between two full rewrites.
 pub const FULL_EVERY: u32 = 120;
+/// Flushes after a failed full rewrite before it is tried again.
+pub const FULL_RETRY_AFTER: u32 = 10;
 
 #[derive(Debug)]
 pub enum PersistError {
@@ -593,7 +595,17 @@ impl Persist {
     /// [`FULL_EVERY`] flushes). Returns the samples written.
     pub fn flush(&mut self, h: &History) -> io::Result<u64> {
         if self.flushes_since_full + 1 >= FULL_EVERY {
-            return self.write_full(h);
+            match self.write_full(h) {
+                Ok(n) => return Ok(n),
+                Err(e) => {
+                    // Counted and logged here; the new samples still go to disk as a
+                    // delta file, and the full rewrite is tried again later (a full
+                    // disk or one unreadable old chunk must not stop persistence).
+                    h.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %e, retry_in_flushes = FULL_RETRY_AFTER, "history: full rewrite failed; writing a delta file instead");
+                    self.flushes_since_full = FULL_EVERY.saturating_sub(FULL_RETRY_AFTER + 1);
+                }
+            }
         }
         let mut records: Vec<Record> = Vec::new();
         let mut marks: Vec<(Labels, i64)> = Vec::new();
@@ -725,7 +737,8 @@ fn write_sealed(h: &History, path: &Path, full: bool) -> io::Result<u64> {
     let tmp = path.with_extension("tmp");
     let mut refs: Vec<Vec<DiskChunk>> = Vec::with_capacity(snaps.len());
     let mut samples = 0u64;
-    {
+    // A failed write (a full disk, an unreadable old chunk) leaves no partial file.
+    let written = (|| -> io::Result<()> {
         let f = File::create(&tmp)?;
         let mut w = Counting {
             w: io::BufWriter::with_capacity(256 << 10, f),
@@ -783,6 +796,11 @@ fn write_sealed(h: &History, path: &Path, full: bool) -> io::Result<u64> {
         w.w.write_all(&crc.to_le_bytes())?;
         let f = w.w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
     }
     fs::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
@@ -1039,6 +1057,50 @@ mod tests {
         );
         assert_eq!(got.len(), 101);
         assert_eq!(got[0], (500_000, 500.0));
+    }
+
+    #[test]
+    fn selection_reads_disk_chunks_and_visits_without_holding_the_history_lock() {
+        let (dir, h, mut p) = flushed(&[(0, 1000)]);
+        p.write_full(&h).unwrap();
+        drop(p);
+        let (back, r) = reload(dir.path());
+        r.unwrap();
+        assert!(residence(&back).1 > 0, "chunks on disk");
+        let mut visited = 0;
+        back.select_with(None, &mut |_| true, 0, i64::MAX, &mut |_, s| {
+            assert_eq!(s.len(), 1000);
+            // Appends (collector writes, refreshes) may go on meanwhile.
+            assert!(back.inner.try_lock().is_some(), "lock held during a visit");
+            visited += 1;
+        });
+        assert!(visited > 0);
+    }
+
+    #[test]
+    fn failed_full_rewrite_falls_back_to_a_delta_file_and_is_retried() {
+        let (dir, h, mut p) = flushed(&[(0, 100)]);
+        fill(&h, 100, 200);
+        // The next full rewrite cannot create its temporary file.
+        p.flushes_since_full = FULL_EVERY - 1;
+        let blocked = dir.path().join(format!("{:020}.tmp", p.seq + 1));
+        fs::create_dir(&blocked).unwrap();
+        let written = p.flush(&h).unwrap();
+        assert!(written > 0, "the new samples went to a delta file");
+        assert_eq!(h.stats.flush_errors.load(Ordering::Relaxed), 1);
+        assert_eq!(p.flushes_since_full, FULL_EVERY - FULL_RETRY_AFTER);
+        fs::remove_dir(&blocked).unwrap();
+        let want = bits(&h.dump());
+        let back = unbounded();
+        read_dir_into(dir.path(), &back).unwrap();
+        assert_eq!(bits(&back.dump()), want, "nothing lost");
+        // The rewrite is tried again after FULL_RETRY_AFTER flushes and then succeeds.
+        for i in 0..FULL_RETRY_AFTER as i64 {
+            fill(&h, 200 + i, 201 + i);
+            p.flush(&h).unwrap();
+        }
+        assert_eq!(p.flushes_since_full, 0, "a full rewrite ran");
+        assert_eq!(list(dir.path()).unwrap().len(), 1);
     }
 
     #[test]

@@ -184,17 +184,53 @@ pub fn parse(text: &str) -> Result<Expr, QueryError> {
     if depth > MAX_DEPTH {
         return Err(QueryError::TooDeep { depth });
     }
-    let mut parsed = PARSED.lock();
-    if parsed.len() >= PARSED_TEXTS {
-        parsed.clear();
+    if worth_keeping_parsed(text) {
+        let mut parsed = PARSED.lock();
+        if parsed.len() >= PARSED_TEXTS {
+            parsed.clear();
+        }
+        parsed.insert(text.to_string(), expr.clone());
     }
-    parsed.insert(text.to_string(), expr.clone());
     Ok(expr)
 }
 
 /// Most query texts [`parse`] keeps parsed (all are dropped when it is full): a few
-/// dashboards' panels. Texts are at most 4 KiB where the API takes them.
-const PARSED_TEXTS: usize = 512;
+/// dashboards' panels.
+const PARSED_TEXTS: usize = 128;
+/// Longest string literal of a text kept parsed.
+const PARSED_MAX_STRING: usize = 128;
+
+/// Whether a text may stay parsed after its query: at most 1 KiB, and every string
+/// literal (every regular expression among them) short, without escapes and without
+/// braces. A kept text keeps its compiled regular expressions; a counted repetition
+/// (`a{1000}`) or a long class-heavy pattern compiles to megabytes, which a client
+/// must not be able to pin by sending many different texts. Dashboard texts (`=~".*"`,
+/// `=~"host:9100|host2:9100"`) qualify.
+fn worth_keeping_parsed(text: &str) -> bool {
+    if text.len() > 1024 {
+        return false;
+    }
+    let mut quote: Option<char> = None;
+    let mut len = 0;
+    for c in text.chars() {
+        match quote {
+            None => {
+                if matches!(c, '"' | '\'' | '`') {
+                    quote = Some(c);
+                    len = 0;
+                }
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {
+                len += 1;
+                if matches!(c, '{' | '}' | '\\') || len > PARSED_MAX_STRING {
+                    return false;
+                }
+            }
+        }
+    }
+    true
+}
 
 /// Deepest expression nesting `parse` accepts. The evaluator recurses once per level;
 /// 64 levels stay far inside the 2 MiB stack of the threads that evaluate, where a

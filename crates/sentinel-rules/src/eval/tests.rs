@@ -756,3 +756,19 @@ fn a_text_parsed_again_gives_the_same_tree_and_errors_stay_errors() {
         ));
     }
 }
+
+#[test]
+fn texts_whose_regexes_could_be_large_are_not_kept_parsed() {
+    use super::worth_keeping_parsed as keep;
+    // What dashboards send again and again is kept.
+    assert!(keep(
+        r#"sum by (le) (rate(comfyui_prompt_duration_seconds_bucket{instance=~".*"}[75s]))"#
+    ));
+    assert!(keep(r#"up{instance=~"host:9100|host2:9100", job!~'x'}"#));
+    // A counted repetition, an escape or a long literal compiles to a large automaton:
+    // such a text is parsed again each time instead of being pinned in memory.
+    assert!(!keep(r#"up{instance=~"a{1000}"}"#));
+    assert!(!keep(r#"up{instance=~"\\w\\w\\w"}"#));
+    assert!(!keep(&format!(r#"up{{instance=~"{}"}}"#, "a".repeat(129))));
+    assert!(!keep(&format!("{} + 1", "x".repeat(1100))));
+}
