@@ -22,7 +22,8 @@ ingest:
 YAML
 "$BIN" run --config "$WORK/config.yaml" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+# Wait for the sidecar's final flush before its data_dir goes.
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do
   curl -fsS "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
   sleep 0.1
