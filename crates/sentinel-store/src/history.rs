@@ -172,6 +172,16 @@ impl HSeries {
         }
     }
 
+    /// Every sample, or the error of the first chunk that could not be read.
+    pub(crate) fn try_all(&self, files: &Files) -> std::io::Result<Vec<(i64, f64)>> {
+        let mut out = Vec::new();
+        read_disk_chunks(files, &self.disk, &mut |c, data| {
+            out.extend(ChunkIter::new(data, c.n));
+        })?;
+        self.range_in_memory(i64::MIN, i64::MAX, &mut out);
+        Ok(out)
+    }
+
     pub(crate) fn all(&self, files: &Files) -> Vec<(i64, f64)> {
         let mut out = Vec::new();
         self.range(files, i64::MIN, i64::MAX, &mut out);
@@ -503,10 +513,20 @@ impl History {
         } = inner;
         let family = by_name.entry(name.to_string()).or_default();
         let mut flushed_t = i64::MIN;
-        if let Some(old) = family.remove(labels) {
+        if let Some(old) = family.get(labels) {
+            // A read error must not rebuild the series without its disk chunks (the next
+            // full rewrite would then drop them from disk for good): keep it as it is.
+            let old_samples = match old.try_all(files) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(series = %labels, error = %e, "history: cannot read a series to merge samples into it; its stored samples are kept, the new ones dropped");
+                    return;
+                }
+            };
             *bytes = bytes.saturating_sub(old.bytes(labels));
             flushed_t = old.flushed_t;
-            merged.extend(old.all(files));
+            family.remove(labels);
+            merged.extend(old_samples);
         }
         merged.extend(samples.iter().copied());
         // The rebuilt series must be written again in full at the next flush when new
