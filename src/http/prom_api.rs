@@ -35,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::{AtModifier, Expr};
-use sentinel_rules::eval::{Budget, EvalError, Evaluator, QueryLimits, RangeSeries, Value};
+use sentinel_rules::eval::{eval_range, Budget, EvalError, Evaluator, QueryLimits, Value};
 use sentinel_rules::labels::Labels;
 use sentinel_rules::store::Store;
 use serde_json::{json, Map};
@@ -467,18 +467,6 @@ fn range_kind(e: &Expr) -> Option<&'static str> {
         ValueType::String => Some("string"),
         _ => None,
     }
-}
-
-/// Evaluates `expr` at every step from `start` to `end` (the engine's range evaluation).
-pub(crate) fn eval_range(
-    store: &sentinel_rules::store::Store,
-    expr: &Expr,
-    start: i64,
-    end: i64,
-    step: i64,
-    budget: &Arc<Budget>,
-) -> Result<Vec<RangeSeries>, EvalError> {
-    sentinel_rules::eval::eval_range(store, expr, start, end, step, budget)
 }
 
 /// Replaces `@ start()` and `@ end()` by the query's start and end, as Prometheus's
@@ -1289,7 +1277,7 @@ mod tests {
             parse(render(&v, 1500)),
             json!({"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"m","q":"a\"b"},"value":[1.5,"NaN"]}]}})
         );
-        let m = Value::Matrix(vec![RangeSeries {
+        let m = Value::Matrix(vec![sentinel_rules::eval::RangeSeries {
             labels: l,
             points: vec![(1000, 1.0), (2000, f64::INFINITY)],
         }]);

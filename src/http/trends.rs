@@ -2,7 +2,7 @@
 //! and the last 24 hours, and the alert timeline over the notifier's history retention.
 //!
 //! Every sparkline is a PromQL range query through the same evaluation as
-//! `/api/v1/query_range` (`prom_api::eval_range`), under one budget of the `query:`
+//! `/api/v1/query_range` (`sentinel_rules::eval::eval_range`), under one budget of the `query:`
 //! limits for the whole section (samples, label bytes, one deadline), at a fixed
 //! [`POINTS`] points per line: the work depends on the windows, not on how much
 //! history the store holds. Per-device panels show at most
@@ -201,7 +201,7 @@ fn range(
 ) -> Result<Vec<RangeSeries>, String> {
     let expr = sentinel_rules::eval::parse(text)?;
     sentinel_rules::eval::check(&expr)?;
-    super::prom_api::eval_range(store, &expr, g.start_ms, g.end_ms, g.step_ms, budget)
+    sentinel_rules::eval::eval_range(store, &expr, g.start_ms, g.end_ms, g.step_ms, budget)
         .map_err(|e| e.to_string())
 }
 
