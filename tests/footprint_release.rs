@@ -2,6 +2,7 @@
 //! once the sidecar is up it drops the resident pages of its own binary, and everything
 //! still works afterwards, because the code comes back from the file on use.
 
+use crate::support::exposition::Exposition;
 use crate::util::*;
 use std::time::{Duration, Instant};
 
@@ -27,10 +28,27 @@ fn wait_log(s: &Sentinel, needles: &[&str], secs: u64) -> String {
 
 /// Sum of every sample of `name` in an exposition.
 fn total(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    Exposition::parse(text)
+        .samples
+        .iter()
+        .filter(|x| x.name == name)
+        .map(|x| x.value)
         .sum()
+}
+
+/// The sidecar with its defaults and debug logs (where the release reports itself),
+/// plus `env`.
+fn start_debug(dir: &std::path::Path, env: &[(&str, &str)]) -> Sentinel {
+    let cfg = temp_file(
+        dir,
+        "config.yaml",
+        &format!("data_dir: {:?}\n", dir.join("data")),
+    );
+    let mut all = vec![("RUST_LOG", "info,comfy_sentinel=debug")];
+    all.extend_from_slice(env);
+    let s = Sentinel::start_with_env(&["--config", cfg.to_str().unwrap()], &all);
+    s.wait_ready();
+    s
 }
 
 /// `key=value` of a log line, as a number.
@@ -44,16 +62,7 @@ fn field(line: &str, key: &str) -> u64 {
 #[test]
 fn sidecar_scrapes_ingests_evaluates_and_reloads_after_releasing_startup_pages() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = temp_file(
-        dir.path(),
-        "config.yaml",
-        &format!("data_dir: {:?}\n", dir.path().join("data")),
-    );
-    let s = Sentinel::start_with_env(
-        &["--config", cfg.to_str().unwrap()],
-        &[("RUST_LOG", "info,comfy_sentinel=debug")],
-    );
-    s.wait_ready();
+    let s = start_debug(dir.path(), &[]);
     let line = wait_log(&s, &["released start-up pages", "after=\"start-up\""], 40);
     if cfg!(target_os = "linux") {
         assert!(field(&line, "mappings") >= 1, "{line}");
@@ -96,19 +105,7 @@ fn sidecar_scrapes_ingests_evaluates_and_reloads_after_releasing_startup_pages()
 #[test]
 fn startup_page_release_is_off_with_its_environment_switch() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = temp_file(
-        dir.path(),
-        "config.yaml",
-        &format!("data_dir: {:?}\n", dir.path().join("data")),
-    );
-    let s = Sentinel::start_with_env(
-        &["--config", cfg.to_str().unwrap()],
-        &[
-            ("RUST_LOG", "info,comfy_sentinel=debug"),
-            ("COMFY_SENTINEL_RELEASE_STARTUP_PAGES", "0"),
-        ],
-    );
-    s.wait_ready();
+    let s = start_debug(dir.path(), &[("COMFY_SENTINEL_RELEASE_STARTUP_PAGES", "0")]);
     // Past the point where the release runs (ready + 3 s), with margin.
     std::thread::sleep(Duration::from_secs(9));
     assert!(scrape(&s).contains("sentinel_rule_evaluations_total"));
