@@ -257,6 +257,48 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Appends the samples of `run` (in time order) that are newer than the series'
+    /// newest and at least `spacing` ms after the sample before them (stale markers
+    /// always kept) to the series of `labels`, created unless `run` holds only stale
+    /// markers (a series never starts with one). Bytes are counted by what changes (the
+    /// head, the chunks sealed now), so a small run costs the same whatever the series
+    /// already holds.
+    fn append_run(&mut self, labels: &Labels, run: &[(i64, f64)], spacing: i64) {
+        let name = labels.get(METRIC_NAME);
+        let family = match self.by_name.get_mut(name) {
+            Some(f) => f,
+            None => self.by_name.entry(name.to_string()).or_default(),
+        };
+        let (s, added) = match family.get_mut(labels) {
+            Some(s) => (s, 0),
+            None => {
+                if run.iter().all(|(_, v)| is_stale(*v)) {
+                    return;
+                }
+                let s = family.entry(labels.clone()).or_insert_with(HSeries::new);
+                (s, SERIES_OVERHEAD + labels.heap_bytes())
+            }
+        };
+        let head_before = s.head.heap_bytes();
+        let sealed_before = s.chunks.len();
+        for &(t, v) in run {
+            let empty = s.last_t == i64::MIN;
+            if (empty && is_stale(v))
+                || t <= s.last_t
+                || (!empty && !is_stale(v) && t.saturating_sub(s.last_t) < spacing)
+            {
+                continue;
+            }
+            s.push(t, v);
+        }
+        let sealed: usize = s.chunks[sealed_before..]
+            .iter()
+            .map(|c| c.data.len() + CHUNK_OVERHEAD)
+            .sum();
+        self.bytes =
+            (self.bytes + added + sealed + s.head.heap_bytes()).saturating_sub(head_before);
+    }
+
     /// Puts `file` in a free slot; None when every slot is taken.
     pub(crate) fn add_file(&mut self, file: Arc<File>) -> Option<u16> {
         if let Some(i) = self.files.iter().position(|f| f.is_none()) {
@@ -415,35 +457,7 @@ impl History {
     }
 
     fn append_locked(&self, inner: &mut Inner, labels: &Labels, t: i64, v: f64, spacing: i64) {
-        let name = labels.get(METRIC_NAME);
-        let family = match inner.by_name.get_mut(name) {
-            Some(f) => f,
-            None => inner.by_name.entry(name.to_string()).or_default(),
-        };
-        let (s, added) = match family.get_mut(labels) {
-            Some(s) => (s, 0),
-            None => {
-                if is_stale(v) {
-                    return;
-                }
-                let s = family.entry(labels.clone()).or_insert_with(HSeries::new);
-                (s, SERIES_OVERHEAD + labels.heap_bytes())
-            }
-        };
-        if t <= s.last_t
-            || (s.last_t != i64::MIN && !is_stale(v) && t.saturating_sub(s.last_t) < spacing)
-        {
-            inner.bytes += added;
-            return;
-        }
-        let before = s.head.heap_bytes();
-        let chunks = s.chunks.len();
-        s.push(t, v);
-        let mut after = s.head.heap_bytes();
-        if s.chunks.len() > chunks {
-            after += s.chunks.last().map_or(0, |c| c.data.len() + CHUNK_OVERHEAD);
-        }
-        inner.bytes = (inner.bytes + added + after).saturating_sub(before);
+        inner.append_run(labels, &[(t, v)], spacing);
     }
 
     /// Inserts samples (any order, any overlap with what is there; on equal timestamps
@@ -466,41 +480,7 @@ impl History {
             .map(|s| s.last_t)
             .unwrap_or(i64::MIN);
         if sorted && samples[0].0 > last_t {
-            // Appending after what is there: the series is looked up once.
-            let family = match inner.by_name.get_mut(name) {
-                Some(f) => f,
-                None => inner.by_name.entry(name.to_string()).or_default(),
-            };
-            // Bytes are counted by what changes (the head, the chunks sealed now), so a
-            // small batch costs the same whatever the series already holds.
-            let (s, added) = match family.get_mut(labels) {
-                Some(s) => (s, 0),
-                None => {
-                    // A series never starts with a stale marker.
-                    let live = samples.iter().position(|(_, v)| !is_stale(*v));
-                    if live.is_none() {
-                        return;
-                    }
-                    (
-                        family.entry(labels.clone()).or_insert_with(HSeries::new),
-                        SERIES_OVERHEAD + labels.heap_bytes(),
-                    )
-                }
-            };
-            let head_before = s.head.heap_bytes();
-            let sealed_before = s.chunks.len();
-            for &(t, v) in samples {
-                if s.last_t == i64::MIN && is_stale(v) {
-                    continue;
-                }
-                s.push(t, v);
-            }
-            let sealed: usize = s.chunks[sealed_before..]
-                .iter()
-                .map(|c| c.data.len() + CHUNK_OVERHEAD)
-                .sum();
-            inner.bytes =
-                (inner.bytes + added + sealed + s.head.heap_bytes()).saturating_sub(head_before);
+            inner.append_run(labels, samples, 0);
             return;
         }
         // Merge: rebuild the series from both sample sets (in memory; the next full
