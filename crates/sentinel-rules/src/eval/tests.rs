@@ -478,27 +478,24 @@ fn range_query_selects_each_selector_once_not_once_per_step() {
 fn preloaded_range_steps_answer_as_per_step_selection_does() {
     let s = store_with_history();
     let range = (0, 3 * 3_600_000, 60_000);
-    for q in [
-        "g",
-        "g offset 10m",
-        "g @ 5000",
-        "timestamp(g)",
-        "rate(c_total[75s])",
-        "sum(increase(c_total[1h]))",
-        "count_over_time(g[10m])",
-        "last_over_time(g[2m] offset 1h)",
-        "max_over_time(g[30m] @ 7200)",
-        "max_over_time(g[5m:1m])",
-        "absent_over_time(g{i=\"b\"}[1m])",
-        "g - g offset 1m",
-    ] {
-        let p = Arc::new(Preload::new(range.0, range.1));
-        assert_eq!(
-            range_steps(&s, q, range, Some(&p)),
-            range_steps(&s, q, range, None),
-            "{q}"
-        );
-    }
+    assert_preload_equals_per_step(
+        &s,
+        range,
+        &[
+            "g",
+            "g offset 10m",
+            "g @ 5000",
+            "timestamp(g)",
+            "rate(c_total[75s])",
+            "sum(increase(c_total[1h]))",
+            "count_over_time(g[10m])",
+            "last_over_time(g[2m] offset 1h)",
+            "max_over_time(g[30m] @ 7200)",
+            "max_over_time(g[5m:1m])",
+            "absent_over_time(g{i=\"b\"}[1m])",
+            "g - g offset 1m",
+        ],
+    );
 }
 
 #[test]
@@ -635,32 +632,29 @@ fn range_functions_over_preloaded_windows_equal_per_step_slices_on_random_data()
 fn derived_label_sets_are_built_once_per_query_and_equal_per_step_ones() {
     let range = (0, 3 * 3_600_000, 60_000);
     let s = store_with_random_history(7);
-    for q in [
-        "sum by (job) (rate(c_total[5m]))",
-        "sum without (i) (rate(c_total[5m]))",
-        "avg by (i) (c_total)",
-        "count_values(\"v\", round(g / 10))",
-        "topk(2, rate(c_total[5m]))",
-        "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
-        "histogram_quantile(0.5, rate(h_bucket[10m]))",
-        "rate(c_total[5m]) / on (i) group_left () c_total",
-        "c_total / ignoring (job) c_total",
-        "sum by (job) (rate(c_total[5m])) / on (job) sum by (job) (c_total)",
-        "c_total > bool 10",
-        "-c_total",
-        "abs(g) and on (i) c_total",
-        "g or c_total",
-        "c_total unless on (i) g",
-        "sort_desc(sum by (i) (increase(c_total[1h])) > 0)",
-        "max_over_time(rate(c_total[2m])[10m:1m])",
-    ] {
-        let p = Arc::new(Preload::new(range.0, range.1));
-        assert_eq!(
-            range_steps(&s, q, range, Some(&p)),
-            range_steps(&s, q, range, None),
-            "{q}"
-        );
-    }
+    assert_preload_equals_per_step(
+        &s,
+        range,
+        &[
+            "sum by (job) (rate(c_total[5m]))",
+            "sum without (i) (rate(c_total[5m]))",
+            "avg by (i) (c_total)",
+            "count_values(\"v\", round(g / 10))",
+            "topk(2, rate(c_total[5m]))",
+            "histogram_quantile(0.9, sum by (le) (rate(h_bucket[5m])))",
+            "histogram_quantile(0.5, rate(h_bucket[10m]))",
+            "rate(c_total[5m]) / on (i) group_left () c_total",
+            "c_total / ignoring (job) c_total",
+            "sum by (job) (rate(c_total[5m])) / on (job) sum by (job) (c_total)",
+            "c_total > bool 10",
+            "-c_total",
+            "abs(g) and on (i) c_total",
+            "g or c_total",
+            "c_total unless on (i) g",
+            "sort_desc(sum by (i) (increase(c_total[1h])) > 0)",
+            "max_over_time(rate(c_total[2m])[10m:1m])",
+        ],
+    );
 }
 
 #[test]
@@ -771,4 +765,16 @@ fn texts_whose_regexes_could_be_large_are_not_kept_parsed() {
     assert!(!keep(r#"up{instance=~"\\w\\w\\w"}"#));
     assert!(!keep(&format!(r#"up{{instance=~"{}"}}"#, "a".repeat(129))));
     assert!(!keep(&format!("{} + 1", "x".repeat(1100))));
+}
+
+/// Each query over `range`, stepped with a preload and without: the same answers.
+fn assert_preload_equals_per_step(s: &Store, range: (i64, i64, i64), queries: &[&str]) {
+    for q in queries {
+        let p = Arc::new(Preload::new(range.0, range.1));
+        assert_eq!(
+            range_steps(s, q, range, Some(&p)),
+            range_steps(s, q, range, None),
+            "{q}"
+        );
+    }
 }
