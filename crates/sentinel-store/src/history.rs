@@ -759,6 +759,7 @@ impl History {
     }
 
     /// Every series with all its samples, sorted by labels.
+    #[cfg(test)]
     pub fn dump(&self) -> Vec<(Labels, Vec<(i64, f64)>)> {
         let mut out = Vec::new();
         self.for_each_sorted(&mut |l, s| out.push((l.clone(), s)));

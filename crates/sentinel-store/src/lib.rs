@@ -82,24 +82,6 @@ pub const IMPORT_MEMORY_BYTES: usize = 32 << 20;
 /// Samples an import holds at most before handing them to the history (16 bytes each).
 const PENDING_SAMPLES: usize = 1 << 18;
 
-/// Imports OpenMetrics text held in memory; see [`import_from`].
-pub fn import(
-    dir: &Path,
-    text: &[u8],
-    now_ms: i64,
-    retention_ms: i64,
-    max_bytes: u64,
-) -> Result<ImportReport, ImportError> {
-    import_from(
-        dir,
-        std::io::Cursor::new(text),
-        now_ms,
-        retention_ms,
-        max_bytes,
-        IMPORT_MEMORY_BYTES,
-    )
-}
-
 /// Imports OpenMetrics text from `r` into the history in `dir`, streaming: a first pass
 /// checks the whole input (an error imports nothing), a second one adds it to what is
 /// there (merged), moving sealed chunks to spill files whenever more than

@@ -382,6 +382,7 @@ fn format_float(v: f64) -> String {
 }
 
 /// Writes series (each in time order) as OpenMetrics text; returns the samples written.
+#[cfg(test)]
 pub fn write(series: &[(Labels, Vec<(i64, f64)>)], w: &mut dyn Write) -> io::Result<u64> {
     let mut n = 0u64;
     for (labels, samples) in series {

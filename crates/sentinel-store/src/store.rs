@@ -626,6 +626,7 @@ impl Store {
     }
 
     /// The sources the store has seen written, with how many series each gave last.
+    #[cfg(test)]
     pub fn sources(&self) -> Vec<(String, usize)> {
         let mut out: Vec<(String, usize)> = self
             .sources
