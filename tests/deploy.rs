@@ -131,6 +131,12 @@ fn compose_sidecar_is_hardened_and_sees_the_host() {
         .get("sentinel-data")
         .expect("named volume for data_dir");
     assert_eq!(config["data_dir"].as_str(), Some(data_dst.as_str()));
+    // Declared as a top-level named volume (its value may be empty or a mapping).
+    let declared = compose["volumes"]
+        .as_mapping()
+        .expect("top-level volumes")
+        .contains_key("sentinel-data");
+    assert!(declared, "named volume sentinel-data not declared");
     assert!(
         compose["volumes"]["sentinel-data"].is_null()
             || compose["volumes"]["sentinel-data"].is_mapping()

@@ -772,7 +772,8 @@ impl<'a> Evaluator<'a> {
 
     /// Serves selections from `preload` (one range query's) where the window asked lies
     /// inside what it holds.
-    pub fn with_preload(mut self, preload: Arc<Preload>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn with_preload(mut self, preload: Arc<Preload>) -> Self {
         self.preload = Some(preload);
         self
     }

@@ -767,7 +767,8 @@ fn texts_whose_regexes_could_be_large_are_not_kept_parsed() {
     assert!(!keep(&format!("{} + 1", "x".repeat(1100))));
 }
 
-/// Each query over `range`, stepped with a preload and without: the same answers.
+/// Each query over `range`, stepped with a preload and without, and through
+/// `eval_range` (what `query_range` runs): the same answers.
 fn assert_preload_equals_per_step(s: &Store, range: (i64, i64, i64), queries: &[&str]) {
     for q in queries {
         let p = Arc::new(Preload::new(range.0, range.1));
@@ -776,5 +777,29 @@ fn assert_preload_equals_per_step(s: &Store, range: (i64, i64, i64), queries: &[
             range_steps(s, q, range, None),
             "{q}"
         );
+        // Every point as (labels, time, value bits), in one order.
+        let e = parse(q).unwrap();
+        let mut stepped = Vec::new();
+        let mut t = range.0;
+        while t <= range.1 {
+            for x in Evaluator::new(s, t).eval_instant(&e).unwrap() {
+                stepped.push((x.labels, t, x.v.to_bits()));
+            }
+            t += range.2;
+        }
+        let budget = Arc::new(Budget::new(QueryLimits::unlimited()));
+        let mut ranged: Vec<_> = eval_range(s, &e, range.0, range.1, range.2, &budget)
+            .unwrap()
+            .into_iter()
+            .flat_map(|r| {
+                let labels = r.labels;
+                r.points
+                    .into_iter()
+                    .map(move |(t, v)| (labels.clone(), t, v.to_bits()))
+            })
+            .collect();
+        stepped.sort();
+        ranged.sort();
+        assert_eq!(ranged, stepped, "eval_range: {q}");
     }
 }
