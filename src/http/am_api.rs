@@ -267,12 +267,6 @@ struct PostableAlert {
     generator_url: String,
 }
 
-fn valid_label_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(x) if x.is_ascii_alphabetic() || x == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-}
-
 /// Why a posted alert is refused (Alertmanager's messages, answered with 400).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 enum AlertError {
@@ -298,7 +292,7 @@ fn accept(a: PostableAlert, now: DateTime<Utc>) -> Result<Alert, AlertError> {
         return Err(AlertError::TooManyLabels);
     }
     for (k, v) in &a.labels {
-        if !valid_label_name(k) {
+        if !sentinel_store::labels::valid_label_name(k) {
             return Err(AlertError::LabelName(k.clone()));
         }
         if v.is_empty() {

@@ -181,8 +181,6 @@ const READ_ONLY_POSTS: &[&str] = &[
     "/api/v1/query_exemplars",
     "/api/v1/series",
     "/api/v1/labels",
-    "/api/v1/format_query",
-    "/api/v1/parse_query",
 ];
 
 /// Whether a request may change state (silences, reload, any admin endpoint to come):

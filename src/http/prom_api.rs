@@ -304,10 +304,7 @@ fn parse_duration(s: &str) -> Result<i64, ParamError> {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    sentinel_store::store::system_time_ms(SystemTime::now())
 }
 
 // ---- queries ----

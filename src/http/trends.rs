@@ -23,7 +23,7 @@ use sentinel_rules::store::Store;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Points per sparkline line.
 pub const POINTS: usize = 120;
@@ -187,9 +187,7 @@ impl Grid {
 }
 
 fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    sentinel_store::store::system_time_ms(t)
 }
 
 /// Runs one range query under `budget` (the section's share of the `query:` limits).
@@ -263,11 +261,20 @@ pub fn section(app: &App, now: SystemTime) -> String {
     type Cached = ((usize, SystemTime), Instant, String);
     static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
     // The app's address and start time: a later app at a reused address is not matched.
+    /// One render at a time: requests arriving while the cache is stale wait for it
+    /// and then read the cache, instead of each running the same 20 range queries.
+    static RENDERING: Mutex<()> = Mutex::new(());
     let key = (app as *const App as usize, app.started);
-    if let Some((k, at, html)) = &*CACHE.lock().unwrap_or_else(|e| e.into_inner()) {
-        if *k == key && at.elapsed() < CACHE_FOR {
-            return html.clone();
-        }
+    let cached = || match &*CACHE.lock().unwrap_or_else(|e| e.into_inner()) {
+        Some((k, at, html)) if *k == key && at.elapsed() < CACHE_FOR => Some(html.clone()),
+        _ => None,
+    };
+    if let Some(html) = cached() {
+        return html;
+    }
+    let _one = RENDERING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(html) = cached() {
+        return html;
     }
     // CPU work bounded by `query.timeout`; the page handler calls this on a blocking
     // thread (`spawn_blocking` in `src/http/mod.rs`).
@@ -542,7 +549,7 @@ mod tests {
     }
 
     fn t(s: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(s)
+        std::time::UNIX_EPOCH + Duration::from_secs(s)
     }
 
     #[test]
