@@ -6,7 +6,7 @@
 //! chunks live only there: memory keeps a `DiskChunk` index entry per chunk and reads
 //! the bytes with `pread` when a selection reaches them.
 
-use crate::chunk::{Chunk, ChunkBuilder, ChunkIter, SAMPLES_PER_CHUNK};
+use crate::chunk::{Chunk, ChunkBuilder, ChunkIter, RangeDecoder, SAMPLES_PER_CHUNK};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::store::is_stale;
 use parking_lot::Mutex;
@@ -144,8 +144,9 @@ impl HSeries {
 
     /// Samples in `[mint, maxt]`, in order.
     pub(crate) fn range(&self, files: &Files, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
-        read_disk_range(files, self.disk_in(mint, maxt), mint, maxt, out);
-        self.range_in_memory(mint, maxt, out);
+        let mut dec = RangeDecoder::default();
+        read_disk_range(files, self.disk_in(mint, maxt), mint, maxt, &mut dec, out);
+        self.range_in_memory(mint, maxt, &mut dec, out);
     }
 
     /// The sealed chunks on disk that overlap `[mint, maxt]`.
@@ -156,19 +157,23 @@ impl HSeries {
     }
 
     /// Samples in `[mint, maxt]` of the chunks in memory (all newer than those on disk).
-    fn range_in_memory(&self, mint: i64, maxt: i64, out: &mut Vec<(i64, f64)>) {
+    fn range_in_memory(
+        &self,
+        mint: i64,
+        maxt: i64,
+        dec: &mut RangeDecoder,
+        out: &mut Vec<(i64, f64)>,
+    ) {
+        // Chunks built here are never truncated: a decoding error cannot happen.
         let first = self.chunks.partition_point(|c| c.maxt < mint);
         for c in &self.chunks[first..] {
             if c.mint > maxt {
                 return;
             }
-            out.extend(c.iter().filter(|(t, _)| *t >= mint && *t <= maxt));
+            let _ = dec.decode_into(&c.data, c.n, mint, maxt, out);
         }
         if !self.head.is_empty() && self.head.maxt() >= mint && self.head.mint() <= maxt {
-            out.extend(
-                ChunkIter::new(self.head.bytes(), self.head.len())
-                    .filter(|(t, _)| *t >= mint && *t <= maxt),
-            );
+            let _ = dec.decode_into(self.head.bytes(), self.head.len(), mint, maxt, out);
         }
     }
 
@@ -178,7 +183,7 @@ impl HSeries {
         read_disk_chunks(files, &self.disk, &mut |c, data| {
             out.extend(ChunkIter::new(data, c.n));
         })?;
-        self.range_in_memory(i64::MIN, i64::MAX, &mut out);
+        self.range_in_memory(i64::MIN, i64::MAX, &mut RangeDecoder::default(), &mut out);
         Ok(out)
     }
 
@@ -202,10 +207,13 @@ fn read_disk_range(
     chunks: &[DiskChunk],
     mint: i64,
     maxt: i64,
+    dec: &mut RangeDecoder,
     out: &mut Vec<(i64, f64)>,
 ) {
+    // A chunk whose bytes end early gives the samples before the break, as reading it
+    // one sample at a time would.
     let read = read_disk_chunks(files, chunks, &mut |c, data| {
-        out.extend(ChunkIter::new(data, c.n).filter(|(t, _)| *t >= mint && *t <= maxt));
+        let _ = dec.decode_into(data, c.n, mint, maxt, out);
     });
     if let Err(e) = read {
         tracing::error!(error = %e, "history: cannot read chunks from disk; skipped");
@@ -695,6 +703,7 @@ impl History {
             disk: Vec<DiskChunk>,
             memory: Vec<(i64, f64)>,
         }
+        let mut dec = RangeDecoder::default();
         let (files, planned) = {
             let inner = self.inner.lock();
             let families: Vec<&BTreeMap<Labels, HSeries>> = match name {
@@ -708,7 +717,7 @@ impl History {
                         continue;
                     }
                     let mut memory = Vec::new();
-                    s.range_in_memory(mint, maxt, &mut memory);
+                    s.range_in_memory(mint, maxt, &mut dec, &mut memory);
                     planned.push(Planned {
                         labels: labels.clone(),
                         disk: s.disk_in(mint, maxt).to_vec(),
@@ -719,13 +728,16 @@ impl History {
             (inner.files.clone(), planned)
         };
         for p in planned {
-            let mut out = Vec::new();
-            read_disk_range(&files, &p.disk, mint, maxt, &mut out);
-            if out.is_empty() {
-                out = p.memory;
-            } else {
-                out.extend(p.memory);
+            // One allocation of the exact size (a day of one series is a few hundred KiB:
+            // growing it by doubling would copy and fault in pages several times).
+            if p.disk.is_empty() {
+                visit(&p.labels, p.memory);
+                continue;
             }
+            let disk: usize = p.disk.iter().map(|c| c.n as usize).sum();
+            let mut out = Vec::with_capacity(disk + p.memory.len());
+            read_disk_range(&files, &p.disk, mint, maxt, &mut dec, &mut out);
+            out.extend(p.memory);
             visit(&p.labels, out);
         }
     }

@@ -3,10 +3,10 @@
 //! Prometheus returns them. Selections are made once for the whole range ([`Preload`])
 //! and sliced per step.
 
-use super::{Budget, EvalError, Evaluator, FxMap, Preload, RangeSeries};
+use super::{clamp_time, Budget, EvalError, Evaluator, FxMap, Preload, RangeSeries};
 use crate::labels::Labels;
-use crate::store::Store;
-use promql_parser::parser::Expr;
+use crate::store::{is_stale, Store, LOOKBACK_MS};
+use promql_parser::parser::{Expr, VectorSelector};
 use std::sync::Arc;
 
 /// Evaluates `expr` at every step from `start` to `end`. Each step's own values are
@@ -19,22 +19,39 @@ pub fn eval_range(
     step: i64,
     budget: &Arc<Budget>,
 ) -> Result<Vec<RangeSeries>, EvalError> {
-    // Each label set's series: its index in `series`.
-    let mut index: FxMap<Labels, usize> = FxMap::default();
-    let mut series: Vec<RangeSeries> = Vec::new();
     // Each selector is selected once over the whole range, then sliced per step.
     let preload = Arc::new(Preload::new(start, end));
+    let mut ev = Evaluator::for_step(store, start, budget.clone(), preload);
+    if let Some(series) = plain_selector(&mut ev, expr, start, end, step)? {
+        return Ok(series);
+    }
+    // Each label set's series: its index in `series`. A label set is looked up by the
+    // address of its pairs first (most steps hand back the very label sets of the step
+    // before: the preloaded series' own, or those derived once per query), by value
+    // only when that misses. An address is recorded only for a label set that `series`
+    // holds, so it cannot be freed and reused while recorded.
+    let mut index: FxMap<Labels, usize> = FxMap::default();
+    let mut by_address: FxMap<usize, usize> = FxMap::default();
+    let mut series: Vec<RangeSeries> = Vec::new();
     let mut t = start;
     while t <= end {
         budget.check()?;
         let mark = budget.mark();
-        let v =
-            Evaluator::for_step(store, t, budget.clone(), preload.clone()).eval_instant(expr)?;
+        ev.ts = clamp_time(t);
+        let v = ev.eval_instant(expr)?;
         budget.release_to(mark);
         budget.charge_samples(v.len() as u64)?;
         for s in v {
-            match index.get(&s.labels) {
-                Some(&i) => series[i].points.push((t, s.v)),
+            let address = address_of(&s.labels);
+            if let Some(&i) = by_address.get(&address) {
+                series[i].points.push((t, s.v));
+                continue;
+            }
+            let i = match index.get(&s.labels) {
+                Some(&i) => {
+                    series[i].points.push((t, s.v));
+                    i
+                }
                 None => {
                     budget.charge_label_bytes(s.labels.heap_bytes() as u64)?;
                     index.insert(s.labels.clone(), series.len());
@@ -42,7 +59,11 @@ pub fn eval_range(
                         labels: s.labels,
                         points: vec![(t, s.v)],
                     });
+                    series.len() - 1
                 }
+            };
+            if address_of(&series[i].labels) == address {
+                by_address.insert(address, i);
             }
         }
         let Some(next) = t.checked_add(step) else {
@@ -53,4 +74,91 @@ pub fn eval_range(
     drop(index);
     series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
     Ok(series)
+}
+
+fn address_of(l: &Labels) -> usize {
+    l.pairs().as_ptr() as usize
+}
+
+/// A query that is one instant selector (in parentheses or not), answered series by
+/// series from its preloaded selection in one pass over each series' samples instead
+/// of one evaluation per step: what most dashboard panels ask. None when the
+/// expression is anything else or its selection could not be preloaded; the answer is
+/// then the general one, which gives the same values.
+fn plain_selector(
+    ev: &mut Evaluator<'_>,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Option<Vec<RangeSeries>>, EvalError> {
+    let mut e = expr;
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    let Expr::VectorSelector(vs) = e else {
+        return Ok(None);
+    };
+    // Clamped times would make the steps' reference times differ from the plain ones.
+    if clamp_time(start) != start || clamp_time(end) != end || step <= 0 {
+        return Ok(None);
+    }
+    ev.ts = start;
+    let rt = ev.ref_time(vs);
+    let Some(pre) = ev.preloaded(vs, LOOKBACK_MS, rt.saturating_sub(LOOKBACK_MS), rt) else {
+        return Ok(None);
+    };
+    // Every later step's window lies in the preloaded range too: with `@` the reference
+    // time is the same at every step; without, it grows up to `end` minus the offset,
+    // the end of the preloaded range.
+    let budget = ev.budget.clone();
+    let mut out = Vec::new();
+    for (labels, samples) in &pre.series {
+        budget.check()?;
+        let points = last_per_step(ev, vs, samples, start, end, step);
+        if points.is_empty() {
+            continue;
+        }
+        budget.charge_samples(points.len() as u64)?;
+        budget.charge_label_bytes(labels.heap_bytes() as u64)?;
+        out.push(RangeSeries {
+            labels: labels.clone(),
+            points,
+        });
+    }
+    out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(Some(out))
+}
+
+/// At each step, the newest sample at or before the step's reference time and within
+/// the lookback, unless it is a stale marker: what [`Evaluator::vector_selector`] gives
+/// for one series, for all steps in one forward pass.
+fn last_per_step(
+    ev: &mut Evaluator<'_>,
+    vs: &VectorSelector,
+    samples: &[(i64, f64)],
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Vec<(i64, f64)> {
+    let mut points = Vec::new();
+    let mut i = 0;
+    let mut t = start;
+    while t <= end {
+        ev.ts = t;
+        let rt = ev.ref_time(vs);
+        while i < samples.len() && samples[i].0 <= rt {
+            i += 1;
+        }
+        if let Some(&(st, v)) = i.checked_sub(1).map(|j| &samples[j]) {
+            if st >= rt.saturating_sub(LOOKBACK_MS) && !is_stale(v) {
+                points.push((t, v));
+            }
+        }
+        let Some(next) = t.checked_add(step) else {
+            break;
+        };
+        t = next;
+    }
+    points
 }

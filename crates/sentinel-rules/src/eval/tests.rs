@@ -803,3 +803,59 @@ fn assert_preload_equals_per_step(s: &Store, range: (i64, i64, i64), queries: &[
         assert_eq!(ranged, stepped, "eval_range: {q}");
     }
 }
+
+/// The one-pass answer of a plain selector over a range (no evaluation per step) equals
+/// stepping: lookback edges, gaps longer than the lookback with no stale marker, stale
+/// markers, a series that starts late, offsets, `@`, parentheses, and steps that do not
+/// divide the sample interval.
+#[test]
+fn plain_selector_range_answers_as_per_step_evaluation() {
+    use crate::store::stale_nan;
+    let history = Arc::new(sentinel_store::history::History::new(
+        i64::MAX / 4,
+        u64::MAX,
+    ));
+    let g = |i: &str| Labels::from_pairs([("__name__", "g"), ("i", i)]);
+    let mut a = Vec::new();
+    for k in 0..2000i64 {
+        // 7 s apart, with a 20-minute hole and a stale marker followed by a return.
+        let t = 1_000 + k * 7_000;
+        if (300..470).contains(&k) {
+            continue;
+        }
+        a.push((
+            t,
+            if k == 900 {
+                stale_nan()
+            } else {
+                (k % 13) as f64
+            },
+        ));
+    }
+    history.insert(&g("a"), &a);
+    let late: Vec<(i64, f64)> = (0..300i64)
+        .map(|k| (6_000_000 + k * 15_000, k as f64))
+        .collect();
+    history.insert(&g("b"), &late);
+    let s = Store::new(600_000, 1000);
+    s.attach_history(history);
+    for range in [
+        (0, 14_000_000, 60_000),
+        (299_000, 9_000_000, 7_000),
+        (1_000, 13_000_000, 61_001),
+    ] {
+        assert_preload_equals_per_step(
+            &s,
+            range,
+            &[
+                "g",
+                "(g)",
+                "g{i=\"b\"}",
+                "g offset 10m",
+                "g @ 6300",
+                "g @ 100000 offset 1m",
+                "nothing",
+            ],
+        );
+    }
+}
