@@ -904,7 +904,10 @@ mod tests {
         }]);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let hot = loop {
-            let a = StatusSnapshot::gather(&app).alerts.unwrap_or_default().shown;
+            let a = StatusSnapshot::gather(&app)
+                .alerts
+                .unwrap_or_default()
+                .shown;
             let hot = a.into_iter().find(|a| a.name == "GpuHot");
             if hot.is_some() || std::time::Instant::now() > deadline {
                 break hot;
@@ -966,7 +969,10 @@ mod tests {
                 .map(|i| sentinel_base::alert::Alert {
                     labels: [
                         ("alertname".to_string(), format!("Hot{}", i % 7)),
-                        ("severity".to_string(), ["critical", "warning"][i % 2].into()),
+                        (
+                            "severity".to_string(),
+                            ["critical", "warning"][i % 2].into(),
+                        ),
                         ("i".to_string(), i.to_string()),
                     ]
                     .into(),

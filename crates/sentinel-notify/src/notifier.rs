@@ -650,10 +650,7 @@ impl Notifier {
 
     /// The alerts `pick` chooses (see [`crate::dispatch::Dispatcher::alerts_picked`]):
     /// only those are cloned.
-    pub fn alerts_picked(
-        &self,
-        pick: &mut dyn FnMut(&[(&sentinel_base::alert::Alert, &'static str)]) -> Vec<usize>,
-    ) -> Vec<AlertView> {
+    pub fn alerts_picked(&self, pick: &mut crate::dispatch::PickAlerts<'_>) -> Vec<AlertView> {
         self.dispatcher.lock().alerts_picked(Utc::now(), pick)
     }
 

@@ -73,6 +73,10 @@ pub struct HistoryEvent {
     pub receiver: Option<String>,
 }
 
+/// Chooses alerts to view: sees every alert (borrowed) with its status, `firing` or
+/// `resolved`, and returns the indices of those to view, in the order to view them.
+pub type PickAlerts<'p> = dyn FnMut(&[(&Alert, &'static str)]) -> Vec<usize> + 'p;
+
 /// An alert as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertView {
@@ -520,11 +524,7 @@ impl Dispatcher {
     /// The alerts `pick` chooses, with their muting state, in the order it gives. `pick`
     /// sees every alert, borrowed, with its status (`firing` or `resolved`), and returns
     /// the indices of those to view: only those are cloned.
-    pub fn alerts_picked(
-        &self,
-        now: DateTime<Utc>,
-        pick: &mut dyn FnMut(&[(&Alert, &'static str)]) -> Vec<usize>,
-    ) -> Vec<AlertView> {
+    pub fn alerts_picked(&self, now: DateTime<Utc>, pick: &mut PickAlerts<'_>) -> Vec<AlertView> {
         let all: Vec<(&Alert, &'static str)> = self
             .alerts
             .values()
