@@ -421,18 +421,28 @@ mod tests {
     /// most, values with three significant decimals, never a negative zero.
     #[test]
     fn numbers_keep_their_spelling() {
-        assert_eq!(num(240.0), "240");
-        assert_eq!(num(229.91596638655463), "229.9");
-        assert_eq!(num(37.0), "37");
-        assert_eq!(num(3.04), "3");
-        assert_eq!(num(-0.04), "-0");
-        assert_eq!(short(99.996), "100");
-        assert_eq!(short(12.34), "12.3");
-        assert_eq!(short(1.2), "1.2");
-        assert_eq!(short(0.125), "0.12");
-        assert_eq!(short(1234.5), "1234");
-        assert_eq!(short(-0.001), "0");
-        assert_eq!(short(-5.0), "-5");
+        let coordinates = [
+            (240.0, "240"),
+            (229.91596638655463, "229.9"),
+            (37.0, "37"),
+            (3.04, "3"),
+            (-0.04, "-0"),
+        ];
+        for (v, want) in coordinates {
+            assert_eq!(num(v), want, "coordinate {v}");
+        }
+        let values = [
+            (99.996, "100"),
+            (12.34, "12.3"),
+            (1.2, "1.2"),
+            (0.125, "0.12"),
+            (1234.5, "1234"),
+            (-0.001, "0"),
+            (-5.0, "-5"),
+        ];
+        for (v, want) in values {
+            assert_eq!(short(v), want, "value {v}");
+        }
     }
 
     #[test]
