@@ -35,6 +35,8 @@ pub struct App {
     pub notifier: Arc<sentinel_notify::Notifier>,
     /// When the last reload was tried and how it ended (for the status page).
     last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), ReloadError>)>>,
+    /// The status page's trends section, rendered one at a time and reused a few seconds.
+    pub(crate) trends: crate::http::trends::TrendsCache,
 }
 
 fn unix_now() -> f64 {
@@ -168,6 +170,7 @@ impl App {
             pushed,
             notifier,
             last_reload: parking_lot::Mutex::new(None),
+            trends: Default::default(),
         });
         // The registry's first write: the sidecar's own series as they are at start
         // (they get no creation zero), before any collector or event writes.

@@ -28,7 +28,7 @@ mod notify_api;
 mod prom_api;
 mod sparkline;
 pub mod status;
-mod trends;
+pub(crate) mod trends;
 
 pub use conns::{is_body_timeout, BodyTimeout};
 

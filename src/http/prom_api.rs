@@ -903,21 +903,6 @@ async fn buildinfo() -> Response {
 
 // ---- rules and alerts ----
 
-/// Go's `strconv.FormatFloat(v, 'e', -1, 64)`, which Prometheus uses for alert values.
-fn go_e_format(v: f64) -> String {
-    if v.is_nan() {
-        return "NaN".into();
-    }
-    if v.is_infinite() {
-        return if v > 0.0 { "+Inf" } else { "-Inf" }.into();
-    }
-    let s = format!("{v:e}");
-    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mant}e{sign}{:02}", exp.unsigned_abs())
-}
-
 /// A time in ms as Go's `time.Time` marshals it (RFC 3339 with nanoseconds trimmed);
 /// Go's zero time when absent.
 fn go_time(ms: Option<i64>) -> String {
@@ -955,7 +940,8 @@ fn alert_json(a: &sentinel_rules::group::ActiveAlert) -> serde_json::Value {
         "annotations": a.annotations,
         "state": a.state.as_str(),
         "activeAt": go_time(Some(a.active_at)),
-        "value": go_e_format(a.value),
+        // Go's `strconv.FormatFloat(v, 'e', -1, 64)`, as Prometheus writes alert values.
+        "value": sentinel_base::text::format_float(a.value, 'e', -1),
     })
 }
 
@@ -1108,12 +1094,15 @@ mod tests {
 
     #[test]
     fn alert_values_use_gos_exponent_format() {
-        assert_eq!(go_e_format(1.0), "1e+00");
-        assert_eq!(go_e_format(0.5), "5e-01");
-        assert_eq!(go_e_format(123.456), "1.23456e+02");
-        assert_eq!(go_e_format(1e100), "1e+100");
-        assert_eq!(go_e_format(-2.0), "-2e+00");
-        assert_eq!(go_e_format(f64::NAN), "NaN");
+        let e = |v: f64| sentinel_base::text::format_float(v, 'e', -1);
+        assert_eq!(e(1.0), "1e+00");
+        assert_eq!(e(0.5), "5e-01");
+        assert_eq!(e(123.456), "1.23456e+02");
+        assert_eq!(e(1e100), "1e+100");
+        assert_eq!(e(-2.0), "-2e+00");
+        assert_eq!(e(f64::NAN), "NaN");
+        assert_eq!(e(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(e(1.5e-7), "1.5e-07");
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 //! drawn flat through the middle.
 
 use super::status::escape;
+use sentinel_base::text::format_trimmed;
 use std::fmt::Write as _;
 
 /// Width of a sparkline's drawing, in SVG user units (and CSS pixels).
@@ -54,18 +55,14 @@ impl Unit {
 
 /// A number with at most three significant decimals and no trailing zeros.
 fn short(v: f64) -> String {
-    let s = if v.abs() >= 100.0 {
-        format!("{v:.0}")
+    let decimals = if v.abs() >= 100.0 {
+        0
     } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
+        1
     } else {
-        format!("{v:.2}")
+        2
     };
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
+    let s = format_trimmed(v, decimals);
     if s == "-0" {
         "0".to_string()
     } else {
@@ -132,9 +129,9 @@ pub fn segments(points: &[Option<f64>]) -> Vec<(usize, Vec<f64>)> {
     out
 }
 
+/// A coordinate: one decimal at most, none when it is zero.
 fn num(v: f64) -> String {
-    let s = format!("{v:.1}");
-    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+    format_trimmed(v, 1)
 }
 
 /// The sparkline of `lines` (at most [`MAX_LINES`] are drawn) as an inline `<svg>` with
@@ -418,6 +415,34 @@ mod tests {
         // Line 0 starts at the bottom of the common scale, line 7 ends at its top.
         assert!(svg.contains("<path class=\"l0\" d=\"M0 37L"), "{svg}");
         assert!(svg.contains("L240 3\"/>"), "{svg}");
+    }
+
+    /// Both number spellings are `format_trimmed`'s: coordinates with one decimal at
+    /// most, values with three significant decimals, never a negative zero.
+    #[test]
+    fn numbers_keep_their_spelling() {
+        let coordinates = [
+            (240.0, "240"),
+            (229.91596638655463, "229.9"),
+            (37.0, "37"),
+            (3.04, "3"),
+            (-0.04, "-0"),
+        ];
+        for (v, want) in coordinates {
+            assert_eq!(num(v), want, "coordinate {v}");
+        }
+        let values = [
+            (99.996, "100"),
+            (12.34, "12.3"),
+            (1.2, "1.2"),
+            (0.125, "0.12"),
+            (1234.5, "1234"),
+            (-0.001, "0"),
+            (-5.0, "-5"),
+        ];
+        for (v, want) in values {
+            assert_eq!(short(v), want, "value {v}");
+        }
     }
 
     #[test]

@@ -40,6 +40,64 @@ pub struct AlertView {
     pub inhibited: bool,
 }
 
+/// The alerts the page shows: the first [`MAX_ALERTS`] in the page's order (firing
+/// before pending, critical before warning, then by name, oldest first), and how many
+/// there are in all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertList {
+    pub shown: Vec<AlertView>,
+    pub total: usize,
+    pub firing: usize,
+}
+
+impl AlertList {
+    /// The list of the page for every alert in `all`.
+    pub fn of(all: Vec<AlertView>) -> AlertList {
+        let keys: Vec<OrderKey<'_>> = all.iter().map(AlertView::order_key).collect();
+        let first = first_in_page_order(&keys);
+        let firing = all.iter().filter(|a| a.state == "firing").count();
+        let total = all.len();
+        let mut all: Vec<Option<AlertView>> = all.into_iter().map(Some).collect();
+        AlertList {
+            shown: first.into_iter().filter_map(|i| all[i].take()).collect(),
+            total,
+            firing,
+        }
+    }
+}
+
+/// Where an alert stands on the page: firing first, then by severity rank, name and
+/// the time it became active.
+type OrderKey<'a> = (bool, u8, &'a str, Option<SystemTime>);
+
+fn order_key<'a>(
+    state: &str,
+    severity: &str,
+    name: &'a str,
+    since: Option<SystemTime>,
+) -> OrderKey<'a> {
+    (state != "firing", severity_rank(severity), name, since)
+}
+
+impl AlertView {
+    fn order_key(&self) -> OrderKey<'_> {
+        order_key(&self.state, &self.severity, &self.name, self.active_since)
+    }
+}
+
+/// The indices of the first [`MAX_ALERTS`] of `keys` in order (equal keys keep their
+/// given order), found without sorting what is not shown.
+fn first_in_page_order(keys: &[OrderKey<'_>]) -> Vec<usize> {
+    let cmp = |a: &usize, b: &usize| keys[*a].cmp(&keys[*b]).then(a.cmp(b));
+    let mut first: Vec<usize> = (0..keys.len()).collect();
+    if first.len() > MAX_ALERTS {
+        first.select_nth_unstable_by(MAX_ALERTS - 1, cmp);
+        first.truncate(MAX_ALERTS);
+    }
+    first.sort_unstable_by(cmp);
+    first
+}
+
 /// One notification attempt series as the page shows it (read from the notifier).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NotificationView {
@@ -101,7 +159,7 @@ pub struct StatusSnapshot {
     pub build: BuildView,
     pub collectors: Vec<(String, CollectorStatus)>,
     /// None: not known (a snapshot built without a notifier, as in tests).
-    pub alerts: Option<Vec<AlertView>>,
+    pub alerts: Option<AlertList>,
     /// None: not known.
     pub notifications: Option<Vec<NotificationView>>,
     pub outbox_depth: Option<u64>,
@@ -136,27 +194,49 @@ impl StatusSnapshot {
 }
 
 /// Active alerts as the dispatcher sees them (silenced and inhibited marks), with the
-/// value each had at the rule engine's last evaluation.
+/// value each had at the rule engine's last evaluation: the first [`MAX_ALERTS`] in the
+/// page's order, picked while the notifier lends them, so only those are copied.
 fn alert_views(
     notifier: &sentinel_notify::Notifier,
     rules: &sentinel_rules::engine::RuleEngine,
-) -> Vec<AlertView> {
+) -> AlertList {
     let values = rules.alert_values();
-    notifier
-        .alerts()
-        .into_iter()
-        .map(|a| AlertView {
-            name: a.alert.name().to_string(),
-            severity: a.alert.labels.get("severity").cloned().unwrap_or_default(),
-            state: a.status.to_string(),
-            labels: a.alert.labels.clone(),
-            annotations: a.alert.annotations.clone(),
-            value: values.get(&a.alert.fingerprint()).copied(),
-            active_since: Some(a.alert.starts_at.into()),
-            silenced: !a.silenced_by.is_empty(),
-            inhibited: a.inhibited,
-        })
-        .collect()
+    let (mut total, mut firing) = (0, 0);
+    let shown = notifier.alerts_picked(&mut |all| {
+        total = all.len();
+        firing = all.iter().filter(|(_, status)| *status == "firing").count();
+        let keys: Vec<OrderKey<'_>> = all
+            .iter()
+            .map(|(a, status)| {
+                let severity = a.labels.get("severity").map_or("", String::as_str);
+                order_key(status, severity, a.name(), Some(a.starts_at.into()))
+            })
+            .collect();
+        first_in_page_order(&keys)
+    });
+    AlertList {
+        shown: shown.into_iter().map(|a| alert_view(a, &values)).collect(),
+        total,
+        firing,
+    }
+}
+
+/// One alert of the notifier as the page shows it.
+fn alert_view(
+    a: sentinel_notify::dispatch::AlertView,
+    values: &std::collections::HashMap<u64, f64>,
+) -> AlertView {
+    AlertView {
+        name: a.alert.name().to_string(),
+        severity: a.alert.labels.get("severity").cloned().unwrap_or_default(),
+        state: a.status.to_string(),
+        value: values.get(&a.alert.fingerprint()).copied(),
+        active_since: Some(a.alert.starts_at.into()),
+        silenced: !a.silenced_by.is_empty(),
+        inhibited: a.inhibited,
+        labels: a.alert.labels,
+        annotations: a.alert.annotations,
+    }
 }
 
 /// Recent delivery attempts, then the notifications waiting in the outbox, then the dead
@@ -337,7 +417,7 @@ pub fn render(s: &StatusSnapshot, now: SystemTime) -> String {
     h.push_str("</nav>\n");
     render_build(&mut h, b, now);
     render_collectors(&mut h, &s.collectors, now);
-    render_alerts(&mut h, s.alerts.as_deref(), now);
+    render_alerts(&mut h, s.alerts.as_ref(), now);
     render_notifications(&mut h, s.notifications.as_deref(), s.outbox_depth, now);
     render_endpoints(&mut h);
     let _ = write!(
@@ -449,33 +529,24 @@ fn severity_rank(s: &str) -> u8 {
     }
 }
 
-fn render_alerts(h: &mut String, alerts: Option<&[AlertView]>, now: SystemTime) {
+fn render_alerts(h: &mut String, alerts: Option<&AlertList>, now: SystemTime) {
     h.push_str("<h2 id=\"alerts\">Active alerts</h2>\n");
     let Some(alerts) = alerts else {
         h.push_str("<p class=\"none\">none (no rule engine is running)</p>\n");
         return;
     };
-    if alerts.is_empty() {
+    if alerts.total == 0 {
         h.push_str("<p class=\"none\">none</p>\n");
         return;
     }
-    let mut sorted: Vec<&AlertView> = alerts.iter().collect();
-    // Firing before pending, critical before warning, then oldest first.
-    sorted.sort_by(|a, b| {
-        (a.state != "firing")
-            .cmp(&(b.state != "firing"))
-            .then(severity_rank(&a.severity).cmp(&severity_rank(&b.severity)))
-            .then(a.name.cmp(&b.name))
-            .then(a.active_since.cmp(&b.active_since))
-    });
-    let firing = alerts.iter().filter(|a| a.state == "firing").count();
+    let firing = alerts.firing;
     let _ = writeln!(
         h,
         "<p>{firing} firing, {} pending or other.</p>",
-        alerts.len() - firing
+        alerts.total - firing
     );
     h.push_str("<table><tr><th>alert</th><th>severity</th><th>state</th><th>labels</th><th>value</th><th>active since</th><th>annotations</th></tr>\n");
-    for a in sorted.iter().take(MAX_ALERTS) {
+    for a in &alerts.shown {
         let mut marks = String::new();
         if a.silenced {
             marks.push_str("<span class=\"tag\">silenced</span>");
@@ -512,11 +583,11 @@ fn render_alerts(h: &mut String, alerts: Option<&[AlertView]>, now: SystemTime) 
         );
     }
     h.push_str("</table>\n");
-    if sorted.len() > MAX_ALERTS {
+    if alerts.total > alerts.shown.len() {
         let _ = writeln!(
             h,
             "<p class=\"muted\">and {} more (see <a href=\"/api/v2/alerts\">/api/v2/alerts</a>)</p>",
-            sorted.len() - MAX_ALERTS
+            alerts.total - alerts.shown.len()
         );
     }
 }
@@ -663,7 +734,7 @@ mod tests {
                 target: None,
             },
         )];
-        s.alerts = Some(vec![AlertView {
+        s.alerts = Some(AlertList::of(vec![AlertView {
             name: EVIL.into(),
             severity: EVIL_SQ.into(),
             state: "firing".into(),
@@ -677,7 +748,7 @@ mod tests {
             active_since: Some(t(1_000_030)),
             silenced: false,
             inhibited: false,
-        }]);
+        }]));
         s.notifications = Some(vec![NotificationView {
             at: Some(t(1_000_095)),
             receiver: EVIL_SQ.into(),
@@ -753,7 +824,7 @@ mod tests {
         assert!(html.contains("none since start"));
         // Registered providers with nothing to say: plain "none", and a real depth.
         let mut s = snapshot();
-        s.alerts = Some(vec![]);
+        s.alerts = Some(AlertList::of(vec![]));
         s.notifications = Some(vec![]);
         s.outbox_depth = Some(0);
         let html = render(&s, t(1_000_100));
@@ -773,7 +844,7 @@ mod tests {
             active_since: Some(t(1_000_040)),
             ..Default::default()
         };
-        s.alerts = Some(vec![
+        s.alerts = Some(AlertList::of(vec![
             base.clone(),
             AlertView {
                 name: "ComfyUIDown".into(),
@@ -784,7 +855,7 @@ mod tests {
                 value: Some(0.0),
                 ..base
             },
-        ]);
+        ]));
         let html = render(&s, t(1_000_100));
         let down = html.find("ComfyUIDown").expect("firing alert shown");
         let hot = html.find("GpuHot").expect("pending alert shown");
@@ -833,7 +904,10 @@ mod tests {
         }]);
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let hot = loop {
-            let a = StatusSnapshot::gather(&app).alerts.unwrap_or_default();
+            let a = StatusSnapshot::gather(&app)
+                .alerts
+                .unwrap_or_default()
+                .shown;
             let hot = a.into_iter().find(|a| a.name == "GpuHot");
             if hot.is_some() || std::time::Instant::now() > deadline {
                 break hot;
@@ -846,6 +920,90 @@ mod tests {
             ("critical", "firing")
         );
         app.runner.stop_all();
+    }
+
+    /// The page takes the first MAX_ALERTS without sorting the rest: the same alerts in
+    /// the same order as a full (stable) sort would show, ties in their given order.
+    #[test]
+    fn alert_list_shows_what_a_full_sort_shows_first() {
+        let all: Vec<AlertView> = (0..1234u64)
+            .map(|i| {
+                let r = i.wrapping_mul(2654435761) % 1000;
+                AlertView {
+                    name: ["A", "B", "C"][(r % 3) as usize].into(),
+                    severity: ["critical", "warning", "info"][(r / 3 % 3) as usize].into(),
+                    state: ["firing", "pending"][(r / 9 % 2) as usize].into(),
+                    active_since: Some(t(1_000 + r / 18 % 4)),
+                    labels: [("i".to_string(), i.to_string())].into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let mut sorted = all.clone();
+        sorted.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        let list = AlertList::of(all.clone());
+        assert_eq!(list.shown, sorted[..MAX_ALERTS]);
+        assert_eq!(list.total, all.len());
+        assert_eq!(
+            list.firing,
+            all.iter().filter(|a| a.state == "firing").count()
+        );
+        let few = AlertList::of(all[..7].to_vec());
+        assert_eq!(few.shown.len(), 7);
+        let mut s = snapshot();
+        s.alerts = Some(list);
+        let html = render(&s, t(2_000));
+        assert!(html.contains(&format!("and {} more", all.len() - MAX_ALERTS)));
+    }
+
+    /// Picked while the notifier lends its alerts, the page's list is what copying
+    /// every alert and then sorting would give.
+    #[tokio::test]
+    async fn status_page_copies_only_the_alerts_it_shows() {
+        use sentinel_base::alert::AlertSink;
+        let (_dir, app) = test_app(|_| {});
+        let now = chrono::Utc::now();
+        let n = MAX_ALERTS + 100;
+        app.notifier.send(
+            (0..n)
+                .map(|i| sentinel_base::alert::Alert {
+                    labels: [
+                        ("alertname".to_string(), format!("Hot{}", i % 7)),
+                        (
+                            "severity".to_string(),
+                            ["critical", "warning"][i % 2].into(),
+                        ),
+                        ("i".to_string(), i.to_string()),
+                    ]
+                    .into(),
+                    annotations: Default::default(),
+                    starts_at: now - chrono::Duration::seconds((i % 5) as i64),
+                    ends_at: now + chrono::Duration::hours(1),
+                    generator_url: String::new(),
+                })
+                .collect(),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let (picked, full) = loop {
+            let picked = StatusSnapshot::gather(&app).alerts.unwrap();
+            let values = app.rules.alert_values();
+            let full = AlertList::of(
+                app.notifier
+                    .alerts()
+                    .into_iter()
+                    .map(|a| alert_view(a, &values))
+                    .collect(),
+            );
+            let done = picked.total >= n && picked.total == full.total;
+            if done || std::time::Instant::now() > deadline {
+                break (picked, full);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        app.runner.stop_all();
+        assert!(picked.total >= n, "{} alerts", picked.total);
+        assert_eq!(picked.shown.len(), MAX_ALERTS);
+        assert_eq!(picked, full);
     }
 
     #[test]

@@ -255,32 +255,48 @@ fn panel_lines(
     Ok((lines, dropped))
 }
 
-/// The HTML of the trends section for the running sidecar (cached for [`CACHE_FOR`]).
+/// The rendered trends section of one [`App`] (a field of it), reused for
+/// [`CACHE_FOR`]. One render at a time: requests arriving while the cache is stale wait
+/// for the render under way and then read the cache, instead of each running the same
+/// 20 range queries.
+#[derive(Default)]
+pub struct TrendsCache {
+    /// (rendered at, html).
+    cached: Mutex<Option<(Instant, String)>>,
+    rendering: Mutex<()>,
+}
+
+impl TrendsCache {
+    fn fresh(&self) -> Option<String> {
+        match &*self.cached.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((at, html)) if at.elapsed() < CACHE_FOR => Some(html.clone()),
+            _ => None,
+        }
+    }
+
+    /// The cached html while fresh, else what `render` makes (once for all the callers
+    /// that find the cache stale together).
+    fn get_or_render(&self, render: impl FnOnce() -> String) -> String {
+        if let Some(html) = self.fresh() {
+            return html;
+        }
+        let _one = self.rendering.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(html) = self.fresh() {
+            return html;
+        }
+        let html = render();
+        *self.cached.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), html.clone()));
+        html
+    }
+}
+
+/// The HTML of the trends section for the running sidecar (cached for [`CACHE_FOR`] in
+/// the app's [`TrendsCache`]).
 pub fn section(app: &App, now: SystemTime) -> String {
-    /// (app key, rendered at, html).
-    type Cached = ((usize, SystemTime), Instant, String);
-    static CACHE: Mutex<Option<Cached>> = Mutex::new(None);
-    // The app's address and start time: a later app at a reused address is not matched.
-    /// One render at a time: requests arriving while the cache is stale wait for it
-    /// and then read the cache, instead of each running the same 20 range queries.
-    static RENDERING: Mutex<()> = Mutex::new(());
-    let key = (app as *const App as usize, app.started);
-    let cached = || match &*CACHE.lock().unwrap_or_else(|e| e.into_inner()) {
-        Some((k, at, html)) if *k == key && at.elapsed() < CACHE_FOR => Some(html.clone()),
-        _ => None,
-    };
-    if let Some(html) = cached() {
-        return html;
-    }
-    let _one = RENDERING.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(html) = cached() {
-        return html;
-    }
     // CPU work bounded by `query.timeout`; the page handler calls this on a blocking
     // thread (`spawn_blocking` in `src/http/mod.rs`).
-    let html = render_section(app, now);
-    *CACHE.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, Instant::now(), html.clone()));
-    html
+    app.trends.get_or_render(|| render_section(app, now))
 }
 
 /// The page with the trends section placed before the endpoint list (or at the end of
@@ -698,6 +714,50 @@ mod tests {
             !page.contains("style=\""),
             "no style attributes under the CSP"
         );
+    }
+
+    /// Requests that find the cache stale together run one render; the others wait for
+    /// it and read the cache.
+    #[test]
+    fn concurrent_requests_run_one_render_and_the_others_read_the_cache() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let cache = TrendsCache::default();
+        let renders = AtomicUsize::new(0);
+        let started = std::sync::Barrier::new(8);
+        let got: Vec<String> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        started.wait();
+                        cache.get_or_render(|| {
+                            renders.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(200));
+                            "<h2>trends</h2>".to_string()
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
+        assert!(got.iter().all(|h| h == "<h2>trends</h2>"), "{got:?}");
+        // A later request within CACHE_FOR reads the cache too.
+        let again = cache.get_or_render(|| unreachable!("the cache is fresh"));
+        assert_eq!(again, "<h2>trends</h2>");
+    }
+
+    /// Each app has its own cache: a second sidecar in the same process (tests, a
+    /// restart in place) never shows the first one's section.
+    #[tokio::test]
+    async fn each_app_renders_its_own_section() {
+        let (_d1, a) = test_app(|_| {});
+        let (_d2, b) = test_app(|_| {});
+        let now = SystemTime::now();
+        a.trends.get_or_render(|| "from a".to_string());
+        assert_eq!(section(&a, now), "from a");
+        assert_ne!(section(&b, now), "from a");
+        a.runner.stop_all();
+        b.runner.stop_all();
     }
 
     /// A figure, not a check: the sparklines over a full day of a 16-CPU, 4-GPU box at a

@@ -648,6 +648,12 @@ impl Notifier {
         self.dispatcher.lock().alerts(Utc::now())
     }
 
+    /// The alerts `pick` chooses (see [`crate::dispatch::Dispatcher::alerts_picked`]):
+    /// only those are cloned.
+    pub fn alerts_picked(&self, pick: &mut crate::dispatch::PickAlerts<'_>) -> Vec<AlertView> {
+        self.dispatcher.lock().alerts_picked(Utc::now(), pick)
+    }
+
     /// `(receiver, group labels, alert fingerprints)` of every aggregation group.
     pub fn alert_groups(&self) -> Vec<(String, BTreeMap<String, String>, Vec<u64>)> {
         self.dispatcher.lock().group_views()

@@ -93,20 +93,7 @@ impl Piece {
         if unique {
             return Piece::encode(given.clone(), true);
         }
-        let mut seen: HashSet<(Suffix, Vec<(String, String)>)> = HashSet::new();
-        let mut family = MetricFamily {
-            name: given.name.clone(),
-            help: given.help.clone(),
-            kind: given.kind,
-            samples: Vec::with_capacity(given.samples.len()),
-        };
-        for s in &given.samples {
-            let mut key_labels = s.labels.clone();
-            key_labels.sort();
-            if seen.insert((s.suffix, key_labels)) {
-                family.samples.push(s.clone());
-            }
-        }
+        let family = join_families([given]).expect("one family joins into one");
         let as_given = family.samples.len() == given.samples.len();
         Piece::encode(family, as_given)
     }
@@ -184,7 +171,8 @@ struct PieceCache {
 
 /// Joins same-name families given by several sources, exactly as [`Exposition::merged`]
 /// does: help and type from the first, a family of another type skipped, duplicate
-/// series removed (first one wins).
+/// series removed (first one wins). One family alone comes back deduplicated (what
+/// [`Piece::new`] keeps of a source's family).
 fn join_families<'a>(parts: impl IntoIterator<Item = &'a MetricFamily>) -> Option<MetricFamily> {
     let mut joined: Option<MetricFamily> = None;
     let mut seen: HashSet<(Suffix, Vec<(String, String)>)> = HashSet::new();
@@ -658,6 +646,22 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&pb, &piece("b_total")), "unchanged family kept");
         assert!(Arc::ptr_eq(&pg, &piece("g")), "unchanged collector kept");
+    }
+
+    #[test]
+    fn a_piece_drops_duplicate_series_first_one_wins_and_says_so() {
+        let dup = MetricFamily::gauge("g", "h")
+            .with(&[("a", "1"), ("b", "2")], 1.0)
+            .with(&[("b", "2"), ("a", "1")], 2.0)
+            .with(&[("a", "3")], 3.0);
+        let p = Piece::new(&dup, false);
+        assert!(!p.as_given);
+        let values: Vec<f64> = p.family.samples.iter().map(|s| s.value).collect();
+        assert_eq!(values, vec![1.0, 3.0]);
+        assert_eq!((p.family.name.as_str(), p.family.help.as_str()), ("g", "h"));
+        let plain = MetricFamily::gauge("g", "h").with(&[("a", "1")], 1.0);
+        let p = Piece::new(&plain, false);
+        assert!(p.as_given && p.family == plain);
     }
 
     #[test]

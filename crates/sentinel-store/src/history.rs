@@ -86,6 +86,23 @@ impl HSeries {
                 .sum::<usize>()
     }
 
+    /// Bytes of the sealed chunks this series holds in memory.
+    fn sealed_memory(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|c| c.data.len() + CHUNK_OVERHEAD)
+            .sum()
+    }
+
+    /// Bytes of this series that live in memory (see [`History::memory_bytes`]).
+    fn memory(&self, labels: &Labels) -> usize {
+        SERIES_OVERHEAD
+            + labels.heap_bytes()
+            + self.head.heap_bytes()
+            + self.disk.capacity() * std::mem::size_of::<DiskChunk>()
+            + self.sealed_memory()
+    }
+
     fn mint(&self) -> Option<i64> {
         if let Some(c) = self.disk.first() {
             return Some(c.mint);
@@ -104,33 +121,44 @@ impl HSeries {
             .or_else(|| self.chunks.first().map(|c| c.maxt))
     }
 
-    /// Drops the oldest sealed chunk; returns its samples and cost.
-    fn drop_first_sealed(&mut self) -> Option<(u64, usize)> {
+    /// Drops the oldest sealed chunk; returns what it held.
+    fn drop_first_sealed(&mut self) -> Option<Dropped> {
         if !self.disk.is_empty() {
             let c = self.disk.remove(0);
-            return Some((c.n as u64, c.len as usize + CHUNK_OVERHEAD));
+            return Some(Dropped {
+                samples: c.n as u64,
+                bytes: c.len as usize + CHUNK_OVERHEAD,
+                memory: 0,
+            });
         }
         if !self.chunks.is_empty() {
             let c = self.chunks.remove(0);
-            return Some((c.n as u64, c.data.len() + CHUNK_OVERHEAD));
+            let cost = c.data.len() + CHUNK_OVERHEAD;
+            return Some(Dropped {
+                samples: c.n as u64,
+                bytes: cost,
+                memory: cost,
+            });
         }
         None
     }
 
-    /// Drops the sealed chunks that end before `cutoff`; returns their samples and cost.
-    fn drop_before(&mut self, cutoff: i64) -> (u64, usize) {
-        let (mut samples, mut bytes) = (0u64, 0usize);
+    /// Drops the sealed chunks that end before `cutoff`; returns what they held.
+    fn drop_before(&mut self, cutoff: i64) -> Dropped {
+        let mut d = Dropped::default();
         let n = self.disk.partition_point(|c| c.maxt < cutoff);
         for c in self.disk.drain(..n) {
-            samples += c.n as u64;
-            bytes += c.len as usize + CHUNK_OVERHEAD;
+            d.samples += c.n as u64;
+            d.bytes += c.len as usize + CHUNK_OVERHEAD;
         }
         let n = self.chunks.partition_point(|c| c.maxt < cutoff);
         for c in self.chunks.drain(..n) {
-            samples += c.n as u64;
-            bytes += c.data.len() + CHUNK_OVERHEAD;
+            let cost = c.data.len() + CHUNK_OVERHEAD;
+            d.samples += c.n as u64;
+            d.bytes += cost;
+            d.memory += cost;
         }
-        (samples, bytes)
+        d
     }
 
     pub(crate) fn push(&mut self, t: i64, v: f64) {
@@ -200,6 +228,16 @@ impl HSeries {
     }
 }
 
+/// What dropping sealed chunks freed: samples, bytes charged against the budget, and
+/// bytes of memory (the sealed chunks that were in memory; a disk chunk's index entry
+/// keeps its room until the series goes).
+#[derive(Debug, Default)]
+struct Dropped {
+    samples: u64,
+    bytes: usize,
+    memory: usize,
+}
+
 /// Appends the samples in `[mint, maxt]` of the disk `chunks`; a read error is logged
 /// and the chunks it hit are skipped.
 fn read_disk_range(
@@ -261,6 +299,11 @@ pub(crate) fn read_disk_chunks(
 pub(crate) struct Inner {
     pub(crate) by_name: HashMap<String, BTreeMap<Labels, HSeries>>,
     pub(crate) bytes: usize,
+    /// Running total of [`History::memory_bytes`], kept where bytes come and go (append,
+    /// seal, merge, load, expiry, eviction, the rewrites that move chunks to disk).
+    memory: usize,
+    /// Running total of [`History::sealed_memory_bytes`] (a part of `memory`).
+    sealed_memory: usize,
     pub(crate) files: Files,
 }
 
@@ -303,8 +346,53 @@ impl Inner {
             .iter()
             .map(|c| c.data.len() + CHUNK_OVERHEAD)
             .sum();
-        self.bytes =
-            (self.bytes + added + sealed + s.head.heap_bytes()).saturating_sub(head_before);
+        let head_after = s.head.heap_bytes();
+        // Appends touch no disk chunk: what they add to memory is what they add to bytes.
+        self.bytes = (self.bytes + added + sealed + head_after).saturating_sub(head_before);
+        self.memory = (self.memory + added + sealed + head_after).saturating_sub(head_before);
+        self.sealed_memory += sealed;
+    }
+
+    /// Counts a series that joins the history in the memory totals.
+    fn count_in(&mut self, labels: &Labels, s: &HSeries) {
+        self.memory += s.memory(labels);
+        self.sealed_memory += s.sealed_memory();
+    }
+
+    /// Counts a series that leaves the history out of the memory totals.
+    fn count_out(&mut self, labels: &Labels, s: &HSeries) {
+        self.memory = self.memory.saturating_sub(s.memory(labels));
+        self.sealed_memory = self.sealed_memory.saturating_sub(s.sealed_memory());
+    }
+
+    /// Runs `change` on the series of `labels`, if there is one, and keeps the memory
+    /// totals right whatever it does to the series' chunks (the rewrites that move sealed
+    /// chunks to disk call this).
+    pub(crate) fn change_series(&mut self, labels: &Labels, change: impl FnOnce(&mut HSeries)) {
+        let Some(s) = self
+            .by_name
+            .get_mut(labels.get(METRIC_NAME))
+            .and_then(|f| f.get_mut(labels))
+        else {
+            return;
+        };
+        let (memory, sealed) = (s.memory(labels), s.sealed_memory());
+        change(s);
+        let (memory_after, sealed_after) = (s.memory(labels), s.sealed_memory());
+        self.memory = (self.memory + memory_after).saturating_sub(memory);
+        self.sealed_memory = (self.sealed_memory + sealed_after).saturating_sub(sealed);
+    }
+
+    /// [`History::memory_bytes`] and [`History::sealed_memory_bytes`] counted from every
+    /// series (what the running totals must equal).
+    #[cfg(test)]
+    fn recount_memory(&self) -> (usize, usize) {
+        self.by_name
+            .values()
+            .flat_map(|f| f.iter())
+            .fold((0, 0), |(m, s), (l, series)| {
+                (m + series.memory(l), s + series.sealed_memory())
+            })
     }
 
     /// Puts `file` in a free slot; None when every slot is taken.
@@ -392,36 +480,16 @@ impl History {
     }
 
     /// Bytes of the history that live in memory (the open head chunks, the sealed chunks
-    /// not yet in a full file, the disk index, labels and per-series overhead).
+    /// not yet in a full file, the disk index, labels and per-series overhead). A running
+    /// total: reading it walks nothing.
     pub fn memory_bytes(&self) -> usize {
-        let inner = self.inner.lock();
-        inner
-            .by_name
-            .values()
-            .flat_map(|f| f.iter())
-            .map(|(l, s)| {
-                SERIES_OVERHEAD
-                    + l.heap_bytes()
-                    + s.head.heap_bytes()
-                    + s.disk.capacity() * std::mem::size_of::<DiskChunk>()
-                    + s.chunks
-                        .iter()
-                        .map(|c| c.data.len() + CHUNK_OVERHEAD)
-                        .sum::<usize>()
-            })
-            .sum()
+        self.inner.lock().memory
     }
 
-    /// Bytes of the sealed chunks held in memory (not yet in a full or spill file).
+    /// Bytes of the sealed chunks held in memory (not yet in a full or spill file). A
+    /// running total, like [`Self::memory_bytes`].
     pub fn sealed_memory_bytes(&self) -> usize {
-        let inner = self.inner.lock();
-        inner
-            .by_name
-            .values()
-            .flat_map(|f| f.values())
-            .flat_map(|s| s.chunks.iter())
-            .map(|c| c.data.len() + CHUNK_OVERHEAD)
-            .sum()
+        self.inner.lock().sealed_memory
     }
 
     /// Sealed chunks held in memory (not yet in a full or spill file).
@@ -498,6 +566,8 @@ impl History {
             by_name,
             files,
             bytes,
+            memory,
+            sealed_memory,
         } = inner;
         let family = by_name.entry(name.to_string()).or_default();
         let mut flushed_t = i64::MIN;
@@ -512,6 +582,8 @@ impl History {
                 }
             };
             *bytes = bytes.saturating_sub(old.bytes(labels));
+            *memory = memory.saturating_sub(old.memory(labels));
+            *sealed_memory = sealed_memory.saturating_sub(old.sealed_memory());
             flushed_t = old.flushed_t;
             family.remove(labels);
             merged.extend(old_samples);
@@ -533,6 +605,8 @@ impl History {
             return;
         }
         *bytes += s.bytes(labels);
+        *memory += s.memory(labels);
+        *sealed_memory += s.sealed_memory();
         family.insert(labels.clone(), s);
     }
 
@@ -572,6 +646,7 @@ impl History {
             s.push(t, v);
         }
         inner.bytes += s.bytes(labels);
+        inner.count_in(labels, &s);
         inner
             .by_name
             .entry(name.to_string())
@@ -586,21 +661,28 @@ impl History {
         let cutoff = now_ms.saturating_sub(self.retention_ms());
         let mut expired = 0u64;
         let mut freed = 0usize;
+        let (mut memory, mut sealed) = (0usize, 0usize);
         for family in inner.by_name.values_mut() {
             family.retain(|labels, s| {
                 if s.last_t < cutoff {
                     expired += s.samples();
                     freed += s.bytes(labels);
+                    memory += s.memory(labels);
+                    sealed += s.sealed_memory();
                     return false;
                 }
-                let (n, b) = s.drop_before(cutoff);
-                expired += n;
-                freed += b;
+                let d = s.drop_before(cutoff);
+                expired += d.samples;
+                freed += d.bytes;
+                memory += d.memory;
+                sealed += d.memory;
                 true
             });
         }
         inner.by_name.retain(|_, f| !f.is_empty());
         inner.bytes = inner.bytes.saturating_sub(freed);
+        inner.memory = inner.memory.saturating_sub(memory);
+        inner.sealed_memory = inner.sealed_memory.saturating_sub(sealed);
         self.stats
             .expired_samples
             .fetch_add(expired, Ordering::Relaxed);
@@ -637,13 +719,16 @@ impl History {
             else {
                 continue;
             };
-            let Some((n, freed)) = s.drop_first_sealed() else {
+            let Some(d) = s.drop_first_sealed() else {
                 continue;
             };
-            samples += n;
-            bytes += freed;
-            inner.bytes = inner.bytes.saturating_sub(freed);
-            if let Some(next) = s.first_sealed_maxt() {
+            let next = s.first_sealed_maxt();
+            samples += d.samples;
+            bytes += d.bytes;
+            inner.bytes = inner.bytes.saturating_sub(d.bytes);
+            inner.memory = inner.memory.saturating_sub(d.memory);
+            inner.sealed_memory = inner.sealed_memory.saturating_sub(d.memory);
+            if let Some(next) = next {
                 heap.push(std::cmp::Reverse((next, name, labels)));
             }
         }
@@ -664,6 +749,7 @@ impl History {
                     let freed = s.bytes(&labels);
                     bytes += freed;
                     inner.bytes = inner.bytes.saturating_sub(freed);
+                    inner.count_out(&labels, &s);
                 }
             }
             inner.by_name.retain(|_, f| !f.is_empty());
@@ -879,5 +965,64 @@ mod tests {
         assert_eq!(h.bytes(), recount(&h));
         h.maintain(700_000);
         assert_eq!(h.bytes(), recount(&h));
+    }
+
+    /// The memory gauge and the import's spill check read running totals; they must
+    /// equal a walk over every series after appends (and the seals they cause), merges,
+    /// spills, full rewrites (chunks moved to disk), loading, expiry and eviction.
+    #[test]
+    fn memory_totals_equal_a_full_walk_after_every_kind_of_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::new(10_000_000, u64::MAX);
+        let check = |h: &History, step: &str| {
+            let inner = h.inner.lock();
+            assert_eq!(
+                (inner.memory, inner.sealed_memory),
+                inner.recount_memory(),
+                "{step}"
+            );
+        };
+        for k in 0..1000i64 {
+            for i in 0..4 {
+                h.append(&l("a", i), k * 1000, (k * i as i64) as f64 * 0.7);
+            }
+        }
+        assert!(h.sealed_memory_bytes() > 0, "appends sealed chunks");
+        assert!(h.memory_bytes() > h.sealed_memory_bytes());
+        check(&h, "appends and seals");
+        h.insert(&l("a", 1), &[(1500, 1.0), (2_000_000, 2.0)]);
+        h.insert(&l("b", 0), &[(5, 1.0), (6, 2.0)]);
+        check(&h, "merge and new series");
+        let mut p = crate::persist::Persist::open(dir.path()).unwrap();
+        p.spill(&h).unwrap();
+        check(&h, "spill");
+        for k in 1000..1500i64 {
+            h.append(&l("a", 0), k * 1000, k as f64);
+        }
+        p.write_full(&h).unwrap();
+        assert_eq!(h.sealed_memory_bytes(), 0, "sealed chunks all on disk");
+        check(&h, "full rewrite");
+        for k in 1500..1800i64 {
+            h.append(&l("a", 2), k * 1000, k as f64);
+        }
+        check(&h, "appends after the rewrite");
+        drop(p);
+        let back = History::new(10_000_000, u64::MAX);
+        crate::persist::Persist::open(dir.path())
+            .unwrap()
+            .load_into(&back)
+            .unwrap();
+        check(&back, "loaded from disk");
+        h.maintain(1_000_000 + 10_000_000);
+        check(&h, "expiry");
+        h.set_limits(10_000_000, h.bytes() as u64 / 2);
+        h.maintain(1_000_000 + 10_000_000);
+        assert!(h.stats.evicted_samples.load(Ordering::Relaxed) > 0);
+        check(&h, "chunk eviction");
+        let series = h.series_count();
+        h.set_limits(10_000_000, 600);
+        h.maintain(1_000_000 + 10_000_000);
+        assert!(h.series_count() < series, "whole series evicted");
+        check(&h, "series eviction");
     }
 }

@@ -816,44 +816,39 @@ fn write_sealed(h: &History, path: &Path, full: bool) -> io::Result<u64> {
         let Some(last) = new.last().map(|c| c.mint) else {
             continue;
         };
-        let name = snap.labels.get(crate::labels::METRIC_NAME);
-        let Some(s) = inner
-            .by_name
-            .get_mut(name)
-            .and_then(|f| f.get_mut(&snap.labels))
-        else {
-            continue;
-        };
-        if s.id != snap.id {
-            continue; // rebuilt meanwhile: it stays in memory until the next rewrite
-        }
-        for c in &mut new {
-            c.file = slot;
-        }
-        // Meanwhile chunks can only have been dropped at the front (retention, budget)
-        // and sealed at the back: what is left of the snapshot is a suffix of it.
-        let first_kept = if full {
-            s.disk
-                .first()
-                .map(|c| c.mint)
-                .or_else(|| s.chunks.first().map(|c| c.mint))
-        } else {
-            s.chunks.first().map(|c| c.mint)
-        }
-        .unwrap_or(i64::MAX);
-        new.retain(|c| c.mint >= first_kept);
-        let covered = if full { s.disk.len() } else { 0 }
-            + s.chunks.iter().filter(|c| c.mint <= last).count();
-        if covered != new.len() {
-            continue; // not the expected shape: leave it as it is
-        }
-        s.chunks.retain(|c| c.mint > last);
-        if full {
-            s.disk = new;
-        } else {
-            s.disk.extend(new);
-        }
-        s.disk.shrink_to_fit();
+        // The history's memory totals follow what this moves to disk.
+        inner.change_series(&snap.labels, |s| {
+            if s.id != snap.id {
+                return; // rebuilt meanwhile: it stays in memory until the next rewrite
+            }
+            for c in &mut new {
+                c.file = slot;
+            }
+            // Meanwhile chunks can only have been dropped at the front (retention, budget)
+            // and sealed at the back: what is left of the snapshot is a suffix of it.
+            let first_kept = if full {
+                s.disk
+                    .first()
+                    .map(|c| c.mint)
+                    .or_else(|| s.chunks.first().map(|c| c.mint))
+            } else {
+                s.chunks.first().map(|c| c.mint)
+            }
+            .unwrap_or(i64::MAX);
+            new.retain(|c| c.mint >= first_kept);
+            let covered = if full { s.disk.len() } else { 0 }
+                + s.chunks.iter().filter(|c| c.mint <= last).count();
+            if covered != new.len() {
+                return; // not the expected shape: leave it as it is
+            }
+            s.chunks.retain(|c| c.mint > last);
+            if full {
+                s.disk = new;
+            } else {
+                s.disk.extend(new);
+            }
+            s.disk.shrink_to_fit();
+        });
     }
     inner.close_unused_files();
     drop(inner);

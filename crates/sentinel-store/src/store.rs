@@ -74,8 +74,6 @@ struct Series {
     samples: VecDeque<(i64, f64)>,
     /// The write that last carried this series.
     seen: u64,
-    /// Time of the last sample handed to the history (see `record`).
-    handed: i64,
     /// The source that writes this series (0: none, appended directly).
     owner: u32,
 }
@@ -178,19 +176,13 @@ impl Store {
     }
 
     /// Hands an accepted sample to the history; `exact` keeps it whatever its spacing
-    /// (a creation zero and the sample right after it, a stale marker). `handed`: the
-    /// series' last sample handed over; one closer than the history's spacing to it is
-    /// not handed at all (the history would refuse it), so writes many times a second
-    /// cost the history nothing.
-    fn record(&self, handed: &mut i64, labels: &Labels, t: i64, v: f64, exact: bool) {
+    /// (a creation zero and the sample right after it, a stale marker). The history's
+    /// own check decides what it keeps (one sample per its spacing, every stale marker).
+    fn record(&self, labels: &Labels, t: i64, v: f64, exact: bool) {
         self.newest_ms.fetch_max(t, Ordering::Relaxed);
         if let Some(h) = self.history.get() {
             let spacing = if exact { 0 } else { h.min_spacing_ms };
-            if *handed != i64::MIN && t.saturating_sub(*handed) < spacing.max(1) {
-                return;
-            }
             h.append_spaced(labels, t, v, spacing);
-            *handed = t;
         }
     }
 
@@ -281,7 +273,6 @@ impl Store {
                     samples: VecDeque::with_capacity(4),
                     seen: generation,
                     owner,
-                    handed: i64::MIN,
                 })
             }
         };
@@ -298,7 +289,7 @@ impl Store {
             if series.samples.back().is_none_or(|(_, v)| is_stale(*v)) {
                 if series.samples.back().is_none_or(|(last, _)| z > *last) {
                     series.samples.push_back((z, 0.0));
-                    self.record(&mut series.handed, labels, z, 0.0, true);
+                    self.record(labels, z, 0.0, true);
                 }
                 // The first sample must not replace the zero before it.
                 float = false;
@@ -320,12 +311,12 @@ impl Store {
             let head = series.samples[n - 1];
             if !is_stale(head.1) && head.0 - prev < self.snapshot_spacing_ms {
                 series.samples[n - 1] = (t, v);
-                self.record(&mut series.handed, labels, t, v, false);
+                self.record(labels, t, v, false);
                 return;
             }
         }
         series.samples.push_back((t, v));
-        self.record(&mut series.handed, labels, t, v, !float);
+        self.record(labels, t, v, !float);
         let cutoff = t.saturating_sub(retention);
         while series.samples.front().is_some_and(|(ts, _)| *ts < cutoff) {
             series.samples.pop_front();
@@ -614,7 +605,7 @@ impl Store {
             let last_t = s.samples.back().map(|(t, _)| *t).unwrap_or(i64::MIN);
             if !last_stale && t_ms > last_t {
                 s.samples.push_back((t_ms, stale_nan()));
-                self.record(&mut s.handed, labels, t_ms, stale_nan(), true);
+                self.record(labels, t_ms, stale_nan(), true);
             }
         }
     }
@@ -1115,8 +1106,8 @@ mod tests {
         }
     }
 
-    /// Writes many times a second hand the history only what it keeps (one sample per
-    /// spacing, every stale marker), as it was when every sample was handed over.
+    /// Writes many times a second leave the history one sample per spacing and every
+    /// stale marker: the history's own spacing check decides (the store keeps no copy).
     #[test]
     fn frequent_writes_hand_the_history_one_sample_per_spacing() {
         let s = Store::new(600_000, 1000);

@@ -73,6 +73,10 @@ pub struct HistoryEvent {
     pub receiver: Option<String>,
 }
 
+/// Chooses alerts to view: sees every alert (borrowed) with its status, `firing` or
+/// `resolved`, and returns the indices of those to view, in the order to view them.
+pub type PickAlerts<'p> = dyn FnMut(&[(&Alert, &'static str)]) -> Vec<usize> + 'p;
+
 /// An alert as the API shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertView {
@@ -514,27 +518,42 @@ impl Dispatcher {
 
     /// Every known alert with its muting state.
     pub fn alerts(&self, now: DateTime<Utc>) -> Vec<AlertView> {
-        let inh = self
-            .inhibitor
-            .snapshot(self.alerts.values().map(|s| &s.alert), now);
-        self.alerts
+        self.alerts_picked(now, &mut |all| (0..all.len()).collect())
+    }
+
+    /// The alerts `pick` chooses, with their muting state, in the order it gives. `pick`
+    /// sees every alert, borrowed, with its status (`firing` or `resolved`), and returns
+    /// the indices of those to view: only those are cloned.
+    pub fn alerts_picked(&self, now: DateTime<Utc>, pick: &mut PickAlerts<'_>) -> Vec<AlertView> {
+        let all: Vec<(&Alert, &'static str)> = self
+            .alerts
             .values()
-            .map(|s| AlertView {
-                fingerprint: s.alert.fingerprint_hex(),
-                status: if s.alert.is_resolved_at(now) {
+            .map(|s| {
+                let status = if s.alert.is_resolved_at(now) {
                     "resolved"
                 } else {
                     "firing"
-                },
-                silenced_by: self.silences.silenced_by(&s.alert.labels, now),
-                inhibited: inh.inhibits(&s.alert),
+                };
+                (&s.alert, status)
+            })
+            .collect();
+        let picked = pick(&all);
+        let inh = self.inhibitor.snapshot(all.iter().map(|(a, _)| *a), now);
+        picked
+            .into_iter()
+            .filter_map(|i| all.get(i))
+            .map(|&(alert, status)| AlertView {
+                fingerprint: alert.fingerprint_hex(),
+                status,
+                silenced_by: self.silences.silenced_by(&alert.labels, now),
+                inhibited: inh.inhibits(alert),
                 receivers: self
                     .root
-                    .matching(&s.alert.labels)
+                    .matching(&alert.labels)
                     .iter()
                     .map(|r| r.receiver.clone())
                     .collect(),
-                alert: s.alert.clone(),
+                alert: alert.clone(),
             })
             .collect()
     }
