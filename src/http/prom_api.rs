@@ -1194,6 +1194,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn reloaded_max_concurrent_resizes_the_slots_even_while_they_are_busy() {
+        let mut cfg = sentinel_rules::eval::QueryConfig {
+            max_concurrent: 2,
+            ..Default::default()
+        };
+        let gate = QueryGate::new(&cfg);
+        let wait = Duration::from_secs(1);
+        assert_eq!(gate.free(), 2);
+        let a = gate.acquire(wait).await.unwrap();
+        let b = gate.acquire(wait).await.unwrap();
+        assert!(gate.acquire(Duration::from_millis(10)).await.is_none());
+        // Shrunk to 1 while both run: one retires when it ends.
+        cfg.max_concurrent = 1;
+        gate.apply(&cfg);
+        drop(a);
+        assert_eq!(gate.free(), 0);
+        drop(b);
+        assert_eq!(gate.free(), 1);
+        // Grown to 3.
+        cfg.max_concurrent = 3;
+        cfg.max_samples = 7;
+        gate.apply(&cfg);
+        assert_eq!(gate.free(), 3);
+        assert_eq!(gate.limits().max_samples, 7);
+        // Shrunk to 1 and grown to 2 while three run: two, then one, to retire.
+        let busy: Vec<Slot> = acquire_n(&gate, 3).await;
+        cfg.max_concurrent = 1;
+        gate.apply(&cfg);
+        cfg.max_concurrent = 2;
+        gate.apply(&cfg);
+        drop(busy);
+        assert_eq!(gate.free(), 2);
+    }
+
+    async fn acquire_n(gate: &QueryGate, n: usize) -> Vec<Slot> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(gate.acquire(Duration::from_secs(1)).await.unwrap());
+        }
+        out
+    }
+
+    #[tokio::test]
     async fn finished_job_frees_its_slot() {
         let sem = Arc::new(tokio::sync::Semaphore::new(1));
         let slot = sem.clone().acquire_owned().await.unwrap();

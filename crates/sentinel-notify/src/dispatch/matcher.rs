@@ -344,4 +344,14 @@ mod tests {
             MatcherError::In { error, .. } if matches!(*error, MatcherError::InvalidRegex { .. })
         ));
     }
+
+    #[test]
+    fn client_regex_that_compiles_huge_is_refused_under_the_size_limit() {
+        // 15 bytes of pattern, megabytes of compiled program.
+        let hog = r#"a=~"(\w{100}){100}""#;
+        assert!(parse(hog).is_ok(), "the default limit lets it through");
+        let e = parse_limited(hog, 256 * 1024).unwrap_err().to_string();
+        assert!(e.contains("size limit"), "{e}");
+        assert!(parse_limited(r#"a=~"gpu-.*""#, 256 * 1024).is_ok());
+    }
 }
