@@ -180,9 +180,7 @@ fn receiver_param(q: &Params) -> Result<Option<regex::Regex>, Response> {
         )
     };
     if r.len() > MAX_RECEIVER_BYTES {
-        return Err(refuse(format!(
-            "longer than {MAX_RECEIVER_BYTES} bytes"
-        )));
+        return Err(refuse(format!("longer than {MAX_RECEIVER_BYTES} bytes")));
     }
     regex::RegexBuilder::new(&format!("^(?:{r})$"))
         .size_limit(MAX_REGEX_COMPILED_BYTES)
@@ -494,9 +492,10 @@ fn unreadable(e: ReadError) -> Response {
             StatusCode::REQUEST_TIMEOUT,
             "the body did not arrive within web.request_body_timeout",
         ),
-        ReadError::Unreadable(e) => {
-            error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))
-        }
+        ReadError::Unreadable(e) => error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        ),
     }
 }
 

@@ -97,10 +97,7 @@ impl Params {
 
     /// The first value of `k`, if any.
     pub fn first(&self, k: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
     }
 
     pub fn has(&self, k: &str) -> bool {
@@ -146,11 +143,7 @@ pub async fn read_capped(headers: &HeaderMap, body: Body, max: usize) -> Result<
 
 /// A `200` JSON answer.
 pub fn json_body(body: impl Into<Body>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        body.into(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
 }
 
 #[cfg(test)]
@@ -195,10 +188,7 @@ mod tests {
         // Parsing stops at the cap: a body of a million pairs keeps at most the cap.
         let huge = "&".repeat(10) + &"k=v&".repeat(1_000_000);
         let mut out = Vec::new();
-        assert_eq!(
-            parse_into(&mut out, huge.as_bytes(), 5),
-            Err(TooManyParams)
-        );
+        assert_eq!(parse_into(&mut out, huge.as_bytes(), 5), Err(TooManyParams));
         assert_eq!(out.len(), 5);
     }
 }

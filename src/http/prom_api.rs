@@ -278,7 +278,6 @@ fn success(data: serde_json::Value) -> Response {
     json_body(format!("{{\"status\":\"success\",\"data\":{data}}}").into_bytes())
 }
 
-
 // ---- time and duration parameters ----
 
 /// Unix seconds a time parameter may take here: years 0000 to 9999, the range of RFC

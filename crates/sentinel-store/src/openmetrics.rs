@@ -516,7 +516,10 @@ mod tests {
             e.to_string(),
             "4:1: more than 2 distinct series (the most one import may hold)"
         );
-        assert_eq!(seen, 3, "nothing past the first series over the cap is read");
+        assert_eq!(
+            seen, 3,
+            "nothing past the first series over the cap is read"
+        );
         // At the cap it imports.
         assert_eq!(
             parse_reader_capped(&text[..], 4, &mut |_, _, _| {}).unwrap(),

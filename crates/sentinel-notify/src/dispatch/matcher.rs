@@ -99,26 +99,29 @@ impl Matcher {
             return Err(MatcherError::InvalidName(name.to_string()));
         }
         let re = match op {
-            Op::Re | Op::NotRe => Some({
-                let mut b = regex::RegexBuilder::new(&format!("^(?:{value})$"));
-                if let Some(n) = size_limit {
-                    b.size_limit(n);
+            Op::Re | Op::NotRe => Some(
+                {
+                    let mut b = regex::RegexBuilder::new(&format!("^(?:{value})$"));
+                    if let Some(n) = size_limit {
+                        b.size_limit(n);
+                    }
+                    b.build()
                 }
-                b.build()
-            }.map_err(|e| {
-                // regex's syntax errors span several lines; the last says why.
-                let why = e.to_string();
-                let why = why
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ")
-                    .to_string();
-                MatcherError::InvalidRegex {
-                    value: value.to_string(),
-                    reason: why,
-                }
-            })?),
+                .map_err(|e| {
+                    // regex's syntax errors span several lines; the last says why.
+                    let why = e.to_string();
+                    let why = why
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    MatcherError::InvalidRegex {
+                        value: value.to_string(),
+                        reason: why,
+                    }
+                })?,
+            ),
             _ => None,
         };
         Ok(Matcher {

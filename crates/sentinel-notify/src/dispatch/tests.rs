@@ -424,4 +424,3 @@ fn posted_alerts_cannot_fill_the_alert_store_and_push_out_rule_alerts() {
     d.tick(t(5 + 16 * 60));
     assert_eq!(d.external_alerts(), 1, "posted 2 stays until it ends");
 }
-
