@@ -44,6 +44,9 @@ fn history_key(at: DateTime<Utc>, seq: u64) -> String {
     )
 }
 
+/// A batch of alerts on its way to the dispatcher, with where it comes from.
+type Batch = (Origin, Vec<Alert>);
+
 struct Integration {
     name: String,
     notify: Arc<dyn Notify>,
@@ -170,8 +173,8 @@ pub struct Notifier {
     dispatcher: Mutex<Dispatcher>,
     outbox: Arc<Outbox>,
     metrics: Metrics,
-    tx: mpsc::UnboundedSender<(Origin, Vec<Alert>)>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<(Origin, Vec<Alert>)>>>,
+    tx: mpsc::UnboundedSender<Batch>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Batch>>>,
     wake_delivery: Wake,
     /// Entries being attempted: id → `receiver/integration`. Claimed under this lock
     /// together with the choice of what is due, so a forward merge never rewrites an
@@ -285,7 +288,7 @@ impl Notifier {
             .collect()
     }
 
-    async fn drive(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<(Origin, Vec<Alert>)>) {
+    async fn drive(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Batch>) {
         let mut last_gc = Instant::now();
         loop {
             // History recorded while taking a batch is written with the flush that
