@@ -11,7 +11,9 @@
 //! Every answer is `{"status":"success","data":...}` or `{"status":"error","errorType":
 //! ...,"error":...}` with Prometheus's status codes (400 `bad_data`, 422 `execution`,
 //! 503 `timeout`). POST takes an `application/x-www-form-urlencoded` body; its values
-//! come before those of the URL, as in Go's `FormValue`.
+//! come before those of the URL, as in Go's `FormValue`. The body is capped at 1 MiB
+//! (413) and the parameters, URL and form together, at 1,000 while they are parsed
+//! (400), both answered in the envelope above.
 //!
 //! Bounded by `query:` of the config: the query text is capped, at most `max_concurrent`
 //! evaluations run at once, and each runs under the sample, label-byte and resolution
