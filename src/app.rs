@@ -33,6 +33,9 @@ pub struct App {
     pushed: Arc<PushedInputs>,
     /// Notifications: the rule engine's `AlertSink`, and state for the HTTP API.
     pub notifier: Arc<sentinel_notify::Notifier>,
+    /// `query:` as the query API applies it (limits, concurrency slots), set at load
+    /// and at each reload.
+    pub queries: crate::http::QueryGate,
     /// When the last reload was tried and how it ended (for the status page).
     last_reload: parking_lot::Mutex<Option<(SystemTime, Result<(), ReloadError>)>>,
     /// The status page's trends section, rendered one at a time and reused a few seconds.
@@ -152,6 +155,7 @@ impl App {
         load_rules(&rules, &config);
         tokio::spawn(rules.clone().run());
         let pushed = PushedInputs::spawn(rules.clone(), exposition.clone());
+        let queries = crate::http::QueryGate::new(&config.query);
         let app = Arc::new(App {
             rules,
             credentials: ArcSwap::from_pointee(credentials),
@@ -169,6 +173,7 @@ impl App {
             refresh_wanted: Arc::new(tokio::sync::Notify::new()),
             pushed,
             notifier,
+            queries,
             last_reload: parking_lot::Mutex::new(None),
             trends: Default::default(),
         });
@@ -274,6 +279,7 @@ impl App {
                     .set_max_series_per_family(new.limits.max_series_per_family);
                 self.credentials.store(Arc::new(credentials));
                 self.ingest.apply_config(ingest_settings, &new.ingest);
+                self.queries.apply(&new.query);
                 self.config.store(Arc::new(new));
                 self.apply_collectors();
                 load_rules(&self.rules, &self.config());

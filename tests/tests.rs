@@ -28,6 +28,7 @@ mod fuzz;
 mod gate;
 mod gpu;
 mod grafana_sidecar;
+mod hardening_api_bounds;
 mod hardening_config;
 mod hardening_history;
 mod hardening_http;

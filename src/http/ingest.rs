@@ -144,7 +144,7 @@ struct Admitted {
 const DRAIN_BYTES: usize = 8 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge,
     /// `web.request_body_timeout` passed before the body ended.
     Timeout,
@@ -155,7 +155,7 @@ enum BodyError {
 /// [`DRAIN_TIME`] before reporting `TooLarge`. With `max == 0` (a refusal), the drain
 /// starts at once. Every read also ends at the body's own deadline
 /// (`web.request_body_timeout`, set by `http::serve`).
-async fn read_body(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
+pub(super) async fn read_body(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
     let mut buf = Vec::new();
     let mut seen = 0usize;
     let mut drain_until = (max == 0).then(|| tokio::time::Instant::now() + DRAIN_TIME);

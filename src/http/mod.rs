@@ -25,12 +25,14 @@ mod am_api;
 mod conns;
 mod ingest;
 mod notify_api;
+mod params;
 mod prom_api;
 mod sparkline;
 pub mod status;
 pub(crate) mod trends;
 
 pub use conns::{is_body_timeout, BodyTimeout};
+pub use prom_api::QueryGate;
 
 use crate::app::App;
 use crate::config::auth::{authorized, is_loopback};

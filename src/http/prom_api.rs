@@ -11,7 +11,9 @@
 //! Every answer is `{"status":"success","data":...}` or `{"status":"error","errorType":
 //! ...,"error":...}` with Prometheus's status codes (400 `bad_data`, 422 `execution`,
 //! 503 `timeout`). POST takes an `application/x-www-form-urlencoded` body; its values
-//! come before those of the URL, as in Go's `FormValue`.
+//! come before those of the URL, as in Go's `FormValue`. The body is capped at 1 MiB
+//! (413) and the parameters, URL and form together, at 1,000 while they are parsed
+//! (400), both answered in the envelope above.
 //!
 //! Bounded by `query:` of the config: the query text is capped, at most `max_concurrent`
 //! evaluations run at once, and each runs under the sample, label-byte and resolution
@@ -26,11 +28,11 @@
 // sent at once, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+use super::params::{json_body, read_capped, Params, ReadError};
 use super::Route;
 use crate::app::App;
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
+use axum::http::{header, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use promql_parser::label::{MatchOp, Matcher};
@@ -51,20 +53,86 @@ pub const MAX_MATCHERS: usize = 64;
 /// How long past the evaluation deadline the handler waits for the job to notice it.
 const DEADLINE_GRACE: Duration = Duration::from_secs(1);
 
-/// The evaluation slots; resized to `query.max_concurrent` (see [`resize_slots`]).
-static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
-/// Slots `SLOTS` currently stands for (in use or free).
-static SLOT_COUNT: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+/// The query settings of the running config, applied once when it is loaded and again
+/// at each reload ([`QueryGate::apply`]), not per query: the evaluation limits, and the
+/// concurrency slots sized to `query.max_concurrent`. Shrinking retires free slots at
+/// once and busy ones as their queries end.
+pub struct QueryGate {
+    limits: parking_lot::Mutex<QueryLimits>,
+    slots: Arc<tokio::sync::Semaphore>,
+    /// `(slots the semaphore stands for, busy slots still to retire when released)`.
+    size: Arc<parking_lot::Mutex<(usize, usize)>>,
+}
 
-/// Brings the slot count to `want`. Shrinking retires free slots now and the rest as
-/// running queries finish (each later request retries).
-fn resize_slots(want: usize) {
-    let mut n = SLOT_COUNT.lock().unwrap_or_else(|e| e.into_inner());
-    if *n < want {
-        SLOTS.add_permits(want - *n);
+impl QueryGate {
+    pub fn new(cfg: &sentinel_rules::eval::QueryConfig) -> QueryGate {
+        let gate = QueryGate {
+            limits: parking_lot::Mutex::new(cfg.limits()),
+            slots: Arc::new(tokio::sync::Semaphore::new(0)),
+            size: Arc::new(parking_lot::Mutex::new((0, 0))),
+        };
+        gate.apply(cfg);
+        gate
+    }
+
+    /// Takes `query:` of a new config.
+    pub fn apply(&self, cfg: &sentinel_rules::eval::QueryConfig) {
+        *self.limits.lock() = cfg.limits();
+        let want = cfg.max_concurrent;
+        let mut size = self.size.lock();
+        let (n, debt) = &mut *size;
+        if want > *n {
+            // Slots still due to retire are kept instead of adding new ones.
+            let grow = want - *n;
+            let kept = grow.min(*debt);
+            *debt -= kept;
+            self.slots.add_permits(grow - kept);
+        } else if want < *n {
+            let shrink = *n - want;
+            *debt += shrink - self.slots.forget_permits(shrink);
+        }
         *n = want;
-    } else if *n > want {
-        *n -= SLOTS.forget_permits(*n - want);
+    }
+
+    /// The limits of one evaluation.
+    pub fn limits(&self) -> QueryLimits {
+        *self.limits.lock()
+    }
+
+    /// Slots free now (tests).
+    #[cfg(test)]
+    fn free(&self) -> usize {
+        self.slots.available_permits()
+    }
+
+    /// Waits up to `wait` for a slot.
+    async fn acquire(&self, wait: Duration) -> Option<Slot> {
+        let permit = tokio::time::timeout(wait, self.slots.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        Some(Slot {
+            permit: Some(permit),
+            size: self.size.clone(),
+        })
+    }
+}
+
+/// A concurrency slot; when the gate shrank while it was busy, it retires on release.
+struct Slot {
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    size: Arc<parking_lot::Mutex<(usize, usize)>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut size = self.size.lock();
+        if size.1 > 0 {
+            size.1 -= 1;
+            if let Some(p) = self.permit.take() {
+                p.forget();
+            }
+        }
     }
 }
 
@@ -136,73 +204,42 @@ pub fn routes() -> Vec<Route> {
 
 // ---- parameters ----
 
-/// The request's parameters: the form body's (POST, form-encoded) first, then the URL's.
-struct Params(Vec<(String, String)>);
-
-/// A handler's parameters from the URL and, on a POST, from a form body.
+/// A handler's parameters from the URL and, on a POST, from a form body: the body is
+/// read under [`super::MAX_BODY_BYTES`] and the parameters under [`super::params::MAX_PARAMS`] while
+/// they are parsed; past either, Prometheus's error envelope (413 or 400 `bad_data`).
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &S) -> Result<Params, Response> {
-        let (method, uri, headers) = (
-            req.method().clone(),
-            req.uri().clone(),
-            req.headers().clone(),
-        );
-        let body = Bytes::from_request(req, state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(Params::parse(&method, &uri, &headers, &body))
+    async fn from_request(req: Request, _state: &S) -> Result<Params, Response> {
+        let (parts, body) = req.into_parts();
+        let body = match read_capped(&parts.headers, body, super::MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(ReadError::TooLarge) => {
+                return Err(error_with(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "bad_data",
+                    format!("request body larger than {} bytes", super::MAX_BODY_BYTES),
+                ))
+            }
+            Err(ReadError::Timeout) => {
+                return Err(error_with(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "bad_data",
+                    "the body did not arrive within web.request_body_timeout",
+                ))
+            }
+            Err(ReadError::Unreadable(e)) => {
+                return Err(error("bad_data", format!("cannot read the body: {e}")))
+            }
+        };
+        Params::parse(&parts.method, &parts.uri, &parts.headers, &body)
+            .map_err(|e| error("bad_data", e.to_string()))
     }
 }
 
-impl Params {
-    /// The parameters of a GET route: the URL's alone.
-    fn of_url(uri: &Uri) -> Params {
-        Params::parse(&Method::GET, uri, &HeaderMap::new(), &[])
-    }
-
-    fn parse(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Params {
-        let mut out = Vec::new();
-        let is_form = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            });
-        if *method == Method::POST && is_form {
-            out.extend(url::form_urlencoded::parse(body).into_owned());
-        }
-        if let Some(q) = uri.query() {
-            out.extend(url::form_urlencoded::parse(q.as_bytes()).into_owned());
-        }
-        Params(out)
-    }
-
-    /// The first value of `k` ("" when absent, as Go's `FormValue`).
-    fn get(&self, k: &str) -> &str {
-        self.0
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    }
-
-    fn has(&self, k: &str) -> bool {
-        self.0.iter().any(|(n, _)| n == k)
-    }
-
-    fn all(&self, k: &str) -> Vec<&str> {
-        self.0
-            .iter()
-            .filter(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
+/// The parameters of a GET route: the URL's alone.
+fn url_params(uri: &Uri) -> Result<Params, Response> {
+    Params::of_url(uri).map_err(|e| error("bad_data", e.to_string()))
 }
 
 // ---- answers ----
@@ -217,6 +254,11 @@ fn error(kind: &str, msg: impl Into<String>) -> Response {
         "not_found" => StatusCode::NOT_FOUND,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    error_with(status, kind, msg)
+}
+
+/// An error in Prometheus's envelope with its own status (413, 408 for the body).
+fn error_with(status: StatusCode, kind: &str, msg: impl Into<String>) -> Response {
     // Prometheus's key order.
     let body = format!(
         "{{\"status\":\"error\",\"errorType\":{},\"error\":{}}}",
@@ -236,10 +278,6 @@ fn eval_error(e: &EvalError) -> Response {
 
 fn success(data: serde_json::Value) -> Response {
     json_body(format!("{{\"status\":\"success\",\"data\":{data}}}").into_bytes())
-}
-
-fn json_body(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 // ---- time and duration parameters ----
@@ -344,11 +382,9 @@ fn parse_query_as(p: &Params, name_it: bool) -> Result<Expr, Response> {
 
 /// A concurrency slot, a fresh budget under `query:` and its cancellation flag.
 async fn admit(app: &App) -> Result<(impl Send + 'static, Arc<Budget>, Arc<AtomicBool>), Response> {
-    let cfg = app.config().query.clone();
-    resize_slots(cfg.max_concurrent);
-    let limits = cfg.limits();
+    let limits = app.queries.limits();
     let timeout = limits.timeout.unwrap_or(Duration::from_secs(10));
-    let Ok(Ok(slot)) = tokio::time::timeout(timeout, SLOTS.acquire()).await else {
+    let Some(slot) = app.queries.acquire(timeout).await else {
         return Err(error("unavailable", "too many queries at once"));
     };
     let cancel = Arc::new(AtomicBool::new(false));
@@ -381,24 +417,31 @@ async fn evaluate(
     Ok(finish(
         run_job(slot, cancel, wait, move || {
             let answer = work(&store, budget.clone());
-            // The selections are dropped by now: after a large one, give the freed
-            // memory back before answering (glibc keeps it otherwise).
-            if budget
-                .peak_samples()
-                .saturating_add(budget.preloaded_samples())
-                >= TRIM_AFTER_SAMPLES
-            {
-                sentinel_store::release_freed_memory();
-            }
+            release_if_large(&budget);
             answer
         })
         .await,
     ))
 }
 
-/// A query that held at least this many samples (selected, in ranges or answered) has
-/// the memory they took handed back to the OS when it ends: about 16 MB of samples.
+/// A query that held at least this many samples (selected, in ranges, answered, or
+/// series listed) has the memory they took handed back to the OS when it ends: about
+/// 16 MB of samples.
 const TRIM_AFTER_SAMPLES: u64 = 1_000_000;
+
+/// The one memory-release rule, applied once per query as its job ends (the selections
+/// are dropped by then): after a large query, give the freed memory back before
+/// answering (glibc keeps it otherwise). `malloc_trim` costs a few milliseconds, so
+/// small queries skip it however long they ran.
+fn release_if_large(budget: &Budget) {
+    if budget
+        .peak_samples()
+        .saturating_add(budget.preloaded_samples())
+        >= TRIM_AFTER_SAMPLES
+    {
+        sentinel_store::release_freed_memory();
+    }
+}
 
 async fn query(State(app): State<Arc<App>>, p: Params) -> Result<Response, Response> {
     let ts = time_param(&p, "time", now_ms())?;
@@ -429,7 +472,7 @@ async fn query_range(State(app): State<Arc<App>>, p: Params) -> Result<Response,
             "zero or negative query resolution step widths are not accepted. Try a positive integer",
         ));
     }
-    let max_points = app.config().query.max_points_per_series;
+    let max_points = app.queries.limits().max_points_per_series;
     if ((end - start) / step) as u64 > max_points {
         return Err(error(
             "bad_data",
@@ -526,10 +569,6 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// An evaluation job running this long hands freed memory back to the OS when it ends
-/// (`malloc_trim`, a few milliseconds).
-const TRIM_AFTER: Duration = Duration::from_millis(100);
-
 /// How an evaluation job ended, as the handler sees it.
 enum JobEnd<T> {
     Done(Result<T, EvalError>),
@@ -552,14 +591,7 @@ async fn run_job<T: Send + 'static>(
     let _cancel_on_drop = CancelOnDrop(cancel);
     let job = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        let start = std::time::Instant::now();
-        let r = work();
-        // A long evaluation (a day of history selected) freed large vectors: hand the
-        // memory back to the OS rather than keep the peak resident.
-        if start.elapsed() >= TRIM_AFTER {
-            sentinel_store::release_freed_memory();
-        }
-        r
+        work()
     });
     match tokio::time::timeout(wait, job).await {
         Err(_) => JobEnd::TimedOut,
@@ -794,7 +826,11 @@ async fn find_series(
     let (slot, budget, cancel) = admit(app).await?;
     let wait = wait_for(budget.limits());
     let store = app.rules.store().clone();
-    let job = move || matching_series(&store, &budget, &sets, start, end);
+    let job = move || {
+        let found = matching_series(&store, &budget, &sets, start, end);
+        release_if_large(&budget);
+        found
+    };
     match run_job(slot, cancel, wait, job).await {
         JobEnd::Done(Ok(found)) => Ok(found),
         JobEnd::Done(Err(e)) => Err(eval_error(&e)),
@@ -828,7 +864,7 @@ async fn label_values(
     Path(name): Path<String>,
     uri: Uri,
 ) -> Result<Response, Response> {
-    let p = Params::of_url(&uri);
+    let p = url_params(&uri)?;
     if !sentinel_rules::labels::valid_label_name(&name) {
         return Err(error("bad_data", format!("invalid label name: {name:?}")));
     }
@@ -854,7 +890,10 @@ async fn query_exemplars(p: Params) -> Result<Response, Response> {
 // ---- metadata, build info ----
 
 async fn metadata(State(app): State<Arc<App>>, uri: Uri) -> Response {
-    let p = Params::of_url(&uri);
+    let p = match url_params(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let limit = match p.get("limit") {
         "" => -1,
         s => match s.parse::<i64>() {
@@ -947,7 +986,10 @@ fn alert_json(a: &sentinel_rules::group::ActiveAlert) -> serde_json::Value {
 
 async fn rules(State(app): State<Arc<App>>, uri: Uri) -> Response {
     use sentinel_rules::rulefile::RuleKind;
-    let p = Params::of_url(&uri);
+    let p = match url_params(&uri) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
     let (want_alert, want_record) = match p.get("type").to_ascii_lowercase().as_str() {
         "" => (true, true),
         "alert" => (true, false),
@@ -1139,6 +1181,49 @@ mod tests {
             "{:?}",
             t0.elapsed()
         );
+    }
+
+    #[tokio::test]
+    async fn reloaded_max_concurrent_resizes_the_slots_even_while_they_are_busy() {
+        let mut cfg = sentinel_rules::eval::QueryConfig {
+            max_concurrent: 2,
+            ..Default::default()
+        };
+        let gate = QueryGate::new(&cfg);
+        let wait = Duration::from_secs(1);
+        assert_eq!(gate.free(), 2);
+        let a = gate.acquire(wait).await.unwrap();
+        let b = gate.acquire(wait).await.unwrap();
+        assert!(gate.acquire(Duration::from_millis(10)).await.is_none());
+        // Shrunk to 1 while both run: one retires when it ends.
+        cfg.max_concurrent = 1;
+        gate.apply(&cfg);
+        drop(a);
+        assert_eq!(gate.free(), 0);
+        drop(b);
+        assert_eq!(gate.free(), 1);
+        // Grown to 3.
+        cfg.max_concurrent = 3;
+        cfg.max_samples = 7;
+        gate.apply(&cfg);
+        assert_eq!(gate.free(), 3);
+        assert_eq!(gate.limits().max_samples, 7);
+        // Shrunk to 1 and grown to 2 while three run: two, then one, to retire.
+        let busy: Vec<Slot> = acquire_n(&gate, 3).await;
+        cfg.max_concurrent = 1;
+        gate.apply(&cfg);
+        cfg.max_concurrent = 2;
+        gate.apply(&cfg);
+        drop(busy);
+        assert_eq!(gate.free(), 2);
+    }
+
+    async fn acquire_n(gate: &QueryGate, n: usize) -> Vec<Slot> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(gate.acquire(Duration::from_secs(1)).await.unwrap());
+        }
+        out
     }
 
     #[tokio::test]

@@ -16,6 +16,7 @@ pub struct Metrics {
     pub persistent: Arc<GaugeVec>,
     pub alerts_received: Arc<CounterVec>,
     pub silences_rejected: Arc<CounterVec>,
+    pub external_alerts_rejected: Arc<CounterVec>,
 }
 
 impl Metrics {
@@ -62,6 +63,11 @@ impl Metrics {
                 "Silences refused by the API, by reason: invalid, body_too_large, too_many_silences, or a field over its size cap.",
                 &["reason"],
             ),
+            external_alerts_rejected: r.counter_vec(
+                "sentinel_notify_external_alerts_rejected_total",
+                "Alerts posted to /api/v2/alerts refused because the notifier held its most posted alerts (rule alerts are never refused for them).",
+                &[],
+            ),
         };
         for reason in crate::dispatch::silence::REJECT_REASONS {
             m.silences_rejected.touch_series(&[reason]);
@@ -69,6 +75,7 @@ impl Metrics {
         m.outbox_depth.set(&[], 0.0);
         m.not_persisted.touch_series(&[]);
         m.alerts_received.touch_series(&[]);
+        m.external_alerts_rejected.touch_series(&[]);
         m
     }
 

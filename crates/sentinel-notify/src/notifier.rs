@@ -12,7 +12,7 @@
 
 use crate::config::NotifyConfig;
 use crate::dispatch::silence::{Silence, SilenceError};
-use crate::dispatch::{AlertView, Dispatcher, HistoryEvent, LogEntry, ReceiverInfo};
+use crate::dispatch::{AlertView, Dispatcher, HistoryEvent, LogEntry, Origin, ReceiverInfo};
 use crate::metrics::Metrics;
 use crate::notification::Notification;
 use crate::outbox::{Attempt, DeadLetter, Entry, Outbox};
@@ -43,6 +43,9 @@ fn history_key(at: DateTime<Utc>, seq: u64) -> String {
         at.timestamp_millis().max(0)
     )
 }
+
+/// A batch of alerts on its way to the dispatcher, with where it comes from.
+type Batch = (Origin, Vec<Alert>);
 
 struct Integration {
     name: String,
@@ -170,8 +173,8 @@ pub struct Notifier {
     dispatcher: Mutex<Dispatcher>,
     outbox: Arc<Outbox>,
     metrics: Metrics,
-    tx: mpsc::UnboundedSender<Vec<Alert>>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Vec<Alert>>>>,
+    tx: mpsc::UnboundedSender<Batch>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Batch>>>,
     wake_delivery: Wake,
     /// Entries being attempted: id → `receiver/integration`. Claimed under this lock
     /// together with the choice of what is due, so a forward merge never rewrites an
@@ -285,7 +288,7 @@ impl Notifier {
             .collect()
     }
 
-    async fn drive(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Vec<Alert>>) {
+    async fn drive(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Batch>) {
         let mut last_gc = Instant::now();
         loop {
             // History recorded while taking a batch is written with the flush that
@@ -300,12 +303,17 @@ impl Notifier {
                 .min(Duration::from_secs(1));
             tokio::select! {
                 batch = rx.recv() => {
-                    let Some(batch) = batch else { return };
+                    let Some((origin, batch)) = batch else { return };
                     self.metrics.alerts_received.add(&[], batch.len() as f64);
                     let received = Instant::now();
                     let forwards = {
                         let mut d = self.dispatcher.lock();
-                        let f = d.ingest(batch, Utc::now());
+                        let refused = d.refused_external;
+                        let f = d.ingest_from(batch, origin, Utc::now());
+                        let refused = d.refused_external - refused;
+                        if refused > 0 {
+                            self.metrics.external_alerts_rejected.add(&[], refused as f64);
+                        }
                         history_in = self.new_history_records(&mut d);
                         f
                     };
@@ -710,10 +718,50 @@ impl Notifier {
         )
     }
 
+    /// Takes alerts posted by a client (`POST /api/v2/alerts`) as the rule engine's are
+    /// taken, under their own cap ([`crate::dispatch::MAX_EXTERNAL_ALERTS`]), so they can
+    /// never push out rule alerts. When the batch's new alerts do not fit, none is taken,
+    /// each is counted in `sentinel_notify_external_alerts_rejected_total`, and the error
+    /// says how many more would have fit.
+    pub fn send_external(&self, alerts: Vec<Alert>) -> Result<(), ExternalFull> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let reserved = self.dispatcher.lock().reserve_external(&alerts);
+        match reserved {
+            Ok(reserved) => {
+                let _ = self.tx.send((Origin::External { reserved }, alerts));
+                Ok(())
+            }
+            Err(room) => {
+                self.metrics
+                    .external_alerts_rejected
+                    .add(&[], alerts.len() as f64);
+                Err(ExternalFull {
+                    room,
+                    limit: self.dispatcher.lock().max_external(),
+                })
+            }
+        }
+    }
+
+    /// Posted alerts held now (tests, status).
+    pub fn external_alerts(&self) -> usize {
+        self.dispatcher.lock().external_alerts()
+    }
+
     /// For tests: the time the dispatcher would flush next.
     pub fn next_flush(&self) -> Option<DateTime<Utc>> {
         self.dispatcher.lock().next_due()
     }
+}
+
+/// Posted alerts refused: the notifier holds its most posted alerts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the notifier holds its most posted alerts ({limit}); room for {room} more: retry once some resolve")]
+pub struct ExternalFull {
+    pub room: usize,
+    pub limit: usize,
 }
 
 fn integ_key(e: &Entry) -> String {
@@ -735,7 +783,7 @@ impl AlertSink for Notifier {
         }
         // Unbounded: the rule engine's cadence bounds it, and dropping here would lose
         // alerts silently; the driver drains it continuously.
-        let _ = self.tx.send(alerts);
+        let _ = self.tx.send((Origin::Rules, alerts));
     }
 }
 

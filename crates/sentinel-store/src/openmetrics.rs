@@ -140,6 +140,9 @@ fn parse_float(tok: &[u8]) -> Option<f64> {
 pub const MAX_LINE_BYTES: usize = 64 << 10;
 /// The most labels (the name included) a series may have in an import.
 pub const MAX_LABELS: usize = 128;
+/// The most distinct series an import may hold (each costs its labels and its newest
+/// timestamp while the file is read, then its place in the history).
+pub const MAX_SERIES: usize = 1_000_000;
 
 /// Parses a whole file; the first error stops it (nothing is returned then).
 pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
@@ -165,12 +168,23 @@ pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
 /// series (to check that a series' samples are in time order). On an error, samples
 /// already handed over must be discarded by the caller.
 pub fn parse_reader<R: std::io::BufRead>(
+    r: R,
+    on_sample: &mut dyn FnMut(&Labels, i64, f64),
+) -> Result<u64, ParseError> {
+    parse_reader_capped(r, MAX_SERIES, on_sample)
+}
+
+/// [`parse_reader`] with at most `max_series` distinct series: the first series past it
+/// is a located error (its line, column 1).
+fn parse_reader_capped<R: std::io::BufRead>(
     mut r: R,
+    max_series: usize,
     on_sample: &mut dyn FnMut(&Labels, i64, f64),
 ) -> Result<u64, ParseError> {
     use std::io::BufRead as _;
     let mut p = Parser {
         cur_t: i64::MIN,
+        max_series,
         ..Parser::default()
     };
     let mut buf = Vec::with_capacity(256);
@@ -229,6 +243,9 @@ struct Parser {
     cur_t: i64,
     eof: bool,
     samples: u64,
+    /// Distinct series seen so far, and the most allowed.
+    series: usize,
+    max_series: usize,
 }
 
 impl Parser {
@@ -296,7 +313,20 @@ impl Parser {
             if let Some(prev) = self.last.take() {
                 self.newest.insert(prev, self.cur_t);
             }
-            self.cur_t = self.newest.get(&labels).copied().unwrap_or(i64::MIN);
+            self.cur_t = match self.newest.get(&labels) {
+                Some(t) => *t,
+                None => {
+                    if self.series >= self.max_series {
+                        l.pos = 0;
+                        return l.err(format!(
+                            "more than {} distinct series (the most one import may hold)",
+                            self.max_series
+                        ));
+                    }
+                    self.series += 1;
+                    i64::MIN
+                }
+            };
             self.last_prefix.clear();
             self.last_prefix.extend_from_slice(&raw[..l.pos]);
             self.last = Some(labels);
@@ -474,6 +504,29 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
+    }
+
+    #[test]
+    fn import_with_more_distinct_series_than_the_cap_fails_at_the_first_one_over() {
+        // Series a, b, a again (not new), then c: the third distinct series, on line 4.
+        let text = b"m{s=\"a\"} 1 1\nm{s=\"b\"} 1 1\nm{s=\"a\"} 2 2\nm{s=\"c\"} 1 1\nm{s=\"d\"} 1 1\n# EOF\n";
+        let mut seen = 0;
+        let e = parse_reader_capped(&text[..], 2, &mut |_, _, _| seen += 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "4:1: more than 2 distinct series (the most one import may hold)"
+        );
+        assert_eq!(
+            seen, 3,
+            "nothing past the first series over the cap is read"
+        );
+        // At the cap it imports.
+        assert_eq!(
+            parse_reader_capped(&text[..], 4, &mut |_, _, _| {}).unwrap(),
+            5
+        );
+        // The default is the documented one.
+        assert_eq!(MAX_SERIES, 1_000_000);
     }
 
     #[test]

@@ -84,24 +84,44 @@ impl fmt::Display for Matcher {
 
 impl Matcher {
     pub fn new(name: &str, op: Op, value: &str) -> Result<Self, MatcherError> {
+        Self::build(name, op, value, None)
+    }
+
+    /// As [`Matcher::new`], with a regex refused when it compiles to more than
+    /// `size_limit` bytes (the regex crate's default is 10 MiB).
+    fn build(
+        name: &str,
+        op: Op,
+        value: &str,
+        size_limit: Option<usize>,
+    ) -> Result<Self, MatcherError> {
         if !valid_label_name(name) {
             return Err(MatcherError::InvalidName(name.to_string()));
         }
         let re = match op {
-            Op::Re | Op::NotRe => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
-                // regex's syntax errors span several lines; the last says why.
-                let why = e.to_string();
-                let why = why
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .trim_start_matches("error: ")
-                    .to_string();
-                MatcherError::InvalidRegex {
-                    value: value.to_string(),
-                    reason: why,
+            Op::Re | Op::NotRe => Some(
+                {
+                    let mut b = regex::RegexBuilder::new(&format!("^(?:{value})$"));
+                    if let Some(n) = size_limit {
+                        b.size_limit(n);
+                    }
+                    b.build()
                 }
-            })?),
+                .map_err(|e| {
+                    // regex's syntax errors span several lines; the last says why.
+                    let why = e.to_string();
+                    let why = why
+                        .lines()
+                        .last()
+                        .unwrap_or("")
+                        .trim_start_matches("error: ")
+                        .to_string();
+                    MatcherError::InvalidRegex {
+                        value: value.to_string(),
+                        reason: why,
+                    }
+                })?,
+            ),
             _ => None,
         };
         Ok(Matcher {
@@ -136,6 +156,16 @@ fn valid_label_name(s: &str) -> bool {
 
 /// Parses one matcher string, which may hold several matchers (`{a="b", c="d"}`).
 pub fn parse(s: &str) -> Result<Vec<Matcher>, MatcherError> {
+    parse_with(s, None)
+}
+
+/// As [`parse`], for strings from clients: each regex is refused when it compiles to
+/// more than `size_limit` bytes.
+pub fn parse_limited(s: &str, size_limit: usize) -> Result<Vec<Matcher>, MatcherError> {
+    parse_with(s, Some(size_limit))
+}
+
+fn parse_with(s: &str, size_limit: Option<usize>) -> Result<Vec<Matcher>, MatcherError> {
     let mut t = s.trim();
     if let Some(inner) = t.strip_prefix('{') {
         t = inner
@@ -152,7 +182,7 @@ pub fn parse(s: &str) -> Result<Vec<Matcher>, MatcherError> {
         if part.is_empty() {
             continue;
         }
-        out.push(parse_one(part).map_err(within)?);
+        out.push(parse_one(part, size_limit).map_err(within)?);
     }
     if out.is_empty() {
         return Err(MatcherError::Empty(s.to_string()));
@@ -194,7 +224,7 @@ fn split_outside_quotes(s: &str) -> Result<Vec<&str>, MatcherError> {
     Ok(parts)
 }
 
-fn parse_one(s: &str) -> Result<Matcher, MatcherError> {
+fn parse_one(s: &str, size_limit: Option<usize>) -> Result<Matcher, MatcherError> {
     let name_end = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .ok_or_else(|| MatcherError::MissingOperator(s.to_string()))?;
@@ -221,7 +251,7 @@ fn parse_one(s: &str) -> Result<Matcher, MatcherError> {
     } else {
         raw.to_string()
     };
-    Matcher::new(name, op, &value)
+    Matcher::build(name, op, &value, size_limit)
 }
 
 fn unescape(s: &str) -> String {
@@ -316,5 +346,15 @@ mod tests {
             parse(r#"a=~"(""#).unwrap_err(),
             MatcherError::In { error, .. } if matches!(*error, MatcherError::InvalidRegex { .. })
         ));
+    }
+
+    #[test]
+    fn client_regex_that_compiles_huge_is_refused_under_the_size_limit() {
+        // 15 bytes of pattern, megabytes of compiled program.
+        let hog = r#"a=~"(\w{100}){100}""#;
+        assert!(parse(hog).is_ok(), "the default limit lets it through");
+        let e = parse_limited(hog, 256 * 1024).unwrap_err().to_string();
+        assert!(e.contains("size limit"), "{e}");
+        assert!(parse_limited(r#"a=~"gpu-.*""#, 256 * 1024).is_ok());
     }
 }

@@ -27,8 +27,12 @@ use silence::Silences;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-/// Most alerts held at once; beyond it new fingerprints are refused and counted.
+/// Most rule alerts held at once; beyond it new fingerprints are refused and counted.
+/// Posted (external) alerts do not count against it: they have their own cap.
 pub const MAX_ALERTS: usize = 100_000;
+/// Most posted (external, `POST /api/v2/alerts`) alerts held at once, firing or
+/// resolved and still kept; beyond it new ones are refused (the API answers 429).
+pub const MAX_EXTERNAL_ALERTS: usize = 10_000;
 /// Most history events kept, whatever the retention.
 const MAX_HISTORY: usize = 100_000;
 /// Resolved alerts stay visible (and can still be notified) this long.
@@ -94,6 +98,19 @@ struct Stored {
     alert: Alert,
     /// Last state recorded in the history, to notice transitions (incl. timeouts).
     firing: bool,
+    /// Posted by a client and never sent by the rules: counts against
+    /// [`MAX_EXTERNAL_ALERTS`], not [`MAX_ALERTS`].
+    external: bool,
+}
+
+/// Where a batch of alerts comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The rule engine.
+    Rules,
+    /// A client (`POST /api/v2/alerts`), admitted by [`Dispatcher::reserve_external`]
+    /// with this many new alerts reserved.
+    External { reserved: usize },
 }
 
 struct Group {
@@ -133,6 +150,13 @@ pub struct Dispatcher {
     history_retention: CDuration,
     /// Alerts refused because the store was full.
     pub refused: u64,
+    /// Posted alerts refused because [`MAX_EXTERNAL_ALERTS`] were held.
+    pub refused_external: u64,
+    /// Posted alerts held (`external` in [`Stored`]).
+    external_held: usize,
+    /// New posted alerts admitted but not ingested yet (on their way to `ingest`).
+    external_reserved: usize,
+    max_external: usize,
 }
 
 fn to_cd(d: Duration) -> CDuration {
@@ -154,7 +178,45 @@ impl Dispatcher {
             history_new: Vec::new(),
             history_retention: to_cd(cfg.history_retention.get()),
             refused: 0,
+            refused_external: 0,
+            external_held: 0,
+            external_reserved: 0,
+            max_external: MAX_EXTERNAL_ALERTS,
         }
+    }
+
+    /// The posted-alert cap (tests use a small one).
+    pub fn set_max_external(&mut self, n: usize) {
+        self.max_external = n;
+    }
+
+    /// The posted-alert cap.
+    pub fn max_external(&self) -> usize {
+        self.max_external
+    }
+
+    /// Posted alerts held now.
+    pub fn external_alerts(&self) -> usize {
+        self.external_held
+    }
+
+    /// Admits a batch of posted alerts: the alerts it would add (fingerprints not held)
+    /// are reserved when they fit under the posted-alert cap with those held and those
+    /// already reserved; `Err(room)` when they do not (nothing reserved). The returned
+    /// count goes with the batch to [`Dispatcher::ingest_from`].
+    pub fn reserve_external(&mut self, alerts: &[Alert]) -> Result<usize, usize> {
+        let new: BTreeSet<u64> = alerts
+            .iter()
+            .map(Alert::fingerprint)
+            .filter(|fp| !self.alerts.contains_key(fp))
+            .collect();
+        let used = self.external_held + self.external_reserved;
+        let room = self.max_external.saturating_sub(used);
+        if new.len() > room {
+            return Err(room);
+        }
+        self.external_reserved += new.len();
+        Ok(new.len())
     }
 
     /// Takes a new config; groups on routes that no longer exist are dropped (their
@@ -179,6 +241,26 @@ impl Dispatcher {
     /// Takes alerts from the rule engine. Returns the batches to forward to receivers
     /// with Alertmanager integrations (one notification per receiver).
     pub fn ingest(&mut self, alerts: Vec<Alert>, now: DateTime<Utc>) -> Vec<Notification> {
+        self.ingest_from(alerts, Origin::Rules, now)
+    }
+
+    /// [`Dispatcher::ingest`] for alerts of `origin`. Rule alerts count against
+    /// [`MAX_ALERTS`] and posted ones against [`MAX_EXTERNAL_ALERTS`], so posted alerts
+    /// never take the room of rule alerts; a rule alert with a posted one's labels takes
+    /// it over.
+    pub fn ingest_from(
+        &mut self,
+        alerts: Vec<Alert>,
+        origin: Origin,
+        now: DateTime<Utc>,
+    ) -> Vec<Notification> {
+        let external = match origin {
+            Origin::Rules => false,
+            Origin::External { reserved } => {
+                self.external_reserved = self.external_reserved.saturating_sub(reserved);
+                true
+            }
+        };
         // Per receiver, by fingerprint: an alert on two routes of one receiver is
         // forwarded once.
         let mut forwards: BTreeMap<String, BTreeMap<u64, Alert>> = BTreeMap::new();
@@ -204,9 +286,19 @@ impl Dispatcher {
                         );
                     }
                     s.alert = a.clone();
+                    if s.external && !external {
+                        s.external = false;
+                        self.external_held -= 1;
+                    }
                 }
                 None => {
-                    if self.alerts.len() >= MAX_ALERTS {
+                    if external {
+                        if self.external_held >= self.max_external {
+                            self.refused_external += 1;
+                            continue;
+                        }
+                        self.external_held += 1;
+                    } else if self.alerts.len() - self.external_held >= MAX_ALERTS {
                         self.refused += 1;
                         continue;
                     }
@@ -221,6 +313,7 @@ impl Dispatcher {
                         Stored {
                             alert: a.clone(),
                             firing,
+                            external,
                         },
                     );
                 }
@@ -452,8 +545,15 @@ impl Dispatcher {
         for a in timed_out {
             self.history_push(now, EventKind::Resolved, &a, None);
         }
-        self.alerts
-            .retain(|_, s| s.firing || s.alert.ends_at + RESOLVED_RETENTION > now);
+        let mut external_gone = 0;
+        self.alerts.retain(|_, s| {
+            let keep = s.firing || s.alert.ends_at + RESOLVED_RETENTION > now;
+            if !keep && s.external {
+                external_gone += 1;
+            }
+            keep
+        });
+        self.external_held -= external_gone;
         let cutoff = now - self.history_retention;
         while self.history.front().is_some_and(|e| e.at < cutoff) {
             self.history.pop_front();

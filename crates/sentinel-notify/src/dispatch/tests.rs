@@ -383,3 +383,44 @@ fn group_wait_zero_group_is_due_the_moment_its_alert_arrives() {
     d.ingest(vec![b], now);
     assert_eq!(names(&d.tick(now)), [1]);
 }
+
+#[test]
+fn posted_alerts_cannot_fill_the_alert_store_and_push_out_rule_alerts() {
+    let mut d = dispatcher(BASIC);
+    d.set_max_external(3);
+    let posted = |i: usize| alert("Posted", &[("i", &i.to_string())], 0, 10_000);
+    // Three fit; a batch with any new alert past the cap is refused whole, unreserved.
+    let batch: Vec<Alert> = (0..3).map(posted).collect();
+    let r = d.reserve_external(&batch).unwrap();
+    assert_eq!(r, 3);
+    assert_eq!(d.reserve_external(&[posted(3)]), Err(0), "reserved count");
+    d.ingest_from(batch, Origin::External { reserved: r }, t(0));
+    assert_eq!(d.external_alerts(), 3);
+    assert_eq!(d.reserve_external(&[posted(4)]), Err(0));
+    // Re-posting held alerts (to keep them firing) takes no new room.
+    assert_eq!(d.reserve_external(&[posted(0), posted(1)]), Ok(0));
+    // A batch that slipped past admission is still held to the cap in the dispatcher.
+    d.ingest_from(vec![posted(5)], Origin::External { reserved: 0 }, t(1));
+    assert_eq!(d.external_alerts(), 3);
+    assert_eq!(d.refused_external, 1);
+    // Rule alerts are never refused for posted ones.
+    let rules: Vec<Alert> = (0..50)
+        .map(|i| alert("Rule", &[("i", &i.to_string())], 0, 10_000))
+        .collect();
+    d.ingest(rules, t(2));
+    assert_eq!(d.refused, 0);
+    let held = d.alerts(t(3));
+    assert_eq!(held.iter().filter(|v| v.alert.name() == "Rule").count(), 50);
+    // A rule alert with a posted alert's labels takes it over: room frees.
+    d.ingest(vec![posted(0)], t(4));
+    assert_eq!(d.external_alerts(), 2);
+    assert_eq!(d.reserve_external(&[posted(6)]), Ok(1));
+    // Posted alerts leave the count when they are dropped after resolving.
+    d.ingest_from(
+        vec![alert("Posted", &[("i", "1")], 0, 5)],
+        Origin::External { reserved: 0 },
+        t(5),
+    );
+    d.tick(t(5 + 16 * 60));
+    assert_eq!(d.external_alerts(), 1, "posted 2 stays until it ends");
+}
