@@ -61,21 +61,6 @@ fn wait_store_fed(s: &Sentinel) {
     wait_query(s, "sentinel_build_info", |v| v == 1.0);
 }
 
-fn post_events(s: &Sentinel, body: &str) {
-    let (status, _, resp) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-    .expect("post events");
-    assert!(
-        (200..300).contains(&status),
-        "{status}: {}",
-        String::from_utf8_lossy(&resp)
-    );
-}
-
 fn scrape_openmetrics(s: &Sentinel) -> String {
     let (status, _, body) = http_get(
         &s.url("/metrics"),

@@ -74,14 +74,10 @@ fn sidecar_scrapes_ingests_evaluates_and_reloads_after_releasing_startup_pages()
     }
     let evals = total(&scrape(&s), "sentinel_rule_evaluations_total");
     // An ingest batch, a gzip scrape and a plain one: code paths not run since the release.
-    let (status, _, body) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("Content-Type", "application/json")],
-        br#"[{"type":"operation","operation":"after_release","duration_seconds":1.5,"outcome":"failed"}]"#,
-    )
-    .expect("ingest");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    post_events(
+        &s,
+        r#"[{"type":"operation","operation":"after_release","duration_seconds":1.5,"outcome":"failed"}]"#,
+    );
     let (status, headers, _) =
         http_get(&s.url("/metrics"), &[("Accept-Encoding", "gzip")]).expect("gzip scrape");
     assert_eq!(status, 200);

@@ -5,7 +5,6 @@
 
 use crate::util::*;
 use comfy_sentinel::ingest::events::{parse_batch, Framing, Limits};
-use std::time::{Duration, Instant};
 
 const PATH: &str = "/api/v1/events";
 const JSON: &str = "application/json";
@@ -35,22 +34,6 @@ fn json(r: &HttpResponse) -> serde_json::Value {
         "{r:?}"
     );
     serde_json::from_slice(&r.2).expect("JSON answer")
-}
-
-/// Scrapes until every needle is present (the snapshot is re-encoded every second).
-fn wait_for(s: &Sentinel, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let text = scrape(s);
-        if needles.iter().all(|n| text.contains(n)) {
-            return text;
-        }
-        if Instant::now() > deadline {
-            let missing: Vec<_> = needles.iter().filter(|n| !text.contains(*n)).collect();
-            panic!("missing {missing:?} in:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Waits one refresh and returns the scrape (for checking that something did NOT appear).

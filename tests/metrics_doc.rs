@@ -295,14 +295,7 @@ fn scrape_families() -> BTreeMap<String, Family> {
         {"type":"quality","workflow":"portrait","metric":"clip_score","value":0.31},
         {"type":"heartbeat","name":"nightly-backup","status":"success"},
         {"type":"heartbeat","name":"nightly-backup","status":"failure"}]"#;
-    let (status, _, body) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("Content-Type", "application/json")],
-        events.as_bytes(),
-    )
-    .expect("post events");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    post_events(&s, events);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = scrape(&s);
