@@ -4,6 +4,7 @@
 
 use crate::fake_comfyui::{entry, fixture_entries, FakeComfy, Fault};
 use crate::support::exposition::value;
+use crate::support::prometheus::promtool_check_metrics;
 use crate::util::{scrape, wait_until, wait_value, wait_value_where, Sentinel};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -123,16 +124,7 @@ fn recorded_history_is_counted_by_outcome() {
         .iter()
         .any(|r| r.starts_with("/history?max_items=")));
     golden(&text, "comfyui/golden_recorded_history.txt");
-    if let Some(promtool) = crate::util::peer("promtool") {
-        let f = dir.path().join("scrape.txt");
-        std::fs::write(&f, &text).unwrap();
-        let out = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&f).unwrap())
-            .output()
-            .unwrap();
-        let msg = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+    if let Some((_, msg)) = promtool_check_metrics(&text) {
         assert!(
             !msg.lines().any(|l| l.contains("comfyui_")),
             "promtool check metrics: {msg}"

@@ -164,30 +164,21 @@ fn grafana_sidecar_compose_file_is_valid() {
     let Some(compose) = peer("docker-compose") else {
         return;
     };
-    let out = Command::new(compose)
-        .current_dir(repo())
-        .args(["-f", "deploy/grafana/docker-compose.yml", "config", "-q"])
-        .output()
-        .expect("run docker-compose");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new(compose).current_dir(repo()).args([
+        "-f",
+        "deploy/grafana/docker-compose.yml",
+        "config",
+        "-q",
+    ]));
 }
 
 #[test]
 fn every_shipped_dashboard_query_runs_on_the_sidecar_as_grafana_sends_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
-        &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  comfyui: {{ url: 'http://127.0.0.1:9', interval: 1s }}\n",
-            dir.path().join("data").display()
-        ),
+        "collectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  comfyui: { url: 'http://127.0.0.1:9', interval: 1s }\n",
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     std::thread::sleep(Duration::from_secs(3));
     let end = SystemTime::now()

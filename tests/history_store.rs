@@ -173,18 +173,13 @@ fn promtool_creates_blocks_from_our_export() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&exported)
-        .arg(dir.path().join("blocks"))
-        .output()
-        .expect("run promtool");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&exported)
+            .arg(dir.path().join("blocks")),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(promtool_samples(&stdout), 720, "{stdout}");
 }
 

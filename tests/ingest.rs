@@ -3,6 +3,7 @@
 //! capped, auth modes, rate limits, the Python reporter; and the published JSON Schema
 //! agrees with the parser.
 
+use crate::support::prometheus::promtool_check_metrics;
 use crate::util::*;
 use comfy_sentinel::ingest::events::{parse_batch, Framing, Limits};
 
@@ -106,21 +107,7 @@ fn array_and_ndjson_batches_become_metrics() {
         !text.contains("recovery_circuit_breaker_open_since_seconds{"),
         "{text}"
     );
-    if let Some(promtool) = peer("promtool") {
-        let out = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().expect("stdin").write_all(text.as_bytes())?;
-                c.wait_with_output()
-            })
-            .expect("run promtool");
-        let said = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+    if let Some((_, said)) = promtool_check_metrics(&text) {
         let ours: Vec<&str> = said
             .lines()
             .filter(|l| {

@@ -279,15 +279,12 @@ fn doc_path() -> PathBuf {
 fn scrape_families() -> BTreeMap<String, Family> {
     let (target, _server) = http_target();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu:\n    interval: 1s\n    timeout: 1s\n  probes:\n    interval: 1s\n    timeout: 1s\n    targets:\n      - {{name: local, http: \"http://{target}/\"}}\nnotify:\n  route: {{receiver: hook, group_wait: 1s}}\n  receivers:\n    - name: hook\n      webhooks: [{{url: \"http://{target}/hook\"}}]\n",
-            dir.path().join("data").display()
+            "collectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu:\n    interval: 1s\n    timeout: 1s\n  probes:\n    interval: 1s\n    timeout: 1s\n    targets:\n      - {{name: local, http: \"http://{target}/\"}}\nnotify:\n  route: {{receiver: hook, group_wait: 1s}}\n  receivers:\n    - name: hook\n      webhooks: [{{url: \"http://{target}/hook\"}}]\n"
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     // One event of every type, so the event-fed families exist too.
     let events = r#"[{"type":"operation","operation":"load_model","duration_seconds":1.2,"overhead_seconds":0.01,"attempts":2,"outcome":"recovered","recovery_seconds":0.3,"persistence_seconds":0.002,"error_class":"transient"},

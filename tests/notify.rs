@@ -3,28 +3,16 @@
 //! `/readyz` when the outbox cannot persist. Delivery itself is tested in
 //! `crates/sentinel-notify/tests/` (capture servers, SMTP, Alertmanager, crash test).
 
+use crate::support::process::run_with_input;
 use crate::util::*;
 use sentinel_notify::sign::{sign_headers, WebhookKey};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn verify_cmd(args: &[&str], stdin: &[u8]) -> (i32, String) {
-    let mut child = Command::new(bin())
-        .arg("verify")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, out) = run_with_input(Command::new(bin()).arg("verify").args(args), stdin);
+    (code.unwrap_or(-1), out)
 }
 
 #[test]

@@ -30,24 +30,6 @@ pub(crate) fn assert_security_headers(h: &[(String, String)]) {
     assert!(!csp.contains('*'), "no wildcard source: {csp}");
 }
 
-/// The status page, once `missing(page)` finds nothing missing; fails after `within`
-/// with what is still missing, the page and the log.
-pub fn wait_page(s: &Sentinel, within: Duration, missing: impl Fn(&str) -> Vec<String>) -> String {
-    wait_until(within, || {
-        let (_, _, body) = http_get(&s.url("/"), &[]).expect("GET /");
-        let body = String::from_utf8(body).expect("utf-8 page");
-        let missing = missing(&body);
-        if missing.is_empty() {
-            Ok(body)
-        } else {
-            Err(format!(
-                "page never showed {missing:?}:\n{body}\nlog:\n{}",
-                s.logs()
-            ))
-        }
-    })
-}
-
 /// A rule file in `dir` whose `HeartbeatFailed` alert fires (critical) while a heartbeat
 /// has failed, its rule ending with the lines `extra`.
 pub fn heartbeat_rules(dir: &Path, extra: &str) -> PathBuf {
@@ -58,7 +40,7 @@ pub fn heartbeat_rules(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn wait_page_contains(s: &Sentinel, needle: &str) -> String {
-    wait_page(s, Duration::from_secs(60), |body| {
+    wait_text(s, "/", Duration::from_secs(60), |body| {
         if body.contains(needle) {
             vec![]
         } else {
@@ -165,16 +147,13 @@ fn firing_alert_with_a_malicious_label_stays_text_in_chromium() {
         dir.path(),
         "        annotations: {summary: \"job {{ $labels.name }} failed\"}\n",
     );
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\nrules:\n  files: [{}]\n  evaluation_interval: 1s\n",
-            dir.path().join("data").display(),
+            "collectors:\n  system:\n    interval: 1s\n    timeout: 1s\nrules:\n  files: [{}]\n  evaluation_interval: 1s\n",
             rules.display()
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     let payload = "<img src=x onerror=alert(1)>";
     let event = serde_json::json!([{"type": "heartbeat", "name": payload, "status": "failure"}]);
@@ -204,20 +183,17 @@ fn page_tells_the_truth_about_comfyui_alert_values_and_endpoints() {
          expr: (1 - comfyui_up) * 7 > 0\n        labels: {severity: critical}\n        \
          annotations: {summary: \"ComfyUI on {{ $labels.instance }} is down\"}\n",
     );
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system: {{ enabled: false }}\n  comfyui: {{ url: 'http://127.0.0.1:9', interval: 1s }}\n\
+            "collectors:\n  system: {{ enabled: false }}\n  comfyui: {{ url: 'http://127.0.0.1:9', interval: 1s }}\n\
              rules:\n  files: [{}]\n  evaluation_interval: 1s\n\
              external_labels: {{ instance: render-node-3 }}\n\
              notify:\n  route: {{ receiver: hook }}\n  receivers:\n    - name: hook\n      \
              webhooks: [{{ url: 'http://127.0.0.1:9/hook', secret: 'status-page-test-secret-0123456789' }}]\n",
-            dir.path().join("data").display(),
             rules.display()
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     // The active-alerts row (the alert timeline's row for it starts alike).
     let active = "ComfyuiUnreachable</td><td class=\"bad\">critical</td>";

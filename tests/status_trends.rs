@@ -7,7 +7,7 @@
 //! and tests/support/chromium.rs (the Chromium kit).
 
 use crate::fake_comfyui::FakeComfy;
-use crate::status_page::{assert_security_headers, heartbeat_rules, wait_page};
+use crate::status_page::{assert_security_headers, heartbeat_rules};
 use crate::support::chromium::{assert_no_console_messages, screenshot_path, Chromium};
 use crate::util::*;
 use std::time::Duration;
@@ -34,7 +34,7 @@ fn row<'a>(page: &'a str, panel: &str) -> &'a str {
 /// The page, once every needle is on it and each of `lined` panels draws a line (two
 /// neighbouring points: one 30 s step of the 1 h window after its data began).
 fn wait_page_with(s: &Sentinel, needles: &[&str], lined: &[&str], within: Duration) -> String {
-    wait_page(s, within, |body| {
+    wait_text(s, "/", within, |body| {
         let missing: Vec<String> = needles
             .iter()
             .filter(|n| !body.contains(**n))
@@ -60,19 +60,16 @@ fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
     comfy.set_queue_fixture("get_queue_running_and_pending.json");
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = heartbeat_rules(dir.path(), "");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu: {{ enabled: false }}\n  \
+            "collectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu: {{ enabled: false }}\n  \
              comfyui:\n    url: \"{}\"\n    interval: 1s\n    timeout: 1s\n\
              rules:\n  files: [{}]\n  evaluation_interval: 1s\n",
-            dir.path().join("data").display(),
             comfy.url(),
             rules.display()
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     // Two batches some seconds apart: the counters move, so their rates are not 0/0.
     post_events(&s, recovery_events(2).to_string());

@@ -5,6 +5,7 @@
 
 use crate::support::exposition::{Exposition, LabelSet};
 use crate::support::process::{free_port, KillOnDrop};
+use crate::support::prometheus::promtool_check_metrics;
 use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -168,35 +169,11 @@ fn fixture_procfs_scrape_matches_golden() {
         assert!(!got.contains(absent), "{absent} should be excluded:\n{got}");
     }
 
-    if let Some(promtool) = peer("promtool") {
-        let mut child = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(got.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if let Some((code, report)) = promtool_check_metrics(&got) {
         // Exit 1 is a parse error; 3 is lint findings. The only findings allowed are
         // the camelCase ones on node_exporter's own meminfo names, which we keep
         // verbatim so that dashboards match.
-        assert_ne!(
-            out.status.code(),
-            Some(1),
-            "promtool cannot parse: {report}"
-        );
+        assert_ne!(code, Some(1), "promtool cannot parse: {report}");
         for finding in report.lines().filter(|l| !l.trim().is_empty()) {
             assert!(
                 finding.starts_with("node_memory_")

@@ -220,8 +220,8 @@ pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
     }
 }
 
-/// Runs a command that must succeed; panics with its output otherwise.
-pub fn run_ok(cmd: &mut Command) {
+/// Runs a command that must succeed; panics with its output otherwise, and returns it.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -229,6 +229,7 @@ pub fn run_ok(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 /// Writes `content` to a fresh temp file with the given name and returns its path.

@@ -150,25 +150,40 @@ pub fn wait_until<T>(within: Duration, mut probe: impl FnMut() -> Result<T, Stri
     }
 }
 
-/// Scrapes /metrics until `missing(text)` is empty, and returns that scrape; fails after
-/// `within` with what is missing, the last scrape and the sentinel's log.
-pub fn wait_scrape(
+/// GETs `path` from the sentinel until `missing(body)` is empty, and returns that body;
+/// every answer must be a 200 in UTF-8. Fails after `within` with what is missing, the
+/// last body and the sentinel's log.
+pub fn wait_text(
     s: &Sentinel,
+    path: &str,
     within: Duration,
     missing: impl Fn(&str) -> Vec<String>,
 ) -> String {
     wait_until(within, || {
-        let text = scrape(s);
+        let (status, _, body) =
+            http_get(&s.url(path), &[]).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let text = String::from_utf8(body).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert_eq!(status, 200, "GET {path}: {text}");
         let missing = missing(&text);
         if missing.is_empty() {
             Ok(text)
         } else {
             Err(format!(
-                "missing {missing:?} in:\n{text}\nlog:\n{}",
+                "{path} never showed {missing:?}:\n{text}\nlog:\n{}",
                 s.logs()
             ))
         }
     })
+}
+
+/// Scrapes /metrics until `missing(text)` is empty, and returns that scrape (see
+/// [`wait_text`]).
+pub fn wait_scrape(
+    s: &Sentinel,
+    within: Duration,
+    missing: impl Fn(&str) -> Vec<String>,
+) -> String {
+    wait_text(s, "/metrics", within, missing)
 }
 
 /// Scrapes until every needle is in the text (at most 30 s), and returns it.
