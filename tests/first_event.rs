@@ -40,19 +40,11 @@ fn query(s: &Sentinel, q: &str) -> Option<f64> {
 
 /// Polls `q` until `ok` holds for its value; panics with the last value otherwise.
 fn wait_query(s: &Sentinel, q: &str, ok: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), || {
         let got = query(s, q);
-        if let Some(v) = got.filter(|v| ok(*v)) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{q} gave {got:?}; log:\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        got.filter(|v| ok(*v))
+            .ok_or_else(|| format!("{q} gave {got:?}; log:\n{}", s.logs()))
+    })
 }
 
 /// Waits until the rule store holds a snapshot (so later series are born after it).

@@ -280,15 +280,7 @@ fn reload_keeps_old_config_on_error_and_applies_good_one() {
         "{}",
         String::from_utf8_lossy(&body)
     );
-    let wait_for = |want: &str| {
-        for _ in 0..50 {
-            if scrape(&s).contains(want) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("never saw {want:?}");
-    };
+    let wait_for = |want: &str| scrape_until(&s, want);
     wait_for("sentinel_config_last_reload_successful 0");
     assert!(scrape(&s).contains("sentinel_collector_success{collector=\"system\"} 1"));
     // Fix it and reload with SIGHUP: the system collector is now disabled.

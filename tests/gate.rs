@@ -5,20 +5,18 @@ use crate::util::*;
 use std::process::Command;
 
 fn wait_for_series(s: &Sentinel, query: &str) {
-    for _ in 0..100 {
-        let url = s.url(&format!("/api/v1/query?query={query}"));
-        if let Ok((200, _, body)) = http_get(&url, &[]) {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let url = s.url(&format!("/api/v1/query?query={query}"));
+    wait_until(std::time::Duration::from_secs(30), || {
+        if let (200, v, _) = get_json(&url) {
             if v["data"]["result"]
                 .as_array()
                 .is_some_and(|a| !a.is_empty())
             {
-                return;
+                return Ok(());
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("{query} never returned data; log: {}", s.logs());
+        Err(format!("{query} never returned data; log: {}", s.logs()))
+    });
 }
 
 #[test]

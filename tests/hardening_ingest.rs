@@ -327,16 +327,13 @@ const MB: f64 = 1024.0 * 1024.0;
 fn huge_comfyui_history_leaves_no_memory_behind() {
     let fake = FakeComfy::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "config.yaml",
         &format!(
-            "data_dir: {:?}\ncollectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui:\n    url: \"{}\"\n    interval: 3s\n    timeout: 3s\n",
-            dir.path().join("data"),
+            "collectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui:\n    url: \"{}\"\n    interval: 3s\n    timeout: 3s\n",
             fake.url()
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     let pid = s.child.id();
     let history_polls = "comfyui_api_request_duration_seconds_count{endpoint=\"history\"}";
     // Warm up on a normal server: a few polls, scrapes and their buffers.

@@ -243,20 +243,18 @@ fn history_survives_sigkill_losing_at_most_the_flush_interval() {
     // After a restart the older history is there, through the query API.
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     s.wait_ready();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), || {
         let got = query_value(&s, "count_over_time(sentinel_build_info[1h])").unwrap_or(0.0);
         if got >= times.len() as f64 {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "count_over_time gave {got}, want >= {}; log:\n{}",
+                times.len(),
+                s.logs()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "count_over_time gave {got}, want >= {}; log:\n{}",
-            times.len(),
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 }
 
 #[test]

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const HEADER: &str = "# Metrics
 
@@ -293,22 +293,20 @@ fn scrape_families() -> BTreeMap<String, Family> {
         {"type":"heartbeat","name":"nightly-backup","status":"success"},
         {"type":"heartbeat","name":"nightly-backup","status":"failure"}]"#;
     post_events(&s, events);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = scrape(&s);
-        // Wait for a second round of every collector, so counters that need two reads
-        // (rates, deltas) are there too.
-        // The always-firing Watchdog reaches the webhook, so delivery metrics exist too.
-        if text.contains("probe_success{")
-            && text.contains("probe_http_status_code{")
-            && text.contains("sentinel_notifications_total{")
-        {
-            std::thread::sleep(Duration::from_secs(2));
-            return parse_scrape(&scrape(&s));
-        }
-        assert!(Instant::now() < deadline, "probe never reported:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // The probe has reported, and the always-firing Watchdog has reached the webhook,
+    // so delivery metrics exist too.
+    wait_for(
+        &s,
+        &[
+            "probe_success{",
+            "probe_http_status_code{",
+            "sentinel_notifications_total{",
+        ],
+    );
+    // Then a second round of every collector, so counters that need two reads (rates,
+    // deltas) are there too.
+    std::thread::sleep(Duration::from_secs(2));
+    parse_scrape(&scrape(&s))
 }
 
 #[test]

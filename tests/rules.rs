@@ -99,15 +99,7 @@ fn running_binary_exports_firing_alerts() {
         ),
     );
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = scrape(&s);
-        if text.contains("ALERTS{alertname=\"Watchdog\",alertstate=\"firing\"} 1") {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("no firing Watchdog in /metrics:\n{text}");
+    scrape_until(&s, "ALERTS{alertname=\"Watchdog\",alertstate=\"firing\"} 1");
 }
 
 #[test]

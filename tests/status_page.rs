@@ -6,7 +6,7 @@
 //! an attribute. Neighbours: `src/http/status.rs` (the renderer, with its own unit tests),
 //! `common_headers` in `src/http/mod.rs` (the CSP checked here).
 
-use crate::support::chromium::{screenshot_path, Chromium};
+use crate::support::chromium::Chromium;
 use crate::util::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -132,9 +132,7 @@ fn page_in_headless_chromium_shows_state_and_keeps_hostile_text_inert() {
         "{dom}"
     );
 
-    let png = screenshot_path("status-page.png");
-    chromium.screenshot(&s.url("/"), &png, 900);
-    eprintln!("status page screenshot: {}", png.display());
+    chromium.screenshot(&s.url("/"), "status-page.png", 900);
 }
 
 #[test]
@@ -166,8 +164,7 @@ fn firing_alert_with_a_malicious_label_stays_text_in_chromium() {
     assert!(dom.contains("HeartbeatFailed"), "{dom}");
     assert!(dom.contains("critical"), "{dom}");
     assert!(dom.contains("&lt;img src=x onerror=alert(1)&gt;"), "{dom}");
-    let png = screenshot_path("status-page-alert.png");
-    chromium.screenshot(&s.url("/"), &png, 900);
+    chromium.screenshot(&s.url("/"), "status-page-alert.png", 900);
 }
 
 /// Issue 13 §7, through the real binary: ComfyUI unreachable shows as "down" with the

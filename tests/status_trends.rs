@@ -8,7 +8,7 @@
 
 use crate::fake_comfyui::FakeComfy;
 use crate::status_page::{assert_security_headers, heartbeat_rules};
-use crate::support::chromium::{assert_no_console_messages, screenshot_path, Chromium};
+use crate::support::chromium::{assert_no_console_messages, Chromium};
 use crate::util::*;
 use std::time::Duration;
 
@@ -133,8 +133,6 @@ fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
         "{timeline}"
     );
 
-    let png = screenshot_path("status-trends.png");
     // Tall enough for the whole page: the trends sit below the collectors and alerts.
-    chromium.screenshot(&s.url("/"), &png, 3200);
-    eprintln!("status trends screenshot: {}", png.display());
+    chromium.screenshot(&s.url("/"), "status-trends.png", 3200);
 }

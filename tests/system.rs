@@ -4,7 +4,7 @@
 //! dashboards and alerts work on our series unchanged.
 
 use crate::support::exposition::{Exposition, LabelSet};
-use crate::support::process::{free_port, KillOnDrop};
+use crate::support::process::{free_port, poll, KillOnDrop};
 use crate::support::prometheus::promtool_check_metrics;
 use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
@@ -265,14 +265,11 @@ impl NodeExporter {
             _child: KillOnDrop(child),
             url: format!("http://127.0.0.1:{port}/metrics"),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _, _)) = http_get(&ne.url, &[]) {
-                return ne;
-            }
-            assert!(Instant::now() < deadline, "node_exporter did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            poll(&ne.url, |status, _| status == 200),
+            "node_exporter did not start"
+        );
+        ne
     }
 
     fn scrape(&self) -> Scrape {
@@ -385,15 +382,13 @@ fn matches_real_node_exporter() {
         // every run), so our read lies inside node_exporter's bracket.
         let first = scrape(&ours);
         let stale = node_lines(&first);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let body = loop {
-            let body = scrape(&ours);
-            if node_lines(&body) != stale {
-                break body;
+        let body = wait_scrape(&ours, Duration::from_secs(30), |body| {
+            if node_lines(body) != stale {
+                vec![]
+            } else {
+                vec!["a new system snapshot".into()]
             }
-            assert!(Instant::now() < deadline, "no new system snapshot in 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        });
         let mut mine = Scrape::parse(&body);
         mine.at = Some(Instant::now());
         let after = ne.scrape();

@@ -5,7 +5,7 @@
 //! elsewhere. Users: tests/status_page.rs, tests/status_trends.rs.
 
 use crate::support::peer::peer;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -179,14 +179,20 @@ impl Chromium {
         self.dump_dom_and_log(url).0
     }
 
-    /// Saves a PNG of `url` in a window 1280 wide and `height` tall, and checks it is one.
-    pub(crate) fn screenshot(&self, url: &str, file: &Path, height: u32) {
+    /// Saves a PNG of `url`, in a window 1280 wide and `height` tall, as `name` in
+    /// Cargo's temp dir for tests (an older one removed first); checks it is a PNG, says
+    /// where it is, and returns its path.
+    pub(crate) fn screenshot(&self, url: &str, name: &str, height: u32) -> PathBuf {
+        let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+        let _ = std::fs::remove_file(&file);
         let arg = format!("--screenshot={}", file.display());
         let size = format!("--window-size=1280,{height}");
         let (_, log) = self.run(&[&arg, &size, "--hide-scrollbars"], url);
         let png =
-            std::fs::read(file).unwrap_or_else(|e| panic!("no screenshot ({e}); log:\n{log}"));
+            std::fs::read(&file).unwrap_or_else(|e| panic!("no screenshot ({e}); log:\n{log}"));
         assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+        eprintln!("screenshot of {url}: {}", file.display());
+        file
     }
 }
 
@@ -203,14 +209,6 @@ pub(crate) fn assert_no_console_messages(log: &str) {
         "console messages:\n{}",
         console.join("\n")
     );
-}
-
-/// Where a test saves a screenshot: `name` in Cargo's temp dir for tests, any older one
-/// removed first.
-pub(crate) fn screenshot_path(name: &str) -> PathBuf {
-    let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
-    let _ = std::fs::remove_file(&png);
-    png
 }
 
 #[test]
