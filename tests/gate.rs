@@ -7,15 +7,19 @@ use std::process::Command;
 fn wait_for_series(s: &Sentinel, query: &str) {
     let url = s.url(&format!("/api/v1/query?query={query}"));
     wait_until(std::time::Duration::from_secs(30), || {
-        if let (200, v, _) = get_json(&url) {
-            if v["data"]["result"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
+        match get_json(&url) {
+            (200, v, _)
+                if v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty()) =>
             {
-                return Ok(());
+                Ok(())
             }
+            (_, _, text) => Err(format!(
+                "{query} never returned data: {text}; log: {}",
+                s.logs()
+            )),
         }
-        Err(format!("{query} never returned data; log: {}", s.logs()))
     });
 }
 

@@ -214,19 +214,15 @@ fn readyz_reports_an_outbox_that_cannot_persist() {
     std::fs::write(&blocked, b"").unwrap();
     let cfg = config(dir.path(), &blocked.join("data"));
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let st = wait_until(std::time::Duration::from_secs(30), || {
         let (st, _, body) = http_get(&s.url("/readyz"), &[]).unwrap();
         let body = String::from_utf8_lossy(&body).to_string();
         if body.contains("outbox cannot persist") {
-            assert_eq!(st, 503);
-            break;
+            Ok(st)
+        } else {
+            Err(format!("readyz never mentioned the outbox: {body}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "readyz never mentioned the outbox: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    });
+    assert_eq!(st, 503);
     assert!(scrape(&s).contains("sentinel_outbox_persistent 0"));
 }

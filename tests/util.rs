@@ -126,19 +126,15 @@ impl Sentinel {
 
     /// Waits until /readyz answers 200 (every collector ran once).
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = http_get(&self.url("/readyz"), &[]) {
-                if r.0 == 200 {
-                    return;
-                }
+        wait_until(Duration::from_secs(30), || {
+            match http_get(&self.url("/readyz"), &[]) {
+                Ok((200, _, _)) => Ok(()),
+                _ => Err(format!(
+                    "comfy-sentinel never became ready; log: {:?}",
+                    self.log.lock().unwrap()
+                )),
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "comfy-sentinel never became ready; log: {:?}",
-            self.log.lock().unwrap()
-        );
+        });
     }
 
     pub fn logs(&self) -> String {
@@ -202,22 +198,6 @@ pub fn check_refuses(cfg: &Path) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{err}");
     err
-}
-
-/// The value's shape: objects keep their keys (each value's shape), arrays their first
-/// element's shape, scalars their JSON type.
-pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), json_shape(v))).collect())
-        }
-        Value::Array(a) => Value::Array(a.first().map(json_shape).into_iter().collect()),
-        Value::String(_) => Value::String("string".into()),
-        Value::Number(_) => Value::String("number".into()),
-        Value::Bool(_) => Value::String("bool".into()),
-        Value::Null => Value::Null,
-    }
 }
 
 /// Runs a command that must succeed; panics with its output otherwise, and returns it.

@@ -110,6 +110,48 @@ pub fn get_pair(ours: &str, theirs: &str, path: &str) -> [(u16, serde_json::Valu
     ]
 }
 
+/// The value's shape: objects keep their keys (each value's shape), arrays their first
+/// element's shape, scalars their JSON type.
+pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), json_shape(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.first().map(json_shape).into_iter().collect()),
+        Value::String(_) => Value::String("string".into()),
+        Value::Number(_) => Value::String("number".into()),
+        Value::Bool(_) => Value::String("bool".into()),
+        Value::Null => Value::Null,
+    }
+}
+
+/// GET `path` from the sidecar (`ours`) and the real peer (`theirs`): the statuses and
+/// the JSON shapes (see [`json_shape`]) must be equal. Returns both bodies.
+pub fn get_pair_same_shape(ours: &str, theirs: &str, path: &str) -> [serde_json::Value; 2] {
+    let [(so, o, _), (sp, p, _)] = get_pair(ours, theirs, path);
+    assert_eq!(
+        (so, json_shape(&o)),
+        (sp, json_shape(&p)),
+        "{path}:\n{o}\n{p}"
+    );
+    [o, p]
+}
+
+/// GETs `url` until `found` picks something out of its JSON answer, and returns that;
+/// fails after `within` saying what never showed and the last answer.
+pub fn wait_json<T>(
+    url: &str,
+    within: Duration,
+    what: &str,
+    found: impl Fn(&serde_json::Value) -> Option<T>,
+) -> T {
+    wait_until(within, || {
+        let (_, v, text) = get_json(url);
+        found(&v).ok_or_else(|| format!("{url}: {what} never showed; last answer: {text}"))
+    })
+}
+
 /// POSTs a JSON events batch to the sentinel's ingest API (`/api/v1/events`); fails
 /// unless it is taken (200). Returns the answer's body.
 pub fn post_events(s: &Sentinel, batch: impl AsRef<[u8]>) -> Vec<u8> {
