@@ -80,17 +80,7 @@ fn amtool_manages_silences_and_reads_alerts_on_the_sidecar() {
     post_alert(&s.url(""));
     let url = format!("--alertmanager.url={}", s.url(""));
     let run = |args: &[&str]| -> String {
-        let out = Command::new(&amtool)
-            .arg(&url)
-            .args(args)
-            .output()
-            .expect("run amtool");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "amtool {args:?}: {text}");
+        let out = run_ok(Command::new(&amtool).arg(&url).args(args));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let out = run(&["alert", "query", "-o", "json"]);

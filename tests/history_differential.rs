@@ -1004,17 +1004,7 @@ fn series_labels_and_label_values_equal_prometheus_on_imported_history() {
 /// `promtool query range|instant|series|labels` output (its own rendering of the
 /// answers), against `url`.
 fn promtool_query(promtool: &Path, args: &[String]) -> String {
-    let out = Command::new(promtool)
-        .arg("query")
-        .args(args)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool query {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new(promtool).arg("query").args(args));
     String::from_utf8(out.stdout).expect("utf-8")
 }
 

@@ -279,18 +279,8 @@ fn promtool_queries_the_sidecar_as_a_prometheus_server() {
     let s = sidecar(dir.path(), &rules, "");
     wait_for_firing(&s.url(""));
     let run = |args: &[&str]| -> String {
-        let out = Command::new(&promtool)
-            .arg("query")
-            .args(args)
-            .output()
-            .expect("run promtool");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "promtool query {args:?}: {text}");
-        text
+        let out = run_ok(Command::new(&promtool).arg("query").args(args));
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
     };
     let url = s.url("");
     let out = run(&["instant", &url, "api:one"]);
