@@ -159,11 +159,12 @@ impl Chromium {
         )
     }
 
-    /// The DOM after parsing and Chromium's log, checked: a DOM came back, no injected
-    /// element (see [`assert_nothing_injected`]) and no CSP violation (an injected inline
-    /// script or handler that got past the markup check would be refused by the CSP and
-    /// logged; the inline `<style>` must not be).
-    pub(crate) fn dump_dom_and_log(&self, url: &str) -> (String, String) {
+    /// The DOM after parsing, checked: a DOM came back, no injected element (see
+    /// [`assert_nothing_injected`]), no CSP violation (an injected inline script or
+    /// handler that got past the markup check would be refused by the CSP and logged; the
+    /// inline `<style>` must not be) and nothing on the console (the sidecar's pages run
+    /// no script, so anything there is an error).
+    pub(crate) fn dump_dom(&self, url: &str) -> String {
         let (dom, log) = self.run(&["--dump-dom"], url);
         assert!(dom.contains("</html>"), "no DOM from chromium; log:\n{log}");
         assert_nothing_injected(&dom);
@@ -171,12 +172,8 @@ impl Chromium {
             !log.contains("Content Security Policy"),
             "CSP violation:\n{log}"
         );
-        (dom, log)
-    }
-
-    /// [`Chromium::dump_dom_and_log`]'s DOM.
-    pub(crate) fn dump_dom(&self, url: &str) -> String {
-        self.dump_dom_and_log(url).0
+        assert_no_console_messages(&log);
+        dom
     }
 
     /// Saves a PNG of `url`, in a window 1280 wide and `height` tall, as `name` in
