@@ -58,18 +58,16 @@ notify:
 fn post_alert(base: &str) -> Value {
     let (st, body) = post(&format!("{base}/api/v2/alerts"), ALERT);
     assert_eq!(st, 200, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let (_, v, _) = get_json(&format!("{base}/api/v2/alerts"));
-        if let Some(a) = v
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == "DiskFull"))
-        {
-            return a.clone();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{base}: the posted alert never showed");
+    wait_json(
+        &format!("{base}/api/v2/alerts"),
+        Duration::from_secs(20),
+        "the posted alert",
+        |v| {
+            v.as_array()
+                .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == "DiskFull"))
+                .cloned()
+        },
+    )
 }
 
 #[test]
@@ -82,17 +80,7 @@ fn amtool_manages_silences_and_reads_alerts_on_the_sidecar() {
     post_alert(&s.url(""));
     let url = format!("--alertmanager.url={}", s.url(""));
     let run = |args: &[&str]| -> String {
-        let out = Command::new(&amtool)
-            .arg(&url)
-            .args(args)
-            .output()
-            .expect("run amtool");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "amtool {args:?}: {text}");
+        let out = run_ok(Command::new(&amtool).arg(&url).args(args));
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let out = run(&["alert", "query", "-o", "json"]);
@@ -232,12 +220,7 @@ fn v2_answers_match_a_real_alertmanager_for_the_same_alert_and_silence() {
         "/api/v2/status",
         "/api/v2/alerts/groups",
     ] {
-        let [(so, o, _), (sp, p, _)] = get_pair(&ours, &theirs, path);
-        assert_eq!(
-            (so, json_shape(&o)),
-            (sp, json_shape(&p)),
-            "{path}:\n{o}\n{p}"
-        );
+        get_pair_same_shape(&ours, &theirs, path);
     }
     let (_, so, _) = get_json(&format!("{ours}/api/v2/silence/{}", ids[0]));
     let (_, sp, _) = get_json(&format!("{theirs}/api/v2/silence/{}", ids[1]));

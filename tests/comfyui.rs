@@ -4,7 +4,8 @@
 
 use crate::fake_comfyui::{entry, fixture_entries, FakeComfy, Fault};
 use crate::support::exposition::value;
-use crate::util::{scrape, Sentinel};
+use crate::support::prometheus::promtool_check_metrics;
+use crate::util::{scrape, wait_until, wait_value, wait_value_where, Sentinel};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,24 +24,6 @@ fn start(dir: &Path, url: &str, extra: &str) -> Sentinel {
     Sentinel::start(&["--config", &cfg])
 }
 
-/// Scrapes until `series` has `want`; panics with the last scrape otherwise.
-fn wait_for(s: &Sentinel, series: &str, want: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = scrape(s);
-        if value(&text, series) == Some(want) {
-            return text;
-        }
-        if Instant::now() > deadline {
-            panic!(
-                "{series} never became {want}; last scrape:\n{text}\nlog:\n{}",
-                s.logs()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 const SUCCESS: &str = "comfyui_prompts_total{outcome=\"success\"}";
 const ERROR: &str = "comfyui_prompts_total{outcome=\"error\"}";
 const INTERRUPTED: &str = "comfyui_prompts_total{outcome=\"interrupted\"}";
@@ -52,7 +35,7 @@ fn recorded_history_is_counted_by_outcome() {
     fake.set_history(fixture_entries("get_history_all.json"));
     fake.set_queue_fixture("get_queue_running_and_pending.json");
     let s = start(dir.path(), &fake.url(), "");
-    let text = wait_for(&s, SUCCESS, 7.0);
+    let text = wait_value(&s, SUCCESS, 7.0);
     assert_eq!(value(&text, ERROR), Some(2.0));
     assert_eq!(value(&text, INTERRUPTED), Some(2.0));
     assert_eq!(value(&text, "comfyui_up"), Some(1.0));
@@ -141,16 +124,7 @@ fn recorded_history_is_counted_by_outcome() {
         .iter()
         .any(|r| r.starts_with("/history?max_items=")));
     golden(&text, "comfyui/golden_recorded_history.txt");
-    if let Some(promtool) = crate::util::peer("promtool") {
-        let f = dir.path().join("scrape.txt");
-        std::fs::write(&f, &text).unwrap();
-        let out = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&f).unwrap())
-            .output()
-            .unwrap();
-        let msg = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+    if let Some((_, msg)) = promtool_check_metrics(&text) {
         assert!(
             !msg.lines().any(|l| l.contains("comfyui_")),
             "promtool check metrics: {msg}"
@@ -187,7 +161,7 @@ fn outcome_counters_are_exported_at_zero_from_the_start() {
     let dir = tempfile::tempdir().unwrap();
     let fake = FakeComfy::start();
     let s = start(dir.path(), &fake.url(), "");
-    let text = wait_for(&s, "comfyui_up", 1.0);
+    let text = wait_value(&s, "comfyui_up", 1.0);
     for series in [SUCCESS, ERROR, INTERRUPTED] {
         assert_eq!(value(&text, series), Some(0.0), "{series}");
     }
@@ -200,10 +174,10 @@ fn sidecar_restart_counts_nothing_twice() {
     fake.set_history(fixture_entries("get_history_all.json"));
     {
         let s = start(dir.path(), &fake.url(), "");
-        wait_for(&s, SUCCESS, 7.0);
+        wait_value(&s, SUCCESS, 7.0);
     }
     let s = start(dir.path(), &fake.url(), "");
-    let text = wait_for(&s, "comfyui_up", 1.0);
+    let text = wait_value(&s, "comfyui_up", 1.0);
     // Wait for a few more polls: the values must stay where they were.
     std::thread::sleep(Duration::from_millis(1000));
     let text2 = scrape(&s);
@@ -213,7 +187,7 @@ fn sidecar_restart_counts_nothing_twice() {
         assert_eq!(value(t, "comfyui_nodes_cached_total"), Some(2.0));
     }
     fake.add("new-1", entry("new-1", "success", 5_000, 5_250, ("", "")));
-    let text = wait_for(&s, SUCCESS, 8.0);
+    let text = wait_value(&s, SUCCESS, 8.0);
     assert_eq!(
         value(
             &text,
@@ -242,7 +216,7 @@ fn comfyui_restart_with_reused_prompt_ids() {
         ),
     );
     let s = start(dir.path(), &fake.url(), "");
-    wait_for(&s, SUCCESS, 1.0);
+    wait_value(&s, SUCCESS, 1.0);
     // ComfyUI restarts: history gone, the client reuses its prompt id for a new run.
     fake.clear_history();
     std::thread::sleep(Duration::from_millis(700));
@@ -250,7 +224,7 @@ fn comfyui_restart_with_reused_prompt_ids() {
         "same-id",
         entry("same-id", "success", 9_000, 9_500, ("", "")),
     );
-    let text = wait_for(&s, SUCCESS, 2.0);
+    let text = wait_value(&s, SUCCESS, 2.0);
     assert_eq!(value(&text, ERROR), Some(1.0));
     assert_eq!(
         value(&text, "comfyui_prompt_failures_total{class=\"oom\"}"),
@@ -277,7 +251,7 @@ fn history_larger_than_a_page_is_paged() {
         );
     }
     let s = start(dir.path(), &fake.url(), "    history_page_size: 4\n");
-    wait_for(&s, SUCCESS, 50.0);
+    wait_value(&s, SUCCESS, 50.0);
     let reqs = fake.requests();
     for n in [4, 8, 16, 32, 64] {
         assert!(
@@ -293,7 +267,7 @@ fn history_larger_than_a_page_is_paged() {
             entry(&id, "interrupted", 1_000 * i, 1_000 * i + 10, ("", "")),
         );
     }
-    let text = wait_for(&s, INTERRUPTED, 20.0);
+    let text = wait_value(&s, INTERRUPTED, 20.0);
     assert_eq!(value(&text, SUCCESS), Some(50.0));
 }
 
@@ -315,7 +289,7 @@ fn node_error_labels_are_capped() {
         );
     }
     let s = start(dir.path(), &fake.url(), "    max_node_error_series: 2\n");
-    let text = wait_for(&s, ERROR, 5.0);
+    let text = wait_value(&s, ERROR, 5.0);
     assert_eq!(
         value(
             &text,
@@ -336,7 +310,7 @@ fn prefix_api_routes_bearer_token_and_extra_headers() {
     fake.set_history(fixture_entries("get_history_all.json"));
     let extra = "    api_prefix: true\n    bearer_token: s3cret\n    headers: { X-Tenant: blue }\n";
     let s = start(dir.path(), &fake.url(), extra);
-    wait_for(&s, SUCCESS, 7.0);
+    wait_value(&s, SUCCESS, 7.0);
     assert!(
         fake.requests().iter().all(|r| r.starts_with("/comfy/api/")),
         "{:?}",
@@ -360,7 +334,7 @@ fn down_then_up_recovers_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let s = start(dir.path(), &url, "");
-    let text = wait_for(&s, "comfyui_up", 0.0);
+    let text = wait_value(&s, "comfyui_up", 0.0);
     // Down is a state, not a collector failure; unread gauges are left out.
     assert_eq!(
         value(&text, "sentinel_collector_success{collector=\"comfyui\"}"),
@@ -370,7 +344,7 @@ fn down_then_up_recovers_by_itself() {
     assert_eq!(value(&text, SUCCESS), Some(0.0));
     let fake = FakeComfy::start_with(&format!("127.0.0.1:{port}"), "", None);
     fake.set_history(fixture_entries("get_history_all.json"));
-    wait_for(&s, SUCCESS, 7.0);
+    wait_value(&s, SUCCESS, 7.0);
     // Logged once when it changes, not on every poll.
     let logs = s.logs();
     assert_eq!(logs.matches("ComfyUI is down").count(), 1, "{logs}");
@@ -390,7 +364,7 @@ fn misbehaving_server_never_breaks_the_collector() {
     let fake = FakeComfy::start();
     fake.set_history(fixture_entries("get_history_all.json"));
     let s = start(dir.path(), &fake.url(), "    max_body_bytes: 1048576\n");
-    wait_for(&s, SUCCESS, 7.0);
+    wait_value(&s, SUCCESS, 7.0);
     let faults = [
         Fault::Status500,
         Fault::Garbage,
@@ -405,7 +379,7 @@ fn misbehaving_server_never_breaks_the_collector() {
             let id = format!("during-{f:?}-{endpoint}");
             fake.add(&id, entry(&id, "success", 100_000, 100_010, ("", "")));
             if endpoint == "*" {
-                let text = wait_for(&s, "comfyui_up", 0.0);
+                let text = wait_value(&s, "comfyui_up", 0.0);
                 assert_eq!(value(&text, SUCCESS), Some(n), "{f:?}: counters kept");
             } else {
                 // ComfyUI answers, only history is bad: still up, error counted.
@@ -420,8 +394,8 @@ fn misbehaving_server_never_breaks_the_collector() {
             );
             fake.heal();
             n += 1.0;
-            wait_for(&s, SUCCESS, n);
-            wait_for(&s, "comfyui_up", 1.0);
+            wait_value(&s, SUCCESS, n);
+            wait_value(&s, "comfyui_up", 1.0);
         }
     }
     let text = scrape(&s);
@@ -477,7 +451,7 @@ fn cpu_per_poll_with_10k_history() {
     let pid = s.child.id();
     let idle = cpu_seconds(pid);
     let started = Instant::now();
-    wait_for(&s, SUCCESS, 10_000.0);
+    wait_value(&s, SUCCESS, 10_000.0);
     let first = cpu_seconds(pid) - idle;
     let first_wall = started.elapsed();
     let before = cpu_seconds(pid);
@@ -488,6 +462,106 @@ fn cpu_per_poll_with_10k_history() {
         "10k-entry history: first poll(s) {first:.3} s CPU ({first_wall:?} wall, incl. paging); steady poll {:.2} ms CPU",
         steady * 1000.0
     );
+}
+
+/// 10,000 history entries of mixed outcomes, ids and times ascending: every tenth an
+/// error, every tenth but one interrupted, the rest successes.
+fn mixed_history(n: i64) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| {
+            let id = format!("{i:08}-0000-4000-8000-000000000000");
+            let outcome = match i % 10 {
+                0 => "error",
+                1 => "interrupted",
+                _ => "success",
+            };
+            let raw = entry(
+                &id,
+                outcome,
+                1_000 * i,
+                1_000 * i + 20,
+                ("KSampler", "RuntimeError"),
+            );
+            (id, raw)
+        })
+        .collect()
+}
+
+/// The non-timed check of a 10k-entry ComfyUI `/history` (the CPU it costs is measured
+/// by the ignored `cpu_per_poll_with_10k_history`): the first poll pages through all of
+/// it and counts each prompt once by outcome, later polls of the same history count
+/// nothing again, and one new entry after it is counted once.
+#[test]
+fn ten_thousand_entry_history_is_counted_once_by_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeComfy::start();
+    fake.set_history(mixed_history(10_000));
+    // Polls a second apart, so a slow (debug, loaded) page never runs into the next poll.
+    let path = config(dir.path(), &fake.url(), "");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("interval: 300ms", "interval: 1s")
+        .replace("timeout: 300ms", "timeout: 1s");
+    std::fs::write(&path, cfg).unwrap();
+    let s = Sentinel::start(&["--config", &path]);
+    let expect = |text: &str, new_successes: f64| {
+        let success = 8_000.0 + new_successes;
+        for (series, want) in [
+            (SUCCESS, success),
+            (ERROR, 1_000.0),
+            (INTERRUPTED, 1_000.0),
+            // One duration per prompt: an outcome counted twice would show here too.
+            (
+                "comfyui_prompt_duration_seconds_count{outcome=\"success\"}",
+                success,
+            ),
+            (
+                "comfyui_prompt_duration_seconds_count{outcome=\"error\"}",
+                1_000.0,
+            ),
+            (
+                "comfyui_prompt_duration_seconds_count{outcome=\"interrupted\"}",
+                1_000.0,
+            ),
+            ("comfyui_output_images_total", success),
+            (
+                "comfyui_node_errors_total{node_type=\"KSampler\",exception_type=\"RuntimeError\"}",
+                1_000.0,
+            ),
+            ("comfyui_history_truncated_total", 0.0),
+        ] {
+            assert_eq!(value(text, series), Some(want), "{series}:\n{text}");
+        }
+    };
+    // The first poll pages up to every entry (10,001 at most by default).
+    let text = wait_value_where(&s, SUCCESS, Duration::from_secs(120), |v| v >= 8_000.0);
+    expect(&text, 0.0);
+
+    // Later polls see the same 10,000 entries: nothing is counted again.
+    let history_polls = |fake: &FakeComfy| {
+        fake.requests()
+            .iter()
+            .filter(|r| r.contains("/history"))
+            .count()
+    };
+    let seen = history_polls(&fake);
+    wait_until(Duration::from_secs(60), || {
+        let now = history_polls(&fake);
+        if now >= seen + 3 {
+            Ok(())
+        } else {
+            Err(format!("{} more /history requests, not 3", now - seen))
+        }
+    });
+    expect(&scrape(&s), 0.0);
+
+    // One new success on top is counted once, and only it.
+    fake.add(
+        "newest",
+        entry("newest", "success", 20_000_000, 20_000_020, ("", "")),
+    );
+    let text = wait_value_where(&s, SUCCESS, Duration::from_secs(30), |v| v > 8_000.0);
+    expect(&text, 1.0);
 }
 
 /// One file per rejected `collectors.comfyui` config: `check` exits 2 and names the field.
@@ -567,7 +641,7 @@ fn paging_stops_at_the_body_cap() {
         size * 100
     );
     let s = start(dir.path(), &fake.url(), &extra);
-    let text = wait_for(&s, "comfyui_history_truncated_total", 1.0);
+    let text = wait_value(&s, "comfyui_history_truncated_total", 1.0);
     assert_eq!(value(&text, SUCCESS), Some(64.0));
     assert_eq!(
         value(
@@ -577,6 +651,6 @@ fn paging_stops_at_the_body_cap() {
         Some(1.0)
     );
     fake.add("late", entry("late", "success", 900_000, 900_010, ("", "")));
-    let text = wait_for(&s, SUCCESS, 65.0);
+    let text = wait_value(&s, SUCCESS, 65.0);
     assert_eq!(value(&text, "comfyui_history_truncated_total"), Some(1.0));
 }

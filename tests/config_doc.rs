@@ -44,15 +44,12 @@ fn effective_defaults() -> BTreeMap<String, String> {
     // An empty config file: every field at its built-in default.
     let dir = tempfile::tempdir().unwrap();
     let cfg = temp_file(dir.path(), "empty.yaml", "# defaults\n");
-    let out = std::process::Command::new(bin())
-        .args(["check", "--print", "--config", cfg.to_str().unwrap()])
-        .output()
-        .expect("run check --print");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(std::process::Command::new(bin()).args([
+        "check",
+        "--print",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]));
     let v: serde_yaml_ng::Value =
         serde_yaml_ng::from_slice(&out.stdout).expect("printed config is YAML");
     let mut flat = BTreeMap::new();

@@ -5,105 +5,14 @@
 //! in a real Prometheus; `deploy` checks the compose stack. `rules/*.yaml` holds the
 //! levels the panel thresholds mirror.
 
+use crate::support::dashboards::dashboards;
 use crate::util::{self, run_ok};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 // ---------------------------------------------------------------------------------------
-// Reading the dashboards.
-
-pub(crate) struct Dashboard {
-    pub(crate) file: String,
-    json: Value,
-}
-
-pub(crate) fn dashboards() -> Vec<Dashboard> {
-    let dir = util::repo().join("dashboards");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("dashboards/ exists") {
-        let path = entry.expect("dir entry").path();
-        if path.extension().is_some_and(|e| e == "json") {
-            let text = std::fs::read_to_string(&path).expect("read dashboard");
-            let json: Value = serde_json::from_str(&text)
-                .unwrap_or_else(|e| panic!("{}: invalid JSON: {e}", path.display()));
-            out.push(Dashboard {
-                file: path.file_name().unwrap().to_string_lossy().into_owned(),
-                json,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.file.cmp(&b.file));
-    assert!(
-        out.len() >= 7,
-        "expected the overview and six area dashboards"
-    );
-    out
-}
-
-impl Dashboard {
-    pub(crate) fn uid(&self) -> &str {
-        self.json["uid"].as_str().expect("uid")
-    }
-
-    /// Every panel, rows' nested panels included.
-    fn panels(&self) -> Vec<&Value> {
-        fn walk<'a>(list: &'a Value, out: &mut Vec<&'a Value>) {
-            for p in list.as_array().into_iter().flatten() {
-                out.push(p);
-                walk(&p["panels"], out);
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.json["panels"], &mut out);
-        out
-    }
-
-    fn variables(&self) -> Vec<&Value> {
-        self.json["templating"]["list"]
-            .as_array()
-            .map(|l| l.iter().collect())
-            .unwrap_or_default()
-    }
-
-    /// (panel title, refId, expression) of every query target.
-    pub(crate) fn queries(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for p in self.panels() {
-            for t in p["targets"].as_array().into_iter().flatten() {
-                let expr = t["expr"].as_str().unwrap_or_else(|| {
-                    panic!(
-                        "{}: panel {:?} has a target without expr",
-                        self.file, p["title"]
-                    )
-                });
-                out.push((
-                    p["title"].as_str().unwrap_or("").to_string(),
-                    t["refId"].as_str().unwrap_or("").to_string(),
-                    expr.to_string(),
-                ));
-            }
-        }
-        for v in self.variables() {
-            if let Some(inner) = variable_expr(v) {
-                let name = v["name"].as_str().unwrap_or("");
-                out.push((format!("variable {name}"), String::new(), inner));
-            }
-        }
-        out
-    }
-}
-
-/// The PromQL inside a query variable's `label_values(expr, label)`.
-fn variable_expr(v: &Value) -> Option<String> {
-    if v["type"] != "query" {
-        return None;
-    }
-    let q = v["query"]["query"].as_str().or(v["query"].as_str())?;
-    let inner = q.strip_prefix("label_values(")?.strip_suffix(')')?;
-    let (expr, _label) = inner.rsplit_once(',')?;
-    Some(expr.trim().to_string())
-}
+// Reading the dashboards (the files themselves: tests/support/dashboards.rs).
 
 /// Template references in a string: `$name`, `${name}`, `${name:format}`, `[[name]]`.
 fn variable_refs(s: &str) -> BTreeSet<String> {

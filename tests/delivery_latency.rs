@@ -58,29 +58,22 @@ fn pushed_event_fires_a_for_zero_rule_without_waiting_for_the_evaluation_interva
         "rules.yaml",
         "groups:\n  - name: pushed\n    interval: 1h\n    rules:\n      - alert: HeartbeatFailed\n        expr: sentinel_heartbeat_last_failure_timestamp_seconds > 0\n        for: 0s\n",
     );
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {data}\ncollectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui: {{ enabled: false }}\nrules:\n  files: [{rules}]\n  evaluation_interval: 1m\nnotify:\n  route:\n    receiver: hook\n    group_by: [alertname, name]\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n    - name: hook\n      webhooks:\n        - url: \"http://127.0.0.1:{port}/hook\"\n",
-            data = dir.path().join("data").display(),
+            "collectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui: {{ enabled: false }}\nrules:\n  files: [{rules}]\n  evaluation_interval: 1m\nnotify:\n  route:\n    receiver: hook\n    group_by: [alertname, name]\n    group_wait: 0s\n    group_interval: 1s\n  receivers:\n    - name: hook\n      webhooks:\n        - url: \"http://127.0.0.1:{port}/hook\"\n",
             rules = rules.display(),
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     s.wait_ready();
     // Let the first (start-up) evaluation pass; it finds nothing.
     std::thread::sleep(Duration::from_millis(500));
     assert!(hooks.try_recv().is_err(), "nothing fires before the event");
     let t0 = Instant::now();
-    let (code, _, body) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("Content-Type", "application/json")],
-        br#"[{"type":"heartbeat","name":"nightly-backup","status":"failure"}]"#,
-    )
-    .unwrap();
-    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    post_events(
+        &s,
+        r#"[{"type":"heartbeat","name":"nightly-backup","status":"failure"}]"#,
+    );
     let deadline = t0 + Duration::from_secs(10);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());

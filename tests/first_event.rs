@@ -40,40 +40,17 @@ fn query(s: &Sentinel, q: &str) -> Option<f64> {
 
 /// Polls `q` until `ok` holds for its value; panics with the last value otherwise.
 fn wait_query(s: &Sentinel, q: &str, ok: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), || {
         let got = query(s, q);
-        if let Some(v) = got.filter(|v| ok(*v)) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{q} gave {got:?}; log:\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        got.filter(|v| ok(*v))
+            .ok_or_else(|| format!("{q} gave {got:?}; log:\n{}", s.logs()))
+    })
 }
 
 /// Waits until the rule store holds a snapshot (so later series are born after it).
 fn wait_store_fed(s: &Sentinel) {
     s.wait_ready();
     wait_query(s, "sentinel_build_info", |v| v == 1.0);
-}
-
-fn post_events(s: &Sentinel, body: &str) {
-    let (status, _, resp) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    )
-    .expect("post events");
-    assert!(
-        (200..300).contains(&status),
-        "{status}: {}",
-        String::from_utf8_lossy(&resp)
-    );
 }
 
 fn scrape_openmetrics(s: &Sentinel) -> String {

@@ -4,26 +4,17 @@
 
 use crate::support::exposition::Exposition;
 use crate::util::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits (at most `secs`) for a log line containing every one of `needles`.
 fn wait_log(s: &Sentinel, needles: &[&str], secs: u64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(line) = s
-            .logs()
-            .lines()
+    wait_until(Duration::from_secs(secs), || {
+        let log = s.logs();
+        log.lines()
             .find(|l| needles.iter().all(|n| l.contains(n)))
-        {
-            return line.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line with {needles:?} within {secs} s; log:\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+            .map(str::to_string)
+            .ok_or_else(|| format!("no log line with {needles:?}; log:\n{log}"))
+    })
 }
 
 /// Sum of every sample of `name` in an exposition.
@@ -74,28 +65,23 @@ fn sidecar_scrapes_ingests_evaluates_and_reloads_after_releasing_startup_pages()
     }
     let evals = total(&scrape(&s), "sentinel_rule_evaluations_total");
     // An ingest batch, a gzip scrape and a plain one: code paths not run since the release.
-    let (status, _, body) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("Content-Type", "application/json")],
-        br#"[{"type":"operation","operation":"after_release","duration_seconds":1.5,"outcome":"failed"}]"#,
-    )
-    .expect("ingest");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    post_events(
+        &s,
+        r#"[{"type":"operation","operation":"after_release","duration_seconds":1.5,"outcome":"failed"}]"#,
+    );
     let (status, headers, _) =
         http_get(&s.url("/metrics"), &[("Accept-Encoding", "gzip")]).expect("gzip scrape");
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "content-encoding"), Some("gzip"));
     scrape_until(&s, "operation=\"after_release\"");
     // Rule evaluation goes on (5 s default interval).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while total(&scrape(&s), "sentinel_rule_evaluations_total") <= evals {
-        assert!(
-            Instant::now() < deadline,
-            "no rule evaluation after the release"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_scrape(&s, Duration::from_secs(20), |text| {
+        if total(text, "sentinel_rule_evaluations_total") > evals {
+            vec![]
+        } else {
+            vec!["a rule evaluation after the release".into()]
+        }
+    });
     // A reload parses and compiles again, then releases again.
     s.signal("HUP");
     wait_log(&s, &["released start-up pages", "after=\"reload\""], 30);

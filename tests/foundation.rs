@@ -1,6 +1,7 @@
 //! The running binary: scrape and lint, health and readiness, config errors with their
 //! locations, reload, authentication, TLS, and HTTP edge cases.
 
+use crate::support::prometheus::promtool_check_metrics;
 use crate::util::*;
 use std::process::Command;
 
@@ -38,28 +39,16 @@ fn embedded_config_serves_metrics_and_health() {
 
 #[test]
 fn file_config_scrape_passes_promtool() {
-    let Some(promtool) = peer("promtool") else {
+    // Looked up first: without promtool there is nothing to start the binary for.
+    if peer("promtool").is_none() {
         return;
-    };
+    }
     let dir = tempdir();
     let cfg = write_config(dir.path(), "");
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     s.wait_ready();
     let text = scrape(&s);
-    let out = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin.take().unwrap().write_all(text.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("run promtool");
-    let report =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let (_, report) = promtool_check_metrics(&text).expect("promtool found above");
     // node_exporter's inherited names (node_memory_MemTotal_bytes, ...) are camelCase by
     // design; promtool flags them and nothing else may be flagged.
     let problems: Vec<&str> = report
@@ -241,18 +230,13 @@ fn config_errors_exit_2_with_file_line_column() {
 #[test]
 fn shipped_configs_pass_check() {
     for cfg in ["config/default.yaml", "config/example.yaml"] {
-        let out = Command::new(bin())
-            .args(["check", "--config", repo().join(cfg).to_str().unwrap()])
-            .env(
-                "COMFY_SENTINEL_EXAMPLE_WEBHOOK_SECRET",
-                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            )
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{cfg}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            Command::new(bin())
+                .args(["check", "--config", repo().join(cfg).to_str().unwrap()])
+                .env(
+                    "COMFY_SENTINEL_EXAMPLE_WEBHOOK_SECRET",
+                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                ),
         );
     }
     let out = Command::new(bin())
@@ -296,15 +280,7 @@ fn reload_keeps_old_config_on_error_and_applies_good_one() {
         "{}",
         String::from_utf8_lossy(&body)
     );
-    let wait_for = |want: &str| {
-        for _ in 0..50 {
-            if scrape(&s).contains(want) {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("never saw {want:?}");
-    };
+    let wait_for = |want: &str| scrape_until(&s, want);
     wait_for("sentinel_config_last_reload_successful 0");
     assert!(scrape(&s).contains("sentinel_collector_success{collector=\"system\"} 1"));
     // Fix it and reload with SIGHUP: the system collector is now disabled.

@@ -547,7 +547,9 @@ fn fed_metrics(app: &comfy_sentinel::app::App) -> String {
     out
 }
 
-fn post_events(body: Vec<u8>, content_type: Option<&str>) -> u16 {
+/// Sends a batch to the in-process router (no socket; not the HTTP kit's `post_events`):
+/// the status it answers.
+fn route_events(body: Vec<u8>, content_type: Option<&str>) -> u16 {
     use axum::body::Body;
     use axum::extract::ConnectInfo;
     use tower::ServiceExt;
@@ -578,7 +580,7 @@ proptest! {
         let _ = framing;
         let app = &ingest_app().app;
         let before = fed_metrics(app);
-        let status = post_events(body.clone(), ct);
+        let status = route_events(body.clone(), ct);
         prop_assert!(status < 500, "status {status}");
         if status != 200 {
             let after = fed_metrics(app);
@@ -706,7 +708,7 @@ fn ingest_huge_event_values_keep_running_totals_finite() {
         {"type": "quality", "workflow": "fuzz_inf", "metric": "m", "value": -1.7e308},
     ])
     .to_string();
-    let _ = post_events(body.into_bytes(), Some("application/json"));
+    let _ = route_events(body.into_bytes(), Some("application/json"));
     let text = fed_metrics(&ingest_app().app);
     let bad: Vec<&str> = text
         .lines()

@@ -5,20 +5,22 @@ use crate::util::*;
 use std::process::Command;
 
 fn wait_for_series(s: &Sentinel, query: &str) {
-    for _ in 0..100 {
-        let url = s.url(&format!("/api/v1/query?query={query}"));
-        if let Ok((200, _, body)) = http_get(&url, &[]) {
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-            if v["data"]["result"]
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
+    let url = s.url(&format!("/api/v1/query?query={query}"));
+    wait_until(std::time::Duration::from_secs(30), || {
+        match get_json(&url) {
+            (200, v, _)
+                if v["data"]["result"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty()) =>
             {
-                return;
+                Ok(())
             }
+            (_, _, text) => Err(format!(
+                "{query} never returned data: {text}; log: {}",
+                s.logs()
+            )),
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("{query} never returned data; log: {}", s.logs());
+    });
 }
 
 #[test]

@@ -8,15 +8,12 @@ use std::time::Duration;
 /// means the same on a host that has a GPU.
 fn start_without_nvml(enabled: &str) -> (Sentinel, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  gpu:\n    enabled: {enabled}\n    interval: 200ms\n    timeout: 200ms\n    library_path: /nonexistent/libnvidia-ml.so.1\n",
-            dir.path().join("data").display()
+            "collectors:\n  gpu:\n    enabled: {enabled}\n    interval: 200ms\n    timeout: 200ms\n    library_path: /nonexistent/libnvidia-ml.so.1\n"
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     // Let several runs happen: the log line must not repeat per run.
     std::thread::sleep(Duration::from_millis(1000));

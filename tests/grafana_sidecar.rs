@@ -6,6 +6,7 @@
 //! function or syntax our engine lacks. Neighbour: tests/dashboards.rs (the same
 //! dashboards against a real Prometheus).
 
+use crate::support::dashboards::{dashboards, label_values, substitute};
 use crate::util::*;
 use serde_json::Value;
 use std::path::Path;
@@ -18,23 +19,6 @@ fn yaml(rel: &str) -> serde_yaml_ng::Value {
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// Grafana's variables as a dashboard showing "All" sends them.
-fn substitute(expr: &str) -> String {
-    let re = regex::Regex::new(r"\$\{([A-Za-z0-9_]+)(?::[^}]*)?\}|\$([A-Za-z0-9_]+)")
-        .expect("static regex");
-    re.replace_all(expr, |c: &regex::Captures| {
-        match c.get(1).or(c.get(2)).expect("one group matches").as_str() {
-            "__rate_interval" => "20s",
-            "__interval" => "5s",
-            "__range" => "1h",
-            "__interval_ms" => "5000",
-            _ => ".*",
-        }
-        .to_string()
-    })
-    .into_owned()
-}
-
 /// One request Grafana makes for a dashboard: (where it comes from, path, form body).
 struct Call {
     what: String,
@@ -42,72 +26,50 @@ struct Call {
     form: String,
 }
 
+/// Grafana's variables as a dashboard showing "All" sends them, at the sidecar's steps.
+fn grafana(expr: &str) -> String {
+    substitute(expr, "20s", 5)
+}
+
 fn calls(start: u64, end: u64) -> Vec<Call> {
-    let dir = repo().join("dashboards");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("dashboards/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 7, "the shipped dashboards: {files:?}");
     let mut out = Vec::new();
-    for f in files {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let json: Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap())
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let mut panels = Vec::new();
-        fn walk<'a>(list: &'a Value, out: &mut Vec<&'a Value>) {
-            for p in list.as_array().into_iter().flatten() {
-                out.push(p);
-                walk(&p["panels"], out);
+    for d in dashboards() {
+        let name = &d.file;
+        for (p, t) in d.targets() {
+            let Some(expr) = t["expr"].as_str() else {
+                continue;
+            };
+            let q = percent_encode(&grafana(expr));
+            let what = format!("{name}: {} {}", p["title"], t["refId"]);
+            if t["instant"] == true {
+                out.push(Call {
+                    what,
+                    path: "/api/v1/query".into(),
+                    form: format!("query={q}&time={end}"),
+                });
+            } else {
+                out.push(Call {
+                    what,
+                    path: "/api/v1/query_range".into(),
+                    form: format!("query={q}&start={start}&end={end}&step=15"),
+                });
             }
         }
-        walk(&json["panels"], &mut panels);
-        for p in panels {
-            for t in p["targets"].as_array().into_iter().flatten() {
-                let Some(expr) = t["expr"].as_str() else {
-                    continue;
-                };
-                let q = percent_encode(&substitute(expr));
-                let what = format!("{name}: {} {}", p["title"], t["refId"]);
-                if t["instant"] == true {
-                    out.push(Call {
-                        what,
-                        path: "/api/v1/query".into(),
-                        form: format!("query={q}&time={end}"),
-                    });
-                } else {
-                    out.push(Call {
-                        what,
-                        path: "/api/v1/query_range".into(),
-                        form: format!("query={q}&start={start}&end={end}&step=15"),
-                    });
-                }
-            }
-        }
-        for v in json["templating"]["list"].as_array().into_iter().flatten() {
+        for v in d.variables() {
             if v["type"] != "query" {
                 continue;
             }
-            let q = v["query"]["query"]
-                .as_str()
-                .or(v["query"].as_str())
-                .unwrap_or_default();
-            let inner = q
-                .strip_prefix("label_values(")
-                .and_then(|s| s.strip_suffix(')'))
-                .unwrap_or_else(|| panic!("{name}: variable query {q:?} is not label_values()"));
+            let (selector, label) = label_values(v).unwrap_or_else(|| {
+                panic!(
+                    "{name}: variable query {} is not label_values()",
+                    v["query"]
+                )
+            });
             let what = format!("{name}: variable {}", v["name"]);
-            // label_values(expr, label) or label_values(label).
-            let (selector, label) = match inner.rsplit_once(',') {
-                Some((sel, label)) => (Some(substitute(sel.trim())), label.trim().to_string()),
-                None => (None, inner.trim().to_string()),
-            };
             let path = format!("/api/v1/label/{label}/values");
             let mut form = format!("start={start}&end={end}");
             if let Some(sel) = selector {
-                form.push_str(&format!("&match[]={}", percent_encode(&sel)));
+                form.push_str(&format!("&match[]={}", percent_encode(&grafana(&sel))));
             }
             out.push(Call { what, path, form });
         }
@@ -202,30 +164,21 @@ fn grafana_sidecar_compose_file_is_valid() {
     let Some(compose) = peer("docker-compose") else {
         return;
     };
-    let out = Command::new(compose)
-        .current_dir(repo())
-        .args(["-f", "deploy/grafana/docker-compose.yml", "config", "-q"])
-        .output()
-        .expect("run docker-compose");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(Command::new(compose).current_dir(repo()).args([
+        "-f",
+        "deploy/grafana/docker-compose.yml",
+        "config",
+        "-q",
+    ]));
 }
 
 #[test]
 fn every_shipped_dashboard_query_runs_on_the_sidecar_as_grafana_sends_it() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
-        &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  comfyui: {{ url: 'http://127.0.0.1:9', interval: 1s }}\n",
-            dir.path().join("data").display()
-        ),
+        "collectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  comfyui: { url: 'http://127.0.0.1:9', interval: 1s }\n",
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     std::thread::sleep(Duration::from_secs(3));
     let end = SystemTime::now()

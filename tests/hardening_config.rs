@@ -173,15 +173,7 @@ fn reload_with_deep_nesting_is_refused_fast_and_keeps_the_running_config() {
     assert!(body.contains("nesting deeper than 64"), "{body}");
     assert!(took < Duration::from_secs(5), "reload took {took:?}");
     // /metrics is re-encoded every second.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = scrape(&s);
-        if text.contains("sentinel_config_last_reload_successful 0") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    scrape_until(&s, "sentinel_config_last_reload_successful 0");
     let (st, _, _) = http_get(&s.url("/healthz"), &[]).unwrap();
     assert_eq!(st, 200);
 }
@@ -324,17 +316,18 @@ notify:
         &[("RUST_LOG", "debug")],
     );
     // The always-firing Watchdog goes to the closed port and becomes a dead letter.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let api = loop {
-        let (st, _, body) = http_get(&s.url("/api/v1/notifications"), &[]).unwrap();
-        assert_eq!(st, 200);
-        let body = String::from_utf8_lossy(&body).into_owned();
-        if body.contains(&format!("127.0.0.1:{closed}")) && body.contains("deadLetters\":[{") {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "no dead letter yet: {body}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let api = wait_text(
+        &s,
+        "/api/v1/notifications",
+        Duration::from_secs(30),
+        |body| {
+            if body.contains(&format!("127.0.0.1:{closed}")) && body.contains("deadLetters\":[{") {
+                vec![]
+            } else {
+                vec!["a dead letter".into()]
+            }
+        },
+    );
     assert!(!api.contains("SECRET"), "{api}");
     assert!(api.contains("user:<redacted>@127.0.0.1"), "{api}");
     let (_, _, page) = http_get(&s.url("/"), &[]).unwrap();

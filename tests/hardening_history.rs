@@ -40,15 +40,10 @@ fn restarted_sidecar_keeps_sealed_chunks_on_disk_and_their_index_in_memory() {
     }
     text.push_str("# EOF\n");
     let input = temp_file(dir.path(), "six_hours.om", &text);
-    let out = Command::new(bin())
-        .args(["history", "import", "--config", cfg.to_str().unwrap()])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        Command::new(bin())
+            .args(["history", "import", "--config", cfg.to_str().unwrap()])
+            .arg(&input),
     );
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     s.wait_ready();

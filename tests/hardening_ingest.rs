@@ -10,7 +10,7 @@ use crate::util::*;
 use comfy_sentinel::ingest::events::{
     parse_batch, Framing, Limits, MAX_ATTEMPTS, MAX_QUALITY_ABS, MAX_SECONDS,
 };
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PATH: &str = "/api/v1/events";
 const JSON: &str = "application/json";
@@ -35,19 +35,6 @@ fn post(s: &Sentinel, ctype: &str, body: &str) -> (u16, serde_json::Value) {
     .expect("post events");
     let v = serde_json::from_slice(&r.2).unwrap_or(serde_json::Value::Null);
     (r.0, v)
-}
-
-/// Scrapes until every needle is present.
-fn wait_for(s: &Sentinel, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let text = scrape(s);
-        if needles.iter().all(|n| text.contains(n)) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "missing {needles:?} in:\n{text}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Every sample of the families starting with one of `prefixes` has a finite value
@@ -306,23 +293,6 @@ fn memory(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// Waits until `series` reaches at least `want`.
-fn wait_value(s: &Sentinel, series: &str, want: f64, within: Duration) -> String {
-    let deadline = Instant::now() + within;
-    loop {
-        let text = scrape(s);
-        if value(&text, series).is_some_and(|v| v >= want) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} never reached {want}:\n{text}\nlog:\n{}",
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// `entries` successful history entries listing `per_entry` images each, shaped like
 /// ComfyUI 0.3.64's, about 77 bytes per image.
 fn image_heavy_history(entries: usize, per_entry: usize) -> Vec<(String, String)> {
@@ -357,20 +327,17 @@ const MB: f64 = 1024.0 * 1024.0;
 fn huge_comfyui_history_leaves_no_memory_behind() {
     let fake = FakeComfy::start();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "config.yaml",
         &format!(
-            "data_dir: {:?}\ncollectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui:\n    url: \"{}\"\n    interval: 3s\n    timeout: 3s\n",
-            dir.path().join("data"),
+            "collectors:\n  system: {{ enabled: false }}\n  gpu: {{ enabled: false }}\n  comfyui:\n    url: \"{}\"\n    interval: 3s\n    timeout: 3s\n",
             fake.url()
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     let pid = s.child.id();
     let history_polls = "comfyui_api_request_duration_seconds_count{endpoint=\"history\"}";
     // Warm up on a normal server: a few polls, scrapes and their buffers.
-    let text = wait_value(&s, history_polls, 3.0, Duration::from_secs(30));
+    let text = wait_value_where(&s, history_polls, Duration::from_secs(30), |v| v >= 3.0);
     let polls = value(&text, history_polls).unwrap();
     let (baseline, _) = memory(pid);
 
@@ -378,11 +345,11 @@ fn huge_comfyui_history_leaves_no_memory_behind() {
     let body_len: usize = big.iter().map(|(id, raw)| id.len() + raw.len() + 6).sum();
     assert!(body_len > 22 << 20, "{body_len}");
     fake.set_history(big);
-    let text = wait_value(
+    let text = wait_value_where(
         &s,
         "comfyui_output_images_total",
-        300_000.0,
         Duration::from_secs(60),
+        |v| v >= 300_000.0,
     );
     assert_eq!(value(&text, "comfyui_output_images_total"), Some(300_000.0));
     assert_eq!(
@@ -393,12 +360,16 @@ fn huge_comfyui_history_leaves_no_memory_behind() {
     // The server keeps answering the big page for a few more polls (nothing new on it),
     // likely on other worker threads: nothing may pile up per thread.
     let polls_now = value(&text, history_polls).unwrap();
-    wait_value(&s, history_polls, polls_now + 3.0, Duration::from_secs(60));
+    wait_value_where(&s, history_polls, Duration::from_secs(60), |v| {
+        v >= polls_now + 3.0
+    });
 
     // Back to normal: ComfyUI restarted, its history is empty again.
     fake.clear_history();
     let polls_now = value(&scrape(&s), history_polls).unwrap();
-    wait_value(&s, history_polls, polls_now + 3.0, Duration::from_secs(30));
+    wait_value_where(&s, history_polls, Duration::from_secs(30), |v| {
+        v >= polls_now + 3.0
+    });
     let (after, peak) = memory(pid);
     eprintln!(
         "history body {:.1} MB; VmRSS baseline {:.1} MB, after the big poll {:.1} MB, back to normal {:.1} MB; VmHWM {:.1} MB (polls before: {polls})",

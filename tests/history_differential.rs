@@ -87,15 +87,8 @@ fn dashboard_queries() -> Vec<String> {
         }
     }
     let mut exprs = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("dashboards"))
-        .expect("dashboards/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    for f in files {
-        let v: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).expect("dashboard");
-        walk(&v, &mut exprs);
+    for d in crate::support::dashboards::dashboards() {
+        walk(&d.json, &mut exprs);
     }
     let mut seen = BTreeSet::new();
     exprs
@@ -719,13 +712,6 @@ fn diff_answers(ours: &(u16, Value), theirs: &(u16, Value)) -> Option<String> {
     None
 }
 
-fn get_json(url: &str) -> (u16, Value) {
-    let (status, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let v = serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("GET {url}: {e}: {}", String::from_utf8_lossy(&body)));
-    (status, v)
-}
-
 /// Both servers, loaded with the same generated hours.
 struct Pair {
     _dir: tempfile::TempDir,
@@ -812,8 +798,8 @@ impl Pair {
 
     fn both(&self, path_and_query: &str) -> ((u16, Value), (u16, Value)) {
         (
-            get_json(&self.ours.url(path_and_query)),
-            get_json(&format!("{}{path_and_query}", self.prom.url)),
+            get_json_strict(&self.ours.url(path_and_query)),
+            get_json_strict(&format!("{}{path_and_query}", self.prom.url)),
         )
     }
 }
@@ -955,7 +941,7 @@ fn series_labels_and_label_values_equal_prometheus_on_imported_history() {
             }
             // Prometheus's own exact answer for the window: the values among the series
             // its /series returns (chunk-exact; compared equal above).
-            let (_, prom_series) = get_json(&format!(
+            let (_, prom_series) = get_json_strict(&format!(
                 "{}/api/v1/series?start={s}&end={e}{m}",
                 p.prom.url
             ));
@@ -1018,17 +1004,7 @@ fn series_labels_and_label_values_equal_prometheus_on_imported_history() {
 /// `promtool query range|instant|series|labels` output (its own rendering of the
 /// answers), against `url`.
 fn promtool_query(promtool: &Path, args: &[String]) -> String {
-    let out = Command::new(promtool)
-        .arg("query")
-        .args(args)
-        .output()
-        .expect("run promtool");
-    assert!(
-        out.status.success(),
-        "promtool query {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(Command::new(promtool).arg("query").args(args));
     String::from_utf8(out.stdout).expect("utf-8")
 }
 

@@ -173,18 +173,13 @@ fn promtool_creates_blocks_from_our_export() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = Command::new(promtool)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&exported)
-        .arg(dir.path().join("blocks"))
-        .output()
-        .expect("run promtool");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&exported)
+            .arg(dir.path().join("blocks")),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(promtool_samples(&stdout), 720, "{stdout}");
 }
 
@@ -248,20 +243,18 @@ fn history_survives_sigkill_losing_at_most_the_flush_interval() {
     // After a restart the older history is there, through the query API.
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
     s.wait_ready();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_until(Duration::from_secs(20), || {
         let got = query_value(&s, "count_over_time(sentinel_build_info[1h])").unwrap_or(0.0);
         if got >= times.len() as f64 {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "count_over_time gave {got}, want >= {}; log:\n{}",
+                times.len(),
+                s.logs()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "count_over_time gave {got}, want >= {}; log:\n{}",
-            times.len(),
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 }
 
 #[test]

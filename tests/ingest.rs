@@ -3,9 +3,9 @@
 //! capped, auth modes, rate limits, the Python reporter; and the published JSON Schema
 //! agrees with the parser.
 
+use crate::support::prometheus::promtool_check_metrics;
 use crate::util::*;
 use comfy_sentinel::ingest::events::{parse_batch, Framing, Limits};
-use std::time::{Duration, Instant};
 
 const PATH: &str = "/api/v1/events";
 const JSON: &str = "application/json";
@@ -35,22 +35,6 @@ fn json(r: &HttpResponse) -> serde_json::Value {
         "{r:?}"
     );
     serde_json::from_slice(&r.2).expect("JSON answer")
-}
-
-/// Scrapes until every needle is present (the snapshot is re-encoded every second).
-fn wait_for(s: &Sentinel, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let text = scrape(s);
-        if needles.iter().all(|n| text.contains(n)) {
-            return text;
-        }
-        if Instant::now() > deadline {
-            let missing: Vec<_> = needles.iter().filter(|n| !text.contains(*n)).collect();
-            panic!("missing {missing:?} in:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Waits one refresh and returns the scrape (for checking that something did NOT appear).
@@ -123,21 +107,7 @@ fn array_and_ndjson_batches_become_metrics() {
         !text.contains("recovery_circuit_breaker_open_since_seconds{"),
         "{text}"
     );
-    if let Some(promtool) = peer("promtool") {
-        let out = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut c| {
-                use std::io::Write;
-                c.stdin.take().expect("stdin").write_all(text.as_bytes())?;
-                c.wait_with_output()
-            })
-            .expect("run promtool");
-        let said = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+    if let Some((_, said)) = promtool_check_metrics(&text) {
         let ours: Vec<&str> = said
             .lines()
             .filter(|l| {

@@ -4,7 +4,7 @@
 //! and every query sent to a real Prometheus (Debian's `prometheus`) scraping the real
 //! binary, and scraping the sample. Neighbours: `dashboards` reads the JSON.
 
-use crate::dashboards::dashboards;
+use crate::support::dashboards::{dashboards, substitute};
 use crate::support::exposition::Exposition;
 use crate::support::prometheus::Prometheus;
 use crate::util::{self, percent_encode, temp_file, Sentinel};
@@ -220,7 +220,7 @@ fn metric_names(expr: &str) -> Result<BTreeSet<String>, String> {
             Ok(true)
         }
     }
-    let tree = promql_parser::parser::parse(&substitute(expr))?;
+    let tree = promql_parser::parser::parse(&substitute(expr, "1m", 15))?;
     let mut names = Names(BTreeSet::new());
     let Ok(_) = walk_expr(&mut names, &tree);
     Ok(names.0)
@@ -442,25 +442,6 @@ fn start_prometheus(bin: &Path, dir: &Path, target: &str) -> Prometheus {
     Prometheus::start(bin, dir, &config)
 }
 
-/// Replaces Grafana's variables the way a dashboard showing "All" would.
-fn substitute(expr: &str) -> String {
-    let re = regex::Regex::new(r"\$\{([A-Za-z0-9_]+)(?::[^}]*)?\}|\$([A-Za-z0-9_]+)")
-        .expect("static regex");
-    re.replace_all(expr, |c: &regex::Captures| {
-        let name = c.get(1).or(c.get(2)).expect("one group matches").as_str();
-        match name {
-            "__rate_interval" => "1m",
-            "__interval" => "15s",
-            "__range" => "1h",
-            "__interval_ms" => "15000",
-            // Query variables set to "All" become the regex `.*`.
-            _ => ".*",
-        }
-        .to_string()
-    })
-    .into_owned()
-}
-
 fn has_data(answer: &Value) -> bool {
     match answer["data"]["resultType"].as_str() {
         Some("scalar") | Some("string") => true,
@@ -529,7 +510,7 @@ fn run_every_query(
                 }
             };
             run.used.extend(names.iter().cloned());
-            let expr = substitute(&expr);
+            let expr = substitute(&expr, "1m", 15);
             let answer = prom.query(&expr);
             if answer["status"] != "success" {
                 run.failures

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const HEADER: &str = "# Metrics
 
@@ -279,15 +279,12 @@ fn doc_path() -> PathBuf {
 fn scrape_families() -> BTreeMap<String, Family> {
     let (target, _server) = http_target();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu:\n    interval: 1s\n    timeout: 1s\n  probes:\n    interval: 1s\n    timeout: 1s\n    targets:\n      - {{name: local, http: \"http://{target}/\"}}\nnotify:\n  route: {{receiver: hook, group_wait: 1s}}\n  receivers:\n    - name: hook\n      webhooks: [{{url: \"http://{target}/hook\"}}]\n",
-            dir.path().join("data").display()
+            "collectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu:\n    interval: 1s\n    timeout: 1s\n  probes:\n    interval: 1s\n    timeout: 1s\n    targets:\n      - {{name: local, http: \"http://{target}/\"}}\nnotify:\n  route: {{receiver: hook, group_wait: 1s}}\n  receivers:\n    - name: hook\n      webhooks: [{{url: \"http://{target}/hook\"}}]\n"
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     // One event of every type, so the event-fed families exist too.
     let events = r#"[{"type":"operation","operation":"load_model","duration_seconds":1.2,"overhead_seconds":0.01,"attempts":2,"outcome":"recovered","recovery_seconds":0.3,"persistence_seconds":0.002,"error_class":"transient"},
@@ -295,30 +292,21 @@ fn scrape_families() -> BTreeMap<String, Family> {
         {"type":"quality","workflow":"portrait","metric":"clip_score","value":0.31},
         {"type":"heartbeat","name":"nightly-backup","status":"success"},
         {"type":"heartbeat","name":"nightly-backup","status":"failure"}]"#;
-    let (status, _, body) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("Content-Type", "application/json")],
-        events.as_bytes(),
-    )
-    .expect("post events");
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = scrape(&s);
-        // Wait for a second round of every collector, so counters that need two reads
-        // (rates, deltas) are there too.
-        // The always-firing Watchdog reaches the webhook, so delivery metrics exist too.
-        if text.contains("probe_success{")
-            && text.contains("probe_http_status_code{")
-            && text.contains("sentinel_notifications_total{")
-        {
-            std::thread::sleep(Duration::from_secs(2));
-            return parse_scrape(&scrape(&s));
-        }
-        assert!(Instant::now() < deadline, "probe never reported:\n{text}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    post_events(&s, events);
+    // The probe has reported, and the always-firing Watchdog has reached the webhook,
+    // so delivery metrics exist too.
+    wait_for(
+        &s,
+        &[
+            "probe_success{",
+            "probe_http_status_code{",
+            "sentinel_notifications_total{",
+        ],
+    );
+    // Then a second round of every collector, so counters that need two reads (rates,
+    // deltas) are there too.
+    std::thread::sleep(Duration::from_secs(2));
+    parse_scrape(&scrape(&s))
 }
 
 #[test]

@@ -3,28 +3,16 @@
 //! `/readyz` when the outbox cannot persist. Delivery itself is tested in
 //! `crates/sentinel-notify/tests/` (capture servers, SMTP, Alertmanager, crash test).
 
+use crate::support::process::run_with_input;
 use crate::util::*;
 use sentinel_notify::sign::{sign_headers, WebhookKey};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 fn verify_cmd(args: &[&str], stdin: &[u8]) -> (i32, String) {
-    let mut child = Command::new(bin())
-        .arg("verify")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
-    )
+    let (code, out) = run_with_input(Command::new(bin()).arg("verify").args(args), stdin);
+    (code.unwrap_or(-1), out)
 }
 
 #[test]
@@ -226,19 +214,15 @@ fn readyz_reports_an_outbox_that_cannot_persist() {
     std::fs::write(&blocked, b"").unwrap();
     let cfg = config(dir.path(), &blocked.join("data"));
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
+    let st = wait_until(std::time::Duration::from_secs(30), || {
         let (st, _, body) = http_get(&s.url("/readyz"), &[]).unwrap();
         let body = String::from_utf8_lossy(&body).to_string();
         if body.contains("outbox cannot persist") {
-            assert_eq!(st, 503);
-            break;
+            Ok(st)
+        } else {
+            Err(format!("readyz never mentioned the outbox: {body}"))
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "readyz never mentioned the outbox: {body}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    });
+    assert_eq!(st, 503);
     assert!(scrape(&s).contains("sentinel_outbox_persistent 0"));
 }

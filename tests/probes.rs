@@ -5,6 +5,7 @@
 
 use crate::support::exposition::{series_key, Exposition};
 use crate::support::process::{free_port, KillOnDrop};
+use crate::support::prometheus::promtool_check_metrics;
 use crate::util::*;
 use comfy_sentinel::collect::probes::{families, ProbeResult, ProbesCollector, ProbesConfig};
 use comfy_sentinel::metrics::MetricFamily;
@@ -389,15 +390,7 @@ fn probes_run_in_the_binary_and_pass_promtool() {
         text.contains("quality_image_failures_total{check=\"blank\"} 0"),
         "{text}"
     );
-    if let Some(promtool) = peer("promtool") {
-        let path = temp_file(tmp.path(), "scrape.txt", &text);
-        let out = std::process::Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(std::fs::File::open(&path).unwrap())
-            .output()
-            .unwrap();
-        let lint = String::from_utf8_lossy(&out.stderr).to_string()
-            + &String::from_utf8_lossy(&out.stdout);
+    if let Some((_, lint)) = promtool_check_metrics(&text) {
         let ours: Vec<&str> = lint
             .lines()
             .filter(|l| l.starts_with("probe_") || l.starts_with("quality_"))

@@ -50,15 +50,10 @@ fn rules_export_is_accepted_by_promtool() {
     let exported = out.join("levels.yaml");
     let text = std::fs::read_to_string(&exported).unwrap();
     assert!(text.contains("severity: \"critical\""), "{text}");
-    let check = Command::new(promtool)
-        .args(["check", "rules"])
-        .arg(&exported)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stdout)
+    run_ok(
+        Command::new(promtool)
+            .args(["check", "rules"])
+            .arg(&exported),
     );
     let inhibit = std::fs::read_to_string(out.join("alertmanager-inhibit-rules.yml")).unwrap();
     assert!(
@@ -104,15 +99,7 @@ fn running_binary_exports_firing_alerts() {
         ),
     );
     let s = Sentinel::start(&["--config", cfg.to_str().unwrap()]);
-    let mut text = String::new();
-    for _ in 0..50 {
-        text = scrape(&s);
-        if text.contains("ALERTS{alertname=\"Watchdog\",alertstate=\"firing\"} 1") {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    panic!("no firing Watchdog in /metrics:\n{text}");
+    scrape_until(&s, "ALERTS{alertname=\"Watchdog\",alertstate=\"firing\"} 1");
 }
 
 #[test]
@@ -140,15 +127,12 @@ fn rule_globs_are_relative_to_the_config_file() {
 #[test]
 fn deployed_rules_match_the_export() {
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(bin())
-        .args(["rules", "export", "--out", dir.path().to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(std::process::Command::new(bin()).args([
+        "rules",
+        "export",
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]));
     let deployed = repo().join("deploy/prometheus/rules");
     let mut names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -3,34 +3,17 @@
 //! runs and recovery events arrive through the ingest API, the sparklines of those series
 //! carry lines and values; the alert timeline shows a fired alert whose label holds
 //! markup, as text; the page loads with no console message and no CSP violation; a
-//! screenshot is saved. Neighbours: tests/status_page.rs (its Chromium helper and DOM
-//! scanner are reused here).
+//! screenshot is saved. Neighbours: tests/status_page.rs (its page helpers are reused here)
+//! and tests/support/chromium.rs (the Chromium kit).
 
 use crate::fake_comfyui::FakeComfy;
-use crate::status_page::{
-    assert_nothing_injected, assert_security_headers, heartbeat_rules, wait_page, Chromium,
-};
+use crate::status_page::{assert_security_headers, heartbeat_rules};
+use crate::support::chromium::Chromium;
 use crate::util::*;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// Markup in a heartbeat name: it becomes the `name` label of a firing alert.
 const PAYLOAD: &str = "<img src=x onerror=alert(1)><svg onload=alert(2)>";
-
-fn post_events(s: &Sentinel, events: &serde_json::Value) {
-    let (status, _, body) = http_request(
-        "POST",
-        &s.url("/api/v1/events"),
-        &[("content-type", "application/json")],
-        events.to_string().as_bytes(),
-    )
-    .expect("POST /api/v1/events");
-    assert!(
-        (200..300).contains(&status),
-        "ingest refused: {status} {}",
-        String::from_utf8_lossy(&body)
-    );
-}
 
 fn recovery_events(n: usize) -> serde_json::Value {
     let one = serde_json::json!({
@@ -51,7 +34,7 @@ fn row<'a>(page: &'a str, panel: &str) -> &'a str {
 /// The page, once every needle is on it and each of `lined` panels draws a line (two
 /// neighbouring points: one 30 s step of the 1 h window after its data began).
 fn wait_page_with(s: &Sentinel, needles: &[&str], lined: &[&str], within: Duration) -> String {
-    wait_page(s, within, |body| {
+    wait_text(s, "/", within, |body| {
         let missing: Vec<String> = needles
             .iter()
             .filter(|n| !body.contains(**n))
@@ -77,27 +60,25 @@ fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
     comfy.set_queue_fixture("get_queue_running_and_pending.json");
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = heartbeat_rules(dir.path(), "");
-    let cfg = temp_file(
+    let s = Sentinel::start_in(
         dir.path(),
-        "sentinel.yaml",
         &format!(
-            "data_dir: {}\ncollectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu: {{ enabled: false }}\n  \
+            "collectors:\n  system:\n    interval: 1s\n    timeout: 1s\n  gpu: {{ enabled: false }}\n  \
              comfyui:\n    url: \"{}\"\n    interval: 1s\n    timeout: 1s\n\
              rules:\n  files: [{}]\n  evaluation_interval: 1s\n",
-            dir.path().join("data").display(),
             comfy.url(),
             rules.display()
         ),
     );
-    let s = Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")]);
     s.wait_ready();
     // Two batches some seconds apart: the counters move, so their rates are not 0/0.
-    post_events(&s, &recovery_events(2));
+    post_events(&s, recovery_events(2).to_string());
     std::thread::sleep(Duration::from_secs(3));
-    post_events(&s, &recovery_events(3));
+    post_events(&s, recovery_events(3).to_string());
     post_events(
         &s,
-        &serde_json::json!([{"type": "heartbeat", "name": PAYLOAD, "status": "failure"}]),
+        serde_json::json!([{"type": "heartbeat", "name": PAYLOAD, "status": "failure"}])
+            .to_string(),
     );
 
     let page = wait_page_with(
@@ -133,20 +114,8 @@ fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
     assert_eq!(status, 200);
     assert_security_headers(&h);
 
-    let (dom, log) = chromium.run(&["--dump-dom"], &s.url("/"));
-    assert!(dom.contains("</html>"), "no DOM from chromium; log:\n{log}");
-    assert_nothing_injected(&dom);
-    assert!(
-        !log.contains("Content Security Policy"),
-        "CSP violation:\n{log}"
-    );
-    // A page without script logs nothing to its console; anything there is an error.
-    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
-    assert!(
-        console.is_empty(),
-        "console messages:\n{}",
-        console.join("\n")
-    );
+    // Checked for injected markup, CSP violations and console messages.
+    let dom = chromium.dump_dom(&s.url("/"));
     // The sparklines survived parsing as SVG: 2 windows x 10 panels, with drawn lines.
     assert_eq!(dom.matches("<svg class=\"spark\"").count(), 20, "{dom}");
     assert!(
@@ -164,15 +133,6 @@ fn trends_show_sparklines_and_a_timeline_with_inert_labels_in_chromium() {
         "{timeline}"
     );
 
-    let png = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("status-trends.png");
-    let _ = std::fs::remove_file(&png);
     // Tall enough for the whole page: the trends sit below the collectors and alerts.
-    let arg = format!("--screenshot={}", png.display());
-    let (_, log) = chromium.run(
-        &[&arg, "--window-size=1280,3200", "--hide-scrollbars"],
-        &s.url("/"),
-    );
-    let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot ({e}); log:\n{log}"));
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    eprintln!("status trends screenshot: {}", png.display());
+    chromium.screenshot(&s.url("/"), "status-trends.png", 3200);
 }

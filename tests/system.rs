@@ -4,7 +4,8 @@
 //! dashboards and alerts work on our series unchanged.
 
 use crate::support::exposition::{Exposition, LabelSet};
-use crate::support::process::{free_port, KillOnDrop};
+use crate::support::process::{free_port, poll, KillOnDrop};
+use crate::support::prometheus::promtool_check_metrics;
 use crate::util::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -168,35 +169,11 @@ fn fixture_procfs_scrape_matches_golden() {
         assert!(!got.contains(absent), "{absent} should be excluded:\n{got}");
     }
 
-    if let Some(promtool) = peer("promtool") {
-        let mut child = Command::new(promtool)
-            .args(["check", "metrics"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(got.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if let Some((code, report)) = promtool_check_metrics(&got) {
         // Exit 1 is a parse error; 3 is lint findings. The only findings allowed are
         // the camelCase ones on node_exporter's own meminfo names, which we keep
         // verbatim so that dashboards match.
-        assert_ne!(
-            out.status.code(),
-            Some(1),
-            "promtool cannot parse: {report}"
-        );
+        assert_ne!(code, Some(1), "promtool cannot parse: {report}");
         for finding in report.lines().filter(|l| !l.trim().is_empty()) {
             assert!(
                 finding.starts_with("node_memory_")
@@ -288,14 +265,11 @@ impl NodeExporter {
             _child: KillOnDrop(child),
             url: format!("http://127.0.0.1:{port}/metrics"),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok((200, _, _)) = http_get(&ne.url, &[]) {
-                return ne;
-            }
-            assert!(Instant::now() < deadline, "node_exporter did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        assert!(
+            poll(&ne.url, |status, _| status == 200),
+            "node_exporter did not start"
+        );
+        ne
     }
 
     fn scrape(&self) -> Scrape {
@@ -408,15 +382,13 @@ fn matches_real_node_exporter() {
         // every run), so our read lies inside node_exporter's bracket.
         let first = scrape(&ours);
         let stale = node_lines(&first);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let body = loop {
-            let body = scrape(&ours);
-            if node_lines(&body) != stale {
-                break body;
+        let body = wait_scrape(&ours, Duration::from_secs(30), |body| {
+            if node_lines(body) != stale {
+                vec![]
+            } else {
+                vec!["a new system snapshot".into()]
             }
-            assert!(Instant::now() < deadline, "no new system snapshot in 30 s");
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        });
         let mut mine = Scrape::parse(&body);
         mine.at = Some(Instant::now());
         let after = ne.scrape();

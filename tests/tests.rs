@@ -3,11 +3,15 @@
 mod util;
 
 mod am_api;
-/// Shared test kit: the exposition reader, the peer lookup, the kill-on-drop process
-/// wrapper, a real Prometheus and a real Alertmanager.
+/// Shared test kit (tests/support/README.md): HTTP, waits and events, the exposition
+/// reader, the peer lookup, the kill-on-drop process wrapper, the dashboards, headless
+/// Chromium, a real Prometheus and a real Alertmanager.
 mod support {
     pub mod alertmanager;
+    pub mod chromium;
+    pub mod dashboards;
     pub mod exposition;
+    pub mod http;
     pub mod peer;
     pub mod process;
     pub mod prometheus;

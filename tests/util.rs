@@ -1,8 +1,10 @@
-//! Helpers shared by the integration tests: start the real binary on an ephemeral port,
-//! scrape it, find peer tools (promtool, node_exporter, ...).
+//! Helpers shared by the integration tests: start the real binary on an ephemeral port
+//! and run its CLI. The HTTP kit (`support::http`: client, JSON, events, scrapes, waits)
+//! and the peer lookup are re-exported here, so `use crate::util::*;` brings them in.
 
 #![allow(dead_code)]
 
+pub use crate::support::http::*;
 pub use crate::support::peer::{in_ci, peer};
 use crate::support::process::KillOnDrop;
 use std::io::{BufRead, BufReader};
@@ -124,19 +126,15 @@ impl Sentinel {
 
     /// Waits until /readyz answers 200 (every collector ran once).
     pub fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(r) = http_get(&self.url("/readyz"), &[]) {
-                if r.0 == 200 {
-                    return;
-                }
+        wait_until(Duration::from_secs(30), || {
+            match http_get(&self.url("/readyz"), &[]) {
+                Ok((200, _, _)) => Ok(()),
+                _ => Err(format!(
+                    "comfy-sentinel never became ready; log: {:?}",
+                    self.log.lock().unwrap()
+                )),
             }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "comfy-sentinel never became ready; log: {:?}",
-            self.log.lock().unwrap()
-        );
+        });
     }
 
     pub fn logs(&self) -> String {
@@ -152,66 +150,6 @@ impl Sentinel {
             .success();
         assert!(ok, "kill -{sig} failed");
     }
-}
-
-/// Status, lower-cased headers, body.
-pub type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
-
-/// The blocking HTTP/1.1 client every test shares: no redirects followed, no proxy, no
-/// transparent decompression (tests check `Content-Encoding` themselves), and no pooled
-/// connections (each request gets its own, as a scraper's would). Tests that must send
-/// malformed or slow bytes on purpose write to a socket themselves (`hardening_http`).
-fn client() -> &'static reqwest::blocking::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::blocking::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .no_gzip()
-            .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(60))
-            .build()
-            .expect("HTTP client")
-    })
-}
-
-/// A blocking request for tests: returns (status, headers, body). Errors (refused,
-/// reset, timed out) come back as `io::Error`s.
-pub fn http_request(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> std::io::Result<HttpResponse> {
-    let mut req = client().request(
-        reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?,
-        url,
-    );
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    // A body (and its Content-Length, 0 included) for every method that carries one.
-    if !body.is_empty() || !matches!(method, "GET" | "HEAD") {
-        req = req.body(body.to_vec());
-    }
-    let resp = req.send().map_err(std::io::Error::other)?;
-    let status = resp.status().as_u16();
-    let hdrs = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = resp.bytes().map_err(std::io::Error::other)?.to_vec();
-    Ok((status, hdrs, body))
-}
-
-pub fn http_get(url: &str, headers: &[(&str, &str)]) -> std::io::Result<HttpResponse> {
-    http_request("GET", url, headers, b"")
 }
 
 #[test]
@@ -250,42 +188,6 @@ fn a_missing_peer_fails_under_ci_naming_its_package_and_skips_elsewhere() {
     }
 }
 
-/// The shared client answers what the server sent: a redirect is not followed, a gzip
-/// body stays compressed with its `Content-Encoding`, and an empty POST carries
-/// `Content-Length: 0`.
-#[test]
-fn http_client_returns_redirects_and_encodings_as_sent() {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let server = std::thread::spawn(move || {
-        let mut heads = Vec::new();
-        for answer in [
-            "HTTP/1.1 302 Found\r\nLocation: /elsewhere\r\nContent-Length: 0\r\n\r\n",
-            "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nxyz",
-        ] {
-            let (mut c, _) = listener.accept().expect("accept");
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && c.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            heads.push(String::from_utf8_lossy(&head).to_ascii_lowercase());
-            c.write_all(answer.as_bytes()).expect("answer");
-        }
-        heads
-    });
-    let (status, h, _) = http_request("POST", &format!("http://{addr}/x"), &[], b"").unwrap();
-    assert_eq!((status, header(&h, "location")), (302, Some("/elsewhere")));
-    let (status, h, body) = http_get(&format!("http://{addr}/y"), &[]).unwrap();
-    assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-encoding"), Some("gzip"));
-    assert_eq!(body, b"xyz");
-    let heads = server.join().expect("server");
-    assert!(heads[0].starts_with("post /x ") && heads[0].contains("content-length: 0"));
-    assert!(!heads[1].contains("accept-encoding"), "{}", heads[1]);
-}
-
 /// `comfy-sentinel check --config cfg` on a config it must refuse: asserts exit code 2
 /// and returns its stderr.
 pub fn check_refuses(cfg: &Path) -> String {
@@ -298,81 +200,8 @@ pub fn check_refuses(cfg: &Path) -> String {
     err
 }
 
-/// GET `url`: the status, the body as JSON (`Null` when it is not JSON) and as text.
-pub fn get_json(url: &str) -> (u16, serde_json::Value, String) {
-    let (st, _, body) = http_get(url, &[]).unwrap_or_else(|e| panic!("{url}: {e}"));
-    let text = String::from_utf8_lossy(&body).to_string();
-    let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    (st, v, text)
-}
-
-/// GET `path` from two servers, the sidecar (`ours`) and the real peer (`theirs`): both
-/// answers as [`get_json`] gives them.
-pub fn get_pair(ours: &str, theirs: &str, path: &str) -> [(u16, serde_json::Value, String); 2] {
-    [
-        get_json(&format!("{ours}{path}")),
-        get_json(&format!("{theirs}{path}")),
-    ]
-}
-
-/// The value's shape: objects keep their keys (each value's shape), arrays their first
-/// element's shape, scalars their JSON type.
-pub fn json_shape(v: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            Value::Object(m.iter().map(|(k, v)| (k.clone(), json_shape(v))).collect())
-        }
-        Value::Array(a) => Value::Array(a.first().map(json_shape).into_iter().collect()),
-        Value::String(_) => Value::String("string".into()),
-        Value::Number(_) => Value::String("number".into()),
-        Value::Bool(_) => Value::String("bool".into()),
-        Value::Null => Value::Null,
-    }
-}
-
-/// Every byte but the unreserved ones percent-encoded, for a query parameter.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-pub fn header<'a>(h: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    h.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
-}
-
-/// Scrapes /metrics as text.
-pub fn scrape(s: &Sentinel) -> String {
-    let (status, _, body) = http_get(&s.url("/metrics"), &[]).expect("scrape");
-    assert_eq!(status, 200);
-    String::from_utf8(body).expect("utf-8 exposition")
-}
-
-/// Scrapes /metrics until the text contains `needle` (at most 20 s), and returns it.
-pub fn scrape_until(s: &Sentinel, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        let text = scrape(s);
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {needle:?} within 20 s in:\n{text}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-/// Runs a command that must succeed; panics with its output otherwise.
-pub fn run_ok(cmd: &mut Command) {
+/// Runs a command that must succeed; panics with its output otherwise, and returns it.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -380,6 +209,7 @@ pub fn run_ok(cmd: &mut Command) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 /// Writes `content` to a fresh temp file with the given name and returns its path.

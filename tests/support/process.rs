@@ -53,3 +53,31 @@ pub fn poll(url: &str, ok: impl Fn(u16, &str) -> bool) -> bool {
     }
     false
 }
+
+/// Runs `cmd` to its end with `input` on its stdin: its exit code (None when a signal
+/// ended it) and what it wrote, stdout then stderr.
+pub fn run_with_input(cmd: &mut std::process::Command, input: &[u8]) -> (Option<i32>, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    // Written on a thread: a child that answers before reading all of it cannot block us.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    writer
+        .join()
+        .expect("stdin writer")
+        .unwrap_or_else(|e| panic!("{cmd:?} stdin: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}

@@ -65,3 +65,14 @@ impl Prometheus {
         serde_json::from_slice(&body).expect("prometheus answers JSON")
     }
 }
+
+/// `promtool check metrics` on an exposition: its exit code (1: it does not parse; 3:
+/// lint findings) and its report. None where promtool is not installed, after saying so
+/// (under CI that fails the test, see `support::peer`).
+pub fn promtool_check_metrics(text: &str) -> Option<(Option<i32>, String)> {
+    let promtool = crate::util::peer("promtool")?;
+    Some(super::process::run_with_input(
+        Command::new(promtool).args(["check", "metrics"]),
+        text.as_bytes(),
+    ))
+}
