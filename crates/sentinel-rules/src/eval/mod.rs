@@ -1388,12 +1388,6 @@ impl<'a> Evaluator<'a> {
 
     fn aggregate(&self, a: &AggregateExpr) -> Result<Value, EvalError> {
         let op = a.op.id();
-        let (without, mut grouping) = match &a.modifier {
-            Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
-            Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
-            None => (false, Vec::new()),
-        };
-        grouping.sort();
         let mut k: i64 = 0;
         let mut q = 0.0;
         let mut value_label = String::new();
@@ -1417,14 +1411,23 @@ impl<'a> Evaluator<'a> {
         if (op == token::T_TOPK || op == token::T_BOTTOMK) && k < 1 {
             return Ok(Value::Vector(Vec::new()));
         }
-        if op == token::T_COUNT_VALUES {
-            if !valid_label_name(&value_label) {
-                return err(format!("invalid label name {value_label:?}"));
-            }
-            if !without {
-                grouping.push(value_label.clone());
-                grouping.sort();
-            }
+        if op == token::T_COUNT_VALUES && !valid_label_name(&value_label) {
+            return err(format!("invalid label name {value_label:?}"));
+        }
+        // Nothing to group (a range query's step before its series start): no grouping
+        // labels to copy.
+        if vec.is_empty() {
+            return Ok(Value::Vector(Vec::new()));
+        }
+        let (without, mut grouping) = match &a.modifier {
+            Some(LabelModifier::Include(l)) => (false, l.labels.clone()),
+            Some(LabelModifier::Exclude(l)) => (true, l.labels.clone()),
+            None => (false, Vec::new()),
+        };
+        grouping.sort();
+        if op == token::T_COUNT_VALUES && !without {
+            grouping.push(value_label.clone());
+            grouping.sort();
         }
         struct Group {
             labels: Labels,

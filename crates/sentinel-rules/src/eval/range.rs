@@ -3,9 +3,13 @@
 //! Prometheus returns them. Selections are made once for the whole range ([`Preload`])
 //! and sliced per step.
 
-use super::{clamp_time, Budget, EvalError, Evaluator, FxMap, Preload, RangeSeries};
+use super::{
+    clamp_time, ms, unwrap_parens, Budget, EvalError, Evaluator, FxMap, Preload, RangeSeries,
+};
 use crate::labels::Labels;
 use crate::store::{is_stale, Store, LOOKBACK_MS};
+use promql_parser::parser::token;
+use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Expr, VectorSelector};
 use std::sync::Arc;
 
@@ -24,6 +28,10 @@ pub fn eval_range(
     let mut ev = Evaluator::for_step(store, start, budget.clone(), preload);
     if let Some(series) = plain_selector(&mut ev, expr, start, end, step)? {
         return Ok(series);
+    }
+    ev.ts = clamp_time(start);
+    if selects_nothing(&ev, expr) {
+        return Ok(Vec::new());
     }
     // Each label set's series: its index in `series`. A label set is looked up by the
     // address of its pairs first (most steps hand back the very label sets of the step
@@ -114,8 +122,7 @@ fn plain_selector(
     let budget = ev.budget.clone();
     let mut out = Vec::new();
     for (labels, samples) in &pre.series {
-        budget.check()?;
-        let points = last_per_step(ev, vs, samples, start, end, step);
+        let points = last_per_step(ev, vs, samples, (start, end, step), &budget)?;
         if points.is_empty() {
             continue;
         }
@@ -132,19 +139,27 @@ fn plain_selector(
 
 /// At each step, the newest sample at or before the step's reference time and within
 /// the lookback, unless it is a stale marker: what [`Evaluator::vector_selector`] gives
-/// for one series, for all steps in one forward pass.
+/// for one series, for all steps in one forward pass. Checks the deadline and the
+/// samples left every 4,096 steps, so one long series cannot outrun either.
 fn last_per_step(
     ev: &mut Evaluator<'_>,
     vs: &VectorSelector,
     samples: &[(i64, f64)],
-    start: i64,
-    end: i64,
-    step: i64,
-) -> Vec<(i64, f64)> {
+    (start, end, step): (i64, i64, i64),
+    budget: &Budget,
+) -> Result<Vec<(i64, f64)>, EvalError> {
     let mut points = Vec::new();
     let mut i = 0;
     let mut t = start;
+    let mut steps = 0u32;
     while t <= end {
+        if steps.is_multiple_of(4096) {
+            budget.check()?;
+            if points.len() as u64 > budget.samples_left() {
+                return Err(EvalError::TooManySamples);
+            }
+        }
+        steps = steps.wrapping_add(1);
         ev.ts = t;
         let rt = ev.ref_time(vs);
         while i < samples.len() && samples[i].0 <= rt {
@@ -160,5 +175,66 @@ fn last_per_step(
         };
         t = next;
     }
-    points
+    Ok(points)
+}
+
+/// Whether `expr` answers nothing at every step because the selections it is built on
+/// select no series over the whole range (checked against the preloaded selections)
+/// and nothing in it makes up series, scalars or errors of its own: a panel of a
+/// metric this host does not have is answered without stepping through the range.
+/// False whenever in doubt; the general loop then gives the (same) empty answer.
+fn selects_nothing(ev: &Evaluator<'_>, expr: &Expr) -> bool {
+    let nothing = |vs: &VectorSelector, range: i64| {
+        let maxt = ev.ref_time(vs);
+        ev.preloaded(vs, range, maxt.saturating_sub(range), maxt)
+            .is_some_and(|p| p.series.is_empty())
+    };
+    // A scalar side that cannot fail or depend on data.
+    let plain_scalar = |e: &Expr| match unwrap_parens(e) {
+        Expr::NumberLiteral(_) => true,
+        Expr::Call(c) => c.args.args.is_empty() && matches!(c.func.name, "time" | "pi"),
+        _ => false,
+    };
+    match expr {
+        Expr::Paren(p) => selects_nothing(ev, &p.expr),
+        Expr::VectorSelector(vs) => nothing(vs, LOOKBACK_MS),
+        Expr::MatrixSelector(m) => nothing(&m.vs, ms(&m.range)),
+        Expr::Unary(u) => selects_nothing(ev, &u.expr),
+        // Aggregations with a parameter check it even over nothing.
+        Expr::Aggregate(a) => a.param.is_none() && selects_nothing(ev, &a.expr),
+        Expr::Call(c) => {
+            let args = &c.args.args;
+            match (c.func.name, args.len()) {
+                (
+                    "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "changes"
+                    | "resets" | "avg_over_time" | "min_over_time" | "max_over_time"
+                    | "sum_over_time" | "count_over_time" | "last_over_time" | "stddev_over_time"
+                    | "stdvar_over_time" | "present_over_time" | "abs" | "ceil" | "floor" | "exp"
+                    | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "timestamp" | "sort" | "sort_desc",
+                    1,
+                ) => selects_nothing(ev, &args[0]),
+                ("histogram_quantile", 2) => {
+                    matches!(unwrap_parens(&args[0]), Expr::NumberLiteral(_))
+                        && selects_nothing(ev, &args[1])
+                }
+                _ => false,
+            }
+        }
+        Expr::Binary(b) => {
+            let vector = |e: &Expr| e.value_type() == ValueType::Vector;
+            let (l, r) = (&*b.lhs, &*b.rhs);
+            match b.op.id() {
+                token::T_LAND => selects_nothing(ev, l) || selects_nothing(ev, r),
+                token::T_LUNLESS => selects_nothing(ev, l),
+                token::T_LOR => selects_nothing(ev, l) && selects_nothing(ev, r),
+                _ => match (vector(l), vector(r)) {
+                    (true, true) => selects_nothing(ev, l) || selects_nothing(ev, r),
+                    (true, false) => plain_scalar(r) && selects_nothing(ev, l),
+                    (false, true) => plain_scalar(l) && selects_nothing(ev, r),
+                    (false, false) => false,
+                },
+            }
+        }
+        _ => false,
+    }
 }

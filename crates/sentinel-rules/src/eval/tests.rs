@@ -859,3 +859,63 @@ fn plain_selector_range_answers_as_per_step_evaluation() {
         );
     }
 }
+
+/// Panels of metrics a host lacks: the range answer over selections of nothing is
+/// empty without stepping, and equals stepping; anything that makes up values of its
+/// own (vector(), absent, or, a parameter) still steps.
+#[test]
+fn range_over_selections_of_nothing_is_empty_without_stepping() {
+    let s = store_with_history();
+    let range = (0, 3 * 3_600_000, 60_000);
+    let empty = [
+        "nothing",
+        "sum by (i) (rate(nothing[5m]))",
+        "sum(rate(nothing{a=\"b\"}[10m])) / sum(rate(g[10m]))",
+        "time() - nothing and on (i) g == 2",
+        "g and nothing",
+        "nothing unless g",
+        "nothing or also_nothing",
+        "histogram_quantile(0.9, sum by (le) (rate(nothing_bucket[5m])))",
+        "-abs(nothing offset 1h) * 2",
+    ];
+    let stepped = [
+        "count(nothing) or vector(0)",
+        "absent(nothing)",
+        "absent_over_time(nothing[5m])",
+        "topk(2, nothing)",
+        "nothing or g",
+        "g unless nothing",
+        "scalar(nothing) + 1",
+        "label_replace(nothing, \"a\", \"$1\", \"b\", \"(.*)\")",
+    ];
+    assert_preload_equals_per_step(&s, range, &empty);
+    assert_preload_equals_per_step(&s, range, &stepped);
+    // A canceled budget fails at the first step: only an answer made without stepping
+    // comes back.
+    let canceled = || {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        Arc::new(Budget::new(QueryLimits::unlimited()).with_cancel(flag))
+    };
+    for q in empty {
+        let got = eval_range(
+            &s,
+            &parse(q).unwrap(),
+            range.0,
+            range.1,
+            range.2,
+            &canceled(),
+        );
+        assert!(got.is_ok_and(|m| m.is_empty()), "{q}");
+    }
+    for q in stepped {
+        let got = eval_range(
+            &s,
+            &parse(q).unwrap(),
+            range.0,
+            range.1,
+            range.2,
+            &canceled(),
+        );
+        assert!(matches!(got, Err(EvalError::Canceled)), "{q}: {got:?}");
+    }
+}
