@@ -848,8 +848,7 @@ impl<'a> Evaluator<'a> {
                 limits::thousands(total)
             )));
         }
-        let mut order: Vec<Labels> = Vec::new();
-        let mut series: HashMap<Labels, Vec<(i64, f64)>> = HashMap::new();
+        let mut fold = range::StepFold::default();
         let mut t = start;
         while t <= end {
             self.budget.check()?;
@@ -874,33 +873,13 @@ impl<'a> Evaluator<'a> {
                 _ => return err("subquery is only allowed on instant vector or scalar"),
             };
             self.budget.release_to(mark);
-            self.budget.charge_samples(v.len() as u64)?;
-            for s in v {
-                let new = !series.contains_key(&s.labels);
-                if new {
-                    self.budget
-                        .charge_label_bytes(s.labels.heap_bytes() as u64)?;
-                }
-                series
-                    .entry(s.labels.clone())
-                    .or_insert_with(|| {
-                        order.push(s.labels.clone());
-                        Vec::new()
-                    })
-                    .push((t, s.v));
-            }
+            fold.add(t, v, &self.budget)?;
             let Some(next) = t.checked_add(step) else {
                 break;
             };
             t = next;
         }
-        Ok(order
-            .into_iter()
-            .map(|l| {
-                let points = series.remove(&l).unwrap_or_default();
-                RangeSeries { labels: l, points }
-            })
-            .collect())
+        Ok(fold.into_series())
     }
 
     fn ref_time(&self, vs: &VectorSelector) -> i64 {

@@ -5,6 +5,7 @@
 
 use super::{
     clamp_time, ms, unwrap_parens, Budget, EvalError, Evaluator, FxMap, Preload, RangeSeries,
+    Sample,
 };
 use crate::labels::Labels;
 use crate::store::{is_stale, Store, LOOKBACK_MS};
@@ -33,14 +34,7 @@ pub fn eval_range(
     if selects_nothing(&ev, expr) {
         return Ok(Vec::new());
     }
-    // Each label set's series: its index in `series`. A label set is looked up by the
-    // address of its pairs first (most steps hand back the very label sets of the step
-    // before: the preloaded series' own, or those derived once per query), by value
-    // only when that misses. An address is recorded only for a label set that `series`
-    // holds, so it cannot be freed and reused while recorded.
-    let mut index: FxMap<Labels, usize> = FxMap::default();
-    let mut by_address: FxMap<usize, usize> = FxMap::default();
-    let mut series: Vec<RangeSeries> = Vec::new();
+    let mut fold = StepFold::default();
     let mut t = start;
     while t <= end {
         budget.check()?;
@@ -48,40 +42,67 @@ pub fn eval_range(
         ev.ts = clamp_time(t);
         let v = ev.eval_instant(expr)?;
         budget.release_to(mark);
-        budget.charge_samples(v.len() as u64)?;
-        for s in v {
-            let address = address_of(&s.labels);
-            if let Some(&i) = by_address.get(&address) {
-                series[i].points.push((t, s.v));
-                continue;
-            }
-            let i = match index.get(&s.labels) {
-                Some(&i) => {
-                    series[i].points.push((t, s.v));
-                    i
-                }
-                None => {
-                    budget.charge_label_bytes(s.labels.heap_bytes() as u64)?;
-                    index.insert(s.labels.clone(), series.len());
-                    series.push(RangeSeries {
-                        labels: s.labels,
-                        points: vec![(t, s.v)],
-                    });
-                    series.len() - 1
-                }
-            };
-            if address_of(&series[i].labels) == address {
-                by_address.insert(address, i);
-            }
-        }
+        fold.add(t, v, budget)?;
         let Some(next) = t.checked_add(step) else {
             break;
         };
         t = next;
     }
-    drop(index);
+    let mut series = fold.into_series();
     series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
     Ok(series)
+}
+
+/// Steps' vectors folded into one series per label set (a range query's, a
+/// subquery's), in the order the label sets first came. Charges the points kept and
+/// each new label set once.
+#[derive(Default)]
+pub(super) struct StepFold {
+    /// Each label set's index in `series`.
+    index: FxMap<Labels, usize>,
+    /// The same by the address of a label set's pairs, looked up first: most steps
+    /// hand back the very label sets of the step before (the preloaded series' own,
+    /// those derived once per query). An address is recorded only for a label set
+    /// that `series` holds, so it cannot be freed and reused while recorded.
+    by_address: FxMap<usize, usize>,
+    series: Vec<RangeSeries>,
+}
+
+impl StepFold {
+    /// Adds step `t`'s samples.
+    pub(super) fn add(&mut self, t: i64, v: Vec<Sample>, budget: &Budget) -> Result<(), EvalError> {
+        budget.charge_samples(v.len() as u64)?;
+        for s in v {
+            let address = address_of(&s.labels);
+            if let Some(&i) = self.by_address.get(&address) {
+                self.series[i].points.push((t, s.v));
+                continue;
+            }
+            let i = match self.index.get(&s.labels) {
+                Some(&i) => {
+                    self.series[i].points.push((t, s.v));
+                    i
+                }
+                None => {
+                    budget.charge_label_bytes(s.labels.heap_bytes() as u64)?;
+                    self.index.insert(s.labels.clone(), self.series.len());
+                    self.series.push(RangeSeries {
+                        labels: s.labels,
+                        points: vec![(t, s.v)],
+                    });
+                    self.series.len() - 1
+                }
+            };
+            if address_of(&self.series[i].labels) == address {
+                self.by_address.insert(address, i);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn into_series(self) -> Vec<RangeSeries> {
+        self.series
+    }
 }
 
 fn address_of(l: &Labels) -> usize {
