@@ -1075,5 +1075,4 @@ mod tests {
         assert_eq!(h.memory_bytes(), 0);
         assert_eq!(h.bytes(), 0);
     }
-
 }

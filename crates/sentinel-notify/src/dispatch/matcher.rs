@@ -438,7 +438,10 @@ mod tests {
         assert!(hog.len() < 16 * 1024);
         assert_eq!(
             parse_request(&[&hog], LIMITS).unwrap_err(),
-            MatcherError::TooMany { count: 300, max: 64 }
+            MatcherError::TooMany {
+                count: 300,
+                max: 64
+            }
         );
         let half = many(r#"a!="x""#, 40);
         assert_eq!(
@@ -466,7 +469,9 @@ mod tests {
         // eight do not, though each alone is under the per-regex limit.
         let four = many(r#"a=~"\\w{5}""#, 4);
         assert_eq!(parse_request(&[&four], LIMITS).unwrap().len(), 4);
-        let e = parse_request(&[&four, &four], LIMITS).unwrap_err().to_string();
+        let e = parse_request(&[&four, &four], LIMITS)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("size limit"), "{e}");
         // Plain matchers take none of it.
         let eq = many(r#"b="x""#, 50);
