@@ -4,8 +4,9 @@
 //!
 //! - `/api/v1/*` forms: the parameter count is capped while parsing; a too-large body
 //!   and too many parameters answer in Prometheus's JSON envelope;
-//! - `/api/v2/alerts` and `/api/v2/silences`: `filter` count, `receiver` length and
-//!   every client regex's compiled size are capped (400, Alertmanager's error shape);
+//! - `/api/v2/alerts` and `/api/v2/silences`: `filter` count, the matchers of all
+//!   filters together, `receiver` length, every client regex's compiled size and the
+//!   filters' regexes together are capped (400, Alertmanager's error shape);
 //! - posted alerts have their own cap (429, counted) and never push out rule alerts;
 //! - `GET /api/v2/silence/{id}`: 404 as Alertmanager 0.25 answers, 422 for an id that
 //!   is not a UUID;
@@ -127,6 +128,65 @@ fn alert_and_silence_filters_past_their_cap_are_400() {
         let (st, _, b) = request("GET", &s.url(&format!("{path}?{}", filters(64))), "", b"");
         assert_eq!(st, 200, "{path}: {b}");
     }
+}
+
+#[test]
+fn one_filter_holding_hundreds_of_matchers_is_400_not_hundreds_of_compiled_regexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), "");
+    // `\w{5}` (Unicode) compiles to over 128 KiB; one filter of 300 of them fits in
+    // the header budget.
+    let many = |m: &str, n: usize| enc(&format!("{{{}}}", vec![m; n].join(",")));
+    let hog = many(r#"a=~"\\w{5}""#, 300);
+    assert!(hog.len() < 12 * 1024, "{}", hog.len());
+    let t0 = Instant::now();
+    for path in [
+        "/api/v2/alerts",
+        "/api/v2/alerts/groups",
+        "/api/v2/silences",
+    ] {
+        let (st, _, b) = request("GET", &s.url(&format!("{path}?filter={hog}")), "", b"");
+        assert_eq!(st, 400, "{path}: {b}");
+        assert_eq!(
+            am_error(&b),
+            "300 matchers in one request; at most 64 are allowed",
+            "{path}"
+        );
+        // Counted across filters.
+        let half = many(r#"b!="x""#, 40);
+        let (st, _, b) = request(
+            "GET",
+            &s.url(&format!("{path}?filter={half}&filter={half}")),
+            "",
+            b"",
+        );
+        assert_eq!(st, 400, "{path}: {b}");
+        assert_eq!(
+            am_error(&b),
+            "80 matchers in one request; at most 64 are allowed"
+        );
+        // The filters' regexes share one compiled-size budget: four fit, eight do not.
+        let four = many(r#"a=~"\\w{5}""#, 4);
+        let (st, _, b) = request("GET", &s.url(&format!("{path}?filter={four}")), "", b"");
+        assert_eq!(st, 200, "{path}: {b}");
+        let (st, _, b) = request(
+            "GET",
+            &s.url(&format!("{path}?filter={four}&filter={four}")),
+            "",
+            b"",
+        );
+        assert_eq!(st, 400, "{path}: {b}");
+        assert!(am_error(&b).contains("size limit"), "{b}");
+        // 64 plain matchers in one filter are taken.
+        let (st, _, b) = request(
+            "GET",
+            &s.url(&format!("{path}?filter={}", many(r#"b!="x""#, 64))),
+            "",
+            b"",
+        );
+        assert_eq!(st, 200, "{path}: {b}");
+    }
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
 #[test]

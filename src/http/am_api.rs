@@ -15,9 +15,11 @@
 //! [`MAX_POSTED_ALERTS`] alerts, each at [`MAX_ALERT_LABELS`] labels; posted alerts
 //! have their own cap in the notifier (`sentinel_notify::dispatch::MAX_EXTERNAL_ALERTS`,
 //! 429 past it), apart from the rules' alerts. Query parameters are capped in number
-//! (`params::MAX_PARAMS`), `filter`s at [`MAX_FILTERS`], the `receiver` regex at
-//! [`MAX_RECEIVER_BYTES`], and every regex of a request compiles under
-//! [`MAX_REGEX_COMPILED_BYTES`].
+//! (`params::MAX_PARAMS`), `filter`s at [`MAX_FILTERS`] holding at most
+//! [`MAX_FILTER_MATCHERS`] matchers in all, the `receiver` regex at
+//! [`MAX_RECEIVER_BYTES`]; every regex of a request compiles under
+//! [`MAX_REGEX_COMPILED_BYTES`], and the filters' regexes share
+//! [`MAX_FILTER_REGEX_BYTES`].
 
 // Helpers return the refusal they would answer (a `Response`) as their error: it is
 // sent at once, so its size does not matter.
@@ -53,8 +55,14 @@ pub const MAX_ALERT_LABELS: usize = 64;
 pub const MAX_FILTERS: usize = 64;
 /// Longest `receiver` regex of `GET /api/v2/alerts` (and `/alerts/groups`).
 pub const MAX_RECEIVER_BYTES: usize = 1024;
+/// Most matchers in all the `filter`s of one request together (one `filter` may hold
+/// several: `{a="b",c=~"d"}`).
+pub const MAX_FILTER_MATCHERS: usize = 64;
 /// Most bytes one regex of a request (`receiver`, a `=~`/`!~` filter) may compile to.
 pub const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
+/// Compiled bytes the `=~`/`!~` filter regexes of one request share (each gets an
+/// equal part, at most [`MAX_REGEX_COMPILED_BYTES`]).
+pub const MAX_FILTER_REGEX_BYTES: usize = 1 << 20;
 /// Alertmanager's default `resolve_timeout`: a posted alert without `endsAt` resolves
 /// this long after it was last posted.
 pub const RESOLVE_TIMEOUT: chrono::Duration = chrono::Duration::minutes(5);
@@ -146,7 +154,9 @@ fn flag(q: &Params, name: &str, default: bool) -> Result<bool, Response> {
 }
 
 /// The `filter` parameters, each an Alertmanager matcher string: at most
-/// [`MAX_FILTERS`], each regex compiled under [`MAX_REGEX_COMPILED_BYTES`].
+/// [`MAX_FILTERS`] of them holding at most [`MAX_FILTER_MATCHERS`] matchers in all
+/// (counted before anything compiles), their regexes sharing
+/// [`MAX_FILTER_REGEX_BYTES`] of compiled size.
 fn filters(q: &Params) -> Result<Vec<matcher::Matcher>, Response> {
     let list = q.all("filter");
     if list.len() > MAX_FILTERS {
@@ -158,13 +168,15 @@ fn filters(q: &Params) -> Result<Vec<matcher::Matcher>, Response> {
             ),
         ));
     }
-    let mut out = Vec::new();
-    for f in list {
-        let ms = matcher::parse_limited(f, MAX_REGEX_COMPILED_BYTES)
-            .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad matcher format: {e}")))?;
-        out.extend(ms);
-    }
-    Ok(out)
+    let limits = matcher::RequestLimits {
+        max_matchers: MAX_FILTER_MATCHERS,
+        total_regex_bytes: MAX_FILTER_REGEX_BYTES,
+        regex_bytes: MAX_REGEX_COMPILED_BYTES,
+    };
+    matcher::parse_request(&list, limits).map_err(|e| match e {
+        matcher::MatcherError::TooMany { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
+        e => error(StatusCode::BAD_REQUEST, format!("bad matcher format: {e}")),
+    })
 }
 
 /// The `receiver` parameter: an anchored regex of at most [`MAX_RECEIVER_BYTES`],

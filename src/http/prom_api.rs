@@ -124,15 +124,28 @@ struct Slot {
     size: Arc<parking_lot::Mutex<(usize, usize)>>,
 }
 
-impl Drop for Slot {
-    fn drop(&mut self) {
+impl Slot {
+    /// Gives the slot back: retired when the gate owes a slot (it shrank while this
+    /// one was busy), else its permit returns to the semaphore. Both happen under the
+    /// size lock, so a concurrent shrink sees the slot either busy or free, never busy
+    /// and then free as well (which would run one query past `max_concurrent`).
+    fn release(&mut self) {
         let mut size = self.size.lock();
+        let Some(p) = self.permit.take() else {
+            return;
+        };
         if size.1 > 0 {
             size.1 -= 1;
-            if let Some(p) = self.permit.take() {
-                p.forget();
-            }
+            p.forget();
+        } else {
+            drop(p);
         }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -1216,6 +1229,32 @@ mod tests {
         gate.apply(&cfg);
         drop(busy);
         assert_eq!(gate.free(), 2);
+    }
+
+    #[tokio::test]
+    async fn shrink_between_slot_release_and_permit_return_cannot_run_one_query_too_many() {
+        let mut cfg = sentinel_rules::eval::QueryConfig {
+            max_concurrent: 2,
+            ..Default::default()
+        };
+        let gate = QueryGate::new(&cfg);
+        let mut a = gate.acquire(Duration::from_secs(1)).await.unwrap();
+        let b = gate.acquire(Duration::from_secs(1)).await.unwrap();
+        // What dropping `a` does, in the order it does it: the release step, then the
+        // fields (the permit, if the release left it there). A reload shrinks the gate
+        // in between.
+        a.release();
+        let left = a.permit.take();
+        cfg.max_concurrent = 1;
+        gate.apply(&cfg);
+        drop(left);
+        // Dropping it now releases nothing more: the release took the permit.
+        drop(a);
+        // `b` still runs and the gate allows one query: no slot is free.
+        assert_eq!(gate.free(), 0, "a second query could run beside b");
+        drop(b);
+        assert_eq!(gate.free(), 1);
+        assert_eq!(*gate.size.lock(), (1, 0));
     }
 
     async fn acquire_n(gate: &QueryGate, n: usize) -> Vec<Slot> {

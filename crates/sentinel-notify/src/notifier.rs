@@ -720,27 +720,35 @@ impl Notifier {
 
     /// Takes alerts posted by a client (`POST /api/v2/alerts`) as the rule engine's are
     /// taken, under their own cap ([`crate::dispatch::MAX_EXTERNAL_ALERTS`]), so they can
-    /// never push out rule alerts. When the batch's new alerts do not fit, none is taken,
-    /// each is counted in `sentinel_notify_external_alerts_rejected_total`, and the error
-    /// says how many more would have fit.
+    /// never push out rule alerts. Admitted and stored in one step under the dispatcher's
+    /// lock: `Ok` means every alert is held. When the batch's new alerts do not fit, none
+    /// is taken, each is counted in `sentinel_notify_external_alerts_rejected_total`, and
+    /// the error says how many more would have fit.
     pub fn send_external(&self, alerts: Vec<Alert>) -> Result<(), ExternalFull> {
         if alerts.is_empty() {
             return Ok(());
         }
-        let reserved = self.dispatcher.lock().reserve_external(&alerts);
-        match reserved {
-            Ok(reserved) => {
-                let _ = self.tx.send((Origin::External { reserved }, alerts));
+        let n = alerts.len();
+        let taken = {
+            let mut d = self.dispatcher.lock();
+            let limit = d.max_external();
+            d.ingest_external(alerts, Utc::now())
+                .map_err(|room| ExternalFull { room, limit })
+        };
+        match taken {
+            Ok(forwards) => {
+                self.metrics.alerts_received.add(&[], n as f64);
+                if !forwards.is_empty() {
+                    self.enqueue(forwards, Vec::new(), true);
+                }
+                // The driver flushes new groups that are due and writes the history
+                // recorded here (an empty batch only wakes it).
+                let _ = self.tx.send((Origin::Rules, Vec::new()));
                 Ok(())
             }
-            Err(room) => {
-                self.metrics
-                    .external_alerts_rejected
-                    .add(&[], alerts.len() as f64);
-                Err(ExternalFull {
-                    room,
-                    limit: self.dispatcher.lock().max_external(),
-                })
+            Err(e) => {
+                self.metrics.external_alerts_rejected.add(&[], n as f64);
+                Err(e)
             }
         }
     }
@@ -807,6 +815,35 @@ mod tests {
             }
         );
         assert_eq!(e.to_string(), "notify.outbox.max_attempts: must be >= 1");
+    }
+
+    #[test]
+    fn posted_alerts_are_held_when_send_external_answers_ok_not_queued_for_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let n = Notifier::new(&NotifyConfig::default(), dir.path(), &Registry::new()).unwrap();
+        n.dispatcher.lock().set_max_external(1);
+        let posted = |i: &str| Alert {
+            labels: BTreeMap::from([
+                ("alertname".to_string(), "Posted".to_string()),
+                ("i".to_string(), i.to_string()),
+            ]),
+            annotations: BTreeMap::new(),
+            starts_at: Utc::now(),
+            ends_at: Utc::now() + chrono::Duration::minutes(5),
+            generator_url: String::new(),
+        };
+        // No driver runs: what Ok promises must already be true.
+        assert_eq!(n.send_external(vec![posted("a")]), Ok(()));
+        let held = n.alerts();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].alert.labels["i"], "a");
+        assert_eq!(n.external_alerts(), 1);
+        assert_eq!(
+            n.send_external(vec![posted("b")]),
+            Err(ExternalFull { room: 0, limit: 1 })
+        );
+        assert_eq!(n.send_external(vec![posted("a")]), Ok(()), "re-posted");
+        assert_eq!(n.alerts().len(), 1);
     }
 
     #[test]

@@ -571,7 +571,10 @@ impl History {
         } = inner;
         let family = by_name.entry(name.to_string()).or_default();
         let mut flushed_t = i64::MIN;
-        if let Some(old) = family.get(labels) {
+        // The stored key, not the caller's `labels`: equal labels built another way
+        // (another capacity) take other heap bytes, and the totals counted the key's.
+        let mut key = labels.clone();
+        if let Some((stored, old)) = family.get_key_value(labels) {
             // A read error must not rebuild the series without its disk chunks (the next
             // full rewrite would then drop them from disk for good): keep it as it is.
             let old_samples = match old.try_all(files) {
@@ -581,10 +584,11 @@ impl History {
                     return;
                 }
             };
-            *bytes = bytes.saturating_sub(old.bytes(labels));
-            *memory = memory.saturating_sub(old.memory(labels));
+            *bytes = bytes.saturating_sub(old.bytes(stored));
+            *memory = memory.saturating_sub(old.memory(stored));
             *sealed_memory = sealed_memory.saturating_sub(old.sealed_memory());
             flushed_t = old.flushed_t;
+            key = stored.clone();
             family.remove(labels);
             merged.extend(old_samples);
         }
@@ -604,10 +608,10 @@ impl History {
         if s.last_t == i64::MIN {
             return;
         }
-        *bytes += s.bytes(labels);
-        *memory += s.memory(labels);
+        *bytes += s.bytes(&key);
+        *memory += s.memory(&key);
         *sealed_memory += s.sealed_memory();
-        family.insert(labels.clone(), s);
+        family.insert(key, s);
     }
 
     /// Adds a series read from a full file: its sealed chunks stay on disk (`chunks`,
@@ -1024,5 +1028,51 @@ mod tests {
         h.maintain(1_000_000 + 10_000_000);
         assert!(h.series_count() < series, "whole series evicted");
         check(&h, "series eviction");
+    }
+
+    #[test]
+    fn merge_with_equal_labels_built_another_way_keeps_memory_and_bytes_totals_exact() {
+        let h = History::new(10_000_000, u64::MAX);
+        let totals = |h: &History, step: &str| {
+            let inner = h.inner.lock();
+            let bytes: usize = inner
+                .by_name
+                .values()
+                .flat_map(|f| f.iter())
+                .map(|(l, s)| s.bytes(l))
+                .sum();
+            assert_eq!(
+                (inner.bytes, inner.memory, inner.sealed_memory),
+                (bytes, inner.recount_memory().0, inner.recount_memory().1),
+                "{step}"
+            );
+        };
+        // Equal labels, other heap bytes: from_pairs keeps the value's spare capacity,
+        // keep() clones each string to its length.
+        let mut value = String::with_capacity(64);
+        value.push_str("gpu0");
+        let grown = Labels::from_pairs([
+            (METRIC_NAME.to_string(), "m".to_string()),
+            ("gpu".to_string(), value),
+        ]);
+        let exact = grown.keep(&[METRIC_NAME.to_string(), "gpu".to_string()]);
+        assert_eq!(grown, exact);
+        assert_ne!(grown.heap_bytes(), exact.heap_bytes(), "built two ways");
+        h.insert(&grown, &[(1000, 1.0), (3000, 3.0)]);
+        totals(&h, "new series");
+        h.insert(&exact, &[(2000, 2.0)]);
+        totals(&h, "merged through labels built with keep()");
+        h.insert(&grown, &[(500, 0.5)]);
+        totals(&h, "merged through labels built with from_pairs");
+        for k in 4..600i64 {
+            h.append(&exact, k * 1000, k as f64);
+        }
+        h.insert(&grown, &[(1500, 1.5)]);
+        totals(&h, "merged with sealed chunks");
+        assert_eq!(h.series_count(), 1);
+        h.maintain(10_000_000 + 700_000);
+        totals(&h, "expired");
+        assert_eq!(h.memory_bytes(), 0);
+        assert_eq!(h.bytes(), 0);
     }
 }

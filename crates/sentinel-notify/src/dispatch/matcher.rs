@@ -56,6 +56,9 @@ pub enum MatcherError {
     UnknownOperator(String),
     #[error("unterminated quote")]
     UnterminatedQuote,
+    /// A request's matcher strings hold more matchers than [`RequestLimits`] allow.
+    #[error("{count} matchers in one request; at most {max} are allowed")]
+    TooMany { count: usize, max: usize },
     /// An error inside the matcher string `matcher`.
     #[error("{matcher:?}: {error}")]
     In {
@@ -103,7 +106,9 @@ impl Matcher {
                 {
                     let mut b = regex::RegexBuilder::new(&format!("^(?:{value})$"));
                     if let Some(n) = size_limit {
-                        b.size_limit(n);
+                        // The lazy DFA's cache grows as the regex matches: held to the
+                        // same bound (past it the regex matches without that cache).
+                        b.size_limit(n).dfa_size_limit(n);
                     }
                     b.build()
                 }
@@ -165,7 +170,62 @@ pub fn parse_limited(s: &str, size_limit: usize) -> Result<Vec<Matcher>, Matcher
     parse_with(s, Some(size_limit))
 }
 
+/// Caps on the matchers of one client request (several matcher strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Most matchers in all the request's strings together, counted before any regex
+    /// is compiled.
+    pub max_matchers: usize,
+    /// Compiled bytes the request's regexes share: each gets an equal part, at most
+    /// `regex_bytes`.
+    pub total_regex_bytes: usize,
+    /// Most bytes one regex may compile to.
+    pub regex_bytes: usize,
+}
+
+/// Parses the matcher strings of one client request into one conjunction, held to
+/// `limits` as a whole: one string may hold many matchers (`{a=~"x",a=~"y",...}`), so
+/// capping the strings alone would not bound what the request compiles.
+pub fn parse_request(list: &[&str], limits: RequestLimits) -> Result<Vec<Matcher>, MatcherError> {
+    let mut parts = Vec::new();
+    for s in list {
+        parts.extend(parse_parts(s)?.into_iter().map(|p| (*s, p)));
+    }
+    if parts.len() > limits.max_matchers {
+        return Err(MatcherError::TooMany {
+            count: parts.len(),
+            max: limits.max_matchers,
+        });
+    }
+    let regexes = parts
+        .iter()
+        .filter(|(_, (_, op, _))| matches!(op, Op::Re | Op::NotRe))
+        .count();
+    let each = (limits.total_regex_bytes / regexes.max(1)).min(limits.regex_bytes);
+    parts
+        .into_iter()
+        .map(|(s, (name, op, value))| {
+            Matcher::build(&name, op, &value, Some(each)).map_err(|e| MatcherError::In {
+                matcher: s.to_string(),
+                error: Box::new(e),
+            })
+        })
+        .collect()
+}
+
 fn parse_with(s: &str, size_limit: Option<usize>) -> Result<Vec<Matcher>, MatcherError> {
+    let within = |e: MatcherError| MatcherError::In {
+        matcher: s.to_string(),
+        error: Box::new(e),
+    };
+    parse_parts(s)?
+        .into_iter()
+        .map(|(name, op, value)| Matcher::build(&name, op, &value, size_limit).map_err(within))
+        .collect()
+}
+
+/// One matcher string's matchers as `(name, op, value)`, nothing compiled yet.
+fn parse_parts(s: &str) -> Result<Vec<(String, Op, String)>, MatcherError> {
     let mut t = s.trim();
     if let Some(inner) = t.strip_prefix('{') {
         t = inner
@@ -182,7 +242,7 @@ fn parse_with(s: &str, size_limit: Option<usize>) -> Result<Vec<Matcher>, Matche
         if part.is_empty() {
             continue;
         }
-        out.push(parse_one(part, size_limit).map_err(within)?);
+        out.push(parse_one(part).map_err(within)?);
     }
     if out.is_empty() {
         return Err(MatcherError::Empty(s.to_string()));
@@ -224,7 +284,7 @@ fn split_outside_quotes(s: &str) -> Result<Vec<&str>, MatcherError> {
     Ok(parts)
 }
 
-fn parse_one(s: &str, size_limit: Option<usize>) -> Result<Matcher, MatcherError> {
+fn parse_one(s: &str) -> Result<(String, Op, String), MatcherError> {
     let name_end = s
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .ok_or_else(|| MatcherError::MissingOperator(s.to_string()))?;
@@ -251,7 +311,7 @@ fn parse_one(s: &str, size_limit: Option<usize>) -> Result<Matcher, MatcherError
     } else {
         raw.to_string()
     };
-    Matcher::build(name, op, &value, size_limit)
+    Ok((name.to_string(), op, value))
 }
 
 fn unescape(s: &str) -> String {
@@ -356,5 +416,65 @@ mod tests {
         let e = parse_limited(hog, 256 * 1024).unwrap_err().to_string();
         assert!(e.contains("size limit"), "{e}");
         assert!(parse_limited(r#"a=~"gpu-.*""#, 256 * 1024).is_ok());
+    }
+
+    const LIMITS: RequestLimits = RequestLimits {
+        max_matchers: 64,
+        total_regex_bytes: 1 << 20,
+        regex_bytes: 256 * 1024,
+    };
+
+    /// `{a=~"x",a=~"x",...}` repeated `n` times in one string.
+    fn many(m: &str, n: usize) -> String {
+        format!("{{{}}}", vec![m; n].join(","))
+    }
+
+    #[test]
+    fn one_filter_holding_hundreds_of_regex_matchers_is_refused_before_any_compiles() {
+        // One matcher string within a 16 KiB header, hundreds of matchers that each
+        // compile to up to the per-regex limit: refused as a whole, counted across
+        // every string of the request.
+        let hog = many(r#"a=~"\\w{5}""#, 300);
+        assert!(hog.len() < 16 * 1024);
+        assert_eq!(
+            parse_request(&[&hog], LIMITS).unwrap_err(),
+            MatcherError::TooMany {
+                count: 300,
+                max: 64
+            }
+        );
+        let half = many(r#"a!="x""#, 40);
+        assert_eq!(
+            parse_request(&[&half, &half], LIMITS).unwrap_err(),
+            MatcherError::TooMany { count: 80, max: 64 }
+        );
+        // At the cap they are taken.
+        let ms = parse_request(&[&many(r#"a=~"gpu-.*""#, 32), &half[..]], {
+            RequestLimits {
+                max_matchers: 72,
+                ..LIMITS
+            }
+        })
+        .unwrap();
+        assert_eq!(ms.len(), 72);
+        let labels = BTreeMap::from([("a".to_string(), "gpu-1".to_string())]);
+        assert!(matches_all(&ms, &labels));
+        let labels = BTreeMap::from([("a".to_string(), "x".to_string())]);
+        assert!(!matches_all(&ms, &labels));
+    }
+
+    #[test]
+    fn regexes_of_one_request_share_one_compiled_size_budget() {
+        // `\w{5}` (Unicode) compiles to between 128 and 256 KiB: four fit in 1 MiB,
+        // eight do not, though each alone is under the per-regex limit.
+        let four = many(r#"a=~"\\w{5}""#, 4);
+        assert_eq!(parse_request(&[&four], LIMITS).unwrap().len(), 4);
+        let e = parse_request(&[&four, &four], LIMITS)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("size limit"), "{e}");
+        // Plain matchers take none of it.
+        let eq = many(r#"b="x""#, 50);
+        assert_eq!(parse_request(&[&four, &eq], LIMITS).unwrap().len(), 54);
     }
 }

@@ -108,9 +108,9 @@ struct Stored {
 pub enum Origin {
     /// The rule engine.
     Rules,
-    /// A client (`POST /api/v2/alerts`), admitted by [`Dispatcher::reserve_external`]
-    /// with this many new alerts reserved.
-    External { reserved: usize },
+    /// A client (`POST /api/v2/alerts`); [`Dispatcher::ingest_external`] admits and
+    /// takes such a batch in one step.
+    External,
 }
 
 struct Group {
@@ -154,9 +154,9 @@ pub struct Dispatcher {
     pub refused_external: u64,
     /// Posted alerts held (`external` in [`Stored`]).
     external_held: usize,
-    /// New posted alerts admitted but not ingested yet (on their way to `ingest`).
-    external_reserved: usize,
     max_external: usize,
+    /// The rule-alert cap ([`MAX_ALERTS`]; tests use a small one).
+    max_alerts: usize,
 }
 
 fn to_cd(d: Duration) -> CDuration {
@@ -180,14 +180,24 @@ impl Dispatcher {
             refused: 0,
             refused_external: 0,
             external_held: 0,
-            external_reserved: 0,
             max_external: MAX_EXTERNAL_ALERTS,
+            max_alerts: MAX_ALERTS,
         }
     }
 
     /// The posted-alert cap (tests use a small one).
     pub fn set_max_external(&mut self, n: usize) {
         self.max_external = n;
+    }
+
+    /// The rule-alert cap (tests use a small one).
+    pub fn set_max_alerts(&mut self, n: usize) {
+        self.max_alerts = n;
+    }
+
+    /// Rule alerts held now.
+    fn rule_alerts(&self) -> usize {
+        self.alerts.len() - self.external_held
     }
 
     /// The posted-alert cap.
@@ -200,23 +210,26 @@ impl Dispatcher {
         self.external_held
     }
 
-    /// Admits a batch of posted alerts: the alerts it would add (fingerprints not held)
-    /// are reserved when they fit under the posted-alert cap with those held and those
-    /// already reserved; `Err(room)` when they do not (nothing reserved). The returned
-    /// count goes with the batch to [`Dispatcher::ingest_from`].
-    pub fn reserve_external(&mut self, alerts: &[Alert]) -> Result<usize, usize> {
+    /// Takes a batch of posted alerts when the alerts it would add (fingerprints not
+    /// held) fit under the posted-alert cap, all of it in this one step (so nothing held
+    /// when it was admitted can go before it is taken): `Ok` means every alert is
+    /// stored, with the batches to forward as [`Dispatcher::ingest_from`] returns them;
+    /// `Err(room)` when they do not fit (nothing taken).
+    pub fn ingest_external(
+        &mut self,
+        alerts: Vec<Alert>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Notification>, usize> {
         let new: BTreeSet<u64> = alerts
             .iter()
             .map(Alert::fingerprint)
             .filter(|fp| !self.alerts.contains_key(fp))
             .collect();
-        let used = self.external_held + self.external_reserved;
-        let room = self.max_external.saturating_sub(used);
+        let room = self.max_external.saturating_sub(self.external_held);
         if new.len() > room {
             return Err(room);
         }
-        self.external_reserved += new.len();
-        Ok(new.len())
+        Ok(self.ingest_from(alerts, Origin::External, now))
     }
 
     /// Takes a new config; groups on routes that no longer exist are dropped (their
@@ -247,28 +260,28 @@ impl Dispatcher {
     /// [`Dispatcher::ingest`] for alerts of `origin`. Rule alerts count against
     /// [`MAX_ALERTS`] and posted ones against [`MAX_EXTERNAL_ALERTS`], so posted alerts
     /// never take the room of rule alerts; a rule alert with a posted one's labels takes
-    /// it over.
+    /// it over when the rule alerts have room (else it is refused, as a new one is).
     pub fn ingest_from(
         &mut self,
         alerts: Vec<Alert>,
         origin: Origin,
         now: DateTime<Utc>,
     ) -> Vec<Notification> {
-        let external = match origin {
-            Origin::Rules => false,
-            Origin::External { reserved } => {
-                self.external_reserved = self.external_reserved.saturating_sub(reserved);
-                true
-            }
-        };
+        let external = origin == Origin::External;
         // Per receiver, by fingerprint: an alert on two routes of one receiver is
         // forwarded once.
         let mut forwards: BTreeMap<String, BTreeMap<u64, Alert>> = BTreeMap::new();
         for a in alerts {
             let fp = a.fingerprint();
             let firing = !a.is_resolved_at(now);
+            let rules_full = self.rule_alerts() >= self.max_alerts;
             match self.alerts.get_mut(&fp) {
                 Some(s) => {
+                    if s.external && !external && rules_full {
+                        // Taking it over would hold one rule alert past the cap.
+                        self.refused += 1;
+                        continue;
+                    }
                     if s.firing != firing {
                         s.firing = firing;
                         let kind = if firing {
@@ -298,7 +311,7 @@ impl Dispatcher {
                             continue;
                         }
                         self.external_held += 1;
-                    } else if self.alerts.len() - self.external_held >= MAX_ALERTS {
+                    } else if rules_full {
                         self.refused += 1;
                         continue;
                     }

@@ -389,18 +389,19 @@ fn posted_alerts_cannot_fill_the_alert_store_and_push_out_rule_alerts() {
     let mut d = dispatcher(BASIC);
     d.set_max_external(3);
     let posted = |i: usize| alert("Posted", &[("i", &i.to_string())], 0, 10_000);
-    // Three fit; a batch with any new alert past the cap is refused whole, unreserved.
+    // Three fit; a batch with any new alert past the cap is refused whole.
     let batch: Vec<Alert> = (0..3).map(posted).collect();
-    let r = d.reserve_external(&batch).unwrap();
-    assert_eq!(r, 3);
-    assert_eq!(d.reserve_external(&[posted(3)]), Err(0), "reserved count");
-    d.ingest_from(batch, Origin::External { reserved: r }, t(0));
+    assert!(d.ingest_external(batch, t(0)).is_ok());
     assert_eq!(d.external_alerts(), 3);
-    assert_eq!(d.reserve_external(&[posted(4)]), Err(0));
+    assert_eq!(d.ingest_external(vec![posted(4)], t(0)).err(), Some(0));
+    assert_eq!(
+        d.ingest_external(vec![posted(1), posted(4)], t(0)).err(),
+        Some(0)
+    );
     // Re-posting held alerts (to keep them firing) takes no new room.
-    assert_eq!(d.reserve_external(&[posted(0), posted(1)]), Ok(0));
+    assert!(d.ingest_external(vec![posted(0), posted(1)], t(0)).is_ok());
     // A batch that slipped past admission is still held to the cap in the dispatcher.
-    d.ingest_from(vec![posted(5)], Origin::External { reserved: 0 }, t(1));
+    d.ingest_from(vec![posted(5)], Origin::External, t(1));
     assert_eq!(d.external_alerts(), 3);
     assert_eq!(d.refused_external, 1);
     // Rule alerts are never refused for posted ones.
@@ -414,13 +415,62 @@ fn posted_alerts_cannot_fill_the_alert_store_and_push_out_rule_alerts() {
     // A rule alert with a posted alert's labels takes it over: room frees.
     d.ingest(vec![posted(0)], t(4));
     assert_eq!(d.external_alerts(), 2);
-    assert_eq!(d.reserve_external(&[posted(6)]), Ok(1));
+    assert!(d.ingest_external(vec![posted(6)], t(4)).is_ok());
+    assert_eq!(d.external_alerts(), 3);
     // Posted alerts leave the count when they are dropped after resolving.
     d.ingest_from(
         vec![alert("Posted", &[("i", "1")], 0, 5)],
-        Origin::External { reserved: 0 },
+        Origin::External,
         t(5),
     );
     d.tick(t(5 + 16 * 60));
-    assert_eq!(d.external_alerts(), 1, "posted 2 stays until it ends");
+    assert_eq!(d.external_alerts(), 2, "posted 2 and 6 stay until they end");
+}
+
+#[test]
+fn posted_alert_dropped_after_resolving_is_admitted_as_new_and_stored_or_refused_never_both() {
+    let mut d = dispatcher(BASIC);
+    d.set_max_external(2);
+    let posted = |i: usize, end: i64| alert("Posted", &[("i", &i.to_string())], 0, end);
+    assert!(d
+        .ingest_external(vec![posted(0, 5), posted(1, 10_000)], t(0))
+        .is_ok());
+    // 0 resolves and is dropped; 2 takes its room; 0 again is new and does not fit.
+    d.tick(t(5 + 16 * 60));
+    assert_eq!(d.external_alerts(), 1);
+    assert!(d.ingest_external(vec![posted(2, 10_000)], t(1000)).is_ok());
+    assert_eq!(
+        d.ingest_external(vec![posted(0, 10_000)], t(1000)).err(),
+        Some(0)
+    );
+    // Every batch answered Ok is held.
+    let held: BTreeSet<String> = d
+        .alerts(t(1000))
+        .iter()
+        .map(|v| v.alert.labels["i"].clone())
+        .collect();
+    assert_eq!(held, BTreeSet::from(["1".to_string(), "2".to_string()]));
+    assert_eq!(d.refused_external, 0, "nothing refused after admission");
+}
+
+#[test]
+fn rule_alert_taking_over_a_posted_one_cannot_pass_the_rule_alert_cap() {
+    let mut d = dispatcher(BASIC);
+    d.set_max_alerts(2);
+    let a = |name: &str, i: usize| alert(name, &[("i", &i.to_string())], 0, 10_000);
+    assert!(d.ingest_external(vec![a("Shared", 0)], t(0)).is_ok());
+    d.ingest(vec![a("Rule", 0), a("Rule", 1)], t(0));
+    assert_eq!(d.refused, 0);
+    // The rule alerts are at their cap: taking over the posted alert is refused like a
+    // new rule alert would be, and the posted one stays posted.
+    d.ingest(vec![a("Shared", 0)], t(1));
+    assert_eq!(d.refused, 1);
+    assert_eq!(d.external_alerts(), 1);
+    assert_eq!(d.alerts(t(1)).len(), 3);
+    // With room again (a rule alert resolved and dropped), it takes it over.
+    d.ingest(vec![alert("Rule", &[("i", "1")], 0, 5)], t(2));
+    d.tick(t(5 + 16 * 60));
+    d.ingest(vec![a("Shared", 0)], t(5 + 16 * 60));
+    assert_eq!(d.external_alerts(), 0);
+    assert_eq!(d.refused, 1);
 }
