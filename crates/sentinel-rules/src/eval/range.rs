@@ -9,7 +9,6 @@ use super::{
 };
 use crate::labels::Labels;
 use crate::store::{is_stale, Store, LOOKBACK_MS};
-use promql_parser::parser::token;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Expr, VectorSelector};
 use std::sync::Arc;
@@ -244,16 +243,15 @@ fn selects_nothing(ev: &Evaluator<'_>, expr: &Expr) -> bool {
         Expr::Binary(b) => {
             let vector = |e: &Expr| e.value_type() == ValueType::Vector;
             let (l, r) = (&*b.lhs, &*b.rhs);
-            match b.op.id() {
-                token::T_LAND => selects_nothing(ev, l) || selects_nothing(ev, r),
-                token::T_LUNLESS => selects_nothing(ev, l),
-                token::T_LOR => selects_nothing(ev, l) && selects_nothing(ev, r),
-                _ => match (vector(l), vector(r)) {
-                    (true, true) => selects_nothing(ev, l) || selects_nothing(ev, r),
-                    (true, false) => plain_scalar(r) && selects_nothing(ev, l),
-                    (false, true) => plain_scalar(l) && selects_nothing(ev, r),
-                    (false, false) => false,
-                },
+            // Both sides, even where one empty side empties the answer (`and`, `unless`,
+            // arithmetic): the other side is evaluated at every step too, and its
+            // errors (a matching error, duplicate label sets, too many samples) must
+            // still come back.
+            match (vector(l), vector(r)) {
+                (true, true) => selects_nothing(ev, l) && selects_nothing(ev, r),
+                (true, false) => plain_scalar(r) && selects_nothing(ev, l),
+                (false, true) => plain_scalar(l) && selects_nothing(ev, r),
+                (false, false) => false,
             }
         }
         _ => false,

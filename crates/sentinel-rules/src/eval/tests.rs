@@ -870,10 +870,10 @@ fn range_over_selections_of_nothing_is_empty_without_stepping() {
     let empty = [
         "nothing",
         "sum by (i) (rate(nothing[5m]))",
-        "sum(rate(nothing{a=\"b\"}[10m])) / sum(rate(g[10m]))",
-        "time() - nothing and on (i) g == 2",
-        "g and nothing",
-        "nothing unless g",
+        "sum(rate(nothing{a=\"b\"}[10m])) / sum(rate(also_nothing[10m]))",
+        "time() - nothing and on (i) also_nothing == 2",
+        "nothing and also_nothing",
+        "nothing unless also_nothing",
         "nothing or also_nothing",
         "histogram_quantile(0.9, sum by (le) (rate(nothing_bucket[5m])))",
         "-abs(nothing offset 1h) * 2",
@@ -885,11 +885,24 @@ fn range_over_selections_of_nothing_is_empty_without_stepping() {
         "topk(2, nothing)",
         "nothing or g",
         "g unless nothing",
+        // One empty side empties the answer, but the other side's errors still count.
+        "g and nothing",
+        "nothing unless g",
+        "sum(rate(nothing[10m])) / sum(rate(g[10m]))",
+        "time() - nothing and on (i) g == 2",
         "scalar(nothing) + 1",
         "label_replace(nothing, \"a\", \"$1\", \"b\", \"(.*)\")",
     ];
     assert_preload_equals_per_step(&s, range, &empty);
     assert_preload_equals_per_step(&s, range, &stepped);
+    // The other side fails (two series match one on the right): so does the range.
+    let failing = parse("nothing and (g * on () vector(1))").unwrap();
+    assert!(Evaluator::new(&s, 3_600_000)
+        .eval_instant(&failing)
+        .is_err());
+    let budget = Arc::new(Budget::new(QueryLimits::unlimited()));
+    let got = eval_range(&s, &failing, range.0, range.1, range.2, &budget);
+    assert!(got.is_err(), "{got:?}");
     // A canceled budget fails at the first step: only an answer made without stepping
     // comes back.
     let canceled = || {
