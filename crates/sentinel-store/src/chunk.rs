@@ -627,6 +627,17 @@ mod tests {
         let _ = decode(&[0xff; 40], 100);
     }
 
+    /// Samples from `start` on, `deltas` apart, with `values` as raw bits.
+    fn increasing(start: i64, deltas: &[i64], values: &[u64]) -> Vec<(i64, f64)> {
+        let mut t = start;
+        let mut samples = vec![(t, f64::from_bits(values[0]))];
+        for (i, d) in deltas.iter().enumerate() {
+            t += d;
+            samples.push((t, f64::from_bits(values[i + 1])));
+        }
+        samples
+    }
+
     proptest! {
         #[test]
         fn any_increasing_series_round_trips(
@@ -634,12 +645,7 @@ mod tests {
             deltas in proptest::collection::vec(1i64..1i64 << 40, 0..200),
             values in proptest::collection::vec(any::<u64>(), 201),
         ) {
-            let mut t = start;
-            let mut samples = vec![(t, f64::from_bits(values[0]))];
-            for (i, d) in deltas.iter().enumerate() {
-                t += d;
-                samples.push((t, f64::from_bits(values[i + 1])));
-            }
+            let samples = increasing(start, &deltas, &values);
             let c = Chunk::encode(&samples);
             prop_assert!(same(&c.decode().unwrap(), &samples));
         }
@@ -677,12 +683,7 @@ mod tests {
             values in proptest::collection::vec(any::<u64>(), 201),
             cut in 0usize..201,
         ) {
-            let mut t = start;
-            let mut samples = vec![(t, f64::from_bits(values[0]))];
-            for (i, d) in deltas.iter().enumerate() {
-                t += d;
-                samples.push((t, f64::from_bits(values[i + 1])));
-            }
+            let samples = increasing(start, &deltas, &values);
             let c = Chunk::encode(&samples);
             let mut dec = RangeDecoder::default();
             let mut all = Vec::new();

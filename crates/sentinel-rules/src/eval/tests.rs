@@ -905,30 +905,16 @@ fn range_over_selections_of_nothing_is_empty_without_stepping() {
     assert!(got.is_err(), "{got:?}");
     // A canceled budget fails at the first step: only an answer made without stepping
     // comes back.
-    let canceled = || {
+    let on_canceled = |q: &str| {
         let flag = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        Arc::new(Budget::new(QueryLimits::unlimited()).with_cancel(flag))
+        let budget = Arc::new(Budget::new(QueryLimits::unlimited()).with_cancel(flag));
+        eval_range(&s, &parse(q).unwrap(), range.0, range.1, range.2, &budget)
     };
     for q in empty {
-        let got = eval_range(
-            &s,
-            &parse(q).unwrap(),
-            range.0,
-            range.1,
-            range.2,
-            &canceled(),
-        );
-        assert!(got.is_ok_and(|m| m.is_empty()), "{q}");
+        assert!(on_canceled(q).is_ok_and(|m| m.is_empty()), "{q}");
     }
     for q in stepped {
-        let got = eval_range(
-            &s,
-            &parse(q).unwrap(),
-            range.0,
-            range.1,
-            range.2,
-            &canceled(),
-        );
+        let got = on_canceled(q);
         assert!(matches!(got, Err(EvalError::Canceled)), "{q}: {got:?}");
     }
 }
