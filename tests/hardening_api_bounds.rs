@@ -282,18 +282,13 @@ fn posted_alerts_past_their_own_cap_get_429_and_rule_alerts_still_arrive() {
     let msg = am_error(&b);
     assert!(msg.contains("most posted alerts (10000)"), "{msg}");
     scrape_until(&s, "sentinel_notify_external_alerts_rejected_total 1\n");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_until(Duration::from_secs(30), || {
         let (_, v, _) = get_json(&s.url("/api/v2/alerts?filter=alertname%3D%22Posted%22"));
-        if v.as_array().map_or(0, Vec::len) == 10_000 {
-            break;
+        match v.as_array().map_or(0, Vec::len) {
+            10_000 => Ok(()),
+            n => Err(format!("{n} of the 10,000 posted alerts show")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the posted alerts never all showed"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     // Once the notifier holds them, re-posting held alerts (to keep them firing) still
     // works at the cap.
     let (st, _, b) = request("POST", &url, "application/json", posted(0, 1000).as_bytes());
@@ -305,11 +300,13 @@ fn posted_alerts_past_their_own_cap_get_429_and_rule_alerts_still_arrive() {
     )
     .unwrap();
     s.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while alert_names(&s).is_empty() {
-        assert!(Instant::now() < deadline, "the rule alert never arrived");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(Duration::from_secs(30), || {
+        if alert_names(&s).is_empty() {
+            Err("the rule alert has not arrived".to_string())
+        } else {
+            Ok(())
+        }
+    });
     let text = scrape(&s);
     assert!(
         text.contains("sentinel_notify_external_alerts_rejected_total 1\n"),
@@ -390,11 +387,14 @@ fn sighup_raising_max_concurrent_lets_a_second_query_run_beside_a_long_one() {
     )
     .unwrap();
     s.signal("HUP");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !s.logs().contains("config reloaded") {
-        assert!(Instant::now() < deadline, "no reload: {}", s.logs());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(Duration::from_secs(30), || {
+        let logs = s.logs();
+        if logs.contains("config reloaded") {
+            Ok(())
+        } else {
+            Err(format!("no reload: {logs}"))
+        }
+    });
     let (st, took) = beside_a_long_query(&s);
     eprintln!("max_concurrent 2: 1+1 answered after {took:?}");
     assert_eq!(st, 200);

@@ -55,7 +55,7 @@ impl Metrics {
             ),
             alerts_received: r.counter_vec(
                 "sentinel_notify_alerts_received_total",
-                "Alerts received from the rule engine.",
+                "Alerts received from the rule engine and accepted from POST /api/v2/alerts.",
                 &[],
             ),
             silences_rejected: r.counter_vec(
