@@ -143,6 +143,27 @@ pub const MAX_LABELS: usize = 128;
 /// The most distinct series an import may hold (each costs its labels and its newest
 /// timestamp while the file is read, then its place in the history).
 pub const MAX_SERIES: usize = 1_000_000;
+/// The most bytes the distinct series' label sets of one import may take together (a
+/// million series of long labels would otherwise hold gigabytes while the file is read).
+pub const MAX_LABEL_BYTES: usize = 256 << 20;
+
+/// How much one import may hold: distinct series and their label bytes.
+#[derive(Debug, Clone, Copy)]
+struct ImportCaps {
+    series: usize,
+    label_bytes: usize,
+}
+
+const IMPORT_CAPS: ImportCaps = ImportCaps {
+    series: MAX_SERIES,
+    label_bytes: MAX_LABEL_BYTES,
+};
+
+impl Default for ImportCaps {
+    fn default() -> Self {
+        IMPORT_CAPS
+    }
+}
 
 /// Parses a whole file; the first error stops it (nothing is returned then).
 pub fn parse(text: &[u8]) -> Result<Parsed, ParseError> {
@@ -171,20 +192,21 @@ pub fn parse_reader<R: std::io::BufRead>(
     r: R,
     on_sample: &mut dyn FnMut(&Labels, i64, f64),
 ) -> Result<u64, ParseError> {
-    parse_reader_capped(r, MAX_SERIES, on_sample)
+    parse_reader_capped(r, IMPORT_CAPS, on_sample)
 }
 
-/// [`parse_reader`] with at most `max_series` distinct series: the first series past it
-/// is a located error (its line, column 1).
+/// [`parse_reader`] within `caps`: the first series past either cap is a located error
+/// (its line, column 1).
 fn parse_reader_capped<R: std::io::BufRead>(
     mut r: R,
-    max_series: usize,
+    caps: ImportCaps,
     on_sample: &mut dyn FnMut(&Labels, i64, f64),
 ) -> Result<u64, ParseError> {
     use std::io::BufRead as _;
     let mut p = Parser {
         cur_t: i64::MIN,
-        max_series,
+        caps,
+        label_bytes: 0,
         ..Parser::default()
     };
     let mut buf = Vec::with_capacity(256);
@@ -245,7 +267,9 @@ struct Parser {
     samples: u64,
     /// Distinct series seen so far, and the most allowed.
     series: usize,
-    max_series: usize,
+    /// Bytes of the distinct series' label sets so far.
+    label_bytes: usize,
+    caps: ImportCaps,
 }
 
 impl Parser {
@@ -316,14 +340,23 @@ impl Parser {
             self.cur_t = match self.newest.get(&labels) {
                 Some(t) => *t,
                 None => {
-                    if self.series >= self.max_series {
+                    if self.series >= self.caps.series {
                         l.pos = 0;
                         return l.err(format!(
                             "more than {} distinct series (the most one import may hold)",
-                            self.max_series
+                            self.caps.series
+                        ));
+                    }
+                    let bytes = self.label_bytes.saturating_add(labels.heap_bytes());
+                    if bytes > self.caps.label_bytes {
+                        l.pos = 0;
+                        return l.err(format!(
+                            "the distinct series' labels take more than {} bytes (the most one import may hold)",
+                            self.caps.label_bytes
                         ));
                     }
                     self.series += 1;
+                    self.label_bytes = bytes;
                     i64::MIN
                 }
             };
@@ -511,7 +544,11 @@ mod tests {
         // Series a, b, a again (not new), then c: the third distinct series, on line 4.
         let text = b"m{s=\"a\"} 1 1\nm{s=\"b\"} 1 1\nm{s=\"a\"} 2 2\nm{s=\"c\"} 1 1\nm{s=\"d\"} 1 1\n# EOF\n";
         let mut seen = 0;
-        let e = parse_reader_capped(&text[..], 2, &mut |_, _, _| seen += 1).unwrap_err();
+        let caps = |series| ImportCaps {
+            series,
+            label_bytes: usize::MAX,
+        };
+        let e = parse_reader_capped(&text[..], caps(2), &mut |_, _, _| seen += 1).unwrap_err();
         assert_eq!(
             e.to_string(),
             "4:1: more than 2 distinct series (the most one import may hold)"
@@ -522,11 +559,40 @@ mod tests {
         );
         // At the cap it imports.
         assert_eq!(
-            parse_reader_capped(&text[..], 4, &mut |_, _, _| {}).unwrap(),
+            parse_reader_capped(&text[..], caps(4), &mut |_, _, _| {}).unwrap(),
             5
         );
         // The default is the documented one.
         assert_eq!(MAX_SERIES, 1_000_000);
+    }
+
+    #[test]
+    fn import_whose_series_labels_pass_the_byte_cap_fails_at_the_first_one_over() {
+        // Four series of one long label each: the third passes a cap of two and a half.
+        let long = "x".repeat(1000);
+        let text = format!(
+            "m{{s=\"a{long}\"}} 1 1\nm{{s=\"b{long}\"}} 1 1\nm{{s=\"a{long}\"}} 2 2\nm{{s=\"c{long}\"}} 1 1\n# EOF\n"
+        );
+        let one = Labels::from_pairs([(METRIC_NAME, "m".to_string()), ("s", format!("a{long}"))])
+            .heap_bytes();
+        let caps = ImportCaps {
+            series: usize::MAX,
+            label_bytes: one * 5 / 2,
+        };
+        let mut seen = 0;
+        let e = parse_reader_capped(text.as_bytes(), caps, &mut |_, _, _| seen += 1).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "4:1: the distinct series' labels take more than {} bytes (the most one import may hold)",
+                one * 5 / 2
+            )
+        );
+        assert_eq!(
+            seen, 3,
+            "nothing past the first series over the cap is read"
+        );
+        assert_eq!(MAX_LABEL_BYTES, 256 << 20);
     }
 
     #[test]
