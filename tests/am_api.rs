@@ -8,7 +8,7 @@ use crate::util::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ALERT: &str = r#"[{"labels":{"alertname":"DiskFull","severity":"page"},"annotations":{"summary":"disk"},"generatorURL":"http://g/"}]"#;
 
