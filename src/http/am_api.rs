@@ -391,9 +391,12 @@ async fn post_alerts(State(app): State<Arc<App>>, headers: HeaderMap, body: Body
             Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
-    match app.notifier.send_external(alerts) {
-        Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+    // Storing a forwarded copy writes the outbox to disk: off the async workers.
+    let notifier = app.notifier.clone();
+    match tokio::task::spawn_blocking(move || notifier.send_external(alerts)).await {
+        Ok(Ok(())) => StatusCode::OK.into_response(),
+        Ok(Err(e)) => error(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

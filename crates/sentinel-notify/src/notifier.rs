@@ -182,6 +182,16 @@ pub struct Notifier {
     in_flight: Mutex<HashMap<String, String>>,
     /// Tie-breaker for history keys recorded in the same millisecond.
     history_seq: Mutex<u64>,
+    /// Held from taking a batch into the dispatcher until its forwarded copies are
+    /// enqueued, by the driver (rule batches) and by posts alike: forwards reach the
+    /// outbox in the order the dispatcher saw their alerts, so an older state of an
+    /// alert never overtakes a newer one on its way to Alertmanager.
+    forward_order: Mutex<()>,
+    /// A wake-up of the driver is queued: posts send at most one more.
+    wake_queued: std::sync::atomic::AtomicBool,
+    /// Called by a post between taking its alerts and enqueueing their forwards.
+    #[cfg(test)]
+    window_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
     permits: Arc<Semaphore>,
     persistence_enabled: bool,
     /// Some receiver is configured (otherwise persistence does not matter).
@@ -236,6 +246,10 @@ impl Notifier {
             wake_delivery: Wake::new(),
             in_flight: Mutex::new(HashMap::new()),
             history_seq: Mutex::new(0),
+            forward_order: Mutex::new(()),
+            wake_queued: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            window_hook: Mutex::new(None),
             permits: Arc::new(Semaphore::new(cfg.outbox.concurrency)),
             persistence_enabled: cfg.outbox.enabled,
             has_receivers: (!cfg.receivers.is_empty()).into(),
@@ -304,8 +318,10 @@ impl Notifier {
             tokio::select! {
                 batch = rx.recv() => {
                     let Some((origin, batch)) = batch else { return };
+                    self.wake_queued.store(false, std::sync::atomic::Ordering::Relaxed);
                     self.metrics.alerts_received.add(&[], batch.len() as f64);
                     let received = Instant::now();
+                    let order = self.forward_order.lock();
                     let forwards = {
                         let mut d = self.dispatcher.lock();
                         let refused = d.refused_external;
@@ -320,6 +336,7 @@ impl Notifier {
                     if !forwards.is_empty() {
                         self.enqueue(forwards, Vec::new(), true);
                     }
+                    drop(order);
                     tracing::debug!(elapsed_us = received.elapsed().as_micros() as u64, "notify: batch taken by the dispatcher");
                 }
                 _ = tokio::time::sleep(wait) => {}
@@ -723,27 +740,45 @@ impl Notifier {
     /// never push out rule alerts. Admitted and stored in one step under the dispatcher's
     /// lock: `Ok` means every alert is held. When the batch's new alerts do not fit, none
     /// is taken, each is counted in `sentinel_notify_external_alerts_rejected_total`, and
-    /// the error says how many more would have fit.
+    /// the error says how many more would have fit. Blocks on the outbox's disk write
+    /// when the alerts are forwarded to an Alertmanager: call it off the async runtime.
     pub fn send_external(&self, alerts: Vec<Alert>) -> Result<(), ExternalFull> {
         if alerts.is_empty() {
             return Ok(());
         }
         let n = alerts.len();
+        let order = self.forward_order.lock();
         let taken = {
             let mut d = self.dispatcher.lock();
             let limit = d.max_external();
             d.ingest_external(alerts, Utc::now())
                 .map_err(|room| ExternalFull { room, limit })
         };
+        // Tests hold a post between taking and enqueueing, the window the order lock
+        // closes.
+        #[cfg(test)]
+        {
+            let hook = self.window_hook.lock().clone();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
         match taken {
             Ok(forwards) => {
                 self.metrics.alerts_received.add(&[], n as f64);
                 if !forwards.is_empty() {
                     self.enqueue(forwards, Vec::new(), true);
                 }
+                drop(order);
                 // The driver flushes new groups that are due and writes the history
-                // recorded here (an empty batch only wakes it).
-                let _ = self.tx.send((Origin::Rules, Vec::new()));
+                // recorded here (an empty batch only wakes it). One wake-up queued is
+                // enough however many posts come before the driver takes it.
+                if !self
+                    .wake_queued
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    let _ = self.tx.send((Origin::Rules, Vec::new()));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -815,6 +850,62 @@ mod tests {
             }
         );
         assert_eq!(e.to_string(), "notify.outbox.max_attempts: must be >= 1");
+    }
+
+    /// A post held between taking its alert and enqueueing its forward while a second
+    /// post of a newer state of the same alert comes: the forward left waiting is the
+    /// state the dispatcher holds (the newer), not the older enqueued after it.
+    #[test]
+    fn forwards_of_one_alert_reach_the_outbox_in_the_order_the_dispatcher_took_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: NotifyConfig = serde_yaml_ng::from_str(
+            "route: {receiver: am}\nreceivers: [{name: am, alertmanagers: [{urls: ['http://127.0.0.1:9/']}]}]",
+        )
+        .unwrap();
+        let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+        let t0 = Utc::now();
+        let posted = |k: i64| Alert {
+            labels: BTreeMap::from([("alertname".to_string(), "Posted".to_string())]),
+            annotations: BTreeMap::from([("k".to_string(), k.to_string())]),
+            starts_at: t0,
+            ends_at: t0 + chrono::Duration::minutes(5 + k),
+            generator_url: String::new(),
+        };
+        // The first post to reach the window says so and waits there for `go`.
+        let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let (entered_tx, go_rx) = (Mutex::new(entered_tx), Mutex::new(go_rx));
+        let first = std::sync::atomic::AtomicBool::new(true);
+        *n.window_hook.lock() = Some(Arc::new(move || {
+            if first.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                entered_tx.lock().send(()).unwrap();
+                go_rx.lock().recv().unwrap();
+            }
+        }));
+        std::thread::scope(|scope| {
+            let older = scope.spawn(|| n.send_external(vec![posted(1)]));
+            entered.recv().unwrap();
+            let newer = scope.spawn(|| n.send_external(vec![posted(2)]));
+            // Time for the newer post to finish if nothing holds it back (a slow machine
+            // only lets this test pass without checking, never fail).
+            std::thread::sleep(Duration::from_millis(200));
+            go.send(()).unwrap();
+            assert_eq!(older.join().unwrap(), Ok(()));
+            assert_eq!(newer.join().unwrap(), Ok(()));
+        });
+        let held = n.alerts();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].alert.annotations["k"], "2");
+        let (_, pending, _) = n.notifications();
+        let forwarded: Vec<&Alert> = pending
+            .iter()
+            .flat_map(|e| e.notification.alerts.iter())
+            .collect();
+        assert_eq!(forwarded.len(), 1, "one forward waits, merged");
+        assert_eq!(
+            forwarded[0].annotations["k"], "2",
+            "the waiting forward is the state the dispatcher holds"
+        );
     }
 
     #[test]
