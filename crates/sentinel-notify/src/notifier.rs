@@ -752,6 +752,7 @@ impl Notifier {
             let mut d = self.dispatcher.lock();
             let limit = d.max_external();
             d.ingest_external(alerts, Utc::now())
+                .map(|forwards| (forwards, self.new_history_records(&mut d)))
                 .map_err(|room| ExternalFull { room, limit })
         };
         // Tests hold a post between taking and enqueueing, the window the order lock
@@ -764,15 +765,16 @@ impl Notifier {
             }
         }
         match taken {
-            Ok(forwards) => {
+            Ok((forwards, history)) => {
                 self.metrics.alerts_received.add(&[], n as f64);
-                if !forwards.is_empty() {
-                    self.enqueue(forwards, Vec::new(), true);
-                }
+                // The forwards and the history the post recorded (its alerts fired or
+                // resolved), in one commit before the answer: a stop right after a
+                // `200` loses neither.
+                self.enqueue(forwards, history, true);
                 drop(order);
-                // The driver flushes new groups that are due and writes the history
-                // recorded here (an empty batch only wakes it). One wake-up queued is
-                // enough however many posts come before the driver takes it.
+                // The driver flushes new groups that are due (an empty batch only wakes
+                // it). One wake-up queued is enough however many posts come before the
+                // driver takes it.
                 if !self
                     .wake_queued
                     .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -906,6 +908,31 @@ mod tests {
             forwarded[0].annotations["k"], "2",
             "the waiting forward is the state the dispatcher holds"
         );
+    }
+
+    /// A `200` to a post means its history is on disk too: a notifier opened again on
+    /// the same data dir, with no driver having run, shows the post's alert as fired.
+    #[test]
+    fn posted_alert_history_is_committed_before_send_external_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg: NotifyConfig = serde_yaml_ng::from_str(
+            "route: {receiver: am}\nreceivers: [{name: am, alertmanagers: [{urls: ['http://127.0.0.1:9/']}]}]",
+        )
+        .unwrap();
+        let alert = Alert {
+            labels: BTreeMap::from([("alertname".to_string(), "Posted".to_string())]),
+            annotations: BTreeMap::new(),
+            starts_at: Utc::now(),
+            ends_at: Utc::now() + chrono::Duration::minutes(5),
+            generator_url: String::new(),
+        };
+        {
+            let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+            assert_eq!(n.send_external(vec![alert]), Ok(()));
+        }
+        let again = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
+        let names: Vec<String> = again.history().into_iter().map(|e| e.alertname).collect();
+        assert_eq!(names, ["Posted"]);
     }
 
     #[test]
