@@ -124,7 +124,8 @@ fn recorded_history_is_counted_by_outcome() {
         .iter()
         .any(|r| r.starts_with("/history?max_items=")));
     golden(&text, "comfyui/golden_recorded_history.txt");
-    if let Some((_, msg)) = promtool_check_metrics(&text) {
+    if let Some((code, msg)) = promtool_check_metrics(&text) {
+        assert_ne!(code, Some(1), "promtool cannot parse: {msg}");
         assert!(
             !msg.lines().any(|l| l.contains("comfyui_")),
             "promtool check metrics: {msg}"

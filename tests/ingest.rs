@@ -107,7 +107,8 @@ fn array_and_ndjson_batches_become_metrics() {
         !text.contains("recovery_circuit_breaker_open_since_seconds{"),
         "{text}"
     );
-    if let Some((_, said)) = promtool_check_metrics(&text) {
+    if let Some((code, said)) = promtool_check_metrics(&text) {
+        assert_ne!(code, Some(1), "promtool cannot parse: {said}");
         let ours: Vec<&str> = said
             .lines()
             .filter(|l| {

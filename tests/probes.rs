@@ -390,7 +390,8 @@ fn probes_run_in_the_binary_and_pass_promtool() {
         text.contains("quality_image_failures_total{check=\"blank\"} 0"),
         "{text}"
     );
-    if let Some((_, lint)) = promtool_check_metrics(&text) {
+    if let Some((code, lint)) = promtool_check_metrics(&text) {
+        assert_ne!(code, Some(1), "promtool cannot parse: {lint}");
         let ours: Vec<&str> = lint
             .lines()
             .filter(|l| l.starts_with("probe_") || l.starts_with("quality_"))

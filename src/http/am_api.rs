@@ -50,6 +50,10 @@ pub const MAX_ALERTS_BODY_BYTES: usize = 1 << 20;
 pub const MAX_POSTED_ALERTS: usize = 1000;
 /// Most labels (and most annotations) of one posted alert.
 pub const MAX_ALERT_LABELS: usize = 64;
+/// Most bytes of one posted alert's label and annotation names and values and its
+/// `generatorURL` together: held alerts are capped by count, so their size must be too
+/// (10,000 held posted alerts take at most 160 MiB of text).
+pub const MAX_ALERT_BYTES: usize = 16 * 1024;
 /// Most `filter` parameters of one `GET /api/v2/alerts`, `/alerts/groups` or
 /// `/silences`.
 pub const MAX_FILTERS: usize = 64;
@@ -196,6 +200,7 @@ fn receiver_param(q: &Params) -> Result<Option<regex::Regex>, Response> {
     }
     regex::RegexBuilder::new(&format!("^(?:{r})$"))
         .size_limit(MAX_REGEX_COMPILED_BYTES)
+        .dfa_size_limit(MAX_REGEX_COMPILED_BYTES)
         .build()
         .map(Some)
         .map_err(|e| refuse(e.to_string()))
@@ -316,6 +321,10 @@ enum AlertError {
     NoLabels,
     #[error("more than {MAX_ALERT_LABELS} labels or annotations on one alert")]
     TooManyLabels,
+    #[error(
+        "labels, annotations and generatorURL of one alert take more than {MAX_ALERT_BYTES} bytes"
+    )]
+    TooLarge,
     #[error("invalid label set: invalid name {0:?}")]
     LabelName(String),
     #[error("invalid label set: invalid value for {0:?}")]
@@ -332,6 +341,16 @@ fn accept(a: PostableAlert, now: DateTime<Utc>) -> Result<Alert, AlertError> {
     }
     if a.labels.len() > MAX_ALERT_LABELS || a.annotations.len() > MAX_ALERT_LABELS {
         return Err(AlertError::TooManyLabels);
+    }
+    let bytes: usize = a
+        .labels
+        .iter()
+        .chain(&a.annotations)
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
+        + a.generator_url.len();
+    if bytes > MAX_ALERT_BYTES {
+        return Err(AlertError::TooLarge);
     }
     for (k, v) in &a.labels {
         if !sentinel_store::labels::valid_label_name(k) {
@@ -614,6 +633,23 @@ mod tests {
             ends_at: None,
             generator_url: String::new(),
         }
+    }
+
+    #[test]
+    fn posted_alert_larger_than_its_byte_cap_is_refused() {
+        let now = Utc::now();
+        let at_cap = "v".repeat(MAX_ALERT_BYTES - "alertnameX".len() - "x".len());
+        let mut a = postable(&[("alertname", "X")]);
+        a.annotations.insert("x".to_string(), at_cap.clone());
+        assert!(accept(a, now).is_ok(), "at the cap");
+        let mut a = postable(&[("alertname", "X")]);
+        a.annotations.insert("x".to_string(), at_cap);
+        a.generator_url = "h".to_string();
+        assert_eq!(accept(a, now).unwrap_err(), AlertError::TooLarge);
+        assert_eq!(
+            AlertError::TooLarge.to_string(),
+            "labels, annotations and generatorURL of one alert take more than 16384 bytes"
+        );
     }
 
     #[test]

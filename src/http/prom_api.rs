@@ -1232,7 +1232,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn shrink_between_slot_release_and_permit_return_cannot_run_one_query_too_many() {
+    async fn a_released_slot_returns_its_permit_under_the_size_lock_so_a_shrink_counts_it_once() {
         let mut cfg = sentinel_rules::eval::QueryConfig {
             max_concurrent: 2,
             ..Default::default()

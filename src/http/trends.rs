@@ -332,7 +332,7 @@ svg.track .fired{fill:#d98880}svg.track .firing{fill:#b00020}\
 
 fn render_section(app: &App, now: SystemTime) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    render_sparklines(&mut h, app.rules.store(), app.config().query.limits(), now);
+    render_sparklines(&mut h, app.rules.store(), app.queries.limits(), now);
     let retention = app.config().notify.history_retention.get();
     render_timeline(&mut h, &app.notifier.history(), retention, now);
     h
@@ -873,7 +873,7 @@ mod tests {
             3,
             |_| 1.0,
         );
-        let budget = Arc::new(Budget::new(app.config().query.limits()));
+        let budget = Arc::new(Budget::new(app.queries.limits()));
         let queue = PANELS
             .iter()
             .find(|p| p.title == "ComfyUI queue depth")

@@ -187,8 +187,9 @@ pub struct Notifier {
     /// outbox in the order the dispatcher saw their alerts, so an older state of an
     /// alert never overtakes a newer one on its way to Alertmanager.
     forward_order: Mutex<()>,
-    /// A wake-up of the driver is queued: posts send at most one more.
-    wake_queued: std::sync::atomic::AtomicBool,
+    /// Wakes the driver after a post, to flush the groups it made due (a stored permit:
+    /// posts before the driver wakes coalesce into one).
+    wake_driver: Wake,
     /// Called by a post between taking its alerts and enqueueing their forwards.
     #[cfg(test)]
     window_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
@@ -247,7 +248,7 @@ impl Notifier {
             in_flight: Mutex::new(HashMap::new()),
             history_seq: Mutex::new(0),
             forward_order: Mutex::new(()),
-            wake_queued: std::sync::atomic::AtomicBool::new(false),
+            wake_driver: Wake::new(),
             #[cfg(test)]
             window_hook: Mutex::new(None),
             permits: Arc::new(Semaphore::new(cfg.outbox.concurrency)),
@@ -318,7 +319,6 @@ impl Notifier {
             tokio::select! {
                 batch = rx.recv() => {
                     let Some((origin, batch)) = batch else { return };
-                    self.wake_queued.store(false, std::sync::atomic::Ordering::Relaxed);
                     self.metrics.alerts_received.add(&[], batch.len() as f64);
                     let received = Instant::now();
                     let order = self.forward_order.lock();
@@ -339,6 +339,7 @@ impl Notifier {
                     drop(order);
                     tracing::debug!(elapsed_us = received.elapsed().as_micros() as u64, "notify: batch taken by the dispatcher");
                 }
+                _ = self.wake_driver.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             let now = Utc::now();
@@ -772,15 +773,8 @@ impl Notifier {
                 // `200` loses neither.
                 self.enqueue(forwards, history, true);
                 drop(order);
-                // The driver flushes new groups that are due (an empty batch only wakes
-                // it). One wake-up queued is enough however many posts come before the
-                // driver takes it.
-                if !self
-                    .wake_queued
-                    .swap(true, std::sync::atomic::Ordering::Relaxed)
-                {
-                    let _ = self.tx.send((Origin::Rules, Vec::new()));
-                }
+                // The driver flushes the groups the post made due.
+                self.wake_driver.notify_one();
                 Ok(())
             }
             Err(e) => {

@@ -268,10 +268,6 @@ impl Chunk {
         b.finish()
     }
 
-    pub fn iter(&self) -> ChunkIter<'_> {
-        ChunkIter::new(&self.data, self.n)
-    }
-
     /// Every sample, or an error when the bytes end early (a corrupt chunk).
     pub fn decode(&self) -> Result<Vec<(i64, f64)>, ChunkError> {
         decode(&self.data, self.n)

@@ -6,7 +6,7 @@
 //! chunks live only there: memory keeps a `DiskChunk` index entry per chunk and reads
 //! the bytes with `pread` when a selection reaches them.
 
-use crate::chunk::{Chunk, ChunkBuilder, ChunkIter, RangeDecoder, SAMPLES_PER_CHUNK};
+use crate::chunk::{Chunk, ChunkBuilder, RangeDecoder, SAMPLES_PER_CHUNK};
 use crate::labels::{Labels, METRIC_NAME};
 use crate::store::is_stale;
 use parking_lot::Mutex;
@@ -205,13 +205,25 @@ impl HSeries {
         }
     }
 
-    /// Every sample, or the error of the first chunk that could not be read.
+    /// Every sample, or an error when a chunk could not be read or its bytes end
+    /// before its samples (damaged contents): what a merge rebuilds the series from,
+    /// so a partial read must not pass for the whole.
     pub(crate) fn try_all(&self, files: &Files) -> std::io::Result<Vec<(i64, f64)>> {
         let mut out = Vec::new();
+        let mut dec = RangeDecoder::default();
+        let mut damaged = false;
         read_disk_chunks(files, &self.disk, &mut |c, data| {
-            out.extend(ChunkIter::new(data, c.n));
+            damaged |= dec
+                .decode_into(data, c.n, i64::MIN, i64::MAX, &mut out)
+                .is_err();
         })?;
-        self.range_in_memory(i64::MIN, i64::MAX, &mut RangeDecoder::default(), &mut out);
+        if damaged {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a history chunk's bytes end before its samples",
+            ));
+        }
+        self.range_in_memory(i64::MIN, i64::MAX, &mut dec, &mut out);
         Ok(out)
     }
 

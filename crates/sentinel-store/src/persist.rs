@@ -1074,29 +1074,40 @@ mod tests {
 
     #[test]
     fn merge_into_a_series_whose_chunks_cannot_be_read_keeps_the_series() {
-        let (dir, h, mut p) = flushed(&[(0, 1000)]);
-        p.write_full(&h).unwrap();
-        drop(p);
-        let (back, r) = reload(dir.path());
-        r.unwrap();
-        let (_, disk_before) = residence(&back);
-        let samples_before = back.sample_count();
-        // The file shrinks under the sidecar (a damaged disk): its chunks cannot be read.
-        let (_, file) = list(dir.path()).unwrap().pop().unwrap();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_len(64)
-            .unwrap();
-        // An older sample of a stored series: a merge, which must read what is stored.
-        back.insert(&l(0), &[(500, 1.0)]);
-        assert_eq!(residence(&back).1, disk_before, "disk chunks still indexed");
-        assert_eq!(
-            back.sample_count(),
-            samples_before,
-            "nothing rebuilt from a partial read"
-        );
+        // The file shrinks under the sidecar (its chunks cannot be read), or its chunk
+        // bytes are overwritten in place (they read, but end before their samples).
+        for damage in ["shrunk", "overwritten"] {
+            let (dir, h, mut p) = flushed(&[(0, 1000)]);
+            p.write_full(&h).unwrap();
+            drop(p);
+            let (back, r) = reload(dir.path());
+            r.unwrap();
+            let (_, disk_before) = residence(&back);
+            let samples_before = back.sample_count();
+            let (_, file) = list(dir.path()).unwrap().pop().unwrap();
+            let f = fs::OpenOptions::new().write(true).open(&file).unwrap();
+            let len = f.metadata().unwrap().len();
+            if damage == "shrunk" {
+                f.set_len(64).unwrap();
+            } else {
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&vec![0xff; len as usize - 128], 64).unwrap();
+                assert_eq!(f.metadata().unwrap().len(), len);
+            }
+            // An older sample of a stored series: a merge, which must read what is
+            // stored.
+            back.insert(&l(0), &[(500, 1.0)]);
+            assert_eq!(
+                residence(&back).1,
+                disk_before,
+                "{damage}: disk chunks still indexed"
+            );
+            assert_eq!(
+                back.sample_count(),
+                samples_before,
+                "{damage}: nothing rebuilt from a partial read"
+            );
+        }
     }
 
     #[test]
