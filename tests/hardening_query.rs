@@ -75,9 +75,7 @@ fn nested_max_over_time(depth: usize) -> String {
 
 fn start(config: &str) -> (Sentinel, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Sentinel::start_in(dir.path(), config);
-    s.wait_ready();
-    (s, dir)
+    (Sentinel::start_ready_in(dir.path(), config), dir)
 }
 
 fn mb(kb: u64) -> f64 {

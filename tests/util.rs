@@ -51,6 +51,13 @@ impl Sentinel {
         Sentinel::start(&["--config", cfg.to_str().expect("utf-8 path")])
     }
 
+    /// [`Sentinel::start_in`], then [`Sentinel::wait_ready`].
+    pub fn start_ready_in(dir: &Path, config: &str) -> Sentinel {
+        let s = Sentinel::start_in(dir, config);
+        s.wait_ready();
+        s
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Sentinel {
         let mut cmd = Sentinel::command();
         cmd.args(["--listen", "127.0.0.1:0"]).args(args);

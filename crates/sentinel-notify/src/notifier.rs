@@ -44,8 +44,9 @@ fn history_key(at: DateTime<Utc>, seq: u64) -> String {
     )
 }
 
-/// A batch of alerts on its way to the dispatcher, with where it comes from.
-type Batch = (Origin, Vec<Alert>);
+/// A batch of rule alerts on its way to the dispatcher (posted alerts are taken by
+/// [`Notifier::send_external`] at once).
+type Batch = Vec<Alert>;
 
 struct Integration {
     name: String,
@@ -318,18 +319,13 @@ impl Notifier {
                 .min(Duration::from_secs(1));
             tokio::select! {
                 batch = rx.recv() => {
-                    let Some((origin, batch)) = batch else { return };
+                    let Some(batch) = batch else { return };
                     self.metrics.alerts_received.add(&[], batch.len() as f64);
                     let received = Instant::now();
                     let order = self.forward_order.lock();
                     let forwards = {
                         let mut d = self.dispatcher.lock();
-                        let refused = d.refused_external;
-                        let f = d.ingest_from(batch, origin, Utc::now());
-                        let refused = d.refused_external - refused;
-                        if refused > 0 {
-                            self.metrics.external_alerts_rejected.add(&[], refused as f64);
-                        }
+                        let f = d.ingest_from(batch, Origin::Rules, Utc::now());
                         history_in = self.new_history_records(&mut d);
                         f
                     };
@@ -822,7 +818,7 @@ impl AlertSink for Notifier {
         }
         // Unbounded: the rule engine's cadence bounds it, and dropping here would lose
         // alerts silently; the driver drains it continuously.
-        let _ = self.tx.send((Origin::Rules, alerts));
+        let _ = self.tx.send(alerts);
     }
 }
 

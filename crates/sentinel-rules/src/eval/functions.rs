@@ -415,6 +415,50 @@ pub const FUNCTIONS: &[(&str, FunctionKind)] = &[
     ("year", Instant),
 ];
 
+/// Functions of [`FUNCTIONS`] that, called with one argument that selects nothing,
+/// answer nothing and cannot fail: a range query over such a call of empty selections
+/// is answered without stepping (`eval::range`). Anything with a parameter, or that
+/// makes up series (`absent`, `vector`, `label_replace`), is not here.
+pub(super) const EMPTY_IN_EMPTY_OUT: &[&str] = &[
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "changes",
+    "resets",
+    "avg_over_time",
+    "min_over_time",
+    "max_over_time",
+    "sum_over_time",
+    "count_over_time",
+    "last_over_time",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "present_over_time",
+    "abs",
+    "ceil",
+    "floor",
+    "exp",
+    "sqrt",
+    "ln",
+    "log2",
+    "log10",
+    "sgn",
+    "timestamp",
+    "sort",
+    "sort_desc",
+];
+
+#[cfg(test)]
+#[test]
+fn every_empty_in_empty_out_function_is_one_the_evaluator_implements() {
+    for name in EMPTY_IN_EMPTY_OUT {
+        assert!(kind(name).is_some(), "{name} is not in FUNCTIONS");
+    }
+}
+
 /// The kind of a function, or `None` when the evaluator does not implement it.
 pub fn kind(name: &str) -> Option<FunctionKind> {
     FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)

@@ -1020,6 +1020,9 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// The newest sample of each series within the lookback, stale markers dropped. A
+    /// range query over a plain selector answers the same in one pass
+    /// (`range::last_per_step`): a change to this rule changes both.
     pub fn vector_selector(&self, vs: &VectorSelector) -> Vec<Sample> {
         let rt = self.ref_time(vs);
         let mint = rt.saturating_sub(LOOKBACK_MS);

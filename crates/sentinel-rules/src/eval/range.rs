@@ -3,6 +3,7 @@
 //! Prometheus returns them. Selections are made once for the whole range ([`Preload`])
 //! and sliced per step.
 
+use super::functions::EMPTY_IN_EMPTY_OUT;
 use super::{
     clamp_time, ms, unwrap_parens, Budget, EvalError, Evaluator, FxMap, Preload, RangeSeries,
     Sample,
@@ -159,7 +160,8 @@ fn plain_selector(
 
 /// At each step, the newest sample at or before the step's reference time and within
 /// the lookback, unless it is a stale marker: what [`Evaluator::vector_selector`] gives
-/// for one series, for all steps in one forward pass. Checks the deadline and the
+/// for one series, for all steps in one forward pass. A change to that rule changes both
+/// (`plain_selector_range_answers_as_per_step_evaluation` compares them). Checks the deadline and the
 /// samples left every 4,096 steps, so one long series cannot outrun either.
 fn last_per_step(
     ev: &mut Evaluator<'_>,
@@ -225,14 +227,7 @@ fn selects_nothing(ev: &Evaluator<'_>, expr: &Expr) -> bool {
         Expr::Call(c) => {
             let args = &c.args.args;
             match (c.func.name, args.len()) {
-                (
-                    "rate" | "irate" | "increase" | "delta" | "idelta" | "deriv" | "changes"
-                    | "resets" | "avg_over_time" | "min_over_time" | "max_over_time"
-                    | "sum_over_time" | "count_over_time" | "last_over_time" | "stddev_over_time"
-                    | "stdvar_over_time" | "present_over_time" | "abs" | "ceil" | "floor" | "exp"
-                    | "sqrt" | "ln" | "log2" | "log10" | "sgn" | "timestamp" | "sort" | "sort_desc",
-                    1,
-                ) => selects_nothing(ev, &args[0]),
+                (name, 1) if EMPTY_IN_EMPTY_OUT.contains(&name) => selects_nothing(ev, &args[0]),
                 ("histogram_quantile", 2) => {
                     matches!(unwrap_parens(&args[0]), Expr::NumberLiteral(_))
                         && selects_nothing(ev, &args[1])
